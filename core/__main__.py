@@ -1,0 +1,133 @@
+"""Command line: python -m core {build, validate, cache, bench} ..."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+
+from core.catalog import CATALOG_ENV, CatalogError, default_catalog_spec, load_catalog
+
+
+def _progress_bars():
+    from tqdm import tqdm
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return progress
+
+
+def _catalog(args):
+    spec = args.catalog or default_catalog_spec()
+    catalog = load_catalog(spec, args.limit)
+    if args.catalog is None and spec.startswith("synthetic"):
+        print(f"note: no catalogue named and ../shared/data/hm not found: using the SYNTHETIC catalogue "
+              f"(simulated customers). Point Atelier at real data with --catalog DIR or {CATALOG_ENV}=DIR.",
+              file=sys.stderr)
+    return catalog
+
+
+def _backbone(name: str):
+    from core.embed import WeightsUnavailable, create_backbone
+    try:
+        backbone = create_backbone(name)
+    except WeightsUnavailable as e:
+        sys.exit(f"error: {e}")
+    for note in backbone.notes:
+        print(f"backbone: {note}", file=sys.stderr)
+    if backbone.warning:
+        print(f"WARNING: {backbone.warning}", file=sys.stderr)
+    return backbone
+
+
+def cmd_validate(args) -> None:
+    catalog = _catalog(args)
+    print(f"{catalog.name}: {catalog.counts()}")
+    print(catalog.report.summary())
+
+
+def cmd_build(args) -> None:
+    from core.cache import ArtefactCache
+    from core.pipeline import build
+    catalog = _catalog(args)
+    print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
+    print(catalog.report.summary(), file=sys.stderr)
+    backbone = _backbone(args.backbone)
+    t = time.perf_counter()
+    built = build(catalog, backbone, ArtefactCache(), progress=_progress_bars())
+    print(built.report.summary(), file=sys.stderr)
+    print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
+                      "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
+                      "texts_embedded": built.stats.texts_embedded,
+                      "seconds": round(time.perf_counter() - t, 2)}))
+
+
+def cmd_cache(args) -> None:
+    from core.cache import ArtefactCache
+    cache = ArtefactCache()
+    if args.action == "clear":
+        print(f"removed {cache.clear(args.kind)} file(s) from {cache.root}")
+        return
+    entries = cache.entries()
+    total = 0
+    for e in entries:
+        total += e.bytes
+        what = e.meta.get("config", {}) if not e.meta.get("corrupt") else "CORRUPT (will be recomputed)"
+        print(f"{e.kind:<40} {e.key:<26} {e.bytes / 1e6:8.2f} MB  {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.modified))}  {what}")
+    print(f"{len(entries)} artefact file(s), {total / 1e6:.1f} MB in {cache.root}")
+
+
+def cmd_bench(args) -> None:
+    from core import bench
+    from core.cache import ArtefactCache
+    backbone = _backbone(args.backbone)
+    spec = args.catalog or default_catalog_spec()
+    fn = {"embed": bench.bench_embed, "search": bench.bench_search}[args.what]
+    print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Atelier: build and inspect artefacts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def catalog_args(p):
+        p.add_argument("--catalog", help=f"catalogue folder (H&M or generic layout) or 'synthetic[:n[:seed]]'; "
+                                         f"default ${CATALOG_ENV}, else ../shared/data/hm, else synthetic")
+        p.add_argument("--limit", type=int, help="use only the first N products")
+
+    p = sub.add_parser("validate", help="load a catalogue and print its validation report")
+    catalog_args(p)
+    p.set_defaults(fn=cmd_validate)
+    p = sub.add_parser("build", help="compute embeddings, indexes and neighbour tables (cached)")
+    catalog_args(p)
+    p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
+    p.set_defaults(fn=cmd_build)
+    p = sub.add_parser("cache", help="list or clear cached artefacts")
+    p.add_argument("action", choices=["ls", "clear"])
+    p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
+    p.set_defaults(fn=cmd_cache)
+    p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
+    p.add_argument("what", choices=["embed", "search"])
+    catalog_args(p)
+    p.add_argument("--backbone", default="auto")
+    p.set_defaults(fn=cmd_bench)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        args.fn(args)
+    except CatalogError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

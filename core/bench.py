@@ -1,0 +1,123 @@
+"""Benchmarks that print numbers: embedding throughput and incremental rebuilds, search latency."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import ImageOps
+
+from core.cache import ArtefactCache
+from core.catalog import Catalog, load_catalog, product_sentences
+from core.embed import Backbone, encode_images, load_image
+from core.pipeline import BuildConfig, build
+
+
+def _percentiles(seconds: list[float], prefix: str) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {f"{prefix}_p50_ms": round(float(np.percentile(ms, 50)), 4),
+            f"{prefix}_p99_ms": round(float(np.percentile(ms, 99)), 4)}
+
+
+def naive_images_per_s(backbone: Backbone, paths: list[str]) -> float:
+    """The naive loop: open, preprocess and encode one image at a time."""
+    t = time.perf_counter()
+    for p in paths:
+        backbone.encode_image(backbone.preprocess(load_image(p))[None])
+    return len(paths) / (time.perf_counter() - t)
+
+
+def with_new_products(catalog: Catalog, n: int, image_dir: Path) -> Catalog:
+    """``catalog`` plus ``n`` new products: mirrored copies of existing photos under new ids and titles."""
+    src = catalog.products[catalog.products["image_path"] != ""].iloc[:n].copy()
+    image_dir.mkdir(parents=True, exist_ok=True)
+    new_ids = [f"new{i:06d}" for i in range(len(src))]
+    paths = []
+    for pid, path in zip(new_ids, src["image_path"]):
+        out = image_dir / f"{pid}.png"
+        ImageOps.mirror(load_image(path)).save(out)
+        paths.append(str(out))
+    src.index = pd.Index(new_ids, name="product_id")
+    src["image_path"] = paths
+    src["title"] = "New " + src["title"]
+    src["sentence"] = product_sentences(src)
+    return dataclasses.replace(catalog, products=pd.concat([catalog.products, src]))
+
+
+def bench_embed(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
+                sample: int = 256, naive_sample: int = 32, cfg: BuildConfig = BuildConfig()) -> dict:
+    catalog = load_catalog(spec, limit)
+    paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()
+    backbone.encode_image(backbone.preprocess(load_image(paths[0]))[None])  # warm-up
+    t = time.perf_counter()
+    encode_images(backbone, paths[:sample], cfg.batch_size, cfg.workers)
+    images_per_s = min(sample, len(paths)) / (time.perf_counter() - t)
+    naive = naive_images_per_s(backbone, paths[:naive_sample])
+
+    t = time.perf_counter()
+    first = build(catalog, backbone, cache, cfg)
+    first_s = time.perf_counter() - t
+    t = time.perf_counter()
+    warm = build(load_catalog(spec, limit), backbone, cache, cfg)
+    warm_s = time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # a copy of the embedding rows, so the benchmark's new products never enter the real cache
+        scratch = ArtefactCache(Path(tmp) / "cache")
+        if (cache.root / "rows").is_dir():
+            shutil.copytree(cache.root / "rows", scratch.root / "rows")
+        grown = with_new_products(catalog, 100, Path(tmp) / "new")
+        t = time.perf_counter()
+        added = build(grown, backbone, scratch, cfg)
+        added_s = time.perf_counter() - t
+    return {
+        "catalog": catalog.name, "n_items": len(catalog.products), "backbone": backbone.name,
+        "weights": backbone.weights, "batch_size": cfg.batch_size, "decode_threads": cfg.workers,
+        "images_per_s": round(images_per_s, 2), "naive_images_per_s": round(naive, 2),
+        "speedup_vs_naive": round(images_per_s / naive, 2), "throughput_sample": min(sample, len(paths)),
+        "naive_sample": min(naive_sample, len(paths)),
+        "first_build_s": round(first_s, 2), "first_build_images_embedded": first.stats.images_embedded,
+        "warm_rebuild_s": round(warm_s, 3), "warm_rebuild_images_embedded": warm.stats.images_embedded,
+        "warm_rebuild_steps_s": {k: round(v, 3) for k, v in warm.stats.seconds.items()},
+        "incremental_added": 100, "incremental_embedded": added.stats.images_embedded,
+        "incremental_texts_embedded": added.stats.texts_embedded, "incremental_s": round(added_s, 2),
+    }
+
+
+def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
+                 n_product: int = 2000, n_text: int = 100, n_photo: int = 50, k: int = 10, seed: int = 0,
+                 cfg: BuildConfig = BuildConfig()) -> dict:
+    catalog = load_catalog(spec, limit)
+    built = build(catalog, backbone, cache, cfg)
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(built.indexes["image"].ids, size=n_product)
+    out = {"catalog": catalog.name, "n_items": len(catalog.products), "backbone": backbone.name, "k": k,
+           "index": cfg.index.factory}
+
+    def timed(fn, args) -> list[float]:
+        fn(args[0])  # warm-up
+        times = []
+        for a in args:
+            t = time.perf_counter()
+            fn(a)
+            times.append(time.perf_counter() - t)
+        return times
+
+    out |= _percentiles(timed(lambda pid: built.neighbours(pid, "image", k), ids), "product")
+    index = built.indexes["image"]
+    vectors = [index.reconstruct(pid) for pid in ids]
+    out |= _percentiles(timed(lambda v: index.search(v, k + 1), vectors), "product_scan")
+    sentences = rng.choice(catalog.products["sentence"].to_numpy(), size=n_text)
+    queries = [s.split(":")[0] + " " + s.split(":")[1].split(",")[0] for s in sentences]  # "Strap top  a black..."
+    out |= _percentiles(timed(lambda q: built.search(built.text_query(q), "image", k), queries), "text")
+    text_vectors = [built.text_query(q) for q in queries]
+    out |= _percentiles(timed(lambda v: built.search(v, "image", k), text_vectors), "text_search_only")
+    photos = rng.choice(catalog.products["image_path"][catalog.products["image_path"] != ""].to_numpy(),
+                        size=n_photo)
+    out |= _percentiles(timed(lambda p: built.search(built.photo_query(p), "image", k), photos), "photo")
+    out |= {"n_product_queries": n_product, "n_text_queries": n_text, "n_photo_queries": n_photo}
+    return out

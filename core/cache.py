@@ -1,0 +1,266 @@
+"""Artefact cache: content-keyed, atomically written, self-checking files under cache/.
+
+An artefact is a dict of numpy arrays stored as one ``.npz`` file at
+``<root>/<kind>/<key>.npz``; its key hashes its config and a fingerprint of exactly
+the inputs it depends on. Writes go to a temporary file that is renamed into place,
+so readers never see half a file; a truncated or corrupt file fails the zip CRC
+check on load, is deleted and recomputed. A per-artefact ``flock`` makes a second
+process wait for the first one's result instead of computing it again.
+
+:class:`RowStore` keeps per-product rows (embeddings) keyed by a digest of each
+product's content, so adding or changing 100 products computes those 100 only.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from core.catalog import PROJECT_ROOT
+
+CACHE_ENV = "ATELIER_CACHE"
+META = "__meta__"
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """``$ATELIER_CACHE``, else ``cache/`` in the project."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env).expanduser() if env else PROJECT_ROOT / "cache"
+
+
+def digest(*parts: object) -> str:
+    """A short stable hash of strings, bytes, numpy arrays and JSON-able values."""
+    h = hashlib.blake2b(digest_size=12)
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(str((p.dtype, p.shape)).encode())
+            h.update(np.ascontiguousarray(p).data)
+        elif isinstance(p, bytes):
+            h.update(p)
+        elif isinstance(p, str):
+            h.update(p.encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """Hash of a file's bytes ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=12)).hexdigest()
+    except OSError:
+        return ""
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, **{META: np.array(json.dumps(meta, default=str))})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Arrays and meta of a complete file; None if missing. Raises on a corrupt file."""
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}  # reading every member checks its CRC
+    meta = json.loads(str(arrays.pop(META)))
+    return arrays, meta
+
+
+CORRUPT = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, json.JSONDecodeError)
+
+
+@dataclass
+class Entry:
+    kind: str
+    key: str
+    path: Path
+    bytes: int
+    modified: float
+    meta: dict
+
+
+class ArtefactCache:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else cache_root()
+
+    @staticmethod
+    def key(cfg: dict, fingerprint: str) -> str:
+        return digest(cfg, fingerprint)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{key}.npz"
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str, shared: bool = False) -> Iterator[None]:
+        """An advisory lock between processes on one artefact (``flock``, Linux/macOS)."""
+        lock_path = self.root / kind / f".{key}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def load(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
+        """The artefact's arrays, or None if absent; a corrupt file is deleted and reported as absent."""
+        path = self.path(kind, key)
+        try:
+            got = _read_npz(path)
+        except CORRUPT as e:
+            log.warning("cache: %s is corrupt (%s); deleting it so it is recomputed", path, e)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return None if got is None else got[0]
+
+    def save(self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict | None = None) -> Path:
+        path = self.path(kind, key)
+        _write_npz(path, arrays, {"kind": kind, "key": key, "created": time.time(), **(meta or {})})
+        return path
+
+    def get_or_compute(self, kind: str, cfg: dict, fingerprint: str,
+                       compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Load the artefact for (cfg, fingerprint), computing and saving it once on a miss."""
+        key = self.key(cfg, fingerprint)
+        hit = self.load(kind, key)
+        if hit is not None:
+            return hit
+        with self.lock(kind, key):
+            hit = self.load(kind, key)  # another process may have built it while we waited
+            if hit is not None:
+                return hit
+            arrays = compute()
+            self.save(kind, key, arrays, {"config": cfg, "fingerprint": fingerprint})
+            return arrays
+
+    def entries(self) -> list[Entry]:
+        out = []
+        if not self.root.is_dir():
+            return out
+        for path in sorted(self.root.rglob("*.npz")):
+            if path.name.startswith("."):
+                continue
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    meta = json.loads(str(z[META])) if META in z.files else {}
+            except CORRUPT:
+                meta = {"corrupt": True}
+            st = path.stat()
+            kind = str(path.parent.relative_to(self.root))
+            out.append(Entry(kind, path.stem, path, st.st_size, st.st_mtime, meta))
+        return out
+
+    def usage(self) -> tuple[int, int]:
+        """(number of artefact files, total bytes), without opening them."""
+        sizes = [p.stat().st_size for p in self.root.rglob("*.npz")] if self.root.is_dir() else []
+        return len(sizes), sum(sizes)
+
+    def clear(self, kind: str | None = None) -> int:
+        """Delete every artefact (or one kind's); returns the number of files removed."""
+        target = self.root / kind if kind else self.root
+        if not target.exists():
+            return 0
+        n = sum(1 for p in target.rglob("*") if p.is_file())
+        shutil.rmtree(target)
+        return n
+
+
+class RowStore:
+    """Rows of one model's output per content key, e.g. image embeddings keyed by the photo's digest.
+
+    Stored as shards ``<root>/rows/<name>/<config key>/shard-*.npz`` (arrays ``keys``
+    (n,) str and ``rows`` (n, d) float32); new rows go into a new shard, and shards
+    are merged once there are more than ``max_shards``.
+    """
+
+    def __init__(self, cache: ArtefactCache, name: str, cfg: dict, max_shards: int = 8):
+        self.cache = cache
+        self.kind = f"rows/{name}/{ArtefactCache.key(cfg, '')}"
+        self.dir = cache.root / self.kind
+        self.cfg = cfg
+        self.max_shards = max_shards
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-*.npz")) if self.dir.is_dir() else []
+
+    def _load_all(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        keys, rows = [], []
+        for path in self._shards():
+            try:
+                got = _read_npz(path)
+            except CORRUPT as e:
+                log.warning("cache: shard %s is corrupt (%s); deleting it, its rows will be recomputed", path, e)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            if got is not None:
+                keys.append(got[0]["keys"])
+                rows.append(got[0]["rows"])
+        return keys, rows
+
+    def get(self, keys: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
+        """Rows for ``keys`` in order, (n, d) float32 (None if the store is empty), and a (n,) bool
+        mask of the keys found; rows of missing keys are zero."""
+        with self.cache.lock(self.kind, "store", shared=True):
+            skeys, srows = self._load_all()
+        found = np.zeros(len(keys), dtype=bool)
+        if not skeys:
+            return None, found
+        all_keys = np.concatenate(skeys)
+        all_rows = np.concatenate(srows)
+        position = {k: i for i, k in enumerate(all_keys.tolist())}
+        idx = np.array([position.get(k, -1) for k in keys], dtype=np.int64)
+        found = idx >= 0
+        out = np.zeros((len(keys), all_rows.shape[1]), dtype=np.float32)
+        out[found] = all_rows[idx[found]]
+        return out, found
+
+    def put(self, keys: list[str], rows: np.ndarray) -> None:
+        """Add rows (n, d) for ``keys``; merges shards when there are too many."""
+        if len(keys) == 0:
+            return
+        with self.cache.lock(self.kind, "store"):
+            _write_npz(self.dir / f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz",
+                       {"keys": np.asarray(keys, dtype=str), "rows": np.asarray(rows, dtype=np.float32)},
+                       {"config": self.cfg})
+            shards = self._shards()
+            if len(shards) > self.max_shards:
+                skeys, srows = self._load_all()
+                all_keys = np.concatenate(skeys)
+                _, first = np.unique(all_keys, return_index=True)
+                _write_npz(self.dir / f"shard-{time.time_ns():020d}-merged.npz",
+                           {"keys": all_keys[first], "rows": np.concatenate(srows)[first]}, {"config": self.cfg})
+                for p in shards:
+                    p.unlink()
+
+    def __len__(self) -> int:
+        keys, _ = self._load_all()
+        return int(sum(len(k) for k in keys))

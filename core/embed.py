@@ -1,0 +1,317 @@
+"""Embedding backbones (a registry of open_clip-style models) and batched image/text encoding.
+
+Names understood by :func:`create_backbone`:
+
+``openclip:<model>/<pretrained tag>``   e.g. ``openclip:ViT-B-32/laion2b_s34b_b79k`` (the default)
+``openclip:<model>/<checkpoint path>``  a local open_clip checkpoint file
+``openclip:hf-hub:<org>/<repo>``        an open_clip model on the Hugging Face hub
+``random:<model>``                      seeded random weights, for tests and plumbing only
+``auto``                                the default pretrained weights when they can be had, else
+                                        (until an offline pretrained backbone lands) random weights
+                                        with a warning that says so
+
+Weights are looked for in the local caches first (with the hub in offline mode); a
+download is only tried when the network is reachable and ``ATELIER_OFFLINE`` is unset.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+DEFAULT_BACKBONE = "openclip:ViT-B-32/laion2b_s34b_b79k"
+RANDOM_FALLBACK = "random:ViT-B-32"
+OFFLINE_ENV = "ATELIER_OFFLINE"
+HUB_HOST = "huggingface.co"
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"  # atelier-tiny: a small random model for tests
+WHITE = (255, 255, 255)
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be loaded; the message says what was tried and what to do."""
+
+
+class ImageError(ValueError):
+    """A file that is not a readable image."""
+
+
+# ---------------------------------------------------------------- images
+
+def load_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
+    """Open and decode an image as RGB; transparency is composited onto white."""
+    try:
+        with Image.open(source) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "P"):
+                img = img.convert("RGBA")
+                canvas = Image.new("RGB", img.size, WHITE)
+                canvas.paste(img, mask=img.getchannel("A"))
+                return canvas
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        name = getattr(source, "name", source)
+        raise ImageError(f"{name}: not a readable image ({e.__class__.__name__}: {e})") from e
+
+
+def pad_to_square(img: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Pad to a square on ``fill`` so a centre crop keeps the whole garment (the photos are 2:3)."""
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+class PadThen:
+    """``pad_to_square`` followed by a model's own preprocessing: PIL image -> (3, H, W) tensor."""
+
+    def __init__(self, preprocess: Callable[[Image.Image], torch.Tensor]):
+        self.preprocess = preprocess
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.preprocess(pad_to_square(img))
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero); float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+# ---------------------------------------------------------------- backbones
+
+@dataclass
+class Backbone:
+    """An image-text model with one joint space, as open_clip gives it."""
+    name: str
+    model: torch.nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    weights: str  # "pretrained" or "random"
+    notes: list[str] = field(default_factory=list)  # how it was chosen, warnings to show users
+
+    @functools.cached_property
+    def dim(self) -> int:
+        return int(self.encode_text(["x"]).shape[1])
+
+    @property
+    def warning(self) -> str | None:
+        if self.weights == "random":
+            return (f"'{self.name}' has RANDOM weights: its neighbours and clusters are not meaningful. "
+                    "Use pretrained weights for real results (see README, 'Backbones').")
+        return None
+
+    def cache_config(self) -> dict:
+        """What identifies this backbone's outputs in the artefact cache."""
+        return {"backbone": self.name, "preprocess": "pad-square-white", "version": 1}
+
+    @torch.inference_mode()
+    def encode_image(self, batch: torch.Tensor) -> np.ndarray:
+        """(b, 3, H, W) preprocessed images -> (b, d) float32, rows L2-normalised."""
+        return l2_normalise(self.model.encode_image(batch).float().numpy())
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """b strings -> (b, d) float32, rows L2-normalised."""
+        return l2_normalise(self.model.encode_text(self.tokenizer(list(texts))).float().numpy())
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Make huggingface_hub answer from its local cache only, failing fast instead of retrying."""
+    from huggingface_hub import constants
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def network_reason() -> str | None:
+    """Why downloads are skipped (offline by setting or no route to the hub), or None to try them."""
+    for env in (OFFLINE_ENV, "HF_HUB_OFFLINE"):
+        if os.environ.get(env, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{env} is set"
+    result: list = []
+
+    def lookup() -> None:
+        try:
+            result.append(socket.getaddrinfo(HUB_HOST, 443))
+        except OSError as e:
+            result.append(e)
+
+    t = threading.Thread(target=lookup, daemon=True)
+    t.start()
+    t.join(3.0)
+    if not result:
+        return f"no answer from DNS for {HUB_HOST} within 3 s"
+    if isinstance(result[0], OSError):
+        return f"cannot resolve {HUB_HOST} ({result[0]})"
+    return None
+
+
+def _create_openclip(model_name: str, pretrained: str | None, seed: int = 0):
+    import open_clip
+    open_clip.add_model_config(MODEL_CONFIGS)
+    torch.manual_seed(seed)  # random towers are reproducible; pretrained ones overwrite them
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    model.eval()
+    return model, PadThen(preprocess), tokenizer
+
+
+def _openclip(spec: str) -> Backbone:
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        model_name, pretrained = spec, None
+    else:
+        model_name, _, pretrained = spec.partition("/")
+        if not pretrained:
+            raise WeightsUnavailable(f"openclip:{spec}: no weights named. Use openclip:<model>/<pretrained tag or "
+                                     f"checkpoint path>, e.g. {DEFAULT_BACKBONE}, or random:{spec} for random weights.")
+    name = f"openclip:{spec}"
+    if pretrained and (os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".pth", ".safetensors"))):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"{name}: checkpoint file {path} not found.")
+        try:
+            return Backbone(name, *_create_openclip(model_name, str(path)), "pretrained", [f"weights from {path}"])
+        except Exception as e:  # open_clip raises many kinds on a bad checkpoint
+            raise WeightsUnavailable(f"{name}: could not load checkpoint {path}: {e}") from e
+    tried = []
+    try:
+        with _hub_offline():
+            return Backbone(name, *_create_openclip(model_name, pretrained), "pretrained",
+                            ["weights from the local cache"])
+    except Exception as e:
+        tried.append(f"the local cache (~/.cache/huggingface, ~/.cache/clip): {str(e).splitlines()[0][:200]}")
+    reason = network_reason()
+    if reason is None:
+        try:
+            return Backbone(name, *_create_openclip(model_name, pretrained), "pretrained", ["weights downloaded"])
+        except Exception as e:
+            tried.append(f"a download: {str(e).splitlines()[0][:200]}")
+    else:
+        tried.append(f"no download: {reason}")
+    raise WeightsUnavailable(
+        f"{name}: pretrained weights could not be loaded. Tried " + "; ".join(tried) + ". "
+        "Fix: run once with internet access so the weights are cached, or pass a local checkpoint "
+        f"(openclip:{model_name}/path/to/open_clip_model.safetensors); random:{model_name} gives random weights "
+        "for testing only.")
+
+
+def _random(spec: str) -> Backbone:
+    model_name, _, seed = spec.partition("/")
+    return Backbone(f"random:{spec}", *_create_openclip(model_name, None, int(seed or 0)), "random",
+                    ["random weights, named as such"])
+
+
+def _auto(spec: str) -> Backbone:
+    try:
+        backbone = _openclip(DEFAULT_BACKBONE.removeprefix("openclip:"))
+        backbone.notes.insert(0, f"auto: pretrained {DEFAULT_BACKBONE} found")
+        return backbone
+    except WeightsUnavailable as e:
+        backbone = _random(RANDOM_FALLBACK.removeprefix("random:"))
+        backbone.notes = [f"auto: fell back to {RANDOM_FALLBACK} because {e}"]
+        return backbone
+
+
+BACKBONES: dict[str, Callable[[str], Backbone]] = {"auto": _auto, "openclip": _openclip, "random": _random}
+
+
+def list_backbones() -> list[str]:
+    """Example names, one per kind of backbone."""
+    return ["auto", DEFAULT_BACKBONE, "openclip:<model>/<checkpoint path>", "openclip:hf-hub:<org>/<repo>",
+            RANDOM_FALLBACK, "random:atelier-tiny"]
+
+
+def create_backbone(name: str = "auto") -> Backbone:
+    kind, _, spec = name.partition(":")
+    if kind not in BACKBONES:
+        raise ValueError(f"unknown backbone '{name}'; known kinds: {', '.join(BACKBONES)} "
+                         f"(e.g. {', '.join(list_backbones())})")
+    torch.set_grad_enabled(False)
+    return BACKBONES[kind](spec)
+
+
+# ---------------------------------------------------------------- encoding
+
+def _prepare(backbone: Backbone, path: str) -> torch.Tensor | ImageError:
+    try:
+        return backbone.preprocess(load_image(path))
+    except ImageError as e:
+        return e
+
+
+def encode_images(backbone: Backbone, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
+                  progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Encode image files in batches, decoding the next batch in threads while the model runs.
+
+    Returns (n, d) float32 rows L2-normalised (zero rows for unreadable files) and
+    {row: error message} for those files.
+    """
+    n = len(paths)
+    out: np.ndarray | None = None
+    errors: dict[int, str] = {}
+    starts = list(range(0, n, batch_size))
+
+    def submit(pool: ThreadPoolExecutor, start: int) -> list[Future]:
+        return [pool.submit(_prepare, backbone, p) for p in paths[start:start + batch_size]]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = submit(pool, 0) if starts else []
+        for b, start in enumerate(starts):
+            ready = [f.result() for f in pending]
+            pending = submit(pool, starts[b + 1]) if b + 1 < len(starts) else []
+            good = [i for i, t in enumerate(ready) if isinstance(t, torch.Tensor)]
+            for i, t in enumerate(ready):
+                if not isinstance(t, torch.Tensor):
+                    errors[start + i] = str(t)
+            if good:
+                emb = backbone.encode_image(torch.stack([ready[i] for i in good]))
+                if out is None:
+                    out = np.zeros((n, emb.shape[1]), dtype=np.float32)
+                out[[start + i for i in good]] = emb
+            if progress:
+                progress(min(start + batch_size, n), n)
+    if out is None:
+        out = np.zeros((n, backbone.dim), dtype=np.float32)
+    return out, errors
+
+
+def encode_texts(backbone: Backbone, texts: Sequence[str], batch_size: int = 256,
+                 progress: Progress | None = None) -> np.ndarray:
+    """(n, d) float32 rows L2-normalised."""
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        rows.append(backbone.encode_text(texts[start:start + batch_size]))
+        if progress:
+            progress(min(start + batch_size, len(texts)), len(texts))
+    return np.concatenate(rows) if rows else np.zeros((0, backbone.dim), dtype=np.float32)
+
+
+def fuse(image: np.ndarray, text: np.ndarray, weight: float, has_image: np.ndarray | None = None) -> np.ndarray:
+    """Hybrid embedding: normalise(weight * image + (1 - weight) * text), rows (n, d) L2-normalised.
+    Rows without a photo (``has_image`` False) are the text embedding alone."""
+    hybrid = l2_normalise(weight * image + (1.0 - weight) * text)
+    if has_image is not None:
+        hybrid[~has_image] = text[~has_image]
+    return hybrid

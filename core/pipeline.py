@@ -1,0 +1,183 @@
+"""Building a catalogue's artefacts: per-product embeddings (cached by content), indexes, neighbour tables.
+
+Used alike by the CLI (``python -m core build``), the benchmarks and the app.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import IO, Callable
+
+import numpy as np
+import pandas as pd
+
+from core.cache import ArtefactCache, RowStore, digest, file_digest
+from core.catalog import Catalog, ValidationReport
+from core.embed import Backbone, encode_images, encode_texts, fuse, load_image
+from core.index import IndexConfig, VectorIndex, neighbour_table
+
+KINDS = ("image", "text", "hybrid")
+StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    # Image share of the hybrid embedding. 0.5 is a neutral start; a later issue picks it by measurement.
+    hybrid_weight: float = 0.5
+    batch_size: int = 64
+    workers: int = 2  # threads decoding photos while the model runs
+    save_every: int = 1024  # rows written to the cache per chunk, so an interrupted build keeps its work
+    index: IndexConfig = IndexConfig()
+    table_k: int = 50  # precomputed neighbours per product; larger k falls back to a search
+
+
+@dataclass
+class Embeddings:
+    """Per-product embeddings, rows aligned with ``ids``."""
+    ids: np.ndarray  # (n,) str product ids
+    image: np.ndarray  # (n, d) float32, rows L2-normalised; zero rows where there is no readable photo
+    text: np.ndarray  # (n, d) float32, rows L2-normalised
+    has_image: np.ndarray  # (n,) bool
+
+    def matrix(self, kind: str, weight: float) -> tuple[np.ndarray, np.ndarray]:
+        """The (m, d) rows of one kind and their (m,) product ids; "image" keeps products with a photo."""
+        if kind == "image":
+            return self.image[self.has_image], self.ids[self.has_image]
+        if kind == "text":
+            return self.text, self.ids
+        if kind == "hybrid":
+            return fuse(self.image, self.text, weight, self.has_image), self.ids
+        raise ValueError(f"unknown embedding kind '{kind}'; one of {KINDS}")
+
+
+@dataclass
+class BuildStats:
+    images_embedded: int = 0
+    texts_embedded: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _stage(progress: StageProgress | None, name: str, offset: int = 0,
+           total: int | None = None) -> Callable[[int, int], None] | None:
+    """A (done, total) callback for one chunk of a stage, reported as progress of the whole stage."""
+    if progress is None:
+        return None
+    return lambda done, n: progress(name, offset + done, total if total is not None else n)
+
+
+def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
+                  progress: StageProgress | None = None) -> tuple[Embeddings, BuildStats, ValidationReport]:
+    """Image and text embeddings of every product; only content not already in the cache is encoded."""
+    stats, report = BuildStats(), ValidationReport()
+    products = catalog.products
+    ids = products.index.to_numpy(dtype=str)
+    t = time.perf_counter()
+    paths = products["image_path"].tolist()
+    image_keys = [file_digest(p) if p else "" for p in paths]
+    text_keys = [digest(s) for s in products["sentence"].tolist()]
+    stats.seconds["fingerprint"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    store = RowStore(cache, "image", backbone.cache_config())
+    image, found = store.get(image_keys)
+    if image is None:
+        image = np.zeros((len(ids), backbone.dim), dtype=np.float32)
+    todo = [i for i, k in enumerate(image_keys) if k and not found[i]]
+    errors: dict[int, str] = {}
+    for start in range(0, len(todo), cfg.save_every):  # saved chunk by chunk: an interrupted build resumes
+        part = todo[start:start + cfg.save_every]
+        rows, failed = encode_images(backbone, [paths[i] for i in part], cfg.batch_size, cfg.workers,
+                                     _stage(progress, "embedding photos", start, len(todo)))
+        good = [j for j in range(len(part)) if j not in failed]
+        image[[part[j] for j in good]] = rows[good]
+        found[[part[j] for j in good]] = True
+        store.put([image_keys[part[j]] for j in good], rows[good])
+        stats.images_embedded += len(good)
+        errors |= {part[j]: m for j, m in failed.items()}
+    report.add("images", "unreadable image files", [f"{ids[i]}: {m}" for i, m in errors.items()],
+               "product kept without a photo")
+    has_image = np.array([bool(k) for k in image_keys]) & found
+    stats.seconds["images"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    store = RowStore(cache, "text", backbone.cache_config())
+    text, found = store.get(text_keys)
+    if text is None:
+        text = np.zeros((len(ids), backbone.dim), dtype=np.float32)
+    todo = np.flatnonzero(~found)
+    sentences = products["sentence"].tolist()
+    for start in range(0, len(todo), cfg.save_every):
+        part = todo[start:start + cfg.save_every]
+        rows = encode_texts(backbone, [sentences[i] for i in part],
+                            progress=_stage(progress, "embedding text", start, len(todo)))
+        text[part] = rows
+        store.put([text_keys[i] for i in part], rows)
+        stats.texts_embedded += len(part)
+    stats.seconds["texts"] = time.perf_counter() - t
+    return Embeddings(ids, image, text, has_image), stats, report
+
+
+@dataclass
+class Built:
+    """Everything the app and the CLI query: embeddings, one index and neighbour table per kind."""
+    catalog: Catalog
+    backbone: Backbone
+    cfg: BuildConfig
+    embeddings: Embeddings
+    indexes: dict[str, VectorIndex]
+    tables: dict[str, dict[str, np.ndarray]]
+    stats: BuildStats
+    report: ValidationReport
+
+    def neighbours(self, product_id: str, kind: str, k: int = 10) -> pd.DataFrame:
+        """Top-k products most similar to ``product_id`` (itself excluded): columns product_id, score.
+        Raises KeyError for an unknown id; empty for a product without a photo in image space."""
+        if product_id not in self.catalog.products.index:
+            raise KeyError(f"unknown product id '{product_id}'")
+        index = self.indexes[kind]
+        row = index.row.get(product_id)
+        if row is None:
+            return pd.DataFrame({"product_id": pd.Series(dtype=str), "score": pd.Series(dtype=np.float32)})
+        table = self.tables[kind]
+        if k <= table["rows"].shape[1]:
+            rows, scores = table["rows"][row, :k], table["scores"][row, :k]
+        else:
+            s, r = index.search(index.reconstruct(product_id), k + 1)
+            keep = r[0] != row
+            rows, scores = r[0][keep][:k], s[0][keep][:k]
+        keep = rows >= 0
+        return pd.DataFrame({"product_id": index.ids[rows[keep]], "score": scores[keep]})
+
+    def search(self, query: np.ndarray, kind: str, k: int = 10) -> pd.DataFrame:
+        """Top-k products for a (d,) query vector in the space of ``kind``."""
+        s, r = self.indexes[kind].search(query, k)
+        keep = r[0] >= 0
+        return pd.DataFrame({"product_id": self.indexes[kind].ids[r[0][keep]], "score": s[0][keep]})
+
+    def text_query(self, text: str) -> np.ndarray:
+        """(d,) embedding of a text query; ValueError for an empty one."""
+        if not text or not text.strip():
+            raise ValueError("empty query: type a few words, e.g. 'red striped dress'")
+        return self.backbone.encode_text([text.strip()])[0]
+
+    def photo_query(self, source: str | IO[bytes]) -> np.ndarray:
+        """(d,) embedding of an uploaded photo; ImageError for a file that is not an image."""
+        return self.backbone.encode_image(self.backbone.preprocess(load_image(source))[None])[0]
+
+
+def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
+          progress: StageProgress | None = None) -> Built:
+    """Embed (incrementally), index and tabulate neighbours for every embedding kind."""
+    embeddings, stats, report = embed_catalog(catalog, backbone, cache, cfg, progress)
+    indexes, tables = {}, {}
+    for i, kind in enumerate(KINDS):
+        t = time.perf_counter()
+        vectors, ids = embeddings.matrix(kind, cfg.hybrid_weight)
+        indexes[kind] = VectorIndex(vectors, ids, cfg.index)
+        table_cfg = {"kind": kind, "k": cfg.table_k, "index": asdict(cfg.index), **backbone.cache_config()}
+        tables[kind] = cache.get_or_compute("neighbours", table_cfg, digest(vectors, ids),
+                                            lambda: neighbour_table(indexes[kind], vectors, cfg.table_k))
+        stats.seconds[f"index_{kind}"] = time.perf_counter() - t
+        if progress:
+            progress("indexing", i + 1, len(KINDS))
+    return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report)

@@ -1,0 +1,171 @@
+"""App-side state: the st.cache_* wrappers around core, the background build, and the sidebar."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import pandas as pd
+import streamlit as st
+
+from core.cache import ArtefactCache
+from core.catalog import CATALOG_ENV, Catalog, CatalogError, default_catalog_spec, load_catalog
+from core.embed import Backbone, WeightsUnavailable, create_backbone
+from core.pipeline import Built, build
+
+BACKBONE_ENV = "ATELIER_BACKBONE"
+GRID_COLUMNS = 6
+
+
+@st.cache_resource(show_spinner="Loading the catalogue…", max_entries=4)
+def get_catalog(spec: str) -> Catalog:
+    return load_catalog(spec)
+
+
+@st.cache_resource(show_spinner="Loading the backbone…", max_entries=2)
+def get_backbone(name: str) -> Backbone:
+    return create_backbone(name)
+
+
+@dataclass
+class BuildJob:
+    """A build running in a background thread, so pages stay responsive and show its progress."""
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    built: Built | None = None
+    error: str | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    def run(self, catalog: Catalog, backbone: Backbone) -> None:
+        try:
+            self.built = build(catalog, backbone, ArtefactCache(), progress=self.progress)
+        except Exception as e:  # shown on every page instead of dying silently in the thread
+            self.error = f"{e.__class__.__name__}: {e}"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def get_build_job(spec: str, backbone_name: str) -> BuildJob:
+    job = BuildJob()
+    job.thread = threading.Thread(target=job.run, args=(get_catalog(spec), get_backbone(backbone_name)),
+                                  daemon=True, name="atelier-build")
+    job.thread.start()
+    return job
+
+
+def current_catalog() -> Catalog:
+    """The catalogue chosen in the sidebar; stops the page with a clear message if it cannot be loaded."""
+    try:
+        return get_catalog(st.session_state.get("app_catalog") or default_catalog_spec())
+    except CatalogError as e:
+        st.error(f"The catalogue could not be loaded: {e}")
+        st.stop()
+
+
+def current_backbone() -> Backbone:
+    try:
+        return get_backbone(st.session_state.get("app_backbone") or os.environ.get(BACKBONE_ENV, "auto"))
+    except (WeightsUnavailable, ValueError) as e:
+        st.error(f"The backbone could not be loaded: {e}")
+        st.stop()
+
+
+def current_job() -> BuildJob:
+    return get_build_job(st.session_state.get("app_catalog") or default_catalog_spec(), current_backbone().name)
+
+
+def built_or_progress() -> Built | None:
+    """The finished build, or None after showing what is still computing (the page refreshes itself)."""
+    job = current_job()
+    if job.built is not None:
+        return job.built
+    if job.error:
+        st.error(f"Building embeddings failed: {job.error}. Cached work is kept; fix the cause and reload.")
+        return None
+    _progress_panel(job)
+    return None
+
+
+@st.fragment(run_every=1.5)
+def _progress_panel(job: BuildJob) -> None:
+    if job.built is not None or job.error:
+        st.rerun()
+    fraction = job.done / job.total if job.total else 0.0
+    st.info("Embeddings are still being computed; this page fills in when they are ready. "
+            "Finished chunks are cached, so nothing is lost if the app stops.")
+    st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
+
+
+def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = None,
+                 columns: int = GRID_COLUMNS) -> None:
+    """Photos of ``ids`` in rows of ``columns``, each with a caption (id and title by default)."""
+    products = catalog.products
+    for start in range(0, len(ids), columns):
+        cols = st.columns(columns)
+        for col, i in zip(cols, range(start, min(start + columns, len(ids)))):
+            row = products.loc[ids[i]]
+            with col:
+                if row["image_path"]:
+                    st.image(row["image_path"], width="stretch")
+                else:
+                    st.markdown("*(no photo)*")
+                st.caption(captions[i] if captions else f"{ids[i]} · {row['title']}")
+
+
+def describe(catalog: Catalog, product_id: str) -> str:
+    row = catalog.products.loc[product_id]
+    attrs = [row[c] for c in ("colour", "pattern", "product_type") if c in row and row[c]]
+    return f"{product_id} · {row['title']}" + (f" ({', '.join(attrs)})" if attrs else "")
+
+
+def sidebar() -> None:
+    """Catalogue, backbone and cache state, on every page."""
+    sb = st.sidebar
+    sb.title("Atelier")
+    sb.text_input("Catalogue", value=default_catalog_spec(), key="app_catalog",
+                  help="A folder in the H&M or generic layout, or synthetic[:n_products[:seed]]")
+    try:
+        catalog = get_catalog(st.session_state["app_catalog"] or default_catalog_spec())
+    except CatalogError as e:
+        sb.error(str(e))
+        return
+    counts = catalog.counts()
+    sb.markdown(f"**{catalog.name}**  \n{counts['products']:,} products · {counts['customers']:,} customers · "
+                f"{counts['purchases']:,} purchases")
+    if catalog.simulated:
+        sb.info(f"Synthetic catalogue: customers and purchases are SIMULATED. Point Atelier at real data by "
+                f"typing a folder above, with `--catalog DIR` on the CLI, or `{CATALOG_ENV}=DIR`.")
+    n_problems = sum(i.count for i in catalog.report.issues)
+    sb.page_link("pages/validation.py", label=f"Validation report ({n_problems:,} problem rows)" if n_problems
+                 else "Validation report (no problems)")
+
+    sb.text_input("Backbone", value=os.environ.get(BACKBONE_ENV, "auto"), key="app_backbone",
+                  help="auto, openclip:<model>/<tag or checkpoint path>, openclip:hf-hub:<org>/<repo>, random:<model>")
+    try:
+        backbone = get_backbone(st.session_state["app_backbone"] or "auto")
+    except (WeightsUnavailable, ValueError) as e:
+        sb.error(str(e))
+        return
+    sb.markdown(f"**{backbone.name}** — {'real pretrained' if backbone.weights == 'pretrained' else 'RANDOM'} "
+                f"weights")
+    if backbone.warning:
+        sb.warning(backbone.warning)
+    with sb.expander("Why this backbone"):
+        for note in backbone.notes:
+            st.caption(note)
+
+    cache = ArtefactCache()
+    n_files, n_bytes = cache.usage()
+    job = get_build_job(st.session_state["app_catalog"] or default_catalog_spec(), backbone.name)
+    state = "ready" if job.built else ("failed" if job.error else f"computing ({job.stage})")
+    sb.caption(f"Cache: {n_files} files, {n_bytes / 1e6:,.1f} MB in `{cache.root}` · embeddings {state}")
+
+
+def report_frame(catalog: Catalog, built: Built | None) -> pd.DataFrame:
+    frame = catalog.report.to_frame()
+    if built is not None and not built.report.ok:
+        frame = pd.concat([frame, built.report.to_frame()], ignore_index=True)
+    return frame
