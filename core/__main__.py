@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 import warnings
 
-from core.catalog import CATALOG_ENV, CatalogError, default_catalog_spec, load_catalog
+from core.catalog import CATALOG_ENV, PROJECT_ROOT, CatalogError, default_catalog_spec, load_catalog
 
 
 def _progress_bars():
@@ -48,6 +50,12 @@ def _backbone(name: str):
     return backbone
 
 
+def _build_config(args):
+    from core.index import IndexConfig
+    from core.pipeline import BuildConfig
+    return BuildConfig(index=IndexConfig(factory=args.index))
+
+
 def cmd_validate(args) -> None:
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}")
@@ -62,7 +70,7 @@ def cmd_build(args) -> None:
     print(catalog.report.summary(), file=sys.stderr)
     backbone = _backbone(args.backbone)
     t = time.perf_counter()
-    built = build(catalog, backbone, ArtefactCache(), progress=_progress_bars())
+    built = build(catalog, backbone, ArtefactCache(), _build_config(args), progress=_progress_bars())
     print(built.report.summary(), file=sys.stderr)
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
@@ -88,10 +96,13 @@ def cmd_cache(args) -> None:
 def cmd_bench(args) -> None:
     from core import bench
     from core.cache import ArtefactCache
-    backbone = _backbone(args.backbone)
     spec = args.catalog or default_catalog_spec()
+    if args.what == "app":  # AppTest needs streamlit, which core never imports: run it in a child process
+        env = dict(os.environ, ATELIER_CATALOG=spec, ATELIER_BACKBONE=args.backbone)
+        sys.exit(subprocess.call([sys.executable, str(PROJECT_ROOT / "tools" / "bench_app.py")], env=env))
+    backbone = _backbone(args.backbone)
     fn = {"embed": bench.bench_embed, "search": bench.bench_search}[args.what]
-    print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit)))
+    print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit, cfg=_build_config(args))))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,15 +120,17 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("build", help="compute embeddings, indexes and neighbour tables (cached)")
     catalog_args(p)
     p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
+    p.add_argument("--index", default="Flat", help="FAISS factory string: Flat (exact), IVF256,Flat, HNSW32, ...")
     p.set_defaults(fn=cmd_build)
     p = sub.add_parser("cache", help="list or clear cached artefacts")
     p.add_argument("action", choices=["ls", "clear"])
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search"])
+    p.add_argument("what", choices=["embed", "search", "app"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
+    p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
     p.set_defaults(fn=cmd_bench)
 
     args = parser.parse_args(argv)

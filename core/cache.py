@@ -93,7 +93,9 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
     return arrays, meta
 
 
-CORRUPT = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, json.JSONDecodeError)
+# RuntimeError (and its subclass NotImplementedError): zipfile raises them for a damaged header that reads
+# as "encrypted" or as an unknown compression method / zip version.
+CORRUPT = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, json.JSONDecodeError, RuntimeError)
 
 
 @dataclass
@@ -178,6 +180,42 @@ class ArtefactCache:
             out.append(Entry(kind, path.stem, path, st.st_size, st.st_mtime, meta))
         return out
 
+    def file_digests(self, paths: list[str]) -> list[str]:
+        """:func:`file_digest` of each path ("" for "" or an unreadable file), re-reading only files whose
+        size or modification time changed since they were last hashed (a memo kept in the cache, as git's
+        index does), so a warm rebuild stats the photos instead of reading them all."""
+        memo_arrays = self.load("file-digests", "memo")
+        memo = {}
+        if memo_arrays is not None:
+            memo = dict(zip(memo_arrays["path"].tolist(), zip(memo_arrays["size"].tolist(),
+                                                             memo_arrays["mtime"].tolist(),
+                                                             memo_arrays["digest"].tolist())))
+        out, changed = [], False
+        for p in paths:
+            try:
+                st = os.stat(p) if p else None
+            except OSError:
+                st = None
+            if st is None:
+                out.append("")
+                continue
+            hit = memo.get(p)
+            if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+                out.append(hit[2])
+                continue
+            d = file_digest(p)
+            memo[p] = (st.st_size, st.st_mtime_ns, d)
+            out.append(d)
+            changed = True
+        if changed:
+            keys = list(memo)
+            self.save("file-digests", "memo", {
+                "path": np.asarray(keys, dtype=str),
+                "size": np.asarray([memo[k][0] for k in keys], dtype=np.int64),
+                "mtime": np.asarray([memo[k][1] for k in keys], dtype=np.int64),
+                "digest": np.asarray([memo[k][2] for k in keys], dtype=str)})
+        return out
+
     def usage(self) -> tuple[int, int]:
         """(number of artefact files, total bytes), without opening them."""
         sizes = [p.stat().st_size for p in self.root.rglob("*.npz")] if self.root.is_dir() else []
@@ -259,7 +297,7 @@ class RowStore:
                 _write_npz(self.dir / f"shard-{time.time_ns():020d}-merged.npz",
                            {"keys": all_keys[first], "rows": np.concatenate(srows)[first]}, {"config": self.cfg})
                 for p in shards:
-                    p.unlink()
+                    p.unlink(missing_ok=True)  # _load_all already deleted corrupt ones
 
     def __len__(self) -> int:
         keys, _ = self._load_all()

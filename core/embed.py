@@ -130,7 +130,28 @@ class Backbone:
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """b strings -> (b, d) float32, rows L2-normalised."""
-        return l2_normalise(self.model.encode_text(self.tokenizer(list(texts))).float().numpy())
+        return l2_normalise(_encode_text_trimmed(self.model, self.tokenizer(list(texts))).float().numpy())
+
+
+def _encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's CLIP.encode_text over only the batch's longest sequence instead of all 77 positions.
+
+    The text transformer is causal and pools at the end-of-text token, so positions after the
+    longest sequence's end never reach the output: the result is the same, 2-4x faster for
+    short product sentences. Other model classes go through their own encode_text.
+    """
+    from open_clip.model import CLIP, text_global_pool
+    if type(model) is not CLIP or model.text_pool_type != "argmax" or model.attn_mask is None:
+        return model.encode_text(tokens)
+    length = int((tokens != 0).sum(dim=1).max())  # 0 pads the tokenizer's output
+    tokens = tokens[:, :length]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = text_global_pool(model.ln_final(x), tokens, "argmax")
+    if isinstance(model.text_projection, torch.nn.Linear):
+        return model.text_projection(x)
+    return x @ model.text_projection if model.text_projection is not None else x
 
 
 @contextlib.contextmanager
@@ -299,13 +320,16 @@ def encode_images(backbone: Backbone, paths: Sequence[str], batch_size: int = 64
 
 def encode_texts(backbone: Backbone, texts: Sequence[str], batch_size: int = 256,
                  progress: Progress | None = None) -> np.ndarray:
-    """(n, d) float32 rows L2-normalised."""
-    rows = []
+    """(n, d) float32 rows L2-normalised. Texts are batched by length, so short ones are not padded
+    to the longest of the whole set (see :func:`_encode_text_trimmed`)."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), backbone.dim), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
-        rows.append(backbone.encode_text(texts[start:start + batch_size]))
+        rows = order[start:start + batch_size]
+        out[rows] = backbone.encode_text([texts[i] for i in rows])
         if progress:
             progress(min(start + batch_size, len(texts)), len(texts))
-    return np.concatenate(rows) if rows else np.zeros((0, backbone.dim), dtype=np.float32)
+    return out
 
 
 def fuse(image: np.ndarray, text: np.ndarray, weight: float, has_image: np.ndarray | None = None) -> np.ndarray:

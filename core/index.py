@@ -38,6 +38,7 @@ class VectorIndex:
         params = faiss.ParameterSpace()
         if "IVF" in cfg.factory:
             params.set_index_parameter(self.index, "nprobe", cfg.nprobe)
+            faiss.extract_index_ivf(self.index).make_direct_map()  # so reconstruct() works, as for Flat/HNSW
         if "HNSW" in cfg.factory:
             params.set_index_parameter(self.index, "efSearch", cfg.ef_search)
 

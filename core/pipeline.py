@@ -11,7 +11,7 @@ from typing import IO, Callable
 import numpy as np
 import pandas as pd
 
-from core.cache import ArtefactCache, RowStore, digest, file_digest
+from core.cache import ArtefactCache, RowStore, digest
 from core.catalog import Catalog, ValidationReport
 from core.embed import Backbone, encode_images, encode_texts, fuse, load_image
 from core.index import IndexConfig, VectorIndex, neighbour_table
@@ -73,7 +73,7 @@ def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cf
     ids = products.index.to_numpy(dtype=str)
     t = time.perf_counter()
     paths = products["image_path"].tolist()
-    image_keys = [file_digest(p) if p else "" for p in paths]
+    image_keys = cache.file_digests(paths)
     text_keys = [digest(s) for s in products["sentence"].tolist()]
     stats.seconds["fingerprint"] = time.perf_counter() - t
 

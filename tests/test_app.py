@@ -1,0 +1,126 @@
+"""Headless tests of every page (streamlit AppTest) on a small synthetic catalogue."""
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+SPEC = "synthetic:40"
+pytestmark = pytest.mark.app
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "app-cache"  # one cache for the module: later tests are warm
+    monkeypatch.setenv("ATELIER_CACHE", str(cache))
+    monkeypatch.setenv("ATELIER_CATALOG", SPEC)
+    monkeypatch.setenv("ATELIER_BACKBONE", "random:atelier-tiny")
+    monkeypatch.setenv("ATELIER_OFFLINE", "1")
+
+
+def run_page(page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def wait_for_build(at: AppTest, timeout: float = 120) -> AppTest:
+    """Rerun until the page no longer says embeddings are being computed."""
+    deadline = time.monotonic() + timeout
+    while any("still being computed" in i.value for i in at.info):
+        assert time.monotonic() < deadline, "the build did not finish"
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def product_captions(at: AppTest) -> list[str]:
+    return [c for c in captions(at) if c.startswith("syn")]
+
+
+def test_sidebar_says_what_runs(app_env):
+    at = run_page()
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "40 products" in sidebar and "random:atelier-tiny" in sidebar and "RANDOM" in sidebar
+    assert any("SIMULATED" in i.value for i in at.sidebar.info)  # synthetic banner with how to use real data
+    assert any("RANDOM weights" in w.value for w in at.sidebar.warning)
+
+
+def test_catalogue_grid_pages_and_filters(app_env):
+    at = run_page()
+    assert at.markdown[0].value.startswith("**40** of 40 products")
+    assert len(product_captions(at)) == 40  # default page size 48 holds them all
+
+    at.selectbox(key="catalogue_page_size").set_value(24).run()
+    assert len(product_captions(at)) == 24
+    at.number_input(key="catalogue_page").set_value(2).run()
+    assert len(product_captions(at)) == 16
+
+    at.number_input(key="catalogue_page").set_value(1).run()
+    at.multiselect(key="catalogue_f_pattern").set_value(["stripe"]).run()
+    shown = product_captions(at)
+    assert shown and all(c.endswith("· stripe") for c in shown)
+
+    at.text_input(key="catalogue_text").input("no-such-word-anywhere").run()
+    assert any("No product matches" in i.value for i in at.info)
+    assert not product_captions(at)
+
+
+def test_neighbours_by_product_shows_three_spaces(app_env):
+    at = wait_for_build(run_page("pages/neighbours.py"))
+    assert [s.value for s in at.subheader] == ["image", "text", "hybrid"]
+    query = at.selectbox(key="neighbours_product").value
+    results = [c for c in product_captions(at)[1:]]  # the first caption is the query product
+    assert len(results) == 3 * 10
+    assert not any(c.startswith(query + " ") for c in results)
+    for space in range(3):
+        scores = [float(c.rsplit("· ", 1)[1]) for c in results[space * 10:(space + 1) * 10]]
+        assert scores == sorted(scores, reverse=True)
+
+    at.slider(key="neighbours_k").set_value(5).run()
+    assert len(product_captions(at)) == 1 + 3 * 5
+
+
+def test_neighbours_by_text_and_empty_query(app_env):
+    at = wait_for_build(run_page("pages/neighbours.py"))
+    at.radio(key="neighbours_mode").set_value("Text").run()
+    assert any("Type a few words" in i.value for i in at.info)
+    assert not product_captions(at)
+    at.text_input(key="neighbours_text").input("red striped dress").run()
+    assert len(product_captions(at)) == 3 * 10
+
+
+def test_neighbours_unknown_name_says_so(app_env):
+    at = run_page("pages/neighbours.py")
+    at.text_input(key="neighbours_find").input("zzz-not-a-product").run()
+    assert any("No product id or name matches" in i.value for i in at.info)
+
+
+def test_validation_page_lists_problems(app_env, tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "items.csv").write_text("item_id,title,image\na,Red dress,a.jpg\na,Duplicate,a.jpg\nb,Shirt,b.jpg\n")
+    at = run_page("pages/validation.py", app_catalog=str(folder))
+    assert any("problem" in w.value for w in at.warning)
+    frame = at.dataframe[0].value
+    assert set(frame["problem"]) >= {"duplicate item_id", "missing or empty image files"}
+
+    at = run_page("pages/validation.py")
+    assert any("No problems found" in s.value for s in at.success)
+
+
+def test_bad_catalogue_gives_a_clear_message(app_env, tmp_path):
+    at = run_page(app_catalog=str(tmp_path / "nowhere"))
+    assert any("no such folder" in e.value for e in at.error)
