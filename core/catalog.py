@@ -240,13 +240,23 @@ def _attach_images(products: pd.DataFrame, paths: list[Path | None], file: str, 
                count=int((~ok).sum()))
 
 
+def _parse_times(text: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC datetime64[ns], NaT where unreadable. ISO 8601 (fast, any mix of dates,
+    times and offsets) first; other formats are parsed one by one."""
+    times = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    rest = times.isna() & (text.str.strip() != "")
+    if rest.any():
+        times[rest] = pd.to_datetime(text[rest], errors="coerce", utc=True, format="mixed")
+    return times.dt.tz_convert(None).astype("datetime64[ns]")
+
+
 def _purchases(df: pd.DataFrame, cols: dict[str, str], products: pd.DataFrame, file: str,
                report: ValidationReport) -> pd.DataFrame:
     """Normalise purchase rows; drop rows of unknown products or unreadable dates."""
     out = pd.DataFrame({
         "customer_id": df[cols["customer_id"]].str.strip(),
         "product_id": df[cols["product_id"]].str.strip(),
-        "timestamp": pd.to_datetime(df[cols["timestamp"]], errors="coerce") if cols.get("timestamp") in df
+        "timestamp": _parse_times(df[cols["timestamp"]]) if cols.get("timestamp") in df
         else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"),
         "price": pd.to_numeric(df[cols["price"]], errors="coerce") if cols.get("price") in df else np.nan,
     })

@@ -106,6 +106,7 @@ class Backbone:
     tokenizer: Callable[[Sequence[str]], torch.Tensor]
     weights: str  # "pretrained" or "random"
     notes: list[str] = field(default_factory=list)  # how it was chosen, warnings to show users
+    checkpoint_digest: str = ""  # for a local checkpoint file: its content, so a replaced file is re-embedded
 
     @functools.cached_property
     def dim(self) -> int:
@@ -120,7 +121,8 @@ class Backbone:
 
     def cache_config(self) -> dict:
         """What identifies this backbone's outputs in the artefact cache."""
-        return {"backbone": self.name, "preprocess": "pad-square-white", "version": 1}
+        cfg = {"backbone": self.name, "preprocess": "pad-square-white", "version": 1}
+        return cfg | ({"checkpoint": self.checkpoint_digest} if self.checkpoint_digest else {})
 
     @torch.inference_mode()
     def encode_image(self, batch: torch.Tensor) -> np.ndarray:
@@ -212,8 +214,10 @@ def _openclip(spec: str) -> Backbone:
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise WeightsUnavailable(f"{name}: checkpoint file {path} not found.")
+        from core.cache import file_digest
         try:
-            return Backbone(name, *_create_openclip(model_name, str(path)), "pretrained", [f"weights from {path}"])
+            return Backbone(name, *_create_openclip(model_name, str(path)), "pretrained", [f"weights from {path}"],
+                            checkpoint_digest=file_digest(path))
         except Exception as e:  # open_clip raises many kinds on a bad checkpoint
             raise WeightsUnavailable(f"{name}: could not load checkpoint {path}: {e}") from e
     tried = []

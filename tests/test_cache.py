@@ -198,6 +198,7 @@ def test_entries_and_clear(cache):
     for e in entries:
         assert e.path.is_file() and e.bytes == e.path.stat().st_size
         assert e.meta["config"] in (CFG, {"x": 1})
+    assert cache.usage() == (3, sum(e.bytes for e in entries))
     broken = entries[0].path
     broken.write_bytes(b"not a zip")
     assert [e.meta for e in cache.entries() if e.path == broken] == [{"corrupt": True}]

@@ -251,8 +251,6 @@ def test_generic_bad_interactions_are_reported(tmp_path):
     assert "u3" not in cat.customers.index
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: _purchases infers one date format from the first row, so "
-                   "valid ISO datetimes after an ISO date are dropped as 'unreadable dates'")
 def test_generic_mixed_iso_dates_and_datetimes_are_all_read(tmp_path):
     interactions = "user_id,item_id,timestamp\nu1,a,2020-03-01\nu2,b,2020-03-02 10:00:00\n"
     cat = load_generic(write_generic(tmp_path / "shop", GENERIC_ITEMS, interactions))
@@ -260,8 +258,6 @@ def test_generic_mixed_iso_dates_and_datetimes_are_all_read(tmp_path):
     assert cat.purchases["timestamp"].tolist() == [pd.Timestamp("2020-03-01"), pd.Timestamp("2020-03-02 10:00")]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: timezone-aware timestamps make _purchases raise "
-                   "TypeError/ValueError instead of loading or reporting them")
 @pytest.mark.parametrize("stamps", [("2020-03-01T10:00:00Z", "2020-03-02T11:00:00Z"),
                                     ("2020-03-01T10:00:00+01:00", "2020-03-02T11:00:00+02:00")])
 def test_generic_timezone_aware_timestamps_do_not_stop_the_load(tmp_path, stamps):
