@@ -72,6 +72,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes files private; artefacts are as readable as the rest of cache/
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays, **{META: np.array(json.dumps(meta, default=str))})
             f.flush()

@@ -232,4 +232,4 @@ def test_build_on_real_hm_sample(hm_dir, tiny_backbone, tmp_path):
         result = got.neighbours(pid, kind, 10)
         assert len(result) == 10 and pid not in set(result["product_id"])
         assert np.all(np.diff(result["score"].to_numpy()) <= 1e-6)
-    assert Path(catalog.products["image_path"].iloc[0]).is_relative_to(hm_dir)
+    assert Path(catalog.products["image_path"].iloc[0]).is_relative_to(hm_dir.resolve())
