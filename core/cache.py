@@ -84,19 +84,26 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         raise
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
-    """Arrays and meta of a complete file; None if missing. Raises on a corrupt file."""
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}  # reading every member checks its CRC
-    meta = json.loads(str(arrays.pop(META)))
-    return arrays, meta
-
-
 # RuntimeError (and its subclass NotImplementedError): zipfile raises them for a damaged header that reads
 # as "encrypted" or as an unknown compression method / zip version.
 CORRUPT = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, json.JSONDecodeError, RuntimeError)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a complete file; None if it is missing, or corrupt (then it is deleted, so the
+    caller recomputes it: a damaged file is never served)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}  # reading every member checks its CRC
+        json.loads(str(arrays.pop(META)))
+        return arrays
+    except CORRUPT as e:
+        log.warning("cache: %s is corrupt (%s); deleting it so it is recomputed", path, e)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
 
 
 @dataclass
@@ -134,15 +141,7 @@ class ArtefactCache:
 
     def load(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
         """The artefact's arrays, or None if absent; a corrupt file is deleted and reported as absent."""
-        path = self.path(kind, key)
-        try:
-            got = _read_npz(path)
-        except CORRUPT as e:
-            log.warning("cache: %s is corrupt (%s); deleting it so it is recomputed", path, e)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
-        return None if got is None else got[0]
+        return _read_npz(self.path(kind, key))
 
     def save(self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict | None = None) -> Path:
         path = self.path(kind, key)
@@ -253,16 +252,10 @@ class RowStore:
     def _load_all(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         keys, rows = [], []
         for path in self._shards():
-            try:
-                got = _read_npz(path)
-            except CORRUPT as e:
-                log.warning("cache: shard %s is corrupt (%s); deleting it, its rows will be recomputed", path, e)
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                continue
+            got = _read_npz(path)
             if got is not None:
-                keys.append(got[0]["keys"])
-                rows.append(got[0]["rows"])
+                keys.append(got["keys"])
+                rows.append(got["rows"])
         return keys, rows
 
     def get(self, keys: list[str]) -> tuple[np.ndarray | None, np.ndarray]:

@@ -65,6 +65,29 @@ def _stage(progress: StageProgress | None, name: str, offset: int = 0,
     return lambda done, n: progress(name, offset + done, total if total is not None else n)
 
 
+def _embed_missing(store: RowStore, keys: list[str], dim: int, chunk: int,
+                   encode: Callable[[list[int], Callable | None], tuple[np.ndarray, dict[int, str]]],
+                   progress: StageProgress | None, stage: str) -> tuple[np.ndarray, np.ndarray, int, dict[int, str]]:
+    """Rows for ``keys`` from ``store``, encoding (and saving, chunk by chunk, so an interrupted build
+    resumes) only the keys it lacks; "" keys (no input) stay zero. Returns the (n, dim) rows, an (n,)
+    bool mask of rows present, how many were encoded, and {row: error} for inputs that failed."""
+    matrix, found = store.get(keys)
+    if matrix is None:
+        matrix = np.zeros((len(keys), dim), dtype=np.float32)
+    todo = [i for i, k in enumerate(keys) if k and not found[i]]
+    encoded, errors = 0, {}
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        rows, failed = encode(part, _stage(progress, stage, start, len(todo)))
+        good = [j for j in range(len(part)) if j not in failed]
+        matrix[[part[j] for j in good]] = rows[good]
+        found[[part[j] for j in good]] = True
+        store.put([keys[part[j]] for j in good], rows[good])
+        encoded += len(good)
+        errors |= {part[j]: m for j, m in failed.items()}
+    return matrix, found, encoded, errors
+
+
 def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
                   progress: StageProgress | None = None) -> tuple[Embeddings, BuildStats, ValidationReport]:
     """Image and text embeddings of every product; only content not already in the cache is encoded."""
@@ -78,41 +101,20 @@ def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cf
     stats.seconds["fingerprint"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    store = RowStore(cache, "image", backbone.cache_config())
-    image, found = store.get(image_keys)
-    if image is None:
-        image = np.zeros((len(ids), backbone.dim), dtype=np.float32)
-    todo = [i for i, k in enumerate(image_keys) if k and not found[i]]
-    errors: dict[int, str] = {}
-    for start in range(0, len(todo), cfg.save_every):  # saved chunk by chunk: an interrupted build resumes
-        part = todo[start:start + cfg.save_every]
-        rows, failed = encode_images(backbone, [paths[i] for i in part], cfg.batch_size, cfg.workers,
-                                     _stage(progress, "embedding photos", start, len(todo)))
-        good = [j for j in range(len(part)) if j not in failed]
-        image[[part[j] for j in good]] = rows[good]
-        found[[part[j] for j in good]] = True
-        store.put([image_keys[part[j]] for j in good], rows[good])
-        stats.images_embedded += len(good)
-        errors |= {part[j]: m for j, m in failed.items()}
+    image, has_image, stats.images_embedded, errors = _embed_missing(
+        RowStore(cache, "image", backbone.cache_config()), image_keys, backbone.dim, cfg.save_every,
+        lambda rows, p: encode_images(backbone, [paths[i] for i in rows], cfg.batch_size, cfg.workers, p),
+        progress, "embedding photos")
     report.add("images", "unreadable image files", [f"{ids[i]}: {m}" for i, m in errors.items()],
                "product kept without a photo")
-    has_image = np.array([bool(k) for k in image_keys]) & found
     stats.seconds["images"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    store = RowStore(cache, "text", backbone.cache_config())
-    text, found = store.get(text_keys)
-    if text is None:
-        text = np.zeros((len(ids), backbone.dim), dtype=np.float32)
-    todo = np.flatnonzero(~found)
     sentences = products["sentence"].tolist()
-    for start in range(0, len(todo), cfg.save_every):
-        part = todo[start:start + cfg.save_every]
-        rows = encode_texts(backbone, [sentences[i] for i in part],
-                            progress=_stage(progress, "embedding text", start, len(todo)))
-        text[part] = rows
-        store.put([text_keys[i] for i in part], rows)
-        stats.texts_embedded += len(part)
+    text, _, stats.texts_embedded, _ = _embed_missing(
+        RowStore(cache, "text", backbone.cache_config()), text_keys, backbone.dim, cfg.save_every,
+        lambda rows, p: (encode_texts(backbone, [sentences[i] for i in rows], progress=p), {}),
+        progress, "embedding text")
     stats.seconds["texts"] = time.perf_counter() - t
     return Embeddings(ids, image, text, has_image), stats, report
 
