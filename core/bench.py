@@ -49,7 +49,7 @@ def with_new_products(catalog: Catalog, n: int, image_dir: Path) -> Catalog:
 
 
 def bench_embed(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
-                sample: int = 256, naive_sample: int = 32, cfg: BuildConfig = BuildConfig()) -> dict:
+                sample: int = 512, naive_sample: int = 64, cfg: BuildConfig = BuildConfig()) -> dict:
     catalog = load_catalog(spec, limit)
     paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()
     backbone.encode_image(backbone.preprocess(load_image(paths[0]))[None])  # warm-up

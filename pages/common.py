@@ -22,17 +22,14 @@ def get_catalog(spec: str) -> Catalog:
     return load_catalog(spec)
 
 
-@st.cache_resource(show_spinner="Loading the backbone…", max_entries=2)
-def get_backbone(name: str) -> Backbone:
-    return create_backbone(name)
-
-
 @dataclass
 class BuildJob:
-    """A build running in a background thread, so pages stay responsive and show its progress."""
-    stage: str = "starting"
+    """Loading the backbone and building, in a background thread, so pages stay responsive and show
+    progress; the catalogue page never waits for the model."""
+    stage: str = "loading the backbone"
     done: int = 0
     total: int = 0
+    backbone: Backbone | None = None
     built: Built | None = None
     error: str | None = None
     thread: threading.Thread | None = field(default=None, repr=False)
@@ -40,9 +37,13 @@ class BuildJob:
     def progress(self, stage: str, done: int, total: int) -> None:
         self.stage, self.done, self.total = stage, done, total
 
-    def run(self, catalog: Catalog, backbone: Backbone) -> None:
+    def run(self, catalog: Catalog, backbone_name: str) -> None:
         try:
-            self.built = build(catalog, backbone, ArtefactCache(), progress=self.progress)
+            self.backbone = create_backbone(backbone_name)
+            self.stage = "loading cached embeddings"
+            self.built = build(catalog, self.backbone, ArtefactCache(), progress=self.progress)
+        except WeightsUnavailable as e:
+            self.error = str(e)
         except Exception as e:  # shown on every page instead of dying silently in the thread
             self.error = f"{e.__class__.__name__}: {e}"
 
@@ -50,8 +51,8 @@ class BuildJob:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_build_job(spec: str, backbone_name: str) -> BuildJob:
     job = BuildJob()
-    job.thread = threading.Thread(target=job.run, args=(get_catalog(spec), get_backbone(backbone_name)),
-                                  daemon=True, name="atelier-build")
+    job.thread = threading.Thread(target=job.run, args=(get_catalog(spec), backbone_name), daemon=True,
+                                  name="atelier-build")
     job.thread.start()
     return job
 
@@ -65,16 +66,9 @@ def current_catalog() -> Catalog:
         st.stop()
 
 
-def current_backbone() -> Backbone:
-    try:
-        return get_backbone(st.session_state.get("app_backbone") or os.environ.get(BACKBONE_ENV, "auto"))
-    except (WeightsUnavailable, ValueError) as e:
-        st.error(f"The backbone could not be loaded: {e}")
-        st.stop()
-
-
 def current_job() -> BuildJob:
-    return get_build_job(st.session_state.get("app_catalog") or default_catalog_spec(), current_backbone().name)
+    return get_build_job(st.session_state.get("app_catalog") or default_catalog_spec(),
+                         st.session_state.get("app_backbone") or os.environ.get(BACKBONE_ENV, "auto"))
 
 
 def built_or_progress() -> Built | None:
@@ -83,7 +77,8 @@ def built_or_progress() -> Built | None:
     if job.built is not None:
         return job.built
     if job.error:
-        st.error(f"Building embeddings failed: {job.error}. Cached work is kept; fix the cause and reload.")
+        st.error(f"No embeddings: {job.error}. Cached work is kept; fix the cause (or choose another backbone "
+                 "in the sidebar) and reload.")
         return None
     _progress_panel(job)
     return None
@@ -144,22 +139,23 @@ def sidebar() -> None:
 
     sb.text_input("Backbone", value=os.environ.get(BACKBONE_ENV, "auto"), key="app_backbone",
                   help="auto, openclip:<model>/<tag or checkpoint path>, openclip:hf-hub:<org>/<repo>, random:<model>")
-    try:
-        backbone = get_backbone(st.session_state["app_backbone"] or "auto")
-    except (WeightsUnavailable, ValueError) as e:
-        sb.error(str(e))
-        return
-    sb.markdown(f"**{backbone.name}** — {'real pretrained' if backbone.weights == 'pretrained' else 'RANDOM'} "
-                f"weights")
-    if backbone.warning:
-        sb.warning(backbone.warning)
-    with sb.expander("Why this backbone"):
-        for note in backbone.notes:
-            st.caption(note)
+    job = current_job()
+    backbone = job.backbone
+    if job.error and backbone is None:
+        sb.error(job.error)
+    elif backbone is None:
+        sb.caption(f"Loading backbone '{st.session_state['app_backbone'] or 'auto'}'…")
+    else:
+        sb.markdown(f"**{backbone.name}** — {'real pretrained' if backbone.weights == 'pretrained' else 'RANDOM'}"
+                    " weights")
+        if backbone.warning:
+            sb.warning(backbone.warning)
+        with sb.expander("Why this backbone"):
+            for note in backbone.notes:
+                st.caption(note)
 
     cache = ArtefactCache()
     n_files, n_bytes = cache.usage()
-    job = get_build_job(st.session_state["app_catalog"] or default_catalog_spec(), backbone.name)
     state = "ready" if job.built else ("failed" if job.error else f"computing ({job.stage})")
     sb.caption(f"Cache: {n_files} files, {n_bytes / 1e6:,.1f} MB in `{cache.root}` · embeddings {state}")
 

@@ -4,16 +4,13 @@ import streamlit as st
 from core.catalog import filter_products
 from core.embed import ImageError
 from core.pipeline import KINDS
-from pages.common import built_or_progress, current_backbone, current_catalog, describe, product_grid
+from pages.common import built_or_progress, current_catalog, describe, product_grid
 
 SPACES = {"image": "photo embedding", "text": "product-sentence embedding",
           "hybrid": "photo + sentence, fused"}
 
 catalog = current_catalog()
 st.header("Neighbours")
-backbone = current_backbone()
-if backbone.warning:
-    st.warning(backbone.warning)
 mode = st.radio("Query by", ["Product", "Text", "Photo"], horizontal=True, key="neighbours_mode")
 k = st.slider("Neighbours per space", 4, 30, 10, key="neighbours_k")
 
@@ -42,6 +39,8 @@ else:
 built = built_or_progress()
 if built is None:
     st.stop()
+if built.backbone.warning:
+    st.warning(built.backbone.warning)
 
 if mode == "Product":
     results = {kind: built.neighbours(product_id, kind, k) for kind in KINDS}

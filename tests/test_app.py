@@ -50,8 +50,24 @@ def product_captions(at: AppTest) -> list[str]:
     return [c for c in captions(at) if c.startswith("syn")]
 
 
+def rerun_until(at: AppTest, done, timeout: float = 120) -> AppTest:
+    deadline = time.monotonic() + timeout
+    while not done(at):
+        assert time.monotonic() < deadline, "the app did not get there in time"
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def test_sidebar_says_what_runs(app_env):
-    at = run_page()
+    at = run_page()  # the catalogue shows at once; the backbone loads in the background
+    assert any("40 products" in m.value for m in at.sidebar.markdown)
+    deadline = time.monotonic() + 120
+    while not any("random:atelier-tiny" in m.value for m in at.sidebar.markdown):
+        assert time.monotonic() < deadline, "the backbone did not load"
+        time.sleep(0.3)
+        at = run_page()  # a new session each time: AppTest drops the sidebar on a rerun of the same one
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "40 products" in sidebar and "random:atelier-tiny" in sidebar and "RANDOM" in sidebar
     assert any("SIMULATED" in i.value for i in at.sidebar.info)  # synthetic banner with how to use real data
@@ -124,3 +140,12 @@ def test_validation_page_lists_problems(app_env, tmp_path):
 def test_bad_catalogue_gives_a_clear_message(app_env, tmp_path):
     at = run_page(app_catalog=str(tmp_path / "nowhere"))
     assert any("no such folder" in e.value for e in at.error)
+
+
+def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
+    monkeypatch.setenv("ATELIER_BACKBONE", "openclip:ViT-B-32/laion2b_s34b_b79k")
+    at = run_page("pages/neighbours.py")
+    at = rerun_until(at, lambda at: len(at.error) > 0)
+    message = " ".join(e.value for e in at.error)
+    assert "pretrained weights could not be loaded" in message and "Fix:" in message
+    assert len(product_captions(at)) == 1  # the chosen product, and no neighbours
