@@ -14,6 +14,7 @@ from PIL import ImageOps
 from core.cache import ArtefactCache
 from core.catalog import Catalog, load_catalog, product_sentences
 from core.embed import Backbone, encode_images, load_image
+from core.index import VectorIndex
 from core.pipeline import BuildConfig, build
 
 
@@ -119,5 +120,12 @@ def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, lim
     photos = rng.choice(catalog.products["image_path"][catalog.products["image_path"] != ""].to_numpy(),
                         size=n_photo)
     out |= _percentiles(timed(lambda p: built.search(built.photo_query(p), "image", k), photos), "photo")
+    if cfg.index.factory != "Flat":  # what the approximate layout costs in quality, against exact search
+        queries = np.stack(vectors)
+        exact = VectorIndex(*built.embeddings.matrix("image", cfg.hybrid_weight))
+        _, want = exact.search(queries, k + 1)
+        _, got = index.search(queries, k + 1)
+        out["recall_at_k_vs_exact"] = round(float(np.mean([len(set(w) & set(g)) / len(w)
+                                                           for w, g in zip(want, got)])), 4)
     out |= {"n_product_queries": n_product, "n_text_queries": n_text, "n_photo_queries": n_photo}
     return out
