@@ -175,10 +175,11 @@ def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: Build
     for i, kind in enumerate(KINDS):
         t = time.perf_counter()
         vectors, ids = embeddings.matrix(kind, cfg.hybrid_weight)
-        indexes[kind] = VectorIndex(vectors, ids, cfg.index)
+        index = indexes[kind] = VectorIndex(vectors, ids, cfg.index)
         table_cfg = {"kind": kind, "k": cfg.table_k, "index": asdict(cfg.index), **backbone.cache_config()}
         tables[kind] = cache.get_or_compute("neighbours", table_cfg, digest(vectors, ids),
-                                            lambda: neighbour_table(indexes[kind], vectors, cfg.table_k))
+                                            lambda index=index, vectors=vectors: neighbour_table(index, vectors,
+                                                                                                 cfg.table_k))
         stats.seconds[f"index_{kind}"] = time.perf_counter() - t
         if progress:
             progress("indexing", i + 1, len(KINDS))

@@ -167,7 +167,7 @@ def _write_images(products: pd.DataFrame, paths: list[Path], seed: int, image_di
         if complete and path.is_file() and path.stat().st_size > 0:
             continue
         image = draw_product(silhouette, COLOURS[colour], pattern, np.random.default_rng(stream))
-        _write_atomic(path, lambda f: image.save(f, format="PNG"))
+        _write_atomic(path, lambda f, image=image: image.save(f, format="PNG"))
     if not complete:
         _write_atomic(image_dir / MARKER_NAME, lambda f: f.write(json.dumps(marker).encode()))
 
