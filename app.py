@@ -7,6 +7,7 @@ st.set_page_config(page_title="Atelier", layout="wide")
 page = st.navigation([
     st.Page("pages/catalogue.py", title="Catalogue", default=True),
     st.Page("pages/neighbours.py", title="Neighbours"),
+    st.Page("pages/backbone.py", title="Backbone"),
     st.Page("pages/validation.py", title="Validation report"),
 ])
 sidebar()

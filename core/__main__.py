@@ -100,6 +100,9 @@ def cmd_bench(args) -> None:
     if args.what == "app":  # AppTest needs streamlit, which core never imports: run it in a child process
         env = dict(os.environ, ATELIER_CATALOG=spec, ATELIER_BACKBONE=args.backbone)
         sys.exit(subprocess.call([sys.executable, str(PROJECT_ROOT / "tools" / "bench_app.py")], env=env))
+    if args.what == "backbone":
+        print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
+        return
     backbone = _backbone(args.backbone)
     fn = {"embed": bench.bench_embed, "search": bench.bench_search}[args.what]
     print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit, cfg=_build_config(args))))
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app"])
+    p.add_argument("what", choices=["embed", "search", "app", "backbone"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")

@@ -129,3 +129,26 @@ def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, lim
                                                            for w, g in zip(want, got)])), 4)
     out |= {"n_product_queries": n_product, "n_text_queries": n_text, "n_photo_queries": n_photo}
     return out
+
+
+def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = None, sample: int = 1024) -> dict:
+    """offline-lit: tower throughput, head training, and the held-out evaluation of core.evaluate."""
+    from core.evaluate import lit_evaluation
+    from core.lit import _towers, catalog_features, image_features
+    catalog = load_catalog(spec, limit)
+    t = time.perf_counter()
+    catalog_features(catalog, cache)  # a cold first run computes every product's tower features here
+    features_s = time.perf_counter() - t
+    image_tower, _ = _towers()
+    paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()[:sample]
+    t = time.perf_counter()
+    image_features(image_tower, paths[:64] * (1000 // 64 + 1))  # warm-up: compiles the tower once
+    warmup_s = time.perf_counter() - t
+    t = time.perf_counter()
+    image_features(image_tower, paths if len(paths) >= 1000 else paths * (1000 // len(paths) + 1))
+    n = max(len(paths), 1000)
+    images_per_s = n / (time.perf_counter() - t)
+    out = {"catalog": catalog.name, "n_items": len(catalog.products), "backbone": "offline-lit",
+           "features_s": round(features_s, 2), "compile_warmup_s": round(warmup_s, 2),
+           "images_per_s": round(images_per_s, 2), "throughput_sample": n}
+    return out | lit_evaluation(catalog, cache, recompute=True)

@@ -293,6 +293,33 @@ class RowStore:
                 for p in shards:
                     p.unlink(missing_ok=True)  # _load_all already deleted corrupt ones
 
+    def fill(self, keys: list[str], dim: int,
+             encode: Callable[[list[int], Callable[[int, int], None] | None], tuple[np.ndarray, dict[int, str]]],
+             chunk: int = 1024, progress: Callable[[int, int], None] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int, dict[int, str]]:
+        """Rows for ``keys``, computing only those the store lacks with ``encode(rows, progress)`` ->
+        ((len(rows), dim) array, {position in rows: error}), and saving them chunk by chunk so an
+        interrupted run resumes. "" keys (no input) stay zero rows. Returns the (n, dim) float32 rows,
+        an (n,) bool mask of rows present, how many were computed, and {row: error} for failed inputs."""
+        matrix, found = self.get(keys)
+        if matrix is None:
+            matrix = np.zeros((len(keys), dim), dtype=np.float32)
+        todo = [i for i, k in enumerate(keys) if k and not found[i]]
+        computed, errors = 0, {}
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            step = (lambda done, _n, start=start: progress(start + done, len(todo))) if progress else None
+            rows, failed = encode(part, step)
+            good = [j for j in range(len(part)) if j not in failed]
+            matrix[[part[j] for j in good]] = rows[good]
+            found[[part[j] for j in good]] = True
+            self.put([keys[part[j]] for j in good], rows[good])
+            computed += len(good)
+            errors |= {part[j]: m for j, m in failed.items()}
+            if progress:
+                progress(start + len(part), len(todo))
+        return matrix, found, computed, errors
+
     def __len__(self) -> int:
         keys, _ = self._load_all()
         return int(sum(len(k) for k in keys))

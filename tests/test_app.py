@@ -149,3 +149,25 @@ def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
     message = " ".join(e.value for e in at.error)
     assert "pretrained weights could not be loaded" in message and "Fix:" in message
     assert len(product_captions(at)) == 1  # the chosen product, and no neighbours
+
+
+def test_backbone_page_for_a_random_backbone_says_what_it_is(app_env):
+    at = run_page("pages/backbone.py")
+    at = rerun_until(at, lambda at: any("random:atelier-tiny" in m.value for m in at.markdown))
+    assert any("RANDOM" in w.value for w in at.warning)
+    assert any("offline-lit" in i.value for i in at.info)
+
+
+def test_backbone_page_evaluates_offline_lit(app_env, monkeypatch):
+    monkeypatch.setenv("ATELIER_BACKBONE", "offline-lit")
+    monkeypatch.setenv("ATELIER_COMPILE", "0")
+    at = run_page("pages/backbone.py")
+    at = rerun_until(at, lambda at: any("offline-lit" in m.value for m in at.markdown), timeout=300)
+    assert not at.warning  # pretrained towers: no random-weights warning
+    assert any("Not evaluated" in i.value for i in at.info)
+    at.button(key="backbone_evaluate").click().run(timeout=300)
+    table = at.dataframe[0].value
+    assert "text to image recall@10" in set(table["metric"])
+    assert table["trained heads"].between(0, 1).all()
+    at = run_page("pages/backbone.py")  # a new session finds the cached numbers
+    at = rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=300)

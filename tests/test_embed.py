@@ -200,12 +200,11 @@ def test_default_backbone_offline_fails_fast_with_a_fix(no_cached_weights):
     assert no_cached_weights == []  # offline means no DNS look-up either
 
 
-def test_auto_offline_falls_back_to_random_weights_and_says_so(no_cached_weights):
+def test_auto_offline_uses_offline_lit_and_says_why(no_cached_weights):
     backbone = create_backbone("auto")
-    assert backbone.weights == "random"
-    assert backbone.name == embed.RANDOM_FALLBACK
-    assert any("fell back" in n and DEFAULT_BACKBONE in n for n in backbone.notes)
-    assert backbone.warning is not None and "RANDOM" in backbone.warning
+    assert backbone.name == "offline-lit" and backbone.weights == "pretrained"
+    assert any("offline-lit because" in n and DEFAULT_BACKBONE in n for n in backbone.notes)
+    assert backbone.warning is None  # pretrained towers: no random-weights warning
     assert no_cached_weights == []
 
 

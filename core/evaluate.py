@@ -1,0 +1,145 @@
+"""Honest evaluation of an image-text space on held-out products: retrieval recall, zero-shot accuracy."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from core.catalog import PATTERN_PHRASES, Catalog
+
+PATTERN_PROMPT = "a photo of a {} garment"
+TYPE_PROMPT = "a photo of a {}"
+
+
+def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:
+    """(n,) bool mask of held-out rows: a seeded ``holdout`` share of the distinct groups, so colour
+    variants of one product (one ``group_id``) never straddle the split."""
+    unique = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    held = rng.choice(unique, size=max(1, round(holdout * len(unique))), replace=False)
+    return np.isin(groups, held)
+
+
+def retrieval_recall(queries: np.ndarray, gallery: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[int, float]:
+    """Recall@k where query i's match is gallery row i; rows (n, d) L2-normalised."""
+    sims = queries @ gallery.T
+    rank = (sims > np.diag(sims)[:, None]).sum(axis=1)  # how many gallery rows beat the true match
+    return {k: float(np.mean(rank < k)) for k in ks}
+
+
+def zero_shot(image: np.ndarray, labels: np.ndarray, class_embeddings: np.ndarray,
+              classes: list[str]) -> tuple[float, float]:
+    """Accuracy of predicting each image's label as its most similar class prompt, and the
+    majority-class rate (the accuracy of always answering the commonest label)."""
+    predicted = np.asarray(classes)[np.argmax(image @ class_embeddings.T, axis=1)]
+    _, counts = np.unique(labels, return_counts=True)
+    return float(np.mean(predicted == labels)), float(counts.max() / len(labels))
+
+
+def label_agreement_at_k(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's k nearest other rows (cosine) that have its label."""
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = np.argpartition(-sims, k, axis=1)[:, :k]
+    return float(np.mean(labels[nearest] == labels[:, None]))
+
+
+def frequent_classes(values: np.ndarray, min_count: int) -> list[str]:
+    names, counts = np.unique(values, return_counts=True)
+    return [n for n, c in zip(names, counts) if c >= min_count and n]
+
+
+def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: int = 0,
+                 min_class: int = 50) -> dict:
+    """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
+    the held-out ones, against untrained heads and raw ImageNet features."""
+    from core.lit import LitConfig, catalog_features, fit_heads, random_heads_like, _towers
+    cfg = cfg or LitConfig()
+    products = catalog.products
+    image, text, has_image, _ = catalog_features(catalog, cache)
+    test = split_by_group(products["group_id"].to_numpy(), holdout, seed) & has_image
+    train = ~split_by_group(products["group_id"].to_numpy(), holdout, seed) & has_image
+    t = time.perf_counter()
+    heads, history = fit_heads(image[train], text[train], cfg)
+    out = {"n_train": int(train.sum()), "n_test": int(test.sum()), "holdout_by": "group_id",
+           "head_training_s": round(time.perf_counter() - t, 2), "epochs": cfg.epochs,
+           "final_train_loss": round(history[-1], 4)}
+    _, text_tower = _towers()
+    patterns = frequent_classes(products["pattern"].to_numpy(), min_class) if "pattern" in products else []
+    types = frequent_classes(products["product_type"].to_numpy(), min_class) if "product_type" in products else []
+    pattern_prompts = text_tower([PATTERN_PROMPT.format(PATTERN_PHRASES.get(p.lower(), p.lower())) for p in patterns])
+    type_prompts = text_tower([TYPE_PROMPT.format(p.lower()) for p in types])
+    pattern_labels = products["pattern"].to_numpy()[test] if patterns else None
+
+    for name, h in (("", heads), ("random_heads_", random_heads_like(heads, seed))):
+        with torch.inference_mode():
+            img = h.embed_image(torch.from_numpy(image[test])).numpy()
+            txt = h.embed_text(torch.from_numpy(text[test])).numpy()
+            pat = h.embed_text(torch.from_numpy(pattern_prompts)).numpy() if patterns else None
+            typ = h.embed_text(torch.from_numpy(type_prompts)).numpy() if types else None
+        for k, v in retrieval_recall(txt, img).items():
+            out[f"{name}text_to_image_recall_at_{k}"] = round(v, 4)
+        for k, v in retrieval_recall(img, txt).items():
+            out[f"{name}image_to_text_recall_at_{k}"] = round(v, 4)
+        for label, classes, prompts, col in (("pattern", patterns, pat, "pattern"),
+                                             ("type", types, typ, "product_type")):
+            if not classes:
+                continue
+            keep = np.isin(products[col].to_numpy()[test], classes)
+            acc, majority = zero_shot(img[keep], products[col].to_numpy()[test][keep], prompts, classes)
+            out[f"{name}zero_shot_{label}_accuracy"] = round(acc, 4)
+            out[f"{label}_majority_rate"] = round(majority, 4)
+            out[f"{label}_classes"] = len(classes)
+        if patterns:
+            out[f"{name}image_pattern_agreement_at_10"] = round(label_agreement_at_k(img, pattern_labels), 4)
+    if patterns:
+        out["raw_imagenet_pattern_agreement_at_10"] = round(label_agreement_at_k(image[test], pattern_labels), 4)
+    return out
+
+
+def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bool = True,
+                   holdout: float = 0.1, seed: int = 0) -> dict | None:
+    """:func:`evaluate_lit` kept in the artefact cache, keyed by the catalogue's photos and sentences, so
+    the app shows the numbers the benchmark measured. ``compute=False`` only looks them up."""
+    import dataclasses
+    import json
+
+    from core.cache import digest
+    from core.lit import LitConfig
+    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed}
+    fingerprint = digest(cache.file_digests(catalog.products["image_path"].tolist()),
+                         [digest(s) for s in catalog.products["sentence"].tolist()],
+                         catalog.products["group_id"].tolist())
+    key = cache.key(cfg, fingerprint)
+    hit = None if recompute else cache.load("evaluation", key)
+    if hit is not None:
+        return json.loads(str(hit["result"]))
+    if not compute:
+        return None
+    result = evaluate_lit(catalog, cache, holdout=holdout, seed=seed)
+    cache.save("evaluation", key, {"result": np.array(json.dumps(result))}, {"config": cfg})
+    return result
+
+
+def evaluation_table(result: dict) -> "pd.DataFrame":
+    """The evaluation as rows of metric, trained heads, untrained heads and the reference to beat."""
+    import pandas as pd
+    rows = []
+    for direction in ("text_to_image", "image_to_text"):
+        for k in (1, 5, 10):
+            key = f"{direction}_recall_at_{k}"
+            rows.append((f"{direction.replace('_', ' ')} recall@{k}", result.get(key),
+                         result.get(f"random_heads_{key}"), None))
+    for label in ("pattern", "type"):
+        key = f"zero_shot_{label}_accuracy"
+        if key in result:
+            rows.append((f"zero-shot {label} accuracy ({result[f'{label}_classes']} classes)", result[key],
+                         result.get(f"random_heads_{key}"), result[f"{label}_majority_rate"]))
+    if "image_pattern_agreement_at_10" in result:
+        rows.append(("photo neighbours sharing the pattern (@10)", result["image_pattern_agreement_at_10"],
+                     result.get("random_heads_image_pattern_agreement_at_10"),
+                     result.get("raw_imagenet_pattern_agreement_at_10")))
+    return pd.DataFrame(rows, columns=["metric", "trained heads", "untrained heads",
+                                       "reference (majority class / raw ImageNet features)"])
