@@ -29,12 +29,14 @@ def retrieval_recall(queries: np.ndarray, gallery: np.ndarray, ks: tuple[int, ..
 
 
 def zero_shot(image: np.ndarray, labels: np.ndarray, class_embeddings: np.ndarray,
-              classes: list[str]) -> tuple[float, float]:
-    """Accuracy of predicting each image's label as its most similar class prompt, and the
-    majority-class rate (the accuracy of always answering the commonest label)."""
+              classes: list[str]) -> tuple[float, float, float]:
+    """Predicting each image's label as its most similar class prompt: accuracy, the majority-class
+    rate (the accuracy of always answering the commonest label) and balanced accuracy (mean recall
+    per class; 1 / n_classes by chance)."""
     predicted = np.asarray(classes)[np.argmax(image @ class_embeddings.T, axis=1)]
-    _, counts = np.unique(labels, return_counts=True)
-    return float(np.mean(predicted == labels)), float(counts.max() / len(labels))
+    names, counts = np.unique(labels, return_counts=True)
+    balanced = np.mean([np.mean(predicted[labels == c] == c) for c in names])
+    return float(np.mean(predicted == labels)), float(counts.max() / len(labels)), float(balanced)
 
 
 def label_agreement_at_k(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
@@ -55,15 +57,18 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
                  min_class: int = 50) -> dict:
     """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
     the held-out ones, against untrained heads and raw ImageNet features."""
-    from core.lit import LitConfig, catalog_features, fit_heads, random_heads_like, _towers
+    from core.lit import LitConfig, caption_features, catalog_features, fit_heads, random_heads_like, \
+        training_pairs, _towers
     cfg = cfg or LitConfig()
     products = catalog.products
     image, text, has_image, _ = catalog_features(catalog, cache)
+    captions = caption_features(catalog, cache) if cfg.captions else []
     test = split_by_group(products["group_id"].to_numpy(), holdout, seed) & has_image
     train = ~split_by_group(products["group_id"].to_numpy(), holdout, seed) & has_image
     t = time.perf_counter()
-    heads, history = fit_heads(image[train], text[train], cfg)
+    heads, history = fit_heads(*training_pairs(image, text, captions, train), cfg)
     out = {"n_train": int(train.sum()), "n_test": int(test.sum()), "holdout_by": "group_id",
+           "caption_augmentation": cfg.captions,
            "head_training_s": round(time.perf_counter() - t, 2), "epochs": cfg.epochs,
            "final_train_loss": round(history[-1], 4)}
     _, text_tower = _towers()
@@ -88,9 +93,11 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
             if not classes:
                 continue
             keep = np.isin(products[col].to_numpy()[test], classes)
-            acc, majority = zero_shot(img[keep], products[col].to_numpy()[test][keep], prompts, classes)
+            acc, majority, balanced = zero_shot(img[keep], products[col].to_numpy()[test][keep], prompts, classes)
             out[f"{name}zero_shot_{label}_accuracy"] = round(acc, 4)
+            out[f"{name}zero_shot_{label}_balanced_accuracy"] = round(balanced, 4)
             out[f"{label}_majority_rate"] = round(majority, 4)
+            out[f"{label}_chance_balanced_accuracy"] = round(1 / len(classes), 4)
             out[f"{label}_classes"] = len(classes)
         if patterns:
             out[f"{name}image_pattern_agreement_at_10"] = round(label_agreement_at_k(img, pattern_labels), 4)
@@ -137,9 +144,12 @@ def evaluation_table(result: dict) -> "pd.DataFrame":
         if key in result:
             rows.append((f"zero-shot {label} accuracy ({result[f'{label}_classes']} classes)", result[key],
                          result.get(f"random_heads_{key}"), result[f"{label}_majority_rate"]))
+            key = f"zero_shot_{label}_balanced_accuracy"
+            rows.append((f"zero-shot {label} balanced accuracy", result.get(key),
+                         result.get(f"random_heads_{key}"), result.get(f"{label}_chance_balanced_accuracy")))
     if "image_pattern_agreement_at_10" in result:
         rows.append(("photo neighbours sharing the pattern (@10)", result["image_pattern_agreement_at_10"],
                      result.get("random_heads_image_pattern_agreement_at_10"),
                      result.get("raw_imagenet_pattern_agreement_at_10")))
     return pd.DataFrame(rows, columns=["metric", "trained heads", "untrained heads",
-                                       "reference (majority class / raw ImageNet features)"])
+                                       "reference (majority class / chance / raw ImageNet features)"])

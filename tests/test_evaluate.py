@@ -28,8 +28,11 @@ def test_zero_shot_accuracy_and_majority_rate():
     prompts = np.eye(2, dtype=np.float32)
     images = np.array([[1, 0], [1, 0.1], [0, 1], [0.9, 0.2]], dtype=np.float32)
     labels = np.array(["striped", "striped", "checked", "checked"])
-    accuracy, majority = zero_shot(images, labels, prompts, classes)
-    assert accuracy == 0.75 and majority == 0.5
+    accuracy, majority, balanced = zero_shot(images, labels, prompts, classes)
+    assert accuracy == 0.75 and majority == 0.5 and balanced == 0.75
+    labels = np.array(["striped", "striped", "striped", "checked"])  # imbalanced: always "striped" scores 0.75
+    always = np.array([[1, 0]] * 4, dtype=np.float32)
+    assert zero_shot(always, labels, prompts, classes) == (0.75, 0.75, 0.5)
 
 
 def test_label_agreement_on_two_tight_clusters():
