@@ -95,7 +95,7 @@ def test_catalogue_grid_pages_and_filters(app_env):
 
 
 def test_neighbours_by_product_shows_three_spaces(app_env):
-    at = wait_for_build(run_page("pages/neighbours.py"))
+    at = wait_for_build(run_page("app_pages/neighbours.py"))
     assert [s.value for s in at.subheader] == ["image", "text", "hybrid"]
     query = at.selectbox(key="neighbours_product").value
     results = [c for c in product_captions(at)[1:]]  # the first caption is the query product
@@ -110,7 +110,7 @@ def test_neighbours_by_product_shows_three_spaces(app_env):
 
 
 def test_neighbours_by_text_and_empty_query(app_env):
-    at = wait_for_build(run_page("pages/neighbours.py"))
+    at = wait_for_build(run_page("app_pages/neighbours.py"))
     at.radio(key="neighbours_mode").set_value("Text").run()
     assert any("Type a few words" in i.value for i in at.info)
     assert not product_captions(at)
@@ -119,7 +119,7 @@ def test_neighbours_by_text_and_empty_query(app_env):
 
 
 def test_neighbours_unknown_name_says_so(app_env):
-    at = run_page("pages/neighbours.py")
+    at = run_page("app_pages/neighbours.py")
     at.text_input(key="neighbours_find").input("zzz-not-a-product").run()
     assert any("No product id or name matches" in i.value for i in at.info)
 
@@ -128,12 +128,12 @@ def test_validation_page_lists_problems(app_env, tmp_path):
     folder = tmp_path / "shop"
     folder.mkdir()
     (folder / "items.csv").write_text("item_id,title,image\na,Red dress,a.jpg\na,Duplicate,a.jpg\nb,Shirt,b.jpg\n")
-    at = run_page("pages/validation.py", app_catalog=str(folder))
+    at = run_page("app_pages/validation.py", app_catalog=str(folder))
     assert any("problem" in w.value for w in at.warning)
     frame = at.dataframe[0].value
     assert set(frame["problem"]) >= {"duplicate item_id", "missing or empty image files"}
 
-    at = run_page("pages/validation.py")
+    at = run_page("app_pages/validation.py")
     assert any("No problems found" in s.value for s in at.success)
 
 
@@ -144,7 +144,7 @@ def test_bad_catalogue_gives_a_clear_message(app_env, tmp_path):
 
 def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
     monkeypatch.setenv("ATELIER_BACKBONE", "openclip:ViT-B-32/laion2b_s34b_b79k")
-    at = run_page("pages/neighbours.py")
+    at = run_page("app_pages/neighbours.py")
     at = rerun_until(at, lambda at: len(at.error) > 0)
     message = " ".join(e.value for e in at.error)
     assert "pretrained weights could not be loaded" in message and "Fix:" in message
@@ -152,7 +152,7 @@ def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
 
 
 def test_backbone_page_for_a_random_backbone_says_what_it_is(app_env):
-    at = run_page("pages/backbone.py")
+    at = run_page("app_pages/backbone.py")
     at = rerun_until(at, lambda at: any("random:atelier-tiny" in m.value for m in at.markdown))
     assert any("RANDOM" in w.value for w in at.warning)
     assert any("offline-lit" in i.value for i in at.info)
@@ -161,13 +161,13 @@ def test_backbone_page_for_a_random_backbone_says_what_it_is(app_env):
 def test_backbone_page_evaluates_offline_lit(app_env, monkeypatch):
     monkeypatch.setenv("ATELIER_BACKBONE", "offline-lit")
     monkeypatch.setenv("ATELIER_COMPILE", "0")
-    at = run_page("pages/backbone.py")
-    at = rerun_until(at, lambda at: any("offline-lit" in m.value for m in at.markdown), timeout=300)
+    at = run_page("app_pages/backbone.py")
+    at = rerun_until(at, lambda at: any("Not evaluated" in i.value for i in at.info), timeout=300)
+    assert any(m.value.startswith("**offline-lit**") for m in at.main.markdown)
     assert not at.warning  # pretrained towers: no random-weights warning
-    assert any("Not evaluated" in i.value for i in at.info)
     at.button(key="backbone_evaluate").click().run(timeout=300)
     table = at.dataframe[0].value
     assert "text to image recall@10" in set(table["metric"])
     assert table["trained heads"].between(0, 1).all()
-    at = run_page("pages/backbone.py")  # a new session finds the cached numbers
+    at = run_page("app_pages/backbone.py")  # a new session finds the cached numbers
     at = rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=300)

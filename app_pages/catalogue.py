@@ -4,7 +4,7 @@ import math
 import streamlit as st
 
 from core.catalog import filter_products
-from pages.common import current_catalog, product_grid
+from app_pages.common import current_catalog, product_grid
 
 catalog = current_catalog()
 products = catalog.products

@@ -134,7 +134,7 @@ def sidebar() -> None:
         sb.info(f"Synthetic catalogue: customers and purchases are SIMULATED. Point Atelier at real data by "
                 f"typing a folder above, with `--catalog DIR` on the CLI, or `{CATALOG_ENV}=DIR`.")
     n_problems = sum(i.count for i in catalog.report.issues)
-    sb.page_link("pages/validation.py", label=f"Validation report ({n_problems:,} problem rows)" if n_problems
+    sb.page_link("app_pages/validation.py", label=f"Validation report ({n_problems:,} problem rows)" if n_problems
                  else "Validation report (no problems)")
 
     sb.text_input("Backbone", value=os.environ.get(BACKBONE_ENV, "auto"), key="app_backbone",
@@ -152,7 +152,7 @@ def sidebar() -> None:
         with sb.expander("Why this backbone"):
             for note in backbone.notes:
                 st.caption(note)
-        sb.page_link("pages/backbone.py", label="About this backbone (held-out numbers)")
+        sb.page_link("app_pages/backbone.py", label="About this backbone (held-out numbers)")
 
     cache = ArtefactCache()
     n_files, n_bytes = cache.usage()

@@ -3,18 +3,14 @@ import streamlit as st
 
 from core.cache import ArtefactCache
 from core.evaluate import evaluation_table, lit_evaluation
-from pages.common import current_catalog, current_job
+from app_pages.common import built_or_progress, current_catalog
 
 catalog = current_catalog()
 st.header("Backbone")
-job = current_job()
-backbone = job.backbone
-if backbone is None:
-    if job.error:
-        st.error(job.error)
-    else:
-        st.info("The backbone is still loading; this page fills in when it is ready.")
+built = built_or_progress()  # shows progress (or the error) until the backbone is loaded and prepared
+if built is None:
     st.stop()
+backbone = built.backbone
 st.markdown(f"**{backbone.name}**: {backbone.describe()}")
 if backbone.warning:
     st.warning(backbone.warning)

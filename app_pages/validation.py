@@ -1,7 +1,7 @@
 """Validation report: what was wrong with the catalogue's files and what the loader did about it."""
 import streamlit as st
 
-from pages.common import current_catalog, current_job, report_frame
+from app_pages.common import current_catalog, current_job, report_frame
 
 catalog = current_catalog()
 st.header("Validation report")

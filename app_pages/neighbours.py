@@ -4,7 +4,7 @@ import streamlit as st
 from core.catalog import filter_products
 from core.embed import ImageError
 from core.pipeline import KINDS
-from pages.common import built_or_progress, current_catalog, describe, product_grid
+from app_pages.common import built_or_progress, current_catalog, describe, product_grid
 
 SPACES = {"image": "photo embedding", "text": "product-sentence embedding",
           "hybrid": "photo + sentence, fused"}
