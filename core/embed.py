@@ -210,7 +210,7 @@ def _create_openclip(model_name: str, pretrained: str | None, seed: int = 0):
     torch.manual_seed(seed)  # random towers are reproducible; pretrained ones overwrite them
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
     tokenizer = open_clip.get_tokenizer(model_name)
-    model.eval()
+    model.eval().requires_grad_(False)  # inference by default; core.finetune unfreezes what it trains
     return model, PadThen(preprocess), tokenizer
 
 
@@ -293,7 +293,6 @@ def create_backbone(name: str = "auto") -> Backbone:
     if kind not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; known kinds: {', '.join(BACKBONES)} "
                          f"(e.g. {', '.join(list_backbones())})")
-    torch.set_grad_enabled(False)
     return BACKBONES[kind](spec)
 
 

@@ -130,8 +130,8 @@ def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bo
     return result
 
 
-def evaluation_table(result: dict) -> "pd.DataFrame":
-    """The evaluation as rows of metric, trained heads, untrained heads and the reference to beat."""
+def evaluation_table(result: dict):
+    """The evaluation as a DataFrame: metric, trained heads, untrained heads, the reference to beat."""
     import pandas as pd
     rows = []
     for direction in ("text_to_image", "image_to_text"):

@@ -267,7 +267,8 @@ def caption_features(catalog, cache, progress=None) -> list[np.ndarray]:
     for captions in attribute_captions(catalog.products):
         unique = sorted(set(captions))  # few distinct captions: encode each once
         rows, _, _, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
-            [digest(c) for c in unique], TEXT_FEATURES, lambda r, p: (text_tower([unique[i] for i in r]), {}),
+            [digest(c) for c in unique], TEXT_FEATURES,
+            lambda r, p, unique=unique: (text_tower([unique[i] for i in r]), {}),
             progress=(lambda d, n: progress("caption features", d, n)) if progress else None)
         position = {c: i for i, c in enumerate(unique)}
         out.append(rows[[position[c] for c in captions]])

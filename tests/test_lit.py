@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from core.cache import ArtefactCache
-from core.embed import create_backbone, load_image
+from core.embed import ImageError, create_backbone, load_image
 from core.evaluate import label_agreement_at_k, retrieval_recall
 from core.lit import IMAGE_FEATURES, TEXT_FEATURES, LitConfig, LitHeads, LitImagePreprocess, catalog_features, \
     fit_heads, random_heads_like
@@ -104,7 +104,7 @@ def test_unreadable_photo_is_reported_not_fatal(catalog, tmp_path):
     bad.write_text("not an image")
     products.iloc[3, products.columns.get_loc("image_path")] = str(bad)
     small = dataclasses.replace(catalog, products=products)
-    with pytest.raises(Exception):
+    with pytest.raises(ImageError):
         load_image(bad)
     built = build(small, create_backbone("offline-lit"), ArtefactCache(tmp_path / "cache"))
     assert not built.embeddings.has_image[3] and built.embeddings.has_image.sum() == 39
