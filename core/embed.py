@@ -122,8 +122,10 @@ class Backbone:
     def describe(self) -> str:
         return "real pretrained weights" if self.weights == "pretrained" else "RANDOM weights"
 
-    def prepare(self, catalog, cache, progress=None) -> None:
-        """Anything the backbone must learn from a catalogue before encoding it (nothing, for open_clip)."""
+    def prepare(self, catalog, cache, progress=None) -> tuple[int, int]:
+        """Anything the backbone must learn from a catalogue before encoding it (nothing, for open_clip).
+        Returns how many photos and sentences it ran through its towers."""
+        return 0, 0
 
     def cache_config(self) -> dict:
         """What identifies this backbone's outputs in the artefact cache."""

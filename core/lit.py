@@ -225,21 +225,25 @@ IMAGE_TOWER_CFG = {"tower": "efficientnet-lite0/imagenet", "preprocess": "longes
 TEXT_TOWER_CFG = {"tower": "all-MiniLM-L6-v2", "version": 1}
 
 
-def catalog_features(catalog, cache, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+def catalog_features(catalog, cache, progress=None, computed: dict[str, int] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
     """Tower features of every product, computed once and cached per photo and per sentence:
-    image (n, 1280), text (n, 384) float32, has_image (n,) bool, {row: error} for unreadable photos."""
+    image (n, 1280), text (n, 384) float32, has_image (n,) bool, {row: error} for unreadable photos.
+    ``computed``, if given, receives how many photos and sentences went through a tower this time."""
     from core.cache import RowStore, digest
     image_tower, text_tower = _towers()
     paths = catalog.products["image_path"].tolist()
     sentences = catalog.products["sentence"].tolist()
-    image, has_image, _, errors = RowStore(cache, "lit-image-features", IMAGE_TOWER_CFG).fill(
+    image, has_image, n_images, errors = RowStore(cache, "lit-image-features", IMAGE_TOWER_CFG).fill(
         cache.file_digests(paths), IMAGE_FEATURES,
         lambda rows, p: image_features(image_tower, [paths[i] for i in rows], progress=p),
         progress=(lambda d, n: progress("image features", d, n)) if progress else None)
-    text, _, _, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
+    text, _, n_texts, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
         [digest(s) for s in sentences], TEXT_FEATURES,
         lambda rows, p: (text_tower([sentences[i] for i in rows]), {}),
         progress=(lambda d, n: progress("text features", d, n)) if progress else None)
+    if computed is not None:
+        computed.update(images=n_images, texts=n_texts)
     return image, text, has_image, errors
 
 
@@ -308,9 +312,10 @@ class LitBackbone(Backbone):
     def cache_config(self) -> dict:
         return {"backbone": self.name, "heads": self.heads_digest, "version": 1}
 
-    def prepare(self, catalog, cache, progress=None) -> None:
+    def prepare(self, catalog, cache, progress=None) -> tuple[int, int]:
         from core.cache import RowStore, digest
-        image, text, has_image, _ = catalog_features(catalog, cache, progress)
+        computed: dict[str, int] = {}
+        image, text, has_image, _ = catalog_features(catalog, cache, progress, computed)
         captions = caption_features(catalog, cache, progress) if self.cfg.captions else []
         keys = np.array(cache.file_digests(catalog.products["image_path"].tolist()))
         text_keys = np.array([digest(s) for s in catalog.products["sentence"].tolist()])
@@ -332,6 +337,7 @@ class LitBackbone(Backbone):
                 todo = ok & ~found
                 embed = heads.embed_image if name == "image" else heads.embed_text
                 store.put(row_keys[todo].tolist(), embed(torch.from_numpy(rows[todo])).numpy())
+        return computed["images"], computed["texts"]
 
 
 def create_offline_lit(spec: str = "") -> LitBackbone:

@@ -67,7 +67,8 @@ def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cf
     """Image and text embeddings of every product; only content not already in the cache is encoded."""
     stats, report = BuildStats(), ValidationReport()
     t = time.perf_counter()
-    backbone.prepare(catalog, cache, progress)  # e.g. offline-lit trains its heads on this catalogue
+    # e.g. offline-lit: tower features of new products, then heads trained on this catalogue
+    prepared_images, prepared_texts = backbone.prepare(catalog, cache, progress)
     stats.seconds["prepare"] = time.perf_counter() - t
     products = catalog.products
     ids = products.index.to_numpy(dtype=str)
@@ -93,6 +94,8 @@ def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cf
         lambda rows, p: (encode_texts(backbone, [sentences[i] for i in rows], progress=p), {}),
         cfg.save_every, _stage(progress, "embedding text"))
     stats.seconds["texts"] = time.perf_counter() - t
+    stats.images_embedded += prepared_images
+    stats.texts_embedded += prepared_texts
     return Embeddings(ids, image, text, has_image), stats, report
 
 

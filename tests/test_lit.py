@@ -82,7 +82,7 @@ def test_offline_lit_builds_queries_and_reuses_its_heads(catalog, tmp_path):
     built = build(catalog, backbone, cache)
     assert built.embeddings.image.shape == (160, 256)
     np.testing.assert_allclose(np.linalg.norm(built.embeddings.image, axis=1), 1, atol=1e-5)
-    assert built.stats.images_embedded == 0  # written by prepare() from cached features, no second pass
+    assert built.stats.images_embedded == 160  # each photo through the tower once, in prepare()
 
     # the text tower and the photo tower answer queries in the shared space
     hits = built.search(built.text_query("a red striped dress"), "image", 10)
@@ -93,6 +93,7 @@ def test_offline_lit_builds_queries_and_reuses_its_heads(catalog, tmp_path):
     assert top["product_id"].iloc[0] == pid
 
     again = build(catalog, create_backbone("offline-lit"), cache)
+    assert again.stats.images_embedded == 0 and again.stats.texts_embedded == 0
     assert [e.kind for e in cache.entries()].count("lit-heads") == 1  # same catalogue: heads reused
     np.testing.assert_array_equal(again.embeddings.text, built.embeddings.text)
 
@@ -109,3 +110,12 @@ def test_unreadable_photo_is_reported_not_fatal(catalog, tmp_path):
     built = build(small, create_backbone("offline-lit"), ArtefactCache(tmp_path / "cache"))
     assert not built.embeddings.has_image[3] and built.embeddings.has_image.sum() == 39
     assert any("unreadable" in i.problem for i in built.report.issues)
+
+
+def test_new_products_go_through_the_towers_alone(catalog, tmp_path):
+    from core.bench import with_new_products
+    cache = ArtefactCache(tmp_path / "cache")
+    build(catalog, create_backbone("offline-lit"), cache)
+    grown = build(with_new_products(catalog, 10, tmp_path / "new"), create_backbone("offline-lit"), cache)
+    assert grown.stats.images_embedded == 10 and grown.stats.texts_embedded == 10
+    assert [e.kind for e in cache.entries()].count("lit-heads") == 2  # a new catalogue: heads retrained
