@@ -135,7 +135,7 @@ def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, lim
 def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = None, sample: int = 1024) -> dict:
     """offline-lit: tower throughput, head training, and the held-out evaluation of core.evaluate."""
     from core.evaluate import lit_evaluation
-    from core.lit import _towers, catalog_features, image_features
+    from core.lit import towers, catalog_features, image_features
     catalog = load_catalog(spec, limit)
     stages: dict[str, list[float]] = {}
 
@@ -146,7 +146,7 @@ def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = N
     catalog_features(catalog, cache, progress)  # a cold first run computes every product's tower features here
     features_s = time.perf_counter() - t0
     image_stage = stages.get("image features")
-    image_tower, _ = _towers()
+    image_tower, _ = towers()
     paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()[:sample]
     t = time.perf_counter()
     image_features(image_tower, paths[:64] * (1000 // 64 + 1))  # warm-up: compiles the tower once

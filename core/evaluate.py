@@ -58,20 +58,20 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
     """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
     the held-out ones, against untrained heads and raw ImageNet features."""
     from core.lit import LitConfig, caption_features, catalog_features, fit_heads, random_heads_like, \
-        training_pairs, _towers
+        training_pairs, towers
     cfg = cfg or LitConfig()
     products = catalog.products
     image, text, has_image, _ = catalog_features(catalog, cache)
     captions = caption_features(catalog, cache) if cfg.captions else []
-    test = split_by_group(products["group_id"].to_numpy(), holdout, seed) & has_image
-    train = ~split_by_group(products["group_id"].to_numpy(), holdout, seed) & has_image
+    held_out = split_by_group(products["group_id"].to_numpy(), holdout, seed)
+    test, train = held_out & has_image, ~held_out & has_image
     t = time.perf_counter()
     heads, history = fit_heads(*training_pairs(image, text, captions, train), cfg)
     out = {"n_train": int(train.sum()), "n_test": int(test.sum()), "holdout_by": "group_id",
            "caption_augmentation": cfg.captions,
            "head_training_s": round(time.perf_counter() - t, 2), "epochs": cfg.epochs,
            "final_train_loss": round(history[-1], 4)}
-    _, text_tower = _towers()
+    _, text_tower = towers()
     patterns = frequent_classes(products["pattern"].to_numpy(), min_class) if "pattern" in products else []
     types = frequent_classes(products["product_type"].to_numpy(), min_class) if "product_type" in products else []
     pattern_prompts = text_tower([PATTERN_PROMPT.format(PATTERN_PHRASES.get(p.lower(), p.lower())) for p in patterns])

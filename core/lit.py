@@ -240,7 +240,7 @@ def catalog_features(catalog, cache, progress=None, computed: dict[str, int] | N
     image (n, 1280), text (n, 384) float32, has_image (n,) bool, {row: error} for unreadable photos.
     ``computed``, if given, receives how many photos and sentences went through a tower this time."""
     from core.cache import RowStore, digest
-    image_tower, text_tower = _towers()
+    image_tower, text_tower = towers()
     paths = catalog.products["image_path"].tolist()
     sentences = catalog.products["sentence"].tolist()
     image, has_image, n_images, errors = RowStore(cache, "lit-image-features", IMAGE_TOWER_CFG).fill(
@@ -275,7 +275,7 @@ def attribute_captions(products) -> list[list[str]]:
 def caption_features(catalog, cache, progress=None) -> list[np.ndarray]:
     """MiniLM features (n, 384) of each kind of :func:`attribute_captions`, cached per caption."""
     from core.cache import RowStore, digest
-    _, text_tower = _towers()
+    _, text_tower = towers()
     out = []
     for captions in attribute_captions(catalog.products):
         unique = sorted(set(captions))  # few distinct captions: encode each once
@@ -298,7 +298,7 @@ def training_pairs(image: np.ndarray, text: np.ndarray, captions: list[np.ndarra
 _TOWERS: list[tuple[ImageTower, TextTower]] = []
 
 
-def _towers() -> tuple[ImageTower, TextTower]:
+def towers() -> tuple[ImageTower, TextTower]:
     """The (heavy) frozen towers, loaded once per process and shared by every offline-lit backbone."""
     if not _TOWERS:
         _TOWERS.append((ImageTower(), TextTower()))
@@ -350,7 +350,7 @@ class LitBackbone(Backbone):
 
 
 def create_offline_lit(spec: str = "") -> LitBackbone:
-    image_tower, text_tower = _towers()
+    image_tower, text_tower = towers()
     return LitBackbone("offline-lit", LitModel(image_tower, text_tower), LitImagePreprocess(), list, "pretrained",
                        ["offline-lit: EfficientNet-Lite0 (ImageNet) and all-MiniLM-L6-v2 from installed "
                         "packages, frozen; projection heads trained on the catalogue (LiT)"])
