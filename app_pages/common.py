@@ -10,6 +10,8 @@ import streamlit as st
 
 from core.cache import ArtefactCache
 from core.catalog import CATALOG_ENV, Catalog, CatalogError, default_catalog_spec, load_catalog
+from core.cluster import ClusterConfig
+from core.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_comparison
 from core.embed import Backbone, WeightsUnavailable, create_backbone
 from core.pipeline import Built, build
 
@@ -165,3 +167,22 @@ def report_frame(catalog: Catalog, built: Built | None) -> pd.DataFrame:
     if built is not None and not built.report.ok:
         frame = pd.concat([frame, built.report.to_frame()], ignore_index=True)
     return frame
+
+
+@st.cache_resource(show_spinner="Projecting (UMAP) and clustering (HDBSCAN); cached after the first time…",
+                   max_entries=12)
+def get_cluster_map(_built: Built, build_key: tuple, kind: str, min_cluster_size: int,
+                    min_samples: int) -> ClusterMap:
+    """``build_key`` stands in for the unhashable build: (catalogue, backbone, id of the build)."""
+    return cluster_map(_built, ArtefactCache(), MapConfig(kind=kind, cluster=ClusterConfig(min_cluster_size,
+                                                                                          min_samples)))
+
+
+@st.cache_data(show_spinner="Running DBSCAN over its eps grid (a few seconds per eps on large catalogues)…",
+               max_entries=12)
+def get_dbscan_table(_built: Built, _cmap: ClusterMap, map_key: tuple) -> pd.DataFrame:
+    return dbscan_comparison(_built, ArtefactCache(), _cmap)
+
+
+def build_key(built: Built) -> tuple:
+    return built.catalog.name, built.backbone.name, id(built)

@@ -70,12 +70,28 @@ def cmd_build(args) -> None:
     print(catalog.report.summary(), file=sys.stderr)
     backbone = _backbone(args.backbone)
     t = time.perf_counter()
-    built = build(catalog, backbone, ArtefactCache(), _build_config(args), progress=_progress_bars())
+    cache = ArtefactCache()
+    built = build(catalog, backbone, cache, _build_config(args), progress=_progress_bars())
     print(built.report.summary(), file=sys.stderr)
+    maps = _build_maps(built, cache, args.map_kinds)
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
-                      "texts_embedded": built.stats.texts_embedded,
+                      "texts_embedded": built.stats.texts_embedded, "maps": maps,
                       "seconds": round(time.perf_counter() - t, 2)}))
+
+
+def _build_maps(built, cache, kinds: list[str]) -> dict[str, dict]:
+    """The cluster map of each kind (UMAP, HDBSCAN, names), and the DBSCAN comparison for the first."""
+    from core.clustermap import MapConfig, cluster_map, dbscan_comparison
+    out = {}
+    for i, kind in enumerate(kinds):
+        t = time.perf_counter()
+        cmap = cluster_map(built, cache, MapConfig(kind=kind), progress=_progress_bars())
+        if i == 0:
+            dbscan_comparison(built, cache, cmap)
+        out[kind] = {"n_clusters": cmap.scores["n_clusters"], "noise_fraction": cmap.scores["noise_fraction"],
+                     "seconds": round(time.perf_counter() - t, 2)}
+    return out
 
 
 def cmd_cache(args) -> None:
@@ -104,6 +120,10 @@ def cmd_bench(args) -> None:
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
         return
     backbone = _backbone(args.backbone)
+    if args.what == "cluster":
+        print(json.dumps(bench.bench_cluster(spec, backbone, ArtefactCache(), limit=args.limit, kind=args.kind,
+                                             cfg=_build_config(args))))
+        return
     fn = {"embed": bench.bench_embed, "search": bench.bench_search}[args.what]
     print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit, cfg=_build_config(args))))
 
@@ -124,16 +144,20 @@ def main(argv: list[str] | None = None) -> None:
     catalog_args(p)
     p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
     p.add_argument("--index", default="Flat", help="FAISS factory string: Flat (exact), IVF256,Flat, HNSW32, ...")
+    p.add_argument("--map-kinds", default="hybrid,image,text", type=lambda s: [k for k in s.split(",") if k],
+                   help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
+                        "the DBSCAN comparison")
     p.set_defaults(fn=cmd_build)
     p = sub.add_parser("cache", help="list or clear cached artefacts")
     p.add_argument("action", choices=["ls", "clear"])
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app", "backbone"])
+    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
+    p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid"], help="embedding kind (cluster bench)")
     p.set_defaults(fn=cmd_bench)
 
     args = parser.parse_args(argv)

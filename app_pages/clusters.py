@@ -1,0 +1,108 @@
+"""Clusters: the catalogue as a map of HDBSCAN clusters on UMAP; select products by box, lasso or cluster."""
+import pandas as pd
+import streamlit as st
+
+from core.cache import ArtefactCache
+from core.clustermap import HOVER_ATTRS, dbscan_is_cached
+from core.pipeline import KINDS
+from app_pages.common import (build_key, built_or_progress, current_catalog, get_cluster_map, get_dbscan_table,
+                              product_grid)
+from app_pages.mapview import map_figure, selected_ids
+
+SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence"}
+GALLERY = 48  # photos shown for a selection; the CSV export holds all of it
+
+catalog = current_catalog()
+st.header("Clusters")
+built = built_or_progress()
+if built is None:
+    st.stop()
+if built.backbone.warning:
+    st.warning(built.backbone.warning)
+
+c1, c2, c3, c4 = st.columns(4)
+kind = c1.selectbox("Embedding", ["hybrid", "image", "text"], key="clusters_kind", format_func=SPACES.get)
+min_size = c2.number_input("Min cluster size (0: automatic)", 0, 5000, 0, key="clusters_min_size",
+                           help="HDBSCAN's smallest group; automatic is about one product in 500, at least 5")
+min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_samples",
+                              help="Larger is more conservative: denser cores, more products left as noise")
+soft = c4.toggle("Place noise in its likeliest cluster", key="clusters_soft",
+                 help="HDBSCAN's soft membership; such products are drawn as open circles")
+assert kind in KINDS
+
+cmap = get_cluster_map(built, build_key(built), kind, int(min_size), int(min_samples))
+scores = cmap.scores
+m = st.columns(5)
+m[0].metric("Clusters", scores["n_clusters"])
+m[1].metric("Noise", f"{scores['noise_fraction']:.1%}", help="Products HDBSCAN leaves in no cluster")
+m[2].metric("ARI with product type", f"{scores.get('ari_product_type', float('nan')):.2f}",
+            help="Adjusted Rand index, noise counted as one group; 1 = clusters are exactly the product types")
+m[3].metric("Type purity", f"{scores.get('purity_product_type', float('nan')):.0%}",
+            help="Share of clustered products whose cluster's commonest type is theirs")
+m[4].metric("Pattern purity", f"{scores.get('purity_pattern', float('nan')):.0%}")
+st.caption(f"{len(cmap.ids):,} products · min cluster size {cmap.config.min_cluster_size} · min samples "
+           f"{cmap.config.min_samples} · UMAP to 2-D for the map and to 10-D for HDBSCAN")
+
+map_tab, compare_tab = st.tabs(["Map", "DBSCAN vs HDBSCAN"])
+with map_tab:
+    frame = cmap.frame(catalog.products, soft=soft)
+    left, right = st.columns([3, 2])
+    with right:
+        st.subheader("Clusters")
+        st.caption("**name**: the colour, pattern and type that at least half the cluster shares (catalogue "
+                   "metadata) · **prompt name**: the best-matching text prompt per attribute, from the "
+                   "backbone's text tower (zero-shot) · **keywords**: class-based TF-IDF of product sentences. "
+                   "Click a row to highlight the cluster.")
+        table = cmap.clusters.reset_index()[["cluster", "name", "size", "prompt_name", "keywords"]]
+        picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
+                              key="clusters_list", height=560, width="stretch")
+        rows = picked.selection.rows if picked else []
+        highlight = int(table["cluster"].iloc[rows[0]]) if rows else None
+    with left:
+        colour_by = st.selectbox("Colour by", ["cluster", *[c for c in HOVER_ATTRS if c in catalog.products],
+                                               *[c for c in catalog.attribute_columns if c not in HOVER_ATTRS]],
+                                 key="clusters_colour")
+        fig = map_figure(frame, colour_by, highlight)
+        event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"),
+                                key="clusters_map", width="stretch")
+        st.download_button("Download CSV (product, cluster, name, coordinates)",
+                           cmap.export(catalog.products, soft).to_csv(index=False).encode(),
+                           file_name=f"clusters-{kind}.csv", mime="text/csv", key="clusters_export")
+
+    chosen = selected_ids(event.selection if event else None, fig)
+    if chosen:
+        st.subheader(f"Selection: {len(chosen):,} products")
+        summary = frame.set_index("product_id").loc[chosen]
+        cols = st.columns(4)
+        for col, attr in zip(cols, ["cluster_name", *HOVER_ATTRS]):
+            counts = summary[attr].value_counts().head(5)
+            col.dataframe(pd.DataFrame({attr.replace("_", " "): counts.index, "products": counts.to_numpy()}),
+                          hide_index=True, width="stretch")
+        if len(chosen) > GALLERY:
+            st.caption(f"Showing the first {GALLERY} of {len(chosen):,}.")
+        product_grid(catalog, chosen[:GALLERY])
+    elif highlight is not None:
+        members = cmap.members(highlight, soft)
+        st.subheader(f"Cluster {highlight}: {cmap.clusters.loc[highlight, 'name']} ({len(members):,} products)")
+        st.caption(cmap.clusters.loc[highlight, "top"])
+        product_grid(catalog, members[:GALLERY])
+    else:
+        st.info("Draw a box or a lasso on the map (or click a point) to see those products; click a cluster in "
+                "the list to highlight it.")
+
+with compare_tab:
+    st.caption("DBSCAN with one eps over the raw embeddings against HDBSCAN on their 10-D UMAP, same "
+               "embeddings and min samples. The eps grid comes from the k-distance heuristic (quantiles of "
+               "each product's distance to its k-th neighbour). ARI counts noise as one group.")
+    if dbscan_is_cached(built, ArtefactCache(), cmap) or st.button("Run the comparison", key="clusters_compare"):
+        comparison = get_dbscan_table(built, cmap, (build_key(built), kind, cmap.config))
+        shown = [c for c in comparison.columns if not c.startswith("ari_clustered")]
+        st.dataframe(comparison[shown], hide_index=True, width="stretch")
+        dbscan = comparison[comparison["method"] != "HDBSCAN (UMAP)"]
+        if "ari_product_type" in comparison and len(dbscan):
+            best = dbscan.loc[dbscan["ari_product_type"].idxmax()]
+            st.markdown(f"Best DBSCAN (eps {best['eps']:.3f}): ARI with product type **{best['ari_product_type']:.3f}** "
+                        f"with {best['noise_fraction']:.0%} noise and {int(best['n_clusters'])} clusters; "
+                        f"HDBSCAN: **{scores['ari_product_type']:.3f}** with {scores['noise_fraction']:.0%} noise.")
+    else:
+        st.info("Not computed yet for these embeddings (`python -m core build` computes it for the default map).")
