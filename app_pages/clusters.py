@@ -56,7 +56,7 @@ with map_tab:
         table = cmap.clusters.reset_index()[["cluster", "name", "size", "prompt_name", "keywords"]]
         picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                               key="clusters_list", height=560, width="stretch")
-        rows = picked.selection.rows if picked else []
+        rows = picked["selection"]["rows"] if picked else []
         highlight = int(table["cluster"].iloc[rows[0]]) if rows else None
     with left:
         colour_by = st.selectbox("Colour by", ["cluster", *[c for c in HOVER_ATTRS if c in catalog.products],
@@ -69,7 +69,7 @@ with map_tab:
                            cmap.export(catalog.products, soft).to_csv(index=False).encode(),
                            file_name=f"clusters-{kind}.csv", mime="text/csv", key="clusters_export")
 
-    chosen = selected_ids(event.selection if event else None, fig)
+    chosen = selected_ids(event["selection"] if event else None, fig)
     if chosen:
         st.subheader(f"Selection: {len(chosen):,} products")
         summary = frame.set_index("product_id").loc[chosen]

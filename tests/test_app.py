@@ -171,3 +171,54 @@ def test_backbone_page_evaluates_offline_lit(app_env, monkeypatch):
     assert table["trained heads"].between(0, 1).all()
     at = run_page("app_pages/backbone.py")  # a new session finds the cached numbers
     at = rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=300)
+
+
+def clusters_page(**state) -> AppTest:
+    return wait_for_build(run_page("app_pages/clusters.py", **state))
+
+
+def selection(*ids: str) -> dict:
+    """What the front end sends for a box or lasso selection of these products."""
+    return {"selection": {"points": [{"curve_number": 0, "point_index": i, "customdata": [pid, "title"]}
+                                     for i, pid in enumerate(ids)], "point_indices": [], "box": [], "lasso": []}}
+
+
+def test_clusters_page_shows_map_list_and_scores(app_env):
+    at = clusters_page()
+    assert [m.label for m in at.metric][:2] == ["Clusters", "Noise"]
+    assert at.get("plotly_chart") and at.dataframe
+    assert list(at.dataframe[0].value.columns) == ["cluster", "name", "size", "prompt_name", "keywords"]
+    assert any("Draw a box or a lasso" in i.value for i in at.info)
+    assert not product_captions(at)  # no gallery before a selection
+
+
+def test_selection_gallery_shows_exactly_the_selected_products(app_env):
+    chosen = ["syn00003", "syn00017", "syn00029"]
+    at = clusters_page(clusters_map=selection(*chosen))
+    assert any(s.value == "Selection: 3 products" for s in at.subheader)
+    assert [c.split(" · ")[0] for c in product_captions(at)] == chosen
+    summary = at.dataframe[1:]  # attribute summaries of the selection
+    assert sum(summary[0].value["products"]) == 3
+
+
+def test_clicking_a_cluster_shows_its_products(app_env):
+    at = clusters_page(clusters_min_samples=2)  # 40 random-weight embeddings: loose settings find clusters
+    table = at.dataframe[0].value
+    assert len(table) >= 1
+    at = clusters_page(clusters_min_samples=2, clusters_list={"selection": {"rows": [0], "columns": [], "cells": []}})
+    cluster, name, size = table.iloc[0][["cluster", "name", "size"]]
+    assert any(s.value == f"Cluster {cluster}: {name} ({size} products)" for s in at.subheader)
+    assert len(product_captions(at)) == min(size, 48)
+
+
+def test_clusters_controls_and_comparison(app_env):
+    at = clusters_page()
+    at.number_input(key="clusters_min_size").set_value(8).run()
+    assert any("min cluster size 8" in c.value for c in at.caption)
+    at.selectbox(key="clusters_kind").set_value("text").run()
+    at.toggle(key="clusters_soft").set_value(True).run()
+    at.selectbox(key="clusters_colour").set_value("pattern").run()
+    assert not at.exception
+    at.button(key="clusters_compare").click().run()
+    table = at.dataframe[-1].value
+    assert table["method"].iloc[0] == "HDBSCAN (UMAP)" and (table["method"] == "DBSCAN (raw)").sum() >= 2

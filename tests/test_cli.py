@@ -44,6 +44,22 @@ def test_build_then_rebuild(two_builds):
     assert (one["images_embedded"], one["texts_embedded"]) == (40, 40)
     assert (two["images_embedded"], two["texts_embedded"]) == (0, 0)
     assert "RANDOM" in first.stderr  # random weights are never silent
+    assert set(one["maps"]) == {"hybrid", "image", "text"}  # build also maps and clusters every kind
+    assert all(0 <= m["noise_fraction"] <= 1 for m in one["maps"].values())
+
+
+def test_build_caches_the_maps_and_the_comparison(two_builds):
+    cache = two_builds[0]
+    kinds = {p.parent.name for p in cache.rglob("*.npz")} | {p.name for p in cache.iterdir()}
+    assert {"projection", "clusters", "dbscan"} <= kinds
+
+
+def test_bench_cluster_prints_one_json_object(tmp_path):
+    got = run_cli(tmp_path / "cache", "bench", "cluster", "--catalog", "synthetic:60", "--backbone", TINY)
+    assert got.returncode == 0, got.stderr
+    out = json_line(got.stdout)
+    assert out["products"] == 60 and out["kind"] == "hybrid"
+    assert {"total_s", "n_clusters", "noise_fraction", "ari_product_type", "dbscan_best_ari_product_type"} <= set(out)
 
 
 def test_cache_ls_and_clear(two_builds, tmp_path):
