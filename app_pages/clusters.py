@@ -54,6 +54,9 @@ with map_tab:
                    "backbone's text tower (zero-shot) · **keywords**: class-based TF-IDF of product sentences. "
                    "Click a row to highlight the cluster.")
         table = cmap.clusters.reset_index()[["cluster", "name", "size", "prompt_name", "keywords"]]
+        if table.empty:
+            st.info("HDBSCAN found no clusters at these settings: every product is noise. Lower the minimum "
+                    "cluster size or min samples.")
         picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                               key="clusters_list", height=560, width="stretch")
         rows = picked["selection"]["rows"] if picked else []
@@ -69,7 +72,8 @@ with map_tab:
                            cmap.export(catalog.products, soft).to_csv(index=False).encode(),
                            file_name=f"clusters-{kind}.csv", mime="text/csv", key="clusters_export")
 
-    chosen = selected_ids(event["selection"] if event else None, fig)
+    on_map = set(cmap.ids.tolist())  # a selection made on another map may name products this one lacks
+    chosen = [pid for pid in selected_ids(event["selection"] if event else None, fig) if pid in on_map]
     if chosen:
         st.subheader(f"Selection: {len(chosen):,} products")
         summary = frame.set_index("product_id").loc[chosen]

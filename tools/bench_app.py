@@ -14,7 +14,8 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = {"catalogue": None, "neighbours": "app_pages/neighbours.py", "backbone": "app_pages/backbone.py",
+PAGES = {"catalogue": None, "neighbours": "app_pages/neighbours.py", "clusters": "app_pages/clusters.py",
+         "backbone": "app_pages/backbone.py",
          "validation": "app_pages/validation.py"}
 
 
