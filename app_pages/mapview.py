@@ -1,6 +1,7 @@
 """The cluster map as a plotly WebGL figure, and its selection events read back as product ids."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -12,8 +13,9 @@ HOVER = ("<b>%{customdata[1]}</b><br>%{customdata[0]}<br>%{customdata[2]} · %{c
          "<br>cluster: %{customdata[5]}<extra></extra>")
 
 
-def _customdata(part: pd.DataFrame) -> list[list[str]]:
-    return part[["product_id", "title", "product_type", "colour", "pattern", "cluster_name"]].astype(str).values.tolist()
+def _customdata(part: pd.DataFrame) -> np.ndarray:
+    # numpy, not lists: plotly validates arrays in one step (17,000 points: 0.1 s instead of 1 s)
+    return part[["product_id", "title", "product_type", "colour", "pattern", "cluster_name"]].astype(str).to_numpy()
 
 
 def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | None = None,
@@ -37,7 +39,8 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int |
     for i, group in enumerate(order):
         part = frame[groups == group]
         colour = PALETTE[i % len(PALETTE)]
-        symbols = ["circle-open" if a == "soft" else "circle" for a in part["assigned"]]
+        soft = part["assigned"].to_numpy() == "soft"
+        symbols = np.where(soft, "circle-open", "circle") if soft.any() else "circle"
         fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name=labels[group],
                                    marker={"size": 4, "color": colour, "symbol": symbols},
                                    customdata=_customdata(part), hovertemplate=HOVER))
@@ -69,5 +72,5 @@ def selected_ids(selection: dict | None, fig: go.Figure | None = None) -> list[s
         if data is None and fig is not None and "curve_number" in point and "point_index" in point:
             data = fig.data[point["curve_number"]].customdata[point["point_index"]]
         if data is not None:
-            out[str(data[0] if isinstance(data, (list, tuple)) else data)] = None
+            out[str(data[0] if isinstance(data, (list, tuple, np.ndarray)) else data)] = None
     return list(out)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 
 from core.catalog import PROJECT_ROOT
 
@@ -104,6 +105,17 @@ def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
         with contextlib.suppress(OSError):
             path.unlink()
         return None
+
+
+def frame_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A frame of numbers and strings as artefact arrays (``arrays_frame`` reads it back)."""
+    arrays = {f"col_{i}": frame[c].to_numpy() if frame[c].dtype.kind in "biuf" else frame[c].astype(str).to_numpy(str)
+              for i, c in enumerate(frame.columns)}
+    return {**arrays, "columns": np.asarray([str(c) for c in frame.columns], dtype=str)}
+
+
+def arrays_frame(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({c: arrays[f"col_{i}"] for i, c in enumerate(arrays["columns"].tolist())})
 
 
 @dataclass

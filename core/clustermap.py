@@ -3,12 +3,13 @@ and DBSCAN on the raw embeddings as the baseline."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from core.cache import ArtefactCache, RowStore, digest
+from core.cache import ArtefactCache, RowStore, arrays_frame, digest, frame_arrays
 from core.cluster import (NAME_ATTRS, NOISE, ClusterConfig, Clustering, centroids, ctfidf_keywords, dbscan_labels,
                           eps_grid, hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
 from core.embed import encode_texts
@@ -121,42 +122,52 @@ def prompt_vectors(built: Built, cache: ArtefactCache, attributes: pd.DataFrame
     return out
 
 
+def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, ids: np.ndarray,
+           labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame:
+    """``ClusterMap.clusters``, cached: metadata names, c-TF-IDF keywords and prompt names."""
+    sentences = built.catalog.products.loc[ids, "sentence"].tolist()
+
+    def compute() -> dict[str, np.ndarray]:
+        clusters = metadata_names(labels, attributes)
+        keywords = ctfidf_keywords(labels, sentences)
+        clusters["keywords"] = [", ".join(keywords.get(c, [])) for c in clusters.index]
+        cluster_ids, centres = centroids(vectors, labels)
+        clusters["prompt_name"] = prompt_names(centres, prompt_vectors(built, cache, attributes))
+        return frame_arrays(clusters.reset_index())
+
+    fingerprint = digest(vectors, ids, labels, attributes.to_numpy(str), *sentences)
+    arrays = cache.get_or_compute("cluster-names", {"kind": kind, "version": 1, **built.backbone.cache_config()},
+                                  fingerprint, compute)
+    return arrays_frame(arrays).set_index("cluster")
+
+
 def cluster_map(built: Built, cache: ArtefactCache, cfg: MapConfig = MapConfig(),
                 progress: StageProgress | None = None) -> ClusterMap:
     """Project, cluster, name and score one embedding kind of ``built``; every step is cached."""
-    seconds = {}
+    seconds: dict[str, float] = {}
+    stage = f"cluster map ({cfg.kind})"
 
-    def step(name: str, i: int):
+    @contextmanager
+    def timed(name: str):
         if progress:
-            progress(f"cluster map ({cfg.kind})", i, 4)
-        seconds[name] = time.perf_counter()
-
-    def done(name: str):
-        seconds[name] = round(time.perf_counter() - seconds[name], 3)
+            progress(stage, len(seconds), 4)
+        t = time.perf_counter()
+        yield
+        seconds[name] = round(time.perf_counter() - t, 3)
 
     vectors, ids = _vectors(built, cfg.kind)
-    step("umap_map", 0)
-    xy = _projection(built, cache, cfg.kind, 2, cfg.project.map_min_dist, cfg.project)
-    done("umap_map")
-    step("umap_cluster", 1)
-    reduced = _projection(built, cache, cfg.kind, cfg.project.cluster_dims, 0.0, cfg.project)
-    done("umap_cluster")
-    step("hdbscan", 2)
+    with timed("umap_map"):
+        xy = _projection(built, cache, cfg.kind, 2, cfg.project.map_min_dist, cfg.project)
+    with timed("umap_cluster"):
+        reduced = _projection(built, cache, cfg.kind, cfg.project.cluster_dims, 0.0, cfg.project)
     resolved = cfg.cluster.resolved(len(ids))
-    clustering = _clustering(cache, reduced, resolved)
-    done("hdbscan")
-    step("names", 3)
+    with timed("hdbscan"):
+        clustering = _clustering(cache, reduced, resolved)
     attributes = attributes_of(built, ids)
-    clusters = metadata_names(clustering.labels, attributes)
-    sentences = built.catalog.products.loc[ids, "sentence"].tolist()
-    keywords = ctfidf_keywords(clustering.labels, sentences)
-    clusters["keywords"] = [", ".join(keywords.get(c, [])) for c in clusters.index]
-    cluster_ids, centres = centroids(vectors, clustering.labels)
-    clusters["prompt_name"] = pd.Series(prompt_names(centres, prompt_vectors(built, cache, attributes)),
-                                        index=cluster_ids, dtype=object) if len(cluster_ids) else []
-    done("names")
+    with timed("names"):
+        clusters = _names(built, cache, cfg.kind, vectors, ids, clustering.labels, attributes)
     if progress:
-        progress(f"cluster map ({cfg.kind})", 4, 4)
+        progress(stage, 4, 4)
     scores = {"n_clusters": clustering.n_clusters, "noise_fraction": round(clustering.noise_fraction, 4),
               **label_agreement(clustering.labels, attributes)}
     return ClusterMap(cfg.kind, ids, xy, clustering, clusters, scores, resolved, seconds)
@@ -165,8 +176,10 @@ def cluster_map(built: Built, cache: ArtefactCache, cfg: MapConfig = MapConfig()
 def _dbscan_key(built: Built, cmap: ClusterMap) -> tuple[dict, str, list[float]]:
     vectors, ids = _vectors(built, cmap.kind)
     grid = eps_grid(built.tables[cmap.kind]["scores"], cmap.config.min_samples)
-    key = {"kind": cmap.kind, "eps": grid, "min_samples": cmap.config.min_samples, **built.backbone.cache_config()}
-    return key, digest(vectors, ids), grid
+    key = {"kind": cmap.kind, "eps": grid, "min_samples": cmap.config.min_samples, "version": 2,
+           **built.backbone.cache_config()}
+    attributes = attributes_of(built, ids)  # scores against labels are stored with the runs
+    return key, digest(vectors, ids, attributes.to_numpy(str)), grid
 
 
 def dbscan_is_cached(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> bool:
@@ -182,17 +195,20 @@ def dbscan_comparison(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> p
     vectors, ids = _vectors(built, cmap.kind)
     min_samples = cmap.config.min_samples
     key, fingerprint, grid = _dbscan_key(built, cmap)
-    runs = cache.get_or_compute("dbscan", key, fingerprint, lambda: {
-        "labels": np.stack([dbscan_labels(vectors, eps, min_samples) for eps in grid]) if grid
-        else np.zeros((0, len(ids)), np.int64)})["labels"]
     attributes = attributes_of(built, ids)
-    rows = [{"method": "HDBSCAN (UMAP)", "eps": np.nan,
-             "min_cluster_size": cmap.config.min_cluster_size, "min_samples": cmap.config.min_samples,
-             **{k: cmap.scores[k] for k in ("n_clusters", "noise_fraction")},
-             **label_agreement(cmap.clustering.labels, attributes)}]
-    for eps, labels in zip(grid, runs):
-        rows.append({"method": "DBSCAN (raw)", "eps": eps, "min_cluster_size": np.nan, "min_samples": min_samples,
-                     "n_clusters": int(labels.max() + 1), "noise_fraction": round(float(np.mean(labels == NOISE)), 4),
-                     **label_agreement(labels, attributes)})
-    return pd.DataFrame(rows)
+
+    def compute() -> dict[str, np.ndarray]:
+        rows = []
+        for eps in grid:
+            labels = dbscan_labels(vectors, eps, min_samples)
+            rows.append({"method": "DBSCAN (raw)", "eps": eps, "min_cluster_size": np.nan,
+                         "min_samples": min_samples, "n_clusters": int(labels.max() + 1),
+                         "noise_fraction": round(float(np.mean(labels == NOISE)), 4),
+                         **label_agreement(labels, attributes)})
+        return frame_arrays(pd.DataFrame(rows))
+
+    dbscan = arrays_frame(cache.get_or_compute("dbscan", key, fingerprint, compute))
+    hdbscan_row = {"method": "HDBSCAN (UMAP)", "eps": np.nan, "min_cluster_size": cmap.config.min_cluster_size,
+                   "min_samples": cmap.config.min_samples, **cmap.scores}
+    return pd.concat([pd.DataFrame([hdbscan_row]), dbscan], ignore_index=True)
 

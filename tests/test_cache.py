@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.cache import ArtefactCache, RowStore, file_digest
@@ -281,3 +282,13 @@ def test_rowstore_merge_survives_a_corrupt_shard(cache):
     assert found.tolist() == [False, True, True]
     np.testing.assert_array_equal(rows[1:], _rows([2, 3]))
     assert len(store._shards()) <= 2
+
+
+def test_frames_round_trip_through_the_cache(tmp_path):
+    from core.cache import arrays_frame, frame_arrays
+    frame = pd.DataFrame({"cluster": [0, 1], "name": ["Black dress", "Striped top"], "ari": [0.5, np.nan],
+                          "eps": [0.1, 0.2]})
+    cache = ArtefactCache(tmp_path)
+    got = arrays_frame(cache.get_or_compute("frames", {"v": 1}, "x", lambda: frame_arrays(frame)))
+    pd.testing.assert_frame_equal(got, frame, check_dtype=False)
+    assert arrays_frame(frame_arrays(frame.iloc[:0])).empty
