@@ -9,6 +9,7 @@ from plotly.colors import qualitative
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
 NOISE_COLOUR = "#c8c8c8"
 MAX_CATEGORIES = 40  # colouring by an attribute with more values lumps the rarest into "other"
+MAX_LEGEND = 25  # more groups than this: the legend would crowd out the map (the cluster list names them)
 HOVER = ("<b>%{customdata[1]}</b><br>%{customdata[0]}<br>%{customdata[2]} · %{customdata[3]} · %{customdata[4]}"
          "<br>cluster: %{customdata[5]}<extra></extra>")
 
@@ -55,7 +56,13 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int |
                                    marker={"size": 7, "color": "rgba(0,0,0,0)", "line": {"width": 1.5,
                                                                                          "color": "black"}},
                                    customdata=_customdata(part), hovertemplate=HOVER))
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, dragmode="lasso",
+    if colour_by == "cluster" and order:  # cluster ids at their medians; the side list names them
+        centres = frame[groups != -1].groupby("cluster")[["x", "y"]].median()
+        for cluster, (x, y) in centres.iterrows():
+            fig.add_annotation(x=x, y=y, text=str(cluster), showarrow=False, font={"size": 10},
+                               bgcolor="rgba(255,255,255,0.6)")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, dragmode="select",
+                      showlegend=len(order) <= MAX_LEGEND,
                       legend={"itemsizing": "constant", "font": {"size": 10}},
                       xaxis={"visible": False}, yaxis={"visible": False})
     return fig

@@ -49,3 +49,12 @@ def test_selected_ids_reads_customdata_and_falls_back_to_trace_and_index():
               {"customdata": ["p3"]}]
     assert selected_ids({"points": points}, fig) == ["p3", "p4", ids_of(fig, fig.data[0].name)[1]]
     assert selected_ids(None) == [] and selected_ids({"points": []}) == []
+
+
+def test_cluster_ids_label_the_map_and_crowded_legends_hide():
+    fig = map_figure(frame())
+    assert sorted(a.text for a in fig.layout.annotations) == ["0", "1", "2"]  # noise gets no label
+    assert fig.layout.showlegend
+    big = pd.concat([frame()] * 5, ignore_index=True)
+    big["product_type"] = [f"type{i}" for i in range(len(big))]
+    assert not map_figure(big, "product_type").layout.showlegend
