@@ -21,8 +21,8 @@ HOVER_ATTRS = ("product_type", "colour", "pattern")
 
 @dataclass(frozen=True)
 class MapConfig:
-    # Hybrid agrees best with the catalogue's own labels on H&M (ARI with product type about 0.7,
-    # against about 0.2 for photos alone; see the README), so the map opens on it.
+    # Hybrid agrees best with the catalogue's own labels on H&M (ARI with product type 0.72, against
+    # 0.46 for sentences and 0.22 for photos alone; README, "Cluster map"), so the map opens on it.
     kind: str = "hybrid"
     project: ProjectConfig = ProjectConfig()
     cluster: ClusterConfig = ClusterConfig()

@@ -241,3 +241,15 @@ def test_cluster_map_on_real_hm_sample(hm_dir, tiny_backbone, tmp_path):
     export = cmap.export(catalog.products)
     assert len(export) == 300 and export["product_id"].isin(catalog.products.index).all()
     assert cmap.clusters["name"].is_unique
+
+
+def test_a_catalogue_too_small_to_cluster_is_all_noise(tiny_backbone, tmp_path):
+    from core.synthetic import make_catalog
+    catalog = make_catalog(3, seed=0, image_dir=tmp_path / "photos")
+    cache = ArtefactCache(tmp_path / "cache")
+    built = build(catalog, tiny_backbone, cache)
+    cmap = cluster_map(built, cache, MapConfig())
+    assert cmap.scores["n_clusters"] == 0 and cmap.scores["noise_fraction"] == 1.0
+    assert cmap.clusters.empty and (cmap.export(catalog.products)["cluster_name"] == "noise").all()
+    table = dbscan_comparison(built, cache, cmap)
+    assert len(table) >= 1 and table["method"].iloc[0] == "HDBSCAN (UMAP)"
