@@ -121,8 +121,10 @@ def cmd_bench(args) -> None:
         return
     backbone = _backbone(args.backbone)
     if args.what == "cluster":
+        from core.cluster import ClusterConfig
+        cluster = ClusterConfig(args.min_cluster_size, args.min_samples)
         print(json.dumps(bench.bench_cluster(spec, backbone, ArtefactCache(), limit=args.limit, kind=args.kind,
-                                             cfg=_build_config(args))))
+                                             cfg=_build_config(args), cluster=cluster)))
         return
     fn = {"embed": bench.bench_embed, "search": bench.bench_search}[args.what]
     print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit, cfg=_build_config(args))))
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
     p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid"], help="embedding kind (cluster bench)")
+    p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
+    p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
     p.set_defaults(fn=cmd_bench)
 
     args = parser.parse_args(argv)

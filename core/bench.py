@@ -166,10 +166,12 @@ def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = N
 
 
 def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
-                  kind: str = "hybrid", cfg: BuildConfig = BuildConfig()) -> dict:
+                  kind: str = "hybrid", cfg: BuildConfig = BuildConfig(), cluster=None) -> dict:
     """The cluster map from a cold map cache (embeddings and neighbour tables come warm from ``cache``):
     seconds per step, clusters, noise, agreement with labels, and DBSCAN's best over its eps grid."""
+    from core.cluster import ClusterConfig
     from core.clustermap import MapConfig, cluster_map, dbscan_comparison
+    map_cfg = MapConfig(kind=kind, cluster=cluster or ClusterConfig())
     catalog = load_catalog(spec, limit)
     built = build(catalog, backbone, cache, cfg)
     t = time.perf_counter()
@@ -178,10 +180,10 @@ def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
     with tempfile.TemporaryDirectory(prefix="atelier-bench-cluster-") as tmp:
         cold_cache = ArtefactCache(tmp)
         t = time.perf_counter()
-        cmap = cluster_map(built, cold_cache, MapConfig(kind=kind))
+        cmap = cluster_map(built, cold_cache, map_cfg)
         total_s = time.perf_counter() - t
         t = time.perf_counter()
-        cluster_map(built, cold_cache, MapConfig(kind=kind))
+        cluster_map(built, cold_cache, map_cfg)
         warm_s = time.perf_counter() - t
         t = time.perf_counter()
         table = dbscan_comparison(built, cold_cache, cmap)

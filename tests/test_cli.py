@@ -55,10 +55,12 @@ def test_build_caches_the_maps_and_the_comparison(two_builds):
 
 
 def test_bench_cluster_prints_one_json_object(tmp_path):
-    got = run_cli(tmp_path / "cache", "bench", "cluster", "--catalog", "synthetic:60", "--backbone", TINY)
+    got = run_cli(tmp_path / "cache", "bench", "cluster", "--catalog", "synthetic:60", "--backbone", TINY,
+                  "--min-cluster-size", "7", "--min-samples", "3")
     assert got.returncode == 0, got.stderr
     out = json_line(got.stdout)
     assert out["products"] == 60 and out["kind"] == "hybrid"
+    assert (out["min_cluster_size"], out["min_samples"]) == (7, 3)
     assert {"total_s", "n_clusters", "noise_fraction", "ari_product_type", "dbscan_best_ari_product_type"} <= set(out)
 
 
