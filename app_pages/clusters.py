@@ -2,12 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from core.cache import ArtefactCache
-from core.clustermap import HOVER_ATTRS, dbscan_is_cached
-from core.pipeline import KINDS
 from app_pages.common import (build_key, built_or_progress, current_catalog, get_cluster_map, get_dbscan_table,
                               product_grid)
 from app_pages.mapview import map_figure, selected_ids
+from core.cache import ArtefactCache
+from core.clustermap import HOVER_ATTRS, dbscan_is_cached
+from core.pipeline import KINDS
 
 SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence"}
 GALLERY = 48  # photos shown for a selection; the CSV export holds all of it

@@ -130,6 +130,14 @@ def cmd_bench(args) -> None:
     print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit, cfg=_build_config(args))))
 
 
+def _kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ("image", "text", "hybrid")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown kind(s) {', '.join(unknown)}: use image, text, hybrid")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core", description="Atelier: build and inspect artefacts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     catalog_args(p)
     p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
     p.add_argument("--index", default="Flat", help="FAISS factory string: Flat (exact), IVF256,Flat, HNSW32, ...")
-    p.add_argument("--map-kinds", default="hybrid,image,text", type=lambda s: [k for k in s.split(",") if k],
+    p.add_argument("--map-kinds", default="hybrid,image,text", type=_kinds,
                    help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
                         "the DBSCAN comparison")
     p.set_defaults(fn=cmd_build)

@@ -135,7 +135,7 @@ def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, lim
 def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = None, sample: int = 1024) -> dict:
     """offline-lit: tower throughput, head training, and the held-out evaluation of core.evaluate."""
     from core.evaluate import lit_evaluation
-    from core.lit import towers, catalog_features, image_features
+    from core.lit import catalog_features, image_features, towers
     catalog = load_catalog(spec, limit)
     stages: dict[str, list[float]] = {}
 
@@ -175,7 +175,8 @@ def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
     catalog = load_catalog(spec, limit)
     built = build(catalog, backbone, cache, cfg)
     t = time.perf_counter()
-    import hdbscan, umap  # noqa: F401,E401  (numba's first import, counted apart)
+    import hdbscan  # noqa: F401  (numba compiles on first import: counted apart)
+    import umap  # noqa: F401
     import_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory(prefix="atelier-bench-cluster-") as tmp:
         cold_cache = ArtefactCache(tmp)

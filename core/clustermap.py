@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, RowStore, arrays_frame, digest, frame_arrays
-from core.cluster import (NAME_ATTRS, NOISE, ClusterConfig, Clustering, centroids, ctfidf_keywords, dbscan_labels,
-                          eps_grid, hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
+from core.cluster import (NOISE, ClusterConfig, Clustering, centroids, ctfidf_keywords, dbscan_labels, eps_grid,
+                          hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
 from core.embed import encode_texts
 from core.pipeline import KINDS, Built, StageProgress
 from core.project import ProjectConfig, knn_from_table, umap_project
@@ -131,7 +131,7 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         clusters = metadata_names(labels, attributes)
         keywords = ctfidf_keywords(labels, sentences)
         clusters["keywords"] = [", ".join(keywords.get(c, [])) for c in clusters.index]
-        cluster_ids, centres = centroids(vectors, labels)
+        _, centres = centroids(vectors, labels)
         clusters["prompt_name"] = prompt_names(centres, prompt_vectors(built, cache, attributes))
         return frame_arrays(clusters.reset_index())
 

@@ -117,3 +117,9 @@ def test_build_without_pretrained_weights_fails_with_the_reason(tmp_path):
     assert "pretrained weights could not be loaded" in error
     assert "ATELIER_OFFLINE" in error and "Fix:" in error
     assert "{" not in got.stdout  # no result printed
+
+
+def test_build_rejects_an_unknown_map_kind(tmp_path):
+    got = run_cli(tmp_path / "cache", "build", "--catalog", "synthetic:10", "--backbone", TINY,
+                  "--map-kinds", "hybrid,colour")
+    assert got.returncode == 2 and "unknown kind(s) colour" in got.stderr and "Traceback" not in got.stderr

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 
 from core.cache import ArtefactCache
-from core.catalog import PATTERN_PHRASES, load_catalog
-from core.cluster import (NOISE, ClusterConfig, agreement, ctfidf_keywords, dbscan_labels, eps_grid,
-                          hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
+from core.catalog import PATTERN_PHRASES, ValidationReport, load_catalog
+from core.cluster import (NOISE, ClusterConfig, agreement, ctfidf_keywords, dbscan_labels, eps_grid, hdbscan_clusters,
+                          label_agreement, metadata_names, prompt_names, prompt_texts)
 from core.clustermap import MapConfig, cluster_map, dbscan_comparison, dbscan_is_cached
 from core.index import IndexConfig, VectorIndex, neighbour_table
-from core.pipeline import KINDS, BuildConfig, Built, BuildStats, Embeddings, build
+from core.pipeline import KINDS, BuildConfig, BuildStats, Built, Embeddings, build
 from core.project import ProjectConfig, knn_from_table, umap_project
-from core.catalog import ValidationReport
 
 
 def blobs(n_per: int = 100, k: int = 3, d: int = 32, spread: float = 0.05, seed: int = 0):
