@@ -7,7 +7,6 @@ from app_pages.common import (build_key, built_or_progress, current_catalog, get
 from app_pages.mapview import map_figure, selected_ids
 from core.cache import ArtefactCache
 from core.clustermap import HOVER_ATTRS, dbscan_is_cached
-from core.pipeline import KINDS
 
 SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence"}
 GALLERY = 48  # photos shown for a selection; the CSV export holds all of it
@@ -28,7 +27,6 @@ min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_sampl
                               help="Larger is more conservative: denser cores, more products left as noise")
 soft = c4.toggle("Place noise in its likeliest cluster", key="clusters_soft",
                  help="HDBSCAN's soft membership; such products are drawn as open circles")
-assert kind in KINDS
 
 cmap = get_cluster_map(built, build_key(built), kind, int(min_size), int(min_samples))
 scores = cmap.scores
@@ -60,7 +58,8 @@ with map_tab:
         picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                               key="clusters_list", height=560, width="stretch")
         rows = picked["selection"]["rows"] if picked else []
-        highlight = int(table["cluster"].iloc[rows[0]]) if rows else None
+        # a row picked in another table (other kind or settings) may be past the end of this one
+        highlight = int(table["cluster"].iloc[rows[0]]) if rows and rows[0] < len(table) else None
     with left:
         colour_by = st.selectbox("Colour by", ["cluster", *[c for c in HOVER_ATTRS if c in catalog.products],
                                                *[c for c in catalog.attribute_columns if c not in HOVER_ATTRS]],

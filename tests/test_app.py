@@ -222,3 +222,8 @@ def test_clusters_controls_and_comparison(app_env):
     at.button(key="clusters_compare").click().run()
     table = at.dataframe[-1].value
     assert table["method"].iloc[0] == "HDBSCAN (UMAP)" and (table["method"] == "DBSCAN (raw)").sum() >= 2
+
+
+def test_a_stale_cluster_row_is_ignored(app_env):
+    at = clusters_page(clusters_list={"selection": {"rows": [10_000], "columns": [], "cells": []}})
+    assert any("Draw a box or a lasso" in i.value for i in at.info)
