@@ -104,7 +104,8 @@ with compare_tab:
         dbscan = comparison[comparison["method"] != "HDBSCAN (UMAP)"]
         if "ari_product_type" in comparison and len(dbscan):
             best = dbscan.loc[dbscan["ari_product_type"].idxmax()]
-            st.markdown(f"Best DBSCAN (eps {best['eps']:.3f}): ARI with product type **{best['ari_product_type']:.3f}** "
+            st.markdown(f"Best DBSCAN (eps {best['eps']:.3f}): ARI with product type "
+                        f"**{best['ari_product_type']:.3f}** "
                         f"with {best['noise_fraction']:.0%} noise and {int(best['n_clusters'])} clusters; "
                         f"HDBSCAN: **{scores['ari_product_type']:.3f}** with {scores['noise_fraction']:.0%} noise.")
     else:

@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
-    p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid"], help="embedding kind (cluster bench)")
+    p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid"],
+                   help="embedding kind (cluster bench)")
     p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
     p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
     p.set_defaults(fn=cmd_bench)

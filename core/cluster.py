@@ -236,7 +236,8 @@ PROMPT_TEMPLATES = {"colour": "a photo of a {} garment", "pattern": "a photo of 
                     "product_type": "a photo of a {}"}
 
 
-def prompt_texts(attributes: pd.DataFrame, min_count: int = 5, max_values: int = 60) -> dict[str, tuple[list[str], list[str]]]:
+def prompt_texts(attributes: pd.DataFrame, min_count: int = 5,
+                 max_values: int = 60) -> dict[str, tuple[list[str], list[str]]]:
     """Candidate values per attribute (those held by at least ``min_count`` products, commonest first)
     and the prompt sentence for each, e.g. "pattern" -> (["Stripe"], ["a photo of a striped garment"])."""
     out = {}
