@@ -98,7 +98,7 @@ with compare_tab:
                "embeddings and min samples. The eps grid comes from the k-distance heuristic (quantiles of "
                "each product's distance to its k-th neighbour). ARI counts noise as one group.")
     if dbscan_is_cached(built, ArtefactCache(), cmap) or st.button("Run the comparison", key="clusters_compare"):
-        comparison = get_dbscan_table(built, cmap, (build_key(built), kind, cmap.config))
+        comparison = get_dbscan_table(built, cmap, (build_key(built), cmap.fingerprint, cmap.config))
         shown = [c for c in comparison.columns if not c.startswith("ari_clustered")]
         st.dataframe(comparison[shown], hide_index=True, width="stretch")
         dbscan = comparison[comparison["method"] != "HDBSCAN (UMAP)"]

@@ -13,6 +13,7 @@ from PIL import ImageOps
 
 from core.cache import ArtefactCache
 from core.catalog import Catalog, load_catalog, product_sentences
+from core.cluster import ClusterConfig
 from core.embed import Backbone, encode_images, load_image
 from core.index import VectorIndex
 from core.pipeline import BuildConfig, build
@@ -166,10 +167,10 @@ def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = N
 
 
 def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
-                  kind: str = "hybrid", cfg: BuildConfig = BuildConfig(), cluster=None) -> dict:
+                  kind: str = "hybrid", cfg: BuildConfig = BuildConfig(),
+                  cluster: ClusterConfig | None = None) -> dict:
     """The cluster map from a cold map cache (embeddings and neighbour tables come warm from ``cache``):
     seconds per step, clusters, noise, agreement with labels, and DBSCAN's best over its eps grid."""
-    from core.cluster import ClusterConfig
     from core.clustermap import MapConfig, cluster_map, dbscan_comparison
     map_cfg = MapConfig(kind=kind, cluster=cluster or ClusterConfig())
     catalog = load_catalog(spec, limit)

@@ -65,6 +65,14 @@ PATTERN_PHRASES = {
     "denim": "denim",
     "melange": "melange",
 }
+# Zero-shot prompts for a pattern (given as its phrase) and a product type, shared by evaluation and naming.
+PATTERN_PROMPT = "a photo of a {} garment"
+TYPE_PROMPT = "a photo of a {}"
+
+
+def pattern_phrase(label: str) -> str:
+    """A pattern label as it reads in a sentence: "Stripe" -> "striped"; unknown labels lower-cased."""
+    return PATTERN_PHRASES.get(label.lower(), label.lower())
 
 
 class CatalogError(Exception):
@@ -160,8 +168,7 @@ def product_sentences(products: pd.DataFrame) -> list[str]:
     out = []
     for i in range(len(products)):
         colour = cols["colour"][i].lower()
-        pattern = cols["pattern"][i].lower()
-        pattern = PATTERN_PHRASES.get(pattern, pattern)
+        pattern = pattern_phrase(cols["pattern"][i])
         kind = cols["product_type"][i].lower() or "product"
         noun = " ".join(w for w in (colour, pattern, kind) if w)
         article = "an" if noun[:1] in "aeiou" else "a"

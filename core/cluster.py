@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.catalog import PATTERN_PHRASES
+from core.catalog import PATTERN_PROMPT, TYPE_PROMPT, pattern_phrase
 
 NOISE = -1
 NAME_ATTRS = ("colour", "pattern", "product_type")  # the order a name reads in: "Black striped vest top"
@@ -123,7 +123,7 @@ def label_agreement(labels: np.ndarray, attributes: pd.DataFrame,
 
 
 def _phrase(attr: str, value: str) -> str:
-    return PATTERN_PHRASES.get(value.lower(), value.lower()) if attr == "pattern" else value.lower()
+    return pattern_phrase(value) if attr == "pattern" else value.lower()
 
 
 def metadata_names(labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame:
@@ -191,7 +191,8 @@ def ctfidf_keywords(labels: np.ndarray, sentences: list[str], top: int = 5) -> d
     clusters = sorted(set(labels[labels != NOISE].tolist()))
     if not clusters:
         return {}
-    docs = [" ".join(s for s, lab in zip(sentences, labels) if lab == c) for c in clusters]
+    clustered = labels != NOISE
+    docs = pd.Series(sentences)[clustered].groupby(labels[clustered]).agg(" ".join).reindex(clusters).tolist()
     vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z-]+\b")
     try:
         counts = vectorizer.fit_transform(docs).toarray().astype(np.float64)
@@ -232,8 +233,7 @@ def prompt_names(centres: np.ndarray, prompts: dict[str, tuple[list[str], np.nda
     return [n[:1].upper() + n[1:] for n in names]
 
 
-PROMPT_TEMPLATES = {"colour": "a photo of a {} garment", "pattern": "a photo of a {} garment",
-                    "product_type": "a photo of a {}"}
+PROMPT_TEMPLATES = {"colour": PATTERN_PROMPT, "pattern": PATTERN_PROMPT, "product_type": TYPE_PROMPT}
 
 
 def prompt_texts(attributes: pd.DataFrame, min_count: int = 5,

@@ -38,6 +38,7 @@ class ClusterMap:
     clusters: pd.DataFrame  # index cluster id: size, name, prompt_name, keywords, top, distinctive
     scores: dict[str, float]  # n_clusters, noise_fraction, ari_/ari_clustered_/purity_<label>
     config: ClusterConfig  # as resolved for this catalogue (automatic sizes filled in)
+    fingerprint: str  # digest of this kind's vectors, ids and attribute labels: keys artefacts derived from the map
     seconds: dict[str, float] = field(default_factory=dict)
 
     def labels(self, soft: bool = False) -> np.ndarray:
@@ -82,13 +83,12 @@ def _vectors(built: Built, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return built.embeddings.matrix(kind, built.cfg.hybrid_weight)
 
 
-def _projection(built: Built, cache: ArtefactCache, kind: str, dims: int, min_dist: float,
-                cfg: ProjectConfig) -> np.ndarray:
-    vectors, ids = _vectors(built, kind)
+def _projection(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, fingerprint: str, dims: int,
+                min_dist: float, cfg: ProjectConfig) -> np.ndarray:
     table = built.tables[kind]
     key = {"kind": kind, "dims": dims, "min_dist": min_dist, "n_neighbors": cfg.n_neighbors, "seed": cfg.seed,
            **built.backbone.cache_config()}
-    return cache.get_or_compute("projection", key, digest(vectors, ids), lambda: {"points": umap_project(
+    return cache.get_or_compute("projection", key, fingerprint, lambda: {"points": umap_project(
         vectors, dims, min_dist, cfg, knn_from_table(table["rows"], table["scores"], cfg.n_neighbors))})["points"]
 
 
@@ -123,8 +123,9 @@ def prompt_vectors(built: Built, cache: ArtefactCache, attributes: pd.DataFrame
 
 
 def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, ids: np.ndarray,
-           labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame:
-    """``ClusterMap.clusters``, cached: metadata names, c-TF-IDF keywords and prompt names."""
+           labels: np.ndarray, attributes: pd.DataFrame, fingerprint: str) -> pd.DataFrame:
+    """``ClusterMap.clusters``, cached: metadata names, c-TF-IDF keywords and prompt names.
+    ``fingerprint`` covers vectors, ids and attributes; labels and sentences are added here."""
     sentences = built.catalog.products.loc[ids, "sentence"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
@@ -135,9 +136,8 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         clusters["prompt_name"] = prompt_names(centres, prompt_vectors(built, cache, attributes))
         return frame_arrays(clusters.reset_index())
 
-    fingerprint = digest(vectors, ids, labels, attributes.to_numpy(str), *sentences)
     arrays = cache.get_or_compute("cluster-names", {"kind": kind, "version": 1, **built.backbone.cache_config()},
-                                  fingerprint, compute)
+                                  digest(fingerprint, labels, *sentences), compute)
     return arrays_frame(arrays).set_index("cluster")
 
 
@@ -156,35 +156,35 @@ def cluster_map(built: Built, cache: ArtefactCache, cfg: MapConfig = MapConfig()
         seconds[name] = round(time.perf_counter() - t, 3)
 
     vectors, ids = _vectors(built, cfg.kind)
+    attributes = attributes_of(built, ids)
+    data = digest(vectors, ids)  # the projections depend on the vectors only
     with timed("umap_map"):
-        xy = _projection(built, cache, cfg.kind, 2, cfg.project.map_min_dist, cfg.project)
+        xy = _projection(built, cache, cfg.kind, vectors, data, 2, cfg.project.map_min_dist, cfg.project)
     with timed("umap_cluster"):
-        reduced = _projection(built, cache, cfg.kind, cfg.project.cluster_dims, 0.0, cfg.project)
+        reduced = _projection(built, cache, cfg.kind, vectors, data, cfg.project.cluster_dims, 0.0, cfg.project)
     resolved = cfg.cluster.resolved(len(ids))
     with timed("hdbscan"):
         clustering = _clustering(cache, reduced, resolved)
-    attributes = attributes_of(built, ids)
+    fingerprint = digest(data, attributes.to_numpy(str))
     with timed("names"):
-        clusters = _names(built, cache, cfg.kind, vectors, ids, clustering.labels, attributes)
+        clusters = _names(built, cache, cfg.kind, vectors, ids, clustering.labels, attributes, fingerprint)
     if progress:
         progress(stage, 4, 4)
     scores = {"n_clusters": clustering.n_clusters, "noise_fraction": round(clustering.noise_fraction, 4),
               **label_agreement(clustering.labels, attributes)}
-    return ClusterMap(cfg.kind, ids, xy, clustering, clusters, scores, resolved, seconds)
+    return ClusterMap(cfg.kind, ids, xy, clustering, clusters, scores, resolved, fingerprint, seconds)
 
 
-def _dbscan_key(built: Built, cmap: ClusterMap) -> tuple[dict, str, list[float]]:
-    vectors, ids = _vectors(built, cmap.kind)
+def _dbscan_key(built: Built, cmap: ClusterMap) -> tuple[dict, list[float]]:
     grid = eps_grid(built.tables[cmap.kind]["scores"], cmap.config.min_samples)
     key = {"kind": cmap.kind, "eps": grid, "min_samples": cmap.config.min_samples, "version": 2,
            **built.backbone.cache_config()}
-    attributes = attributes_of(built, ids)  # scores against labels are stored with the runs
-    return key, digest(vectors, ids, attributes.to_numpy(str)), grid
+    return key, grid
 
 
 def dbscan_is_cached(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> bool:
-    key, fingerprint, _ = _dbscan_key(built, cmap)
-    return cache.path("dbscan", cache.key(key, fingerprint)).is_file()
+    key, _ = _dbscan_key(built, cmap)
+    return cache.path("dbscan", cache.key(key, cmap.fingerprint)).is_file()
 
 
 def dbscan_comparison(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> pd.DataFrame:
@@ -192,12 +192,12 @@ def dbscan_comparison(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> p
     min_samples, over a grid of eps from the k-distance heuristic. One row per run: method, eps,
     n_clusters, noise_fraction and agreement with each label (``label_agreement``). The DBSCAN labels
     are cached (about 3 s per eps on 17,000 products)."""
-    vectors, ids = _vectors(built, cmap.kind)
     min_samples = cmap.config.min_samples
-    key, fingerprint, grid = _dbscan_key(built, cmap)
-    attributes = attributes_of(built, ids)
+    key, grid = _dbscan_key(built, cmap)
 
     def compute() -> dict[str, np.ndarray]:
+        vectors, ids = _vectors(built, cmap.kind)
+        attributes = attributes_of(built, ids)  # scores against labels are stored with the runs
         rows = []
         for eps in grid:
             labels = dbscan_labels(vectors, eps, min_samples)
@@ -207,7 +207,7 @@ def dbscan_comparison(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> p
                          **label_agreement(labels, attributes)})
         return frame_arrays(pd.DataFrame(rows))
 
-    dbscan = arrays_frame(cache.get_or_compute("dbscan", key, fingerprint, compute))
+    dbscan = arrays_frame(cache.get_or_compute("dbscan", key, cmap.fingerprint, compute))
     hdbscan_row = {"method": "HDBSCAN (UMAP)", "eps": np.nan, "min_cluster_size": cmap.config.min_cluster_size,
                    "min_samples": cmap.config.min_samples, **cmap.scores}
     return pd.concat([pd.DataFrame([hdbscan_row]), dbscan], ignore_index=True)

@@ -6,10 +6,7 @@ import time
 import numpy as np
 import torch
 
-from core.catalog import PATTERN_PHRASES, Catalog
-
-PATTERN_PROMPT = "a photo of a {} garment"
-TYPE_PROMPT = "a photo of a {}"
+from core.catalog import PATTERN_PROMPT, TYPE_PROMPT, Catalog, pattern_phrase
 
 
 def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -74,7 +71,7 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
     _, text_tower = towers()
     patterns = frequent_classes(products["pattern"].to_numpy(), min_class) if "pattern" in products else []
     types = frequent_classes(products["product_type"].to_numpy(), min_class) if "product_type" in products else []
-    pattern_prompts = text_tower([PATTERN_PROMPT.format(PATTERN_PHRASES.get(p.lower(), p.lower())) for p in patterns])
+    pattern_prompts = text_tower([PATTERN_PROMPT.format(pattern_phrase(p)) for p in patterns])
     type_prompts = text_tower([TYPE_PROMPT.format(p.lower()) for p in types])
     pattern_labels = products["pattern"].to_numpy()[test] if patterns else None
 

@@ -260,12 +260,12 @@ def attribute_captions(products) -> list[list[str]]:
     """Short captions from a product's attributes, e.g. ["a striped dress", "a red dress"]: extra
     training texts beside the full sentence (caption augmentation), so the heads also align photos
     with the short phrases people search and prompt with. One list per caption kind, (n,) each."""
-    from core.catalog import PATTERN_PHRASES
+    from core.catalog import pattern_phrase
     kind = [t.lower() or "garment" for t in products["product_type"]] if "product_type" in products \
         else ["garment"] * len(products)
     out = []
     if "pattern" in products:
-        out.append([f"a {PATTERN_PHRASES.get(x.lower(), x.lower())} {k}".replace("  ", " ")
+        out.append([f"a {pattern_phrase(x)} {k}".replace("  ", " ")
                     for x, k in zip(products["pattern"], kind)])
     if "colour" in products:
         out.append([f"a {x.lower()} {k}".replace("  ", " ") for x, k in zip(products["colour"], kind)])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from core.cache import ArtefactCache
-from core.catalog import PATTERN_PHRASES, ValidationReport, load_catalog
+from core.catalog import ValidationReport, load_catalog, pattern_phrase
 from core.cluster import (NOISE, ClusterConfig, agreement, ctfidf_keywords, dbscan_labels, eps_grid, hdbscan_clusters,
                           label_agreement, metadata_names, prompt_names, prompt_texts)
 from core.clustermap import MapConfig, cluster_map, dbscan_comparison, dbscan_is_cached
@@ -110,7 +110,7 @@ def test_metadata_names_mention_the_true_colour_and_pattern(synthetic_catalog):
     for cluster, group in enumerate(uniques):
         colour, pattern = group.split("|")
         name = names.loc[cluster, "name"].lower()
-        assert colour.lower() in name and PATTERN_PHRASES.get(pattern, pattern) in name, (name, group)
+        assert colour.lower() in name and pattern_phrase(pattern) in name, (name, group)
     assert names["name"].is_unique  # clusters sharing a name are told apart
 
 
@@ -167,7 +167,7 @@ def test_cluster_map_names_synthetic_clusters_by_their_pattern(patterned, tmp_pa
     assert cmap.scores["purity_pattern"] == 1.0
     for cluster, row in cmap.clusters.iterrows():
         pattern = products.loc[cmap.members(cluster)[0], "pattern"]
-        assert PATTERN_PHRASES.get(pattern, pattern) in row["name"].lower(), row["name"]
+        assert pattern_phrase(pattern) in row["name"].lower(), row["name"]
     assert cmap.clusters["prompt_name"].str.len().gt(0).all()  # the tiny model's text tower names them too
     assert cmap.clusters["keywords"].str.len().gt(0).all()
     assert cmap.xy.shape == (200, 2) and np.isfinite(cmap.xy).all()
