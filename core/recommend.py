@@ -1,0 +1,218 @@
+"""The recommenders' shared contract: what they learn from (:class:`RecData`), how they score
+(:class:`Recommender`), their registry, and top-k over the whole catalogue.
+
+Every recommender ranks every product of the catalogue (the candidates), bought or not. A
+customer is a history of product rows plus their attributes: a known customer's history is their
+purchases before the cutoff, a new one's a few liked products (or none).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.cache import ArtefactCache, digest
+from core.embed import fuse
+from core.pipeline import Embeddings
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class RecData:
+    """What a recommender may learn from: every product (the candidates, in this row order), every
+    customer, the purchases before ``cutoff`` only, and the products' content vectors.
+
+    Built by :func:`rec_data`; ``purchases`` never holds anything at or after ``cutoff``.
+    """
+    products: pd.DataFrame  # index product_id, the catalogue's attribute columns; row i is candidate i
+    customers: pd.DataFrame  # index customer_id, attribute columns (str); may be empty of columns
+    purchases: pd.DataFrame  # customer_id, product_id, timestamp, price; sorted by timestamp
+    cutoff: pd.Timestamp  # "now" for the model: recency is measured back from here
+    image: np.ndarray  # (n_products, d) float32 rows L2-normalised; zero rows where there is no photo
+    text: np.ndarray  # (n_products, d) float32 rows L2-normalised
+    has_image: np.ndarray  # (n_products,) bool
+    hybrid_weight: float = 0.5
+    # derived in __post_init__
+    product_ids: np.ndarray = field(init=False)  # (n_products,) str
+    product_row: dict[str, int] = field(init=False)
+    customer_ids: np.ndarray = field(init=False)  # (n_customers,) str
+    customer_row: dict[str, int] = field(init=False)
+    items: np.ndarray = field(init=False)  # (n_purchases,) int64 product row of each purchase
+    users: np.ndarray = field(init=False)  # (n_purchases,) int64 customer row of each purchase
+    days_ago: np.ndarray = field(init=False)  # (n_purchases,) float32 days from the purchase to the cutoff
+
+    def __post_init__(self) -> None:
+        self.product_ids = self.products.index.to_numpy(dtype=str)
+        self.product_row = {p: i for i, p in enumerate(self.product_ids.tolist())}
+        known = pd.Index(self.customers.index.astype(str))
+        extra = pd.Index(self.purchases["customer_id"].unique()).difference(known)
+        self.customer_ids = np.concatenate([known.to_numpy(dtype=str), extra.to_numpy(dtype=str)])
+        self.customer_row = {c: i for i, c in enumerate(self.customer_ids.tolist())}
+        self.items = self.purchases["product_id"].map(self.product_row).to_numpy(dtype=np.int64)
+        self.users = self.purchases["customer_id"].map(self.customer_row).to_numpy(dtype=np.int64)
+        delta = (self.cutoff - self.purchases["timestamp"]).dt.total_seconds().to_numpy() / 86400.0
+        self.days_ago = np.nan_to_num(delta, nan=0.0).astype(np.float32)
+        self._histories: dict[str, np.ndarray] | None = None
+
+    @property
+    def n_products(self) -> int:
+        return len(self.product_ids)
+
+    @property
+    def hybrid(self) -> np.ndarray:
+        """(n_products, d) float32 rows L2-normalised: photo and sentence fused at ``hybrid_weight``."""
+        return fuse(self.image, self.text, self.hybrid_weight, self.has_image)
+
+    def history(self, customer_id: str) -> np.ndarray:
+        """Product rows the customer bought before the cutoff, oldest first (repeats kept); empty if none."""
+        if self._histories is None:
+            order = np.argsort(self.users, kind="stable")  # purchases are time-sorted, so each group is too
+            users, items = self.users[order], self.items[order]
+            cuts = np.flatnonzero(np.diff(users)) + 1
+            self._histories = {self.customer_ids[g[0]]: it for g, it in
+                               zip(np.split(users, cuts), np.split(items, cuts)) if len(g)}
+        return self._histories.get(customer_id, np.empty(0, dtype=np.int64))
+
+    def popularity(self, since_days: float | None = None) -> np.ndarray:
+        """(n_products,) float32 purchase counts, over the last ``since_days`` before the cutoff if given."""
+        keep = slice(None) if since_days is None else self.days_ago <= since_days
+        return np.bincount(self.items[keep], minlength=self.n_products).astype(np.float32)
+
+
+def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.DataFrame, cutoff,
+             embeddings: Embeddings, hybrid_weight: float = 0.5) -> RecData:
+    """RecData of purchases strictly before ``cutoff``; ``embeddings`` rows must be in ``products`` order."""
+    if not np.array_equal(np.asarray(embeddings.ids, dtype=str), products.index.to_numpy(dtype=str)):
+        raise ValueError("embeddings are not aligned with the products (rebuild the catalogue's embeddings)")
+    cutoff = pd.Timestamp(cutoff)
+    train = purchases[purchases["timestamp"] < cutoff].sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return RecData(products, customers, train, cutoff, embeddings.image, embeddings.text, embeddings.has_image,
+                   hybrid_weight)
+
+
+class Recommender:
+    """A model scoring every product for a customer. Subclasses set ``name``, implement :meth:`fit` and
+    :meth:`score_histories`, and may override :meth:`score` to use what they learned per customer."""
+    name: str = ""
+    # True for models that only know products bought in training (ItemKNN, ALS, LightGCN): they can never
+    # rank a product nobody bought before the cutoff above one somebody did.
+    id_only: bool = False
+
+    def fit(self, data: RecData, progress: Progress | None = None) -> "Recommender":
+        raise NotImplementedError
+
+    def score_histories(self, histories: Sequence[np.ndarray],
+                        customer_ids: Sequence[str | None] | None = None) -> np.ndarray:
+        """(q, n_products) float32 scores, higher is better, for q customers given as their history
+        (product rows, oldest first; may be empty) and, where known, their id (attributes)."""
+        raise NotImplementedError
+
+    def score(self, customer_ids: Sequence[str]) -> np.ndarray:
+        """(q, n_products) float32 scores for known customers (their training history and attributes);
+        an id with no purchases (or not in the data) is scored from its attributes or as a new customer."""
+        data = self.data_
+        return self.score_histories([data.history(c) for c in customer_ids], list(customer_ids))
+
+    def item_vectors(self) -> np.ndarray | None:
+        """(n_products, d) float32 item vectors where the model has them (for explanations), else None."""
+        return None
+
+
+def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (q, k) int64 and scores (q, k) float32 of the k best products per query, best first;
+    ``exclude[i]`` are product rows never returned for query i (e.g. products already bought). Ties
+    break by product row (the lower row first), also at the k-th place, so results are deterministic;
+    NaN scores count as -inf."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    np.nan_to_num(scores, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+    if exclude is not None:
+        for i, rows in enumerate(exclude):
+            if len(rows):
+                scores[i, rows] = -np.inf
+    q, n = scores.shape
+    k = max(0, min(k, n))
+    if k == 0:
+        return np.empty((q, 0), dtype=np.int64), np.empty((q, 0), dtype=np.float32)
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition picks arbitrarily among products tied at the k-th score: take the lowest rows
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        tie_rows = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+        if len(tie_rows):
+            s, t = scores[tie_rows], kth[tie_rows]
+            above, tied = s > t, s == t
+            room = k - above.sum(axis=1, keepdims=True)
+            keep = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+            part[tie_rows] = np.nonzero(keep)[1].reshape(len(tie_rows), k)
+    else:
+        part = np.tile(np.arange(n), (q, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    rows = np.take_along_axis(part, order, axis=1)
+    return rows, np.take_along_axis(scores, rows, axis=1)
+
+
+# ---------------------------------------------------------------- registry
+
+BASELINES = ("popularity", "recent_popularity", "colour_variants", "itemknn", "als", "lightgcn", "content")
+MODELS = ("graphsage",) + BASELINES
+
+
+def list_recommenders() -> list[str]:
+    return list(MODELS)
+
+
+def create_recommender(name: str, seed: int = 0) -> Recommender:
+    """A fresh, unfitted recommender by name (see :func:`list_recommenders`)."""
+    if name == "graphsage":
+        from core.sage import SageConfig, SageRecommender
+        return SageRecommender(SageConfig(seed=seed))
+    if name in BASELINES:
+        from core import baselines
+        return baselines.create(name, seed=seed)
+    raise ValueError(f"unknown model '{name}'; one of {', '.join(MODELS)}")
+
+
+# ---------------------------------------------------------------- cached fitting
+
+def data_fingerprint(data: RecData) -> str:
+    """Hash of everything a recommender learns from: candidates, customers, training purchases, content."""
+    attrs = data.products.drop(columns=["image_path", "description"], errors="ignore").to_numpy(dtype=str)
+    return digest(data.product_ids, data.customer_ids, attrs, data.customers.to_numpy(dtype=str),
+                  data.items, data.users, data.days_ago, str(data.cutoff), data.image, data.text,
+                  float(data.hybrid_weight))
+
+
+def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: int = 0,
+           progress: Progress | None = None) -> Recommender:
+    """A recommender fitted on ``data``. Models that can save their state (``cache_config``,
+    ``state_arrays``, ``load_state``) are cache artefacts keyed by their config and the data's
+    fingerprint, so a trained model is trained once; the others fit in seconds and are refitted."""
+    model = create_recommender(name, seed)
+    if cache is None or not hasattr(model, "state_arrays"):
+        return model.fit(data, progress)
+    state = cache.get_or_compute(f"recommender-{name}", model.cache_config(), data_fingerprint(data),
+                                 lambda: model.fit(data, progress).state_arrays())
+    return model.load_state(data, state)
+
+
+def reasons(history: np.ndarray, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """For each recommended product row, the history product it is most similar to (cosine of
+    ``vectors``, (n_products, d) rows L2-normalised: a model's item vectors or the content vectors);
+    -1 where the history is empty. (len(rows),) int64."""
+    history, rows = np.asarray(history, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+    if not len(history) or not len(rows):
+        return np.full(len(rows), -1, dtype=np.int64)
+    sims = vectors[rows] @ vectors[history].T
+    return history[np.argmax(sims, axis=1)]
+
+
+def rank_in_lists(scores: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Where a product scoring ``candidate`` (q,) would rank in each of q customers' lists over the
+    catalogue with ``scores`` (q, n_products): (q,) int64, 0 = first. Scores of one customer compare
+    products; scores of different customers do not (a ranking loss only orders each customer's list),
+    so "which customers would get this product" is answered by its rank, not its raw score."""
+    return (np.asarray(scores) > np.asarray(candidate)[:, None]).sum(axis=1).astype(np.int64)
