@@ -19,8 +19,8 @@ DOMINANT = 0.5  # a value names a cluster when at least half of its products hav
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    # 0 means "about one product in 500, at least 5": 34 on the 17,033-product H&M sample, where
-    # 34-60 gave 49-70 clusters with 9-10% noise on hybrid embeddings (measured; README sweep).
+    # 0 means "about one product in 500, at least 5": 49 on the 24,717-product H&M sample. On its
+    # earlier 17,033 products, 34-60 gave 49-70 clusters with 9-10% noise on hybrid embeddings (measured; README sweep).
     min_cluster_size: int = 0
     min_samples: int = 10  # larger: more conservative, more noise; 10 held noise near 10% on H&M
     selection: str = "eom"  # HDBSCAN's excess-of-mass selection; "leaf" gives many small clusters

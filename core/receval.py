@@ -59,7 +59,7 @@ EXCLUDE_CHOICES = ("auto", "yes", "no")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    # The H&M sample's purchases run to 2020-09; three months of test leaves the model the spring before.
+    # The H&M sample's purchases run to 2020-06-30: the last three months are the test window.
     cutoff: str = "2020-04-01"
     end: str = "2020-07-01"
     validation_days: int = 0  # 0: as long as the test window

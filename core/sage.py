@@ -21,6 +21,7 @@ Training (:meth:`SageRecommender.fit`):
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -48,12 +49,16 @@ class SageConfig:
     n_negatives: int = 4  # uniform negatives over the whole catalogue per positive
     batch_size: int = 4096  # positive edges per step; a full-graph step costs the same whatever its size
     epochs: int = 30  # an upper bound: early stopping on the validation window picks the epoch
+    min_steps: int = 10  # steps per epoch at least, so a small catalogue still gets enough updates
     patience: int = 5  # epochs without a better validation Recall@10 before stopping
     lr: float = 0.005
     weight_decay: float = 1e-5
     item_dropout: float = 0.5  # share of a batch's products whose purchase neighbourhood is hidden (DropoutNet)
     customer_dropout: float = 0.2  # likewise for customers: learns the attributes-only new customer
     validation_days: float = 28.0  # the window cut from the end of the training purchases for early stopping
+    # Supervision pairs drawn with weight 0.5 ** (age / half-life), so recent tastes and sellers count more
+    # (0: every purchase alike). Chosen on the validation window (README).
+    recency_half_life: float = 0.0
     mode: str = "full"  # "full": full-graph message passing per step; "sampled": neighbour-sampled mini-batches
     fanouts: tuple[int, ...] = (15, 10)  # sampled mode: neighbours per node and edge type, per hop
     seed: int = 0
@@ -164,9 +169,13 @@ class SageRecommender(Recommender):
         n_edges = train_graph.buys.shape[1]
         best, best_state, waited = -1.0, None, 0
         self.history_ = []
-        for epoch in range(cfg.epochs):
+        weights = 0.5 ** (train_graph.days / cfg.recency_half_life) if cfg.recency_half_life else None
+        size = min(cfg.batch_size, n_edges)
+        for epoch in range(cfg.epochs if n_edges else 0):  # no purchases: content alone, untrained
             self.model_.train()
-            for batch in torch.randperm(n_edges, generator=rng).split(cfg.batch_size):
+            for _ in range(max(math.ceil(n_edges / cfg.batch_size), cfg.min_steps)):
+                batch = torch.randperm(n_edges, generator=rng)[:size] if weights is None else \
+                    torch.multinomial(weights, size, replacement=True, generator=rng)
                 loss = self._step(train_graph, batch, rng, sampler)
                 opt.zero_grad()
                 loss.backward()
