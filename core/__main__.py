@@ -1,4 +1,4 @@
-"""Command line: python -m core {build, validate, cache, bench} ..."""
+"""Command line: python -m core {build, validate, cache, evaluate, recommend, bench} ..."""
 from __future__ import annotations
 
 import argparse
@@ -14,16 +14,25 @@ from core.catalog import CATALOG_ENV, PROJECT_ROOT, CatalogError, default_catalo
 
 
 def _progress_bars():
+    """A progress callback drawing one tqdm bar per stage on stderr. A parenthesised tail of the stage
+    name ("training GraphSAGE (validation recall@10 0.0412)") is shown after the bar, not as a new
+    bar; a stage that starts again (e.g. a model fitted twice) gets a fresh bar."""
     from tqdm import tqdm
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", file=sys.stderr)
+        name, _, note = stage.partition(" (")
+        bar = bars.get(name)
+        if bar is None or done < bar.n or total != bar.total:
+            if bar is not None:
+                bar.close()
+            bar = bars[name] = tqdm(total=total, desc=name, unit="item", file=sys.stderr)
+        if note:
+            bar.set_postfix_str(note.rstrip(")"), refresh=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
+            del bars[name]
     return progress
 
 
@@ -94,6 +103,174 @@ def _build_maps(built, cache, kinds: list[str]) -> dict[str, dict]:
     return out
 
 
+def _embeddings(catalog, backbone_name: str, cache):
+    """The catalogue's per-product embeddings with the named backbone: the embedding step of ``build``,
+    so a built catalogue loads them from the cache and only new content is encoded."""
+    from core.pipeline import embed_catalog
+    backbone = _backbone(backbone_name)
+    embeddings, _, report = embed_catalog(catalog, backbone, cache, progress=_progress_bars())
+    if not report.ok:
+        print(report.summary(), file=sys.stderr)
+    return embeddings
+
+
+def _model_names(text: str) -> list[str]:
+    """Comma-separated recommender names, checked against the registry; exits with one line otherwise."""
+    from core.recommend import list_recommenders
+    valid = list_recommenders()
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        what = f"unknown model(s) {', '.join(unknown)}" if unknown else "no model named"
+        sys.exit(f"error: {what}; choose from {', '.join(valid)}")
+    return names
+
+
+def _date(text: str, flag: str):
+    import pandas as pd
+    try:
+        return pd.Timestamp(text)
+    except (ValueError, TypeError):
+        sys.exit(f"error: {flag} '{text}' is not a date; use YYYY-MM-DD, e.g. 2020-04-01")
+
+
+def _purchase_range(purchases) -> str:
+    t = purchases["timestamp"].dropna()
+    return f"from {t.min():%Y-%m-%d} to {t.max():%Y-%m-%d}" if len(t) else "none: the catalogue has no dated purchases"
+
+
+def cmd_evaluate(args) -> None:
+    from core.cache import ArtefactCache
+    from core.receval import EvalConfig, SplitConfig, evaluate
+    from core.recommend import list_recommenders
+    models = _model_names(args.models) if args.models else list_recommenders()
+    cutoff, end = _date(args.cutoff, "--cutoff"), _date(args.end, "--end")
+    if end <= cutoff:
+        sys.exit(f"error: --end {args.end} must be after --cutoff {args.cutoff} (the test window is [cutoff, end))")
+    catalog = _catalog(args)
+    print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
+    t = catalog.purchases["timestamp"]
+    if not ((t >= cutoff) & (t < end)).any():
+        sys.exit(f"error: no purchases between --cutoff {args.cutoff} and --end {args.end}, so nothing to test on; "
+                 f"the catalogue's purchases run {_purchase_range(catalog.purchases)}")
+    if not (t < cutoff).any():
+        print(f"note: no purchases before --cutoff {args.cutoff}: the models have nothing to learn from",
+              file=sys.stderr)
+    cache = ArtefactCache()
+    embeddings = _embeddings(catalog, args.backbone, cache)
+    cfg = EvalConfig(SplitConfig(cutoff=args.cutoff, end=args.end), exclude_bought=args.exclude_bought)
+    print(json.dumps(evaluate(catalog, embeddings, models, cfg, cache, progress=_progress_bars())))
+
+
+def default_cutoff(purchases):
+    """Midnight after the day of the last purchase, so that every purchase is before it (today's
+    midnight when there are none)."""
+    import pandas as pd
+    last = purchases["timestamp"].max()
+    return (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
+
+
+def _customer_file(path: str) -> list[str]:
+    """Customer ids from a file: one id per line, or a CSV with a ``customer_id`` column; in file order,
+    each once."""
+    import pandas as pd
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            first = f.readline()
+    except OSError as e:
+        sys.exit(f"error: --customers {path}: {e.strerror}")
+    header = [c.strip().strip('"') for c in first.split(",")]
+    if "customer_id" in header:
+        ids = pd.read_csv(path, dtype=str, usecols=["customer_id"], encoding="utf-8-sig")["customer_id"].dropna()
+    elif len(header) > 1:
+        sys.exit(f"error: --customers {path}: a CSV needs a customer_id column (or give one id per line)")
+    else:
+        with open(path, encoding="utf-8-sig") as f:
+            ids = [line.strip() for line in f]
+    return list(dict.fromkeys(i.strip() for i in ids if i.strip()))
+
+
+RECOMMEND_BATCH = 512  # customers scored at once: (512, n_products) float32 is 51 MB on the H&M sample
+
+
+def recommendation_batches(model, data, customer_ids: list[str], k: int, exclude_bought: bool,
+                           batch: int = RECOMMEND_BATCH, progress=None):
+    """Top-k lists of ``customer_ids`` in batches: DataFrames customer_id, product_id, rank (1 = best),
+    score. A customer not in ``data`` (or with no purchases before its cutoff) is scored as the model
+    scores a new customer. With ``exclude_bought`` a customer's earlier purchases are never listed."""
+    import numpy as np
+    import pandas as pd
+    from core.recommend import top_k
+    for start in range(0, len(customer_ids), batch):
+        ids = customer_ids[start:start + batch]
+        exclude = [data.history(c) for c in ids] if exclude_bought else None
+        rows, scores = top_k(model.score(ids), k, exclude)
+        frame = pd.DataFrame({"customer_id": np.repeat(np.asarray(ids, dtype=object), rows.shape[1]),
+                              "product_id": data.product_ids[rows.ravel()],
+                              "rank": np.tile(np.arange(1, rows.shape[1] + 1), len(ids)),
+                              "score": scores.ravel()})
+        if exclude_bought:  # a customer who bought nearly everything has fewer than k products left
+            frame = frame[np.isfinite(frame["score"].to_numpy())]
+        if progress:
+            progress("recommending", min(start + batch, len(customer_ids)), len(customer_ids))
+        yield frame
+
+
+def cmd_recommend(args) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from core.cache import ArtefactCache
+    from core.recommend import fitted, rec_data
+    _model_names(args.model)
+    if args.k < 1:
+        sys.exit("error: --k must be at least 1")
+    requested = _customer_file(args.customers) if args.customers else None
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        sys.exit(f"error: --out {out}: folder {out.parent} does not exist")
+    cutoff = _date(args.cutoff, "--cutoff") if args.cutoff else None
+    catalog = _catalog(args)
+    print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
+    if cutoff is None:
+        cutoff = default_cutoff(catalog.purchases)
+    cache = ArtefactCache()
+    embeddings = _embeddings(catalog, args.backbone, cache)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings)
+    if not len(data.purchases):
+        print(f"note: no purchases before the cutoff {cutoff}: every customer is scored as a new customer",
+              file=sys.stderr)
+    t = time.perf_counter()
+    model = fitted(args.model, data, cache, progress=_progress_bars())
+    train_s = time.perf_counter() - t
+    customers = requested if requested is not None else data.customer_ids.tolist()
+    unknown = [c for c in customers if c not in data.customer_row]
+    if unknown:
+        print(f"note: {len(unknown)} customer id(s) not in the catalogue, recommended to as new customers: "
+              f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}", file=sys.stderr)
+    no_history = sum(1 for c in customers if not len(data.history(c)))
+    exclude = args.exclude_bought == "yes"
+    n_rows = 0
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            f.write("customer_id,product_id,rank,score\n")
+            for frame in recommendation_batches(model, data, customers, args.k, exclude, progress=_progress_bars()):
+                frame.to_csv(f, header=False, index=False, float_format="%.6g")
+                n_rows += len(frame)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the CSV gets an ordinary file's mode
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(json.dumps({"out": str(out), "model": args.model, "cutoff": cutoff.isoformat(), "k": args.k,
+                      "exclude_bought": exclude, "customers": len(customers), "rows": n_rows,
+                      "customers_without_purchases": no_history, "unknown_customers": len(unknown),
+                      "train_purchases": len(data.purchases), "train_s": round(train_s, 2)}))
+
+
 def cmd_cache(args) -> None:
     from core.cache import ArtefactCache
     cache = ArtefactCache()
@@ -120,6 +297,11 @@ def cmd_bench(args) -> None:
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
         return
     backbone = _backbone(args.backbone)
+    if args.what == "recs":
+        _model_names(args.model)
+        print(json.dumps(bench.bench_recs(spec, backbone, ArtefactCache(), limit=args.limit, model=args.model,
+                                          progress=_progress_bars())))
+        return
     if args.what == "cluster":
         from core.cluster import ClusterConfig
         cluster = ClusterConfig(args.min_cluster_size, args.min_samples)
@@ -158,12 +340,37 @@ def main(argv: list[str] | None = None) -> None:
                    help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
                         "the DBSCAN comparison")
     p.set_defaults(fn=cmd_build)
+    p = sub.add_parser("evaluate", help="fit recommenders before a cutoff and measure them after it (one JSON "
+                                        "object; cached)")
+    catalog_args(p)
+    p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
+    p.add_argument("--cutoff", default="2020-04-01", help="models learn from purchases before this date")
+    p.add_argument("--end", default="2020-07-01", help="and are tested on the purchases in [cutoff, end)")
+    p.add_argument("--models", help="comma-separated recommenders; default all: graphsage, popularity, "
+                                    "recent_popularity, colour_variants, itemknn, als, lightgcn, content")
+    p.add_argument("--exclude-bought", default="auto", choices=["auto", "yes", "no"],
+                   help="drop a customer's earlier purchases from their list; auto: per model, whichever does "
+                        "better on a validation window before the cutoff")
+    p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser("recommend", help="write the top-k products of every customer to a CSV")
+    catalog_args(p)
+    p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
+    p.add_argument("--model", default="graphsage", help="recommender (see evaluate --models)")
+    p.add_argument("--cutoff", help="learn from the purchases before this date; default every purchase")
+    p.add_argument("--k", type=int, default=12, help="products per customer")
+    p.add_argument("--customers", help="only these customers: a file with one id per line, or a CSV with a "
+                                       "customer_id column; default every customer of the catalogue")
+    p.add_argument("--exclude-bought", nargs="?", const="yes", default="no", choices=["yes", "no"],
+                   help="yes: never list a product the customer already bought; default no (repurchases "
+                        "listed), evaluate's exclude_bought shows which way scored better per model")
+    p.add_argument("--out", required=True, help="CSV to write: customer_id,product_id,rank,score")
+    p.set_defaults(fn=cmd_recommend)
     p = sub.add_parser("cache", help="list or clear cached artefacts")
     p.add_argument("action", choices=["ls", "clear"])
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster"])
+    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
@@ -171,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="embedding kind (cluster bench)")
     p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
     p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
+    p.add_argument("--model", default="graphsage", help="recommender (recs bench)")
     p.set_defaults(fn=cmd_bench)
 
     args = parser.parse_args(argv)

@@ -1,7 +1,9 @@
-"""Benchmarks that print numbers: embedding throughput and incremental rebuilds, search latency."""
+"""Benchmarks that print numbers: embedding throughput and incremental rebuilds, search latency, cluster maps,
+recommender training and latency."""
 from __future__ import annotations
 
 import dataclasses
+import resource
 import shutil
 import tempfile
 import time
@@ -16,13 +18,46 @@ from core.catalog import Catalog, load_catalog, product_sentences
 from core.cluster import ClusterConfig
 from core.embed import Backbone, encode_images, load_image
 from core.index import VectorIndex
-from core.pipeline import BuildConfig, build
+from core.pipeline import BuildConfig, build, embed_catalog
 
 
 def _percentiles(seconds: list[float], prefix: str) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
     return {f"{prefix}_p50_ms": round(float(np.percentile(ms, 50)), 4),
             f"{prefix}_p99_ms": round(float(np.percentile(ms, 99)), 4)}
+
+
+def _timed(fn, args) -> list[float]:
+    """Seconds of ``fn(a)`` for each of ``args``, after one untimed warm-up call."""
+    fn(args[0])
+    times = []
+    for a in args:
+        t = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def reference_s(repeats: int = 5, n: int = 1024, seed: int = 0) -> float:
+    """Seconds of a fixed workload, measured in the same run as a benchmark so its timings can be read
+    as ratios that travel between machines (and between a busy and an idle one): the median of
+    ``repeats`` runs of four (n, n) @ (n, n) float32 numpy matmuls (8.6 GFLOP at n = 1024)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up: BLAS threads start
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory in MB (ru_maxrss: KB on Linux) of this process, or with RUSAGE_CHILDREN of
+    its largest finished child."""
+    return resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def naive_images_per_s(backbone: Backbone, paths: list[str]) -> float:
@@ -101,27 +136,18 @@ def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, lim
     out = {"catalog": catalog.name, "n_items": len(catalog.products), "backbone": backbone.name, "k": k,
            "index": cfg.index.factory}
 
-    def timed(fn, args) -> list[float]:
-        fn(args[0])  # warm-up
-        times = []
-        for a in args:
-            t = time.perf_counter()
-            fn(a)
-            times.append(time.perf_counter() - t)
-        return times
-
-    out |= _percentiles(timed(lambda pid: built.neighbours(pid, "image", k), ids), "product")
+    out |= _percentiles(_timed(lambda pid: built.neighbours(pid, "image", k), ids), "product")
     index = built.indexes["image"]
     vectors = [index.reconstruct(pid) for pid in ids]
-    out |= _percentiles(timed(lambda v: index.search(v, k + 1), vectors), "product_scan")
+    out |= _percentiles(_timed(lambda v: index.search(v, k + 1), vectors), "product_scan")
     sentences = rng.choice(catalog.products["sentence"].to_numpy(), size=n_text)
     queries = [s.split(",")[0] for s in sentences]  # "Strap top: a black solid vest top"
-    out |= _percentiles(timed(lambda q: built.search(built.text_query(q), "image", k), queries), "text")
+    out |= _percentiles(_timed(lambda q: built.search(built.text_query(q), "image", k), queries), "text")
     text_vectors = [built.text_query(q) for q in queries]
-    out |= _percentiles(timed(lambda v: built.search(v, "image", k), text_vectors), "text_search_only")
+    out |= _percentiles(_timed(lambda v: built.search(v, "image", k), text_vectors), "text_search_only")
     photos = rng.choice(catalog.products["image_path"][catalog.products["image_path"] != ""].to_numpy(),
                         size=n_photo)
-    out |= _percentiles(timed(lambda p: built.search(built.photo_query(p), "image", k), photos), "photo")
+    out |= _percentiles(_timed(lambda p: built.search(built.photo_query(p), "image", k), photos), "photo")
     if cfg.index.factory != "Flat":  # what the approximate layout costs in quality, against exact search
         queries = np.stack(vectors)
         exact = VectorIndex(*built.embeddings.matrix("image", cfg.hybrid_weight))
@@ -201,3 +227,53 @@ def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
             "dbscan_best_ari_product_type": None if best is None else float(best["ari_product_type"]),
             "dbscan_best_noise_fraction": None if best is None else float(best["noise_fraction"]),
             "dbscan_best_n_clusters": None if best is None else int(best["n_clusters"])}
+
+
+def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
+               model: str = "graphsage", n_known: int = 1000, n_new: int = 300, k: int = 12, seed: int = 0,
+               cfg: BuildConfig = BuildConfig(), progress=None) -> dict:
+    """A recommender trained on every purchase (cutoff: midnight after the last one) in a scratch cache, so
+    ``train_s`` is a real training (embeddings come warm from ``cache``); then the latency of one
+    customer's top-k: a known customer (``score`` of their id, random over customers with purchases) and
+    a new one (``score_histories`` of 3 random liked products). Times are also given per ``reference_s``
+    (a fixed numpy workload timed in the same run): ``<time>_per_reference`` = seconds / reference_s."""
+    from core.recommend import fitted, rec_data, top_k
+    catalog = load_catalog(spec, limit)
+    embeddings, _, _ = embed_catalog(catalog, backbone, cache, cfg)
+    last = catalog.purchases["timestamp"].max()
+    cutoff = (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings, cfg.hybrid_weight)
+    rss_before = peak_rss_mb()
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-recs-") as tmp:
+        t = time.perf_counter()
+        rec = fitted(model, data, ArtefactCache(tmp), seed, progress)
+        train_s = time.perf_counter() - t
+    rng = np.random.default_rng(seed)
+    known = np.unique(data.customer_ids[data.users]) if len(data.users) else np.empty(0, dtype=str)
+    out = {"catalog": catalog.name, "backbone": backbone.name, "model": model, "k": k,
+           "n_products": data.n_products, "n_customers": len(data.customer_ids), "n_known_customers": len(known),
+           "n_purchases": len(data.purchases), "train_s": round(train_s, 3)}
+    own = getattr(rec, "train_s_", None)
+    out["model_train_s"] = None if own is None else round(float(own), 3)  # the fit alone, without save and load
+    if len(known):
+        ids = rng.choice(known, size=n_known)
+        out |= _percentiles(_timed(lambda c: top_k(rec.score([c]), k), ids), "known_customer")
+    else:
+        out |= {"known_customer_p50_ms": None, "known_customer_p99_ms": None}
+    likes = [rng.choice(data.n_products, size=min(3, data.n_products), replace=False) for _ in range(n_new)]
+    out |= _percentiles(_timed(lambda h: top_k(rec.score_histories([h]), k), likes), "new_customer")
+    out |= {"n_known_queries": n_known if len(known) else 0, "n_new_queries": n_new}
+    ref = reference_s()
+    out["reference_s"] = round(ref, 4)
+    out["train_s_per_reference"] = round(train_s / ref, 2)
+    for key in ("known_customer_p50_ms", "known_customer_p99_ms", "new_customer_p50_ms", "new_customer_p99_ms"):
+        ms = out[key]
+        out[key.replace("_ms", "_per_reference")] = None if ms is None else round(ms / 1e3 / ref, 4)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["peak_rss_before_train_mb"] = round(rss_before, 1)
+    children = peak_rss_mb(resource.RUSAGE_CHILDREN)
+    out["peak_rss_children_mb"] = round(children, 1)
+    out["peak_rss_note"] = ("this process over the whole run (catalogue, embeddings, training, queries)"
+                            + (f"; child processes (largest) peaked at {children:.0f} MB, not included"
+                               if children > 0 else "; no child processes"))
+    return out

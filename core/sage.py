@@ -250,6 +250,8 @@ class SageRecommender(Recommender):
         states so a new customer is embedded without a full forward pass."""
         self.data_ = data
         self.graph_ = build_graph(data, self.cfg.graph, similar=similar, spec=self.spec_)
+        # a customer nobody knows: every attribute missing
+        self.new_customer_x_ = torch.from_numpy(customer_features(data.customers.iloc[:0], np.array([""]), self.spec_))
         self.model_.eval()
         x_c, x_p = _features(self.graph_, self.graph_.buys, self.graph_.recent)
         h_c, h_p = self.model_.inputs(x_c, x_p)
@@ -300,8 +302,7 @@ class SageRecommender(Recommender):
         liked = torch.as_tensor(np.unique(np.asarray(history, dtype=np.int64)))
         if row is not None and torch.equal(liked, torch.as_tensor(np.unique(self.data_.history(customer_id)))):
             return self.customer_vectors_[row]
-        ids = np.array([customer_id if row is not None else "\x00new"])
-        static = torch.from_numpy(customer_features(self.data_.customers, ids, self.spec_))
+        static = self.graph_.x_customer[[row]] if row is not None else self.new_customer_x_
         n = float(len(liked))
         x_c = torch.cat([static, torch.log1p(torch.tensor([[n, n]]))], 1)
         h_c = F.relu(self.model_.in_c(x_c))

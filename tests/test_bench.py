@@ -37,3 +37,29 @@ def test_bench_cluster_reports_the_issue_keys(tiny_backbone, tmp_path):
     assert out["products"] == 120 and 0 <= out["noise_fraction"] <= 1
     assert out["total_s"] >= out["umap_map_s"] + out["umap_cluster_s"] + out["hdbscan_s"]
     assert not {e.kind for e in cache.entries()} & {"projection", "clusters", "dbscan"}  # measured cold, elsewhere
+
+
+RECS_KEYS = {"train_s", "peak_rss_mb", "known_customer_p50_ms", "known_customer_p99_ms", "new_customer_p50_ms",
+             "new_customer_p99_ms", "n_products", "n_customers", "reference_s", "train_s_per_reference",
+             "known_customer_p99_per_reference", "new_customer_p99_per_reference"}
+
+
+def test_bench_recs_reports_training_latency_memory_and_the_reference(tiny_backbone, tmp_path):
+    from core.bench import bench_recs
+    cache = ArtefactCache(tmp_path / "cache")
+    out = bench_recs("synthetic:60", tiny_backbone, cache, model="popularity", n_known=50, n_new=20)
+    assert RECS_KEYS <= set(out)
+    assert (out["n_products"], out["n_customers"], out["n_known_queries"]) == (60, 30, 50)
+    assert 0 < out["known_customer_p50_ms"] <= out["known_customer_p99_ms"]
+    assert 0 < out["new_customer_p50_ms"] <= out["new_customer_p99_ms"]
+    assert out["reference_s"] > 0 and out["peak_rss_mb"] >= out["peak_rss_before_train_mb"] > 0
+    assert abs(out["train_s_per_reference"] - out["train_s"] / out["reference_s"]) < 0.01
+
+
+def test_bench_recs_trains_graphsage_in_a_scratch_cache(tiny_backbone, tmp_path):
+    from core.bench import bench_recs
+    cache = ArtefactCache(tmp_path / "cache")
+    out = bench_recs("synthetic:60", tiny_backbone, cache, model="graphsage", n_known=20, n_new=5)
+    assert RECS_KEYS <= set(out) and out["model"] == "graphsage"
+    assert 0 < out["model_train_s"] <= out["train_s"]  # the fit, within fit + save + load
+    assert not [e for e in cache.entries() if e.kind.startswith("recommender")]  # the real cache gets no model

@@ -123,3 +123,99 @@ def test_build_rejects_an_unknown_map_kind(tmp_path):
     got = run_cli(tmp_path / "cache", "build", "--catalog", "synthetic:10", "--backbone", TINY,
                   "--map-kinds", "hybrid,colour")
     assert got.returncode == 2 and "unknown kind(s) colour" in got.stderr and "Traceback" not in got.stderr
+
+
+# ---------------------------------------------------------------- recommendations
+
+FLAT_KEYS = {"recall_at_10", "ndcg_at_10", "map_at_12", "hit_rate_at_10", "coverage_at_10", "sampled_recall_at_10",
+             "recall_at_10_new_customers", "recall_at_10_sparse_customers", "recall_at_10_warm_customers",
+             "recall_at_10_cold_items", "recall_at_10_warm_items", "recall_at_10_ci_low", "recall_at_10_ci_high",
+             "ndcg_at_10_ci_low", "map_at_12_ci_high", "hit_rate_at_10_ci_low", "recall_at_10_cold_items_ci_low",
+             "recall_at_10_excluding", "recall_at_10_including", "exclude_bought", "id_only", "train_s",
+             "model_train_s", "validation_recall_at_10_excluding", "validation_recall_at_10_including"}
+
+
+@pytest.fixture
+def shop(tmp_path) -> Path:
+    """A generic catalogue with exact ground truth: product a is bought most (3 times), then b (2), then c;
+    u4 is in users.csv and never bought anything; d, e, f were never bought."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "items.csv").write_text("item_id,title,colour\n" + "".join(
+        f"{p},{title},{colour}\n" for p, title, colour in
+        [("a", "Red dress", "red"), ("b", "Blue shirt", "blue"), ("c", "Black coat", "black"),
+         ("d", "Red skirt", "red"), ("e", "White top", "white"), ("f", "Blue jeans", "blue")]))
+    (folder / "interactions.csv").write_text(
+        "user_id,item_id,timestamp\nu1,a,2020-01-01\nu1,b,2020-01-02\nu2,a,2020-01-03\nu2,b,2020-01-04\n"
+        "u3,a,2020-01-05\nu3,c,2020-01-06\n")
+    (folder / "users.csv").write_text("user_id,age\nu1,30\nu2,40\nu3,50\nu4,60\n")
+    return folder
+
+
+# evaluate runs in this process (the isolated cache of tests/conftest.py): a subprocess would spend ten
+# seconds importing torch and PyG again; `recommend` below is run as a user runs it.
+def test_evaluate_prints_the_split_and_every_models_flat_keys(capsys):
+    from core.__main__ import main
+    main(["evaluate", "--catalog", "synthetic:60", "--backbone", TINY, "--models", "popularity,content"])
+    out = json_line(capsys.readouterr().out)
+    assert set(out) == {"split", "models"} and set(out["models"]) == {"popularity", "content"}
+    split = out["split"]
+    assert (split["cutoff"], split["end"], split["exclude_bought"]) == ("2020-04-01", "2020-07-01", "auto")
+    assert split["train_purchases"] > 0 and split["test_customers"] > 0 and "validation" in split
+    for name, metrics in out["models"].items():
+        assert FLAT_KEYS <= set(metrics), (name, FLAT_KEYS - set(metrics))
+        assert 0 <= metrics["recall_at_10"] <= 1 and metrics["id_only"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "popularity,grafsage"], "unknown model(s) grafsage; choose from graphsage, popularity"),
+    (["--cutoff", "2020-13-45"], "--cutoff '2020-13-45' is not a date"),
+    (["--cutoff", "2020-05-01", "--end", "2020-05-01"], "--end 2020-05-01 must be after --cutoff 2020-05-01"),
+    (["--cutoff", "2021-01-01", "--end", "2021-02-01"], "no purchases between --cutoff 2021-01-01 and --end "
+                                                        "2021-02-01"),
+])
+def test_evaluate_rejects_bad_models_and_dates_with_one_line(args, message):
+    from core.__main__ import main
+    with pytest.raises(SystemExit) as exit_:  # sys.exit("error: ...") prints that one line and no traceback
+        main(["evaluate", "--catalog", "synthetic:20", "--backbone", TINY, *args])
+    assert str(exit_.value.code).startswith("error: ") and message in str(exit_.value.code)
+    assert "\n" not in str(exit_.value.code)
+
+
+def test_recommend_writes_k_ranked_products_for_every_customer(shop, tmp_path):
+    import pandas as pd
+    out = tmp_path / "recs.csv"
+    got = run_cli(tmp_path / "cache", "recommend", "--catalog", str(shop), "--backbone", TINY,
+                  "--model", "popularity", "--k", "4", "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    summary = json_line(got.stdout)
+    assert (summary["customers"], summary["rows"], summary["customers_without_purchases"]) == (4, 16, 1)
+    assert summary["cutoff"] == "2020-01-07T00:00:00"  # the midnight after the last purchase: all of them count
+    recs = pd.read_csv(out, dtype={"customer_id": str, "product_id": str})
+    assert list(recs.columns) == ["customer_id", "product_id", "rank", "score"]
+    assert sorted(recs["customer_id"].unique()) == ["u1", "u2", "u3", "u4"]  # u4 never bought anything
+    assert not recs.duplicated(["customer_id", "rank"]).any()
+    assert not recs.duplicated(["customer_id", "product_id"]).any()
+    assert (recs.groupby("customer_id")["rank"].apply(list) == [[1, 2, 3, 4]] * 4).all()
+    assert set(recs["product_id"]) <= set("abcdef")
+    top = recs.set_index(["customer_id", "rank"])["product_id"]
+    assert all(top[(c, 1)] == "a" and top[(c, 2)] == "b" for c in ["u1", "u2", "u3", "u4"])  # most bought first
+    assert not list(tmp_path.glob(".recs.csv.*"))  # the temporary file was renamed
+
+
+def test_recommend_for_listed_customers_excluding_bought(shop, tmp_path, capsys):
+    import pandas as pd
+
+    from core.__main__ import main
+    listed = tmp_path / "customers.csv"
+    listed.write_text("customer_id,segment\nu1,x\nnewcomer,y\nu4,z\n")
+    out = tmp_path / "recs.csv"
+    main(["recommend", "--catalog", str(shop), "--backbone", TINY, "--model", "popularity", "--k", "3",
+          "--customers", str(listed), "--exclude-bought", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert "1 customer id(s) not in the catalogue, recommended to as new customers: newcomer" in captured.err
+    recs = pd.read_csv(out, dtype={"customer_id": str, "product_id": str})
+    assert recs["customer_id"].drop_duplicates().tolist() == ["u1", "newcomer", "u4"]  # the file's order
+    mine = recs.groupby("customer_id")["product_id"].apply(list)
+    assert mine["u1"] == ["c", "d", "e"]  # a and b were u1's own purchases
+    assert mine["newcomer"] == mine["u4"] == ["a", "b", "c"]
