@@ -237,7 +237,7 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     customer's top-k: a known customer (``score`` of their id, random over customers with purchases) and
     a new one (``score_histories`` of 3 random liked products). Times are also given per ``reference_s``
     (a fixed numpy workload timed in the same run): ``<time>_per_reference`` = seconds / reference_s."""
-    from core.recommend import fitted, rec_data, top_k
+    from core.recommend import fitted, rec_data
     catalog = load_catalog(spec, limit)
     embeddings, _, _ = embed_catalog(catalog, backbone, cache, cfg)
     last = catalog.purchases["timestamp"].max()
@@ -257,11 +257,11 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     out["model_train_s"] = None if own is None else round(float(own), 3)  # the fit alone, without save and load
     if len(known):
         ids = rng.choice(known, size=n_known)
-        out |= _percentiles(_timed(lambda c: top_k(rec.score([c]), k), ids), "known_customer")
+        out |= _percentiles(_timed(lambda c: rec.recommend([c], k), ids), "known_customer")
     else:
         out |= {"known_customer_p50_ms": None, "known_customer_p99_ms": None}
     likes = [rng.choice(data.n_products, size=min(3, data.n_products), replace=False) for _ in range(n_new)]
-    out |= _percentiles(_timed(lambda h: top_k(rec.score_histories([h]), k), likes), "new_customer")
+    out |= _percentiles(_timed(lambda h: rec.recommend_histories([h], k), likes), "new_customer")
     out |= {"n_known_queries": n_known if len(known) else 0, "n_new_queries": n_new}
     ref = reference_s()
     out["reference_s"] = round(ref, 4)

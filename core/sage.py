@@ -21,6 +21,7 @@ Training (:meth:`SageRecommender.fit`):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import SAGEConv
+from torch_geometric.nn.pool import MIPSKNNIndex
 
 from core.embed import fuse
-from core.graph import BUYS, REV_BUYS, SIMILAR, Graph, GraphConfig, NeighbourSampler, build_graph, content_edges, \
-    customer_features, degree_features, feature_spec, product_features
+from core.graph import BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfig, NeighbourSampler, build_graph, content_edges, \
+    customer_features, degree_features, feature_spec, product_features, purchase_edges
 from core.recommend import Progress, RecData, Recommender, top_k
 
 
@@ -58,7 +60,13 @@ class SageConfig:
     validation_days: float = 28.0  # the window cut from the end of the training purchases for early stopping
     # Supervision pairs drawn with weight 0.5 ** (age / half-life), so recent tastes and sellers count more
     # (0: every purchase alike). Chosen on the validation window (README).
-    recency_half_life: float = 0.0
+    recency_half_life: float = 0.0  # with objective "edges"
+    # "windows": learn to predict each window's purchases from the graph before it (the test's task);
+    # "edges": reconstruct any purchase edge from the rest of the graph. Chosen on the validation window.
+    objective: str = "windows"
+    window_days: float = 28.0
+    n_windows: int = 12
+    cosine_scale: float = 0.0  # 0: scores are inner products; else scale * cosine
     mode: str = "full"  # "full": full-graph message passing per step; "sampled": neighbour-sampled mini-batches
     fanouts: tuple[int, ...] = (15, 10)  # sampled mode: neighbours per node and edge type, per hop
     seed: int = 0
@@ -81,27 +89,38 @@ class SageModel(nn.Module):
         self.to_product = nn.ModuleList([SAGEConv(dims[i], dims[i + 1]) for i in range(cfg.layers)])
         # content messages add to the buyer messages; the product's own (root) term is counted once
         self.similar = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
+        self.variant = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
 
     def inputs(self, x_c: torch.Tensor, x_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return F.relu(self.in_c(x_c)), F.relu(self.in_p(x_p))
 
     def layer(self, i: int, h_c: torch.Tensor, h_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
-              bought: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              bought: torch.Tensor | None = None, variants: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         """One round: customers hear the products they bought (``bought``, product -> customer; by default
-        ``buys`` reversed); products hear their buyers (``buys``) and content neighbours (``similar``)."""
+        ``buys`` reversed); products hear their buyers (``buys``), content neighbours (``similar``) and
+        colour variants (``variants``, if given)."""
         new_c = self.to_customer[i]((h_p, h_c), buys.flip(0) if bought is None else bought)
         new_p = self.to_product[i]((h_c, h_p), buys) + self.similar[i]((h_p, h_p), similar)
+        if variants is not None:
+            new_p = new_p + self.variant[i]((h_p, h_p), variants)
         if i < self.cfg.layers - 1:
             new_c = F.dropout(F.relu(new_c), self.cfg.dropout, self.training)
             new_p = F.dropout(F.relu(new_p), self.cfg.dropout, self.training)
         return new_c, new_p
 
     def forward(self, x_c: torch.Tensor, x_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
-                bought: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                bought: torch.Tensor | None = None, variants: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         h_c, h_p = self.inputs(x_c, x_p)
         for i in range(self.cfg.layers):
-            h_c, h_p = self.layer(i, h_c, h_p, buys, similar, bought)
-        return h_c, h_p
+            h_c, h_p = self.layer(i, h_c, h_p, buys, similar, bought, variants)
+        return self.finish(h_c), self.finish(h_p)
+
+    def finish(self, h: torch.Tensor) -> torch.Tensor:
+        """Final vectors: as they are (scores are inner products), or on a sphere of radius
+        sqrt(cosine_scale) (scores are scaled cosines, so no product wins on its vector's length)."""
+        return F.normalize(h, dim=-1) * self.cfg.cosine_scale ** 0.5 if self.cfg.cosine_scale else h
 
 
 def _features(graph: Graph, buys: torch.Tensor, recent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +146,22 @@ def recall_at_k(customer_vectors: np.ndarray, product_vectors: np.ndarray, truth
     rows = np.fromiter(truth, dtype=np.int64)
     top, _ = top_k(customer_vectors[rows] @ product_vectors.T, k)
     return float(np.mean([len(truth[r] & set(t.tolist())) / len(truth[r]) for r, t in zip(rows, top)]))
+
+
+@dataclass
+class _Task:
+    """Training pairs to predict and the graph whose messages predict them."""
+    graph: Graph
+    pairs: torch.Tensor  # (2, P) customer row, product row
+    own: torch.Tensor | None  # (P,) each pair's own edge in graph.buys, hidden from its messages; None: not in it
+    weights: torch.Tensor | None  # (P,) sampling weights; None: uniform
+    sampler: NeighbourSampler | None
+
+    def batch(self, size: int, rng: torch.Generator) -> torch.Tensor:
+        n = self.pairs.shape[1]
+        if self.weights is not None:
+            return torch.multinomial(self.weights, min(size, n), replacement=True, generator=rng)
+        return torch.randperm(n, generator=rng)[:size]
 
 
 class SageRecommender(Recommender):
@@ -159,24 +194,18 @@ class SageRecommender(Recommender):
         # train on the graph as it stood before the validation window; early-stop on that window
         train_graph = build_graph(data, cfg.graph, before_days=cfg.validation_days, similar=similar, spec=self.spec_)
         truth = self._window_truth(data, cfg.validation_days)
+        tasks = self._tasks(data, train_graph)
         x_c, x_p = _features(train_graph, train_graph.buys, train_graph.recent)
         self.model_ = SageModel(x_c.shape[1], x_p.shape[1], cfg)
         opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sampler = NeighbourSampler({BUYS: train_graph.buys, REV_BUYS: train_graph.buys.flip(0),
-                                    SIMILAR: train_graph.similar},
-                                   {"customer": train_graph.n_customers, "product": train_graph.n_products},
-                                   cfg.fanouts) if cfg.mode == "sampled" else None
-        n_edges = train_graph.buys.shape[1]
+        n_pairs = sum(t.pairs.shape[1] for t in tasks)
         best, best_state, waited = -1.0, None, 0
         self.history_ = []
-        weights = 0.5 ** (train_graph.days / cfg.recency_half_life) if cfg.recency_half_life else None
-        size = min(cfg.batch_size, n_edges)
-        for epoch in range(cfg.epochs if n_edges else 0):  # no purchases: content alone, untrained
+        for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
             self.model_.train()
-            for _ in range(max(math.ceil(n_edges / cfg.batch_size), cfg.min_steps)):
-                batch = torch.randperm(n_edges, generator=rng)[:size] if weights is None else \
-                    torch.multinomial(weights, size, replacement=True, generator=rng)
-                loss = self._step(train_graph, batch, rng, sampler)
+            for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
+                task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
+                loss = self._step(task, task.batch(cfg.batch_size, rng), rng)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -210,20 +239,55 @@ class SageRecommender(Recommender):
             truth.setdefault(c, set()).add(p)
         return truth
 
-    def _step(self, graph: Graph, batch: torch.Tensor, rng: torch.Generator,
-              sampler: NeighbourSampler | None) -> torch.Tensor:
+    def _tasks(self, data: RecData, graph: Graph) -> list["_Task"]:
+        """What the model learns to predict, on graphs from before the validation window.
+
+        ``"edges"``: every purchase edge of ``graph``, its own edge hidden from its messages.
+        ``"windows"``: the purchases of each of ``n_windows`` consecutive ``window_days`` windows, from the
+        graph as it stood when the window opened: the task the model faces at the cutoff, repeated back
+        in time; a purchase never carries messages for itself because it lies in the graph's future.
+        """
         cfg = self.cfg
-        customers, products = graph.buys[:, batch]
+        if cfg.objective == "edges":
+            weights = 0.5 ** (graph.days / cfg.recency_half_life) if cfg.recency_half_life else None
+            return [_Task(graph, graph.buys, own=torch.arange(graph.buys.shape[1]), weights=weights,
+                          sampler=self._sampler(graph))]
+        if cfg.objective != "windows":
+            raise ValueError(f"unknown objective '{cfg.objective}': edges or windows")
+        tasks = []
+        for k in range(cfg.n_windows):
+            opens = cfg.validation_days + (k + 1) * cfg.window_days  # days before the cutoff
+            inside = (data.days_ago >= opens - cfg.window_days) & (data.days_ago < opens)
+            pairs = np.unique(np.stack([data.users[inside], data.items[inside]]), axis=1)
+            if not pairs.shape[1]:
+                continue
+            buys, days = purchase_edges(data, cfg.graph, before_days=opens)
+            snapshot = dataclasses.replace(graph, buys=torch.from_numpy(buys), days=torch.from_numpy(days.copy()))
+            snapshot.__dict__["similar_adj"] = graph.similar_adj  # share the content adjacency
+            tasks.append(_Task(snapshot, torch.from_numpy(pairs), own=None, weights=None,
+                               sampler=self._sampler(snapshot)))
+        return tasks or [_Task(graph, torch.empty((2, 0), dtype=torch.long), None, None, None)]
+
+    def _sampler(self, graph: Graph) -> NeighbourSampler | None:
+        if self.cfg.mode != "sampled":
+            return None
+        return NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), **graph.product_edges()},
+                                {"customer": graph.n_customers, "product": graph.n_products}, self.cfg.fanouts)
+
+    def _step(self, task: "_Task", batch: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        cfg, graph, sampler = self.cfg, task.graph, task.sampler
+        customers, products = task.pairs[:, batch]
         negatives = torch.randint(graph.n_products, (len(batch), cfg.n_negatives), generator=rng)
         hidden = torch.zeros(graph.buys.shape[1], dtype=torch.bool)
-        hidden[batch] = True  # a pair's own edge never carries messages for it
+        if task.own is not None:
+            hidden[task.own[batch]] = True  # a pair's own edge never carries messages for it
         dropped_p = products[torch.rand(len(products), generator=rng) < cfg.item_dropout]
         dropped_c = customers[torch.rand(len(customers), generator=rng) < cfg.customer_dropout]
         hidden |= torch.isin(graph.buys[1], dropped_p) | torch.isin(graph.buys[0], dropped_c)
         buys = graph.buys[:, ~hidden]
         x_c, x_p = _features(graph, buys, graph.recent[~hidden])
         if sampler is None:
-            h_c, h_p = self.model_(x_c, x_p, buys, graph.similar_adj)
+            h_c, h_p = self.model_(x_c, x_p, buys, graph.similar_adj, variants=graph.variant_adj)
             pos = (h_c[customers] * h_p[products]).sum(-1)
             neg = (h_c[customers][:, None, :] * h_p[negatives]).sum(-1)
             return pair_loss(pos, neg, cfg.loss)
@@ -231,7 +295,7 @@ class SageRecommender(Recommender):
         seed_p = torch.cat([products, negatives.flatten()]).unique()
         sub = sampler.sample({"customer": seed_c, "product": seed_p}, {BUYS: hidden, REV_BUYS: hidden}, rng)
         h_c, h_p = self.model_(x_c[sub.nodes["customer"]], x_p[sub.nodes["product"]], sub.edges[BUYS],
-                               sub.edges[SIMILAR], sub.edges[REV_BUYS])
+                               sub.edges[SIMILAR], sub.edges[REV_BUYS], sub.edges.get(VARIANT))
         lc = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
         pos = (h_c[lc] * h_p[torch.searchsorted(seed_p, products)]).sum(-1)
         neg = (h_c[lc][:, None, :] * h_p[torch.searchsorted(seed_p, negatives)]).sum(-1)
@@ -241,7 +305,7 @@ class SageRecommender(Recommender):
     def _validate(self, graph: Graph, truth: dict[int, set[int]]) -> float:
         self.model_.eval()
         x_c, x_p = _features(graph, graph.buys, graph.recent)
-        h_c, h_p = self.model_(x_c, x_p, graph.buys, graph.similar_adj)
+        h_c, h_p = self.model_(x_c, x_p, graph.buys, graph.similar_adj, variants=graph.variant_adj)
         return recall_at_k(h_c.numpy(), h_p.numpy(), truth)
 
     @torch.no_grad()
@@ -257,10 +321,12 @@ class SageRecommender(Recommender):
         h_c, h_p = self.model_.inputs(x_c, x_p)
         self.product_states_ = [h_p]
         for i in range(self.cfg.layers):
-            h_c, h_p = self.model_.layer(i, h_c, h_p, self.graph_.buys, self.graph_.similar_adj)
+            h_c, h_p = self.model_.layer(i, h_c, h_p, self.graph_.buys, self.graph_.similar_adj,
+                                         variants=self.graph_.variant_adj)
             self.product_states_.append(h_p)
-        self.customer_vectors_ = h_c.numpy().astype(np.float32)
-        self.product_vectors_ = h_p.numpy().astype(np.float32)
+        self.customer_vectors_ = self.model_.finish(h_c).numpy().astype(np.float32)
+        self.product_vectors_ = self.model_.finish(h_p).numpy().astype(np.float32)
+        self.index_ = MIPSKNNIndex(torch.from_numpy(self.product_vectors_))
 
     # ------------------------------------------------------------ cache
 
@@ -311,7 +377,26 @@ class SageRecommender(Recommender):
             h_c = self.model_.to_customer[i]((self.product_states_[i][liked], h_c), edges)
             if i < self.cfg.layers - 1:
                 h_c = F.relu(h_c)
-        return h_c[0].numpy()
+        return self.model_.finish(h_c)[0].numpy()
+
+    def recommend(self, customer_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product through FAISS (PyG's ``MIPSKNNIndex``), excluded rows dropped."""
+        rows = [self.data_.customer_row.get(c) for c in customer_ids]
+        if any(r is None for r in rows):
+            return super().recommend(customer_ids, k, exclude)
+        return self._search(self.customer_vectors_[rows], k, exclude)
+
+    def recommend_histories(self, histories, k, customer_ids=None, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        ids = list(customer_ids) if customer_ids is not None else [None] * len(histories)
+        return self._search(np.stack([self.customer_vector(h, c) for h, c in zip(histories, ids)]), k, exclude)
+
+    def _search(self, vectors: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        links = None
+        if exclude is not None:
+            pairs = [(i, int(r)) for i, rows in enumerate(exclude) for r in np.unique(rows)]
+            links = torch.tensor(pairs, dtype=torch.long).T if pairs else None
+        out = self.index_.search(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)), k, exclude_links=links)
+        return out.index.numpy().astype(np.int64), out.score.numpy().astype(np.float32)
 
     def score(self, customer_ids) -> np.ndarray:
         rows = [self.data_.customer_row.get(c) for c in customer_ids]
@@ -328,7 +413,8 @@ class SageRecommender(Recommender):
     def product_vector(self, image: np.ndarray, text: np.ndarray, attributes: dict[str, str] | None = None,
                        has_image: bool = True) -> np.ndarray:
         """(out,) vector of a product added from a photo and a sentence (their (d,) backbone vectors) and
-        its attributes: a new node with content edges to its ``content_k`` nearest products and no buyers."""
+        its attributes: a new node with content edges to its ``content_k`` nearest products, variant edges
+        to the products sharing its ``group_id`` attribute if it names one, and no buyers."""
         data, cfg = self.data_, self.cfg.graph
         image = np.asarray(image, np.float32)[None] if has_image else np.zeros((1, data.image.shape[1]), np.float32)
         text = np.asarray(text, np.float32)[None]
@@ -338,12 +424,18 @@ class SageRecommender(Recommender):
         hybrid = fuse(image, text, data.hybrid_weight, np.array([has_image]))[0]
         neighbours = torch.as_tensor(np.argsort(-(data.hybrid @ hybrid), kind="stable")[:cfg.content_k])
         edges = torch.stack([torch.arange(len(neighbours)), torch.zeros(len(neighbours), dtype=torch.long)])
+        group = str((attributes or {}).get("group_id", ""))
+        siblings = torch.as_tensor(np.flatnonzero(data.products["group_id"].to_numpy(str) == group)[:cfg.variant_cap]
+                                   if group and cfg.variant_relation else np.empty(0, dtype=np.int64))
+        sibling_edges = torch.stack([torch.arange(len(siblings)), torch.zeros(len(siblings), dtype=torch.long)])
         no_buyers = torch.empty((2, 0), dtype=torch.long)
         h = F.relu(self.model_.in_p(x_p))
         for i in range(self.cfg.layers):
             nobody = torch.zeros(0, h.shape[1])
             h = self.model_.to_product[i]((nobody, h), no_buyers) + \
                 self.model_.similar[i]((self.product_states_[i][neighbours], h), edges)
+            if len(siblings):
+                h = h + self.model_.variant[i]((self.product_states_[i][siblings], h), sibling_edges)
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
-        return h[0].numpy()
+        return self.model_.finish(h)[0].numpy()

@@ -44,7 +44,7 @@ def two_blocks(n_per_block: int = 3, never_bought: int = 1, seed: int = 0) -> Re
 
 
 TINY = SageConfig(graph=GraphConfig(content_k=2, variant_cap=0, attributes=("product_type",)), hidden=16, out=16,
-                  epochs=60, batch_size=64, lr=0.02, validation_days=0, dropout=0.0, seed=0)
+                  epochs=60, batch_size=64, lr=0.02, validation_days=0, dropout=0.0, objective="edges", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def test_purchase_edges_are_distinct_pairs_before_the_point_in_time():
 
 def test_content_edges_join_nearest_products_and_colour_variants():
     vectors = unit(np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]))
-    edges = content_edges(vectors, np.array(["g0", "g1", "g1", "g2"]), GraphConfig(content_k=1, variant_cap=1))
+    edges = content_edges(vectors, np.array(["g0", "g1", "g1", "g2"]),
+                          GraphConfig(content_k=1, variant_cap=1, variant_relation=False))
     pairs = set(map(tuple, edges.T.tolist()))
     assert {(1, 0), (0, 1), (3, 2), (2, 3)} <= pairs  # nearest neighbour, source -> destination
     assert {(2, 1), (1, 2)} <= pairs  # colour variants of group g1
@@ -230,3 +231,44 @@ def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
     result = evaluate(catalog, embeddings, ["graphsage", "popularity"], cfg)["models"]
     print({m: (r["recall_at_10"], r["train_s"]) for m, r in result.items()})
     assert result["graphsage"]["recall_at_10"] > result["popularity"]["recall_at_10"] + 0.05
+
+
+def test_window_tasks_predict_each_window_from_the_graph_before_it():
+    data = two_blocks()  # purchases 60, 57 and 54 days before the cutoff
+    model = SageRecommender(SageConfig(**{**TINY.__dict__, "objective": "windows", "window_days": 5,
+                                          "n_windows": 20}))
+    graph = build_graph(data, model.cfg.graph)
+    tasks = model._tasks(data, graph)
+    assert [t.pairs.shape[1] for t in tasks] == [2, 4, 4]  # windows [50, 55), [55, 60), [60, 65) days back
+    for task in tasks:
+        bought = {(int(c), int(p)) for c, p in task.pairs.T}
+        days = data.days_ago[[i for i, pair in enumerate(zip(data.users, data.items)) if pair in bought]]
+        opened = days.max()  # the window opened no later than its oldest purchase
+        messages = {(int(c), int(p)) for c, p in task.graph.buys.T}
+        assert not messages & bought  # nothing a window predicts carries messages
+        assert task.graph.buys.shape[1] == int((data.days_ago > opened).sum())
+
+
+def test_faiss_recommendations_equal_the_full_scores(blocks_model):
+    data, model = blocks_model
+    ids = ["c0", "c1", "c2", "c3"]
+    bought = [data.history(c) for c in ids]
+    rows, scores = model.recommend(ids, 3, exclude=bought)
+    expected_rows, expected_scores = top_k(model.score(ids), 3, exclude=bought)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+    for got, want, b in zip(rows, expected_rows, bought):
+        assert set(got.tolist()) == set(want.tolist()) and not set(got.tolist()) & set(b.tolist())
+    liked = [np.array([data.product_row["b0"]])]
+    np.testing.assert_allclose(model.recommend_histories(liked, 2)[1], top_k(model.score_histories(liked), 2)[1],
+                               rtol=1e-5)
+
+
+def test_colour_variants_are_a_relation_of_their_own():
+    from core.graph import VARIANT, variant_edges
+    edges = variant_edges(np.array(["g0", "g1", "g1", "g1", "g2"]), cap=1)
+    assert set(map(tuple, edges.T.tolist())) == {(2, 1), (1, 2), (1, 3)}  # each receives from <= 1 sibling
+    data = two_blocks()
+    graph = build_graph(data, GraphConfig(variant_relation=True))
+    assert graph.variants is not None and VARIANT in graph.to_hetero().edge_types
+    mixed = build_graph(data, GraphConfig(variant_relation=False))
+    assert mixed.variants is None
