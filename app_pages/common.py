@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +15,8 @@ from core.cluster import ClusterConfig
 from core.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_comparison
 from core.embed import Backbone, WeightsUnavailable, create_backbone
 from core.pipeline import Built, build
+from core.recommend import Progress, RecData, Recommender, create_recommender, fitted, list_recommenders, \
+    product_audience, purchase_counts, rec_data
 
 BACKBONE_ENV = "ATELIER_BACKBONE"
 GRID_COLUMNS = 6
@@ -186,3 +189,133 @@ def get_dbscan_table(_built: Built, _cmap: ClusterMap, map_key: tuple) -> pd.Dat
 
 def build_key(built: Built) -> tuple:
     return built.catalog.name, built.backbone.name, id(built)
+
+
+# ---------------------------------------------------------------- recommenders (the Cold start page)
+
+@dataclass
+class Job:
+    """A long computation (fitting a recommender, an evaluation) in a background thread: the page shows its
+    progress and stays usable, and leaving the page does not stop it. ``result`` once ``finished``."""
+    what: str
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    finished: bool = False
+    result: Any = None
+    error: str | None = None
+    waited: bool = False  # the first page to ask waits a moment, so quick jobs never flash a progress bar
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    def start(self, fn: Callable[[Progress], Any]) -> "Job":
+        def run() -> None:
+            try:
+                self.result = fn(self.progress)
+                self.finished = True
+            except Exception as e:  # shown on the page instead of dying silently in the thread
+                self.error = f"{e.__class__.__name__}: {e}"
+        self.thread = threading.Thread(target=run, daemon=True, name=f"atelier-{self.what}")
+        self.thread.start()
+        return self
+
+    def wait_once(self, seconds: float) -> None:
+        if not self.waited and self.thread is not None:
+            self.waited = True
+            self.thread.join(seconds)
+
+
+@st.fragment(run_every=1.5)
+def job_panel(job: Job, message: str) -> None:
+    """What a running job is doing; reruns the page when it is done."""
+    if job.finished or job.error:
+        st.rerun()
+    st.info(message)
+    fraction = min(job.done / job.total, 1.0) if job.total else 0.0
+    st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
+
+
+@st.cache_resource(show_spinner=False)
+def recommender_names() -> tuple[list[str], dict[str, str]]:
+    """The recommenders that can be created here, and why each of the others cannot (e.g. a module missing)."""
+    available, missing = [], {}
+    for name in list_recommenders():
+        try:
+            create_recommender(name)
+            available.append(name)
+        except Exception as e:  # an optional module missing or broken: the page lists the rest
+            missing[name] = f"{e.__class__.__name__}: {e}"
+    return available, missing
+
+
+def _eval_hybrid_weight() -> float:
+    """The evaluation's hybrid weight, so the page's fitted models are the very artefacts it evaluates."""
+    from core.receval import EvalConfig
+    return EvalConfig().hybrid_weight
+
+
+@st.cache_resource(show_spinner="Preparing the purchase history…", max_entries=8)
+def get_rec_data(_built: Built, build_key: tuple, cutoff: str) -> RecData:
+    """What every recommender learns from: the build's products and content vectors, purchases before ``cutoff``."""
+    catalog = _built.catalog
+    return rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, _built.embeddings,
+                    _eval_hybrid_weight())
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> Job:
+    """A job fitting ``name`` on the purchases before ``cutoff`` (``core.recommend.fitted`` with the artefact
+    cache: GraphSAGE and LightGCN are trained once, then loaded), started at the first call."""
+    data = get_rec_data(_built, build_key, cutoff)
+    job = Job(f"fit-{name}", stage=f"loading {name} from the cache, or preparing its training data")
+    return job.start(lambda progress: fitted(name, data, ArtefactCache(), progress=progress))
+
+
+@st.cache_resource(show_spinner="Splitting the purchases at the cutoff…", max_entries=8)
+def get_split(_built: Built, build_key: tuple, cutoff: str, end: str):
+    """``core.receval.Split``: purchases before ``cutoff`` (train) and in ``[cutoff, end)`` (test)."""
+    from core.receval import temporal_split
+    return temporal_split(_built.catalog.purchases, cutoff, end)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def get_purchase_counts(_built: Built, build_key: tuple, cutoff: str, end: str) -> pd.DataFrame:
+    return purchase_counts(_built.catalog.purchases, cutoff, end, _built.catalog.customers.index)
+
+
+@st.cache_data(show_spinner="Ranking the product in every customer's list…", max_entries=64)
+def get_audience(_model: Recommender, build_key: tuple, name: str, cutoff: str, product_id: str,
+                 _customer_ids: list[str]) -> pd.DataFrame:
+    """``core.recommend.product_audience`` of a catalogue product; ``_customer_ids`` follow from the build
+    and the cutoff (the customers with purchases before it)."""
+    return product_audience(_model, _customer_ids, product_row=_model.data_.product_row[product_id])
+
+
+@st.cache_data(show_spinner=False, ttl=60, max_entries=16)
+def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cutoff: str, end: str) -> dict | None:
+    """The stored evaluation of exactly these models at this split, or None (``core.receval.cached_evaluation``);
+    kept a minute, so a result computed by ``python -m core evaluate`` meanwhile shows up."""
+    from core.receval import EvalConfig, SplitConfig, cached_evaluation
+    return cached_evaluation(_built.catalog, _built.embeddings, list(models),
+                             EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache())
+
+
+@st.cache_resource(show_spinner=False)
+def _evaluation_jobs() -> dict[tuple, Job]:
+    return {}
+
+
+def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str, start: bool = False) -> Job | None:
+    """The evaluation running (or run) in the background for these models and split; with ``start``, a new
+    one unless one is running or has finished (``core.receval.evaluate``, cached as an artefact)."""
+    key = (build_key(built), models, cutoff, end)
+    jobs = _evaluation_jobs()
+    job = jobs.get(key)
+    if start and (job is None or job.error):
+        from core.receval import EvalConfig, SplitConfig, evaluate
+        cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
+        jobs[key] = job = Job("evaluate").start(lambda progress: evaluate(
+            built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress))
+    return job

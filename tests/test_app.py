@@ -227,3 +227,185 @@ def test_clusters_controls_and_comparison(app_env):
 def test_a_stale_cluster_row_is_ignored(app_env):
     at = clusters_page(clusters_list={"selection": {"rows": [10_000], "columns": [], "cells": []}})
     assert any("Draw a box or a lasso" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------- Cold start
+
+COLDSTART = "app_pages/coldstart.py"
+FAST = {"coldstart_model": "content", "coldstart_product_model": "content",
+        "coldstart_compare": ["popularity", "content"], "coldstart_eval_models": ["popularity", "content", "itemknn"]}
+
+
+def coldstart_page(**state) -> AppTest:
+    """The Cold start page with fast models (popularity, content) unless told otherwise."""
+    at = wait_for_build(run_page(COLDSTART, **{**FAST, **state}))
+    return rerun_until(at, lambda at: not any("Fitting" in i.value for i in at.info))
+
+
+def infos(at: AppTest) -> str:
+    return " ".join(i.value for i in at.info)
+
+
+def recommendation_captions(at: AppTest) -> list[str]:
+    return [c for c in product_captions(at) if "\n" in c]  # "id · title · score  \nwhy"
+
+
+def test_coldstart_new_customer_from_liked_products(app_env):
+    at = coldstart_page()
+    assert "Pick a few products they like" in infos(at)
+    assert not recommendation_captions(at)
+    at.multiselect(key="coldstart_liked").set_value(["syn00003", "syn00010"]).run()
+    recs = recommendation_captions(at)
+    assert len(recs) == 12
+    assert not any(c.startswith(("syn00003 ", "syn00010 ")) for c in recs)  # never what they already like
+    assert all("because you liked" in c for c in recs)
+    scores = [float(c.split("  \n")[0].rsplit(" · ", 1)[1]) for c in recs]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_coldstart_like_button_adds_a_bestseller(app_env):
+    at = coldstart_page()
+    like = [b for b in at.button if b.key and b.key.startswith("coldstart_like_")][0]
+    product = like.key.removeprefix("coldstart_like_")
+    like.click().run()
+    assert at.multiselect(key="coldstart_liked").value == [product]
+    assert len(recommendation_captions(at)) == 12
+
+
+def test_coldstart_new_customer_from_text_and_empty_text(app_env):
+    at = coldstart_page(coldstart_input="Describe")
+    assert "Type a few words" in infos(at)
+    assert not at.error and not recommendation_captions(at)
+    at.text_input(key="coldstart_text").input("   ").run()
+    assert "Type a few words" in infos(at) and not at.error
+    at.text_input(key="coldstart_text").input("red striped dress").run()
+    assert any("nearest to your words" in m.value for m in at.markdown)
+    seeds = [c for c in product_captions(at) if "\n" not in c]
+    assert len(seeds) == 3
+    assert len(recommendation_captions(at)) == 12
+
+
+def test_coldstart_photo_upload_and_a_file_that_is_not_a_photo(app_env):
+    from core.catalog import load_catalog
+    photo = load_catalog(SPEC).products["image_path"].iloc[0]
+    at = coldstart_page(coldstart_input="Photo")
+    assert "Upload a photo" in infos(at)
+    at.file_uploader(key="coldstart_upload").set_value(("notes.png", b"not an image at all", "image/png")).run()
+    assert any("'notes.png' is not a photo that can be read" in e.value for e in at.error)
+    assert not at.exception and not recommendation_captions(at)
+    with open(photo, "rb") as f:
+        at.file_uploader(key="coldstart_upload").set_value(("dress.png", f.read(), "image/png")).run()
+    assert not at.error
+    assert any("nearest to the photo" in m.value for m in at.markdown)
+    assert len(recommendation_captions(at)) == 12
+
+
+def test_coldstart_graphsage_trains_with_progress_then_recommends(app_env):
+    at = wait_for_build(run_page(COLDSTART, coldstart_model="graphsage", coldstart_liked=["syn00003"]))
+    at = rerun_until(at, lambda at: any(s.value == "Recommended by GraphSAGE" for s in at.subheader), timeout=300)
+    assert len(recommendation_captions(at)) == 12
+
+
+def popularity_hits(customer: str, k: int = 10) -> tuple[int, set[str]]:
+    """The popularity model's top k for a customer (earlier purchases hidden) against what they bought
+    from the cutoff to the end, computed directly: (hits, products bought afterwards)."""
+    import numpy as np
+    from core.catalog import load_catalog
+    from core.pipeline import Embeddings
+    from core.receval import SplitConfig
+    from core.recommend import fitted, rec_data, top_k
+    catalog, split = load_catalog(SPEC), SplitConfig()
+    n = len(catalog.products)
+    no_content = Embeddings(catalog.products.index.to_numpy(dtype=str), np.zeros((n, 2), np.float32),
+                            np.zeros((n, 2), np.float32), np.zeros(n, bool))
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, no_content)
+    rows, _ = top_k(fitted("popularity", data).score([customer]), k, exclude=[data.history(customer)])
+    p = catalog.purchases
+    after = set(p.loc[(p["customer_id"] == customer) & (p["timestamp"] >= split.cutoff)
+                      & (p["timestamp"] < split.end), "product_id"])
+    return len(set(data.product_ids[rows[0]]) & after), after
+
+
+def test_coldstart_replay_marks_what_the_customer_bought_next(app_env):
+    from core.catalog import load_catalog
+    customers = load_catalog(SPEC).customers.index
+    customer, (hits, after) = max(((c, popularity_hits(c)) for c in customers), key=lambda x: x[1][0])
+    assert hits > 0  # the synthetic catalogue has a customer whose next purchases include a bestseller
+    at = coldstart_page(coldstart_section="Existing customer", coldstart_customer=customer,
+                        coldstart_compare=["popularity"])
+    assert [s.value for s in at.subheader][:1] == ["Bought before 2020-04-01"]
+    assert not any("✓" in c for c in product_captions(at))  # no replay yet
+    at.toggle(key="coldstart_replay").set_value(True).run()
+    assert any(m.value.startswith(f"**✓ {hits} of 10** bought") for m in at.markdown)
+    recs = recommendation_captions(at)
+    assert len(recs) == 10 and sum("✓" in c for c in recs) == hits
+    assert {c.split(" · ")[0] for c in recs if "✓" in c} <= after
+    shown_after = [c.split(" · ")[0] for c in product_captions(at) if "\n" not in c][-len(after):]
+    assert set(shown_after) == after  # what they bought next, with photos
+
+
+def test_coldstart_existing_customers_side_by_side_and_new_ones(app_env):
+    at = coldstart_page(coldstart_section="Existing customer")
+    assert [s.value for s in at.subheader][-2:] == ["Popularity", "Content (photo + text)"]
+    assert len(recommendation_captions(at)) == 2 * 10
+    at.radio(key="coldstart_customer_group").set_value("new").run()
+    assert "NEW" in at.selectbox(key="coldstart_customer").format_func(at.selectbox(key="coldstart_customer").value)
+    assert "A new customer" in infos(at)
+    assert len(recommendation_captions(at)) == 2 * 10
+    at.text_input(key="coldstart_customer_find").input("no-such-customer").run()
+    assert "No new customer id matches" in infos(at)
+
+
+def test_coldstart_new_product_audience_and_neighbours(app_env):
+    at = coldstart_page(coldstart_section="New product")
+    product = at.selectbox(key="coldstart_product").value
+    assert any(c.startswith(f"{product}: sold 0 times before 2020-04-01") for c in captions(at))  # never bought
+    shown = captions(at)
+    first = shown.index(next(c for c in shown if c.startswith(f"**{product} ·")))
+    neighbours = shown[first + 1:first + 7]  # the product, then its 6 nearest products with their similarity
+    assert len(neighbours) == 6 and all(c.startswith("syn") for c in neighbours)
+    similarity = [float(c.rsplit(" · ", 1)[1]) for c in neighbours]
+    assert similarity == sorted(similarity, reverse=True)
+    assert "The product and its nearest products (photo + text)" in [s.value for s in at.subheader]
+    audience = [m.value for m in at.markdown if "would see it at" in m.value]
+    assert len(audience) == 8
+    ranks = [int(m.split("**#")[1].split("**")[0]) for m in audience]
+    assert ranks == sorted(ranks) and ranks[0] >= 1
+    at.selectbox(key="coldstart_product_model").set_value("itemknn").run()
+    assert "ID-only: cannot rank never-bought products" in infos(at)
+    at.text_input(key="coldstart_product_find").input("zzz-not-a-product").run()
+    assert "No never-bought product id or name matches" in infos(at)
+    assert product
+
+
+def test_coldstart_new_product_from_a_photo_needs_graphsage(app_env):
+    from core.catalog import load_catalog
+    photo = load_catalog(SPEC).products["image_path"].iloc[1]
+    at = coldstart_page(coldstart_section="New product", coldstart_product_source="Add from a photo")
+    assert "Upload a photo and type a description" in infos(at)
+    with open(photo, "rb") as f:
+        at.file_uploader(key="coldstart_new_photo").set_value(("new.png", f.read(), "image/png"))
+    at.text_input(key="coldstart_new_text").input("a red striped dress").run()
+    assert "Nearest products (photo + text)" in [s.value for s in at.subheader]
+    assert "only GraphSAGE" in infos(at) or "GraphSAGE can" in infos(at)  # content cannot place it
+    at.selectbox(key="coldstart_product_model").set_value("graphsage").run()
+    at = rerun_until(at, lambda at: any("would see it at" in m.value for m in at.markdown), timeout=300)
+    assert len([m for m in at.markdown if "would see it at" in m.value]) == 8
+
+
+def test_coldstart_evaluation_table(app_env):
+    at = coldstart_page(coldstart_section="How good is it")
+    assert "python -m core evaluate" in infos(at)
+    at.button(key="coldstart_evaluate").click().run()
+    at = rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=300)
+    split = next(m.value for m in at.markdown if m.value.startswith("**Temporal split.**"))
+    assert "before 2020-04-01" in split and "from 2020-04-01 to 2020-07-01" in split
+    table = at.dataframe[0].value.set_index("model")
+    assert set(table.index) == {"Popularity", "Content (photo + text)", "Item kNN (ID-only)"}
+    assert table.loc["Item kNN (ID-only)", "note"] == "ID-only: cannot rank never-bought products"
+    low_high = table.loc["Popularity", "recall@10 (95% CI)"]  # "0.123 (0.100–0.150)"
+    value, low, high = float(low_high.split()[0]), *map(float, low_high.split("(")[1].rstrip(")").split("–"))
+    assert 0 <= low <= value <= high <= 1
+    assert "SAMPLED recall@10 (1 vs 99)" in table.columns
+    at = coldstart_page(coldstart_section="How good is it")  # a new session reads it from the cache
+    assert len(at.dataframe) == 1 and not any("Not evaluated" in i.value for i in at.info)

@@ -1,0 +1,556 @@
+"""Cold start: recommendations for a new customer, for an existing one (replayed against what they bought next)
+and for a new product, from GraphSAGE and the baselines; and how good each model is."""
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages.common import (build_key, built_or_progress, current_catalog, describe, evaluation_job, get_audience,
+                              get_evaluation, get_purchase_counts, get_rec_data, get_recommender, get_split,
+                              job_panel, product_grid, recommender_names)
+from core.catalog import filter_products
+from core.embed import ImageError, fuse, l2_normalise
+from core.recommend import product_audience, reasons, top_k
+from core.receval import SplitConfig
+
+SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
+CUTOFF, END = SPLIT.cutoff, SPLIT.end
+LABELS = {"graphsage": "GraphSAGE", "popularity": "Popularity", "recent_popularity": "Recent popularity",
+          "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
+          "content": "Content (photo + text)"}
+ABOUT = {"graphsage": "a graph neural network over customers, products and look-alike products; embeds anything "
+                      "new from its photo, text and attributes",
+         "popularity": "bestsellers before the cutoff, the same for everyone",
+         "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
+         "colour_variants": "other colours of what they like, then bestsellers",
+         "itemknn": "products bought by the same people (item-item cosine)",
+         "als": "matrix factorisation of who bought what",
+         "lightgcn": "a graph model of who bought what, without content",
+         "content": "the products whose photo and text are closest to what they like"}
+HISTORY_FREE = {"popularity", "recent_popularity"}  # their lists ignore what the customer likes
+ID_ONLY = "ID-only: cannot rank never-bought products"
+REPLAY_SHOWN = 12  # photos of what a customer bought after the cutoff; the hits count all of it
+SECTIONS = ["New customer", "Existing customer", "New product", "How good is it"]
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def pick_model(key: str, names: list[str], text: str = "Model") -> str:
+    default = "graphsage" if "graphsage" in names else ("content" if "content" in names else names[0])
+    return st.selectbox(text, names, index=names.index(default), key=key, format_func=label,
+                        help="; ".join(f"**{label(n)}**: {ABOUT.get(n, '')}" for n in names))
+
+
+def model_or_progress(name: str):
+    """The fitted recommender, or None after showing why not (still training, or failed)."""
+    job = get_recommender(built, build_key(built), name, CUTOFF)
+    job.wait_once(3.0)
+    if job.finished:
+        return job.result
+    if job.error:
+        st.error(f"{label(name)} could not be fitted: {job.error}")
+        return None
+    if name == "graphsage":
+        message = (f"Preparing GraphSAGE, which learns from the {len(data.purchases):,} purchases before {CUTOFF}. "
+                   "Training takes a few minutes the first time (at most 30 epochs, stopping early once its "
+                   "validation recall@10 stops improving); the trained model is saved to the cache and loads in "
+                   "seconds afterwards. The other models can be used meanwhile.")
+    else:
+        message = f"Fitting {label(name)} on the purchases before {CUTOFF}…"
+    job_panel(job, message)
+    return None
+
+
+def reason_vectors(model):
+    """(n_products, d) rows L2-normalised for "because you liked": the model's own item vectors, else content."""
+    vectors = model.item_vectors()
+    return data.hybrid if vectors is None else l2_normalise(vectors)
+
+
+def recommendation_captions(name, model, history, rows, scores, hits=None, you="you") -> list[str]:
+    """"id · title · score" and why (the liked product it is closest to); in a replay, ✓ if it was bought."""
+    ids = data.product_ids[rows].tolist()
+    if model.id_only:  # it knows only products bought before the cutoff, and ignores the others
+        history = np.asarray(history)[data.popularity()[history] > 0]
+    if name in HISTORY_FREE or not len(history):
+        why = [f"bestseller before {CUTOFF}" if name in HISTORY_FREE else "what it offers a stranger"] * len(ids)
+    else:
+        because = reasons(history, rows, reason_vectors(model))
+        why = [f"because {you} liked *{catalog.products.at[data.product_ids[b], 'title']}*" for b in because]
+    marks = [" · :green[**✓ bought**]" if h else "" for h in hits] if hits is not None else [""] * len(ids)
+    titles = catalog.products.loc[ids, "title"].tolist()
+    return [f"{pid} · {t} · {s:.3f}{m}  \n{w}" for pid, t, s, m, w in zip(ids, titles, scores.tolist(), marks, why)]
+
+
+def scored_captions(found: pd.DataFrame) -> list[str]:
+    """"id · title · similarity" for a frame of product_id and score (neighbours, a search)."""
+    titles = catalog.products.loc[found["product_id"], "title"].tolist()
+    return [f"{p} · {t} · {s:.3f}" for p, t, s in zip(found["product_id"], titles, found["score"])]
+
+
+def purchases(n: int) -> str:
+    return f"{n:,} purchase" + ("" if n == 1 else "s")
+
+
+def customers(n: int) -> str:
+    return f"{n:,} customer" + ("" if n == 1 else "s")
+
+
+def times(n: int) -> str:
+    return "once" if n == 1 else f"{n:,} times"
+
+
+def short(customer_id: str) -> str:
+    """H&M's 64-character customer ids, cut to something a person can read out."""
+    return customer_id if len(customer_id) <= 16 else customer_id[:12] + "…"
+
+
+def unreadable(filename: str) -> str:
+    return f"'{filename}' is not a photo that can be read: upload a JPEG, PNG or WebP image of a garment."
+
+
+def history_rows(product_ids) -> list[int]:
+    return [data.product_row[p] for p in product_ids]
+
+
+# ---------------------------------------------------------------- 1. new customer
+
+def toggle_liked(product_id: str) -> None:
+    st.session_state["coldstart_grid_open"] = True  # keep the bestsellers open while they are being clicked
+    liked = list(st.session_state.get("coldstart_liked", []))
+    st.session_state["coldstart_liked"] = [p for p in liked if p != product_id] if product_id in liked \
+        else liked + [product_id]
+
+
+def pick_liked() -> list[str]:
+    find = st.text_input("Find products by id or name", key="coldstart_find",
+                         placeholder="e.g. 'striped dress' or a product id")
+    chosen = [p for p in st.session_state.get("coldstart_liked", []) if p in catalog.products.index]
+    st.session_state["coldstart_liked"] = chosen  # ids from another catalogue are dropped
+    matches = filter_products(catalog.products, text=find).index[:500].tolist()
+    if find and not matches:
+        st.info(f"No product id or name matches '{find}'.")
+    liked = st.multiselect("Products they like", list(dict.fromkeys(chosen + matches)), key="coldstart_liked",
+                           format_func=lambda pid: describe(catalog, pid))
+    grid_open = not liked or st.session_state.get("coldstart_grid_open", False)
+    with st.expander(f"…or click bestsellers they like (before {CUTOFF})", expanded=grid_open):
+        rows, _ = top_k(data.popularity()[None], 12)
+        counts = data.popularity()
+        for start in range(0, rows.shape[1], 6):
+            for col, row in zip(st.columns(6), rows[0, start:start + 6].tolist()):
+                pid = data.product_ids[row]
+                with col:  # the button above the photo, so the buttons line up whatever the caption's length
+                    st.button("✓ Liked" if pid in liked else "♥ Like", key=f"coldstart_like_{pid}",
+                              on_click=toggle_liked, args=(pid,), width="stretch",
+                              type="primary" if pid in liked else "secondary")
+                    product_grid(catalog, [pid], [f"{pid} · {catalog.products.at[pid, 'title']} · "
+                                                  f"{int(counts[row])} sold"], columns=1)
+    return liked
+
+
+def query_likes(how: str) -> list[str] | None:
+    """Products read as liked from a text or a photo (the nearest in the build's hybrid space), or None."""
+    if how == "Describe":
+        text = st.text_input("What do they like?", key="coldstart_text", placeholder="e.g. red striped summer dress")
+        if not text.strip():
+            st.info("Type a few words about what they like, e.g. 'black leather boots'.")
+            return None
+        query, what = built.text_query(text), "your words"
+    else:
+        upload = st.file_uploader("A photo of something they like", type=["jpg", "jpeg", "png", "webp"],
+                                  key="coldstart_upload")
+        if upload is None:
+            st.info("Upload a photo of a garment they like.")
+            return None
+        try:
+            query = built.photo_query(upload)
+        except ImageError:
+            st.error(unreadable(upload.name))
+            return None
+        st.image(upload, width=160, caption="their photo")
+        what = "the photo"
+    n = st.slider("Products read as liked", 1, 10, 3, key="coldstart_seeds",
+                  help="The model needs products: the nearest ones stand in for the words or the photo")
+    seeds = built.search(query, "hybrid", n)
+    st.markdown(f"Read as liking the **{len(seeds)} products nearest to {what}** in the photo + text space "
+                "(similarity shown):")
+    product_grid(catalog, seeds["product_id"].tolist(), scored_captions(seeds))
+    return seeds["product_id"].tolist()
+
+
+def new_customer(names: list[str]) -> None:
+    st.caption("Someone with no purchases at all: tell the model what they like, by picking products, in words, "
+               "or with a photo.")
+    c1, c2, c3 = st.columns([2, 3, 2])
+    with c1:
+        name = pick_model("coldstart_model", names)
+    with c2:
+        how = st.radio("What they like", ["Pick products", "Describe", "Photo"], horizontal=True,
+                       key="coldstart_input")
+    with c3:
+        k = st.slider("Recommendations", 6, 30, 12, step=6, key="coldstart_k")
+    if how == "Pick products":
+        liked = pick_liked()
+        if not liked:
+            st.info("Pick a few products they like (search above or click bestsellers) to see recommendations.")
+            return
+    else:
+        liked = query_likes(how)
+        if liked is None:
+            return
+    model = model_or_progress(name)
+    if model is None:
+        return
+    history = history_rows(liked)
+    if model.id_only:
+        unknown = int((data.popularity()[history] == 0).sum())
+        if unknown:
+            st.info(f"{label(name)} is {ID_ONLY}: {unknown} of the {len(history)} liked products were never bought "
+                    f"before {CUTOFF}, so it knows nothing about them"
+                    + (" and falls back to bestsellers." if unknown == len(history) else "."))
+    rows, scores = top_k(model.score_histories([history], [None]), k, exclude=[history])
+    st.subheader(f"Recommended by {label(name)}")
+    st.caption(ABOUT.get(name, ""))
+    product_grid(catalog, data.product_ids[rows[0]].tolist(),
+                 recommendation_captions(name, model, history, rows[0], scores[0]))
+
+
+# ---------------------------------------------------------------- 2. existing customer
+
+def customer_label(counts: pd.DataFrame, customer_id: str) -> str:
+    before, after = counts.loc[customer_id, ["before", "after"]].tolist()
+    past = f"NEW: nothing before {CUTOFF}" if before == 0 else f"{purchases(before)} before {CUTOFF}"
+    return f"{customer_id} · {past} · {after} after"
+
+
+def existing_customer(names: list[str]) -> None:
+    counts = get_purchase_counts(built, build_key(built), CUTOFF, END)
+    split = get_split(built, build_key(built), CUTOFF, END)
+    c1, c2 = st.columns([2, 3])
+    group = c1.radio("Customers", ["all", "returning", "new"], horizontal=True, key="coldstart_customer_group",
+                     help=f"returning: bought something before {CUTOFF}; new: nothing before it")
+    find = c1.text_input("Find a customer by id", key="coldstart_customer_find")
+    shown = counts if group == "all" else counts[(counts["before"] > 0) == (group == "returning")]
+    ids = shown.index[shown.index.str.contains(find.strip(), case=False, regex=False)].tolist() if find.strip() \
+        else shown.index.tolist()
+    if not ids:
+        st.info(f"No {'' if group == 'all' else group + ' '}customer id matches '{find}'." if find.strip()
+                else f"This catalogue has no {'' if group == 'all' else group + ' '}customers.")
+        return
+    with c2:
+        customer = st.selectbox(f"Customer ({min(len(ids), 500):,} of {len(ids):,} shown, most purchases after "
+                                f"{CUTOFF} first)", ids[:500], key="coldstart_customer",
+                                format_func=lambda c: customer_label(counts, c))
+    if customer in catalog.customers.index and len(catalog.customers.columns):
+        attrs = catalog.customers.loc[customer]
+        c2.caption(" · ".join(f"{c}: {v}" for c, v in attrs.items() if str(v) not in ("", "nan")))
+
+    past = split.train[split.train["customer_id"] == customer].sort_values("timestamp", ascending=False)
+    future = split.test[split.test["customer_id"] == customer].sort_values("timestamp")
+    st.subheader(f"Bought before {CUTOFF}")
+    if past.empty:
+        st.info(f"A new customer: nothing bought before {CUTOFF}. Each model shows what it offers a stranger.")
+    else:
+        shown_past = past.drop_duplicates("product_id").head(12)
+        product_grid(catalog, shown_past["product_id"].tolist(),
+                     [f"{p} · {catalog.products.at[p, 'title']} · {t:%Y-%m-%d}"
+                      for p, t in zip(shown_past["product_id"], shown_past["timestamp"])])
+        if len(past) > len(shown_past):
+            st.caption(f"the latest {len(shown_past)} of {purchases(len(past))}")
+
+    c1, c2, c3 = st.columns([3, 1, 2])
+    default = [n for n in ("graphsage", "popularity", "content") if n in names]
+    models = c1.multiselect("Models side by side (up to 4)", names, default=default, key="coldstart_compare",
+                            format_func=label, max_selections=4)
+    k = c2.slider("Recommendations", 4, 20, 10, key="coldstart_compare_k")
+    with c3:
+        replay = st.toggle("Replay what they bought next", key="coldstart_replay",
+                           help=f"Show what they really bought from {CUTOFF} to {END}, and mark (✓) the "
+                                "recommendations they bought")
+        exclude = st.toggle("Hide what they had already bought", value=True, key="coldstart_exclude")
+    first_bought = future.drop_duplicates("product_id")  # each product once, when first bought
+    bought_next = first_bought["product_id"].tolist()
+    if replay:
+        st.subheader(f"What they really bought from {CUTOFF} to {END}")
+        if bought_next:
+            first = first_bought.head(REPLAY_SHOWN)
+            product_grid(catalog, first["product_id"].tolist(),
+                         [f"{p} · {catalog.products.at[p, 'title']} · {t:%Y-%m-%d}"
+                          for p, t in zip(first["product_id"], first["timestamp"])])
+            if len(first_bought) > len(first):
+                st.caption(f"the first {len(first)} of {len(first_bought)} products they bought; the ✓ marks below "
+                           "count all of them")
+        else:
+            st.info(f"They bought nothing from {CUTOFF} to {END}: there is nothing to check the recommendations "
+                    "against. Pick a customer with purchases after the cutoff (they are listed first).")
+    if not models:
+        st.info("Choose at least one model to compare.")
+        return
+    history, bought_set = data.history(customer), set(bought_next)
+    for column, name in zip(st.columns(len(models)), models):
+        with column:
+            st.subheader(label(name))
+            model = model_or_progress(name)
+            if model is None:
+                continue
+            rows, scores = top_k(model.score([customer]), k, exclude=[history] if exclude else None)
+            ids = data.product_ids[rows[0]].tolist()
+            hits = [p in bought_set for p in ids] if replay else None
+            if replay:
+                st.markdown(f"**✓ {sum(hits)} of {len(ids)}** bought from {CUTOFF} to {END}")
+            st.caption(ABOUT.get(name, "") + (f" · {ID_ONLY}" if model.id_only else ""))
+            product_grid(catalog, ids, recommendation_captions(name, model, history, rows[0], scores[0], hits,
+                                                               you="they"), columns=2)
+
+
+# ---------------------------------------------------------------- 3. new product
+
+def audience_table(audience: pd.DataFrame, n: int, bought_it: set[str]) -> None:
+    """The ``n`` customers the product would rank highest for, with a few of their past purchases."""
+    split = get_split(built, build_key(built), CUTOFF, END)
+    for customer, rank in audience.head(n).itertuples(index=False):
+        c1, c2 = st.columns([1, 4])
+        mark = " · :green[**✓ bought it**]" if customer in bought_it else ""
+        c1.markdown(f"**{short(customer)}**{mark}  \nwould see it at **#{rank + 1:,}** of {data.n_products:,}")
+        past = split.train[split.train["customer_id"] == customer].sort_values("timestamp", ascending=False)
+        shown = past.drop_duplicates("product_id").head(5)
+        c1.caption(f"{purchases(len(past))} before {CUTOFF}; the latest:")
+        with c2:
+            product_grid(catalog, shown["product_id"].tolist(),
+                         [f"{p} · {t:%Y-%m-%d}" for p, t in zip(shown["product_id"], shown["timestamp"])], columns=6)
+
+
+def new_product(names: list[str]) -> None:
+    st.caption("A product nobody has bought: who would it be recommended to? Each customer's list is ranked over "
+               "the whole catalogue, and the customers where this product comes highest are shown.")
+    c1, c2, c3 = st.columns([2, 3, 2])
+    with c1:
+        name = pick_model("coldstart_product_model", names)
+    source = c2.radio("Product", ["Never bought", "Any product", "Add from a photo"], horizontal=True,
+                      key="coldstart_product_source",
+                      help=f"Never bought: no purchase before {CUTOFF}. Add from a photo: a product that is not in "
+                           "the catalogue at all")
+    n = c3.slider("Customers shown", 3, 20, 8, key="coldstart_audience")
+    returning = get_purchase_counts(built, build_key(built), CUTOFF, END)
+    returning = returning.index[returning["before"] > 0].tolist()
+
+    if source == "Add from a photo":
+        added_product(name, returning, n)
+        return
+    find = st.text_input("Find a product by id or name", key="coldstart_product_find")
+    candidates = filter_products(catalog.products, text=find)
+    if source == "Never bought":
+        candidates = candidates[data.popularity()[history_rows(candidates.index)] == 0]
+    ids = candidates.index[:500].tolist()
+    if not ids:
+        kind = "never-bought product" if source == "Never bought" else "product"
+        st.info(f"No {kind} id or name matches '{find}'." if find else
+                f"Every product was bought before {CUTOFF}. Choose 'Any product' or 'Add from a photo'.")
+        return
+    product = st.selectbox(f"Product ({len(ids):,} shown)", ids, key="coldstart_product",
+                           format_func=lambda pid: describe(catalog, pid))
+    split = get_split(built, build_key(built), CUTOFF, END)
+    buyers = set(split.test.loc[split.test["product_id"] == product, "customer_id"])
+    sold = int(data.popularity()[data.product_row[product]])
+    st.subheader("The product and its nearest products (photo + text)")
+    near = built.neighbours(product, "hybrid", 6)
+    product_grid(catalog, [product, *near["product_id"]],
+                 [f"**{describe(catalog, product)}**", *scored_captions(near)], columns=7)
+    st.caption(f"{product}: sold {times(sold)} before {CUTOFF}; bought by {customers(len(buyers))} from {CUTOFF} to "
+               f"{END}" + (" (✓ marks them below)" if buyers else ""))
+    model = model_or_progress(name)
+    if model is None:
+        return
+    st.subheader(f"Who {label(name)} would recommend it to")
+    if model.id_only and sold == 0:
+        st.info(f"{label(name)} is {ID_ONLY}: this product comes after every product somebody bought, for every "
+                "customer. That is the cold-start problem the content-aware models solve.")
+    if not returning:
+        st.info(f"No customer bought anything before {CUTOFF}: there is nobody to rank.")
+        return
+    audience = get_audience(model, build_key(built), name, CUTOFF, product, returning)
+    st.caption(f"Ranked among the {len(returning):,} customers with purchases before {CUTOFF} by where the product "
+               "would come in their list.")
+    audience_table(audience, n, buyers)
+
+
+def added_product(name: str, returning: list[str], n: int) -> None:
+    c1, c2 = st.columns([1, 2])
+    upload = c1.file_uploader("Its photo", type=["jpg", "jpeg", "png", "webp"], key="coldstart_new_photo")
+    text = c2.text_input("Its description", key="coldstart_new_text", placeholder="e.g. red striped cotton T-shirt")
+    attrs = [a for a in ("product_type", "colour", "pattern") if a in catalog.products]
+    values = {}
+    for col, attr in zip(c2.columns(max(len(attrs), 1)), attrs):
+        options = [""] + sorted(v for v in catalog.products[attr].unique() if v)
+        values[attr] = col.selectbox(attr.replace("_", " "), options, key=f"coldstart_new_{attr}",
+                                     format_func=lambda v: v or "(unknown)")
+    if upload is None or not text.strip():
+        st.info("Upload a photo and type a description of the new product.")
+        return
+    try:
+        image_vec, text_vec = built.photo_query(upload), built.text_query(text)
+    except ImageError:
+        st.error(unreadable(upload.name))
+        return
+    c1.image(upload, width=160, caption="the new product")
+    st.subheader("Nearest products (photo + text)")
+    near = built.search(fuse(image_vec[None], text_vec[None], data.hybrid_weight)[0], "hybrid", 6)
+    product_grid(catalog, near["product_id"].tolist(), scored_captions(near))
+    model = model_or_progress(name)
+    if model is None:
+        return
+    if not (hasattr(model, "product_vector") and hasattr(model, "customer_vectors")):
+        st.info(f"{label(name)} cannot place a product that is not in the catalogue. GraphSAGE can: it embeds a new "
+                "product from its photo, description and attributes by a forward pass, with no retraining. Choose "
+                "GraphSAGE above.")
+        return
+    vector = model.product_vector(image_vec, text_vec, values)
+    audience = product_audience(model, returning, product_vector=vector)
+    st.subheader(f"Who {label(name)} would recommend it to")
+    st.caption(f"Ranked among the {len(audience):,} customers with purchases before {CUTOFF} by where the new "
+               "product would come in their list over the whole catalogue.")
+    audience_table(audience, n, set())
+
+
+# ---------------------------------------------------------------- 4. how good is it
+
+def ci(m: dict, key: str) -> str:
+    value, low, high = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+    if value is None:
+        return "–"
+    return f"{value:.3f} ({low:.3f}–{high:.3f})" if low is not None and high is not None else f"{value:.3f}"
+
+
+def in_order(result: dict) -> list[str]:
+    """The evaluated models, GraphSAGE first, then the baselines in the registry's order."""
+    return sorted(result["models"], key=lambda n: list(LABELS).index(n) if n in LABELS else len(LABELS))
+
+
+def evaluation_frame(result: dict) -> pd.DataFrame:
+    rows = []
+    for name in in_order(result):
+        m = result["models"][name]
+        rows.append({
+            "model": label(name) + (" (ID-only)" if m.get("id_only") else ""),
+            "recall@10 (95% CI)": ci(m, "recall_at_10"),
+            "NDCG@10": m.get("ndcg_at_10"), "MAP@12": m.get("map_at_12"), "hit rate@10": m.get("hit_rate_at_10"),
+            "coverage@10": m.get("coverage_at_10"),
+            "recall@10 new customers": m.get("recall_at_10_new_customers"),
+            "recall@10 sparse customers": m.get("recall_at_10_sparse_customers"),
+            "recall@10 warm customers": m.get("recall_at_10_warm_customers"),
+            "recall@10 cold items (95% CI)": ci(m, "recall_at_10_cold_items"),
+            "recall@10 warm items": m.get("recall_at_10_warm_items"),
+            "SAMPLED recall@10 (1 vs 99)": m.get("sampled_recall_at_10"),
+            "hides already bought": bool(m.get("exclude_bought")),
+            "fit s": m.get("train_s"),
+            "note": ID_ONLY if m.get("id_only") else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def evaluation_chart(result: dict) -> go.Figure:
+    fig = go.Figure()
+    names = in_order(result)
+    x = [label(n) + (" (ID-only)" if result["models"][n].get("id_only") else "") for n in names]
+    for key, title in (("recall_at_10", "all test customers"), ("recall_at_10_cold_items", "never-bought products")):
+        ms = [result["models"][n] for n in names]
+        value = [m.get(key) for m in ms]
+        up = [(m.get(f"{key}_ci_high") or v or 0) - (v or 0) for m, v in zip(ms, value)]
+        down = [(v or 0) - (m.get(f"{key}_ci_low") or v or 0) for m, v in zip(ms, value)]
+        fig.add_bar(x=x, y=value, name=title, error_y=dict(type="data", array=up, arrayminus=down))
+    fig.update_layout(barmode="group", yaxis_title="recall@10 (95% CI)", height=380, margin=dict(t=30, b=10),
+                      legend=dict(orientation="h", y=1.1))
+    return fig
+
+
+def how_good(names: list[str]) -> None:
+    models = st.multiselect("Models", names, default=names, key="coldstart_eval_models", format_func=label)
+    if not models:
+        st.info("Choose at least one model.")
+        return
+    models = tuple(sorted(models))
+    result = get_evaluation(built, build_key(built), models, CUTOFF, END)
+    job = evaluation_job(built, models, CUTOFF, END)
+    if result is None and job is not None and job.finished:
+        result = job.result
+        get_evaluation.clear()  # it is in the artefact cache now
+    if result is None:
+        if job is not None and not job.error:
+            job_panel(job, "Evaluating: each model is fitted on the purchases before the cutoff (and once more on a "
+                           "validation window before it) and ranks the whole catalogue for every test customer. "
+                           "GraphSAGE takes the longest; fitted models are cached.")
+            return
+        if job is not None and job.error:
+            st.error(f"The evaluation failed: {job.error}")
+        command = f"python -m core evaluate --catalog {catalog.source} --backbone {built.backbone.name}" + \
+            ("" if set(models) == set(names) else f" --models {','.join(models)}")
+        st.info(f"Not evaluated yet for these models on this catalogue and backbone, at the split {CUTOFF} / {END}. "
+                f"This computes it, and the page then shows it at once (it is cached):\n\n`{command}`\n\n"
+                "Or run it here: it fits every chosen model twice (on a validation window, then before the cutoff), "
+                "GraphSAGE included unless it is cached, and can take several minutes.")
+        if st.button("Evaluate now", key="coldstart_evaluate", type="primary"):
+            evaluation_job(built, models, CUTOFF, END, start=True)
+            st.rerun()
+        return
+
+    s = result["split"]
+    st.markdown(f"**Temporal split.** Models learn from the **{s['train_purchases']:,} purchases before "
+                f"{s['cutoff']}** and are tested on the **{s['test_purchases']:,} purchases from {s['cutoff']} to "
+                f"{s['end']}** by **{s['test_customers']:,} customers** ({s['new_customers']:,} new, "
+                f"{s['sparse_customers']:,} with 1–5 earlier purchases, {s['warm_customers']:,} with more). "
+                f"{s['cold_item_purchases']:,} test purchases are of products nobody bought before the cutoff.")
+    m = st.columns(4)
+    m[0].metric("Test customers", f"{s['test_customers']:,}")
+    m[1].metric("New customers", f"{s['new_customers']:,}")
+    m[2].metric("Test purchases", f"{s['test_purchases']:,}")
+    m[3].metric("Of never-bought products", f"{s['cold_item_purchases']:,}")
+    st.plotly_chart(evaluation_chart(result), key="coldstart_eval_chart")
+    numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in
+               ("NDCG@10", "MAP@12", "hit rate@10", "coverage@10", "recall@10 new customers",
+                "recall@10 sparse customers", "recall@10 warm customers", "recall@10 warm items",
+                "SAMPLED recall@10 (1 vs 99)")}
+    numbers["fit s"] = st.column_config.NumberColumn(format="%.1f")
+    st.dataframe(evaluation_frame(result), hide_index=True, column_config=numbers, key="coldstart_eval_table")
+    st.caption("Full ranking over the whole catalogue, per test customer, then averaged: recall@10 is the share of "
+               "what they bought that is in their top 10 (95% bootstrap interval over customers). **Cold items**: "
+               "recall over the products nobody bought before the cutoff. **ID-only** models (Item kNN, ALS, "
+               f"LightGCN) {ID_ONLY.split(': ')[1]}. The **SAMPLED** recall ranks each bought product against 99 "
+               "random ones, as some papers report: kinder, and not comparable with full ranking. *Hides already "
+               "bought*: whether the model's list leaves out earlier purchases (chosen on a validation window). "
+               "*None*: no test customer in that slice.")
+
+
+# ---------------------------------------------------------------- the page
+
+catalog = current_catalog()
+st.header("Cold start")
+built = built_or_progress()
+if built is None:
+    st.stop()
+if built.backbone.warning:
+    st.warning(built.backbone.warning)
+data = get_rec_data(built, build_key(built), CUTOFF)
+available, missing = recommender_names()
+if missing:
+    st.caption("Not available here: " + "; ".join(f"{label(n)} ({why})" for n, why in missing.items()))
+if not available:
+    st.error("No recommender can be created; see the reasons above.")
+    st.stop()
+st.caption(f"Every model learns from the **{len(data.purchases):,} purchases before {CUTOFF}**, so what customers "
+           f"bought from {CUTOFF} to {END} can be replayed against its recommendations."
+           + (" Customers and purchases are SIMULATED." if catalog.simulated else ""))
+if data.purchases.empty:
+    st.warning(f"No purchases before {CUTOFF}: the models have nothing to learn from, and only the content-based "
+               "ones (Content, GraphSAGE) use what a customer likes.")
+
+section = st.radio("Show", SECTIONS, horizontal=True, key="coldstart_section", label_visibility="collapsed")
+if section == "New customer":
+    new_customer(available)
+elif section == "Existing customer":
+    existing_customer(available)
+elif section == "New product":
+    new_product(available)
+else:
+    how_good(available)
