@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import (build_key, built_or_progress, current_catalog, get_cluster_map, get_dbscan_table,
+from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, page_build,
                               product_grid)
 from app_pages.mapview import map_figure, selected_ids
 from core.cache import ArtefactCache
@@ -12,12 +12,7 @@ SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "prod
 GALLERY = 48  # photos shown for a selection; the CSV export holds all of it
 
 catalog = current_catalog()
-st.header("Clusters")
-built = built_or_progress()
-if built is None:
-    st.stop()
-if built.backbone.warning:
-    st.warning(built.backbone.warning)
+built = page_build("Clusters")
 
 c1, c2, c3, c4 = st.columns(4)
 kind = c1.selectbox("Embedding", ["hybrid", "image", "text"], key="clusters_kind", format_func=SPACES.get)

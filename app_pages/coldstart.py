@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (build_key, built_or_progress, current_catalog, describe, evaluation_job, get_audience,
+from app_pages.common import (build_key, current_catalog, describe, evaluation_job, get_audience, page_build,
                               get_evaluation, get_purchase_counts, get_rec_data, get_recommender, get_split,
                               job_panel, product_grid, recommender_names)
 from core.catalog import filter_products
@@ -525,12 +525,7 @@ def how_good(names: list[str]) -> None:
 # ---------------------------------------------------------------- the page
 
 catalog = current_catalog()
-st.header("Cold start")
-built = built_or_progress()
-if built is None:
-    st.stop()
-if built.backbone.warning:
-    st.warning(built.backbone.warning)
+built = page_build("Cold start")
 data = get_rec_data(built, build_key(built), CUTOFF)
 available, missing = recommender_names()
 if missing:

@@ -89,6 +89,17 @@ def built_or_progress() -> Built | None:
     return None
 
 
+def page_build(title: str) -> Built:
+    """A page's header, then the finished build; until there is one the page shows progress and stops."""
+    st.header(title)
+    built = built_or_progress()
+    if built is None:
+        st.stop()
+    if built.backbone.warning:
+        st.warning(built.backbone.warning)
+    return built
+
+
 @st.fragment(run_every=1.5)
 def _progress_panel(job: BuildJob) -> None:
     if job.built is not None or job.error:

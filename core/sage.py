@@ -35,8 +35,9 @@ from torch_geometric.nn import SAGEConv
 from torch_geometric.nn.pool import MIPSKNNIndex
 
 from core.embed import fuse
-from core.graph import BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfig, NeighbourSampler, build_graph, content_edges, \
-    customer_features, degree_features, feature_spec, product_features, purchase_edges
+from core.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfig, NeighbourSampler, build_graph,
+                        content_edges, customer_features, degree_features, feature_spec, product_features,
+                        purchase_edges)
 from core.recommend import Progress, RecData, Recommender, top_k
 
 

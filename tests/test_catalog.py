@@ -362,8 +362,10 @@ def test_head_keeps_only_purchases_of_kept_products(synthetic_catalog):
 def test_real_hm_sample(hm_dir):
     cat = load_hm(hm_dir)
     counts = cat.counts()
-    assert counts["products"] == 17_033
+    assert counts["products"] == 24_717
     assert counts["purchases"] == 28_006
+    never_bought = ~cat.products.index.isin(cat.purchases["product_id"])
+    assert never_bought.sum() == 9_470  # as in a real catalogue, many products never sold (data README)
     assert counts["missing_images"] == 0
     assert {"Solid", "Stripe", "Check", "Denim"} <= set(cat.products["pattern"])
     group = cat.products["group_id"]
