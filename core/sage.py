@@ -38,6 +38,7 @@ from core.embed import fuse
 from core.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfig, NeighbourSampler, build_graph,
                         content_edges, customer_features, degree_features, feature_spec, product_features,
                         purchase_edges)
+from core.receval import ranking_metrics
 from core.recommend import Progress, RecData, Recommender, top_k
 
 
@@ -146,7 +147,8 @@ def recall_at_k(customer_vectors: np.ndarray, product_vectors: np.ndarray, truth
         return 0.0
     rows = np.fromiter(truth, dtype=np.int64)
     top, _ = top_k(customer_vectors[rows] @ product_vectors.T, k)
-    return float(np.mean([len(truth[r] & set(t.tolist())) / len(truth[r]) for r, t in zip(rows, top)]))
+    bought = [np.fromiter(truth[r], dtype=np.int64) for r in rows.tolist()]
+    return float(ranking_metrics(top, bought, k)["recall"].mean())
 
 
 @dataclass
