@@ -210,7 +210,7 @@ def new_customer(names: list[str]) -> None:
             st.info(f"{label(name)} is {ID_ONLY}: {unknown} of the {len(history)} liked products were never bought "
                     f"before {CUTOFF}, so it knows nothing about them"
                     + (" and falls back to bestsellers." if unknown == len(history) else "."))
-    rows, scores = top_k(model.score_histories([history], [None]), k, exclude=[history])
+    rows, scores = model.recommend_histories([history], k, [None], exclude=[history])
     st.subheader(f"Recommended by {label(name)}")
     st.caption(ABOUT.get(name, ""))
     product_grid(catalog, data.product_ids[rows[0]].tolist(),
@@ -295,7 +295,7 @@ def existing_customer(names: list[str]) -> None:
             model = model_or_progress(name)
             if model is None:
                 continue
-            rows, scores = top_k(model.score([customer]), k, exclude=[history] if exclude else None)
+            rows, scores = model.recommend([customer], k, exclude=[history] if exclude else None)
             ids = data.product_ids[rows[0]].tolist()
             hits = [p in bought_set for p in ids] if replay else None
             if replay:

@@ -28,38 +28,72 @@ def get_catalog(spec: str) -> Catalog:
 
 
 @dataclass
-class BuildJob:
-    """Loading the backbone and building, in a background thread, so pages stay responsive and show
-    progress; the catalogue page never waits for the model."""
-    stage: str = "loading the backbone"
+class Job:
+    """A long computation (fitting a recommender, an evaluation) in a background thread: the page shows its
+    progress and stays usable, and leaving the page does not stop it. ``result`` once ``finished``."""
+    what: str
+    stage: str = "starting"
     done: int = 0
     total: int = 0
-    backbone: Backbone | None = None
-    built: Built | None = None
+    finished: bool = False
+    result: Any = None
     error: str | None = None
+    waited: bool = False  # the first page to ask waits a moment, so quick jobs never flash a progress bar
     thread: threading.Thread | None = field(default=None, repr=False)
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.stage, self.done, self.total = stage, done, total
 
-    def run(self, catalog: Catalog, backbone_name: str) -> None:
-        try:
-            self.backbone = create_backbone(backbone_name)
-            self.stage = "loading cached embeddings"
-            self.built = build(catalog, self.backbone, ArtefactCache(), progress=self.progress)
-        except WeightsUnavailable as e:
-            self.error = str(e)
-        except Exception as e:  # shown on every page instead of dying silently in the thread
-            self.error = f"{e.__class__.__name__}: {e}"
+    def start(self, fn: Callable[[Progress], Any]) -> "Job":
+        def run() -> None:
+            try:
+                self.result = fn(self.progress)
+                self.finished = True
+            except WeightsUnavailable as e:  # its message says what was tried and what to do
+                self.error = str(e)
+            except Exception as e:  # shown on the page instead of dying silently in the thread
+                self.error = f"{e.__class__.__name__}: {e}"
+        self.thread = threading.Thread(target=run, daemon=True, name=f"atelier-{self.what}")
+        self.thread.start()
+        return self
+
+    def wait_once(self, seconds: float) -> None:
+        if not self.waited and self.thread is not None:
+            self.waited = True
+            self.thread.join(seconds)
+
+
+@st.fragment(run_every=1.5)
+def job_panel(job: Job, message: str) -> None:
+    """What a running job is doing; reruns the page when it is done."""
+    if job.finished or job.error:
+        st.rerun()
+    st.info(message)
+    fraction = min(job.done / job.total, 1.0) if job.total else 0.0
+    st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
+
+
+@dataclass
+class BuildJob(Job):
+    """Loading the backbone and building, in the background, so pages stay responsive and show progress;
+    the catalogue page never waits for the model."""
+    backbone: Backbone | None = None
+
+    @property
+    def built(self) -> Built | None:
+        return self.result
+
+    def run(self, catalog: Catalog, backbone_name: str, progress: Progress) -> Built:
+        self.backbone = create_backbone(backbone_name)
+        progress("loading cached embeddings", 0, 0)
+        return build(catalog, self.backbone, ArtefactCache(), progress=progress)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_build_job(spec: str, backbone_name: str) -> BuildJob:
-    job = BuildJob()
-    job.thread = threading.Thread(target=job.run, args=(get_catalog(spec), backbone_name), daemon=True,
-                                  name="atelier-build")
-    job.thread.start()
-    return job
+    job = BuildJob("build", stage="loading the backbone")
+    catalog = get_catalog(spec)
+    return job.start(lambda progress: job.run(catalog, backbone_name, progress))
 
 
 def current_catalog() -> Catalog:
@@ -85,7 +119,8 @@ def built_or_progress() -> Built | None:
         st.error(f"No embeddings: {job.error}. Cached work is kept; fix the cause (or choose another backbone "
                  "in the sidebar) and reload.")
         return None
-    _progress_panel(job)
+    job_panel(job, "Embeddings are still being computed; this page fills in when they are ready. Finished "
+                   "chunks are cached, so nothing is lost if the app stops.")
     return None
 
 
@@ -98,16 +133,6 @@ def page_build(title: str) -> Built:
     if built.backbone.warning:
         st.warning(built.backbone.warning)
     return built
-
-
-@st.fragment(run_every=1.5)
-def _progress_panel(job: BuildJob) -> None:
-    if job.built is not None or job.error:
-        st.rerun()
-    fraction = job.done / job.total if job.total else 0.0
-    st.info("Embeddings are still being computed; this page fills in when they are ready. "
-            "Finished chunks are cached, so nothing is lost if the app stops.")
-    st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
 
 
 def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = None,
@@ -203,50 +228,6 @@ def build_key(built: Built) -> tuple:
 
 
 # ---------------------------------------------------------------- recommenders (the Cold start page)
-
-@dataclass
-class Job:
-    """A long computation (fitting a recommender, an evaluation) in a background thread: the page shows its
-    progress and stays usable, and leaving the page does not stop it. ``result`` once ``finished``."""
-    what: str
-    stage: str = "starting"
-    done: int = 0
-    total: int = 0
-    finished: bool = False
-    result: Any = None
-    error: str | None = None
-    waited: bool = False  # the first page to ask waits a moment, so quick jobs never flash a progress bar
-    thread: threading.Thread | None = field(default=None, repr=False)
-
-    def progress(self, stage: str, done: int, total: int) -> None:
-        self.stage, self.done, self.total = stage, done, total
-
-    def start(self, fn: Callable[[Progress], Any]) -> "Job":
-        def run() -> None:
-            try:
-                self.result = fn(self.progress)
-                self.finished = True
-            except Exception as e:  # shown on the page instead of dying silently in the thread
-                self.error = f"{e.__class__.__name__}: {e}"
-        self.thread = threading.Thread(target=run, daemon=True, name=f"atelier-{self.what}")
-        self.thread.start()
-        return self
-
-    def wait_once(self, seconds: float) -> None:
-        if not self.waited and self.thread is not None:
-            self.waited = True
-            self.thread.join(seconds)
-
-
-@st.fragment(run_every=1.5)
-def job_panel(job: Job, message: str) -> None:
-    """What a running job is doing; reruns the page when it is done."""
-    if job.finished or job.error:
-        st.rerun()
-    st.info(message)
-    fraction = min(job.done / job.total, 1.0) if job.total else 0.0
-    st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
-
 
 @st.cache_resource(show_spinner=False)
 def recommender_names() -> tuple[list[str], dict[str, str]]:

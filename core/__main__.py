@@ -162,14 +162,6 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(evaluate(catalog, embeddings, models, cfg, cache, progress=_progress_bars())))
 
 
-def default_cutoff(purchases):
-    """Midnight after the day of the last purchase, so that every purchase is before it (today's
-    midnight when there are none)."""
-    import pandas as pd
-    last = purchases["timestamp"].max()
-    return (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
-
-
 def _customer_file(path: str) -> list[str]:
     """Customer ids from a file: one id per line, or a CSV with a ``customer_id`` column; in file order,
     each once."""
@@ -200,11 +192,10 @@ def recommendation_batches(model, data, customer_ids: list[str], k: int, exclude
     scores a new customer. With ``exclude_bought`` a customer's earlier purchases are never listed."""
     import numpy as np
     import pandas as pd
-    from core.recommend import top_k
     for start in range(0, len(customer_ids), batch):
         ids = customer_ids[start:start + batch]
         exclude = [data.history(c) for c in ids] if exclude_bought else None
-        rows, scores = top_k(model.score(ids), k, exclude)
+        rows, scores = model.recommend(ids, k, exclude)
         frame = pd.DataFrame({"customer_id": np.repeat(np.asarray(ids, dtype=object), rows.shape[1]),
                               "product_id": data.product_ids[rows.ravel()],
                               "rank": np.tile(np.arange(1, rows.shape[1] + 1), len(ids)),
@@ -217,11 +208,10 @@ def recommendation_batches(model, data, customer_ids: list[str], k: int, exclude
 
 
 def cmd_recommend(args) -> None:
-    import tempfile
     from pathlib import Path
 
-    from core.cache import ArtefactCache
-    from core.recommend import fitted, rec_data
+    from core.cache import ArtefactCache, write_atomic
+    from core.recommend import cutoff_after, fitted, rec_data
     _model_names(args.model)
     if args.k < 1:
         sys.exit("error: --k must be at least 1")
@@ -233,7 +223,7 @@ def cmd_recommend(args) -> None:
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
     if cutoff is None:
-        cutoff = default_cutoff(catalog.purchases)
+        cutoff = cutoff_after(catalog.purchases)
     cache = ArtefactCache()
     embeddings = _embeddings(catalog, args.backbone, cache)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings)
@@ -251,20 +241,14 @@ def cmd_recommend(args) -> None:
     no_history = sum(1 for c in customers if not len(data.history(c)))
     exclude = args.exclude_bought == "yes"
     n_rows = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write("customer_id,product_id,rank,score\n")
-            for frame in recommendation_batches(model, data, customers, args.k, exclude, progress=_progress_bars()):
-                frame.to_csv(f, header=False, index=False, float_format="%.6g")
-                n_rows += len(frame)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the CSV gets an ordinary file's mode
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f) -> None:
+        nonlocal n_rows
+        f.write(b"customer_id,product_id,rank,score\n")
+        for frame in recommendation_batches(model, data, customers, args.k, exclude, progress=_progress_bars()):
+            f.write(frame.to_csv(header=False, index=False, float_format="%.6g").encode())
+            n_rows += len(frame)
+    write_atomic(out, write)
     print(json.dumps({"out": str(out), "model": args.model, "cutoff": cutoff.isoformat(), "k": args.k,
                       "exclude_bought": exclude, "customers": len(customers), "rows": n_rows,
                       "customers_without_purchases": no_history, "unknown_customers": len(unknown),

@@ -237,12 +237,11 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     customer's top-k: a known customer (``score`` of their id, random over customers with purchases) and
     a new one (``score_histories`` of 3 random liked products). Times are also given per ``reference_s``
     (a fixed numpy workload timed in the same run): ``<time>_per_reference`` = seconds / reference_s."""
-    from core.recommend import fitted, rec_data
+    from core.recommend import cutoff_after, fitted, rec_data
     catalog = load_catalog(spec, limit)
     embeddings, _, _ = embed_catalog(catalog, backbone, cache, cfg)
-    last = catalog.purchases["timestamp"].max()
-    cutoff = (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
-    data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings, cfg.hybrid_weight)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff_after(catalog.purchases),
+                    embeddings, cfg.hybrid_weight)
     rss_before = peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="atelier-bench-recs-") as tmp:
         t = time.perf_counter()

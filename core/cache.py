@@ -25,7 +25,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,19 @@ def file_digest(path: str | os.PathLike) -> str:
             return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=12)).hexdigest()
     except OSError:
         return ""
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file in the same folder, then rename, so ``path`` is never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; what we write is read by whoever serves or uses it
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:

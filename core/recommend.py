@@ -82,6 +82,13 @@ class RecData:
         return np.bincount(self.items[keep], minlength=self.n_products).astype(np.float32)
 
 
+def cutoff_after(purchases: pd.DataFrame) -> pd.Timestamp:
+    """Midnight after the day of the last purchase, so every purchase is before it (the midnight after
+    today when there are none): the cutoff of a model trained on everything."""
+    last = purchases["timestamp"].max()
+    return (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
+
+
 def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.DataFrame, cutoff,
              embeddings: Embeddings, hybrid_weight: float = 0.5) -> RecData:
     """RecData of purchases strictly before ``cutoff``; ``embeddings`` rows must be in ``products`` order."""

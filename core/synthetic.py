@@ -4,15 +4,13 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from core.cache import write_atomic
 from core.catalog import Catalog, ValidationReport, product_sentences
 
 DEFAULT_N = 200
@@ -128,19 +126,6 @@ def draw_product(silhouette: str, colour: tuple[int, int, int], pattern: str, rn
 
 # ---------------------------------------------------------------- files
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file in the same folder, then rename, so ``path`` is never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; photos are read by whoever serves the app
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _marker(n_products: int, seed: int) -> dict:
     return {"version": DRAWING_VERSION, "n_products": n_products, "seed": seed}
 
@@ -167,9 +152,9 @@ def _write_images(products: pd.DataFrame, paths: list[Path], seed: int, image_di
         if complete and path.is_file() and path.stat().st_size > 0:
             continue
         image = draw_product(silhouette, COLOURS[colour], pattern, np.random.default_rng(stream))
-        _write_atomic(path, lambda f, image=image: image.save(f, format="PNG"))
+        write_atomic(path, lambda f, image=image: image.save(f, format="PNG"))
     if not complete:
-        _write_atomic(image_dir / MARKER_NAME, lambda f: f.write(json.dumps(marker).encode()))
+        write_atomic(image_dir / MARKER_NAME, lambda f: f.write(json.dumps(marker).encode()))
 
 
 # ---------------------------------------------------------------- catalogue

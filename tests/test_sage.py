@@ -190,7 +190,7 @@ def test_sampler_respects_fanouts_and_never_uses_excluded_edges():
     assert first_hop.shape[1] <= 2
 
 
-def test_sampled_mode_trains(blocks_model):
+def test_sampled_mode_trains():
     data = two_blocks()
     model = SageRecommender(SageConfig(**{**TINY.__dict__, "mode": "sampled", "fanouts": (5, 5)})).fit(data)
     top, _ = top_k(model.score(["c1"]), 3)
@@ -229,7 +229,6 @@ def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
     cfg = EvalConfig(split=SplitConfig(cutoff="2020-05-01", end="2020-07-01"), exclude_bought="yes",
                      n_bootstrap=50)
     result = evaluate(catalog, embeddings, ["graphsage", "popularity"], cfg)["models"]
-    print({m: (r["recall_at_10"], r["train_s"]) for m, r in result.items()})
     assert result["graphsage"]["recall_at_10"] > result["popularity"]["recall_at_10"] + 0.05
 
 
