@@ -12,7 +12,8 @@ Schema, whatever the source:
     attribute columns, str, "" where unknown. The H&M loader names them
     ``product_type``, ``product_group``, ``colour``, ``pattern``, ``section``,
     ``department``, ``index_group``, ``garment_group``; the generic loader
-    keeps the shop's own column names.
+    renames the shop's columns it recognises (:data:`ROLE_SYNONYMS`, columns.json)
+    to these and keeps the others under their own names.
 ``customers`` index ``customer_id`` (str), attribute columns (str).
 ``purchases`` columns ``customer_id`` (str), ``product_id`` (str),
     ``timestamp`` (datetime64[ns], NaT where unknown), ``price`` (float, NaN
@@ -24,11 +25,14 @@ Bad input never stops a load that can safely go on: problems are counted in a
 """
 from __future__ import annotations
 
+import codecs
+import csv
 import dataclasses
 import difflib
+import io
+import json
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,23 +188,276 @@ def product_sentences(products: pd.DataFrame) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------- column roles
+
+# Atelier's product columns (roles) and the shop column names read as each, case and separators
+# ignored ("baseColour" = "base_colour" = "Base Colour"). Order is priority: where two columns of
+# one file match a role, the one matching the earlier synonym takes it (the role's own name comes
+# first) and the other keeps its own name as an attribute. A name belongs to one role only. Left
+# out on purpose: "gender" (who a product is for, not a shop section) and other names too vague
+# to guess; map those in columns.json.
+ROLE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "title": ("title", "product_display_name", "product_name", "item_name", "name"),
+    "description": ("description", "product_description", "detail_desc", "details", "desc"),
+    "colour": ("colour", "color", "base_colour", "base_color", "colour_name", "color_name"),
+    "pattern": ("pattern", "print", "graphical_appearance"),
+    "product_type": ("product_type", "article_type", "type", "category"),
+    "product_group": ("product_group", "sub_category"),
+    "section": ("section",),
+    "department": ("department", "dept"),
+    "index_group": ("index_group", "master_category"),
+    "garment_group": ("garment_group",),
+    "group_id": ("group_id", "parent_id"),
+    "image": ("image", "image_path", "image_file", "photo"),
+}
+COLUMNS_FILE = "columns.json"  # beside items.csv: {"role": "shop column", ...}
+
+
+def _plain(name: str) -> str:
+    """A column name without case or separators: "baseColour", "base_colour" -> "basecolour"."""
+    return re.sub(r"[\W_]+", "", name).casefold()
+
+
+_SYNONYM_ROLE = {_plain(s): role for role, synonyms in ROLE_SYNONYMS.items() for s in synonyms}
+
+
+def column_roles(columns: list[str], explicit: dict[str, str] | None = None) -> dict[str, str]:
+    """The Atelier role each of a shop's ``columns`` is read as: ``{shop column: role}``, columns
+    without a role left out (a column already named as its role maps to itself).
+
+    ``explicit`` (role -> shop column, from columns.json or ``columns=``) wins; every other role
+    goes to the first column (file order) matching its earliest synonym in :data:`ROLE_SYNONYMS`.
+    Raises :class:`CatalogError` for an unknown role, a column not in ``columns``, or one column
+    given two roles.
+    """
+    columns = list(columns)
+    explicit = dict(explicit or {})
+    roles = {}
+    for role, col in explicit.items():
+        if role not in ROLE_SYNONYMS:
+            close = difflib.get_close_matches(str(role), list(ROLE_SYNONYMS), 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise CatalogError(f"unknown role '{role}' (given the column '{col}'){hint}; "
+                               f"the roles are: {', '.join(ROLE_SYNONYMS)}")
+        if col not in columns:
+            raise CatalogError(f"the column '{col}' (given for the role {role}) is not in the file; "
+                               f"its columns are: {', '.join(columns)}")
+        if col in roles:
+            raise CatalogError(f"the column '{col}' is given two roles, {roles[col]} and {role}; "
+                               "a column can be read as one role only")
+        roles[col] = role
+    plain = {c: _plain(c) for c in columns}
+    for role, synonyms in ROLE_SYNONYMS.items():
+        if role in explicit:
+            continue
+        free = [c for c in columns if c not in roles]
+        match = next((c for s in map(_plain, synonyms) for c in free if plain[c] == s), None)
+        if match is not None:
+            roles[match] = role
+    return roles
+
+
+def _explicit_roles(root: Path, columns: dict[str, str] | None) -> tuple[dict[str, str], str]:
+    """The user's role -> column mapping and where it came from: ``columns`` when given (it
+    replaces the file), else columns.json beside items.csv, else none."""
+    if columns is not None:
+        return dict(columns), "columns="
+    path = root / COLUMNS_FILE
+    if not path.is_file():
+        return {}, ""
+    example = '{"colour": "baseColour", "product_type": "articleType"}'
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CatalogError(f"{path}: not valid JSON ({e}). Fix: write role -> column pairs, e.g. {example}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise CatalogError(f"{path}: expected an object of role -> column name, got {json.dumps(mapping)[:80]}. "
+                           f"Fix: write role -> column pairs, e.g. {example}")
+    return mapping, COLUMNS_FILE
+
+
+def _apply_roles(df: pd.DataFrame, explicit: dict[str, str], source: str, file: str,
+                 report: ValidationReport) -> pd.DataFrame:
+    """``df`` with its columns renamed to the roles :func:`column_roles` gives them; reports the
+    renames and the columns left out because another column took their role."""
+    roles = column_roles(list(df.columns), explicit)
+    taken = {role: col for col, role in roles.items()}
+    left = {c: _SYNONYM_ROLE[_plain(c)] for c in df.columns if c not in roles and _plain(c) in _SYNONYM_ROLE}
+    aside = {c: f"shop_{c}" for c in df.columns if c not in roles and c in taken}  # its name is a role taken
+    df = df.rename(columns={c: r for c, r in roles.items() if c != r} | aside)
+    given = set(explicit.values())
+    report.add(file, "columns mapped to roles",
+               [f"'{c}' read as {r}" + (f" ({source})" if c in given else "") for c, r in roles.items() if c != r],
+               "renamed")
+    report.add(file, "columns matching a role another column took",
+               [f"'{c}' kept " + (f"as {aside[c]}" if c in aside else "its own name") + f" ({r} read from '{taken[r]}')"
+                for c, r in left.items()],
+               "kept as attributes")
+    return df
+
+
 # ---------------------------------------------------------------- CSV reading
 
-def _read_csv(path: Path, report: ValidationReport, required: list[str], expected: list[str],
-              fix: str) -> pd.DataFrame:
-    """Read a CSV as strings; skip broken rows and repair misspelled columns, reporting both."""
-    if not path.is_file():
-        raise CatalogError(f"{path}: file not found. Fix: {fix}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+HM_GUIDE = "see the README section 'Data'"
+GENERIC_GUIDE = "see the README section 'Your own catalogue'"
+
+
+def _check_text(path: Path, data: bytes, guide: str) -> None:
+    """Raise CatalogError when ``data`` is plainly no CSV: empty, UTF-16 or binary."""
+    if not data or data.isspace():
+        raise CatalogError(f"{path}: empty file. Fix: export the table again, header line first; {guide}")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise CatalogError(f"{path}: not a CSV: UTF-16 text. Fix: save it as 'CSV UTF-8'; {guide}")
+    if data.find(b"\x00", 0, 1 << 16) >= 0:
+        raise CatalogError(f"{path}: not a CSV: binary data (NUL bytes near the start). "
+                           f"Fix: point at the exported .csv file itself; {guide}")
+
+
+def _decode(path: Path, data: bytes, guide: str) -> str:
+    """``data`` as text (UTF-8, a leading byte-order mark dropped); CatalogError naming the line otherwise."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CatalogError(f"{path}: not a CSV: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}). "
+                           f"Fix: save it as 'CSV UTF-8'; {guide}") from None
+
+
+def _one_full_row_per_line(data: bytes, n_rows: int, n_fields: int) -> bool:
+    """Whether the header and the ``n_rows`` rows pandas read from ``data`` are one line each, of
+    ``n_fields`` fields each. Told by counting, not parsing: a file's commas are its delimiters
+    plus those inside quoted fields, so where quotes pair plainly within a line (one opens a field,
+    closes it, or is doubled) every line is full iff the delimiters number (n_rows + 1) * (n_fields - 1).
+    Anything less plain (a quote inside a word, a field over several lines, a blank line) gives False."""
+    b = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(b == ord("\n"))
+    if len(newlines) + (b[-1] != ord("\n")) != n_rows + 1:
+        return False
+    quotes = np.flatnonzero(b == ord('"'))
+    if len(quotes) % 2:
+        return False
+    opens, closes = quotes[0::2], quotes[1::2]
+    before = b[np.maximum(opens - 1, 0)]  # the quote itself at the start of the file
+    after = b[np.minimum(closes + 1, len(b) - 1)]  # the quote itself at the end
+    if not (np.isin(before, list(b',\n"')).all() and np.isin(after, list(b',\r\n"')).all()):
+        return False
+    if (np.searchsorted(newlines, opens) != np.searchsorted(newlines, closes)).any():
+        return False
+    commas = np.flatnonzero(b == ord(","))
+    quoted = int((np.searchsorted(commas, closes) - np.searchsorted(commas, opens)).sum())
+    return len(commas) - quoted == (n_rows + 1) * (n_fields - 1)
+
+
+def _read_fast(data: bytes) -> pd.DataFrame | None:
+    """``data`` read by pandas' C parser, or None unless every row is one line with the header's
+    number of fields. The C parser would otherwise, without a word, pad a short row, take the
+    first column as the index when the first row is one field longer, or read the lines a stray
+    quote runs over as one field; such files go to :func:`_read_by_record`."""
+    try:
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    if not isinstance(df.index, pd.RangeIndex) or not _one_full_row_per_line(data, len(df), len(df.columns)):
+        return None
+    return df
+
+
+class _Lines:
+    """Physical lines handed to ``csv.reader`` one at a time; ``pos`` is the next one to hand out,
+    ``ran_out`` says the reader asked for one past the end (a quote left open at the end of the file)."""
+
+    def __init__(self, lines: list[str], pos: int):
+        self.lines, self.pos, self.ran_out = lines, pos, False
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        if self.pos == len(self.lines):
+            self.ran_out = True
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+def _read_by_record(text: str, path: Path, guide: str) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of ``text`` with the header's number of fields, read one CSV record at a time, and the
+    broken ones ("line 7: unterminated quote, ..."). After a broken record (wrong number of fields,
+    text after a closing quote, a quote open to the end of the file) reading starts again on the
+    line after its first, so the good rows a stray quote ran over are kept; a quoted field with
+    line breaks that closes reads as one field."""
+    lines = list(io.StringIO(text, newline=""))  # splits at \n, \r\n and \r, like pandas
+    header, header_text = None, ""
+    rows, row_lines, broken = [], [], []
+    source = _Lines(lines, 0)
+    reader = csv.reader(source, strict=True)
+    while True:
+        start = source.pos
         try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="warn")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise CatalogError(f"{path}: not a readable CSV ({e}). Fix: {fix}") from e
-    bad = [m for w in caught for m in re.findall(r"Skipping line (\d+): ([^\n]*)", str(w.message))]
-    report.add(path.name, "broken rows (wrong number of fields)", [f"line {n}: {why}" for n, why in bad],
-               "skipped")
+            record, problem = next(reader), ""
+        except StopIteration:
+            break
+        except csv.Error as e:  # text after a closing quote; a quoted field past the csv module's size limit
+            record, problem = [], f"stray or unterminated quote ({e})"
+        if source.ran_out:
+            problem = "unterminated quote, runs to the end of the file"
+        if not problem and not "".join(record).strip():
+            continue  # a blank line
+        if header is None:
+            if problem:
+                raise CatalogError(f"{path}: line {start + 1} (the header) cannot be read: {problem}. "
+                                   f"Fix: close or remove the quote on line {start + 1}; {guide}")
+            header, header_text = record, "".join(lines[start:source.pos])
+            continue
+        if not problem and len(record) != len(header):
+            over = f" over lines {start + 1}-{source.pos} (a stray quote?)" if source.pos - start > 1 else ""
+            problem = f"{len(record)} fields{over}, expected {len(header)}"
+        if problem:
+            broken.append(f"line {start + 1}: {problem}")
+            source = _Lines(lines, start + 1)
+            reader = csv.reader(source, strict=True)
+            continue
+        rows.append(record)
+        row_lines.append(start + 1)
+    if header is None:
+        raise CatalogError(f"{path}: empty file. Fix: export the table again, header line first; {guide}")
+    names = list(pd.read_csv(io.StringIO(header_text), nrows=0).columns)  # pandas' names for "" and repeats
+    index = pd.Index(row_lines, dtype="int64") - 2
+    return pd.DataFrame(rows, columns=names if len(names) == len(header) else header, index=index, dtype=str), broken
+
+
+def _read_rows(path: Path, report: ValidationReport, guide: str) -> pd.DataFrame:
+    """A CSV's rows as strings, column names stripped; broken rows skipped and reported.
+
+    The index + 2 is each row's line in the file (the header is line 1). pandas' C parser reads a
+    sound file; any sign of a broken row sends the file to the record-by-record reader. What cannot
+    be read at all (missing, empty, binary, not UTF-8, header unreadable or split by another
+    separator, every row broken) raises :class:`CatalogError` naming the cause.
+    """
+    if not path.is_file():
+        raise CatalogError(f"{path}: file not found. Fix: point --catalog at the folder holding {path.name}; {guide}")
+    data = path.read_bytes()
+    _check_text(path, data, guide)
+    df, broken = _read_fast(data), []
+    if df is None:
+        df, broken = _read_by_record(_decode(path, data, guide), path, guide)
     df.columns = [c.strip() for c in df.columns]
+    sep = next((s for s in ";\t|" if len(df.columns) == 1 and s in df.columns[0]), None)
+    if sep:
+        raise CatalogError(f"{path}: not a CSV: its header reads as one column, {df.columns[0][:60]!r}, split by "
+                           f"{sep!r}. Fix: export it comma-separated; {guide}")
+    if broken and df.empty:
+        raise CatalogError(f"{path}: every row is broken ({len(broken)}), e.g. {broken[0]}. Fix: give each row "
+                           f"the header's {len(df.columns)} fields separated by ','; put a field holding ',', '\"' "
+                           f"or a line break in double quotes, with its own quotes doubled; {guide}")
+    report.add(path.name, "broken rows (wrong number of fields, stray or unterminated quote)", broken, "skipped")
+    return df
+
+
+def _check_columns(df: pd.DataFrame, path: Path, report: ValidationReport, required: list[str],
+                   expected: list[str], guide: str) -> pd.DataFrame:
+    """Repair misspelled ``required`` and ``expected`` columns and fill missing expected ones with "",
+    reporting both; a missing required column raises :class:`CatalogError`."""
     renamed = {}
     for col in required + expected:
         if col in df.columns:
@@ -214,12 +471,19 @@ def _read_csv(path: Path, report: ValidationReport, required: list[str], expecte
                    "renamed")
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise CatalogError(f"{path}: required column(s) {missing} missing; found {list(df.columns)}. Fix: {fix}")
+        raise CatalogError(f"{path}: required column(s) {missing} missing; found {list(df.columns)}. "
+                           f"Fix: {path.name} needs {' and '.join(missing)} column(s) in its header line; {guide}")
     absent = [c for c in expected if c not in df.columns]
     report.add(path.name, "missing columns", absent, "filled with empty values")
     for c in absent:
         df[c] = ""
     return df
+
+
+def _read_csv(path: Path, report: ValidationReport, required: list[str], expected: list[str],
+              guide: str) -> pd.DataFrame:
+    """Read a CSV as strings: broken rows skipped, misspelled columns repaired, both reported."""
+    return _check_columns(_read_rows(path, report, guide), path, report, required, expected, guide)
 
 
 def _unique_ids(df: pd.DataFrame, col: str, file: str, report: ValidationReport) -> pd.DataFrame:
@@ -304,8 +568,7 @@ def load_hm(root: str | Path) -> Catalog:
     """Read the H&M layout: articles.csv, customers.csv, transactions_train.csv, images/<3 digits>/<id>.jpg."""
     root = Path(root).resolve()
     report = ValidationReport()
-    fix = "point --catalog at a folder holding the H&M files (articles.csv, images/...); see README"
-    art = _read_csv(root / "articles.csv", report, ["article_id"], list(HM_PRODUCT_COLUMNS), fix)
+    art = _read_csv(root / "articles.csv", report, ["article_id"], list(HM_PRODUCT_COLUMNS), HM_GUIDE)
     products = _unique_ids(art, "article_id", "articles.csv", report)
     products = products[list(HM_PRODUCT_COLUMNS)].rename(columns=HM_PRODUCT_COLUMNS)
     products.index.name = "product_id"
@@ -316,7 +579,7 @@ def load_hm(root: str | Path) -> Catalog:
 
     tx_path = root / "transactions_train.csv"
     if tx_path.is_file():
-        tx = _read_csv(tx_path, report, ["customer_id", "article_id"], ["t_dat", "price"], fix)
+        tx = _read_csv(tx_path, report, ["customer_id", "article_id"], ["t_dat", "price"], HM_GUIDE)
         purchases = _purchases(tx, {"customer_id": "customer_id", "product_id": "article_id",
                                     "timestamp": "t_dat", "price": "price"}, products, tx_path.name, report)
     else:
@@ -326,18 +589,31 @@ def load_hm(root: str | Path) -> Catalog:
                                {"customer_id": "customer_id", "product_id": "article_id"}, products,
                                tx_path.name, report)
     cu_path = root / "customers.csv"
-    cu = _read_csv(cu_path, report, ["customer_id"], [], fix) if cu_path.is_file() else None
+    cu = _read_csv(cu_path, report, ["customer_id"], [], HM_GUIDE) if cu_path.is_file() else None
     customers = _customers(cu, "customer_id", purchases, cu_path.name, report)
     return Catalog(f"H&M ({root.name})", str(root), products, customers, purchases, report)
 
 
-def load_generic(root: str | Path) -> Catalog:
+def load_generic(root: str | Path, columns: dict[str, str] | None = None) -> Catalog:
     """Read the generic layout: items.csv (item_id, title, description, image, attributes...),
-    optional interactions.csv (user_id, item_id, timestamp) and users.csv (user_id, attributes...)."""
+    optional interactions.csv (user_id, item_id, timestamp) and users.csv (user_id, attributes...).
+
+    items.csv columns that :data:`ROLE_SYNONYMS` recognises, or that ``columns`` (role -> column;
+    when None, columns.json beside items.csv) names, are renamed to their roles; the others stay
+    attributes under their own names.
+    """
     root = Path(root).resolve()
     report = ValidationReport()
-    fix = "items.csv needs an item_id column; see the README section 'Your own catalogue'"
-    items = _read_csv(root / "items.csv", report, ["item_id"], ["title", "description", "image"], fix)
+    explicit, source = _explicit_roles(root, columns)
+    items_path = root / "items.csv"
+    items = _read_rows(items_path, report, GENERIC_GUIDE)
+    try:
+        items = _apply_roles(items, explicit, source, items_path.name, report)
+    except CatalogError as e:
+        where = root / COLUMNS_FILE if source == COLUMNS_FILE else "the columns= mapping"
+        raise CatalogError(f"{where}: {e}. Fix: map roles to columns of {items_path} as "
+                           f"{{\"role\": \"column\"}}; {GENERIC_GUIDE}") from None
+    items = _check_columns(items, items_path, report, ["item_id"], ["title", "description", "image"], GENERIC_GUIDE)
     products = _unique_ids(items, "item_id", "items.csv", report)
     products.index.name = "product_id"
     if "group_id" not in products:
@@ -350,14 +626,14 @@ def load_generic(root: str | Path) -> Catalog:
 
     it_path = root / "interactions.csv"
     if it_path.is_file():
-        it = _read_csv(it_path, report, ["user_id", "item_id"], ["timestamp"], fix)
+        it = _read_csv(it_path, report, ["user_id", "item_id"], ["timestamp"], GENERIC_GUIDE)
         purchases = _purchases(it, {"customer_id": "user_id", "product_id": "item_id", "timestamp": "timestamp",
                                     "price": "price"}, products, it_path.name, report)
     else:
         purchases = _purchases(pd.DataFrame(columns=["user_id", "item_id"]),
                                {"customer_id": "user_id", "product_id": "item_id"}, products, it_path.name, report)
     us_path = root / "users.csv"
-    users = _read_csv(us_path, report, ["user_id"], [], fix) if us_path.is_file() else None
+    users = _read_csv(us_path, report, ["user_id"], [], GENERIC_GUIDE) if us_path.is_file() else None
     customers = _customers(users, "user_id", purchases, us_path.name, report)
     return Catalog(f"{root.name}", str(root), products, customers, purchases, report)
 
@@ -371,12 +647,17 @@ def default_catalog_spec() -> str:
 
 
 def load_catalog(spec: str | Path | None = None, limit: int | None = None,
-                 synthetic_dir: Path | None = None) -> Catalog:
+                 synthetic_dir: Path | None = None, columns: dict[str, str] | None = None) -> Catalog:
     """Load a catalogue by spec: a directory (H&M or generic layout, told apart by their files),
     or ``synthetic[:n_products[:seed]]``. ``None`` means :func:`default_catalog_spec`.
-    ``synthetic_dir`` is where generated photos are written (default: the artefact cache)."""
+    ``synthetic_dir`` is where generated photos are written (default: the artefact cache);
+    ``columns`` maps a generic catalogue's columns to roles (see :func:`load_generic`)."""
     spec = str(spec) if spec is not None else default_catalog_spec()
-    if spec == "synthetic" or spec.startswith("synthetic:"):
+    synthetic_spec = spec == "synthetic" or spec.startswith("synthetic:")
+    if columns is not None and (synthetic_spec or (Path(spec).expanduser() / "articles.csv").is_file()):
+        raise CatalogError(f"'{spec}': columns= maps the columns of a generic catalogue (items.csv); this one's "
+                           "columns are fixed. Fix: drop columns=")
+    if synthetic_spec:
         from core import synthetic
         from core.cache import cache_root
         parts = spec.split(":")
@@ -399,7 +680,7 @@ def load_catalog(spec: str | Path | None = None, limit: int | None = None,
     if (root / "articles.csv").is_file():
         return load_hm(root).head(limit)
     if (root / "items.csv").is_file():
-        return load_generic(root).head(limit)
+        return load_generic(root, columns).head(limit)
     raise CatalogError(f"{root}: neither articles.csv (H&M layout) nor items.csv (generic layout) found. "
                        "Fix: point --catalog at the folder that holds them; see README 'Your own catalogue'")
 

@@ -1,6 +1,7 @@
 """Tests of the catalogue loaders: schema, product sentences, bad input reported not fatal, fatal input named."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.catalog import Catalog, CatalogError, load_catalog, load_generic, load_hm
+from core.catalog import (ROLE_SYNONYMS, Catalog, CatalogError, column_roles, load_catalog, load_generic,
+                          load_hm)
 
 HM_HEADER = ("article_id,product_code,prod_name,product_type_name,product_group_name,graphical_appearance_name,"
              "colour_group_name,perceived_colour_value_name,department_name,index_name,index_group_name,"
@@ -274,6 +276,158 @@ def test_generic_misspelled_column_is_read(tmp_path):
     assert cat.products.loc["a", "description"] == "A summer dress."
 
 
+# ---------------------------------------------------------------- broken rows
+
+def test_generic_unterminated_quote_in_last_row_keeps_every_other_row(tmp_path):
+    items = GENERIC_ITEMS + 'c,"Green hat,,,green,solid,hat,wool\n'
+    cat = load_generic(write_generic(tmp_path / "shop", items))
+    assert cat.products.index.tolist() == ["a", "b"]
+    assert cat.products.loc["a", "description"] == "A summer dress."
+    got = issue(cat, "items.csv", "broken rows")
+    assert got.count == 1 and got.action == "skipped"
+    assert got.examples == ["line 4: unterminated quote, runs to the end of the file"]
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("x,Too many,,,red,solid,hat,wool,EXTRA", "line 4: 9 fields, expected 8"),
+    ("x,Too few", "line 4: 2 fields, expected 8"),
+    ('x,"Stray quote,,,red,solid,hat,wool', "line 4: stray or unterminated quote"),  # closes on line 6
+], ids=["too-many-fields", "too-few-fields", "stray-quote"])
+def test_generic_broken_row_in_the_middle_is_skipped_and_later_rows_kept(tmp_path, bad, why):
+    items = (GENERIC_ITEMS + bad + "\n" + "c,Green hat,,,green,solid,hat,wool\n"
+             'd,Blue cap,"Warm, soft ""wool"" cap.",,blue,solid,cap,wool\n')
+    cat = load_generic(write_generic(tmp_path / "shop", items))
+    assert cat.products.index.tolist() == ["a", "b", "c", "d"]
+    assert cat.products.loc["d", "description"] == 'Warm, soft "wool" cap.'
+    got = issue(cat, "items.csv", "broken rows")
+    assert got.count == 1 and got.examples[0].startswith(why), got.examples
+
+
+def test_generic_quoted_multiline_description_loads(tmp_path):
+    items = ("item_id,title,description,image,colour\n"
+             'a,Red dress,"A summer dress.\nMachine wash, 30 degrees.",img/a.png,red\n'
+             "b,Blue shirt,,img/b.jpg,blue\n"
+             ",No id,,,green\n")
+    cat = load_generic(write_generic(tmp_path / "shop", items))
+    assert cat.products.index.tolist() == ["a", "b"]
+    assert cat.products.loc["a", "description"] == "A summer dress.\nMachine wash, 30 degrees."
+    assert issue(cat, "items.csv", "rows without item_id").examples == ["5"]  # the file's line, after 2-line row a
+    assert not [i for i in cat.report.issues if "broken" in i.problem]
+
+
+def test_hm_broken_row_keeps_the_rows_after_it(tmp_path):
+    short = "0999999001,0999999,Broken"
+    later = _article_line("0120129001", "0120129", "Later top", "Top", "Solid", "Blue", '"Soft, light."')
+    cat = load_hm(write_hm(tmp_path / "hm", extra_lines=(short, later)))
+    assert cat.products.index.tolist() == [a[0] for a in HM_ARTICLES] + ["0120129001"]
+    assert cat.products.loc["0120129001", "description"] == "Soft, light."
+    assert issue(cat, "articles.csv", "broken rows").examples == ["line 5: 3 fields, expected 14"]
+
+
+def test_record_reader_reads_a_sound_file_as_pandas_does(tmp_path):
+    from core.catalog import _read_by_record, _read_fast
+    text = ('id,name,name,,note\n1,"a, b",x,,"say ""hi"""\n2,c,"",y,\n3,"",z,,\n')
+    fast = _read_fast(text.encode())
+    slow, broken = _read_by_record(text, tmp_path / "f.csv", "")
+    assert fast is not None and broken == []
+    pd.testing.assert_frame_equal(slow, fast, check_index_type=False)
+    assert fast.columns.tolist() == ["id", "name", "name.1", "Unnamed: 3", "note"]
+    assert fast.loc[0, "note"] == 'say "hi"'
+
+
+# ---------------------------------------------------------------- column roles
+
+STYLES_HEADER = "item_id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
+STYLES_ITEMS = (STYLES_HEADER + "\n"
+                "15970,Men,Apparel,Topwear,Shirt,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt\n"
+                "39386,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual,Peter England Men Party Blue Jeans\n")
+
+
+def test_column_roles_of_styles_csv_headers():
+    assert column_roles(STYLES_HEADER.split(",")) == {
+        "productDisplayName": "title", "baseColour": "colour", "articleType": "product_type",
+        "subCategory": "product_group", "masterCategory": "index_group"}
+
+
+def test_column_roles_ignore_case_and_separators_and_follow_priority():
+    assert column_roles(["Base Colour", "article-type", "PRODUCT_NAME", "Print", "desc"]) == {
+        "PRODUCT_NAME": "title", "desc": "description", "Base Colour": "colour", "Print": "pattern",
+        "article-type": "product_type"}
+    # two columns for one role: the earlier synonym wins, the role's own name first
+    assert column_roles(["category", "articleType", "color", "colour"]) == {"colour": "colour",
+                                                                          "articleType": "product_type"}
+
+
+def test_role_synonyms_belong_to_one_role_each_and_start_with_the_role():
+    plain = [s.replace("_", "") for synonyms in ROLE_SYNONYMS.values() for s in synonyms]
+    assert len(plain) == len(set(plain))
+    assert all(synonyms[0] == role for role, synonyms in ROLE_SYNONYMS.items())
+    assert "gender" not in plain
+
+
+def test_explicit_mapping_wins_over_synonyms():
+    roles = column_roles(STYLES_HEADER.split(","), {"product_type": "subCategory", "section": "gender"})
+    assert roles["subCategory"] == "product_type" and roles["gender"] == "section"
+    assert "articleType" not in roles  # its role was given to subCategory
+    assert roles["baseColour"] == "colour"
+
+
+@pytest.mark.parametrize("explicit, words", [
+    ({"colr": "baseColour"}, ["unknown role 'colr'", "baseColour", "did you mean colour", "product_type"]),
+    ({"pattern": "print_type"}, ["'print_type'", "role pattern", "not in the file", "baseColour"]),
+    ({"title": "gender", "section": "gender"}, ["'gender'", "two roles", "title", "section"]),
+], ids=["unknown-role", "missing-column", "column-given-twice"])
+def test_bad_explicit_mapping_raises_a_clear_error(explicit, words):
+    with pytest.raises(CatalogError) as e:
+        column_roles(STYLES_HEADER.split(","), explicit)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def test_styles_csv_like_catalogue_reads_colour_and_type_into_its_sentences(tmp_path):
+    cat = load_generic(write_generic(tmp_path / "shop", STYLES_ITEMS, photos=()))
+    p = cat.products
+    assert p.loc["15970", "sentence"] == ("Turtle Check Men Navy Blue Shirt: a navy blue shirt, Apparel. "
+                                          "gender: Men; season: Fall; year: 2011; usage: Casual.")
+    assert p.loc["39386", "title"] == "Peter England Men Party Blue Jeans"
+    assert p.loc["39386", "product_group"] == "Bottomwear"
+    assert not {"baseColour", "articleType", "masterCategory"} & set(p.columns)
+    got = issue(cat, "items.csv", "columns mapped to roles")
+    assert got.action == "renamed" and got.count == 5
+    assert "'baseColour' read as colour" in got.examples
+
+
+def test_columns_json_beside_items_is_honoured(tmp_path):
+    items = STYLES_ITEMS.replace("usage", "print_type").replace("Casual", "Stripe")
+    root = write_generic(tmp_path / "shop", items, photos=())
+    (root / "columns.json").write_text(json.dumps({"pattern": "print_type", "product_type": "subCategory"}))
+    cat = load_generic(root)
+    assert cat.products["pattern"].tolist() == ["Stripe", "Stripe"]
+    assert cat.products["product_type"].tolist() == ["Topwear", "Bottomwear"]
+    assert cat.products["articleType"].tolist() == ["Shirt", "Jeans"]  # lost its role, kept as an attribute
+    sentence = cat.products.loc["15970", "sentence"]
+    assert sentence.startswith("Turtle Check Men Navy Blue Shirt: a navy blue striped topwear, Apparel."), sentence
+    assert "'print_type' read as pattern (columns.json)" in issue(cat, "items.csv", "mapped to roles").examples
+    assert issue(cat, "items.csv", "another column took").examples == [
+        "'articleType' kept its own name (product_type read from 'subCategory')"]
+    # columns= replaces columns.json
+    assert load_catalog(root, columns={}).products["product_type"].tolist() == ["Shirt", "Jeans"]
+
+
+def test_columns_json_naming_a_missing_column_names_the_file_and_both_names(tmp_path):
+    root = write_generic(tmp_path / "shop", STYLES_ITEMS, photos=())
+    (root / "columns.json").write_text(json.dumps({"pattern": "print_type"}))
+    with pytest.raises(CatalogError) as e:
+        load_catalog(root)
+    assert str(root.resolve() / "columns.json") in str(e.value)
+    assert "'print_type'" in str(e.value) and "pattern" in str(e.value) and "productDisplayName" in str(e.value)
+
+
+def test_columns_argument_is_refused_for_a_fixed_layout(tmp_path):
+    with pytest.raises(CatalogError, match="columns="):
+        load_catalog(write_hm(tmp_path / "hm"), columns={"colour": "colour_group_name"})
+
+
 # ---------------------------------------------------------------- fatal input
 
 def test_folder_without_catalogue_files_names_it(tmp_path):
@@ -302,6 +456,34 @@ def test_missing_id_column_names_the_file(tmp_path, layout):
         load_catalog(root)
     assert str(root.resolve() / file) in str(e.value)
     assert column in str(e.value)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "items.csv: empty file"),
+    (b"\n \n", "items.csv: empty file"),
+    ("item_id,title\na,Cr\u00e8me\n".encode("latin-1"), "items.csv: not a CSV: not UTF-8 text (byte 0xe8 on line 2)"),
+    ("item_id,title\na,A\n".encode("utf-16"), "items.csv: not a CSV: UTF-16 text"),
+    (b'item_id,"title,colour\na,A,red\n', "items.csv: line 1 (the header) cannot be read: unterminated quote"),
+    (b"item_id;title;colour\na;A;red\n", "items.csv: not a CSV: its header reads as one column"),
+    (b"item_id,title\na,A,\nb,B,\n", "items.csv: every row is broken (2), e.g. line 2: 3 fields, expected 2"),
+], ids=["empty", "blank-lines", "latin-1", "utf-16", "header-quote", "semicolons", "every-row-broken"])
+def test_unreadable_items_csv_names_the_real_cause(tmp_path, content, words):
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "items.csv").write_bytes(content)
+    with pytest.raises(CatalogError) as e:
+        load_catalog(root)
+    assert words in str(e.value)
+    assert "required column" not in str(e.value) and "needs" not in str(e.value)
+
+
+def test_binary_items_csv_names_the_real_cause(tmp_path):
+    root = tmp_path / "shop"
+    root.mkdir()
+    Image.new("RGB", (8, 8)).save(root / "items.csv", format="PNG")
+    with pytest.raises(CatalogError, match=r"items\.csv: not a CSV: binary data") as e:
+        load_catalog(root)
+    assert "item_id" not in str(e.value)
 
 
 def test_layout_is_told_apart_by_its_files(tmp_path):
