@@ -15,8 +15,9 @@ from core.cache import ArtefactCache, RowStore, digest
 from core.catalog import Catalog, ValidationReport
 from core.embed import Backbone, encode_images, encode_texts, fuse, load_image
 from core.index import IndexConfig, VectorIndex, neighbour_table
+from core.texture import TextureConfig, TextureModel, fit_texture_model
 
-KINDS = ("image", "text", "hybrid")
+KINDS = ("image", "text", "hybrid", "texture")  # texture: the texture-aware photo embedding (core/texture.py)
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -29,6 +30,7 @@ class BuildConfig:
     save_every: int = 1024  # rows written to the cache per chunk, so an interrupted build keeps its work
     index: IndexConfig = IndexConfig()
     table_k: int = 50  # precomputed neighbours per product; larger k falls back to a search
+    texture: TextureConfig | None = TextureConfig()  # None: no texture kind (and no texture pass over the photos)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Embeddings:
     image: np.ndarray  # (n, d) float32, rows L2-normalised; zero rows where there is no readable photo
     text: np.ndarray  # (n, d) float32, rows L2-normalised
     has_image: np.ndarray  # (n,) bool
+    texture: np.ndarray | None = None  # (n, d') float32 texture-aware photo embedding, zero rows without a photo
 
     def matrix(self, kind: str, weight: float) -> tuple[np.ndarray, np.ndarray]:
         """The (m, d) rows of one kind and their (m,) product ids; "image" keeps products with a photo."""
@@ -47,6 +50,10 @@ class Embeddings:
             return self.text, self.ids
         if kind == "hybrid":
             return fuse(self.image, self.text, weight, self.has_image), self.ids
+        if kind == "texture":
+            if self.texture is None:
+                raise ValueError("the texture kind was not built (BuildConfig.texture is None)")
+            return self.texture[self.has_image], self.ids[self.has_image]
         raise ValueError(f"unknown embedding kind '{kind}'; one of {KINDS}")
 
 
@@ -110,6 +117,13 @@ class Built:
     tables: dict[str, dict[str, np.ndarray]]
     stats: BuildStats
     report: ValidationReport
+    texture_model: TextureModel | None = None
+    texture_selection: pd.DataFrame | None = None  # the weights tried on a validation split, and their scores
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The embedding kinds this build has (all of KINDS unless the texture kind was left out)."""
+        return tuple(k for k in KINDS if k in self.indexes)
 
     def neighbours(self, product_id: str, kind: str, k: int = 10) -> pd.DataFrame:
         """Top-k products most similar to ``product_id`` (itself excluded): columns product_id, score.
@@ -146,13 +160,35 @@ class Built:
         """(d,) embedding of an uploaded photo; ImageError for a file that is not an image."""
         return self.backbone.encode_image(self.backbone.preprocess(load_image(source))[None])[0]
 
+    def photo_descriptor(self, source: str | IO[bytes]) -> np.ndarray:
+        """(D,) texture descriptor of an uploaded photo (see core.lit.FeatureTower); ImageError as above."""
+        from core.lit import photo_descriptors
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return photo_descriptors([load_image(source)])[0]
+
+    def in_space(self, kind: str, query: np.ndarray, descriptor: np.ndarray | None = None) -> np.ndarray:
+        """A (d,) text or photo query of the backbone as a query in ``kind``'s space. For "texture", a
+        photo's ``descriptor`` places it fully; a text (no descriptor) lands on the photo block only."""
+        if kind != "texture":
+            return query
+        if descriptor is None:
+            return self.texture_model.text_query(query)
+        return self.texture_model.transform(query[None], descriptor[None])[0]
+
 
 def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
           progress: StageProgress | None = None) -> Built:
     """Embed (incrementally), index and tabulate neighbours for every embedding kind."""
     embeddings, stats, report = embed_catalog(catalog, backbone, cache, cfg, progress)
+    model, selection = None, None
+    if cfg.texture is not None:
+        t = time.perf_counter()
+        model, selection = texture_kind(catalog, embeddings, cache, cfg.texture, progress)
+        stats.seconds["texture"] = time.perf_counter() - t
+    kinds = KINDS if model is not None else tuple(k for k in KINDS if k != "texture")
     indexes, tables = {}, {}
-    for i, kind in enumerate(KINDS):
+    for i, kind in enumerate(kinds):
         t = time.perf_counter()
         vectors, ids = embeddings.matrix(kind, cfg.hybrid_weight)
         index = indexes[kind] = VectorIndex(vectors, ids, cfg.index)
@@ -162,5 +198,27 @@ def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: Build
                                                                                                  cfg.table_k))
         stats.seconds[f"index_{kind}"] = time.perf_counter() - t
         if progress:
-            progress("indexing", i + 1, len(KINDS))
-    return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report)
+            progress("indexing", i + 1, len(kinds))
+    return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report, model, selection)
+
+
+def texture_kind(catalog: Catalog, embeddings: Embeddings, cache: ArtefactCache, cfg: TextureConfig,
+                 progress: StageProgress | None = None) -> tuple[TextureModel, pd.DataFrame]:
+    """Fill ``embeddings.texture``: texture descriptors of every photo (cached per photo), a TextureModel
+    whose weights are chosen on a validation split of the catalogue's pattern labels (cached), applied."""
+    from core.lit import catalog_texture_features
+    descriptors, _ = catalog_texture_features(catalog, cache, progress)
+    products = catalog.products
+    labels = products["pattern"].to_numpy(dtype=str) if "pattern" in products else None
+    types = products["product_type"].to_numpy(dtype=str) if "product_type" in products else None
+    groups = products["group_id"].to_numpy(dtype=str)
+    if progress:
+        progress("texture embedding", 0, 1)
+    state = cache.get_or_compute(
+        "texture-model", asdict(cfg), digest(embeddings.image, descriptors, labels, types, groups),
+        lambda: fit_texture_model(embeddings.image, descriptors, labels, groups, types, cfg))
+    model, selection = TextureModel.from_state(state)
+    embeddings.texture = model.transform(embeddings.image, descriptors)
+    if progress:
+        progress("texture embedding", 1, 1)
+    return model, selection

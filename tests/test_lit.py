@@ -119,3 +119,219 @@ def test_new_products_go_through_the_towers_alone(catalog, tmp_path):
     grown = build(with_new_products(catalog, 10, tmp_path / "new"), create_backbone("offline-lit"), cache)
     assert grown.stats.images_embedded == 10 and grown.stats.texts_embedded == 10
     assert [e.kind for e in cache.entries()].count("lit-heads") == 2  # a new catalogue: heads retrained
+
+
+# ---------------------------------------------------------------- bulk featurisation (ONNX Runtime)
+
+def draw_photo(kind: str, colour=(200, 30, 40), size=(160, 240)) -> Image.Image:
+    """A garment-like block with known stripes or checks on a white photo (``blank``: white only)."""
+    from PIL import ImageDraw
+    img = Image.new("RGB", size, (255, 255, 255))
+    if kind == "blank":
+        return img
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = 30, 40, size[0] - 30, size[1] - 30
+    draw.rectangle((x0, y0, x1, y1), fill=(250, 250, 250) if kind != "solid" else colour)
+    for i, x in enumerate(range(x0, x1, 8)):
+        for j, y in enumerate(range(y0, y1, 8)):
+            on = {"hstripes": j % 2 == 0, "vstripes": i % 2 == 0, "checks": (i + j) % 2 == 0}.get(kind, False)
+            if on:
+                draw.rectangle((x, y, x + 7, y + 7), fill=colour)
+    return img
+
+
+PHOTO_KINDS = ("hstripes", "vstripes", "checks", "solid", "blank")
+
+
+@pytest.fixture(scope="module")
+def photo_batch() -> torch.Tensor:
+    """(5, 3, 224, 224): the drawn photos, preprocessed."""
+    pre = LitImagePreprocess()
+    return torch.stack([pre(draw_photo(k)) for k in PHOTO_KINDS])
+
+
+@pytest.fixture(scope="module")
+def onnx_tower(tmp_path_factory):
+    from core.lit import load_onnx_tower
+    return load_onnx_tower(ArtefactCache(tmp_path_factory.mktemp("onnx-cache")))
+
+
+def assert_same_outputs(got, want, rel: float = 1e-4) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert g.shape == w.shape and g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=0, atol=rel * max(float(np.abs(w).max()), 1e-6))
+
+
+def test_onnx_and_torch_towers_give_the_same_features(onnx_tower, photo_batch):
+    from core.lit import FeatureTower, TorchFeatureTower, feature_names, image_tower
+    assert onnx_tower.runtime == "onnxruntime" and onnx_tower.names == feature_names() == ["pooled", "mean4", "gram4"]
+    assert onnx_tower.widths == [IMAGE_FEATURES, 40, 40 * 41 // 2]
+    with torch.inference_mode():
+        want = [t.numpy() for t in FeatureTower(image_tower())(photo_batch)]
+        pooled = image_tower()(photo_batch[:2]).numpy()
+    got = onnx_tower(photo_batch.numpy())
+    assert_same_outputs(got, want)
+    assert_same_outputs([got[0][:2]], [pooled])  # FeatureTower's pooled features are ImageTower's
+    assert_same_outputs(onnx_tower(photo_batch[:1]), [w[:1] for w in want])  # any batch size, torch input too
+    assert_same_outputs(TorchFeatureTower(image_tower())(photo_batch[:2]), [w[:2] for w in want], rel=1e-5)
+    # the texture part tells the patterns apart, and the blank photo has no garment: zero moments
+    gram = got[2]
+    assert not np.allclose(gram[0], gram[2], rtol=1e-2) and np.all(got[1][4] == 0) and np.all(gram[4] == 0)
+
+
+def test_export_is_cached_and_a_corrupt_file_is_replaced(tmp_path, monkeypatch, photo_batch, onnx_tower):
+    import core.lit as lit
+    exports = []
+    real_export = lit.export_feature_tower
+    monkeypatch.setattr(lit, "export_feature_tower", lambda *a: exports.append(a) or real_export(*a))
+    cache = ArtefactCache(tmp_path / "cache")
+    path = lit.onnx_path(cache)
+    lit.load_onnx_tower(cache)
+    assert len(exports) == 1 and path.is_file() and path.with_suffix(".json").is_file()
+    mtime = path.stat().st_mtime_ns
+    again = lit.load_onnx_tower(cache)
+    assert len(exports) == 1 and path.stat().st_mtime_ns == mtime  # reused, not exported again
+    assert_same_outputs(again(photo_batch), onnx_tower(photo_batch), rel=1e-6)
+
+    path.write_bytes(b"not an onnx model")  # unreadable
+    assert_same_outputs(lit.load_onnx_tower(cache)(photo_batch), onnx_tower(photo_batch), rel=1e-6)
+    assert len(exports) == 2
+    data = bytearray(path.read_bytes())  # readable, but one weight byte changed: the recorded digest catches it
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert_same_outputs(lit.load_onnx_tower(cache)(photo_batch), onnx_tower(photo_batch), rel=1e-6)
+    assert len(exports) == 3
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == \
+        sorted([path.name, path.with_suffix(".json").name])  # no temporary files left behind
+
+
+def test_runtime_env_forces_torch_with_the_same_outputs(tmp_path, monkeypatch, photo_batch, onnx_tower):
+    from core.lit import create_feature_tower
+    monkeypatch.setenv("ATELIER_RUNTIME", "torch")
+    cache = ArtefactCache(tmp_path / "cache")
+    tower = create_feature_tower(cache)
+    assert tower.runtime == "torch" and "ATELIER_RUNTIME" in tower.reason
+    assert not (cache.root / "onnx").exists()  # nothing exported
+    assert_same_outputs(tower(photo_batch), onnx_tower(photo_batch))
+    monkeypatch.setenv("ATELIER_RUNTIME", "tensorrt")
+    with pytest.raises(ValueError, match="ATELIER_RUNTIME"):
+        create_feature_tower(cache)
+
+
+def test_missing_onnxruntime_falls_back_to_torch(tmp_path, monkeypatch, caplog, photo_batch, onnx_tower):
+    import sys
+    from core.lit import create_feature_tower
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    cache = ArtefactCache(tmp_path / "cache")
+    with caplog.at_level("WARNING", logger="core.lit"):
+        tower = create_feature_tower(cache)
+    assert tower.runtime == "torch" and "onnxruntime" in tower.reason
+    assert any("ONNX Runtime unavailable" in r.message for r in caplog.records)
+    assert_same_outputs(tower(photo_batch), onnx_tower(photo_batch))
+    monkeypatch.setenv("ATELIER_RUNTIME", "onnxruntime")  # asked for by name: an error, not a fallback
+    with pytest.raises(ImportError):
+        create_feature_tower(cache)
+
+
+class CountingTower:
+    """A feature runner that counts the photos it is given."""
+
+    def __init__(self, tower):
+        self.tower, self.photos = tower, 0
+        self.names, self.widths, self.runtime, self.reason = tower.names, tower.widths, tower.runtime, tower.reason
+
+    def __call__(self, x):
+        self.photos += len(x)
+        return self.tower(x)
+
+
+@pytest.fixture
+def counting(monkeypatch, onnx_tower):
+    import core.lit as lit
+    counter = CountingTower(onnx_tower)
+    monkeypatch.setattr(lit, "feature_tower", lambda cache, blocks=lit.TEXTURE_BLOCKS: counter)
+    return counter
+
+
+def test_catalog_texture_features_fill_both_stores_in_one_pass(synthetic_catalog, tmp_path, counting):
+    from core.cache import RowStore
+    from core.lit import IMAGE_TOWER_CFG, catalog_texture_features, descriptor_dim, photo_features, texture_cfg, \
+        texture_descriptor
+    cache = ArtefactCache(tmp_path / "cache")
+    n = len(synthetic_catalog.products)
+    texture, has_image = catalog_texture_features(synthetic_catalog, cache)
+    assert texture.shape == (n, descriptor_dim()) == (n, 40 + 820) and texture.dtype == np.float32
+    assert has_image.all() and counting.photos == n  # each photo through the tower once
+    assert len(RowStore(cache, "lit-image-features", IMAGE_TOWER_CFG)) == n
+    assert len(RowStore(cache, "lit-texture-features", texture_cfg())) == n
+    paths = synthetic_catalog.products["image_path"].tolist()[:4]
+    pooled, descriptors, _ = photo_features(paths, tower=counting.tower)
+    np.testing.assert_allclose(texture[:4], texture_descriptor(descriptors), rtol=1e-6, atol=1e-6)
+
+    again, _ = catalog_texture_features(synthetic_catalog, cache)
+    computed = {}
+    image, _, has, errors = catalog_features(synthetic_catalog, cache, computed=computed)
+    assert counting.photos == n and computed["images"] == 0  # nothing featurised a second time
+    np.testing.assert_array_equal(again, texture)
+    np.testing.assert_allclose(image[:4], pooled, rtol=1e-6, atol=1e-6)
+    assert has.all() and not errors
+
+
+def test_rows_cached_by_the_torch_path_stay_and_texture_is_added(synthetic_catalog, tmp_path, counting):
+    from core.cache import RowStore
+    from core.lit import IMAGE_TOWER_CFG, catalog_texture_features, image_features, image_tower
+    cache = ArtefactCache(tmp_path / "cache")
+    paths = synthetic_catalog.products["image_path"].tolist()
+    old = RowStore(cache, "lit-image-features", IMAGE_TOWER_CFG)
+    torch_rows, _ = image_features(image_tower(), paths[:10])  # what the earlier, torch-only build stored
+    old.put(cache.file_digests(paths[:10]), torch_rows)
+    computed = {}
+    image, _, _, _ = catalog_features(synthetic_catalog, cache, computed=computed)
+    assert computed["images"] == len(paths) == counting.photos  # every photo lacked its texture
+    np.testing.assert_array_equal(image[:10], torch_rows)  # stored rows kept as they were
+    assert len(old) == len(paths)  # the other photos added, none twice
+    texture, has_image = catalog_texture_features(synthetic_catalog, cache)
+    assert has_image.all() and counting.photos == len(paths)
+
+
+def test_unreadable_photo_gives_a_zero_row_and_an_error(synthetic_catalog, tmp_path, counting):
+    import dataclasses
+    from core.lit import catalog_texture_features, photo_features
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    paths = synthetic_catalog.products["image_path"].tolist()[:6]
+    paths[2] = str(bad)
+    pooled, descriptors, errors = photo_features(paths, batch_size=4, tower=counting.tower)
+    assert list(errors) == [2] and "not a readable image" in errors[2]
+    assert not pooled[2].any() and not any(d[2].any() for d in descriptors.values())
+    assert pooled[[0, 1, 3, 4, 5]].any(axis=1).all()
+
+    products = synthetic_catalog.products.iloc[:6].copy()
+    products["image_path"] = paths
+    small = dataclasses.replace(synthetic_catalog, products=products)
+    cache = ArtefactCache(tmp_path / "cache")
+    texture, has_image = catalog_texture_features(small, cache)
+    assert has_image.tolist() == [True, True, False, True, True, True] and not texture[2].any()
+    _, _, has, errors = catalog_features(small, cache)
+    assert not has[2] and list(errors) == [2]
+
+
+def test_photo_descriptors_of_an_uploaded_photo_match_the_catalogue_pass(synthetic_catalog, counting):
+    from core.lit import descriptor_dim, photo_descriptors, photo_features, texture_descriptor
+    paths = synthetic_catalog.products["image_path"].tolist()[:3]
+    one = photo_descriptors([load_image(p) for p in paths])
+    _, descriptors, _ = photo_features(paths, tower=counting.tower)
+    np.testing.assert_allclose(one, texture_descriptor(descriptors), rtol=1e-5, atol=1e-5)
+    assert photo_descriptors([]).shape == (0, descriptor_dim())
+
+
+@pytest.mark.integration
+def test_onnx_pooled_features_of_hm_photos_are_the_torch_towers(hm_dir, onnx_tower):
+    from core.lit import image_features, image_tower, photo_features
+    paths = [str(p) for p in sorted((hm_dir / "images").glob("*/*.jpg"))[:8]]
+    pooled, _, errors = photo_features(paths, tower=onnx_tower)
+    want, _ = image_features(image_tower(), paths)  # what the torch path stored in lit-image-features
+    assert not errors
+    np.testing.assert_allclose(pooled, want, rtol=0, atol=1e-5 * np.abs(want).max())
