@@ -286,6 +286,10 @@ def cmd_bench(args) -> None:
         print(json.dumps(bench.bench_recs(spec, backbone, ArtefactCache(), limit=args.limit, model=args.model,
                                           progress=_progress_bars())))
         return
+    if args.what == "texture":
+        print(json.dumps(bench.bench_texture(spec, backbone, ArtefactCache(), limit=args.limit, label=args.label,
+                                             cfg=_build_config(args), progress=_progress_bars())))
+        return
     if args.what == "cluster":
         from core.cluster import ClusterConfig
         cluster = ClusterConfig(args.min_cluster_size, args.min_samples)
@@ -297,10 +301,11 @@ def cmd_bench(args) -> None:
 
 
 def _kinds(text: str) -> list[str]:
+    from core.pipeline import KINDS
     kinds = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in ("image", "text", "hybrid")]
+    unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown kind(s) {', '.join(unknown)}: use image, text, hybrid")
+        raise argparse.ArgumentTypeError(f"unknown kind(s) {', '.join(unknown)}: use {', '.join(KINDS)}")
     return kinds
 
 
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     catalog_args(p)
     p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
     p.add_argument("--index", default="Flat", help="FAISS factory string: Flat (exact), IVF256,Flat, HNSW32, ...")
-    p.add_argument("--map-kinds", default="hybrid,image,text", type=_kinds,
+    p.add_argument("--map-kinds", default="hybrid,image,text,texture", type=_kinds,
                    help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
                         "the DBSCAN comparison")
     p.set_defaults(fn=cmd_build)
@@ -354,12 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs"])
+    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
-    p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid"],
+    p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid", "texture"],
                    help="embedding kind (cluster bench)")
+    p.add_argument("--label", default="pattern", help="label column the texture bench measures against")
     p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
     p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
     p.add_argument("--model", default="graphsage", help="recommender (recs bench)")

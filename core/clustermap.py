@@ -133,7 +133,9 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         keywords = ctfidf_keywords(labels, sentences)
         clusters["keywords"] = [", ".join(keywords.get(c, [])) for c in clusters.index]
         _, centres = centroids(vectors, labels)
-        clusters["prompt_name"] = prompt_names(centres, prompt_vectors(built, cache, attributes))
+        prompts = {attr: (values, np.stack([built.in_space(kind, v) for v in vectors]))  # texture: photo block
+                   for attr, (values, vectors) in prompt_vectors(built, cache, attributes).items()}
+        clusters["prompt_name"] = prompt_names(centres, prompts)
         return frame_arrays(clusters.reset_index())
 
     arrays = cache.get_or_compute("cluster-names", {"kind": kind, "version": 1, **built.backbone.cache_config()},

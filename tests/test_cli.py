@@ -44,7 +44,7 @@ def test_build_then_rebuild(two_builds):
     assert (one["images_embedded"], one["texts_embedded"]) == (40, 40)
     assert (two["images_embedded"], two["texts_embedded"]) == (0, 0)
     assert "RANDOM" in first.stderr  # random weights are never silent
-    assert set(one["maps"]) == {"hybrid", "image", "text"}  # build also maps and clusters every kind
+    assert set(one["maps"]) == {"hybrid", "image", "text", "texture"}  # build also maps and clusters every kind
     assert all(0 <= m["noise_fraction"] <= 1 for m in one["maps"].values())
 
 
@@ -62,6 +62,22 @@ def test_bench_cluster_prints_one_json_object(tmp_path):
     assert out["products"] == 60 and out["kind"] == "hybrid"
     assert (out["min_cluster_size"], out["min_samples"]) == (7, 3)
     assert {"total_s", "n_clusters", "noise_fraction", "ari_product_type", "dbscan_best_ari_product_type"} <= set(out)
+
+
+def test_bench_texture_prints_the_issue_keys(tmp_path):
+    got = run_cli(tmp_path / "cache", "bench", "texture", "--catalog", "synthetic:160", "--backbone", TINY)
+    assert got.returncode == 0, got.stderr
+    out = json_line(got.stdout)
+    assert {"best_kind", "texture_features_s", "images_per_s", "naive_images_per_s"} <= set(out)
+    assert {"photo", "texture", "sentence", "hybrid"} <= set(out["kinds"])
+    for kind in ("photo", "texture"):
+        got_kind = out["kinds"][kind]
+        assert set(got_kind) == {"pattern_agreement_at_10", "pattern_agreement_chance", "pattern_sensitivity",
+                                 "pair_auc", "probe_balanced_accuracy", "zero_shot_balanced_accuracy",
+                                 "type_agreement_at_10"}
+        assert 0 <= got_kind["pattern_agreement_chance"] <= got_kind["pattern_agreement_at_10"] + 1 - 1e-9
+    assert out["best_kind"] in out["kinds"] and out["texture_features_photos"] == 160
+    assert out["images_per_s"] > 0 and out["naive_images_per_s"] > 0
 
 
 def test_cache_ls_and_clear(two_builds, tmp_path):

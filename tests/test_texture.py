@@ -399,3 +399,53 @@ def test_texture_state_round_trips_through_arrays():
     plain, table = TextureModel.from_state(fit_texture_model(photo, descriptors, None, groups, None,
                                                              TextureConfig(pca_dim=16)))
     assert len(plain.classes_) == 0 and table.empty
+
+
+def _garment_photo(pattern: str, rng: np.random.Generator, size=(150, 224)):
+    """One silhouette and colour on white; the garment drawn at a random scale (as catalogue photos frame
+    garments differently) with the pattern at a fixed period in pixels: 4-6 px stripes, checks, melange
+    noise, or solid at the patterns' mean tone."""
+    from PIL import Image
+
+    from core.synthetic import garment_mask
+    width, height = size
+    scale = rng.uniform(0.35, 1.0)
+    w, h = int(width * scale), int(height * scale)
+    yy, xx = np.mgrid[:h, :w]
+    period, phase = int(rng.integers(4, 7)), int(rng.integers(6))
+    amount = {"solid": lambda: np.full((h, w), 0.5),
+              "stripe": lambda: ((yy + phase) % period < period / 2).astype(float),
+              "check": lambda: (((yy + phase) % period < period / 2).astype(float)
+                                + ((xx + phase) % period < period / 2)) / 2.0,
+              "melange": lambda: rng.random((h, w))}[pattern]()
+    colour, light = np.array([200, 35, 45]) + rng.integers(-10, 11, 3), np.array([245, 220, 222])
+    pixels = np.where(garment_mask("t-shirt", (w, h))[..., None], light + amount[..., None] * (colour - light), 255)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    canvas.paste(Image.fromarray(np.uint8(np.clip(pixels, 0, 255))), ((width - w) // 2, (height - h) // 2))
+    return canvas
+
+
+def test_texture_embedding_separates_patterns_of_one_garment_where_the_pooled_vector_does_not():
+    import torch
+
+    from core.lit import FeatureTower, LitImagePreprocess, image_tower
+    from core.texture import TextureConfig, TextureModel
+    rng = np.random.default_rng(0)
+    patterns = np.repeat(["solid", "stripe", "check", "melange"], 8)
+    x = torch.stack([LitImagePreprocess()(_garment_photo(p, rng)) for p in patterns])
+    with torch.inference_mode():
+        pooled, *texture = (o.numpy() for o in FeatureTower(image_tower()).eval()(x))
+    descriptors = np.concatenate(texture, axis=1)
+    fused = TextureModel(TextureConfig(pca_dim=8, photo_weight=0.5, texture_weight=0.5, head_weight=0.0)
+                         ).fit(pooled, descriptors).transform(pooled, descriptors)
+    groups = np.arange(len(patterns)).astype(str)
+
+    def agreement(vectors):
+        rows, _ = neighbours(unit(vectors), groups, 3)
+        return pattern_agreement(rows, patterns, 3, min_class=3)
+
+    plain, aware = agreement(pooled), agreement(fused)
+    # the pooled vector averages over the white background too, so the garment's size pulls it around
+    assert aware["micro"] >= plain["micro"] + 0.08, (plain, aware)
+    assert aware["per_class"]["stripe"] > plain["per_class"]["stripe"]
+    assert aware["micro"] >= 0.8
