@@ -8,14 +8,15 @@ from app_pages.mapview import map_figure, selected_ids
 from core.cache import ArtefactCache
 from core.clustermap import HOVER_ATTRS, dbscan_is_cached
 
-SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence"}
+SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence",
+          "texture": "texture-aware photo (pattern)"}
 GALLERY = 48  # photos shown for a selection; the CSV export holds all of it
 
 catalog = current_catalog()
 built = page_build("Clusters")
 
 c1, c2, c3, c4 = st.columns(4)
-kind = c1.selectbox("Embedding", ["hybrid", "image", "text"], key="clusters_kind", format_func=SPACES.get)
+kind = c1.selectbox("Embedding", [k for k in SPACES if k in built.kinds], key="clusters_kind", format_func=SPACES.get)
 min_size = c2.number_input("Min cluster size (0: automatic)", 0, 5000, 0, key="clusters_min_size",
                            help="HDBSCAN's smallest group; automatic is about one product in 500, at least 5")
 min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_samples",

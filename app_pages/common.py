@@ -311,3 +311,32 @@ def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str,
         jobs[key] = job = Job("evaluate").start(lambda progress: evaluate(
             built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress))
     return job
+
+
+# ---------------------------------------------------------------- texture report (the Texture failures page)
+
+@st.cache_data(show_spinner=False, ttl=60, max_entries=16)
+def get_texture_report(_built: Built, build_key: tuple, label: str) -> dict | None:
+    """The stored ``core.texture.texture_report`` of this build for ``label``, or None; computes nothing but
+    the data's fingerprint. Raises ValueError when the catalogue lacks the columns it needs. Kept a minute,
+    so a report computed meanwhile by another session shows up."""
+    from core.texture import cached_texture_report
+    return cached_texture_report(_built, ArtefactCache(), label)
+
+
+@st.cache_resource(show_spinner=False)
+def _texture_jobs() -> dict[tuple, Job]:
+    return {}
+
+
+def texture_report_job(built: Built, label: str, start: bool = False) -> Job | None:
+    """The texture report running (or run) in the background for this build and label; with ``start``, a new
+    one unless one is running or has finished (cached as an artefact)."""
+    key = (build_key(built), label)
+    jobs = _texture_jobs()
+    job = jobs.get(key)
+    if start and (job is None or job.error):
+        from core.texture import texture_report
+        jobs[key] = job = Job("texture-report", stage="reading the texture descriptors of the photos").start(
+            lambda progress: texture_report(built, ArtefactCache(), label, progress=progress))
+    return job

@@ -3,11 +3,10 @@ import streamlit as st
 
 from core.catalog import filter_products
 from core.embed import ImageError
-from core.pipeline import KINDS
 from app_pages.common import built_or_progress, current_catalog, describe, product_grid
 
 SPACES = {"image": "photo embedding", "text": "product-sentence embedding",
-          "hybrid": "photo + sentence, fused"}
+          "hybrid": "photo + sentence, fused", "texture": "photo + texture (mid-level features), pattern-aware"}
 
 catalog = current_catalog()
 st.header("Neighbours")
@@ -42,19 +41,22 @@ if built is None:
 if built.backbone.warning:
     st.warning(built.backbone.warning)
 
+kinds = built.kinds
 if mode == "Product":
-    results = {kind: built.neighbours(product_id, kind, k) for kind in KINDS}
+    results = {kind: built.neighbours(product_id, kind, k) for kind in kinds}
 else:
     try:
         query = built.text_query(text) if mode == "Text" else built.photo_query(upload)
+        # the texture space places a photo by its texture descriptor too; a text lands on its photo block
+        descriptor = built.photo_descriptor(upload) if mode == "Photo" and "texture" in kinds else None
     except (ValueError, ImageError) as e:
         st.error(f"That query could not be used: {e}")
         st.stop()
     if mode == "Photo":
         st.image(upload, width=160, caption="your photo")
-    results = {kind: built.search(query, kind, k) for kind in KINDS}
+    results = {kind: built.search(built.in_space(kind, query, descriptor), kind, k) for kind in kinds}
 
-for column, kind in zip(st.columns(len(KINDS)), KINDS):
+for column, kind in zip(st.columns(len(kinds)), kinds):
     with column:
         st.subheader(kind)
         st.caption(SPACES[kind])

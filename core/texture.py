@@ -642,7 +642,8 @@ def fit_texture_model(photo: np.ndarray, descriptors: np.ndarray, labels: np.nda
     """The texture kind of a catalogue as cacheable arrays (see ``TextureModel.from_state``): weights chosen
     by ``select_weights`` when there are pattern and type labels (else ``cfg``'s), then the model refitted
     on every product with its photo and label."""
-    table = pd.DataFrame(columns=["photo", "texture", "head", "pattern_agreement", "type_agreement", "chosen"])
+    table = pd.DataFrame({c: pd.Series(dtype=float) for c in ("photo", "texture", "head", "pattern_agreement",
+                                                               "type_agreement")} | {"chosen": pd.Series(dtype=bool)})
     labelled = labels is not None and types is not None and len(frequent_classes(np.asarray(labels), cfg.min_class)) >= 2
     if labelled:
         cfg, table = select_weights(photo, descriptors, labels, groups, types, cfg)
@@ -686,7 +687,12 @@ def _frame_json(frame: pd.DataFrame) -> dict:
 
 
 def _json_frame(data: dict) -> pd.DataFrame:
-    return pd.DataFrame(data["data"], index=data["index"], columns=data["columns"])
+    """A frame back from JSON: missing numbers (JSON null) are NaN again, numeric columns numeric."""
+    frame = pd.DataFrame(data["data"], index=data["index"], columns=data["columns"])
+    for column in frame.columns:
+        if frame[column].dtype == object and frame[column].map(lambda v: v is None or isinstance(v, (int, float))).all():
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
 
 
 def honest_embeddings(built, cache, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -739,15 +745,7 @@ def _purity(vectors: np.ndarray, attributes: dict[str, np.ndarray], seed: int) -
     return {name: cluster_purity(labels, values) for name, values in attributes.items()}
 
 
-def texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int = 0, clusters: bool = True,
-                   progress=None) -> dict:
-    """Every diagnostic of every embedding kind of ``built``, on held-out products (split by group):
-    models learn on "train", weights are chosen on "validation", numbers are read on "test". Cached.
-
-    Returns {"table": DataFrame (kind x metric), "details": {kind: per-class agreement, confusion,
-    null, probe confusion, texture confusions (product ids)}, "selection": the weight search,
-    "label_overlap": {...}, "purity": DataFrame, "split": counts, "label", "kinds"}.
-    """
+def _report_key(built, label: str, k: int, seed: int, clusters: bool) -> tuple[dict, str]:
     from core.cache import digest
     products = built.catalog.products
     if label not in products:
@@ -760,9 +758,10 @@ def texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int 
     emb = built.embeddings
     fingerprint = digest(emb.image, emb.text, emb.texture, products[label].to_numpy(str),
                          products["product_type"].to_numpy(str), products["colour"].to_numpy(str))
-    arrays = cache.get_or_compute("texture-report", cfg, fingerprint, lambda: {
-        "report": np.array(json.dumps(_report(built, cache, label, k, seed, clusters, progress)))})
-    data = json.loads(str(arrays["report"]))
+    return cfg, fingerprint
+
+
+def _loaded(data: dict) -> dict:
     return {
         **data,
         "table": _json_frame(data["table"]),
@@ -773,6 +772,31 @@ def texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int 
         "details": {kind: {name: (_json_frame(v) if isinstance(v, dict) and "columns" in v else v)
                            for name, v in d.items()} for kind, d in data["details"].items()},
     }
+
+
+def texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int = 0, clusters: bool = True,
+                   progress=None) -> dict:
+    """Every diagnostic of every embedding kind of ``built``, on held-out products (split by group):
+    models learn on "train", weights are chosen on "validation", numbers are read on "test". Cached.
+
+    Returns {"table": DataFrame (kind x metric), "details": {kind: per-class agreement, confusion,
+    null, probe confusion, texture confusions (product ids)}, "selection": the weight search,
+    "hybrid": the hybrid weight search, "label_overlap": {...}, "purity": DataFrame, "split": counts,
+    "weights", "label", "kinds"}. ValueError when the catalogue lacks ``label``, product_type or colour.
+    """
+    cfg, fingerprint = _report_key(built, label, k, seed, clusters)
+    arrays = cache.get_or_compute("texture-report", cfg, fingerprint, lambda: {
+        "report": np.array(json.dumps(_report(built, cache, label, k, seed, clusters, progress)))})
+    return _loaded(json.loads(str(arrays["report"])))
+
+
+def cached_texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int = 0,
+                          clusters: bool = True) -> dict | None:
+    """The report :func:`texture_report` stored for this build and label, or None; computes nothing but the
+    data's fingerprint."""
+    cfg, fingerprint = _report_key(built, label, k, seed, clusters)
+    arrays = cache.load("texture-report", cache.key(cfg, fingerprint))
+    return None if arrays is None else _loaded(json.loads(str(arrays["report"])))
 
 
 def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progress) -> dict:

@@ -94,19 +94,23 @@ def test_catalogue_grid_pages_and_filters(app_env):
     assert not product_captions(at)
 
 
-def test_neighbours_by_product_shows_three_spaces(app_env):
+KINDS = ["image", "text", "hybrid", "texture"]
+
+
+def test_neighbours_by_product_shows_four_spaces(app_env):
     at = wait_for_build(run_page("app_pages/neighbours.py"))
-    assert [s.value for s in at.subheader] == ["image", "text", "hybrid"]
+    assert [s.value for s in at.subheader] == KINDS
+    assert "photo + texture (mid-level features), pattern-aware" in captions(at)
     query = at.selectbox(key="neighbours_product").value
     results = [c for c in product_captions(at)[1:]]  # the first caption is the query product
-    assert len(results) == 3 * 10
+    assert len(results) == len(KINDS) * 10
     assert not any(c.startswith(query + " ") for c in results)
-    for space in range(3):
+    for space in range(len(KINDS)):
         scores = [float(c.rsplit("· ", 1)[1]) for c in results[space * 10:(space + 1) * 10]]
         assert scores == sorted(scores, reverse=True)
 
     at.slider(key="neighbours_k").set_value(5).run()
-    assert len(product_captions(at)) == 1 + 3 * 5
+    assert len(product_captions(at)) == 1 + len(KINDS) * 5
 
 
 def test_neighbours_by_text_and_empty_query(app_env):
@@ -115,7 +119,23 @@ def test_neighbours_by_text_and_empty_query(app_env):
     assert any("Type a few words" in i.value for i in at.info)
     assert not product_captions(at)
     at.text_input(key="neighbours_text").input("red striped dress").run()
-    assert len(product_captions(at)) == 3 * 10
+    assert len(product_captions(at)) == len(KINDS) * 10
+
+
+def test_neighbours_by_photo_finds_the_product_itself_in_every_photo_space(app_env):
+    from core.catalog import load_catalog
+    products = load_catalog(SPEC).products
+    product = products.index[5]
+    at = wait_for_build(run_page("app_pages/neighbours.py", neighbours_mode="Photo"))
+    assert any("Upload a photo" in i.value for i in at.info)
+    with open(products.at[product, "image_path"], "rb") as f:
+        at.file_uploader(key="neighbours_upload").set_value(("mine.png", f.read(), "image/png")).run()
+    assert not at.exception and not at.error
+    results = product_captions(at)
+    assert len(results) == len(KINDS) * 10
+    for space, kind in enumerate(KINDS):
+        if kind in ("image", "texture"):  # its own photo finds it first (in texture: by its descriptor too)
+            assert results[space * 10].startswith(product + " "), (kind, results[space * 10])
 
 
 def test_neighbours_unknown_name_says_so(app_env):
@@ -215,6 +235,8 @@ def test_clusters_controls_and_comparison(app_env):
     at = clusters_page()
     at.number_input(key="clusters_min_size").set_value(8).run()
     assert any("min cluster size 8" in c.value for c in at.caption)
+    assert at.selectbox(key="clusters_kind").options == ["hybrid (photo + sentence)", "photo", "product sentence",
+                                                         "texture-aware photo (pattern)"]
     at.selectbox(key="clusters_kind").set_value("text").run()
     at.toggle(key="clusters_soft").set_value(True).run()
     at.selectbox(key="clusters_colour").set_value("pattern").run()
@@ -222,6 +244,12 @@ def test_clusters_controls_and_comparison(app_env):
     at.button(key="clusters_compare").click().run()
     table = at.dataframe[-1].value
     assert table["method"].iloc[0] == "HDBSCAN (UMAP)" and (table["method"] == "DBSCAN (raw)").sum() >= 2
+
+
+def test_clusters_of_the_texture_kind(app_env):
+    at = clusters_page(clusters_kind="texture", clusters_min_samples=2)
+    assert not at.error
+    assert any(m.label == "Pattern purity" for m in at.metric) and at.get("plotly_chart")
 
 
 def test_a_stale_cluster_row_is_ignored(app_env):
@@ -409,3 +437,103 @@ def test_coldstart_evaluation_table(app_env):
     assert "SAMPLED recall@10 (1 vs 99)" in table.columns
     at = coldstart_page(coldstart_section="How good is it")  # a new session reads it from the cache
     assert len(at.dataframe) == 1 and not any("Not evaluated" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------- Texture failures
+
+TEXTURE = "app_pages/texture.py"
+TEXTURE_SPEC = "synthetic:500"  # ~100 held-out test products: each pattern has the 20 a confusion row needs
+
+
+@pytest.fixture
+def texture_env(app_env, monkeypatch):
+    monkeypatch.setenv("ATELIER_CATALOG", TEXTURE_SPEC)
+
+
+def texture_page(**state) -> AppTest:
+    return wait_for_build(run_page(TEXTURE, **state), timeout=300)
+
+
+def with_report(at: AppTest) -> AppTest:
+    """Compute the report if it is not cached yet (a button), and wait until the page shows it."""
+    if any(b.key == "texture_compute" for b in at.button):
+        at.button(key="texture_compute").click().run()
+    return rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=600)
+
+
+def test_texture_report_computes_on_request_then_comes_from_the_cache(texture_env):
+    at = texture_page()
+    label = at.selectbox(key="texture_label")
+    assert label.value == "pattern" and {"pattern", "product_type", "colour"} <= set(label.options)
+    assert any("held-out products" in c for c in captions(at))
+    if not at.dataframe:  # not computed by an earlier test
+        assert "Not computed yet" in infos(at)
+        assert at.button(key="texture_compute").label == "Compute the report"
+    at = with_report(at)
+    assert any(m.value.startswith("Labelled products with a photo are split by group") for m in at.markdown)
+    table = at.dataframe[0].value
+    assert list(table.index[:4]) == ["photo", "texture", "hybrid", "sentence"]
+    assert {"pattern agreement@10", "chance", "lift", "sensitivity", "type agreement@10"} <= set(table.columns)
+    assert table.loc["texture", "pattern agreement@10"] > table.loc["texture", "chance"]
+    assert any(m.value.startswith("**texture**: pattern agreement@10") and "for the photo" in m.value
+               for m in at.markdown)
+    charts = lambda at: [c.key for c in at.get("plotly_chart")]
+    assert {"texture_confusion", "texture_null"} <= set(charts(at))  # the kind's confusion beside the null
+    at.selectbox(key="texture_confusion_kind").set_value("texture").run()
+    assert not at.exception and {"texture_confusion", "texture_null"} <= set(charts(at))
+
+    at = texture_page()  # a new session reads it from the cache: no button
+    assert not any(b.key == "texture_compute" for b in at.button)
+    assert at.dataframe and "texture" in at.dataframe[0].value.index
+
+
+def test_texture_worst_confusions_and_labels_sections(texture_env):
+    at = with_report(texture_page())
+    at.radio(key="texture_section").set_value("Worst confusions").run()
+    pairs = product_captions(at)  # the photo kind's: a product and its nearest neighbour, side by side
+    assert pairs and len(pairs) % 2 == 0
+    pattern = lambda caption: caption.split("**")[1]
+    assert all(pattern(a) != pattern(b) for a, b in zip(pairs[::2], pairs[1::2]))
+    assert all("similarity" in b for b in pairs[1::2])
+    pick = at.selectbox(key="texture_pair_photo")
+    name, count = pick.options[1].rsplit(" (", 1)  # the commonest pair, e.g. "solid → check (5)"
+    a, b = name.split(" → ")
+    pick.set_value((a, b)).run()
+    pairs = product_captions(at)
+    assert len(pairs) == 2 * min(int(count.rstrip(")").replace(",", "")), 12)
+    assert all(pattern(p) == a for p in pairs[::2]) and all(pattern(n) == b for n in pairs[1::2])
+
+    at.radio(key="texture_section").set_value("Labels and weights").run()
+    assert [s.value for s in at.subheader] == ["Which classes the catalogue's own labels confuse",
+                                               "Weights of the texture-aware embedding (validation)",
+                                               "Cluster purity"]
+    assert {"stripe", "check", "dot", "solid"} <= set(at.dataframe[0].value.index)
+    assert list(at.dataframe[-1].value.index) == ["photo", "texture", "hybrid", "sentence"]
+
+
+def test_texture_before_after_toggle_switches_the_neighbours(texture_env):
+    at = texture_page(texture_section="Before / after")
+    assert [s.value for s in at.subheader] == ["Before: photo embedding"]
+    product = at.selectbox(key="texture_product").value
+    before = product_captions(at)[1:]  # the first is the product itself
+    assert len(before) == 8 and all(":green[" in c or ":red[" in c for c in before)
+    assert any(m.value.startswith("Neighbours with its pattern") for m in at.markdown)
+    at.toggle(key="texture_after").set_value(True).run()
+    assert [s.value for s in at.subheader] == ["After: texture-aware photo embedding"]
+    after = product_captions(at)[1:]
+    assert len(after) == 8 and after != before
+    assert at.selectbox(key="texture_product").value == product
+
+
+def test_texture_page_without_type_and_colour_says_so(app_env, monkeypatch, tmp_path):
+    from core.catalog import load_catalog
+    products = load_catalog(SPEC).products.head(8)
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    lines = ["item_id,title,image,pattern"] + [f"{pid},{row.title},{row.image_path},{row.pattern}"
+                                               for pid, row in products.iterrows()]
+    (folder / "items.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("ATELIER_CATALOG", str(folder))
+    at = texture_page()
+    assert any("needs product_type and colour" in e.value for e in at.error)
+    assert not any(b.key == "texture_compute" for b in at.button)

@@ -386,7 +386,7 @@ def test_selected_weights_repair_a_pattern_blind_photo_embedding_and_keep_type()
     assert best["type_agreement"] >= base["type_agreement"] - 0.02
 
 
-def test_texture_state_round_trips_through_arrays():
+def test_texture_state_round_trips_through_arrays(tmp_path):
     from core.texture import TextureConfig, TextureModel, fit_texture_model
     photo, descriptors, patterns, groups, types, _ = _pattern_blind_photo(600)
     state = fit_texture_model(photo, descriptors, patterns, groups, types, TextureConfig(pca_dim=16, min_class=5))
@@ -395,9 +395,14 @@ def test_texture_state_round_trips_through_arrays():
     assert table["chosen"].sum() == 1 and len(model.classes_) == 3
     again, _ = TextureModel.from_state({k: v.copy() for k, v in state.items()})
     np.testing.assert_allclose(model.transform(photo, descriptors), again.transform(photo, descriptors), atol=1e-6)
-    # no pattern labels: no head, and the configured weights
-    plain, table = TextureModel.from_state(fit_texture_model(photo, descriptors, None, groups, None,
-                                                             TextureConfig(pca_dim=16)))
+    # no pattern labels: no head, and the configured weights; the state still loads back from the cache
+    from core.cache import ArtefactCache
+    cache = ArtefactCache(tmp_path / "cache")
+    unlabelled = fit_texture_model(photo, descriptors, None, groups, None, TextureConfig(pca_dim=16))
+    cache.save("texture-model", "k", unlabelled, {})
+    loaded = cache.load("texture-model", "k")
+    assert loaded is not None and set(loaded) == set(unlabelled)
+    plain, table = TextureModel.from_state(loaded)
     assert len(plain.classes_) == 0 and table.empty
 
 

@@ -1,0 +1,375 @@
+"""Texture failures: where each embedding confuses patterns and materials, measured against the catalogue's labels
+on held-out products, and the texture-aware embedding's fix shown on the same products."""
+import math
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app_pages.common import (build_key, current_catalog, describe, get_texture_report, job_panel, page_build,
+                              product_grid, texture_report_job)
+from core.catalog import filter_products
+from core.texture import MIN_CLASS, TYPE_TOLERANCE
+
+ORDER = ["photo", "texture", "hybrid", "sentence"]  # then the variants tried, in the report's order
+ABOUT = {"photo": "the backbone's photo embedding (the build's *image* kind)",
+         "texture": "the texture-aware photo embedding (the build's *texture* kind): photo + texture descriptor of "
+                    "the image tower's mid-level feature maps + pattern head, weights chosen on validation",
+         "hybrid": "photo + product sentence, fused",
+         "sentence": "the product sentence, which names the label: a reference, not a fix",
+         "texture descriptor only": "the texture descriptor alone",
+         "photo + texture descriptor": "half photo, half texture descriptor",
+         "photo + pattern head": "half photo, half pattern head"}
+FROM_TEXT = {"hybrid", "sentence"}  # they read the label from the product text
+SECTIONS = ["Diagnostics", "Worst confusions", "Before / after", "Labels and weights"]
+PAIRS_SHOWN = 12
+HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
+
+
+def metrics(k: int, label: str) -> list[tuple[str, str, str | None, str]]:
+    """(report column, shown title, "max"/"min" for the best value or None, one line on what it measures)."""
+    return [
+        (f"pattern_agreement_at_{k}", f"{label} agreement@{k}", "max",
+         f"share of a product's {k} nearest held-out neighbours (its colour variants left out) with its {label}"),
+        ("pattern_agreement_chance", "chance", None, "the same for a random embedding (sum of squared label shares)"),
+        ("pattern_agreement_lift", "lift", "max", "agreement / chance"),
+        ("pattern_sensitivity", "sensitivity", "max",
+         "when the nearest neighbour has the same type and colour: 1 − (share with another label) / (that share "
+         "for a random such neighbour); 1 tells labels apart, 0 is blind to them"),
+        (f"type_agreement_at_{k}", f"type agreement@{k}", "max",
+         "agreement on product type: what a texture fix must not lose"),
+        ("texture_confusion_rate", "texture confusions", "min",
+         f"share of products whose nearest neighbour has the same type and colour but another {label}"),
+        (f"pattern_agreement_macro_at_{k}", f"macro agreement@{k}", "max",
+         f"agreement averaged over the classes with at least {MIN_CLASS} products, so rare ones count as much"),
+        ("pair_auc", "pair AUC", "max",
+         "pairs of the same type and colour: how often cosine ranks a same-label pair above a different-label "
+         "pair (0.5: blind)"),
+        ("probe_balanced_accuracy", "linear probe", "max",
+         "balanced accuracy of a logistic regression reading the label (cross-validated by group; chance "
+         "1 / classes)"),
+        ("zero_shot_balanced_accuracy", "zero-shot", "max",
+         "balanced accuracy of the closest text prompt, e.g. 'a photo of a striped garment' (pattern only; None "
+         "for the variants, which have no text tower)"),
+        ("zero_shot_corrected_balanced_accuracy", "zero-shot corrected", "max",
+         "the same after removing each prompt's mean similarity, so one prompt close to everything stops winning"),
+        ("n_products", "products", None, "held-out (test) products measured"),
+    ]
+
+
+def in_order(kinds) -> list[str]:
+    return [k for k in ORDER if k in kinds] + [k for k in kinds if k not in ORDER]
+
+
+def points(x: float) -> str:
+    return f"{x:+.0f} point" + ("" if round(abs(x)) == 1 else "s")
+
+
+def number(x, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+# ---------------------------------------------------------------- the report, or how to get it
+
+def report_or_button(label: str) -> dict | None:
+    """The cached report; else its progress while it runs, or what computing it means and a button."""
+    try:
+        report = get_texture_report(built, build_key(built), label)
+    except ValueError as e:  # the catalogue lacks the label, product type or colour
+        st.error(f"The texture report cannot be computed for this catalogue: {e}")
+        return None
+    job = texture_report_job(built, label)
+    if report is None and job is not None and job.finished:
+        report = job.result
+        get_texture_report.clear()  # it is in the artefact cache now
+    if report is not None:
+        return report
+    if job is not None and not job.error:
+        job_panel(job, "Computing the texture report: held-out heads and the texture model are fitted on the "
+                       "training products, the weights chosen on validation, then every embedding is measured on "
+                       "the test products (and clustered). The result is cached.")
+        return None
+    if job is not None and job.error:
+        st.error(f"The texture report failed: {job.error}")
+    st.info(f"Not computed yet for the label '{label}' on this catalogue and backbone. It refits the texture model "
+            "and (for offline-lit) the heads without the held-out products, then measures each embedding on them: "
+            "seconds on a small catalogue, a few minutes on a large one. It is cached, and shown at once afterwards.")
+    if st.button("Compute the report", key="texture_compute", type="primary"):
+        texture_report_job(built, label, start=True)
+        st.rerun()
+    return None
+
+
+# ---------------------------------------------------------------- 1. diagnostics
+
+def diagnostics_frame(report: dict) -> tuple[pd.DataFrame, list[tuple[str, str, str | None, str]]]:
+    """The report's table, one row per kind in ORDER, numeric columns (a missing value is NaN)."""
+    table = report["table"].set_index("kind")
+    table = table.loc[in_order(table.index)].apply(pd.to_numeric, errors="coerce")
+    shown = [m for m in metrics(report["k"], report["label"]) if m[0] in table.columns]
+    return table[[m[0] for m in shown]], shown
+
+
+def styled(table: pd.DataFrame, shown) -> "pd.io.formats.style.Styler":
+    titles = {key: title for key, title, _, _ in shown}
+    frame = table.rename(columns=titles)
+    style = frame.style.format("{:.3f}", na_rep="–")
+    if "products" in frame:
+        style = style.format("{:,.0f}", subset=["products"], na_rep="–")
+    best_max = [titles[key] for key, _, best, _ in shown if best == "max" and table[key].notna().any()]
+    best_min = [titles[key] for key, _, best, _ in shown if best == "min" and table[key].notna().any()]
+    return style.highlight_max(subset=best_max, props=HIGHLIGHT).highlight_min(subset=best_min, props=HIGHLIGHT)
+
+
+def verdict(table: pd.DataFrame, k: int, label: str) -> str:
+    """The texture kind against the photo, in points, and which photo-side kind does best."""
+    agreement, sensitivity, types = f"pattern_agreement_at_{k}", "pattern_sensitivity", f"type_agreement_at_{k}"
+    if "photo" not in table.index or "texture" not in table.index:
+        return ""
+    photo, texture = table.loc["photo"], table.loc["texture"]
+    gain = 100 * (texture[agreement] - photo[agreement])
+    cost = 100 * (texture[types] - photo[types])
+    within = "within" if cost >= -100 * TYPE_TOLERANCE else "more than"
+    line = (f"**texture**: {label} agreement@{k} **{number(texture[agreement])}** vs {number(photo[agreement])} for "
+            f"the photo (**{points(gain)}**), sensitivity {number(texture[sensitivity])} vs "
+            f"{number(photo[sensitivity])}, type agreement@{k} {number(texture[types])} vs {number(photo[types])} "
+            f"({points(cost)}, {within} {100 * TYPE_TOLERANCE:.0f} points).")
+    photo_side = table.loc[[kind for kind in table.index if kind not in FROM_TEXT], agreement].dropna()
+    if len(photo_side):
+        best = photo_side.idxmax()
+        if best == "photo":
+            line += f" No texture-aware kind beats the photo on {label} agreement here."
+        elif best != "texture":
+            line += (f" Best of the photo-side kinds on {label} agreement: **{best}** "
+                     f"({number(photo_side[best])}).")
+    return line
+
+
+def heatmap(frame: pd.DataFrame, x: str = "neighbour's label", y: str = "product's label"):
+    fig = px.imshow(frame, zmin=0, zmax=1, text_auto=".2f", aspect="auto", color_continuous_scale="Blues",
+                    labels={"x": x, "y": y, "color": "share"})
+    fig.update_layout(height=120 + 45 * len(frame), margin=dict(t=30, b=10, l=10, r=10), coloraxis_showscale=False)
+    return fig
+
+
+def diagnostics(report: dict) -> None:
+    label, k = report["label"], report["k"]
+    table, shown = diagnostics_frame(report)
+    st.subheader("Diagnostics per embedding")
+    st.dataframe(styled(table, shown), key="texture_table", width="stretch")
+    line = verdict(table, k, label)
+    if line:
+        st.markdown(line)
+    st.caption(" · ".join(f"**{title}**: {about}" for _, title, _, about in shown) +
+               ". Best value per column highlighted.")
+    st.caption(" · ".join(f"**{kind}**: {ABOUT.get(kind, kind)}" for kind in table.index))
+
+    st.subheader("Which labels the neighbours have")
+    kinds = in_order(report["details"])
+    kind = st.selectbox("Embedding", kinds, index=kinds.index("photo") if "photo" in kinds else 0,
+                        key="texture_confusion_kind", help="; ".join(f"**{k}**: {ABOUT.get(k, k)}" for k in kinds))
+    details = report["details"][kind]
+    if details["confusion"].empty:
+        st.info(f"No {label} class has {MIN_CLASS} held-out products, so there is no confusion matrix. A larger "
+                "catalogue (or a coarser label) gives one.")
+        return
+    left, right = st.columns(2)
+    left.markdown(f"**{kind}**: the {label} of the {k} nearest neighbours")
+    left.plotly_chart(heatmap(details["confusion"]), key="texture_confusion", width="stretch")
+    right.markdown("**null**: an embedding that sees only type + colour")
+    right.plotly_chart(heatmap(details["null"]), key="texture_null", width="stretch")
+    st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, as shares "
+               f"(rows sum to 1). The null is what an embedding that knows only product type and colour would give "
+               f"(a random other product of the same type and colour): a kind beats it where its diagonal is higher.")
+    if not details["probe_confusion"].empty:
+        with st.expander("Linear probe: which labels a classifier on the embedding mixes up"):
+            st.plotly_chart(heatmap(details["probe_confusion"], "predicted label", "true label"),
+                            key="texture_probe", width="stretch")
+
+
+# ---------------------------------------------------------------- 2. worst confusions
+
+def pair_name(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} → {pair[1]}"
+
+
+def worst_confusions(report: dict) -> None:
+    label = report["label"]
+    kinds = in_order(report["details"])
+    c1, c2 = st.columns(2)
+    kind = c1.selectbox("Embedding", kinds, index=kinds.index("photo") if "photo" in kinds else 0,
+                        key="texture_gallery_kind", help="; ".join(f"**{k}**: {ABOUT.get(k, k)}" for k in kinds))
+    confusions = report["details"][kind]["confusions"]
+    st.caption(f"Held-out products whose nearest neighbour has the **same type and colour but another {label}**, "
+               f"most similar first: the product (left) and that neighbour (right). {kind} makes "
+               f"{len(confusions):,} such confusions among {report['split']['test']:,} test products"
+               + (" (the 500 most similar are kept)." if len(confusions) >= 500 else "."))
+    if confusions.empty:
+        st.success(f"No texture confusion for {kind}: no nearest neighbour of the same type and colour has "
+                   f"another {label}.")
+        return
+    counts = confusions.groupby(["pattern", "neighbour_pattern"]).size().sort_values(ascending=False, kind="stable")
+    options = [None, *counts.index.tolist()]
+    pair = c2.selectbox(f"{label} pair", options, key=f"texture_pair_{kind}",
+                        format_func=lambda p: f"All pairs ({len(confusions):,})" if p is None
+                        else f"{pair_name(p)} ({counts[p]:,})")
+    if pair is not None:
+        confusions = confusions[(confusions["pattern"] == pair[0]) & (confusions["neighbour_pattern"] == pair[1])]
+    shown = confusions.head(PAIRS_SHOWN)
+    if len(confusions) > PAIRS_SHOWN:
+        st.caption(f"Showing the {PAIRS_SHOWN} most similar of {len(confusions):,}.")
+    for start in range(0, len(shown), 3):
+        for column, row in zip(st.columns(3), shown.iloc[start:start + 3].itertuples(index=False)):
+            with column.container(border=True):
+                product_grid(catalog, [row.product_id, row.neighbour_id],
+                             [f"{row.product_id} · **{row.pattern}**  \n{row.type}, {row.colour}",
+                              f"{row.neighbour_id} · **{row.neighbour_pattern}**  \nsimilarity {row.similarity:.3f}"],
+                             columns=2)
+
+
+# ---------------------------------------------------------------- 3. before / after
+
+def labelled_captions(frame: pd.DataFrame, label: str, own: str) -> list[str]:
+    values = catalog.products.loc[frame["product_id"], label].tolist()
+    return [f"{pid} · :{'green' if v == own else 'red'}[{v or '(none)'}] · {score:.3f}"
+            for pid, v, score in zip(frame["product_id"], values, frame["score"])]
+
+
+def before_after(report: dict | None, label: str) -> None:
+    if "texture" not in built.kinds:
+        st.info("This build has no texture kind (it was built with `BuildConfig(texture=None)`), so there is no "
+                "after to show.")
+        return
+    products = catalog.products
+    worst = report["details"]["photo"]["confusions"]["product_id"].tolist() if report and "photo" in \
+        report["details"] else []
+    confused = set(worst)
+    find = st.text_input("Find a product by id or name", key="texture_find",
+                         placeholder="empty: the photo embedding's worst texture confusions come first")
+    matches = filter_products(products, text=find)
+    matches = matches.index[matches["image_path"] != ""]
+    ids = matches[:500].tolist()
+    if not find:  # the photo embedding's worst confusions first
+        ids = list(dict.fromkeys([*(p for p in worst if p in matches), *ids]))
+    if not ids:
+        st.info(f"No product with a photo matches '{find}'.")
+        return
+    c1, c2, c3 = st.columns([4, 2, 2])
+    product = c1.selectbox(f"Product ({len(ids):,} shown)", ids, key="texture_product",
+                           format_func=lambda pid: describe(catalog, pid) + (" · photo confusion" if pid in confused
+                                                                             else ""))
+    after = c2.toggle("After: texture-aware", key="texture_after",
+                      help="Off: the photo embedding (image kind). On: the texture-aware embedding (texture kind).")
+    k = c3.slider("Neighbours", 4, 24, 8, key="texture_k")
+    own = products.at[product, label]
+    before_frame, after_frame = built.neighbours(product, "image", k), built.neighbours(product, "texture", k)
+    same_before = sum(v == own for v in products.loc[before_frame["product_id"], label])
+    same_after = sum(v == own for v in products.loc[after_frame["product_id"], label])
+    st.markdown(f"Neighbours with its {label} (**{own or '(none)'}**): **{same_before} of {len(before_frame)}** "
+                f"before (photo) → **{same_after} of {len(after_frame)}** after (texture-aware). Over the whole "
+                "catalogue, colour variants included.")
+    left, right = st.columns([1, 5])
+    with left:
+        product_grid(catalog, [product], [describe(catalog, product)], columns=1)
+    with right:
+        kind, frame = ("texture", after_frame) if after else ("image", before_frame)
+        st.subheader("After: texture-aware photo embedding" if after else "Before: photo embedding")
+        if frame.empty:
+            st.info("This product has no readable photo, so it has no place in the photo spaces.")
+            return
+        product_grid(catalog, frame["product_id"].tolist(), labelled_captions(frame, label, own), columns=4)
+
+
+# ---------------------------------------------------------------- 4. labels and weights
+
+def labels_and_weights(report: dict) -> None:
+    label = report["label"]
+    overlap = report["label_overlap"]
+    st.subheader("Which classes the catalogue's own labels confuse")
+    st.caption("So label noise is not blamed on the embedding. Left: for each label, the share of its products whose "
+               "description mentions each pattern word. Right: products with the same description and type, "
+               "different groups, but different labels.")
+    left, right = st.columns([3, 2])
+    mentions = overlap.get("mentions")
+    if mentions is not None and not mentions.empty:
+        mentions = mentions.set_index("label").apply(pd.to_numeric, errors="coerce")
+        mentions = mentions.loc[:, (mentions > 0).any()]  # pattern words no description uses are left out
+        left.dataframe(mentions.style.format("{:.0%}", na_rep="–").apply(
+            lambda row: [HIGHLIGHT if v > 0 and v == row.max() else "" for v in row], axis=1),
+            key="texture_mentions", width="stretch")
+    else:
+        left.info("No product has a description to compare with its label.")
+    same = overlap.get("same_description")
+    if same is not None and not same.empty:
+        right.dataframe(same, hide_index=True, key="texture_same_description", width="stretch")
+    else:
+        right.info("No two products with the same description and type carry different labels.")
+
+    st.subheader("Weights of the texture-aware embedding (validation)")
+    w = report["weights"]
+    st.caption(f"Tried on the validation products ({report['split']['validation']:,}): the best {label} agreement "
+               f"whose type agreement stays within {100 * TYPE_TOLERANCE:.0f} points of the photo alone. Chosen: "
+               f"photo {w['photo']:g}, texture {w['texture']:g}, pattern head {w['head']:g}.")
+    selection = report["selection"]
+    if selection.empty:
+        st.info(f"No weights were tried: fewer than two {label} classes have {MIN_CLASS} labelled products.")
+    else:
+        chosen = selection["chosen"].astype(bool)
+        weights = [c for c in ("photo", "texture", "head") if c in selection]
+        scores = [c for c in selection.columns if c.endswith(("_agreement", "_sensitivity"))]
+        st.dataframe(selection.style.format("{:.2f}", subset=weights).format("{:.3f}", subset=scores)
+                     .apply(lambda row: [HIGHLIGHT if chosen[row.name] else ""] * len(row), axis=1),
+                     hide_index=True, key="texture_selection", width="stretch")
+    if "hybrid" in report and not report["hybrid"].empty:
+        with st.expander("The hybrid kind's photo weight (validation)"):
+            st.dataframe(report["hybrid"], hide_index=True, width="stretch")
+
+    st.subheader("Cluster purity")
+    st.caption("HDBSCAN clusters on a 10-d UMAP of each embedding of the test products: the share of clustered "
+               "products whose cluster's commonest value is theirs, per attribute.")
+    purity = report["purity"]
+    if purity.empty:
+        st.info("Clusters were not computed for this report.")
+    else:
+        purity = purity.set_index("kind").apply(pd.to_numeric, errors="coerce")
+        purity = purity.loc[in_order(purity.index)]
+        st.dataframe(purity.style.format("{:.0%}", na_rep="–").highlight_max(props=HIGHLIGHT), key="texture_purity",
+                     width="stretch")
+
+
+# ---------------------------------------------------------------- the page
+
+catalog = current_catalog()
+built = page_build("Texture failures")
+labels = catalog.attribute_columns
+if not labels:
+    st.info("This catalogue has no attribute columns (pattern, material, product type…) to measure the embeddings "
+            "against. Map a shop's columns to Atelier's roles with a columns.json next to its products file.")
+    st.stop()
+c1, c2 = st.columns([1, 3])
+label = c1.selectbox("Label", labels, index=labels.index("pattern") if "pattern" in labels else 0, key="texture_label",
+                     help="The catalogue column whose classes the embeddings should tell apart; product type and "
+                          "colour are held fixed")
+section = c2.radio("Show", SECTIONS, horizontal=True, key="texture_section")
+st.caption(f"Where each embedding confuses the **{label}** of products, above all between products of the same type "
+           "and colour, where only pattern or material tells them apart; measured against the catalogue's labels on "
+           "held-out products, and the texture-aware embedding's fix shown on the same products.")
+if section == "Before / after":
+    try:
+        cached = get_texture_report(built, build_key(built), label)
+    except ValueError:  # no report for this catalogue: the product list simply does not start with confusions
+        cached = None
+    before_after(cached, label)
+else:
+    report = report_or_button(label)
+    if report is not None:
+        s = report["split"]
+        st.markdown(f"Labelled products with a photo are split by group (colour variants together) into "
+                    f"**{s['train']:,} train** (fits the texture model and heads), **{s['validation']:,} validation** "
+                    f"(chooses the weights) and **{s['test']:,} test**: every number here is on the test products.")
+        if section == "Diagnostics":
+            diagnostics(report)
+        elif section == "Worst confusions":
+            worst_confusions(report)
+        else:
+            labels_and_weights(report)
