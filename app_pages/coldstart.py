@@ -396,7 +396,7 @@ def added_product(name: str, returning: list[str], n: int) -> None:
         return
     c1.image(upload, width=160, caption="the new product")
     st.subheader("Nearest products (photo + text)")
-    near = built.search(fuse(image_vec[None], text_vec[None], data.hybrid_weight)[0], "hybrid", 6)
+    near = built.search(fuse(image_vec[None], text_vec[None], built.cfg.hybrid_weight)[0], "hybrid", 6)
     product_grid(catalog, near["product_id"].tolist(), scored_captions(near))
     model = model_or_progress(name)
     if model is None:

@@ -696,11 +696,12 @@ def _json_frame(data: dict) -> pd.DataFrame:
 
 
 def honest_embeddings(built, cache, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Photo and sentence embeddings (n, d) of every product, and prompt-ready text encoder, learned
-    only from the ``train`` (n,) bool products. offline-lit trains its heads on the catalogue, pattern
+    """Photo and sentence embeddings (n, d) of every product as a model that learned only from the
+    ``train`` (n,) bool products would give them. offline-lit trains its heads on the catalogue, pattern
     captions included, so for held-out numbers its heads are refitted without the held-out products
-    (cached like the build's heads); a pretrained open_clip backbone learned nothing here and is used as
-    built. Returns image, text and an (m, d) function's worth: the heads, or None."""
+    (cached like the build's heads); an open_clip backbone learned nothing here and is used as built.
+    Returns photo (zero rows without a photo), sentence, and the refitted heads (None for open_clip),
+    which also place the zero-shot prompts."""
     from core.cache import digest
     from core.lit import LitBackbone, LitConfig, LitHeads, caption_features, catalog_features, fit_heads, \
         training_pairs
