@@ -61,8 +61,15 @@ def _backbone(name: str):
 
 def _build_config(args):
     from core.index import IndexConfig
+    from core.lit import check_views
     from core.pipeline import BuildConfig
-    return BuildConfig(index=IndexConfig(factory=args.index))
+    from core.texture import TextureConfig
+    views = [v.strip() for v in getattr(args, "texture_views", "photo").split(",") if v.strip()]
+    try:
+        texture = TextureConfig(views=check_views(views))
+    except ValueError as e:
+        sys.exit(f"error: --texture-views: {e}")
+    return BuildConfig(index=IndexConfig(factory=args.index), texture=texture)
 
 
 def cmd_validate(args) -> None:
@@ -325,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
     catalog_args(p)
     p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
     p.add_argument("--index", default="Flat", help="FAISS factory string: Flat (exact), IVF256,Flat, HNSW32, ...")
+    p.add_argument("--texture-views", default="photo",
+                   help="views of each photo the texture descriptor is taken from: photo, gray, centre "
+                        "(comma-separated; each beyond photo is one more pass over the photos)")
     p.add_argument("--map-kinds", default="hybrid,image,text,texture", type=_kinds,
                    help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
                         "the DBSCAN comparison")
@@ -366,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid", "texture"],
                    help="embedding kind (cluster bench)")
     p.add_argument("--label", default="pattern", help="label column the texture bench measures against")
+    p.add_argument("--texture-views", default="photo", help="texture descriptor views (build and texture bench)")
     p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
     p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
     p.add_argument("--model", default="graphsage", help="recommender (recs bench)")

@@ -356,7 +356,7 @@ def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
     rates = featurisation_rates(paths, cache=cache)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        catalog_texture_features(catalog, ArtefactCache(Path(tmp) / "cache"))
+        catalog_texture_features(catalog, ArtefactCache(Path(tmp) / "cache"), views=cfg.texture.views)
         texture_s = time.perf_counter() - t
     built = build(catalog, backbone, cache, cfg, progress)
     t = time.perf_counter()
@@ -367,7 +367,7 @@ def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
              for _, row in table.iterrows()}
     best = best_photo_kind(table)
     return {"catalog": catalog.name, "n_items": len(catalog.products), "backbone": backbone.name, "label": label,
-            "split": report["split"], "weights": report["weights"], "kinds": kinds, "best_kind": best,
+            "split": report["split"], "weights": report["weights"], "views": list(cfg.texture.views), "kinds": kinds, "best_kind": best,
             "texture_features_s": round(texture_s, 2), "texture_features_photos": len(paths),
             "images_per_s": rates["images_per_s"], "naive_images_per_s": rates["naive_images_per_s"],
             "speedup_vs_naive": rates["speedup_vs_naive"], "runtime": rates["runtime"],

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.cache import ArtefactCache, RowStore, digest, file_digest, write_atomic
 from core.embed import WHITE, Backbone, encode_images
@@ -77,6 +77,43 @@ class LitImagePreprocess:
         canvas.paste(img, ((IMAGE_SIZE - img.size[0]) // 2, (IMAGE_SIZE - img.size[1]) // 2))
         x = torch.from_numpy(np.asarray(canvas, dtype=np.float32)).permute(2, 0, 1)
         return (x - 127.0) / 128.0
+
+
+class GrayPreprocess(LitImagePreprocess):
+    """The photo in grayscale (as three equal channels), so the texture descriptor cannot lean on colour."""
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return super().__call__(ImageOps.grayscale(img).convert("RGB"))
+
+
+CENTRE_FRACTION = 0.5  # side of the centre crop, as a share of the garment's shorter side
+
+
+class CentrePreprocess(LitImagePreprocess):
+    """A zoomed crop of the garment's centre: a square of CENTRE_FRACTION of the shorter side of the
+    garment's bounding box (its non-white pixels), resized to 224 x 224, so fine patterns span more of the
+    stride-8 grid. The whole photo when it has no garment pixels."""
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        pixels = np.asarray(img)
+        ys, xs = np.nonzero(pixels.min(axis=2) < (GARMENT_THRESHOLD * 128 + 127))
+        if len(xs):
+            cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+            half = max(8.0, CENTRE_FRACTION * min(xs.max() - xs.min(), ys.max() - ys.min()) / 2)
+            img = img.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+        return super().__call__(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC))
+
+
+# Views of a photo the texture descriptor can be taken from; each view but "photo" is one more pass.
+TEXTURE_VIEWS: dict[str, Callable[[], LitImagePreprocess]] = {
+    "photo": LitImagePreprocess, "gray": GrayPreprocess, "centre": CentrePreprocess}
+
+
+def check_views(views: Sequence[str]) -> tuple[str, ...]:
+    unknown = [v for v in views if v not in TEXTURE_VIEWS]
+    if unknown or not views:
+        raise ValueError(f"unknown texture view(s) {unknown or '(none given)'}; use some of {list(TEXTURE_VIEWS)}")
+    return tuple(views)
 
 
 class ImageTower(torch.nn.Module):
@@ -376,29 +413,37 @@ class _StackedFeatures:
 
 def photo_features(paths: Sequence[str], blocks: Sequence[int] = TEXTURE_BLOCKS, batch_size: int = FEATURE_BATCH,
                    workers: int = 2, progress: Callable[[int, int], None] | None = None,
-                   cache: ArtefactCache | None = None, tower: FeatureRunner | None = None
+                   cache: ArtefactCache | None = None, tower: FeatureRunner | None = None,
+                   preprocess: LitImagePreprocess | None = None
                    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[int, str]]:
     """Photo files through :class:`FeatureTower` in bulk (ONNX Runtime when available, see
     :func:`feature_tower`; ``tower`` overrides), decoding the next batch in threads while it runs.
 
     Returns pooled (n, 1280) float32 (as :class:`ImageTower` gives), the texture outputs
     {``mean<b>``: (n, c), ``gram<b>``: (n, c (c+1)/2)} float32, and {row: error} for unreadable photos,
-    whose rows are zero."""
+    whose rows are zero. ``preprocess``: a view of the photo (see TEXTURE_VIEWS), the photo itself by default."""
     tower = tower or feature_tower(cache or ArtefactCache(), blocks)
-    rows, errors = encode_images(_StackedFeatures(tower), paths, batch_size, workers, progress)
+    rows, errors = encode_images(_StackedFeatures(tower, preprocess or LitImagePreprocess()), paths, batch_size,
+                                 workers, progress)
     parts = np.split(rows, np.cumsum(tower.widths)[:-1], axis=1)
     return parts[0], dict(zip(tower.names[1:], parts[1:])), errors
 
 
-def photo_descriptors(images: Sequence[Image.Image], cache: ArtefactCache | None = None) -> np.ndarray:
-    """(n, D) float32 texture descriptors (:func:`texture_descriptor`) of decoded photos, e.g. an uploaded
-    query photo, through the same runtime as the catalogue's (see :func:`feature_tower`)."""
+def photo_descriptors(images: Sequence[Image.Image], cache: ArtefactCache | None = None,
+                      views: Sequence[str] = ("photo",)) -> np.ndarray:
+    """(n, D x len(views)) float32 texture descriptors (:func:`texture_descriptor`, one per view, side by
+    side) of decoded photos, e.g. an uploaded query photo, through the same runtime as the catalogue's
+    (see :func:`feature_tower`), as :func:`catalog_texture_features` gives them."""
+    views = check_views(views)
     if len(images) == 0:
-        return np.zeros((0, descriptor_dim()), dtype=np.float32)
+        return np.zeros((0, descriptor_dim() * len(views)), dtype=np.float32)
     tower = feature_tower(cache or ArtefactCache())
-    preprocess = LitImagePreprocess()
-    outputs = tower(torch.stack([preprocess(img) for img in images]))
-    return texture_descriptor(dict(zip(tower.names[1:], outputs[1:])))
+    out = []
+    for view in views:
+        preprocess = TEXTURE_VIEWS[view]()
+        outputs = tower(torch.stack([preprocess(img) for img in images]))
+        out.append(texture_descriptor(dict(zip(tower.names[1:], outputs[1:]))))
+    return np.concatenate(out, axis=1)
 
 
 class TextTower:
@@ -550,13 +595,30 @@ def catalog_features(catalog, cache: ArtefactCache, progress=None, computed: dic
     return image, text, has_image, errors
 
 
-def catalog_texture_features(catalog, cache: ArtefactCache, progress=None) -> tuple[np.ndarray, np.ndarray]:
+def catalog_texture_features(catalog, cache: ArtefactCache, progress=None, views: Sequence[str] = ("photo",)
+                             ) -> tuple[np.ndarray, np.ndarray]:
     """Texture descriptors of every product's photo (:func:`texture_descriptor` of :class:`FeatureTower`
-    over TEXTURE_BLOCKS), cached per photo: (n, D) float32, zero rows where there is no readable photo, and
-    has_image (n,) bool. Photos missing from the store are featurised once, filling the pooled
-    features' store (``lit-image-features``) in the same pass."""
-    [_, texture], [_, has_image], _, _ = _catalog_photo_features(catalog, cache, progress)
-    return texture, has_image
+    over TEXTURE_BLOCKS), cached per photo and view: (n, D x len(views)) float32, one descriptor per view
+    side by side, zero rows where there is no readable photo, and has_image (n,) bool. Photos missing from
+    the store are featurised once, filling the pooled features' store (``lit-image-features``) in the
+    same pass; each other view (TEXTURE_VIEWS) is one more pass over the photos it lacks."""
+    views = check_views(views)
+    [_, photo], [_, has_image], _, _ = _catalog_photo_features(catalog, cache, progress)
+    paths = catalog.products["image_path"].tolist()
+    out = []
+    for view in views:
+        if view == "photo":
+            out.append(photo)
+            continue
+        def encode(rows, step, view=view):
+            _, descriptors, errors = photo_features([paths[i] for i in rows], progress=step, cache=cache,
+                                                    preprocess=TEXTURE_VIEWS[view]())
+            return texture_descriptor(descriptors), errors
+        rows, _, _, _ = RowStore(cache, "lit-texture-features", {**texture_cfg(TEXTURE_BLOCKS), "view": view}).fill(
+            cache.file_digests(paths), descriptor_dim(), encode,
+            progress=(lambda d, n, view=view: progress(f"texture features ({view})", d, n)) if progress else None)
+        out.append(rows)
+    return np.concatenate(out, axis=1), has_image
 
 
 def _catalog_photo_features(catalog, cache: ArtefactCache, progress=None):

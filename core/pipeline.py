@@ -167,7 +167,7 @@ class Built:
         from core.lit import photo_descriptors
         if hasattr(source, "seek"):
             source.seek(0)
-        return photo_descriptors([load_image(source)])[0]
+        return photo_descriptors([load_image(source)], views=(self.cfg.texture or TextureConfig()).views)[0]
 
     def in_space(self, kind: str, query: np.ndarray, descriptor: np.ndarray | None = None) -> np.ndarray:
         """A (d,) text or photo query of the backbone as a query in ``kind``'s space. For "texture", a
@@ -209,7 +209,7 @@ def texture_kind(catalog: Catalog, embeddings: Embeddings, cache: ArtefactCache,
     """Fill ``embeddings.texture``: texture descriptors of every photo (cached per photo), a TextureModel
     whose weights are chosen on a validation split of the catalogue's pattern labels (cached), applied."""
     from core.lit import catalog_texture_features
-    descriptors, _ = catalog_texture_features(catalog, cache, progress)
+    descriptors, _ = catalog_texture_features(catalog, cache, progress, cfg.views)
     products = catalog.products
     labels = products["pattern"].to_numpy(dtype=str) if "pattern" in products else None
     types = products["product_type"].to_numpy(dtype=str) if "product_type" in products else None

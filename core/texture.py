@@ -471,6 +471,10 @@ class TextureConfig:
     head_weight: float = 0.25  # 0: no supervised head (also when the catalogue has no pattern labels)
     head_c: float = 0.05  # inverse L2 strength of the head; strong regularisation generalises across groups
     min_class: int = MIN_CLASS  # pattern classes with fewer labelled products are left to the other blocks
+    # Views of the photo the descriptor is taken from (core.lit.TEXTURE_VIEWS: "photo", "gray", "centre"); each
+    # one beyond "photo" is one more pass over every photo. On H&M neither grayscale nor a zoomed centre crop
+    # added to "photo" alone (README, "Tried and not kept").
+    views: tuple[str, ...] = ("photo",)
     seed: int = 0
 
 
@@ -808,7 +812,7 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
     labels = products[label].to_numpy(str)
     types, colours = products["product_type"].to_numpy(str), products["colour"].to_numpy(str)
     groups = products["group_id"].to_numpy(str)
-    descriptors, _ = catalog_texture_features(built.catalog, cache)
+    descriptors, _ = catalog_texture_features(built.catalog, cache, views=(built.cfg.texture or TextureConfig()).views)
     has = built.embeddings.has_image & (labels != "") & (np.abs(descriptors).sum(axis=1) > 0)
     part = np.full(len(products), "", dtype=object)
     part[has] = held_out_split(groups[has], seed=seed)

@@ -335,3 +335,33 @@ def test_onnx_pooled_features_of_hm_photos_are_the_torch_towers(hm_dir, onnx_tow
     want, _ = image_features(image_tower(), paths)  # what the torch path stored in lit-image-features
     assert not errors
     np.testing.assert_allclose(pooled, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_texture_views_are_extra_passes_side_by_side(synthetic_catalog, tmp_path, counting):
+    from core.lit import CentrePreprocess, GrayPreprocess, catalog_texture_features, descriptor_dim, \
+        photo_descriptors
+    cache = ArtefactCache(tmp_path / "cache")
+    n, d = len(synthetic_catalog.products), descriptor_dim()
+    photo, _ = catalog_texture_features(synthetic_catalog, cache)
+    assert counting.photos == n
+    views, has_image = catalog_texture_features(synthetic_catalog, cache, views=("photo", "gray", "centre"))
+    assert views.shape == (n, 3 * d) and has_image.all()
+    assert counting.photos == 3 * n  # one pass per new view; the photo view came from the store
+    np.testing.assert_array_equal(views[:, :d], photo)
+    assert not np.allclose(views[:, d:2 * d], photo)  # coloured garments: grey is another view
+    assert not np.allclose(views[:, 2 * d:], photo)
+    again, _ = catalog_texture_features(synthetic_catalog, cache, views=("gray", "centre"))
+    assert counting.photos == 3 * n
+    np.testing.assert_array_equal(again, views[:, d:])
+    # an uploaded photo gets the same descriptor as the catalogue pass
+    path = synthetic_catalog.products["image_path"].iloc[0]
+    np.testing.assert_allclose(photo_descriptors([load_image(path)], views=("photo", "gray", "centre"))[0],
+                               views[0], rtol=1e-5, atol=1e-4)
+    # the centre crop zooms into the garment: (almost) no white background is left in it
+    crop, full = CentrePreprocess()(load_image(path)), LitImagePreprocess()(load_image(path))
+    white = [float((x.amin(dim=0) >= 0.9).float().mean()) for x in (crop, full)]
+    assert crop.shape == (3, 224, 224) and white[0] < 0.1 < white[1], white
+    grey = GrayPreprocess()(load_image(path))
+    assert torch.allclose(grey[0], grey[1]) and torch.allclose(grey[1], grey[2])
+    with pytest.raises(ValueError, match="unknown texture view"):
+        catalog_texture_features(synthetic_catalog, cache, views=("photo", "sepia"))

@@ -233,3 +233,22 @@ def test_build_on_real_hm_sample(hm_dir, tiny_backbone, tmp_path):
         assert len(result) == 10 and pid not in set(result["product_id"])
         assert np.all(np.diff(result["score"].to_numpy()) <= 1e-6)
     assert Path(catalog.products["image_path"].iloc[0]).is_relative_to(hm_dir.resolve())
+
+
+def test_texture_kind_with_more_views_finds_a_products_own_photo(synthetic_catalog, tiny_backbone, tmp_path):
+    from core.texture import TextureConfig
+    cfg = BuildConfig(texture=TextureConfig(views=("photo", "centre")))
+    got = build(synthetic_catalog, tiny_backbone, ArtefactCache(tmp_path / "cache"), cfg)
+    assert "texture" in got.kinds and got.texture_model is not None
+    vectors, ids = got.embeddings.matrix("texture", cfg.hybrid_weight)
+    assert len(ids) == N
+    assert_unit_rows(vectors)
+    pid = synthetic_catalog.products.index[7]
+    path = synthetic_catalog.products.at[pid, "image_path"]
+    query = got.in_space("texture", got.photo_query(path), got.photo_descriptor(path))
+    assert got.search(query, "texture", 1)["product_id"].tolist() == [pid]  # its own photo, through both views
+    text = got.in_space("texture", got.text_query("a red striped dress"))
+    assert text.shape == vectors.shape[1:] and got.search(text, "texture", 3)["product_id"].size == 3
+    untextured = build(synthetic_catalog, tiny_backbone, ArtefactCache(tmp_path / "cache"),
+                       BuildConfig(texture=None))
+    assert untextured.kinds == ("image", "text", "hybrid") and untextured.embeddings.texture is None
