@@ -341,7 +341,6 @@ def test_diagnose_tells_an_embedding_that_sees_pattern_from_one_that_does_not():
 def _pattern_blind_photo(n: int = 600, seed: int = 0):
     """A photo embedding that sees type and colour but not pattern, and descriptors (n, 64) that carry the
     pattern (plus noise): the situation the texture kind is for."""
-    from core.texture import TextureConfig  # noqa: F401  (imported where used below)
     photo, patterns, groups, types, colours, _ = synthetic(n, pattern_weight=0.0, seed=seed)
     rng = np.random.default_rng(seed + 1)
     codes = np.unique(patterns, return_inverse=True)[1]
