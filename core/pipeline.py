@@ -204,12 +204,18 @@ def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: Build
     return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report, model, selection)
 
 
+MIN_TEXTURE_PHOTOS = 10  # fewer readable photos than this: no texture kind (nothing to fit its PCA on)
+
+
 def texture_kind(catalog: Catalog, embeddings: Embeddings, cache: ArtefactCache, cfg: TextureConfig,
-                 progress: StageProgress | None = None) -> tuple[TextureModel, pd.DataFrame]:
+                 progress: StageProgress | None = None) -> tuple[TextureModel | None, pd.DataFrame | None]:
     """Fill ``embeddings.texture``: texture descriptors of every photo (cached per photo), a TextureModel
-    whose weights are chosen on a validation split of the catalogue's pattern labels (cached), applied."""
+    whose weights are chosen on a validation split of the catalogue's pattern labels (cached), applied.
+    (None, None) for a catalogue with fewer than MIN_TEXTURE_PHOTOS readable photos."""
     from core.lit import catalog_texture_features
-    descriptors, _ = catalog_texture_features(catalog, cache, progress, cfg.views)
+    descriptors, has_photo = catalog_texture_features(catalog, cache, progress, cfg.views)
+    if has_photo.sum() < MIN_TEXTURE_PHOTOS:
+        return None, None
     products = catalog.products
     labels = products["pattern"].to_numpy(dtype=str) if "pattern" in products else None
     types = products["product_type"].to_numpy(dtype=str) if "product_type" in products else None

@@ -758,6 +758,9 @@ def _report_key(built, label: str, k: int, seed: int, clusters: bool) -> tuple[d
     needed = {"product_type", "colour"} - set(products.columns)
     if needed:
         raise ValueError(f"the texture report needs product_type and colour columns; missing {sorted(needed)}")
+    if built.embeddings.texture is None:
+        raise ValueError("this build has no texture kind (it was left out, or the catalogue has too few "
+                         "readable photos)")
     cfg = {"label": label, "k": k, "seed": seed, "clusters": clusters, "version": REPORT_VERSION,
            "build": dataclasses.asdict(built.cfg), **built.backbone.cache_config()}
     emb = built.embeddings

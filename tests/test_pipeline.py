@@ -252,3 +252,14 @@ def test_texture_kind_with_more_views_finds_a_products_own_photo(synthetic_catal
     untextured = build(synthetic_catalog, tiny_backbone, ArtefactCache(tmp_path / "cache"),
                        BuildConfig(texture=None))
     assert untextured.kinds == ("image", "text", "hybrid") and untextured.embeddings.texture is None
+
+
+def test_a_catalogue_without_photos_builds_without_the_texture_kind(synthetic_catalog, tiny_backbone, tmp_path):
+    products = synthetic_catalog.products.copy()
+    products["image_path"] = ""
+    got = build(with_products(synthetic_catalog, products), tiny_backbone, ArtefactCache(tmp_path / "cache"))
+    assert got.kinds == ("image", "text", "hybrid") and got.texture_model is None
+    assert got.neighbours(products.index[0], "text", 3)["product_id"].size == 3
+    from core.texture import texture_report
+    with pytest.raises(ValueError, match="no texture kind"):
+        texture_report(got, ArtefactCache(tmp_path / "cache"))
