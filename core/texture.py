@@ -714,10 +714,10 @@ def honest_embeddings(built, cache, train: np.ndarray) -> tuple[np.ndarray, np.n
         return emb.image, emb.text, None
     import torch
     catalog = built.catalog
-    image, text, has_image, _ = catalog_features(catalog, cache)
-    captions = caption_features(catalog, cache)
-    rows = has_image & train
     cfg = built.backbone.cfg if isinstance(built.backbone.cfg, LitConfig) else LitConfig()
+    image, text, has_image, _ = catalog_features(catalog, cache)
+    captions = caption_features(catalog, cache) if cfg.captions else []  # as the build's heads were trained
+    rows = has_image & train
     arrays = cache.get_or_compute("lit-heads", {**dataclasses.asdict(cfg), "held_out": True},
                                   digest(image[rows], text[rows], [c[rows] for c in captions]),
                                   lambda: fit_heads(*training_pairs(image, text, captions, rows), cfg)[0].state_arrays())
