@@ -1,5 +1,5 @@
 """Cold start: recommendations for a new customer, for an existing one (replayed against what they bought next)
-and for a new product, from GraphSAGE and the baselines; and how good each model is."""
+and for a new product, from GraphSAGE, two-tower, their blend and the baselines; and how good each model is."""
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,11 +15,16 @@ from core.receval import SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
 CUTOFF, END = SPLIT.cutoff, SPLIT.end
-LABELS = {"graphsage": "GraphSAGE", "popularity": "Popularity", "recent_popularity": "Recent popularity",
+LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower", "blend": "Blend (GraphSAGE + two-tower)",
+          "popularity": "Popularity", "recent_popularity": "Recent popularity",
           "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
           "content": "Content (photo + text)"}
 ABOUT = {"graphsage": "a graph neural network over customers, products and look-alike products; embeds anything "
                       "new from its photo, text and attributes",
+         "two_tower": "a customer tower over recent purchases and attributes, an item tower over each product's "
+                      "sentence, photo and attributes, matched by nearest neighbours (FAISS); takes a typed "
+                      "description or a photo as a new customer's only signal",
+         "blend": "GraphSAGE's and two-tower's lists fused by reciprocal rank",
          "popularity": "bestsellers before the cutoff, the same for everyone",
          "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
          "colour_variants": "other colours of what they like, then bestsellers",
@@ -52,7 +57,11 @@ def model_or_progress(name: str):
     if job.error:
         st.error(f"{label(name)} could not be fitted: {job.error}")
         return None
-    if name == "graphsage":
+    if name in ("two_tower", "blend"):
+        message = (f"Preparing {label(name)}, which learns from the {len(data.purchases):,} purchases before {CUTOFF}. "
+                   "Training two-tower takes about a minute the first time (10 epochs); the trained towers are saved "
+                   "to the cache and load in seconds afterwards. The other models can be used meanwhile.")
+    elif name == "graphsage":
         message = (f"Preparing GraphSAGE, which learns from the {len(data.purchases):,} purchases before {CUTOFF}. "
                    "Training takes a few minutes the first time (at most 30 epochs, stopping early once its "
                    "validation recall@10 stops improving); the trained model is saved to the cache and loads in "
@@ -150,8 +159,9 @@ def pick_liked() -> list[str]:
     return liked
 
 
-def query_likes(how: str) -> list[str] | None:
-    """Products read as liked from a text or a photo (the nearest in the build's hybrid space), or None."""
+def ask_query(how: str) -> tuple[np.ndarray, str, bool] | None:
+    """The typed words' or the uploaded photo's backbone vector, what it is ("your words", "the photo") and
+    whether it is a photo; None (after saying what is missing) when there is nothing yet."""
     if how == "Describe":
         text = st.text_input("What do they like?", key="coldstart_text", placeholder="e.g. red striped summer dress")
         if not text.strip():
@@ -171,6 +181,11 @@ def query_likes(how: str) -> list[str] | None:
             return None
         st.image(upload, width=160, caption="their photo")
         what = "the photo"
+    return query, what, how != "Describe"
+
+
+def query_likes(query: np.ndarray, what: str) -> list[str]:
+    """Products read as liked from a text or a photo: the nearest in the build's hybrid space."""
     n = st.slider("Products read as liked", 1, 10, 3, key="coldstart_seeds",
                   help="The model needs products: the nearest ones stand in for the words or the photo")
     seeds = built.search(query, "hybrid", n)
@@ -197,9 +212,13 @@ def new_customer(names: list[str]) -> None:
             st.info("Pick a few products they like (search above or click bestsellers) to see recommendations.")
             return
     else:
-        liked = query_likes(how)
-        if liked is None:
+        asked = ask_query(how)
+        if asked is None:
             return
+        if name == "two_tower":
+            session(asked, k)
+            return
+        liked = query_likes(*asked[:2])
     model = model_or_progress(name)
     if model is None:
         return
@@ -215,6 +234,24 @@ def new_customer(names: list[str]) -> None:
     st.caption(ABOUT.get(name, ""))
     product_grid(catalog, data.product_ids[rows[0]].tolist(),
                  recommendation_captions(name, model, history, rows[0], scores[0]))
+
+
+def session(asked: tuple[np.ndarray, str, bool], k: int) -> None:
+    """Two-tower's session mode: the words or the photo are the customer's only signal, encoded into the
+    customer space directly (no stand-in products)."""
+    query, what, is_photo = asked
+    model = model_or_progress("two_tower")
+    if model is None:
+        return
+    vector = model.session_vector(image=query) if is_photo else model.session_vector(text=query)
+    rows, scores = model.search(vector[None], k)
+    st.subheader("Recommended by Two-tower, session mode")
+    st.caption(f"An anonymous customer whose only signal is {what}: the item tower reads it as a product they like "
+               "now and the customer tower turns that into a customer; the nearest products come from the FAISS "
+               "index of every product's item vector.")
+    ids = data.product_ids[rows[0]].tolist()
+    titles = catalog.products.loc[ids, "title"].tolist()
+    product_grid(catalog, ids, [f"{p} · {t} · {s:.3f}" for p, t, s in zip(ids, titles, scores[0].tolist())])
 
 
 # ---------------------------------------------------------------- 2. existing customer
@@ -261,7 +298,7 @@ def existing_customer(names: list[str]) -> None:
             st.caption(f"the latest {len(shown_past)} of {purchases(len(past))}")
 
     c1, c2, c3 = st.columns([3, 1, 2])
-    default = [n for n in ("graphsage", "popularity", "content") if n in names]
+    default = [n for n in ("graphsage", "two_tower", "popularity", "content") if n in names]
     models = c1.multiselect("Models side by side (up to 4)", names, default=default, key="coldstart_compare",
                             format_func=label, max_selections=4)
     k = c2.slider("Recommendations", 4, 20, 10, key="coldstart_compare_k")

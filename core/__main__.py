@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
     p.add_argument("--cutoff", default="2020-04-01", help="models learn from purchases before this date")
     p.add_argument("--end", default="2020-07-01", help="and are tested on the purchases in [cutoff, end)")
-    p.add_argument("--models", help="comma-separated recommenders; default all: graphsage, popularity, "
+    p.add_argument("--models", help="comma-separated recommenders; default all: graphsage, two_tower, popularity, "
                                     "recent_popularity, colour_variants, itemknn, als, lightgcn, content")
     p.add_argument("--exclude-bought", default="auto", choices=["auto", "yes", "no"],
                    help="drop a customer's earlier purchases from their list; auto: per model, whichever does "

@@ -319,6 +319,9 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     for key in ("known_customer_p50_ms", "known_customer_p99_ms", "new_customer_p50_ms", "new_customer_p99_ms"):
         ms = out[key]
         out[key.replace("_ms", "_per_reference")] = None if ms is None else round(ms / 1e3 / ref, 4)
+    out |= bench_two_tower(data, rec if model == "two_tower" else None, seed, progress=progress)
+    out["two_tower_train_s_per_reference"] = round(out["two_tower_train_s"] / ref, 2)
+    out["two_tower_query_p99_per_reference"] = round(out["two_tower_query_p99_ms"] / 1e3 / ref, 4)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     out["peak_rss_before_train_mb"] = round(rss_before, 1)
     children = peak_rss_mb(resource.RUSAGE_CHILDREN)
@@ -327,6 +330,51 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
                             + (f"; child processes (largest) peaked at {children:.0f} MB, not included"
                                if children > 0 else "; no child processes"))
     return out
+
+
+def ann_layouts(n: int) -> tuple[str, ...]:
+    """The approximate layouts bench recs measures against exact search: HNSW, and IVF with as many lists as
+    FAISS can train from ``n`` vectors (it wants 39 per list), at most 256."""
+    return ("HNSW32", f"IVF{min(256, max(1, n // 39))},Flat")
+
+
+def ann_recall(exact: np.ndarray, approximate: np.ndarray) -> float:
+    """Mean share of each row's exact top-k (rows (q, k) int64) that the approximate top-k also holds."""
+    hits = [len(np.intersect1d(e[e >= 0], a[a >= 0])) / max(int((e >= 0).sum()), 1) for e, a in zip(exact, approximate)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def bench_two_tower(data, model=None, seed: int = 0, k: int = 100, n_queries: int = 1000,
+                    layouts: tuple[str, ...] | None = None, progress=None) -> dict:
+    """The two-tower model's training time (``model`` if given, else trained on ``data`` here, uncached),
+    the latency of one customer vector's top-``k`` from its exact FAISS index over the whole catalogue
+    (``two_tower_query_p50_ms`` / ``_p99_ms``, random customers), and for each approximate layout the
+    recall of its top-k against exact over every customer (``ann_recall_vs_exact``: the best layout's)."""
+    from core.index import IndexConfig, VectorIndex
+    from core.two_tower import TwoTowerConfig, TwoTowerRecommender
+    if model is None:
+        model = TwoTowerRecommender(TwoTowerConfig(seed=seed)).fit(data, progress)
+    vectors = model.customer_vectors()
+    rng = np.random.default_rng(seed)
+    queries = vectors[rng.choice(len(vectors), size=n_queries)]
+    out = {"two_tower_train_s": round(model.train_s_, 3), "two_tower_k": k,
+           "two_tower_index": model.index_cfg.factory, "two_tower_dim": int(vectors.shape[1])}
+    out |= _percentiles(_timed(lambda q: model.index_.search(q[None], k), queries), "two_tower_query")
+    _, exact = model.index_.search(vectors, k)
+    layouts_out = {}
+    for factory in layouts or ann_layouts(len(model.item_vectors_)):
+        t = time.perf_counter()
+        index = VectorIndex(model.item_vectors_, model.product_ids_, IndexConfig(factory))
+        build_s = time.perf_counter() - t
+        _, approx = index.search(vectors, k)
+        times = _percentiles(_timed(lambda q: index.search(q[None], k), queries), "q")
+        layouts_out[factory] = {"recall_vs_exact": round(ann_recall(exact, approx), 4), "build_s": round(build_s, 3),
+                                "query_p99_ms": times["q_p99_ms"],
+                                "params": {"nprobe": index.cfg.nprobe} if "IVF" in factory else
+                                {"ef_search": index.cfg.ef_search}}
+    best = max(layouts_out, key=lambda f: layouts_out[f]["recall_vs_exact"]) if layouts_out else None
+    return out | {"ann_layouts": layouts_out, "ann_layout": best,
+                  "ann_recall_vs_exact": None if best is None else layouts_out[best]["recall_vs_exact"]}
 
 
 TEXTURE_KEYS = ("pattern_agreement_at_10", "pattern_agreement_chance", "pattern_sensitivity", "pair_auc",

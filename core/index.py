@@ -45,6 +45,20 @@ class VectorIndex:
     def __len__(self) -> int:
         return self.index.ntotal
 
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Append (m, d) float32 rows (L2-normalised) with their ids; a trained layout is not retrained."""
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        ids = np.asarray(ids)
+        if len(vectors) != len(ids):
+            raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids")
+        clash = [i for i in ids.tolist() if i in self.row]
+        if clash:
+            raise ValueError(f"already indexed: {', '.join(map(str, clash[:5]))}")
+        start = len(self)
+        self.index.add(vectors)
+        self.row.update({pid: start + i for i, pid in enumerate(ids.tolist())})
+        self.ids = np.concatenate([self.ids, ids])
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(q, d) queries -> scores (q, k) float32 descending and row numbers (q, k) int64 (-1: none)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)

@@ -334,6 +334,28 @@ def test_coldstart_graphsage_trains_with_progress_then_recommends(app_env):
     assert len(recommendation_captions(at)) == 12
 
 
+def test_coldstart_two_tower_session_mode_from_words_and_a_photo(app_env):
+    from core.catalog import load_catalog
+    photo = load_catalog(SPEC).products["image_path"].iloc[2]
+    session = "Recommended by Two-tower, session mode"
+    at = coldstart_page(coldstart_model="two_tower", coldstart_input="Describe")
+    assert "Type a few words" in infos(at) and not at.error
+    at.text_input(key="coldstart_text").input("red striped dress").run()
+    at = rerun_until(at, lambda at: any(s.value == session for s in at.subheader), timeout=300)
+    assert not any("nearest to your words" in m.value for m in at.markdown)  # no stand-in products
+    scores = [float(c.rsplit(" · ", 1)[1]) for c in product_captions(at)]
+    assert len(scores) == 12 and scores == sorted(scores, reverse=True)
+    at.radio(key="coldstart_input").set_value("Photo").run()
+    at.file_uploader(key="coldstart_upload").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert any("'notes.png' is not a photo that can be read" in e.value for e in at.error)
+    assert not any(s.value == session for s in at.subheader)
+    with open(photo, "rb") as f:
+        at.file_uploader(key="coldstart_upload").set_value(("top.png", f.read(), "image/png")).run()
+    assert not at.error and any(s.value == session for s in at.subheader)
+    assert any("only signal is the photo" in c.value for c in at.caption)
+    assert len(product_captions(at)) == 12
+
+
 def popularity_hits(customer: str, k: int = 10) -> tuple[int, set[str]]:
     """The popularity model's top k for a customer (earlier purchases hidden) against what they bought
     from the cutoff to the end, computed directly: (hits, products bought afterwards)."""

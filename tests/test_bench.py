@@ -1,4 +1,7 @@
 """The benchmarks report the keys other tools read, with numbers that mean what they say."""
+import numpy as np
+import pytest
+
 from core.bench import bench_embed, bench_search
 from core.cache import ArtefactCache
 from core.index import IndexConfig
@@ -66,6 +69,25 @@ def test_bench_recs_reports_training_latency_memory_and_the_reference(tiny_backb
     assert 0 < out["new_customer_p50_ms"] <= out["new_customer_p99_ms"]
     assert out["reference_s"] > 0 and out["peak_rss_mb"] >= out["peak_rss_before_train_mb"] > 0
     assert abs(out["train_s_per_reference"] - out["train_s"] / out["reference_s"]) < 0.01
+
+
+def test_ann_recall_by_hand():
+    from core.bench import ann_recall
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    approximate = np.array([[4, 3, 9, -1], [5, 6, 7, 8]])  # 2 of 4, then 4 of 4
+    assert ann_recall(exact, approximate) == pytest.approx(0.75)
+
+
+def test_bench_recs_reports_the_two_tower_keys(tiny_backbone, tmp_path):
+    from core.bench import bench_recs
+    out = bench_recs("synthetic:120", tiny_backbone, ArtefactCache(tmp_path / "cache"), model="two_tower",
+                     n_known=20, n_new=5)
+    assert out["model"] == "two_tower" and out["two_tower_train_s"] == pytest.approx(out["model_train_s"], abs=1e-3)
+    assert 0 < out["two_tower_query_p50_ms"] <= out["two_tower_query_p99_ms"] and out["two_tower_k"] == 100
+    assert set(out["ann_layouts"]) == {"HNSW32", "IVF3,Flat"}  # 120 products: 3 lists of at least 39
+    assert out["ann_recall_vs_exact"] == max(v["recall_vs_exact"] for v in out["ann_layouts"].values())
+    assert 0 < out["ann_recall_vs_exact"] <= 1
+    assert out["two_tower_train_s_per_reference"] == pytest.approx(out["two_tower_train_s"] / out["reference_s"], abs=0.01)
 
 
 def test_bench_recs_trains_graphsage_in_a_scratch_cache(tiny_backbone, tmp_path):

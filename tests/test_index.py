@@ -108,3 +108,20 @@ def test_neighbour_table_of_tiny_sets():
 def test_mismatched_ids_and_vectors_raise(vectors):
     with pytest.raises(ValueError, match="200 vectors but 199 ids"):
         VectorIndex(vectors, ids_of(199))
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF4,Flat", "HNSW16"])
+def test_added_rows_are_found_and_named(factory):
+    from core.index import IndexConfig, VectorIndex
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(200, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(vectors[:150], np.array([f"p{i}" for i in range(150)]), IndexConfig(factory, nprobe=4))
+    index.add(vectors[150:], np.array([f"p{i}" for i in range(150, 200)]))
+    assert len(index) == 200 and index.row["p170"] == 170 and index.ids[170] == "p170"
+    _, rows = index.search(vectors[170], 1)
+    assert rows[0, 0] == 170
+    np.testing.assert_allclose(index.reconstruct("p170"), vectors[170], atol=1e-6)
+    with pytest.raises(ValueError, match="already indexed: p3"):
+        index.add(vectors[:1], np.array(["p3"]))
+    assert len(index) == 200
