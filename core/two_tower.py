@@ -332,14 +332,22 @@ class TwoTowerRecommender(Recommender):
         self.product_ids_ = np.append(self.product_ids_, product_id)
         return len(self.product_ids_) - 1
 
-    def session_vector(self, image: np.ndarray | None = None, text: np.ndarray | None = None) -> np.ndarray:
+    def session_vector(self, image: np.ndarray | None = None, text: np.ndarray | None = None,
+                       n_read: int = 5) -> np.ndarray:
         """(dim,) vector of an anonymous customer whose only signal is a typed description or a photo
         (their (d,) backbone vectors): the customer tower over a one-item history, that item being what
-        the words or the photo describe, liked now, with every attribute missing."""
-        item = self.product_vector(image, text, has_image=image is not None)
-        pooled = torch.from_numpy(item[None])
+        the words or the photo describe, liked now, with every customer attribute missing. The item tower
+        was trained on products with attributes, so the described product's are read from the ``n_read``
+        catalogue products nearest to it in content (the commonest value of each)."""
+        if text is None and image is None:
+            raise ValueError("a session needs a photo or a sentence vector")
+        query = np.asarray(text if text is not None else image, np.float32)
+        near = np.argsort(-(self.item_content_.numpy() @ query), kind="stable")[:n_read]
+        attributes = {c: str(self.data_.products[c].iloc[near].astype(str).mode().iloc[0])
+                      for c in self.spec_.product_vocab}
+        item = self.product_vector(image, text, attributes, has_image=image is not None)
         with torch.inference_mode():
-            return self.towers_.customers(pooled, torch.ones(1), self.missing_)[0].numpy()
+            return self.towers_.customers(torch.from_numpy(item[None]), torch.ones(1), self.missing_)[0].numpy()
 
     # ------------------------------------------------------------ recommending
 
