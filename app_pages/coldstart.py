@@ -15,7 +15,7 @@ from core.receval import SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
 CUTOFF, END = SPLIT.cutoff, SPLIT.end
-LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower", "blend": "Blend (GraphSAGE + two-tower)",
+LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower",
           "popularity": "Popularity", "recent_popularity": "Recent popularity",
           "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
           "content": "Content (photo + text)"}
@@ -24,7 +24,6 @@ ABOUT = {"graphsage": "a graph neural network over customers, products and look-
          "two_tower": "a customer tower over recent purchases and attributes, an item tower over each product's "
                       "sentence, photo and attributes, matched by nearest neighbours (FAISS); takes a typed "
                       "description or a photo as a new customer's only signal",
-         "blend": "GraphSAGE's and two-tower's lists fused by reciprocal rank",
          "popularity": "bestsellers before the cutoff, the same for everyone",
          "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
          "colour_variants": "other colours of what they like, then bestsellers",
@@ -57,7 +56,7 @@ def model_or_progress(name: str):
     if job.error:
         st.error(f"{label(name)} could not be fitted: {job.error}")
         return None
-    if name in ("two_tower", "blend"):  # the blend trains two-tower (and GraphSAGE) first
+    if name == "two_tower":
         message = (f"Preparing {label(name)}, which learns from the {len(data.purchases):,} purchases before {CUTOFF}. "
                    "Training two-tower takes about a minute the first time (10 epochs); the trained towers are saved "
                    "to the cache and load in seconds afterwards. The other models can be used meanwhile.")

@@ -292,7 +292,8 @@ class TwoTowerRecommender(Recommender):
                          customer_ids: Sequence[str | None] | None = None) -> np.ndarray:
         """(q, dim) customer vectors from product rows (of ``item_vectors_``, so added products count) and
         their ages in days (0: now); an id not in the data (or None) has every attribute missing."""
-        ids = [c if c is not None else "" for c in (customer_ids if customer_ids is not None else [None] * len(histories))]
+        given = customer_ids if customer_ids is not None else [None] * len(histories)
+        ids = [c if c is not None else "" for c in given]
         lengths = torch.tensor([len(h) for h in histories], dtype=torch.int64)
         members = torch.from_numpy(np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])
                                    if len(histories) else np.zeros(0, dtype=np.int64))
@@ -318,7 +319,8 @@ class TwoTowerRecommender(Recommender):
         frame = pd.DataFrame({c: [str((attributes or {}).get(c, ""))] for c in self.spec_.product_vocab})
         flags = np.array([has_image])
         features = self._item_features(frame, image, text, flags)
-        return self.towers_.items(torch.from_numpy(features), torch.from_numpy(self._content(image, text, flags)))[0].numpy()
+        content = self._content(image, text, flags)
+        return self.towers_.items(torch.from_numpy(features), torch.from_numpy(content))[0].numpy()
 
     def add_product(self, product_id: str, image: np.ndarray | None, text: np.ndarray | None,
                     attributes: dict[str, str] | None = None, has_image: bool = True) -> int:
@@ -387,9 +389,9 @@ class TwoTowerRecommender(Recommender):
         return self.search(self._known(customer_ids), k, exclude)
 
     def _histories(self, histories: Sequence[np.ndarray], customer_ids) -> np.ndarray:
-        ages = [np.zeros(len(h), dtype=np.float32) for h in histories]  # liked now
-        return self.encode_customers([np.asarray(h, np.int64)[-self.cfg.max_history:] for h in histories],
-                                     [a[-self.cfg.max_history:] for a in ages], customer_ids)
+        latest = [np.asarray(h, np.int64)[-self.cfg.max_history:] for h in histories]
+        return self.encode_customers(latest, [np.zeros(len(h), np.float32) for h in latest],  # liked now
+                                     customer_ids)
 
     def score_histories(self, histories, customer_ids=None) -> np.ndarray:
         return self._histories(histories, customer_ids) @ self.item_vectors_.T
