@@ -1,4 +1,4 @@
-"""Command line: python -m core {build, validate, cache, evaluate, recommend, bench} ..."""
+"""Command line: python -m core {build, serve, validate, cache, evaluate, recommend, bench} ..."""
 from __future__ import annotations
 
 import argparse
@@ -80,20 +80,53 @@ def cmd_validate(args) -> None:
 
 def cmd_build(args) -> None:
     from core.cache import ArtefactCache
-    from core.pipeline import build
+    from core.release import prepare, publish
+    models = _model_names(args.models) if args.models.strip() else []
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
     print(catalog.report.summary(), file=sys.stderr)
     backbone = _backbone(args.backbone)
     t = time.perf_counter()
     cache = ArtefactCache()
-    built = build(catalog, backbone, cache, _build_config(args), progress=_progress_bars())
+    release = prepare(args.catalog or default_catalog_spec(), args.limit, backbone, _build_config(args), models,
+                      cache, progress=_progress_bars(), catalog=catalog)
+    built = release.built
     print(built.report.summary(), file=sys.stderr)
     maps = _build_maps(built, cache, args.map_kinds)
+    publish(cache, release.manifest)  # last: a running service swaps to a version whose artefacts are all there
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
-                      "texts_embedded": built.stats.texts_embedded, "maps": maps,
-                      "seconds": round(time.perf_counter() - t, 2)}))
+                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": models,
+                      "version": release.version, "seconds": round(time.perf_counter() - t, 2)}))
+
+
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    from core.release import SERVED_MODELS
+    from core.service import Service, ServiceConfig, create_app
+    models = tuple(_model_names(args.models)) if args.models else SERVED_MODELS
+    spec = args.catalog or default_catalog_spec()
+    if args.catalog:
+        load_catalog(spec, args.limit)  # a bad --catalog stops here with its message, not in the background
+    _use_own_cores()
+    cfg = ServiceConfig(catalog=spec, limit=args.limit, backbone=args.backbone, models=models,
+                        build=_build_config(args), poll_s=args.poll)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {args.host}: reachable from other machines", file=sys.stderr)
+    print(f"serving {spec} on http://{args.host}:{args.port} (docs at /docs); ready when /readyz says so",
+          file=sys.stderr)
+    uvicorn.run(create_app(Service(cfg)), host=args.host, port=args.port, log_level="warning",
+                access_log=args.access_log)
+
+
+def _use_own_cores() -> None:
+    """Size torch's and FAISS's thread pools to the cores this process may run on (it may be pinned)."""
+    import faiss
+    import torch
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
 
 
 def _build_maps(built, cache, kinds: list[str]) -> dict[str, dict]:
@@ -338,7 +371,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--map-kinds", default="hybrid,image,text,texture", type=_kinds,
                    help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
                         "the DBSCAN comparison")
+    p.add_argument("--models", default="two_tower,graphsage",
+                   help="recommenders to fit on every purchase and publish with the version ('' for none)")
     p.set_defaults(fn=cmd_build)
+    p = sub.add_parser("serve", help="the retrieval service: HTTP API over the catalogue's current version")
+    catalog_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backbone", default="auto", help="when no version is published yet: backbone to build with")
+    p.add_argument("--models", help="when no version is published yet: recommenders to fit (default two_tower,"
+                                    "graphsage)")
+    p.add_argument("--index", default="Flat", help="when no version is published yet: FAISS factory string")
+    p.add_argument("--texture-views", default="photo", help="when no version is published yet: texture views")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between checks for a newly published "
+                                                           "version (0: never swap)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("evaluate", help="fit recommenders before a cutoff and measure them after it (one JSON "
                                         "object; cached)")
     catalog_args(p)

@@ -76,7 +76,9 @@ class VectorIndex:
             faiss.omp_set_num_threads(threads)
 
     def reconstruct(self, product_id: str) -> np.ndarray:
-        return self.index.reconstruct(self.row[product_id])
+        """(d,) float32 stored vector of ``product_id`` (a numpy array even once PyG has imported
+        ``faiss.contrib.torch_utils``, which makes FAISS hand back torch tensors)."""
+        return np.asarray(self.index.reconstruct(self.row[product_id]), dtype=np.float32)
 
 
 def brute_force_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

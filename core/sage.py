@@ -442,3 +442,18 @@ class SageRecommender(Recommender):
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
         return self.model_.finish(h)[0].numpy()
+
+    def add_product(self, product_id: str, image: np.ndarray | None, text: np.ndarray | None,
+                    attributes: dict[str, str] | None = None, has_image: bool = True) -> int:
+        """Put a new product among the candidates without retraining: its :meth:`product_vector` is appended
+        to ``product_vectors_`` and the FAISS index. Returns its row (results and scores now include it); the
+        caller maps rows past the catalogue to ``product_id`` (two-tower's signature, so both add alike).
+        The graph and the other products' vectors stay as trained: the new node has no buyers yet."""
+        if text is None and image is None:
+            raise ValueError("a product needs a photo or a sentence vector")
+        has_image = has_image and image is not None
+        text = text if text is not None else image  # photos and sentences share the backbone's space
+        vector = self.product_vector(image if has_image else None, text, attributes, has_image)
+        self.index_.add(torch.from_numpy(vector[None].astype(np.float32)))
+        self.product_vectors_ = np.vstack([self.product_vectors_, vector[None]])
+        return len(self.product_vectors_) - 1

@@ -1,0 +1,550 @@
+"""Open-loop HTTP load generator for the retrieval service (no coordinated omission).
+
+Why open loop. A closed-loop generator (N workers, each sending its next request when its last one
+returned) slows down when the service does: the requests it should have sent during a stall are never
+sent, so a half-second stall shows up as a handful of slow requests instead of the dozens that real,
+independent users would have waited on ("coordinated omission"; wrk2 fixes it the same way). Here every
+send time is planned up front at the offered rate, the scheduler fires each request as a task at its
+time whatever the earlier ones are doing, and a request's latency is its completion time minus its
+PLANNED send time: a stall of the service, or of the generator itself, is charged to every request that
+should have gone out during it.
+
+Arrivals are ``"poisson"`` (exponential gaps, seeded: many independent users) or ``"uniform"`` (one
+constant rate, as wrk2). Requests sent in the warm-up (same rate) are not counted. A send that leaves
+more than ``late_ms`` after its planned time is counted in ``late_sends``: if that is more than a few
+percent of the requests, the generator, not the service, set the pace and the run should be repeated
+with the generator on its own core(s) (:func:`serve_and_load` pins the two apart).
+
+The request mix (:data:`MIX`) is built from the catalogue by :func:`workload`; :func:`run_load` (async)
+or :func:`load` runs it against a URL; :func:`serve_and_load` starts ``python -m core serve`` itself,
+waits for ``/readyz``, runs the load and stops the service. ``python -m core.loadtest --help`` runs it
+from the command line and prints the result as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import mimetypes
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from core.catalog import PROJECT_ROOT, load_catalog
+
+# Share of requests per endpoint: browsing (similar items, product pages) and the logged-in home page
+# (customer recommendations) dominate; photo search is rare. Kinds the catalogue cannot supply (no
+# photos, no customers) are dropped and the rest renormalised (:attr:`Workload.mix`).
+MIX: dict[str, float] = {
+    "similar": 0.35,        # GET /products/{id}/similar
+    "customer_recs": 0.25,  # GET /customers/{id}/recommendations
+    "search_text": 0.15,    # POST /search/text
+    "product": 0.10,        # GET /products/{id}
+    "recs_new": 0.08,       # POST /recommendations (a visitor's liked products, no purchase history)
+    "image": 0.05,          # GET /products/{id}/image
+    "search_image": 0.02,   # POST /search/image (multipart photo upload)
+}
+SIMILAR_KINDS: dict[str, float] = {"hybrid": 0.8, "image": 0.1, "text": 0.1}  # "kind" of /similar requests
+N_POPULAR = 50  # popular text queries: repeated, so a query cache sees hits (the other half are fresh)
+N_PHOTOS = 20  # photos read once for /search/image uploads
+N_LIKED = 3  # products liked by a visitor in POST /recommendations
+N_ERROR_EXAMPLES = 5
+START_LEAD_S = 0.05  # the clock starts this far ahead so the first sends are not late by construction
+
+
+# ---------------------------------------------------------------- configuration and requests
+
+@dataclass(frozen=True)
+class LoadConfig:
+    qps: float = 100.0  # offered rate, requests per second, in the warm-up and the measurement
+    seconds: float = 60.0  # measured window
+    warmup_s: float = 5.0  # sent at the same rate before the window, not counted (connections, caches)
+    arrivals: str = "poisson"  # "poisson": exponential gaps (seeded); "uniform": constant rate, like wrk2
+    seed: int = 0  # arrival times and the requests drawn from the workload
+    timeout_s: float = 10.0  # a request not answered this long after it was sent is an error
+    late_ms: float = 5.0  # a send leaving more than this after its planned time counts as late
+    max_connections: int = 256  # httpx pool size: requests beyond it wait for a connection (and that counts)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: ``name`` labels its endpoint in the results; the rest is passed to ``httpx``
+    (``files`` is an httpx files mapping, e.g. ``{"file": ("x.jpg", data, "image/jpeg")}``)."""
+    name: str
+    method: str
+    path: str
+    params: dict | None = None
+    json: dict | None = None
+    files: dict | None = None
+
+
+# ---------------------------------------------------------------- the workload
+
+def _column(products: pd.DataFrame, name: str) -> np.ndarray:
+    """(n_products,) object array of str: the column lower-cased and stripped, "" where absent."""
+    if name not in products.columns:
+        return np.full(len(products), "", dtype=object)
+    return products[name].fillna("").astype(str).str.strip().str.lower().to_numpy(dtype=object)
+
+
+def _phrase(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def popular_queries(products: pd.DataFrame, n: int = N_POPULAR) -> list[str]:
+    """The ``n`` most frequent "colour product_type" pairs ("black dress"), most frequent first; the most
+    frequent titles when the catalogue has neither column."""
+    pairs = pd.Series([_phrase(c, t) for c, t in zip(_column(products, "colour"), _column(products, "product_type"))],
+                      dtype=object)
+    if not (pairs != "").any():
+        pairs = pd.Series(_column(products, "title"), dtype=object)
+    counts = pairs[pairs != ""].value_counts(sort=False)
+    # Ties broken by the text so the pool does not depend on row order.
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [text for text, _ in ranked[:n]]
+
+
+def _photo_pool(paths: Sequence[str], n: int, rng: np.random.Generator) -> list[tuple[str, bytes, str]]:
+    """Up to ``n`` photos as httpx file tuples (name, bytes, mime type), read once; unreadable ones skipped."""
+    pool = []
+    for i in rng.permutation(len(paths)):
+        path = Path(paths[i])
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        pool.append((path.name, data, mimetypes.guess_type(path.name)[0] or "application/octet-stream"))
+        if len(pool) == n:
+            break
+    return pool
+
+
+class Workload:
+    """A request mix drawn from a catalogue: ``workload(rng) -> Call``. Stateless between calls: the
+    sequence of requests depends only on the generator passed in.
+
+    Attributes: ``mix`` {name: share}, the shares actually drawn (:data:`MIX` without the kinds the data
+    cannot supply, renormalised); ``popular`` the repeated text queries."""
+
+    def __init__(self, products: pd.DataFrame, customer_ids: Sequence[str], models: Sequence[str], seed: int = 0,
+                 n_popular: int = N_POPULAR, n_photos: int = N_PHOTOS):
+        if len(products) == 0:
+            raise ValueError("workload: the catalogue has no products")
+        rng = np.random.default_rng(seed)
+        self.ids = products.index.astype(str).to_numpy(dtype=object)
+        paths = (products["image_path"].fillna("").astype(str).to_numpy(dtype=object)
+                 if "image_path" in products.columns else np.full(len(products), "", dtype=object))
+        has_photo = paths != ""
+        self.photo_ids = self.ids[has_photo]
+        self.photos = _photo_pool(list(paths[has_photo]), n_photos, rng)
+        self.customers = np.asarray([str(c) for c in customer_ids], dtype=object)
+        self.models = [str(m) for m in models]
+        self.popular = popular_queries(products, n_popular)
+        self._colour, self._type = _column(products, "colour"), _column(products, "product_type")
+        self._title_words = [t.split() for t in _column(products, "title")]
+        kinds = {k: w for k, w in SIMILAR_KINDS.items() if k != "image" or len(self.photo_ids)}
+        self._similar_kinds = list(kinds)
+        self._similar_cum = np.cumsum(list(kinds.values())) / sum(kinds.values())
+
+        can = {"similar": True, "product": True,
+               "customer_recs": len(self.customers) > 0 and len(self.models) > 0,
+               "recs_new": len(self.models) > 0,
+               "search_text": len(self.popular) > 0,
+               "image": len(self.photo_ids) > 0,
+               "search_image": len(self.photos) > 0}
+        names = [name for name in MIX if can[name]]
+        weights = np.array([MIX[name] for name in names]) / sum(MIX[name] for name in names)
+        self.mix: dict[str, float] = dict(zip(names, weights.tolist()))
+        self._names, self._cum = names, np.cumsum(weights)
+        self._draw: dict[str, Callable[[np.random.Generator], Call]] = {
+            "similar": self._similar, "customer_recs": self._customer_recs, "search_text": self._search_text,
+            "product": self._product, "recs_new": self._recs_new, "image": self._image,
+            "search_image": self._search_image}
+
+    def __call__(self, rng: np.random.Generator) -> Call:
+        return self._draw[self._names[_pick(self._cum, rng)]](rng)
+
+    def _id(self, rng: np.random.Generator, ids: np.ndarray | None = None) -> str:
+        ids = self.ids if ids is None else ids
+        return quote(ids[rng.integers(len(ids))], safe="")
+
+    def _similar(self, rng: np.random.Generator) -> Call:
+        kind = self._similar_kinds[_pick(self._similar_cum, rng)]
+        # An image-only neighbour query needs a product with a photo.
+        pid = self._id(rng, self.photo_ids if kind == "image" else None)
+        return Call("similar", "GET", f"/products/{pid}/similar", params={"k": 10, "kind": kind})
+
+    def _customer_recs(self, rng: np.random.Generator) -> Call:
+        cid = self._id(rng, self.customers)
+        params = {"k": 12, "model": self.models[rng.integers(len(self.models))],
+                  "exclude_bought": "true" if rng.random() < 0.5 else "false"}
+        return Call("customer_recs", "GET", f"/customers/{cid}/recommendations", params=params)
+
+    def _search_text(self, rng: np.random.Generator) -> Call:
+        if rng.random() < 0.5:
+            text = self.popular[rng.integers(len(self.popular))]
+        else:
+            # A fresh phrase: a random product's colour and type and a word of its title.
+            i = rng.integers(len(self.ids))
+            colour, kind = self._colour[i], self._type[i]
+            words = [w for w in self._title_words[i] if w not in colour.split() + kind.split()]
+            text = _phrase(colour, kind, words[rng.integers(len(words))] if words else "")
+            text = text or self.popular[rng.integers(len(self.popular))]
+        return Call("search_text", "POST", "/search/text", json={"text": text, "k": 10, "kind": "hybrid"})
+
+    def _product(self, rng: np.random.Generator) -> Call:
+        return Call("product", "GET", f"/products/{self._id(rng)}")
+
+    def _recs_new(self, rng: np.random.Generator) -> Call:
+        liked = rng.choice(len(self.ids), size=min(N_LIKED, len(self.ids)), replace=False)
+        body = {"liked": [str(self.ids[i]) for i in liked], "k": 12,
+                "model": self.models[rng.integers(len(self.models))]}
+        return Call("recs_new", "POST", "/recommendations", json=body)
+
+    def _image(self, rng: np.random.Generator) -> Call:
+        return Call("image", "GET", f"/products/{self._id(rng, self.photo_ids)}/image")
+
+    def _search_image(self, rng: np.random.Generator) -> Call:
+        photo = self.photos[rng.integers(len(self.photos))]
+        return Call("search_image", "POST", "/search/image", files={"file": photo})
+
+
+def _pick(cumulative: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn with the probabilities whose running sum is ``cumulative`` (last entry 1)."""
+    return min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(cumulative) - 1)
+
+
+def workload(products: pd.DataFrame, customer_ids: Sequence[str], models: Sequence[str], seed: int = 0) -> Workload:
+    """The service's request mix (:data:`MIX`) over a catalogue. ``products`` is indexed by product_id with
+    columns title, colour, product_type, image_path (absolute, "" when none); ``customer_ids`` are customers
+    with purchases; ``models`` the recommender names to spread requests over. ``seed`` fixes the photo pool;
+    which requests come out is decided by the generator passed to each call."""
+    return Workload(products, customer_ids, models, seed)
+
+
+# ---------------------------------------------------------------- the open loop
+
+def plan_arrivals(cfg: LoadConfig) -> tuple[np.ndarray, int]:
+    """(n_warmup + n_measured,) float64 planned send times in seconds from the start, increasing, and
+    n_warmup. The warm-up fills [0, warmup_s), the measured window [warmup_s, warmup_s + seconds).
+    "uniform": round(rate * duration) sends per window, evenly spaced; "poisson": a Poisson process of
+    rate ``qps`` (so the measured count varies around qps * seconds), seeded by ``cfg.seed``."""
+    if cfg.qps <= 0 or cfg.seconds < 0 or cfg.warmup_s < 0:
+        raise ValueError(f"LoadConfig: qps must be > 0 and seconds, warmup_s >= 0, got {cfg}")
+    if cfg.arrivals == "uniform":
+        warm = np.arange(round(cfg.warmup_s * cfg.qps)) / cfg.qps
+        measured = cfg.warmup_s + np.arange(round(cfg.seconds * cfg.qps)) / cfg.qps
+    elif cfg.arrivals == "poisson":
+        rng = np.random.default_rng([cfg.seed, 0])
+        warm, measured = _poisson(rng, cfg.qps, cfg.warmup_s), cfg.warmup_s + _poisson(rng, cfg.qps, cfg.seconds)
+    else:
+        raise ValueError(f"LoadConfig.arrivals: expected 'poisson' or 'uniform', got {cfg.arrivals!r}")
+    return np.concatenate([warm, measured]), len(warm)
+
+
+def _poisson(rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
+    """Arrival times of a Poisson process of ``rate`` in [0, duration)."""
+    times = np.empty(0)
+    while not len(times) or times[-1] < duration:
+        expected = rate * duration
+        gaps = rng.exponential(1.0 / rate, size=int(expected + 6 * np.sqrt(expected)) + 16)
+        times = np.concatenate([times, (times[-1] if len(times) else 0.0) + np.cumsum(gaps)])
+    return times[times < duration]
+
+
+async def _send(client: httpx.AsyncClient, call: Call, planned: float, timeout_s: float, out: list | None) -> None:
+    """Send ``call``; append (name, latency_s, send_lag_s, completion time, error or None) to ``out``
+    (None for a warm-up request). Times are event-loop clock seconds; latency counts from ``planned``."""
+    loop = asyncio.get_running_loop()
+    lag = loop.time() - planned
+    error = None
+    try:
+        # httpx's timeout bounds each phase (connect, write, read); wait_for bounds the whole request.
+        response = await asyncio.wait_for(
+            client.request(call.method, call.path, params=call.params, json=call.json, files=call.files), timeout_s)
+        if response.status_code >= 400:
+            error = f"HTTP {response.status_code}"
+    except Exception as e:  # noqa: BLE001 - any failure of the request is an error to count, not to raise
+        error = type(e).__name__
+    done = loop.time()
+    if out is not None:
+        out.append((call.name, done - planned, lag, done, error))
+
+
+def _ms(seconds: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1e3, 3)
+
+
+def _summary(records: list[tuple], n_planned: int, start: float, cfg: LoadConfig) -> dict:
+    """The result dict of :func:`run_load` from the measured requests' records (see :func:`_send`)."""
+    names = np.array([r[0] for r in records], dtype=object)
+    latency = np.array([r[1] for r in records])
+    lag = np.array([r[2] for r in records])
+    done = np.array([r[3] for r in records])
+    failed = np.array([r[4] is not None for r in records], dtype=bool)
+    n_ok = int((~failed).sum())
+    span = float(done.max() - start) if len(done) else 0.0
+    endpoints = {}
+    for name, _ in sorted(Counter(names.tolist()).items(), key=lambda kv: (-kv[1], kv[0])):
+        mine = names == name
+        endpoints[name] = {"count": int(mine.sum()), "errors": int((failed & mine).sum()),
+                           "p50_ms": _ms(latency[mine], 50), "p90_ms": _ms(latency[mine], 90),
+                           "p99_ms": _ms(latency[mine], 99), "max_ms": round(float(latency[mine].max()) * 1e3, 3)}
+    examples: list[str] = []
+    for name, *_, error in records:
+        example = f"{name}: {error}"
+        if error is not None and example not in examples and len(examples) < N_ERROR_EXAMPLES:
+            examples.append(example)
+    overall = ({q: _ms(latency, p) for q, p in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99))}
+               | {"max_ms": round(float(latency.max()) * 1e3, 3)}) if len(latency) else {}
+    return {
+        "offered_qps": round(n_planned / cfg.seconds, 3) if cfg.seconds else 0.0,
+        "achieved_qps": round(n_ok / span, 3) if span > 0 else 0.0,
+        "requests": len(records),
+        "errors": int(failed.sum()),
+        "late_sends": int((lag * 1e3 > cfg.late_ms).sum()),
+        "max_send_lag_ms": round(float(lag.max()) * 1e3, 3) if len(lag) else 0.0,
+        "seconds": cfg.seconds,
+        "latency_ms": overall,
+        "endpoints": endpoints,
+        "error_examples": examples,
+    }
+
+
+async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], cfg: LoadConfig) -> dict:
+    """Offer ``cfg.qps`` requests per second drawn from ``next_call`` to the service at ``url``, open loop.
+
+    Every send time is planned up front (:func:`plan_arrivals`); the scheduler sleeps until each, fires the
+    request as a task and moves on, never waiting for answers. Latency = completion - planned send time,
+    for every measured request, errors included (a timeout counts as at least ``timeout_s``). Errors are
+    exceptions (connection refused, timeout) and HTTP statuses >= 400.
+
+    Returns {offered_qps (planned measured requests / seconds), achieved_qps (successful measured
+    responses / (last completion - measurement start)), requests, errors, late_sends (send lag >
+    late_ms), max_send_lag_ms, seconds, latency_ms {p50_ms, p90_ms, p99_ms, max_ms} over all endpoints,
+    endpoints {name: {count, errors, p50_ms, p90_ms, p99_ms, max_ms}} (most requested first),
+    error_examples (up to 5 distinct "name: HTTP status" or "name: ExceptionType"), warmup_requests,
+    generator_cpu_s (CPU seconds of this whole process over the run, warm-up included), wall_s}."""
+    times, n_warm = plan_arrivals(cfg)
+    rng = np.random.default_rng([cfg.seed, 1])  # a stream of its own: the arrivals do not shift the requests
+    limits = httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections)
+    records: list[tuple] = []
+    cpu0, wall0 = _self_cpu_s(), time.perf_counter()
+    # trust_env=False: no proxy from the environment, requests go to ``url`` itself.
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=cfg.timeout_s, trust_env=False) as client:
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task] = set()
+        start = loop.time() + START_LEAD_S
+        for i, t in enumerate(times):
+            call = next_call(rng)  # drawn before the sleep, so its cost does not delay the send
+            delay = start + t - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(_send(client, call, start + t, cfg.timeout_s, records if i >= n_warm else None))
+            pending.add(task)  # the loop holds tasks weakly: keep each until it is done
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)  # each is bounded by timeout_s
+    result = _summary(records, len(times) - n_warm, start + cfg.warmup_s, cfg)
+    result.update(warmup_requests=n_warm, generator_cpu_s=round(_self_cpu_s() - cpu0, 3),
+                  wall_s=round(time.perf_counter() - wall0, 3))
+    return result
+
+
+def load(url: str, next_call: Callable[[np.random.Generator], Call], cfg: LoadConfig) -> dict:
+    """:func:`run_load` from synchronous code (runs its own event loop)."""
+    return asyncio.run(run_load(url, next_call, cfg))
+
+
+def _self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---------------------------------------------------------------- a service started here
+
+def server_command(catalog: str | None, port: int) -> list[str]:
+    """The command that starts the service on 127.0.0.1:``port`` (run from the project root)."""
+    return ([sys.executable, "-m", "core", "serve", "--port", str(port), "--host", "127.0.0.1"]
+            + (["--catalog", catalog] if catalog else []))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, n_bytes: int = 4000) -> str:
+    try:
+        return path.read_bytes()[-n_bytes:].decode("utf-8", "replace")
+    except OSError:
+        return "(log unreadable)"
+
+
+def _wait_ready(url: str, proc: subprocess.Popen | None, log: Path | None, timeout_s: float,
+                interval_s: float = 0.5) -> dict:
+    """Poll GET /readyz every ``interval_s`` until it answers 200; its JSON (or {}). Raises RuntimeError if
+    ``proc`` exits first, TimeoutError after ``timeout_s``, both with the end of the service's log."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, timeout=5.0, trust_env=False) as client:
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the service exited with code {proc.returncode} before it was ready "
+                                   f"(command: {' '.join(proc.args)}); its log {log} ends:\n{_tail(log)}")
+            try:
+                response = client.get("/readyz")
+                if response.status_code == 200:
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = {}
+                    return body if isinstance(body, dict) else {}
+            except httpx.HTTPError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                tail = f"; its log {log} ends:\n{_tail(log)}" if log else ""
+                raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout_s:.0f} s{tail}")
+            time.sleep(interval_s)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, 10 s to exit, then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _set_affinity(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of ``pid`` (sched_setaffinity(pid) moves only the thread whose id is ``pid``)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):
+            pass  # a thread that ended meanwhile
+
+
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid``, all threads (from /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str | None = None,
+                   models: Sequence[str] = ("graphsage", "two_tower"), port: int | None = None,
+                   ready_timeout_s: float = 900.0, pin: bool = True) -> dict:
+    """Load-test the service on catalogue ``catalog`` (a :func:`core.catalog.load_catalog` spec; None: the
+    default). With ``url`` None, start it here (:func:`server_command` on ``port`` or a free one, output to
+    a temporary log), wait until GET /readyz answers 200, run :func:`run_load` with the :func:`workload` of
+    the catalogue, then stop it (SIGTERM, then SIGKILL after 10 s). With a ``url``, load that service.
+
+    Pinning (``pin``, the service started here, at least two usable cores): the service runs on the last
+    core and this process (the generator) on the others, so the two do not compete; the generator's
+    affinity is restored afterwards.
+
+    Returns the :func:`run_load` dict plus url, server_started, catalog, models, config (the LoadConfig as a
+    dict), mix (the request shares drawn), reference_s (:func:`core.bench.reference_s`, measured first,
+    before the service starts), pinning ({"server": [cpu], "generator": [cpus]} or {"note": why not}),
+    version (when /readyz gives one), and for a service started here server_log (its log file) and
+    server_cpu_s (its CPU seconds during the run, warm-up included)."""
+    from core.bench import reference_s  # imports the embedding stack: only when a benchmark runs
+    result: dict = {"catalog": catalog, "models": list(models), "config": dataclasses.asdict(cfg),
+                    "server_started": url is None, "reference_s": reference_s()}
+    saved = os.sched_getaffinity(0)
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    try:
+        if url is None:
+            port = port or _free_port()
+            url = f"http://127.0.0.1:{port}"
+            fd, name = tempfile.mkstemp(prefix="atelier-serve-", suffix=".log")
+            log = Path(name)
+            allowed = sorted(saved)
+            pinned = pin and len(allowed) >= 2
+            with os.fdopen(fd, "wb") as out:
+                # The child inherits this thread's mask at fork, so every thread it ever starts is pinned.
+                if pinned:
+                    os.sched_setaffinity(0, {allowed[-1]})
+                try:
+                    proc = subprocess.Popen(server_command(catalog, port), cwd=PROJECT_ROOT, stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                finally:
+                    os.sched_setaffinity(0, saved)
+            if pinned:
+                _set_affinity(os.getpid(), set(allowed[:-1]))
+                result["pinning"] = {"server": allowed[-1:], "generator": allowed[:-1]}
+            else:
+                result["pinning"] = {"note": "pinning off" if not pin else f"only {len(allowed)} usable core"}
+            result["server_log"] = str(log)
+        else:
+            result["pinning"] = {"note": "service not started here (url given): not pinned"}
+        result["url"] = url
+        data = load_catalog(catalog)  # while the service loads
+        customers = data.purchases["customer_id"].astype(str).unique().tolist()
+        work = workload(data.products, customers, models, cfg.seed)
+        result["mix"] = {name: round(share, 4) for name, share in work.mix.items()}
+        ready = _wait_ready(url, proc, log, ready_timeout_s)
+        if "version" in ready:
+            result["version"] = ready["version"]
+        cpu0 = _process_cpu_s(proc.pid) if proc is not None else None
+        result.update(load(url, work, cfg))
+        cpu1 = _process_cpu_s(proc.pid) if proc is not None else None
+        if cpu0 is not None and cpu1 is not None:
+            result["server_cpu_s"] = round(cpu1 - cpu0, 3)
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the service exited with code {proc.returncode} during the load; "
+                               f"its log {log} ends:\n{_tail(log)}")
+    finally:
+        if proc is not None:
+            _stop(proc)
+        _set_affinity(os.getpid(), saved)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core.loadtest", description=__doc__.splitlines()[0])
+    parser.add_argument("--catalog", help="catalogue spec (default: $ATELIER_CATALOG, ../shared/data/hm, synthetic)")
+    parser.add_argument("--url", help="load this running service instead of starting one")
+    parser.add_argument("--port", type=int, help="port for the service started here (default: a free one)")
+    parser.add_argument("--models", default="graphsage,two_tower", help="comma-separated recommender names")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the service and the generator apart")
+    parser.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for /readyz")
+    parser.add_argument("--out", help="also write the result JSON here")
+    defaults = LoadConfig()
+    for f in dataclasses.fields(LoadConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
+                            default=getattr(defaults, f.name))
+    args = parser.parse_args(argv)
+    cfg = LoadConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LoadConfig)})
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    result = serve_and_load(args.catalog, cfg, url=args.url, models=models, port=args.port,
+                            ready_timeout_s=args.ready_timeout, pin=not args.no_pin)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""Artefact versions: what ``python -m core build`` publishes and the retrieval service loads and queries.
+
+A version is a manifest (catalogue, backbone, build config, recommenders, cutoff, and a fingerprint
+of the content) whose artefacts (embeddings, indexes, neighbour tables, trained recommenders) are in
+the content-keyed cache. Publishing writes ``versions/<catalogue scope>/<version>.json`` and then
+replaces ``current.json`` beside it by a rename, so a reader sees the old version or the new one,
+never half of one. :class:`Release` is one version loaded in memory, plus the products added to it
+while it serves (persisted in the cache and re-added to the next version).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.cache import ArtefactCache, digest, write_atomic
+from core.catalog import Catalog, load_catalog, product_sentences
+from core.embed import Backbone, create_backbone, fuse
+from core.index import IndexConfig
+from core.pipeline import BuildConfig, Built, build
+from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, rec_data
+from core.texture import TextureConfig
+
+SERVED_MODELS = ("two_tower", "graphsage")  # the recommenders a build fits and publishes; the first is the default
+NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text, for models without a session mode (as the app)
+Progress = Callable[[str, int, int], None]
+
+
+# ---------------------------------------------------------------- versions
+
+def catalog_scope(spec: str) -> str:
+    """Key of a catalogue's versions: its resolved folder, or the synthetic spec (with its limit)."""
+    spec = str(spec)
+    return digest(spec if spec.startswith("synthetic") else os.path.realpath(os.path.expanduser(spec)))
+
+
+def _versions_dir(cache: ArtefactCache, spec: str) -> Path:
+    return cache.root / "versions" / catalog_scope(spec)
+
+
+def build_config(d: dict) -> BuildConfig:
+    """The BuildConfig of a manifest's ``build`` dict (``dataclasses.asdict`` of one)."""
+    d = dict(d)
+    d["index"] = IndexConfig(**d["index"])
+    if d.get("texture") is not None:
+        texture = dict(d["texture"])
+        texture["views"] = tuple(texture["views"])
+        d["texture"] = TextureConfig(**texture)
+    return BuildConfig(**d)
+
+
+def manifest(spec: str, limit: int | None, backbone: str, cfg: BuildConfig, models: Sequence[str],
+             data: RecData) -> dict:
+    """A version's manifest; its ``version`` hashes everything else but the time it was made."""
+    body = {"catalog": str(spec), "limit": limit, "backbone": backbone, "build": dataclasses.asdict(cfg),
+            "models": list(models), "cutoff": data.cutoff.isoformat(), "fingerprint": data_fingerprint(data)}
+    return {"version": digest(body)[:16], **body, "published": time.time()}
+
+
+def publish(cache: ArtefactCache, release_manifest: dict) -> Path:
+    """Make the manifest its catalogue's current version (atomically, see the module docstring)."""
+    folder = _versions_dir(cache, release_manifest["catalog"])
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(release_manifest, indent=1, default=str).encode()
+    write_atomic(folder / f"{release_manifest['version']}.json", lambda f: f.write(text))
+    write_atomic(folder / "current.json", lambda f: f.write(text))
+    return folder / "current.json"
+
+
+def current(cache: ArtefactCache, spec: str) -> dict | None:
+    """The catalogue's current published manifest, or None if nothing was published (or it is unreadable)."""
+    try:
+        return json.loads((_versions_dir(cache, spec) / "current.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- a reader-writer lock
+
+class RWLock:
+    """Many readers (queries) or one writer (adding a product), writers first: FAISS indexes are not safe
+    to search while a product is added to them."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = self._writers_waiting = 0
+        self._writing = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+# ---------------------------------------------------------------- added products, persisted
+
+ADDED_FIELDS = ("id", "title", "description", "attributes", "photo")  # attributes: JSON; photo: file name
+
+
+class AddedProducts:
+    """Products added to a catalogue while it is served: their records in one cache artefact per catalogue
+    (rewritten whole, atomically, on each addition) and their photos as files under ``uploads/``."""
+
+    def __init__(self, cache: ArtefactCache, spec: str):
+        self.cache, self.key = cache, catalog_scope(spec)
+        self.photo_dir = cache.root / "uploads"
+
+    def records(self) -> list[dict]:
+        arrays = self.cache.load("added-products", self.key)
+        if arrays is None:
+            return []
+        columns = {f: arrays[f].tolist() for f in ADDED_FIELDS}
+        return [{f: columns[f][i] if f != "attributes" else json.loads(columns[f][i]) for f in ADDED_FIELDS}
+                for i in range(len(columns["id"]))]
+
+    def photo_path(self, record: dict) -> str:
+        return str(self.photo_dir / record["photo"]) if record["photo"] else ""
+
+    def append(self, record: dict, photo: bytes | None, suffix: str = ".jpg") -> dict:
+        """Store a record (id, title, description, attributes) and its photo's bytes; returns the stored
+        record (``photo``: the file name, "" without one). Raises ValueError for an id already stored."""
+        record = dict(record, photo="")
+        if photo:
+            self.photo_dir.mkdir(parents=True, exist_ok=True)
+            record["photo"] = f"{digest(photo)}{suffix}"
+            path = self.photo_dir / record["photo"]
+            if not path.exists():
+                write_atomic(path, lambda f: f.write(photo))
+        with self.cache.lock("added-products", self.key):
+            records = self.records()
+            if any(r["id"] == record["id"] for r in records):
+                raise ValueError(f"product id '{record['id']}' was already added")
+            records.append(record)
+            self.cache.save("added-products", self.key, {
+                f: np.asarray([json.dumps(r[f]) if f == "attributes" else str(r[f]) for r in records], dtype=str)
+                for f in ADDED_FIELDS})
+        return record
+
+
+# ---------------------------------------------------------------- a loaded version
+
+@dataclasses.dataclass
+class Hit:
+    id: str
+    score: float
+
+
+class Release:
+    """One artefact version in memory: the catalogue, its build (indexes per embedding kind), the
+    recommenders, and the products added since. Queries read under a shared lock; adding a product
+    takes it alone. Product rows of the recommenders are the catalogue's, then the added ones in order."""
+
+    def __init__(self, release_manifest: dict, catalog: Catalog, backbone: Backbone, built: Built,
+                 data: RecData, models: dict[str, Recommender]):
+        self.manifest, self.version = release_manifest, release_manifest["version"]
+        self.catalog, self.backbone, self.built, self.data, self.models = catalog, backbone, built, data, models
+        self.lock = RWLock()
+        self.added: dict[str, dict] = {}  # id -> record (with "image_path")
+        self.product_ids = data.product_ids.copy()  # candidate row -> id, added products appended
+        self.product_row = dict(data.product_row)
+        self.attribute_columns = [c for c in catalog.attribute_columns if c != "image_path"]
+        # neighbour tables cover the catalogue; rows past them (added products) are searched
+        self._table_rows = {kind: len(t["rows"]) for kind, t in built.tables.items()}
+        self._added_vectors: dict[str, list[np.ndarray]] = {kind: [] for kind in built.kinds}
+        self._model_rows: dict[str, int] = {name: data.n_products for name in models}
+        self.loaded_at = time.time()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.built.kinds
+
+    # ------------------------------------------------------------ products
+
+    def has_product(self, product_id: str) -> bool:
+        return product_id in self.added or product_id in self.catalog.products.index
+
+    def missing(self, product_ids: Sequence[str]) -> list[str]:
+        """The ids among ``product_ids`` that are neither in the catalogue nor added, in order."""
+        return [p for p in product_ids if not self.has_product(p)]
+
+    def product(self, product_id: str) -> dict:
+        """A product's record: id, title, description, attributes {column: value}, image_path, added.
+        KeyError for an unknown id."""
+        if product_id in self.added:
+            r = self.added[product_id]
+            return {"id": product_id, "title": r["title"], "description": r["description"],
+                    "attributes": r["attributes"], "image_path": r["image_path"], "added": True}
+        row = self.catalog.products.loc[product_id]  # KeyError for an unknown id
+        return {"id": product_id, "title": str(row["title"]), "description": str(row["description"]),
+                "attributes": {c: str(row[c]) for c in self.attribute_columns},
+                "image_path": str(row["image_path"]), "added": False}
+
+    def title(self, product_id: str) -> str:
+        r = self.added.get(product_id)
+        return r["title"] if r is not None else str(self.catalog.products.at[product_id, "title"])
+
+    # ------------------------------------------------------------ similarity and search
+
+    def similar(self, product_id: str, kind: str, k: int) -> list[Hit]:
+        """Top-k products most like ``product_id`` in ``kind``'s space (itself excluded); empty for a
+        product that has no vector there (no photo, in a photo space). KeyError for an unknown id."""
+        if not self.has_product(product_id):
+            raise KeyError(product_id)
+        with self.lock.read():
+            index = self.built.indexes[kind]
+            row = index.row.get(product_id)
+            if row is None:
+                return []
+            table, n_table = self.built.tables[kind], self._table_rows[kind]
+            if row < n_table and k <= table["rows"].shape[1]:
+                rows, scores = table["rows"][row, :k], table["scores"][row, :k]
+                keep = rows >= 0
+                hits = [Hit(str(index.ids[r]), float(s)) for r, s in zip(rows[keep], scores[keep])]
+                added = self._added_vectors[kind]
+                if added:  # the table predates the added products: score those against this one
+                    extra = np.stack(added) @ index.reconstruct(product_id)
+                    hits += [Hit(str(index.ids[n_table + i]), float(s)) for i, s in enumerate(extra)]
+                    hits.sort(key=lambda h: -h.score)
+                return hits[:k]
+            s, r = index.search(index.reconstruct(product_id), k + 1)
+            return [Hit(str(index.ids[j]), float(v)) for j, v in zip(r[0], s[0]) if j >= 0 and j != row][:k]
+
+    def search(self, query: np.ndarray, kind: str, k: int, descriptor: np.ndarray | None = None) -> list[Hit]:
+        """Top-k products for a (d,) backbone text or photo vector in ``kind``'s space (``descriptor``: a
+        photo's texture descriptor, for the texture space)."""
+        with self.lock.read():
+            s, r = self.built.indexes[kind].search(self.built.in_space(kind, query, descriptor), k)
+            ids = self.built.indexes[kind].ids
+            return [Hit(str(ids[j]), float(v)) for j, v in zip(r[0], s[0]) if j >= 0]
+
+    def vectors(self, product_ids: Sequence[str], kind: str) -> list[np.ndarray | None]:
+        """Each product's vector in ``kind``: an embedding kind, or a served model's item vector; None
+        where it has none (no photo in a photo space, or a model that cannot take added products)."""
+        with self.lock.read():
+            if kind in self.models:
+                vectors, n = self.models[kind].item_vectors(), self._model_rows[kind]
+                rows = [self.product_row[p] for p in product_ids]
+                return [vectors[r] if r < n else None for r in rows]
+            index = self.built.indexes[kind]
+            return [index.reconstruct(p) if p in index.row else None for p in product_ids]
+
+    # ------------------------------------------------------------ recommendations
+
+    def _hits(self, name: str, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        keep = (rows >= 0) & np.isfinite(scores)
+        return [Hit(str(self.product_ids[r]), float(s)) for r, s in zip(rows[keep], scores[keep])]
+
+    def recommend(self, customer_id: str, model: str, k: int, exclude_bought: bool) -> list[Hit]:
+        """Top-k for a known customer (their purchases before the version's cutoff). KeyError for an
+        unknown customer id."""
+        if customer_id not in self.data.customer_row:
+            raise KeyError(customer_id)
+        exclude = [self.data.history(customer_id)] if exclude_bought else None
+        with self.lock.read():
+            rows, scores = self.models[model].recommend([customer_id], k, exclude)
+            return self._hits(model, rows[0], scores[0])
+
+    def recommend_new(self, liked: Sequence[str], query: np.ndarray | None, model: str, k: int) -> list[Hit]:
+        """Top-k for a new or anonymous customer: the products they liked and/or a (d,) text vector of what
+        they describe. Two-tower reads a text alone in its session mode; otherwise the text stands for its
+        NEW_CUSTOMER_SEEDS nearest products (hybrid space), read as liked, as in the app. Liked products are
+        not recommended back. KeyError naming unknown liked ids."""
+        unknown = self.missing(liked)
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        recommender = self.models[model]
+        with self.lock.read():
+            n = self._model_rows[model]
+            rows = [self.product_row[p] for p in dict.fromkeys(liked)]
+            history = np.asarray([r for r in rows if r < n], dtype=np.int64)  # a model without added products
+            if query is not None and not len(history) and hasattr(recommender, "session_vector"):
+                vectors = recommender.session_vector(text=query)[None]
+                rows_k, scores = recommender.search(vectors, k)
+                return self._hits(model, rows_k[0], scores[0])
+            if query is not None:
+                s, r = self.built.indexes["hybrid"].search(query, NEW_CUSTOMER_SEEDS)
+                seeds = [self.product_row[str(self.built.indexes["hybrid"].ids[j])] for j in r[0] if j >= 0]
+                history = np.concatenate([history, [j for j in seeds if j < n]]).astype(np.int64)
+            liked_rows = np.asarray([r for r in rows if r < n], dtype=np.int64)
+            out, scores = recommender.recommend_histories([history], k, exclude=[liked_rows])
+            return self._hits(model, out[0], scores[0])
+
+    # ------------------------------------------------------------ adding products
+
+    def encode_product(self, record: dict, photo: bytes | None) -> dict[str, np.ndarray | None]:
+        """The frozen models' vectors of a new product: ``image`` and ``text`` (d,) backbone vectors (image
+        None without a photo) and ``descriptor``, the photo's texture descriptor where the build has the
+        texture space. ImageError for a photo that is not an image."""
+        frame = pd.DataFrame([{"title": record["title"], "description": record["description"],
+                               **{c: record["attributes"].get(c, "") for c in self.attribute_columns}}])
+        sentence = product_sentences(frame)[0]
+        image = descriptor = None
+        if photo:
+            image = self.built.photo_query(io.BytesIO(photo))
+            if "texture" in self.kinds:
+                descriptor = self.built.photo_descriptor(io.BytesIO(photo))
+        return {"sentence": sentence, "text": self.backbone.encode_text([sentence])[0], "image": image,
+                "descriptor": descriptor}
+
+    def add_product(self, record: dict, vectors: dict) -> None:
+        """Add an encoded product (see :meth:`encode_product`) to every index and to each recommender that
+        can take one (``add_product``) by a forward pass: no retraining. ValueError for a known id."""
+        pid = record["id"]
+        if self.has_product(pid):
+            raise ValueError(f"product id '{pid}' already exists")
+        image, text, has_image = vectors["image"], vectors["text"], vectors["image"] is not None
+        in_kind = {"text": text,
+                   "hybrid": fuse(image[None] if has_image else np.zeros((1, len(text)), np.float32), text[None],
+                                  self.built.cfg.hybrid_weight, np.array([has_image]))[0]}
+        if has_image:
+            in_kind["image"] = image
+            if "texture" in self.kinds:
+                in_kind["texture"] = self.built.in_space("texture", image, vectors["descriptor"])
+        with self.lock.write():
+            for kind, vector in in_kind.items():
+                if kind in self.built.indexes:
+                    vector = np.asarray(vector, np.float32)
+                    self.built.indexes[kind].add(vector[None], np.array([pid]))
+                    self._added_vectors[kind].append(vector)
+            for name, model in self.models.items():
+                if hasattr(model, "add_product") and self._model_rows[name] == len(self.product_ids):
+                    model.add_product(pid, image, text, record["attributes"], has_image)
+                    self._model_rows[name] += 1
+            self.product_row[pid] = len(self.product_ids)
+            self.product_ids = np.append(self.product_ids, pid)
+            self.added[pid] = {**record, "image_path": record.get("image_path", "")}
+
+
+# ---------------------------------------------------------------- making and loading a version
+
+def prepare(spec: str, limit: int | None = None, backbone: str | Backbone = "auto",
+            cfg: BuildConfig = BuildConfig(), models: Sequence[str] = SERVED_MODELS,
+            cache: ArtefactCache | None = None, progress: Progress | None = None,
+            catalog: Catalog | None = None) -> Release:
+    """Build a catalogue's artefacts and fit its recommenders (all cached: loading a published version
+    recomputes nothing), as a Release. Recommenders learn from every purchase (cutoff after the last).
+    ``catalog``: the catalogue of ``spec`` and ``limit`` if already loaded."""
+    cache = cache or ArtefactCache()
+    catalog = catalog if catalog is not None else load_catalog(spec, limit)
+    backbone = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    built = build(catalog, backbone, cache, cfg, progress)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff_after(catalog.purchases),
+                    built.embeddings)
+    fitted_models = {m: fitted(m, data, cache, progress=progress) for m in models}
+    return Release(manifest(spec, limit, backbone.name, cfg, models, data), catalog, backbone, built, data, fitted_models)
+
+
+def load(release_manifest: dict, cache: ArtefactCache | None = None, backbone: Backbone | None = None,
+         progress: Progress | None = None) -> Release:
+    """The Release of a published manifest (``backbone``: one already loaded, reused if it is the one the
+    manifest names, e.g. "offline-lit", the backbone "auto" chose when the version was built)."""
+    m = release_manifest
+    if backbone is None or backbone.name != m["backbone"]:
+        backbone = m["backbone"]
+    return prepare(m["catalog"], m["limit"], backbone, build_config(m["build"]), m["models"], cache, progress)

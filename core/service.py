@@ -1,0 +1,619 @@
+"""The retrieval service: an HTTP API (FastAPI) over a catalogue's current artefact version.
+
+Products, their photos and embeddings, similar products, text and photo search, recommendations for
+known and new customers, and new products added without retraining. Text and photo queries share
+encoder passes (:class:`core.batching.MicroBatcher`) and are remembered (:class:`core.batching.LRUCache`);
+numerical work runs on worker threads, off the event loop. A watcher swaps to a newly published version
+(:mod:`core.release`) without a restart: a request keeps the version it started with to the end.
+Prometheus metrics at ``/metrics``. ``python -m core serve`` runs it on uvicorn.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+from PIL import UnidentifiedImageError
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               disable_created_metrics, generate_latest)
+from pydantic import BaseModel, Field, field_validator
+
+from core.batching import LRUCache, MicroBatcher
+from core.cache import ArtefactCache, digest
+from core.catalog import default_catalog_spec
+from core.embed import ImageError, load_image
+from core.pipeline import BuildConfig
+from core.release import SERVED_MODELS, AddedProducts, Hit, Release, current, load, prepare, publish
+
+log = logging.getLogger(__name__)
+
+MAX_K = 100
+MAX_TEXT = 500  # characters of a text query
+MAX_IDS = 1000  # products per /embeddings call
+PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PHOTO_TYPES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    catalog: str | None = None  # catalogue spec; None: default_catalog_spec()
+    limit: int | None = None
+    # what a first start builds and publishes when the catalogue has no published version yet
+    backbone: str = "auto"
+    models: tuple[str, ...] = SERVED_MODELS
+    build: BuildConfig = BuildConfig()
+    max_upload_bytes: int = 10 * 2**20
+    # Micro-batching: a query waits at most this long for others to share its encoder pass. A pass over one
+    # text takes milliseconds, so a few ms of waiting costs little and halves the passes at 100 QPS.
+    batch_window_ms: float = 3.0
+    max_batch: int = 32
+    query_cache: int = 20_000  # text and photo query vectors remembered (LRU); ~2 KB each
+    poll_s: float = 2.0  # how often the current version is checked; 0: never (no hot swap)
+
+
+# ---------------------------------------------------------------- metrics
+
+disable_created_metrics()  # no *_created series: they double the output and no dashboard reads them
+LATENCY_BUCKETS = (.0005, .001, .0025, .005, .0075, .01, .015, .025, .05, .075, .1, .25, .5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (several services may share a process)."""
+
+    def __init__(self):
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("atelier_requests", "HTTP requests answered", ["endpoint", "method", "status"],
+                                registry=r)
+        self.errors = Counter("atelier_request_errors", "requests answered with an error status (4xx: the "
+                              "client's, 5xx: the service's)", ["endpoint", "kind"], registry=r)
+        self.latency = Histogram("atelier_request_seconds", "request latency, first byte in to response out",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stages = Histogram("atelier_stage_seconds", "time per stage of a request: encode (text or photo "
+                                "to a vector, including the micro-batch wait), search (index or model), "
+                                "lookup (ids to records)", ["endpoint", "stage"], buckets=LATENCY_BUCKETS,
+                                registry=r)
+        self.batch = Histogram("atelier_encoder_batch_size", "queries per encoder pass", ["encoder"],
+                               buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.query_cache = Counter("atelier_query_cache", "query vector cache lookups", ["encoder", "result"],
+                                   registry=r)
+        self.version = Gauge("atelier_artefact_version", "1 for the artefact version being served",
+                             ["version"], registry=r)
+        self.swaps = Counter("atelier_version_swaps", "swaps to a newly published version", registry=r)
+        self.added = Counter("atelier_products_added", "products added by POST /products", registry=r)
+
+    @contextlib.contextmanager
+    def stage(self, endpoint: str, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages.labels(endpoint, name).observe(time.perf_counter() - t)
+
+
+# ---------------------------------------------------------------- the service
+
+class NotReady(Exception):
+    pass
+
+
+class Service:
+    """The current :class:`Release` of one catalogue, its encoders' batchers and caches, and the watcher
+    that swaps versions. ``release`` is replaced whole, never changed in place, by a swap."""
+
+    def __init__(self, cfg: ServiceConfig = ServiceConfig(), cache: ArtefactCache | None = None):
+        self.cfg, self.cache = cfg, cache or ArtefactCache()
+        self.spec = cfg.catalog or default_catalog_spec()
+        self.metrics = Metrics()
+        self.release: Release | None = None
+        self.load_error: str | None = None
+        self.added = AddedProducts(self.cache, self.spec)
+        self._adding = threading.Lock()  # one product added at a time, and never during a swap
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._failed_version: str | None = None
+        self._new_caches()
+        self.text_batcher = MicroBatcher(self._encode_texts, cfg.max_batch, cfg.batch_window_ms,
+                                         lambda n, _s: self.metrics.batch.labels("text").observe(n))
+        self.photo_batcher = MicroBatcher(self._encode_photos, cfg.max_batch, cfg.batch_window_ms,
+                                          lambda n, _s: self.metrics.batch.labels("photo").observe(n))
+
+    def _new_caches(self) -> None:
+        # keyed by text or photo digest; a new version may come with a new backbone, so it gets new caches
+        self.text_cache: LRUCache[np.ndarray] = LRUCache(self.cfg.query_cache)
+        self.photo_cache: LRUCache[np.ndarray] = LRUCache(self.cfg.query_cache // 10)
+
+    # ------------------------------------------------------------ loading and swapping
+
+    def start(self) -> None:
+        """Load the current version (building and publishing one if there is none) in the background,
+        then watch for new ones."""
+        self._watcher = threading.Thread(target=self._run, name="release-watcher", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.text_batcher.close()
+        self.photo_batcher.close()
+
+    def _run(self) -> None:
+        try:
+            self.load_current()
+        except Exception as e:  # the service stays up, not ready, and says why in /readyz
+            log.exception("loading the artefact version failed")
+            self.load_error = f"{e.__class__.__name__}: {e}"
+            return
+        while self.cfg.poll_s > 0 and not self._stop.wait(self.cfg.poll_s):
+            self.check_for_new_version()
+
+    def load_current(self) -> Release:
+        """Load the catalogue's current version; with none published, build one and publish it."""
+        m = current(self.cache, self.spec)
+        if m is None:
+            log.warning("no published version of %s: building one (python -m core build does this ahead)", self.spec)
+            release = prepare(self.spec, self.cfg.limit, self.cfg.backbone, self.cfg.build, self.cfg.models,
+                              self.cache)
+            publish(self.cache, release.manifest)
+        else:
+            release = load(m, self.cache)
+        self._swap_to(release)
+        return release
+
+    def check_for_new_version(self) -> bool:
+        """Swap to the current version if it is newer than the one served; True if it swapped. A version
+        that fails to load is logged and not tried again until another one is published."""
+        m = current(self.cache, self.spec)
+        if m is None or self.release is None or m["version"] in (self.release.version, self._failed_version):
+            return False
+        try:
+            release = load(m, self.cache, backbone=self.release.backbone)
+        except Exception:
+            log.exception("version %s failed to load; still serving %s", m["version"], self.release.version)
+            self._failed_version = m["version"]
+            return False
+        self._swap_to(release)
+        self.metrics.swaps.inc()
+        return True
+
+    def _swap_to(self, release: Release) -> None:
+        with self._adding:
+            self._re_add(release)
+            old, self.release = self.release, release
+            self._new_caches()
+        if old is not None:
+            self.metrics.version.remove(old.version)
+        self.metrics.version.labels(release.version).set(1)
+        log.warning("serving version %s of %s", release.version, self.spec)
+
+    def _re_add(self, release: Release) -> None:
+        """Products added to earlier versions, added to this one (unless its catalogue now has them)."""
+        for record in self.added.records():
+            if release.has_product(record["id"]):
+                continue
+            path = self.added.photo_path(record)
+            try:
+                photo = open(path, "rb").read() if path else None
+            except OSError:
+                log.warning("photo of added product %s is gone (%s): re-added without it", record["id"], path)
+                photo, path = None, ""
+            release.add_product({**record, "image_path": path}, release.encode_product(record, photo))
+
+    def ready(self) -> Release:
+        if self.release is None:
+            raise NotReady(self.load_error or "loading the artefact version")
+        return self.release
+
+    # ------------------------------------------------------------ encoders (micro-batched, cached)
+
+    @staticmethod
+    def _grouped(items: list[tuple[Release, object]], encode) -> list[np.ndarray]:
+        """Encode (release, input) pairs one pass per release (a swap can split a batch)."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        for release in {id(r): r for r, _ in items}.values():
+            positions = [i for i, (r, _) in enumerate(items) if r is release]
+            vectors = encode(release, [items[i][1] for i in positions])
+            for i, v in zip(positions, vectors):
+                out[i] = v
+        return out
+
+    def _encode_texts(self, items: list[tuple[Release, str]]) -> list[np.ndarray]:
+        return self._grouped(items, lambda r, texts: r.backbone.encode_text(texts))
+
+    def _encode_photos(self, items: list[tuple[Release, object]]) -> list[np.ndarray]:
+        import torch
+        return self._grouped(items, lambda r, tensors: r.backbone.encode_image(torch.stack(tensors)))
+
+    async def text_vector(self, release: Release, text: str) -> np.ndarray:
+        key = (release.version, text)
+        vector = self.text_cache.get(key)
+        self.metrics.query_cache.labels("text", "hit" if vector is not None else "miss").inc()
+        if vector is None:
+            vector = await self.text_batcher.submit((release, text))
+            self.text_cache.put(key, vector)
+        return vector
+
+    async def photo_vector(self, release: Release, photo: bytes) -> np.ndarray:
+        key = (release.version, digest(photo))
+        vector = self.photo_cache.get(key)
+        self.metrics.query_cache.labels("photo", "hit" if vector is not None else "miss").inc()
+        if vector is None:
+            tensor = await run_in_threadpool(lambda: release.backbone.preprocess(load_image(io.BytesIO(photo))))
+            vector = await self.photo_batcher.submit((release, tensor))
+            self.photo_cache.put(key, vector)
+        return vector
+
+
+# ---------------------------------------------------------------- request bodies
+
+Kind = Literal["image", "text", "hybrid", "texture"]
+
+
+class TextQuery(BaseModel):
+    text: str = Field(description="what to look for, e.g. 'red striped summer dress'", max_length=MAX_TEXT)
+    k: int = Field(10, ge=1, le=MAX_K)
+    kind: Kind = Field("hybrid", description="the embedding space searched")
+
+    @field_validator("text")
+    @classmethod
+    def _not_empty(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("empty query: type a few words, e.g. 'red striped dress'")
+        return text.strip()
+
+
+class NewCustomer(BaseModel):
+    liked: list[str] = Field(default_factory=list, max_length=MAX_IDS, description="ids of products they like")
+    text: str | None = Field(None, max_length=MAX_TEXT, description="what they are looking for, in words")
+    k: int = Field(12, ge=1, le=MAX_K)
+    model: str | None = Field(None, description="a served recommender; default the version's first")
+
+    @field_validator("text")
+    @classmethod
+    def _strip(cls, text: str | None) -> str | None:
+        return text.strip() or None if text is not None else None
+
+
+class EmbeddingQuery(BaseModel):
+    ids: list[str] = Field(min_length=1, max_length=MAX_IDS)
+    kind: str = Field("hybrid", description="an embedding kind (image, text, hybrid, texture) or a served "
+                                            "recommender's name (its item vectors)")
+
+
+# ---------------------------------------------------------------- responses
+
+def _hits(release: Release, hits: list[Hit]) -> list[dict]:
+    return [{"id": h.id, "score": round(h.score, 6), "title": release.title(h.id)} for h in hits]
+
+
+def _product(record: dict) -> dict:
+    out = {k: v for k, v in record.items() if k != "image_path"}
+    out["image_url"] = f"/products/{record['id']}/image" if record["image_path"] else None
+    return out
+
+
+def _unknown_products(ids: list[str]) -> HTTPException:
+    shown = ", ".join(f"'{i}'" for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return HTTPException(404, f"unknown product id{'s' if len(ids) > 1 else ''} {shown}")
+
+
+def _check_kind(release: Release, kind: str) -> None:
+    if kind not in release.kinds:
+        raise HTTPException(422, f"kind '{kind}' is not built in version {release.version}; one of "
+                                 f"{', '.join(release.kinds)}")
+
+
+def _model(release: Release, name: str | None) -> str:
+    name = name or next(iter(release.models), None)
+    if name not in release.models:
+        raise HTTPException(422, f"model '{name}' is not served; served: {', '.join(release.models) or 'none'}")
+    return name
+
+
+def _photo_error(e: ImageError) -> HTTPException:
+    """415 for an upload that is not an image at all, 422 for an image that cannot be decoded."""
+    if isinstance(e.__cause__, UnidentifiedImageError):
+        return HTTPException(415, "the upload is not an image: send a JPEG, PNG or WebP photo")
+    return HTTPException(422, f"the photo cannot be decoded (damaged or truncated?): {e.__cause__}")
+
+
+def _check_upload(data: bytes) -> None:
+    if not data:
+        raise HTTPException(422, "the upload is empty: attach a photo (JPEG, PNG, WebP)")
+
+
+def _photo_suffix(data: bytes) -> str:
+    """The file suffix of an uploaded photo, after decoding it whole (see :func:`_photo_error`)."""
+    _check_upload(data)
+    try:
+        load_image(io.BytesIO(data))
+    except ImageError as e:
+        raise _photo_error(e) from None
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as img:
+        return PHOTO_TYPES.get(img.format or "", ".img")
+
+
+# ---------------------------------------------------------------- the guard: size limit, timing, headers
+
+class Guard:
+    """ASGI middleware: refuses a body over the service's size limit with 413 (by its Content-Length, or
+    as it streams in), counts and times every request per route, and marks responses ``nosniff``."""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t = time.perf_counter()
+        limit = self.service.cfg.max_upload_bytes + 64 * 1024  # the photo plus the form's other fields
+        status = 500
+        started = False
+
+        async def reply(code: int, detail: str) -> None:
+            await JSONResponse({"detail": detail}, code)(scope, receive, send_)
+
+        async def send_(message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options",
+                                                                                 b"nosniff")]}
+            await send(message)
+
+        received = 0
+
+        async def receive_():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, f"upload over the limit of {self.service.cfg.max_upload_bytes} bytes")
+            return message
+
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        try:
+            if int(length or 0) > limit:
+                await reply(413, f"upload over the limit of {self.service.cfg.max_upload_bytes} bytes")
+            else:
+                await self.app(scope, receive_, send_)
+        except Exception as e:  # never let one request take the process down
+            log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await reply(500, f"internal error: {e.__class__.__name__}")
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            m = self.service.metrics
+            m.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
+            if status >= 400:
+                m.errors.labels(endpoint, "client" if status < 500 else "server").inc()
+            m.latency.labels(endpoint).observe(time.perf_counter() - t)
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
+    """The FastAPI app over ``service`` (a new one of the default config if None). With ``start`` the
+    service loads its version and watches for new ones while the app runs (lifespan)."""
+    service = service or Service()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if start:
+            service.start()
+        yield
+        service.stop()
+
+    app = FastAPI(title="Atelier retrieval service", lifespan=lifespan, version="1",
+                  description="Products, similar products, text and photo search, recommendations for known and "
+                              "new customers, and products added without retraining, over the catalogue's "
+                              "current artefact version (published by `python -m core build`).")
+    app.state.service = service
+    app.add_middleware(Guard, service=service)
+    metrics = service.metrics
+
+    @app.exception_handler(NotReady)
+    async def not_ready(_request, e: NotReady):
+        return JSONResponse({"detail": f"not ready: {e}"}, 503, headers={"Retry-After": "5"})
+
+    @app.get("/healthz", summary="The process is alive")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="A version is loaded, and which")
+    def readyz():
+        release = service.release
+        if release is None:
+            return JSONResponse({"ready": False, "detail": service.load_error or "loading the artefact version"},
+                                503, headers={"Retry-After": "5"})
+        m = release.manifest
+        return {"ready": True, "version": release.version, "catalog": release.catalog.name,
+                "backbone": m["backbone"], "models": list(release.models), "kinds": list(release.kinds),
+                "cutoff": m["cutoff"], "products": len(release.product_ids), "added_products": len(release.added),
+                "published": m.get("published"), "loaded_at": release.loaded_at}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/products/{product_id}", summary="A product's title, description and attributes")
+    def product(product_id: str) -> dict:
+        release = service.ready()
+        with metrics.stage("/products/{product_id}", "lookup"):
+            try:
+                return {**_product(release.product(product_id)), "version": release.version}
+            except KeyError:
+                raise _unknown_products([product_id]) from None
+
+    @app.get("/products/{product_id}/image", summary="A product's photo", response_class=FileResponse)
+    def image(product_id: str):
+        release = service.ready()
+        try:
+            path = release.product(product_id)["image_path"]
+        except KeyError:
+            raise _unknown_products([product_id]) from None
+        if not path:
+            raise HTTPException(404, f"product '{product_id}' has no photo")
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/products/{product_id}/similar", summary="Products most similar to one product")
+    def similar(product_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, kind: Kind = "hybrid") -> dict:
+        release = service.ready()
+        _check_kind(release, kind)
+        with metrics.stage("/products/{product_id}/similar", "search"):
+            try:
+                hits = release.similar(product_id, kind, k)
+            except KeyError:
+                raise _unknown_products([product_id]) from None
+        with metrics.stage("/products/{product_id}/similar", "lookup"):
+            out = {"id": product_id, "kind": kind, "version": release.version, "results": _hits(release, hits)}
+        if not hits and kind in ("image", "texture"):
+            out["note"] = f"product '{product_id}' has no photo, so no place in the {kind} space"
+        return out
+
+    @app.post("/search/text", summary="Products matching a text query")
+    async def search_text(query: TextQuery) -> dict:
+        release = service.ready()
+        _check_kind(release, query.kind)
+        with metrics.stage("/search/text", "encode"):
+            vector = await service.text_vector(release, query.text)
+        with metrics.stage("/search/text", "search"):
+            hits = await run_in_threadpool(release.search, vector, query.kind, query.k)
+        with metrics.stage("/search/text", "lookup"):
+            return {"text": query.text, "kind": query.kind, "version": release.version,
+                    "results": _hits(release, hits)}
+
+    @app.post("/search/image", summary="Products matching an uploaded photo (multipart field 'file')")
+    async def search_image(file: Annotated[UploadFile, File(description="a photo: JPEG, PNG or WebP")],
+                           k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, kind: Annotated[Kind, Form()] = "image"
+                           ) -> dict:
+        release = service.ready()
+        _check_kind(release, kind)
+        data = await file.read()
+        _check_upload(data)
+        with metrics.stage("/search/image", "encode"):
+            try:
+                vector = await service.photo_vector(release, data)
+                descriptor = (await run_in_threadpool(release.built.photo_descriptor, io.BytesIO(data))
+                              if kind == "texture" else None)
+            except ImageError as e:
+                raise _photo_error(e) from None
+        with metrics.stage("/search/image", "search"):
+            hits = await run_in_threadpool(release.search, vector, kind, k, descriptor)
+        with metrics.stage("/search/image", "lookup"):
+            return {"kind": kind, "version": release.version, "results": _hits(release, hits)}
+
+    @app.get("/customers/{customer_id}/recommendations", summary="Top-k products for a known customer")
+    def customer_recommendations(customer_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
+                                 model: str | None = None, exclude_bought: bool = False) -> dict:
+        release = service.ready()
+        name = _model(release, model)
+        with metrics.stage("/customers/{customer_id}/recommendations", "search"):
+            try:
+                hits = release.recommend(customer_id, name, k, exclude_bought)
+            except KeyError:
+                raise HTTPException(404, f"unknown customer id '{customer_id}' (a new customer: POST "
+                                         "/recommendations with the products they like)") from None
+        with metrics.stage("/customers/{customer_id}/recommendations", "lookup"):
+            return {"customer_id": customer_id, "model": name, "exclude_bought": exclude_bought,
+                    "purchases": int(len(release.data.history(customer_id))), "version": release.version,
+                    "results": _hits(release, hits)}
+
+    @app.post("/recommendations", summary="Top-k products for a new or anonymous customer")
+    async def new_customer_recommendations(body: NewCustomer) -> dict:
+        release = service.ready()
+        name = _model(release, body.model)
+        if not body.liked and not body.text:
+            raise HTTPException(422, "say what the customer likes: 'liked' product ids, a 'text', or both")
+        missing = release.missing(body.liked)
+        if missing:
+            raise _unknown_products(missing)
+        vector = None
+        if body.text:
+            with metrics.stage("/recommendations", "encode"):
+                vector = await service.text_vector(release, body.text)
+        with metrics.stage("/recommendations", "search"):
+            hits = await run_in_threadpool(release.recommend_new, body.liked, vector, name, body.k)
+        with metrics.stage("/recommendations", "lookup"):
+            return {"model": name, "liked": body.liked, "text": body.text, "version": release.version,
+                    "results": _hits(release, hits)}
+
+    @app.post("/embeddings", summary="Products' vectors in an embedding space or a recommender's item space")
+    def embeddings(body: EmbeddingQuery) -> dict:
+        release = service.ready()
+        if body.kind not in release.kinds and body.kind not in release.models:
+            raise HTTPException(422, f"unknown kind '{body.kind}'; one of {', '.join(release.kinds)}, or a served "
+                                     f"model: {', '.join(release.models)}")
+        missing = release.missing(body.ids)
+        if missing:
+            raise _unknown_products(missing)
+        with metrics.stage("/embeddings", "lookup"):
+            vectors = release.vectors(body.ids, body.kind)
+        dim = next((len(v) for v in vectors if v is not None), 0)
+        return {"kind": body.kind, "dim": dim, "version": release.version,
+                "embeddings": [{"id": i, "vector": None if v is None else np.round(v.astype(np.float64), 6).tolist()}
+                               for i, v in zip(body.ids, vectors)]}
+
+    @app.post("/products", status_code=201, summary="Add a product: embedded by the frozen models, no retraining")
+    def add_product(product_id: Annotated[str, Form(alias="id", description="new product id")],
+                    title: Annotated[str, Form(max_length=200)],
+                    description: Annotated[str, Form(max_length=2000)] = "",
+                    attributes: Annotated[str, Form(description='JSON object, e.g. {"colour": "Black"}')] = "{}",
+                    photo: Annotated[UploadFile | None, File(description="JPEG, PNG or WebP")] = None) -> dict:
+        release = service.ready()
+        product_id, title = product_id.strip(), title.strip()
+        if not PRODUCT_ID.match(product_id):
+            raise HTTPException(422, f"product id '{product_id[:80]}' is not valid: 1-64 letters, digits, '.', "
+                                     "'_' or '-', starting with a letter or digit")
+        if not title:
+            raise HTTPException(422, "a product needs a title")
+        record = {"id": product_id, "title": title, "description": description.strip(),
+                  "attributes": _attributes(attributes, release.attribute_columns)}
+        data = photo.file.read() if photo is not None else b""
+        suffix = _photo_suffix(data) if photo is not None else ""
+        with service._adding:
+            release = service.ready()  # a swap may have happened while we waited
+            if release.has_product(product_id):
+                raise HTTPException(409, f"product id '{product_id}' already exists")
+            with metrics.stage("/products", "encode"):
+                vectors = release.encode_product(record, data or None)
+            stored = service.added.append(record, data or None, suffix)
+            release.add_product({**record, "image_path": service.added.photo_path(stored)}, vectors)
+        metrics.added.inc()
+        nearest = release.similar(product_id, "hybrid", 5) if "hybrid" in release.kinds else []
+        return {**_product(release.product(product_id)), "version": release.version,
+                "sentence": vectors["sentence"], "kinds": [k for k in release.kinds if product_id in
+                                                           release.built.indexes[k].row],
+                "models": [m for m in release.models if hasattr(release.models[m], "add_product")],
+                "nearest": _hits(release, nearest)}
+
+    return app
+
+
+def _attributes(text: str, columns: list[str]) -> dict[str, str]:
+    """The attributes form field: a JSON object of the catalogue's attribute columns to strings; 422 else."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as e:
+        raise HTTPException(422, f"attributes is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise HTTPException(422, 'attributes must be a JSON object, e.g. {"colour": "Black"}')
+    unknown = [k for k in value if k not in columns]
+    if unknown:
+        raise HTTPException(422, f"unknown attribute(s) {', '.join(map(str, unknown))}; this catalogue has "
+                                 f"{', '.join(columns)}")
+    bad = [k for k, v in value.items() if not isinstance(v, (str, int, float)) or len(str(v)) > 200]
+    if bad:
+        raise HTTPException(422, f"attribute(s) {', '.join(bad)}: give each a short text value")
+    return {k: str(v) for k, v in value.items()}
+
