@@ -185,6 +185,7 @@ class Service:
         return True
 
     def _swap_to(self, release: Release) -> None:
+        release.warm_up()
         with self._adding:
             self._re_add(release)
             old, self.release = self.release, release

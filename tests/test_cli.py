@@ -46,6 +46,18 @@ def test_build_then_rebuild(two_builds):
     assert "RANDOM" in first.stderr  # random weights are never silent
     assert set(one["maps"]) == {"hybrid", "image", "text", "texture"}  # build also maps and clusters every kind
     assert all(0 <= m["noise_fraction"] <= 1 for m in one["maps"].values())
+    # build fits the served recommenders and publishes a version; the same content is the same version
+    assert one["models"] == ["two_tower", "graphsage"] and one["version"] == two["version"]
+
+
+def test_build_publishes_the_version_a_service_loads(two_builds):
+    from core.cache import ArtefactCache
+    from core.release import current
+    cache, first, _ = two_builds
+    published = current(ArtefactCache(cache), "synthetic:40")
+    assert published["version"] == json_line(first.stdout)["version"]
+    assert published["models"] == ["two_tower", "graphsage"] and published["backbone"] == TINY
+    assert current(ArtefactCache(cache), "synthetic:41") is None  # versions are per catalogue
 
 
 def test_build_caches_the_maps_and_the_comparison(two_builds):
