@@ -317,6 +317,13 @@ def cmd_bench(args) -> None:
     if args.what == "app":  # AppTest needs streamlit, which core never imports: run it in a child process
         env = dict(os.environ, ATELIER_CATALOG=spec, ATELIER_BACKBONE=args.backbone)
         sys.exit(subprocess.call([sys.executable, str(PROJECT_ROOT / "tools" / "bench_app.py")], env=env))
+    if args.what == "serve":  # starts `python -m core serve` itself (or loads --url) and loads it open-loop
+        from core.loadtest import LoadConfig, serve_and_load
+        if args.qps <= 0 or args.seconds <= 0:
+            sys.exit("error: --qps and --seconds must be positive")
+        cfg = LoadConfig(qps=args.qps, seconds=args.seconds, warmup_s=args.warmup)
+        print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin)))
+        return
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
         return
@@ -418,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture"])
+    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
@@ -429,6 +436,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
     p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
     p.add_argument("--model", default="graphsage", help="recommender (recs bench)")
+    p.add_argument("--url", help="serve bench: load this running service instead of starting one")
+    p.add_argument("--qps", type=float, default=100.0, help="serve bench: offered requests per second")
+    p.add_argument("--seconds", type=float, default=60.0, help="serve bench: measured seconds (after the warm-up)")
+    p.add_argument("--warmup", type=float, default=5.0, help="serve bench: seconds sent first and not counted")
+    p.add_argument("--no-pin", action="store_true", help="serve bench: do not pin the service and the generator "
+                                                         "to different cores")
     p.set_defaults(fn=cmd_bench)
 
     args = parser.parse_args(argv)

@@ -9,23 +9,21 @@ time whatever the earlier ones are doing, and a request's latency is its complet
 PLANNED send time: a stall of the service, or of the generator itself, is charged to every request that
 should have gone out during it.
 
-Arrivals are ``"poisson"`` (exponential gaps, seeded: many independent users) or ``"uniform"`` (one
-constant rate, as wrk2). Requests sent in the warm-up (same rate) are not counted. A send that leaves
-more than ``late_ms`` after its planned time is counted in ``late_sends``: if that is more than a few
-percent of the requests, the generator, not the service, set the pace and the run should be repeated
-with the generator on its own core(s) (:func:`serve_and_load` pins the two apart).
+Arrivals are ``"poisson"`` (exponential gaps, seeded: many independent users; :func:`plan_arrivals`)
+or ``"uniform"`` (one constant rate, as wrk2). Requests sent in the warm-up (same rate) are not counted.
+A send that leaves more than ``late_ms`` after its planned time is counted in ``late_sends``: if that is
+more than a few percent of the requests, the generator, not the service, set the pace, and the run should
+be repeated with the generator on its own core(s) (:func:`serve_and_load` pins the two apart).
 
 The request mix (:data:`MIX`) is built from the catalogue by :func:`workload`; :func:`run_load` (async)
 or :func:`load` runs it against a URL; :func:`serve_and_load` starts ``python -m core serve`` itself,
-waits for ``/readyz``, runs the load and stops the service. ``python -m core.loadtest --help`` runs it
+waits for ``/readyz``, runs the load and stops the service. ``python -m core bench serve`` runs it
 from the command line and prints the result as JSON.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import json
 import mimetypes
 import os
 import resource
@@ -63,7 +61,9 @@ N_POPULAR = 50  # popular text queries: repeated, so a query cache sees hits (th
 N_PHOTOS = 20  # photos read once for /search/image uploads
 N_LIKED = 3  # products liked by a visitor in POST /recommendations
 N_ERROR_EXAMPLES = 5
+LATE_WARN = 0.05  # more late sends than this share of requests: the generator, not the service, set the pace
 START_LEAD_S = 0.05  # the clock starts this far ahead so the first sends are not late by construction
+DRAIN_MARGIN_S = 5.0  # after the last send, requests still open timeout_s + this later are cancelled
 
 
 # ---------------------------------------------------------------- configuration and requests
@@ -73,11 +73,17 @@ class LoadConfig:
     qps: float = 100.0  # offered rate, requests per second, in the warm-up and the measurement
     seconds: float = 60.0  # measured window
     warmup_s: float = 5.0  # sent at the same rate before the window, not counted (connections, caches)
-    arrivals: str = "poisson"  # "poisson": exponential gaps (seeded); "uniform": constant rate, like wrk2
+    arrivals: str = "poisson"  # "poisson": random (exponential) gaps, seeded; "uniform": constant rate, like wrk2
     seed: int = 0  # arrival times and the requests drawn from the workload
     timeout_s: float = 10.0  # a request not answered this long after it was sent is an error
     late_ms: float = 5.0  # a send leaving more than this after its planned time counts as late
-    max_connections: int = 256  # httpx pool size: requests beyond it wait for a connection (and that counts)
+    # Requests in flight at most: a send that would exceed it is not made and counts as an error (the
+    # service is far behind by then), so the client never queues requests behind its own pool.
+    max_connections: int = 256
+    # Idle connections kept open. httpcore 1.0's pool rescans every connection (idle ones quadratically)
+    # each time a request starts or ends (encode/httpcore#1035): with hundreds kept after a burst, a
+    # generator at 150 QPS spent its whole core there and fell seconds behind; 32 costs nothing like it.
+    keepalive: int = 32
 
 
 @dataclass(frozen=True)
@@ -241,87 +247,91 @@ def workload(products: pd.DataFrame, customer_ids: Sequence[str], models: Sequen
 def plan_arrivals(cfg: LoadConfig) -> tuple[np.ndarray, int]:
     """(n_warmup + n_measured,) float64 planned send times in seconds from the start, increasing, and
     n_warmup. The warm-up fills [0, warmup_s), the measured window [warmup_s, warmup_s + seconds).
-    "uniform": round(rate * duration) sends per window, evenly spaced; "poisson": a Poisson process of
-    rate ``qps`` (so the measured count varies around qps * seconds), seeded by ``cfg.seed``."""
+    Each window gets round(qps * duration) sends: "uniform" evenly spaced; "poisson" at times drawn
+    uniformly and sorted, i.e. a Poisson process of rate ``qps`` conditioned on that count (exponential
+    gaps and their bursts, but the offered rate is exactly ``qps`` in every run), seeded by ``cfg.seed``."""
     if cfg.qps <= 0 or cfg.seconds < 0 or cfg.warmup_s < 0:
         raise ValueError(f"LoadConfig: qps must be > 0 and seconds, warmup_s >= 0, got {cfg}")
+    n_warm, n = round(cfg.warmup_s * cfg.qps), round(cfg.seconds * cfg.qps)
     if cfg.arrivals == "uniform":
-        warm = np.arange(round(cfg.warmup_s * cfg.qps)) / cfg.qps
-        measured = cfg.warmup_s + np.arange(round(cfg.seconds * cfg.qps)) / cfg.qps
+        warm, measured = np.arange(n_warm) / cfg.qps, np.arange(n) / cfg.qps
     elif cfg.arrivals == "poisson":
         rng = np.random.default_rng([cfg.seed, 0])
-        warm, measured = _poisson(rng, cfg.qps, cfg.warmup_s), cfg.warmup_s + _poisson(rng, cfg.qps, cfg.seconds)
+        warm, measured = np.sort(rng.uniform(0, cfg.warmup_s, n_warm)), np.sort(rng.uniform(0, cfg.seconds, n))
     else:
         raise ValueError(f"LoadConfig.arrivals: expected 'poisson' or 'uniform', got {cfg.arrivals!r}")
-    return np.concatenate([warm, measured]), len(warm)
-
-
-def _poisson(rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
-    """Arrival times of a Poisson process of ``rate`` in [0, duration)."""
-    times = np.empty(0)
-    while not len(times) or times[-1] < duration:
-        expected = rate * duration
-        gaps = rng.exponential(1.0 / rate, size=int(expected + 6 * np.sqrt(expected)) + 16)
-        times = np.concatenate([times, (times[-1] if len(times) else 0.0) + np.cumsum(gaps)])
-    return times[times < duration]
+    return np.concatenate([warm, cfg.warmup_s + measured]), n_warm
 
 
 async def _send(client: httpx.AsyncClient, call: Call, planned: float, timeout_s: float, out: list | None) -> None:
     """Send ``call``; append (name, latency_s, send_lag_s, completion time, error or None) to ``out``
-    (None for a warm-up request). Times are event-loop clock seconds; latency counts from ``planned``."""
+    (None for a warm-up request), also when cancelled. Times are event-loop clock seconds; latency counts
+    from ``planned``."""
     loop = asyncio.get_running_loop()
     lag = loop.time() - planned
-    error = None
+    error = "CancelledError"  # unless the request ends
     try:
-        # httpx's timeout bounds each phase (connect, write, read); wait_for bounds the whole request.
-        response = await asyncio.wait_for(
-            client.request(call.method, call.path, params=call.params, json=call.json, files=call.files), timeout_s)
-        if response.status_code >= 400:
-            error = f"HTTP {response.status_code}"
+        # httpx's timeout bounds each phase (connect, write, read); this one the whole request.
+        async with asyncio.timeout(timeout_s):
+            response = await client.request(call.method, call.path, params=call.params, json=call.json,
+                                            files=call.files)
+        error = f"HTTP {response.status_code}" if response.status_code >= 400 else None
     except Exception as e:  # noqa: BLE001 - any failure of the request is an error to count, not to raise
         error = type(e).__name__
-    done = loop.time()
-    if out is not None:
-        out.append((call.name, done - planned, lag, done, error))
+    finally:
+        if out is not None:
+            done = loop.time()
+            out.append((call.name, done - planned, lag, done, error))
 
 
-def _ms(seconds: np.ndarray, q: float) -> float:
-    return round(float(np.percentile(seconds, q)) * 1e3, 3)
+def _ms(seconds: np.ndarray, q: float | None = None) -> float | None:
+    """Percentile ``q`` (None: the maximum) of the finite entries, in ms; None when there are none."""
+    seconds = seconds[np.isfinite(seconds)]
+    if not len(seconds):
+        return None
+    return round(float(seconds.max() if q is None else np.percentile(seconds, q)) * 1e3, 3)
+
+
+def _latencies(latency: np.ndarray) -> dict:
+    return {"p50_ms": _ms(latency, 50), "p90_ms": _ms(latency, 90), "p99_ms": _ms(latency, 99), "max_ms": _ms(latency)}
 
 
 def _summary(records: list[tuple], n_planned: int, start: float, cfg: LoadConfig) -> dict:
-    """The result dict of :func:`run_load` from the measured requests' records (see :func:`_send`)."""
+    """The result dict of :func:`run_load` from the measured requests' records (see :func:`_send`; a request
+    never sent has latency NaN)."""
     names = np.array([r[0] for r in records], dtype=object)
-    latency = np.array([r[1] for r in records])
-    lag = np.array([r[2] for r in records])
-    done = np.array([r[3] for r in records])
+    latency = np.array([r[1] for r in records], dtype=float)
+    lag = np.array([r[2] for r in records], dtype=float)
+    done = np.array([r[3] for r in records], dtype=float)
     failed = np.array([r[4] is not None for r in records], dtype=bool)
     n_ok = int((~failed).sum())
     span = float(done.max() - start) if len(done) else 0.0
     endpoints = {}
-    for name, _ in sorted(Counter(names.tolist()).items(), key=lambda kv: (-kv[1], kv[0])):
+    for name, count in sorted(Counter(names.tolist()).items(), key=lambda kv: (-kv[1], kv[0])):
         mine = names == name
-        endpoints[name] = {"count": int(mine.sum()), "errors": int((failed & mine).sum()),
-                           "p50_ms": _ms(latency[mine], 50), "p90_ms": _ms(latency[mine], 90),
-                           "p99_ms": _ms(latency[mine], 99), "max_ms": round(float(latency[mine].max()) * 1e3, 3)}
+        endpoints[name] = {"count": count, "errors": int((failed & mine).sum())} | _latencies(latency[mine])
     examples: list[str] = []
     for name, *_, error in records:
         example = f"{name}: {error}"
         if error is not None and example not in examples and len(examples) < N_ERROR_EXAMPLES:
             examples.append(example)
-    overall = ({q: _ms(latency, p) for q, p in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99))}
-               | {"max_ms": round(float(latency.max()) * 1e3, 3)}) if len(latency) else {}
+    late = int((lag * 1e3 > cfg.late_ms).sum())
+    warnings = []
+    if late > LATE_WARN * max(len(records), 1):
+        warnings.append(f"{late} of {len(records)} sends left more than {cfg.late_ms:g} ms late: the generator "
+                        "did not keep up (too high a rate, or short of CPU), so the latencies partly measure it")
     return {
         "offered_qps": round(n_planned / cfg.seconds, 3) if cfg.seconds else 0.0,
         "achieved_qps": round(n_ok / span, 3) if span > 0 else 0.0,
         "requests": len(records),
         "errors": int(failed.sum()),
-        "late_sends": int((lag * 1e3 > cfg.late_ms).sum()),
+        "late_sends": late,
         "max_send_lag_ms": round(float(lag.max()) * 1e3, 3) if len(lag) else 0.0,
         "seconds": cfg.seconds,
-        "latency_ms": overall,
+        "latency_ms": _latencies(latency),
         "endpoints": endpoints,
         "error_examples": examples,
+        "warnings": warnings,
     }
 
 
@@ -331,18 +341,25 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
     Every send time is planned up front (:func:`plan_arrivals`); the scheduler sleeps until each, fires the
     request as a task and moves on, never waiting for answers. Latency = completion - planned send time,
     for every measured request, errors included (a timeout counts as at least ``timeout_s``). Errors are
-    exceptions (connection refused, timeout) and HTTP statuses >= 400.
+    exceptions (connection refused, timeout) and HTTP statuses >= 400, and requests not sent: one that
+    would have been the ``max_connections + 1``-th in flight, and all the rest once the generator is more
+    than ``timeout_s`` behind its plan (the run stops there rather than going on for minutes). Requests
+    still open ``timeout_s`` + 5 s after the last send are cancelled (errors).
 
     Returns {offered_qps (planned measured requests / seconds), achieved_qps (successful measured
     responses / (last completion - measurement start)), requests, errors, late_sends (send lag >
-    late_ms), max_send_lag_ms, seconds, latency_ms {p50_ms, p90_ms, p99_ms, max_ms} over all endpoints,
-    endpoints {name: {count, errors, p50_ms, p90_ms, p99_ms, max_ms}} (most requested first),
-    error_examples (up to 5 distinct "name: HTTP status" or "name: ExceptionType"), warmup_requests,
-    generator_cpu_s (CPU seconds of this whole process over the run, warm-up included), wall_s}."""
+    late_ms), max_send_lag_ms, seconds, latency_ms {p50_ms, p90_ms, p99_ms, max_ms} over all endpoints
+    (requests not sent have none; None if no request was sent), endpoints {name: {count, errors, p50_ms,
+    p90_ms, p99_ms, max_ms}} (most requested first), error_examples (up to 5 distinct "name: HTTP status",
+    "name: ExceptionType" or "name: not sent (why)"), warnings (a list, e.g. the generator sent more than 5%
+    of requests late), warmup_requests, generator_cpu_s (CPU seconds of this whole process over the run,
+    warm-up included), wall_s}."""
     times, n_warm = plan_arrivals(cfg)
     rng = np.random.default_rng([cfg.seed, 1])  # a stream of its own: the arrivals do not shift the requests
-    limits = httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections)
+    limits = httpx.Limits(max_connections=cfg.max_connections,
+                          max_keepalive_connections=min(cfg.keepalive, cfg.max_connections))
     records: list[tuple] = []
+    abandoned = ""
     cpu0, wall0 = _self_cpu_s(), time.perf_counter()
     # trust_env=False: no proxy from the environment, requests go to ``url`` itself.
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=cfg.timeout_s, trust_env=False) as client:
@@ -351,15 +368,31 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
         start = loop.time() + START_LEAD_S
         for i, t in enumerate(times):
             call = next_call(rng)  # drawn before the sleep, so its cost does not delay the send
-            delay = start + t - loop.time()
+            planned = start + t
+            delay = planned - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(_send(client, call, start + t, cfg.timeout_s, records if i >= n_warm else None))
+            out = records if i >= n_warm else None
+            if not abandoned and loop.time() - planned > cfg.timeout_s:
+                abandoned = f"not sent (the generator fell more than {cfg.timeout_s:g} s behind its plan)"
+            if abandoned or len(pending) >= cfg.max_connections:
+                if out is not None:
+                    now = loop.time()
+                    why = abandoned or f"not sent ({cfg.max_connections} requests in flight)"
+                    out.append((call.name, np.nan, now - planned, now, why))
+                continue
+            task = asyncio.create_task(_send(client, call, planned, cfg.timeout_s, out))
             pending.add(task)  # the loop holds tasks weakly: keep each until it is done
             task.add_done_callback(pending.discard)
         if pending:
-            await asyncio.gather(*pending)  # each is bounded by timeout_s
+            _, late = await asyncio.wait(set(pending), timeout=cfg.timeout_s + DRAIN_MARGIN_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
     result = _summary(records, len(times) - n_warm, start + cfg.warmup_s, cfg)
+    if abandoned:
+        result["warnings"].append(f"the generator fell more than {cfg.timeout_s:g} s behind its plan and stopped "
+                                  "sending: lower qps or give it more CPU")
     result.update(warmup_requests=n_warm, generator_cpu_s=round(_self_cpu_s() - cpu0, 3),
                   wall_s=round(time.perf_counter() - wall0, 3))
     return result
@@ -469,19 +502,21 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
     version (when /readyz gives one), and for a service started here server_log (its log file) and
     server_cpu_s (its CPU seconds during the run, warm-up included)."""
     from core.bench import reference_s  # imports the embedding stack: only when a benchmark runs
-    result: dict = {"catalog": catalog, "models": list(models), "config": dataclasses.asdict(cfg),
-                    "server_started": url is None, "reference_s": reference_s()}
+    start_here = url is None
+    if start_here:
+        port = port or _free_port()
+        url = f"http://127.0.0.1:{port}"
+    result: dict = {"url": url, "server_started": start_here, "catalog": catalog, "models": list(models),
+                    "config": dataclasses.asdict(cfg), "reference_s": reference_s()}
     saved = os.sched_getaffinity(0)
+    allowed = sorted(saved)
+    pinned = start_here and pin and len(allowed) >= 2
     proc: subprocess.Popen | None = None
     log: Path | None = None
     try:
-        if url is None:
-            port = port or _free_port()
-            url = f"http://127.0.0.1:{port}"
+        if start_here:
             fd, name = tempfile.mkstemp(prefix="atelier-serve-", suffix=".log")
             log = Path(name)
-            allowed = sorted(saved)
-            pinned = pin and len(allowed) >= 2
             with os.fdopen(fd, "wb") as out:
                 # The child inherits this thread's mask at fork, so every thread it ever starts is pinned.
                 if pinned:
@@ -499,14 +534,14 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
             result["server_log"] = str(log)
         else:
             result["pinning"] = {"note": "service not started here (url given): not pinned"}
-        result["url"] = url
         data = load_catalog(catalog)  # while the service loads
         customers = data.purchases["customer_id"].astype(str).unique().tolist()
-        work = workload(data.products, customers, models, cfg.seed)
-        result["mix"] = {name: round(share, 4) for name, share in work.mix.items()}
         ready = _wait_ready(url, proc, log, ready_timeout_s)
         if "version" in ready:
             result["version"] = ready["version"]
+        models = result["models"] = list(ready.get("models") or models)  # what the service serves
+        work = workload(data.products, customers, models, cfg.seed)
+        result["mix"] = {name: round(share, 4) for name, share in work.mix.items()}
         cpu0 = _process_cpu_s(proc.pid) if proc is not None else None
         result.update(load(url, work, cfg))
         cpu1 = _process_cpu_s(proc.pid) if proc is not None else None
@@ -518,33 +553,6 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
     finally:
         if proc is not None:
             _stop(proc)
-        _set_affinity(os.getpid(), saved)
+        if pinned:
+            _set_affinity(os.getpid(), saved)
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.loadtest", description=__doc__.splitlines()[0])
-    parser.add_argument("--catalog", help="catalogue spec (default: $ATELIER_CATALOG, ../shared/data/hm, synthetic)")
-    parser.add_argument("--url", help="load this running service instead of starting one")
-    parser.add_argument("--port", type=int, help="port for the service started here (default: a free one)")
-    parser.add_argument("--models", default="graphsage,two_tower", help="comma-separated recommender names")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin the service and the generator apart")
-    parser.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for /readyz")
-    parser.add_argument("--out", help="also write the result JSON here")
-    defaults = LoadConfig()
-    for f in dataclasses.fields(LoadConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
-                            default=getattr(defaults, f.name))
-    args = parser.parse_args(argv)
-    cfg = LoadConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LoadConfig)})
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    result = serve_and_load(args.catalog, cfg, url=args.url, models=models, port=args.port,
-                            ready_timeout_s=args.ready_timeout, pin=not args.no_pin)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -252,3 +252,20 @@ def test_recommend_for_listed_customers_excluding_bought(shop, tmp_path, capsys)
     mine = recs.groupby("customer_id")["product_id"].apply(list)
     assert mine["u1"] == ["c", "d", "e"]  # a and b were u1's own purchases
     assert mine["newcomer"] == mine["u4"] == ["a", "b", "c"]
+
+
+def test_bench_serve_loads_the_published_version_open_loop(two_builds, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(two_builds[0], cache)
+    got = run_cli(cache, "bench", "serve", "--catalog", "synthetic:40", "--qps", "20", "--seconds", "2",
+                  "--warmup", "0.5")
+    assert got.returncode == 0, got.stderr
+    out = json_line(got.stdout)
+    assert out["server_started"] and out["version"] == json_line(two_builds[1].stdout)["version"]
+    assert out["offered_qps"] == 20 and out["requests"] == 40 and out["errors"] == 0, out.get("error_examples")
+    assert {"similar", "customer_recs", "search_text"} <= set(out["endpoints"])
+    for numbers in out["endpoints"].values():
+        assert 0 < numbers["p50_ms"] <= numbers["p90_ms"] <= numbers["p99_ms"] <= numbers["max_ms"]
+    assert sum(e["count"] for e in out["endpoints"].values()) == 40
+    assert "late_sends" in out and "achieved_qps" in out and out["reference_s"] > 0
+    assert set(out["pinning"]) in ({"server", "generator"}, {"note"})
