@@ -365,3 +365,92 @@ def test_texture_views_are_extra_passes_side_by_side(synthetic_catalog, tmp_path
     assert torch.allclose(grey[0], grey[1]) and torch.allclose(grey[1], grey[2])
     with pytest.raises(ValueError, match="unknown texture view"):
         catalog_texture_features(synthetic_catalog, cache, views=("photo", "sepia"))
+
+
+# ---------------------------------------------------------------- text encoding (ONNX Runtime)
+
+LONG = " ".join(["pattern"] * 300)  # 300 words: more tokens than max_seq_length (256), so truncated
+SENTENCES = ["a red striped dress", "", "Slim-fit jeans in washed stretch denim with a regular waist and zip fly.",
+             LONG, "top", "Soft jersey T-shirt with a round neck"]
+
+
+@pytest.fixture(scope="module")
+def onnx_text_cache(tmp_path_factory):
+    return ArtefactCache(tmp_path_factory.mktemp("onnx-text-cache"))
+
+
+@pytest.fixture(scope="module")
+def onnx_text(onnx_text_cache):
+    from core.lit import load_onnx_text_tower, text_tower
+    return load_onnx_text_tower(onnx_text_cache, text_tower())
+
+
+class RecordingSession:
+    """An ONNX Runtime session that records the (batch, tokens) shape of each call."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feed):
+        self.shapes.append(feed["input_ids"].shape)
+        return self.session.run(names, feed)
+
+
+def test_onnx_text_features_are_the_sentence_transformers_ones(onnx_text):
+    from core.lit import TorchTextTower, text_tower
+    model = text_tower().model
+    assert onnx_text.runtime == "onnxruntime" and onnx_text.max_length == model.max_seq_length == 256
+    assert len(model.tokenizer(LONG)["input_ids"]) > 256
+    want = TorchTextTower(model)(SENTENCES)
+    got = onnx_text(SENTENCES)
+    assert got.shape == (len(SENTENCES), TEXT_FEATURES) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    # truncated as SentenceTransformer truncates: words past the 256th token change nothing
+    np.testing.assert_allclose(onnx_text([LONG + " stripes and checks in red"]), got[[3]], rtol=0, atol=1e-6)
+    assert onnx_text([]).shape == TorchTextTower(model)([]).shape == (0, TEXT_FEATURES)
+
+
+def test_text_batches_go_longest_first_and_rows_keep_their_order(onnx_text, monkeypatch):
+    alone = np.concatenate([onnx_text([s]) for s in SENTENCES])
+    recording = RecordingSession(onnx_text.session)
+    monkeypatch.setattr(onnx_text, "session", recording)
+    got = onnx_text(SENTENCES, batch_size=2)
+    np.testing.assert_allclose(got, alone, rtol=0, atol=1e-5)  # row i is sentence i's, padded or not
+    assert [b for b, _ in recording.shapes] == [2, 2, 2]
+    tokens = [t for _, t in recording.shapes]
+    assert tokens[0] == 256 and tokens == sorted(tokens, reverse=True)  # the truncated one first, then shorter
+
+
+def test_export_of_the_text_encoder_is_reused(onnx_text_cache, onnx_text, monkeypatch):
+    import core.lit as lit
+    exports = []
+    monkeypatch.setattr(lit, "export_sentence_encoder", lambda *a: exports.append(a))
+    again = lit.load_onnx_text_tower(onnx_text_cache, lit.text_tower())
+    assert not exports and lit.text_onnx_path(onnx_text_cache, lit.text_tower().model_dir).is_file()
+    np.testing.assert_array_equal(again(SENTENCES[:3]), onnx_text(SENTENCES[:3]))
+
+
+def test_runtime_env_forces_torch_for_texts(tmp_path, monkeypatch, onnx_text):
+    from core.lit import create_text_runner, text_tower
+    monkeypatch.setenv("ATELIER_RUNTIME", "torch")
+    cache = ArtefactCache(tmp_path / "cache")
+    runner = create_text_runner(cache, text_tower())
+    assert runner.runtime == "torch" and "ATELIER_RUNTIME" in runner.reason
+    assert not (cache.root / "onnx").exists()  # nothing exported
+    assert text_tower().runner().runtime == "torch"  # what text_tower()(texts) and queries go through
+    np.testing.assert_allclose(text_tower()(SENTENCES), onnx_text(SENTENCES), rtol=0, atol=1e-4)
+
+
+def test_missing_onnxruntime_falls_back_to_torch_for_texts(tmp_path, monkeypatch, caplog):
+    import sys
+    from core.lit import create_text_runner, text_tower
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    cache = ArtefactCache(tmp_path / "cache")
+    with caplog.at_level("WARNING", logger="core.lit"):
+        runner = create_text_runner(cache, text_tower())
+    assert runner.runtime == "torch" and "onnxruntime" in runner.reason
+    assert any("ONNX Runtime unavailable" in r.message and "encoding texts" in r.message for r in caplog.records)
+    monkeypatch.setenv("ATELIER_RUNTIME", "onnxruntime")  # asked for by name: an error, not a fallback
+    with pytest.raises(ImportError):
+        create_text_runner(cache, text_tower())
