@@ -192,7 +192,7 @@ def test_exceptions_are_errors():
         closed.bind(("127.0.0.1", 0))
         result = load(f"http://127.0.0.1:{closed.getsockname()[1]}", _same("/ok"), _quick(qps=20.0, seconds=0.5))
     assert result["requests"] == result["errors"] == 10 and result["achieved_qps"] == 0.0
-    assert result["error_examples"] == ["ok: ConnectError"]
+    assert result["error_examples"] == ["ok: ConnectionRefusedError"]
 
 
 # ---------------------------------------------------------------- the workload
