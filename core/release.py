@@ -393,7 +393,8 @@ def prepare(spec: str, limit: int | None = None, backbone: str | Backbone = "aut
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff_after(catalog.purchases),
                     built.embeddings)
     fitted_models = {m: fitted(m, data, cache, progress=progress) for m in models}
-    return Release(manifest(spec, limit, backbone.name, cfg, models, data), catalog, backbone, built, data, fitted_models)
+    return Release(manifest(spec, limit, backbone.name, cfg, models, data), catalog, backbone, built, data,
+                   fitted_models)
 
 
 def load(release_manifest: dict, cache: ArtefactCache | None = None, backbone: Backbone | None = None,

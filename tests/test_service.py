@@ -290,7 +290,8 @@ def test_bad_products_are_refused_and_nothing_is_stored(own_cache):
                              ({"id": "ok-1", "title": "x", "attributes": '{"smell": "nice"}'}, 422)]:
             got = client.post("/products", data=data)
             assert got.status_code == status, (data, got.text)
-        got = client.post("/products", data={"id": "ok-1", "title": "x"}, files={"photo": ("a.txt", b"hello", "text/plain")})
+        got = client.post("/products", data={"id": "ok-1", "title": "x"},
+                          files={"photo": ("a.txt", b"hello", "text/plain")})
         assert got.status_code == 415
         assert client.post("/products", data={"id": "ok-2", "title": "<b>Bold</b> shirt"}).status_code == 201
         assert client.get("/products/ok-2").json()["title"] == "<b>Bold</b> shirt"  # stored and returned as text
@@ -315,7 +316,8 @@ def test_a_new_version_is_swapped_in_while_requests_keep_succeeding(own_cache):
 
         def hammer() -> None:
             while not stop.is_set():
-                for got in (client.get(f"/products/{pid}/similar"), client.get(f"/customers/{customer}/recommendations"),
+                for got in (client.get(f"/products/{pid}/similar"),
+                            client.get(f"/customers/{customer}/recommendations"),
                             client.post("/search/text", json={"text": "navy dress"})):
                     replies.append((got.status_code, got.json().get("version", "")))
         threads = [threading.Thread(target=hammer) for _ in range(2)]
