@@ -276,7 +276,7 @@ class Release:
 
     # ------------------------------------------------------------ recommendations
 
-    def _hits(self, name: str, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         keep = (rows >= 0) & np.isfinite(scores)
         return [Hit(str(self.product_ids[r]), float(s)) for r, s in zip(rows[keep], scores[keep])]
 
@@ -288,7 +288,7 @@ class Release:
         exclude = [self.data.history(customer_id)] if exclude_bought else None
         with self.lock.read():
             rows, scores = self.models[model].recommend([customer_id], k, exclude)
-            return self._hits(model, rows[0], scores[0])
+            return self._hits(rows[0], scores[0])
 
     def recommend_new(self, liked: Sequence[str], query: np.ndarray | None, model: str, k: int) -> list[Hit]:
         """Top-k for a new or anonymous customer: the products they liked and/or a (d,) text vector of what
@@ -302,18 +302,18 @@ class Release:
         with self.lock.read():
             n = self._model_rows[model]
             rows = [self.product_row[p] for p in dict.fromkeys(liked)]
-            history = np.asarray([r for r in rows if r < n], dtype=np.int64)  # a model without added products
-            if query is not None and not len(history) and hasattr(recommender, "session_vector"):
+            liked_rows = np.asarray([r for r in rows if r < n], dtype=np.int64)  # a model without added products
+            history = liked_rows
+            if query is not None and not len(liked_rows) and hasattr(recommender, "session_vector"):
                 vectors = recommender.session_vector(text=query)[None]
                 rows_k, scores = recommender.search(vectors, k)
-                return self._hits(model, rows_k[0], scores[0])
+                return self._hits(rows_k[0], scores[0])
             if query is not None:
-                s, r = self.built.indexes["hybrid"].search(query, NEW_CUSTOMER_SEEDS)
+                _, r = self.built.indexes["hybrid"].search(query, NEW_CUSTOMER_SEEDS)
                 seeds = [self.product_row[str(self.built.indexes["hybrid"].ids[j])] for j in r[0] if j >= 0]
                 history = np.concatenate([history, [j for j in seeds if j < n]]).astype(np.int64)
-            liked_rows = np.asarray([r for r in rows if r < n], dtype=np.int64)
             out, scores = recommender.recommend_histories([history], k, exclude=[liked_rows])
-            return self._hits(model, out[0], scores[0])
+            return self._hits(out[0], scores[0])
 
     def warm_up(self) -> None:
         """One query through each encoder, index and model, so the first requests do not pay for lazy
