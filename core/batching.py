@@ -7,6 +7,8 @@ its pass; :class:`LRUCache` keeps recent results so a repeated query costs a loo
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -15,6 +17,25 @@ from typing import Callable, Generic, Hashable, Sequence, TypeVar
 
 X = TypeVar("X")
 Y = TypeVar("Y")
+log = logging.getLogger(__name__)
+
+
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (Linux: niceness is per thread), so the threads
+    answering cheap requests get the CPU first when they need it. Elsewhere, or when refused, it warns once."""
+    if nice <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except (AttributeError, OSError) as e:
+        log.warning("cannot lower the priority of thread %s (%s): heavy work competes with light requests",
+                    threading.current_thread().name, e)
+
+
+def background_pool(workers: int, name: str, nice: int = 0) -> ThreadPoolExecutor:
+    """A thread pool whose threads run ``nice`` steps below the rest of the process (see :func:`lower_priority`)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=lower_priority, initargs=(nice,))
 
 
 class MicroBatcher(Generic[X, Y]):
@@ -24,10 +45,11 @@ class MicroBatcher(Generic[X, Y]):
     thread, off the event loop, so passes never overlap (the encoder has the cores to itself).
 
     ``on_batch(size, seconds)`` is called after each pass (e.g. for metrics). ``calls`` and ``items``
-    count passes and items; an exception in ``fn`` is raised to every submitter of that batch."""
+    count passes and items; an exception in ``fn`` is raised to every submitter of that batch. ``nice``:
+    how far below the process's priority the worker runs (see :func:`lower_priority`)."""
 
     def __init__(self, fn: Callable[[list[X]], Sequence[Y]], max_batch: int = 32, window_ms: float = 2.0,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None, nice: int = 0):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.fn, self.max_batch, self.window_s, self.on_batch = fn, max_batch, window_ms / 1e3, on_batch
@@ -35,7 +57,7 @@ class MicroBatcher(Generic[X, Y]):
         self._pending: list[tuple[X, asyncio.Future]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="micro-batch")
+        self._worker = background_pool(1, "micro-batch", nice)
 
     async def submit(self, item: X) -> Y:
         """The result of ``fn`` for ``item``, computed in a batch with whatever else arrives meanwhile."""

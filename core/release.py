@@ -33,6 +33,8 @@ from core.texture import TextureConfig
 
 log = logging.getLogger(__name__)
 SERVED_MODELS = ("two_tower", "graphsage")  # the recommenders a build fits and publishes; the first is the default
+LIST_K = 100  # products per known customer's precomputed list (the service's largest k)
+LIST_BATCH = 256  # customers per model call while the lists are computed
 NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text, for models without a session mode (as the app)
 Progress = Callable[[str, int, int], None]
 
@@ -198,6 +200,9 @@ class Release:
         self._table_rows = {kind: len(t["rows"]) for kind, t in built.tables.items()}
         self._added_vectors: dict[str, list[np.ndarray]] = {kind: [] for kind in built.kinds}
         self._model_rows: dict[str, int] = {name: data.n_products for name in models}
+        # (model, exclude_bought) -> (rows, scores), (n_customers, LIST_K) each: see customer_lists
+        self._lists: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._titles = dict(zip(catalog.products.index, catalog.products["title"].astype(str)))
         self.loaded_at = time.time()
 
     @property
@@ -227,9 +232,14 @@ class Release:
 
     def title(self, product_id: str) -> str:
         r = self.added.get(product_id)
-        return r["title"] if r is not None else str(self.catalog.products.at[product_id, "title"])
+        return r["title"] if r is not None else self._titles[product_id]
 
     # ------------------------------------------------------------ similarity and search
+
+    def similar_is_lookup(self, product_id: str, kind: str, k: int) -> bool:
+        """Whether :meth:`similar` answers from the neighbour table (microseconds) rather than a search."""
+        row = self.built.indexes[kind].row.get(product_id)
+        return row is None or (row < self._table_rows[kind] and k <= self.built.tables[kind]["rows"].shape[1])
 
     def similar(self, product_id: str, kind: str, k: int) -> list[Hit]:
         """Top-k products most like ``product_id`` in ``kind``'s space (itself excluded); empty for a
@@ -280,15 +290,62 @@ class Release:
         keep = (rows >= 0) & np.isfinite(scores)
         return [Hit(str(self.product_ids[r]), float(s)) for r, s in zip(rows[keep], scores[keep])]
 
+    def recommend_is_lookup(self, model: str, k: int, exclude_bought: bool) -> bool:
+        """Whether :meth:`recommend` answers from the precomputed lists (see :meth:`customer_lists`)."""
+        lists = self._lists.get((model, exclude_bought))
+        return lists is not None and k <= lists[0].shape[1]
+
     def recommend(self, customer_id: str, model: str, k: int, exclude_bought: bool) -> list[Hit]:
         """Top-k for a known customer (their purchases before the version's cutoff). KeyError for an
         unknown customer id."""
-        if customer_id not in self.data.customer_row:
+        row = self.data.customer_row.get(customer_id)
+        if row is None:
             raise KeyError(customer_id)
-        exclude = [self.data.history(customer_id)] if exclude_bought else None
         with self.lock.read():
+            lists = self._lists.get((model, exclude_bought))
+            if lists is not None and k <= lists[0].shape[1]:
+                return self._hits(lists[0][row, :k], lists[1][row, :k])
+            exclude = [self.data.history(customer_id)] if exclude_bought else None
             rows, scores = self.models[model].recommend([customer_id], k, exclude)
             return self._hits(rows[0], scores[0])
+
+    def customer_lists(self) -> None:
+        """Precompute every known customer's top LIST_K products per served model, with and without what
+        they bought (a request then costs a lookup, not a model call), as the neighbour tables do for
+        products. A product added later is merged into them (see :meth:`add_product`)."""
+        customers = self.data.customer_ids.tolist()
+        for name, model in self.models.items():
+            for exclude_bought in (False, True):
+                if (name, exclude_bought) in self._lists:
+                    continue
+                n_rows, parts = self._model_rows[name], []
+                for start in range(0, len(customers), LIST_BATCH):
+                    batch = customers[start:start + LIST_BATCH]
+                    exclude = [self.data.history(c) for c in batch] if exclude_bought else None
+                    with self.lock.read():
+                        parts.append(self.models[name].recommend(batch, LIST_K, exclude))
+                rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, LIST_K), np.int64)
+                scores = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, LIST_K), np.float32)
+                with self.lock.write():
+                    if self._model_rows[name] == n_rows:  # no product added meanwhile
+                        self._lists[(name, exclude_bought)] = (rows, scores)
+
+    def _merge_into_lists(self, name: str, row: int) -> None:
+        """Product ``row``, just added to model ``name``, into its customers' lists where it scores high
+        enough (nobody bought it, so the lists without purchases take it too). A model without per-customer
+        vectors loses its lists and answers from the model again."""
+        model = self.models[name]
+        if not hasattr(model, "customer_vectors"):
+            for key in [key for key in self._lists if key[0] == name]:
+                del self._lists[key]
+            return
+        new_scores = (model.customer_vectors() @ model.item_vectors()[row]).astype(np.float32)
+        for key in [key for key in self._lists if key[0] == name]:
+            rows, scores = self._lists[key]
+            rows = np.concatenate([rows, np.full((len(rows), 1), row, np.int64)], axis=1)
+            scores = np.concatenate([scores, new_scores[:, None]], axis=1)
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :LIST_K]  # ties: the earlier product first
+            self._lists[key] = np.take_along_axis(rows, order, 1), np.take_along_axis(scores, order, 1)
 
     def recommend_new(self, liked: Sequence[str], query: np.ndarray | None, model: str, k: int) -> list[Hit]:
         """Top-k for a new or anonymous customer: the products they liked and/or a (d,) text vector of what
@@ -325,6 +382,7 @@ class Release:
             self.built.photo_query(products.at[photos[0], "image_path"])
         for kind in self.kinds:
             self.search(query, kind, 10)
+        self.customer_lists()
         customers = self.data.customer_ids[:1].tolist()
         for name in self.models:
             if customers:
@@ -371,6 +429,7 @@ class Release:
             for name, model in self.models.items():
                 if hasattr(model, "add_product") and self._model_rows[name] == len(self.product_ids):
                     model.add_product(pid, image, text, record["attributes"], has_image)
+                    self._merge_into_lists(name, self._model_rows[name])
                     self._model_rows[name] += 1
             self.product_row[pid] = len(self.product_ids)
             self.product_ids = np.append(self.product_ids, pid)

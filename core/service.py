@@ -9,7 +9,9 @@ Prometheus metrics at ``/metrics``. ``python -m core serve`` runs it on uvicorn.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -21,14 +23,13 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import UnidentifiedImageError
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest)
 from pydantic import BaseModel, Field, field_validator
 
-from core.batching import LRUCache, MicroBatcher
+from core.batching import LRUCache, MicroBatcher, background_pool
 from core.cache import ArtefactCache, digest
 from core.catalog import default_catalog_spec
 from core.embed import ImageError, load_image
@@ -58,6 +59,10 @@ class ServiceConfig:
     batch_window_ms: float = 3.0
     max_batch: int = 32
     query_cache: int = 20_000  # text and photo query vectors remembered (LRU); ~2 KB each
+    # Heavy work (encoders, searches of text and photo queries, new customers' lists) runs on threads this
+    # many nice steps down, so the cheap lookups (/similar, products, known customers) never queue behind it.
+    background_nice: int = 10
+    background_workers: int = 2
     poll_s: float = 2.0  # how often the current version is checked; 0: never (no hot swap)
 
 
@@ -123,9 +128,12 @@ class Service:
         self._failed_version: str | None = None
         self._new_caches()
         self.text_batcher = MicroBatcher(self._encode_texts, cfg.max_batch, cfg.batch_window_ms,
-                                         lambda n, _s: self.metrics.batch.labels("text").observe(n))
+                                         lambda n, _s: self.metrics.batch.labels("text").observe(n),
+                                         cfg.background_nice)
         self.photo_batcher = MicroBatcher(self._encode_photos, cfg.max_batch, cfg.batch_window_ms,
-                                          lambda n, _s: self.metrics.batch.labels("photo").observe(n))
+                                          lambda n, _s: self.metrics.batch.labels("photo").observe(n),
+                                          cfg.background_nice)
+        self.heavy = background_pool(cfg.background_workers, "heavy", cfg.background_nice)
 
     def _new_caches(self) -> None:
         # keyed by text or photo digest; a new version may come with a new backbone, so it gets new caches
@@ -144,6 +152,7 @@ class Service:
         self._stop.set()
         self.text_batcher.close()
         self.photo_batcher.close()
+        self.heavy.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         try:
@@ -233,6 +242,10 @@ class Service:
         import torch
         return self._grouped(items, lambda r, tensors: r.backbone.encode_image(torch.stack(tensors)))
 
+    async def background(self, fn, *args):
+        """``fn(*args)`` on a heavy-work thread (see ``ServiceConfig.background_nice``), awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self.heavy, functools.partial(fn, *args))
+
     async def text_vector(self, release: Release, text: str) -> np.ndarray:
         key = (release.version, text)
         vector = self.text_cache.get(key)
@@ -247,7 +260,7 @@ class Service:
         vector = self.photo_cache.get(key)
         self.metrics.query_cache.labels("photo", "hit" if vector is not None else "miss").inc()
         if vector is None:
-            tensor = await run_in_threadpool(lambda: release.backbone.preprocess(load_image(io.BytesIO(photo))))
+            tensor = await self.background(lambda: release.backbone.preprocess(load_image(io.BytesIO(photo))))
             vector = await self.photo_batcher.submit((release, tensor))
             self.photo_cache.put(key, vector)
         return vector
@@ -428,7 +441,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         return JSONResponse({"detail": f"not ready: {e}"}, 503, headers={"Retry-After": "5"})
 
     @app.get("/healthz", summary="The process is alive")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok"}
 
     @app.get("/readyz", summary="A version is loaded, and which")
@@ -447,12 +460,16 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # The lookups below (a product, its precomputed neighbours, a known customer's precomputed list) take
+    # microseconds, so they run on the event loop and answer with JSON directly: a thread hop and FastAPI's
+    # response validation would cost them more than the work. What is not a lookup goes to a heavy thread.
+
     @app.get("/products/{product_id}", summary="A product's title, description and attributes")
-    def product(product_id: str) -> dict:
+    async def product(product_id: str) -> JSONResponse:
         release = service.ready()
         with metrics.stage("/products/{product_id}", "lookup"):
             try:
-                return {**_product(release.product(product_id)), "version": release.version}
+                return JSONResponse({**_product(release.product(product_id)), "version": release.version})
             except KeyError:
                 raise _unknown_products([product_id]) from None
 
@@ -468,19 +485,21 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/products/{product_id}/similar", summary="Products most similar to one product")
-    def similar(product_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, kind: Kind = "hybrid") -> dict:
+    async def similar(product_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, kind: Kind = "hybrid"
+                      ) -> JSONResponse:
         release = service.ready()
         _check_kind(release, kind)
         with metrics.stage("/products/{product_id}/similar", "search"):
             try:
-                hits = release.similar(product_id, kind, k)
+                hits = (release.similar(product_id, kind, k) if release.similar_is_lookup(product_id, kind, k)
+                        else await service.background(release.similar, product_id, kind, k))
             except KeyError:
                 raise _unknown_products([product_id]) from None
         with metrics.stage("/products/{product_id}/similar", "lookup"):
             out = {"id": product_id, "kind": kind, "version": release.version, "results": _hits(release, hits)}
         if not hits and kind in ("image", "texture"):
             out["note"] = f"product '{product_id}' has no photo, so no place in the {kind} space"
-        return out
+        return JSONResponse(out)
 
     @app.post("/search/text", summary="Products matching a text query")
     async def search_text(query: TextQuery) -> dict:
@@ -489,7 +508,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         with metrics.stage("/search/text", "encode"):
             vector = await service.text_vector(release, query.text)
         with metrics.stage("/search/text", "search"):
-            hits = await run_in_threadpool(release.search, vector, query.kind, query.k)
+            hits = await service.background(release.search, vector, query.kind, query.k)
         with metrics.stage("/search/text", "lookup"):
             return {"text": query.text, "kind": query.kind, "version": release.version,
                     "results": _hits(release, hits)}
@@ -505,30 +524,32 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         with metrics.stage("/search/image", "encode"):
             try:
                 vector = await service.photo_vector(release, data)
-                descriptor = (await run_in_threadpool(release.built.photo_descriptor, io.BytesIO(data))
+                descriptor = (await service.background(release.built.photo_descriptor, io.BytesIO(data))
                               if kind == "texture" else None)
             except ImageError as e:
                 raise _photo_error(e) from None
         with metrics.stage("/search/image", "search"):
-            hits = await run_in_threadpool(release.search, vector, kind, k, descriptor)
+            hits = await service.background(release.search, vector, kind, k, descriptor)
         with metrics.stage("/search/image", "lookup"):
             return {"kind": kind, "version": release.version, "results": _hits(release, hits)}
 
     @app.get("/customers/{customer_id}/recommendations", summary="Top-k products for a known customer")
-    def customer_recommendations(customer_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
-                                 model: str | None = None, exclude_bought: bool = False) -> dict:
+    async def customer_recommendations(customer_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
+                                       model: str | None = None, exclude_bought: bool = False) -> JSONResponse:
         release = service.ready()
         name = _model(release, model)
         with metrics.stage("/customers/{customer_id}/recommendations", "search"):
             try:
-                hits = release.recommend(customer_id, name, k, exclude_bought)
+                hits = (release.recommend(customer_id, name, k, exclude_bought)
+                        if release.recommend_is_lookup(name, k, exclude_bought)
+                        else await service.background(release.recommend, customer_id, name, k, exclude_bought))
             except KeyError:
                 raise HTTPException(404, f"unknown customer id '{customer_id}' (a new customer: POST "
                                          "/recommendations with the products they like)") from None
         with metrics.stage("/customers/{customer_id}/recommendations", "lookup"):
-            return {"customer_id": customer_id, "model": name, "exclude_bought": exclude_bought,
-                    "purchases": int(len(release.data.history(customer_id))), "version": release.version,
-                    "results": _hits(release, hits)}
+            return JSONResponse({"customer_id": customer_id, "model": name, "exclude_bought": exclude_bought,
+                                 "purchases": int(len(release.data.history(customer_id))),
+                                 "version": release.version, "results": _hits(release, hits)})
 
     @app.post("/recommendations", summary="Top-k products for a new or anonymous customer")
     async def new_customer_recommendations(body: NewCustomer) -> dict:
@@ -544,7 +565,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
             with metrics.stage("/recommendations", "encode"):
                 vector = await service.text_vector(release, body.text)
         with metrics.stage("/recommendations", "search"):
-            hits = await run_in_threadpool(release.recommend_new, body.liked, vector, name, body.k)
+            hits = await service.background(release.recommend_new, body.liked, vector, name, body.k)
         with metrics.stage("/recommendations", "lookup"):
             return {"model": name, "liked": body.liked, "text": body.text, "version": release.version,
                     "results": _hits(release, hits)}

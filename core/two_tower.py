@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,7 +26,7 @@ from torch_geometric.utils import softmax
 from core.embed import fuse
 from core.graph import GraphConfig, customer_features, feature_spec, product_features
 from core.index import IndexConfig, VectorIndex
-from core.recommend import Progress, RecData, Recommender
+from core.recommend import Progress, RecData, Recommender, top_k
 
 
 def logq_softmax_loss(user: torch.Tensor, item: torch.Tensor, log_q: torch.Tensor,
@@ -123,6 +124,13 @@ class Towers(torch.nn.Module):
         return torch.nn.functional.normalize(out + pooled if self.residual else out, dim=-1)
 
 
+def commonest(values: np.ndarray) -> str:
+    """The most frequent of some strings; ties go to the smallest (as pandas' ``mode().iloc[0]``)."""
+    counts = Counter(values.tolist())
+    top = max(counts.values())
+    return min(v for v, n in counts.items() if n == top)
+
+
 def history_bags(users: np.ndarray, items: np.ndarray, days: np.ndarray, max_history: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each purchase (time-sorted arrays users, items, days = days before the cutoff), the customer's
@@ -177,6 +185,9 @@ class TwoTowerRecommender(Recommender):
         self.item_content_ = torch.from_numpy(self._content(data.image, data.text, data.has_image))
         self.customer_features_ = torch.from_numpy(customer_features(data.customers, data.customer_ids, self.spec_))
         self.missing_ = torch.from_numpy(customer_features(data.customers, np.array([""], dtype=object), self.spec_))
+        # each attribute the item tower reads, as strings by product row (session mode votes on them)
+        self.attribute_values_ = {c: data.products[c].astype(str).to_numpy(dtype=object)
+                                  for c in self.spec_.product_vocab}
         dim = self.item_content_.shape[1] if self.cfg.residual else self.cfg.dim
         self.towers_ = Towers(self.item_features_.shape[1], self.customer_features_.shape[1], dim, self.cfg)
 
@@ -300,8 +311,11 @@ class TwoTowerRecommender(Recommender):
         age = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32) for a in ages])
                                if len(ages) else np.zeros(0, dtype=np.float32))
         pooled = self._pool(torch.from_numpy(self.item_vectors_), members, age, lengths)
-        attributes = torch.from_numpy(customer_features(self.data_.customers, np.asarray(ids, dtype=object),
-                                                        self.spec_))
+        if any(ids):
+            attributes = torch.from_numpy(customer_features(self.data_.customers, np.asarray(ids, dtype=object),
+                                                            self.spec_))
+        else:  # new customers only (the serving case): nothing known about any of them
+            attributes = self.missing_.expand(len(ids), -1)
         return self.towers_.customers(pooled, lengths.float(), attributes).numpy()
 
     @torch.inference_mode()
@@ -344,9 +358,8 @@ class TwoTowerRecommender(Recommender):
         if text is None and image is None:
             raise ValueError("a session needs a photo or a sentence vector")
         query = np.asarray(text if text is not None else image, np.float32)
-        near = np.argsort(-(self.item_content_.numpy() @ query), kind="stable")[:n_read]
-        attributes = {c: str(self.data_.products[c].iloc[near].astype(str).mode().iloc[0])
-                      for c in self.spec_.product_vocab}
+        near = top_k((self.item_content_.numpy() @ query)[None], n_read)[0][0]
+        attributes = {c: commonest(values[near]) for c, values in self.attribute_values_.items()}
         item = self.product_vector(image, text, attributes, has_image=image is not None)
         with torch.inference_mode():
             return self.towers_.customers(torch.from_numpy(item[None]), torch.ones(1), self.missing_)[0].numpy()
