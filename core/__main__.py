@@ -110,6 +110,9 @@ def cmd_serve(args) -> None:
     if args.catalog:
         load_catalog(spec, args.limit)  # a bad --catalog stops here with its message, not in the background
     _use_own_cores()
+    # A thread wanting the GIL waits this long before the holder is asked to let go (Python's default: 5 ms):
+    # the event loop answering a lookup must not wait that long behind a heavy thread's Python code.
+    sys.setswitchinterval(0.0005)
     cfg = ServiceConfig(catalog=spec, limit=args.limit, backbone=args.backbone, models=models,
                         build=_build_config(args), poll_s=args.poll)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 
 import numpy as np
 import pytest
 
-from core.batching import LRUCache, MicroBatcher
+from core.batching import LRUCache, MicroBatcher, background_pool
 
 
 def encoder(batches: list[int]):
@@ -101,3 +104,19 @@ def test_lru_cache_evicts_the_least_recently_used():
     off = LRUCache(maxsize=0)
     off.put("a", 1)
     assert off.get("a") is None and len(off) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_background_threads_run_below_the_rest_of_the_process():
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    mine = nice()
+    pool = background_pool(2, "test-heavy", nice=3)
+    try:
+        assert {pool.submit(nice).result() for _ in range(4)} == {mine + 3}
+    finally:
+        pool.shutdown()
+    assert nice() == mine  # the calling thread keeps its priority
+    batcher = MicroBatcher(lambda items: [nice() for _ in items], nice=2)
+    assert asyncio.run(submit_all(batcher, ["x"])) == [mine + 2]
+    batcher.close()

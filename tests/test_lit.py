@@ -91,6 +91,9 @@ def test_offline_lit_builds_queries_and_reuses_its_heads(catalog, tmp_path):
     pid = catalog.products.index[7]
     top = built.search(built.photo_query(catalog.products.loc[pid, "image_path"]), "image", 1)
     assert top["product_id"].iloc[0] == pid
+    # a query photo goes through the runtime that featurised the catalogue: it lands on its own product's row
+    np.testing.assert_allclose(built.photo_query(catalog.products.loc[pid, "image_path"]), built.embeddings.image[7],
+                               atol=1e-5)
 
     again = build(catalog, create_backbone("offline-lit"), cache)
     assert again.stats.images_embedded == 0 and again.stats.texts_embedded == 0

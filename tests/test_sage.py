@@ -88,6 +88,21 @@ def test_customer_features_handle_missing_and_unknown_customers():
     assert not np.array_equal(x[0], x[1])
 
 
+def test_one_hot_of_a_few_rows_is_the_one_of_many():
+    """Serving encodes one product or customer at a time by dict lookups; the catalogue goes through pandas.
+    Both must give the same columns, whatever the values: known, unknown, empty, missing, numbers."""
+    import pandas as pd
+
+    from core.graph import SMALL, one_hot
+    cats = ["red", "blue", "1.5", "(missing)"]
+    values = pd.Series(["blue", "green", "", None, np.nan, 1.5, "red", "(missing)", "Red"] * (SMALL // 3), dtype=object)
+    assert len(values) > SMALL
+    many = one_hot(values, cats)
+    few = np.concatenate([one_hot(values.iloc[i:i + 3], cats) for i in range(0, len(values), 3)])
+    np.testing.assert_array_equal(few, many)
+    assert many[:9].argmax(1).tolist() == [1, 4, 4, 4, 4, 2, 0, 3, 4]
+
+
 def test_pair_losses_prefer_positives_above_negatives():
     good, bad = torch.tensor([3.0]), torch.tensor([[-3.0, -2.0]])
     for kind in ("bpr", "bce"):

@@ -201,6 +201,26 @@ def test_session_mode_reads_a_description_as_a_liked_product(tmp_path):
         model.session_vector()
 
 
+def test_commonest_breaks_ties_as_pandas_mode():
+    import numpy as np
+
+    from core.two_tower import commonest
+    for values in (["b", "a", "b", "a", "c"], ["z"], ["x", "y", "y"], ["2", "10", "10", "2"]):
+        assert commonest(np.array(values, dtype=object)) == pd.Series(values).mode().iloc[0]
+
+
+def test_a_new_customer_is_encoded_as_an_unknown_id_with_every_attribute_missing(tastes):
+    """New customers skip the attribute lookup (all of theirs are missing): the same vector as an id the
+    model has never seen, which goes through it."""
+    import numpy as np
+    model = tastes[3]
+    history = [np.array([0, 3, 5]), np.zeros(0, np.int64)]
+    ages = [np.zeros(3, np.float32), np.zeros(0, np.float32)]
+    fast = model.encode_customers(history, ages)
+    slow = model.encode_customers(history, ages, ["nobody-known", "nobody-either"])
+    np.testing.assert_allclose(fast, slow, atol=1e-6)
+
+
 def test_the_trained_towers_are_a_cache_artefact(tastes, tmp_path):
     import numpy as np
 
