@@ -325,7 +325,9 @@ def cmd_bench(args) -> None:
         if args.qps <= 0 or args.seconds <= 0:
             sys.exit("error: --qps and --seconds must be positive")
         cfg = LoadConfig(qps=args.qps, seconds=args.seconds, warmup_s=args.warmup)
-        print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin)))
+        if args.floor and args.url:
+            sys.exit("error: --floor starts a null service of its own; it cannot load --url")
+        print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor)))
         return
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
@@ -443,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--qps", type=float, default=100.0, help="serve bench: offered requests per second")
     p.add_argument("--seconds", type=float, default=60.0, help="serve bench: measured seconds (after the warm-up)")
     p.add_argument("--warmup", type=float, default=5.0, help="serve bench: seconds sent first and not counted")
+    p.add_argument("--floor", action="store_true", help="serve bench: the same load on a null service (200 at "
+                   "once, no work): the latency the generator and the loopback add by themselves")
     p.add_argument("--no-pin", action="store_true", help="serve bench: do not pin the service and the generator "
                                                          "to different cores")
     p.set_defaults(fn=cmd_bench)

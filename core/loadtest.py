@@ -476,6 +476,41 @@ def server_command(catalog: str | None, port: int) -> list[str]:
             + (["--catalog", catalog] if catalog else []))
 
 
+# ---------------------------------------------------------------- the floor: a service that does nothing
+
+NULL_BODY = b'{"ready":true,"version":"null","results":[]}'
+NULL_RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                 % len(NULL_BODY) + NULL_BODY)
+
+
+async def _null_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Every request on a kept-alive connection, read whole (headers and body), answered at once with the
+    same small JSON body."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    await reader.readexactly(int(line.split(b":", 1)[1]))
+            writer.write(NULL_RESPONSE)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+        writer.close()
+
+
+async def null_service(port: int) -> None:
+    """A service that answers every request with 200 and no work, on 127.0.0.1:``port``, forever: loaded
+    with the same schedule, it measures the latency the generator, the loopback and an event loop add by
+    themselves (``bench serve --floor``)."""
+    server = await asyncio.start_server(_null_connection, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def null_command(_catalog: str | None, port: int) -> list[str]:
+    return [sys.executable, "-m", "core.loadtest", "null", str(port)]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -546,7 +581,7 @@ def _process_cpu_s(pid: int) -> float | None:
 
 def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str | None = None,
                    models: Sequence[str] = ("graphsage", "two_tower"), port: int | None = None,
-                   ready_timeout_s: float = 900.0, pin: bool = True) -> dict:
+                   ready_timeout_s: float = 900.0, pin: bool = True, floor: bool = False) -> dict:
     """Load-test the service on catalogue ``catalog`` (a :func:`core.catalog.load_catalog` spec; None: the
     default). With ``url`` None, start it here (:func:`server_command` on ``port`` or a free one, output to
     a temporary log), wait until GET /readyz answers 200, run :func:`run_load` with the :func:`workload` of
@@ -560,7 +595,10 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
     dict), mix (the request shares drawn), reference_s (:func:`core.bench.reference_s`, measured first,
     before the service starts), pinning ({"server": [cpu], "generator": [cpus]} or {"note": why not}),
     version (when /readyz gives one), and for a service started here server_log (its log file) and
-    server_cpu_s (its CPU seconds during the run, warm-up included)."""
+    server_cpu_s (its CPU seconds during the run, warm-up included).
+
+    ``floor``: start :func:`null_service` instead of the service (same pinning, same schedule, ``models``
+    as given): the latencies are then the measurement's own, the floor under the service's."""
     from core.bench import reference_s  # imports the embedding stack: only when a benchmark runs
     start_here = url is None
     if start_here:
@@ -568,6 +606,8 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
         url = f"http://127.0.0.1:{port}"
     result: dict = {"url": url, "server_started": start_here, "catalog": catalog, "models": list(models),
                     "config": dataclasses.asdict(cfg), "reference_s": reference_s()}
+    if floor:
+        result["floor"] = "a null service (200 at once, no work) stood in for the service"
     saved = os.sched_getaffinity(0)
     allowed = sorted(saved)
     pinned = start_here and pin and len(allowed) >= 2
@@ -582,7 +622,8 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
                 if pinned:
                     os.sched_setaffinity(0, {allowed[-1]})
                 try:
-                    proc = subprocess.Popen(server_command(catalog, port), cwd=PROJECT_ROOT, stdout=out,
+                    command = (null_command if floor else server_command)(catalog, port)
+                    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 finally:
                     os.sched_setaffinity(0, saved)
@@ -599,7 +640,8 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
         ready = _wait_ready(url, proc, log, ready_timeout_s)
         if "version" in ready:
             result["version"] = ready["version"]
-        models = result["models"] = list(ready.get("models") or models)  # what the service serves
+        if not floor:
+            models = result["models"] = list(ready.get("models") or models)  # what the service serves
         work = workload(data.products, customers, models, cfg.seed)
         result["mix"] = {name: round(share, 4) for name, share in work.mix.items()}
         cpu0 = _process_cpu_s(proc.pid) if proc is not None else None
@@ -616,3 +658,9 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
         if pinned:
             _set_affinity(os.getpid(), saved)
     return result
+
+
+if __name__ == "__main__":  # python -m core.loadtest null PORT: the null service (see serve_and_load's floor)
+    if sys.argv[1:2] != ["null"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m core.loadtest null PORT")
+    asyncio.run(null_service(int(sys.argv[2])))

@@ -320,6 +320,19 @@ def test_serve_and_load_starts_pins_and_stops_the_service(tmp_path, monkeypatch,
         assert probe.connect_ex(("127.0.0.1", started[0])) != 0
 
 
+def test_the_floor_is_the_same_load_on_a_null_service(tmp_path, monkeypatch, quick_reference):
+    """--floor: the requests of the mix, uploads included, sent to a service that answers at once; the run
+    says it was the floor, and the null service is stopped afterwards."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = serve_and_load("synthetic:60:0", _quick(seconds=1.0), models=MODELS, ready_timeout_s=30, floor=True)
+    assert result["floor"] and result["version"] == "null" and result["models"] == list(MODELS)
+    assert result["errors"] == 0 and result["requests"] == 50
+    assert set(result["endpoints"]) <= set(result["mix"]) and len(result["endpoints"]) >= 4
+    assert sum(e["count"] for e in result["endpoints"].values()) == 50
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", int(result["url"].rsplit(":", 1)[1]))) != 0
+
+
 def test_serve_and_load_reports_a_service_that_dies(tmp_path, monkeypatch, quick_reference):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(loadtest, "server_command", lambda catalog, port: [
