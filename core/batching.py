@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def lower_priority(nice: int) -> None:
     """Raise the calling thread's nice value by ``nice`` (Linux: niceness is per thread), so the threads
-    answering cheap requests get the CPU first when they need it. Elsewhere, or when refused, it warns once."""
+    answering cheap requests get the CPU first when they need it. Elsewhere, or when refused, it logs a warning
+    and the thread runs at the process's priority."""
     if nice <= 0:
         return
     try:

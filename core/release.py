@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 SERVED_MODELS = ("two_tower", "graphsage")  # the recommenders a build fits and publishes; the first is the default
 LIST_K = 100  # products per known customer's precomputed list (the service's largest k)
 LIST_BATCH = 256  # customers per model call while the lists are computed
+# Beyond this many customers the lists are not kept (4 of 1.2 KB a customer: 240 MB at the limit); the models
+# answer known customers per request instead, on a heavy-work thread.
+LIST_MAX_CUSTOMERS = 50_000
 NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text, for models without a session mode (as the app)
 Progress = Callable[[str, int, int], None]
 
@@ -314,7 +317,11 @@ class Release:
         they bought (a request then costs a lookup, not a model call), as the neighbour tables do for
         products. A product added later is merged into them (see :meth:`add_product`)."""
         customers = self.data.customer_ids.tolist()
-        for name, model in self.models.items():
+        if len(customers) > LIST_MAX_CUSTOMERS:
+            log.warning("%d customers: more than %d, so no precomputed lists; the models answer each request",
+                        len(customers), LIST_MAX_CUSTOMERS)
+            return
+        for name in self.models:
             for exclude_bought in (False, True):
                 if (name, exclude_bought) in self._lists:
                     continue

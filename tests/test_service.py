@@ -316,6 +316,19 @@ def test_known_customers_lists_are_the_models_and_take_an_added_product(own_cach
     assert not release.recommend_is_lookup("two_tower", 101, False)  # beyond the lists: the model answers
 
 
+def test_too_many_customers_for_lists_leaves_the_models_answering(own_cache, monkeypatch):
+    import core.release
+    monkeypatch.setattr(core.release, "LIST_MAX_CUSTOMERS", 5)
+    service = loaded(own_cache)
+    release = service.release
+    customer = str(release.data.customer_ids[0])
+    assert not release.recommend_is_lookup("graphsage", 10, False)
+    rows, _ = release.models["graphsage"].recommend([customer], 10)
+    with TestClient(create_app(service, start=False)) as client:
+        got = client.get(f"/customers/{customer}/recommendations", params={"k": 10, "model": "graphsage"}).json()
+    assert [r["id"] for r in got["results"]] == release.product_ids[rows[0]].tolist()
+
+
 def test_bad_products_are_refused_and_nothing_is_stored(own_cache):
     service = loaded(own_cache)
     with TestClient(create_app(service, start=False)) as client:
