@@ -254,8 +254,8 @@ class Release:
             row = index.row.get(product_id)
             if row is None:
                 return []
-            table, n_table = self.built.tables[kind], self._table_rows[kind]
-            if row < n_table and k <= table["rows"].shape[1]:
+            if self.similar_is_lookup(product_id, kind, k):
+                table, n_table = self.built.tables[kind], self._table_rows[kind]
                 rows, scores = table["rows"][row, :k], table["scores"][row, :k]
                 keep = rows >= 0
                 hits = [Hit(str(index.ids[r]), float(s)) for r, s in zip(rows[keep], scores[keep])]
@@ -305,9 +305,9 @@ class Release:
         if row is None:
             raise KeyError(customer_id)
         with self.lock.read():
-            lists = self._lists.get((model, exclude_bought))
-            if lists is not None and k <= lists[0].shape[1]:
-                return self._hits(lists[0][row, :k], lists[1][row, :k])
+            if self.recommend_is_lookup(model, k, exclude_bought):
+                rows, scores = self._lists[(model, exclude_bought)]
+                return self._hits(rows[row, :k], scores[row, :k])
             exclude = [self.data.history(customer_id)] if exclude_bought else None
             rows, scores = self.models[model].recommend([customer_id], k, exclude)
             return self._hits(rows[0], scores[0])
