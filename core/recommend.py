@@ -137,6 +137,18 @@ class Recommender:
         """(n_products, d) float32 item vectors where the model has them (for explanations), else None."""
         return None
 
+    def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
+        """Why each recommended product row in ``rows`` scored as it did for the customer given as
+        ``history`` (product rows; may be empty): (len(rows),) int64, the row of the liked product (an
+        entry of ``history``) that contributed most to that product's score, :data:`POPULAR` when the
+        model's customer-independent popularity prior did, :data:`NO_REASON` when there is nothing to name.
+        The default names the liked product most similar in the model's item vectors (content where it
+        has none); models that can split their score into parts override it."""
+        vectors = self.item_vectors()
+        vectors = self.data_.hybrid if vectors is None else vectors
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return reasons(history, rows, vectors / np.maximum(norms, 1e-12), empty=NO_REASON)
+
 
 def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows (q, k) int64 and scores (q, k) float32 of the k best products per query, best first;
@@ -263,13 +275,17 @@ def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: i
     return model.load_state(data, state)
 
 
-def reasons(history: np.ndarray, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+POPULAR = -1  # an explanation: the model's popularity prior, not a liked product, placed it
+NO_REASON = -2  # an explanation: nothing to name (no history, or a model that ignores it)
+
+
+def reasons(history: np.ndarray, rows: np.ndarray, vectors: np.ndarray, empty: int = -1) -> np.ndarray:
     """For each recommended product row, the history product it is most similar to (cosine of
     ``vectors``, (n_products, d) rows L2-normalised: a model's item vectors or the content vectors);
-    -1 where the history is empty. (len(rows),) int64."""
+    ``empty`` where the history is empty. (len(rows),) int64."""
     history, rows = np.asarray(history, dtype=np.int64), np.asarray(rows, dtype=np.int64)
     if not len(history) or not len(rows):
-        return np.full(len(rows), -1, dtype=np.int64)
+        return np.full(len(rows), empty, dtype=np.int64)
     sims = vectors[rows] @ vectors[history].T
     return history[np.argmax(sims, axis=1)]
 
