@@ -338,6 +338,11 @@ def cmd_bench(args) -> None:
         print(json.dumps(bench.bench_recs(spec, backbone, ArtefactCache(), limit=args.limit, model=args.model,
                                           progress=_progress_bars())))
         return
+    if args.what == "demo":
+        models = tuple(_model_names(args.models)) if args.models else bench.DEMO_MODELS
+        print(json.dumps(bench.bench_demo(spec, backbone, ArtefactCache(), limit=args.limit, models=models,
+                                          progress=_progress_bars())))
+        return
     if args.what == "texture":
         print(json.dumps(bench.bench_texture(spec, backbone, ArtefactCache(), limit=args.limit, label=args.label,
                                              cfg=_build_config(args), progress=_progress_bars())))
@@ -430,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve"])
+    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve",
+                                    "demo"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
@@ -441,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-cluster-size", type=int, default=0, help="HDBSCAN (cluster bench); 0: automatic")
     p.add_argument("--min-samples", type=int, default=10, help="HDBSCAN and DBSCAN (cluster bench)")
     p.add_argument("--model", default="graphsage", help="recommender (recs bench)")
+    p.add_argument("--models", help="demo bench: comma-separated recommenders (default graphsage,two_tower,content,"
+                                    "popularity), fitted on the default split as evaluate fits them")
     p.add_argument("--url", help="serve bench: load this running service instead of starting one")
     p.add_argument("--qps", type=float, default=100.0, help="serve bench: offered requests per second")
     p.add_argument("--seconds", type=float, default=60.0, help="serve bench: measured seconds (after the warm-up)")

@@ -429,3 +429,47 @@ def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
             "speedup_vs_naive": rates["speedup_vs_naive"], "runtime": rates["runtime"],
             "report_s": round(report_s, 2), "reference_s": round(reference, 4),
             "texture_features_s_per_reference": round(texture_s / reference, 1)}
+
+
+DEMO_MODELS = ("graphsage", "two_tower", "content", "popularity")
+
+
+def bench_demo(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
+               models: tuple[str, ...] = DEMO_MODELS, demo=None, progress=None) -> dict:
+    """:mod:`core.demo`'s measures of the default split's models: each fitted on the purchases before
+    ``SplitConfig().cutoff`` through :func:`core.recommend.fitted` with ``cache`` and the demo's seed (the
+    artefacts the evaluation trains, so nothing is trained twice). ``taste_overlap`` and ``taste_fit``
+    per model; ``added_product_rank`` per model that places new products (``core.demo.AddsProducts``);
+    ``fit_s`` per model (a load when cached), ``n_products``, the counts and seed used, ``seconds``."""
+    from core.demo import AddsProducts, DemoConfig, added_product_rank, taste_overlap, taste_fit
+    from core.receval import EvalConfig
+    from core.recommend import fitted, rec_data
+    demo = demo or DemoConfig()
+    t0 = time.perf_counter()
+    evaluation = EvalConfig()
+    catalog = load_catalog(spec, limit)
+    embeddings, _, _ = embed_catalog(catalog, backbone, cache)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, evaluation.split.cutoff, embeddings,
+                    evaluation.hybrid_weight)
+    types, colours = (data.products[c].fillna("").astype(str).to_numpy() if c in data.products
+                      else np.full(data.n_products, "") for c in ("product_type", "colour"))
+    out = {"catalog": catalog.name, "backbone": backbone.name, "cutoff": evaluation.split.cutoff,
+           "seed": demo.seed, "n_products": data.n_products, "k": demo.k, "n_liked": demo.n_liked,
+           "taste_pairs": demo.n_pairs, "taste_customers": demo.n_customers, "added_products": demo.n_added,
+           "added_near": demo.n_near, "added_max_customers": demo.max_buyers, "rank_under": demo.rank_under,
+           "models": list(models), "fit_s": {}, "taste_overlap": {}, "taste_fit": {}, "added_product_rank": {},
+           "seconds_per_model": {}}
+    for name in models:
+        t = time.perf_counter()
+        model = fitted(name, data, cache, demo.seed, progress)
+        out["fit_s"][name] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        overlap, fit = taste_overlap(model, types, colours, demo), taste_fit(model, types, colours, demo)
+        out["taste_overlap"][name] = None if overlap is None else round(overlap, 4)
+        out["taste_fit"][name] = None if fit is None else round(fit, 4)
+        if isinstance(model, AddsProducts):
+            added = added_product_rank(model, data, demo)
+            out["added_product_rank"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in added.items()}
+        out["seconds_per_model"][name] = round(time.perf_counter() - t, 2)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out

@@ -26,7 +26,7 @@ from torch_geometric.utils import softmax
 from core.embed import fuse
 from core.graph import GraphConfig, customer_features, feature_spec, product_features
 from core.index import IndexConfig, VectorIndex
-from core.recommend import Progress, RecData, Recommender, top_k
+from core.recommend import NO_REASON, Progress, RecData, Recommender, top_k
 
 
 def logq_softmax_loss(user: torch.Tensor, item: torch.Tensor, log_q: torch.Tensor,
@@ -320,9 +320,12 @@ class TwoTowerRecommender(Recommender):
 
     @torch.inference_mode()
     def product_vector(self, image: np.ndarray | None, text: np.ndarray | None,
-                       attributes: dict[str, str] | None = None, has_image: bool = True) -> np.ndarray:
+                       attributes: dict[str, str] | None = None, has_image: bool = True,
+                       hide_row: int | None = None) -> np.ndarray:
         """(dim,) item vector of a product outside the catalogue: one item-tower pass over its (d,) backbone
-        photo and sentence vectors and its attributes (unknown values count as "other")."""
+        photo and sentence vectors and its attributes (unknown values count as "other"). ``hide_row`` (a
+        catalogue product to leave out of the new one's neighbourhood, for GraphSAGE) changes nothing here:
+        the item tower reads only the product's own features."""
         if text is None and image is None:
             raise ValueError("a product needs a photo or a sentence vector")
         d = self.data_.text.shape[1]
@@ -414,6 +417,39 @@ class TwoTowerRecommender(Recommender):
 
     def item_vectors(self) -> np.ndarray:
         return self.item_vectors_
+
+    def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
+        """The pooled history product contributing most to each of ``rows``' scores: a history product's
+        contribution is its pooling weight in the customer tower (recency weight for a known customer's own
+        purchases; equal weights for products liked now) times <its item vector, the product's>, a product
+        pooled twice adding up. Only the latest ``max_history`` products are pooled; the tower's learned
+        correction, which reads the pooled vector as a whole, is not split among them. An empty history:
+        :data:`~core.recommend.NO_REASON`. (len(rows),) int64."""
+        history, rows = np.asarray(history, np.int64), np.asarray(rows, np.int64)
+        latest = history[-self.cfg.max_history:]
+        if not len(latest) or not len(rows):
+            return np.full(len(rows), NO_REASON, dtype=np.int64)
+        vectors = self.item_vectors_
+        log_w = -math.log(2.0) * self._ages(latest, customer_id) / self.cfg.half_life_days  # as _pool weighs them
+        if self.towers_.query is not None:
+            with torch.inference_mode():
+                log_w = log_w + vectors[latest] @ self.towers_.query.numpy()
+        w = np.exp(log_w - log_w.max())
+        w /= w.sum()
+        liked, where = np.unique(latest, return_inverse=True)
+        contribution = np.zeros((len(rows), len(liked)), dtype=np.float64)
+        np.add.at(contribution.T, where, (vectors[latest] @ vectors[rows].T) * w[:, None])
+        return liked[np.argmax(contribution, axis=1)]
+
+    def _ages(self, latest: np.ndarray, customer_id: str | None) -> np.ndarray:
+        """(len(latest),) float32 days before the cutoff of pooled products: a known customer's own latest
+        purchases as the customer tower pooled them, else 0 (liked now)."""
+        row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
+        if row is not None:
+            own = np.flatnonzero(self.data_.users == row)[-self.cfg.max_history:]  # purchases are time-sorted
+            if np.array_equal(self.data_.items[own], latest):
+                return self.data_.days_ago[own].astype(np.float32)
+        return np.zeros(len(latest), dtype=np.float32)
 
     def customer_vectors(self) -> np.ndarray:
         """(n_customers, dim) every known customer's vector (rows of ``data_.customer_ids``)."""

@@ -269,3 +269,15 @@ def test_bench_serve_loads_the_published_version_open_loop(two_builds, tmp_path)
     assert sum(e["count"] for e in out["endpoints"].values()) == 40
     assert "late_sends" in out and "achieved_qps" in out and out["reference_s"] > 0
     assert set(out["pinning"]) in ({"server", "generator"}, {"note"})
+
+
+def test_bench_demo_prints_one_json_object_and_rejects_unknown_models(tmp_path):
+    got = run_cli(tmp_path / "cache", "bench", "demo", "--catalog", "synthetic:60", "--backbone", TINY,
+                  "--models", "popularity,content")
+    assert got.returncode == 0, got.stderr
+    out = json_line(got.stdout)
+    assert out["models"] == ["popularity", "content"] and out["n_products"] == 60
+    assert {"taste_overlap", "taste_fit", "added_product_rank", "seed", "seconds"} <= set(out)
+    bad = run_cli(tmp_path / "cache", "bench", "demo", "--catalog", "synthetic:60", "--backbone", TINY,
+                  "--models", "grafsage")
+    assert bad.returncode != 0 and "unknown model(s) grafsage" in bad.stderr
