@@ -9,14 +9,16 @@ from app_pages.common import (build_key, current_catalog, describe, evaluation_j
                               get_evaluation, get_purchase_counts, get_rec_data, get_recommender, get_split,
                               job_panel, product_grid, recommender_names)
 from core.catalog import filter_products
-from core.embed import ImageError, fuse, l2_normalise
-from core.recommend import product_audience, reasons, top_k
+from core.embed import ImageError, fuse
+from core.demo import AddsProducts
+from core.recommend import NO_REASON, POPULAR, product_audience, top_k
 from core.receval import SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
 CUTOFF, END = SPLIT.cutoff, SPLIT.end
 LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower",
           "popularity": "Popularity", "recent_popularity": "Recent popularity",
+          "segment_popularity": "Popular with their segment", "new_arrivals": "New arrivals",
           "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
           "content": "Content (photo + text)"}
 ABOUT = {"graphsage": "a graph neural network over customers, products and look-alike products; embeds anything "
@@ -26,12 +28,16 @@ ABOUT = {"graphsage": "a graph neural network over customers, products and look-
                       "description or a photo as a new customer's only signal",
          "popularity": "bestsellers before the cutoff, the same for everyone",
          "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
+         "segment_popularity": "what customers of the same age band and profile bought in the last weeks",
+         "new_arrivals": "the most recently introduced products, the same for everyone",
          "colour_variants": "other colours of what they like, then bestsellers",
          "itemknn": "products bought by the same people (item-item cosine)",
          "als": "matrix factorisation of who bought what",
          "lightgcn": "a graph model of who bought what, without content",
          "content": "the products whose photo and text are closest to what they like"}
-HISTORY_FREE = {"popularity", "recent_popularity"}  # their lists ignore what the customer likes
+# Their lists ignore what the customer likes; the reason each card gives instead.
+HISTORY_FREE = {"popularity": "popular lately", "recent_popularity": "popular lately",
+                "segment_popularity": "popular lately with customers like them", "new_arrivals": "new arrival"}
 ID_ONLY = "ID-only: cannot rank never-bought products"
 REPLAY_SHOWN = 12  # photos of what a customer bought after the cutoff; the hits count all of it
 SECTIONS = ["New customer", "Existing customer", "New product", "How good is it"]
@@ -71,22 +77,25 @@ def model_or_progress(name: str):
     return None
 
 
-def reason_vectors(model):
-    """(n_products, d) rows L2-normalised for "because you liked": the model's own item vectors, else content."""
-    vectors = model.item_vectors()
-    return data.hybrid if vectors is None else l2_normalise(vectors)
-
-
-def recommendation_captions(name, model, history, rows, scores, hits=None, you="you") -> list[str]:
-    """"id · title · score" and why (the liked product it is closest to); in a replay, ✓ if it was bought."""
-    ids = data.product_ids[rows].tolist()
+def reasons(name, model, history, rows, customer_id=None, you="you") -> list[str]:
+    """Why each of ``rows`` is in the list, as the model explains its score (``Recommender.explain``): the liked
+    product that contributed most, the popularity prior, or what it offers someone it knows nothing about."""
+    if name in HISTORY_FREE:
+        return [HISTORY_FREE[name]] * len(rows)
+    history = np.asarray(history, dtype=np.int64)
     if model.id_only:  # it knows only products bought before the cutoff, and ignores the others
-        history = np.asarray(history)[data.popularity()[history] > 0]
-    if name in HISTORY_FREE or not len(history):
-        why = [f"bestseller before {CUTOFF}" if name in HISTORY_FREE else "what it offers a stranger"] * len(ids)
-    else:
-        because = reasons(history, rows, reason_vectors(model))
-        why = [f"because {you} liked *{catalog.products.at[data.product_ids[b], 'title']}*" for b in because]
+        history = history[data.popularity()[history] > 0]
+    nothing = "what it offers a new customer" if not len(history) else \
+        f"from {'your' if you == 'you' else 'their'} likes as a whole"
+    text = {POPULAR: "popular lately", NO_REASON: nothing}
+    return [text.get(b) or f"because {you} liked *{catalog.products.at[data.product_ids[b], 'title']}*"
+            for b in model.explain(history, rows, customer_id).tolist()]
+
+
+def recommendation_captions(name, model, history, rows, scores, hits=None, you="you", customer_id=None) -> list[str]:
+    """"id · title · score" and why (:func:`reasons`); in a replay, ✓ if it was bought."""
+    ids = data.product_ids[rows].tolist()
+    why = reasons(name, model, history, rows, customer_id, you)
     marks = [" · :green[**✓ bought**]" if h else "" for h in hits] if hits is not None else [""] * len(ids)
     titles = catalog.products.loc[ids, "title"].tolist()
     return [f"{pid} · {t} · {s:.3f}{m}  \n{w}" for pid, t, s, m, w in zip(ids, titles, scores.tolist(), marks, why)]
@@ -339,7 +348,7 @@ def existing_customer(names: list[str]) -> None:
                 st.markdown(f"**✓ {sum(hits)} of {len(ids)}** bought from {CUTOFF} to {END}")
             st.caption(ABOUT.get(name, "") + (f" · {ID_ONLY}" if model.id_only else ""))
             product_grid(catalog, ids, recommendation_captions(name, model, history, rows[0], scores[0], hits,
-                                                               you="they"), columns=2)
+                                                               you="they", customer_id=customer), columns=2)
 
 
 # ---------------------------------------------------------------- 3. new product
@@ -413,16 +422,45 @@ def new_product(names: list[str]) -> None:
     audience_table(audience, n, buyers)
 
 
+def copy_variant(products: pd.DataFrame, attributes: list[str]) -> None:
+    """A colour variant shares everything but its colour and pattern: copy those from the product chosen."""
+    variant = st.session_state.get("coldstart_new_variant")
+    if variant in products.index:
+        for attr in attributes:
+            if not any(word in attr for word in ("colour", "color", "pattern")):
+                st.session_state[f"coldstart_new_{attr}"] = str(products.at[variant, attr])
+
+
+def new_attributes(box) -> dict[str, str]:
+    """Every attribute the catalogue has, picked in ``box`` ("" unknown), and ``group_id`` when the product is
+    a colour variant of one in the catalogue (GraphSAGE links the variants)."""
+    attrs = catalog.attribute_columns
+    find = box.text_input("Colour variant of (optional: find a product by id or name)",
+                          key="coldstart_new_variant_find", help="The same garment in another colour: it joins that product's group, and the fields "
+                               "below are filled in from it")
+    matches = filter_products(catalog.products, text=find).index[:500].tolist() if find.strip() else []
+    chosen = st.session_state.get("coldstart_new_variant")
+    options = [""] + list(dict.fromkeys(([chosen] if chosen in catalog.products.index else []) + matches))
+    variant = box.selectbox("Variant of", options, key="coldstart_new_variant", on_change=copy_variant,
+                            args=(catalog.products, attrs), format_func=lambda p: describe(catalog, p) if p else
+                            "(not a variant of a catalogue product)")
+    values = {}
+    for i, attr in enumerate(attrs):
+        if i % 4 == 0:
+            cols = box.columns(4)
+        options = [""] + sorted(v for v in catalog.products[attr].astype(str).unique() if v)
+        values[attr] = cols[i % 4].selectbox(attr.replace("_", " "), options, key=f"coldstart_new_{attr}",
+                                             format_func=lambda v: v or "(unknown)")
+    if variant:
+        values["group_id"] = str(catalog.products.at[variant, "group_id"])
+    return values
+
+
 def added_product(name: str, returning: list[str], n: int) -> None:
     c1, c2 = st.columns([1, 2])
     upload = c1.file_uploader("Its photo", type=["jpg", "jpeg", "png", "webp"], key="coldstart_new_photo")
     text = c2.text_input("Its description", key="coldstart_new_text", placeholder="e.g. red striped cotton T-shirt")
-    attrs = [a for a in ("product_type", "colour", "pattern") if a in catalog.products]
-    values = {}
-    for col, attr in zip(c2.columns(max(len(attrs), 1)), attrs):
-        options = [""] + sorted(v for v in catalog.products[attr].unique() if v)
-        values[attr] = col.selectbox(attr.replace("_", " "), options, key=f"coldstart_new_{attr}",
-                                     format_func=lambda v: v or "(unknown)")
+    values = new_attributes(c2)
     if upload is None or not text.strip():
         st.info("Upload a photo and type a description of the new product.")
         return
@@ -438,16 +476,19 @@ def added_product(name: str, returning: list[str], n: int) -> None:
     model = model_or_progress(name)
     if model is None:
         return
-    if not (hasattr(model, "product_vector") and hasattr(model, "customer_vectors")):
-        st.info(f"{label(name)} cannot place a product that is not in the catalogue. GraphSAGE can: it embeds a new "
-                "product from its photo, description and attributes by a forward pass, with no retraining. Choose "
-                "GraphSAGE above.")
+    if not isinstance(model, AddsProducts):
+        st.info(f"{label(name)} cannot place a product that is not in the catalogue. GraphSAGE and Two-tower can: "
+                "they embed a new product from its photo, description and attributes by a forward pass, with no "
+                "retraining. Choose one of them above.")
         return
     vector = model.product_vector(image_vec, text_vec, values)
     audience = product_audience(model, returning, product_vector=vector)
     st.subheader(f"Who {label(name)} would recommend it to")
+    given = [a.replace("_", " ") for a, v in values.items() if v and a != "group_id"]
     st.caption(f"Ranked among the {len(audience):,} customers with purchases before {CUTOFF} by where the new "
-               "product would come in their list over the whole catalogue.")
+               "product would come in their list over the whole catalogue. Placed from its photo, its description"
+               + (f", its {', '.join(given)}" if given else "")
+               + (f" and as a colour variant of {values['group_id']}" if "group_id" in values else "") + ".")
     audience_table(audience, n, set())
 
 
@@ -487,19 +528,88 @@ def evaluation_frame(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluation_chart(result: dict) -> go.Figure:
-    fig = go.Figure()
-    names = in_order(result)
-    x = [label(n) + (" (ID-only)" if result["models"][n].get("id_only") else "") for n in names]
-    for key, title in (("recall_at_10", "all test customers"), ("recall_at_10_cold_items", "never-bought products")):
-        ms = [result["models"][n] for n in names]
-        value = [m.get(key) for m in ms]
-        up = [(m.get(f"{key}_ci_high") or v or 0) - (v or 0) for m, v in zip(ms, value)]
-        down = [(v or 0) - (m.get(f"{key}_ci_low") or v or 0) for m, v in zip(ms, value)]
-        fig.add_bar(x=x, y=value, name=title, error_y=dict(type="data", array=up, arrayminus=down))
-    fig.update_layout(barmode="group", yaxis_title="recall@10 (95% CI)", height=380, margin=dict(t=30, b=10),
-                      legend=dict(orientation="h", y=1.1))
+SLICES = {"recall_at_10": "all test customers", "recall_at_10_new_customers": "new customers (no purchase before)",
+          "recall_at_10_sparse_customers": "sparse customers (1–5 purchases)",
+          "recall_at_10_warm_customers": "warm customers (more)", "recall_at_10_cold_items": "never-bought products"}
+GAIN, LOSS, LEVEL = "#2e7d32", "#c62828", "#9e9e9e"  # interval above zero, below zero, across it
+
+
+def paired_chart(paired: dict, key: str) -> go.Figure:
+    """Each model's Recall@10 minus the reference's on the same customers, with its 95% paired interval."""
+    names = [n for n in in_order(paired) if n != paired["reference"] and (paired["models"][n].get(key) or {}).get(
+        "diff") is not None]
+    cells = [paired["models"][n][key] for n in names]
+    colour = [GAIN if c["low"] > 0 else LOSS if c["high"] < 0 else LEVEL for c in cells]
+    fig = go.Figure(go.Bar(
+        y=[label(n) for n in names], x=[c["diff"] for c in cells], orientation="h", marker_color=colour,
+        error_x=dict(type="data", array=[c["high"] - c["diff"] for c in cells],
+                     arrayminus=[c["diff"] - c["low"] for c in cells], color="#424242"),
+        customdata=[[c["low"], c["high"], c.get("n") or 0] for c in cells],
+        hovertemplate="%{y}: %{x:+.4f} (95%: %{customdata[0]:+.4f} to %{customdata[1]:+.4f}), "
+                      "%{customdata[2]:,} customers<extra></extra>"))
+    fig.add_vline(x=0, line_width=2, line_color="#212121")
+    fig.update_layout(height=90 + 45 * len(names), margin=dict(t=40, b=10, l=10, r=10),
+                      title=f"Recall@10 minus {label(paired['reference'])}'s, {SLICES[key]}",
+                      xaxis_title="difference in recall@10 (95% interval over the same resampled customers)",
+                      yaxis=dict(autorange="reversed"), showlegend=False)
     return fig
+
+
+def seed_frame(result: dict) -> pd.DataFrame:
+    """Per model: recall@10 (mean over seeds), the lowest and highest seed, its settings, its new-customer path."""
+    rows = []
+    for name in in_order(result):
+        m = result["models"][name]
+        params = m.get("params") or {}
+        rows.append({"model": label(name), "recall@10": m.get("recall_at_10"),
+                     "lowest seed": m.get("recall_at_10_seed_min"), "highest seed": m.get("recall_at_10_seed_max"),
+                     "seeds": len(m.get("seeds") or []) or 1,
+                     "settings (chosen on validation)": ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults",
+                     "a new customer gets": m.get("new_customer_path") or ""})
+    return pd.DataFrame(rows)
+
+
+def split_summary(s: dict) -> None:
+    st.markdown(f"**Temporal split.** Models learn from the **{s['train_purchases']:,} purchases before "
+                f"{s['cutoff']}** and are tested on the **{s['test_purchases']:,} purchases from {s['cutoff']} to "
+                f"{s['end']}** by **{s['test_customers']:,} customers** ({s['new_customers']:,} new, "
+                f"{s['sparse_customers']:,} with 1–5 earlier purchases, {s['warm_customers']:,} with more). "
+                f"{s['cold_item_purchases']:,} test purchases are of products nobody bought before the cutoff.")
+    m = st.columns(4)
+    m[0].metric("Test customers", f"{s['test_customers']:,}")
+    m[1].metric("New customers", f"{s['new_customers']:,}")
+    m[2].metric("Test purchases", f"{s['test_purchases']:,}")
+    m[3].metric("Of never-bought products", f"{s['cold_item_purchases']:,}")
+
+
+def all_metrics(result: dict) -> None:
+    numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in
+               ("NDCG@10", "MAP@12", "hit rate@10", "coverage@10", "recall@10 new customers",
+                "recall@10 sparse customers", "recall@10 warm customers", "recall@10 warm items",
+                "SAMPLED recall@10 (1 vs 99)")}
+    numbers["fit s"] = st.column_config.NumberColumn(format="%.1f")
+    st.dataframe(evaluation_frame(result), hide_index=True, column_config=numbers, key="coldstart_eval_table")
+    st.caption("Full ranking over the whole catalogue, per test customer, then averaged: recall@10 is the share of "
+               "what they bought that is in their top 10 (95% bootstrap interval over customers). **Cold items**: "
+               "recall over the products nobody bought before the cutoff. **ID-only** models (Item kNN, ALS, "
+               f"LightGCN) {ID_ONLY.split(': ')[1]}. The **SAMPLED** recall ranks each bought product against 99 "
+               "random ones, as some papers report: kinder, not comparable with full ranking, and no claim rests on "
+               "it. *Hides already bought*: whether the model's list leaves out earlier purchases (chosen on a "
+               "validation window). *None*: no test customer in that slice.")
+
+
+def ask_to_evaluate(models: tuple[str, ...], names: list[str], job) -> None:
+    if job is not None and job.error:
+        st.error(f"The evaluation failed: {job.error}")
+    command = f"python -m core evaluate --catalog {catalog.source} --backbone {built.backbone.name}" + \
+        ("" if set(models) == set(names) else f" --models {','.join(models)}")
+    st.info(f"Not evaluated yet for these models on this catalogue and backbone, at the split {CUTOFF} / {END}. "
+            f"This computes it, and the page then shows it at once (it is cached):\n\n`{command}`\n\n"
+            "Or run it here: it fits every chosen model on a validation window and before the cutoff (the learned "
+            "ones with several seeds), GraphSAGE included unless it is cached, and can take several minutes.")
+    if st.button("Evaluate now", key="coldstart_evaluate", type="primary"):
+        evaluation_job(built, models, CUTOFF, END, start=True)
+        st.rerun()
 
 
 def how_good(names: list[str]) -> None:
@@ -515,48 +625,48 @@ def how_good(names: list[str]) -> None:
         get_evaluation.clear()  # it is in the artefact cache now
     if result is None:
         if job is not None and not job.error:
-            job_panel(job, "Evaluating: each model is fitted on the purchases before the cutoff (and once more on a "
-                           "validation window before it) and ranks the whole catalogue for every test customer. "
-                           "GraphSAGE takes the longest; fitted models are cached.")
-            return
-        if job is not None and job.error:
-            st.error(f"The evaluation failed: {job.error}")
-        command = f"python -m core evaluate --catalog {catalog.source} --backbone {built.backbone.name}" + \
-            ("" if set(models) == set(names) else f" --models {','.join(models)}")
-        st.info(f"Not evaluated yet for these models on this catalogue and backbone, at the split {CUTOFF} / {END}. "
-                f"This computes it, and the page then shows it at once (it is cached):\n\n`{command}`\n\n"
-                "Or run it here: it fits every chosen model twice (on a validation window, then before the cutoff), "
-                "GraphSAGE included unless it is cached, and can take several minutes.")
-        if st.button("Evaluate now", key="coldstart_evaluate", type="primary"):
-            evaluation_job(built, models, CUTOFF, END, start=True)
-            st.rerun()
+            job_panel(job, "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation "
+                           "window before it, where its settings are chosen) and ranks the whole catalogue for every "
+                           "test customer, the learned models once per seed. Fitted models are cached.")
+        else:
+            ask_to_evaluate(models, names, job)
         return
 
-    s = result["split"]
-    st.markdown(f"**Temporal split.** Models learn from the **{s['train_purchases']:,} purchases before "
-                f"{s['cutoff']}** and are tested on the **{s['test_purchases']:,} purchases from {s['cutoff']} to "
-                f"{s['end']}** by **{s['test_customers']:,} customers** ({s['new_customers']:,} new, "
-                f"{s['sparse_customers']:,} with 1–5 earlier purchases, {s['warm_customers']:,} with more). "
-                f"{s['cold_item_purchases']:,} test purchases are of products nobody bought before the cutoff.")
-    m = st.columns(4)
-    m[0].metric("Test customers", f"{s['test_customers']:,}")
-    m[1].metric("New customers", f"{s['new_customers']:,}")
-    m[2].metric("Test purchases", f"{s['test_purchases']:,}")
-    m[3].metric("Of never-bought products", f"{s['cold_item_purchases']:,}")
-    st.plotly_chart(evaluation_chart(result), key="coldstart_eval_chart")
-    numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in
-               ("NDCG@10", "MAP@12", "hit rate@10", "coverage@10", "recall@10 new customers",
-                "recall@10 sparse customers", "recall@10 warm customers", "recall@10 warm items",
-                "SAMPLED recall@10 (1 vs 99)")}
-    numbers["fit s"] = st.column_config.NumberColumn(format="%.1f")
-    st.dataframe(evaluation_frame(result), hide_index=True, column_config=numbers, key="coldstart_eval_table")
-    st.caption("Full ranking over the whole catalogue, per test customer, then averaged: recall@10 is the share of "
-               "what they bought that is in their top 10 (95% bootstrap interval over customers). **Cold items**: "
-               "recall over the products nobody bought before the cutoff. **ID-only** models (Item kNN, ALS, "
-               f"LightGCN) {ID_ONLY.split(': ')[1]}. The **SAMPLED** recall ranks each bought product against 99 "
-               "random ones, as some papers report: kinder, and not comparable with full ranking. *Hides already "
-               "bought*: whether the model's list leaves out earlier purchases (chosen on a validation window). "
-               "*None*: no test customer in that slice.")
+    split_summary(result["split"])
+    if "paired" not in result:
+        st.warning("This evaluation was stored by an earlier version of Atelier, before paired differences and "
+                   "seeds: it cannot say whether a model really beats the baselines. Re-evaluate to see that.")
+        if st.button("Re-evaluate", key="coldstart_reevaluate", type="primary",
+                     help="Drops the stored evaluations and computes this one again (several minutes)"):
+            evaluation_job(built, models, CUTOFF, END, start=True, fresh=True)
+            get_evaluation.clear()
+            st.rerun()
+        all_metrics(result)
+        return
+
+    paired = result["paired"]
+    st.subheader(f"Each model against the best baseline, {label(paired['reference'])}")
+    key = st.radio("Measured on", list(SLICES), format_func=SLICES.get, horizontal=True, key="coldstart_eval_slice")
+    st.plotly_chart(paired_chart(paired, key), key="coldstart_eval_chart")
+    st.caption(f"Each bar is how much more (right) or less (left) of what customers bought next a model put in their "
+               f"top 10 than {label(paired['reference'])} (the baseline with the best recall@10), on the same "
+               "customers. The whisker is the 95% interval of that difference when the customers are resampled: "
+               ":green[**green**], its whole interval is above zero, a real gain; :red[**red**], a real loss; "
+               "grey, it crosses zero, so this test cannot tell the two apart.")
+    st.subheader("In plain words")
+    for name in in_order(result):
+        verdict = result["models"][name].get("verdict")
+        if verdict:
+            st.markdown(f"**{label(name)}**: {verdict}")
+    st.subheader("How much the seed moves it")
+    st.dataframe(seed_frame(result), hide_index=True, key="coldstart_eval_seeds", column_config={
+        c: st.column_config.NumberColumn(format="%.4f") for c in ("recall@10", "lowest seed", "highest seed")})
+    st.caption("The learned models are trained once per seed; recall@10 is their mean, beside the lowest and the "
+               "highest single seed. A gap between two models smaller than a model's own seed range is not one to "
+               "act on. Baselines' settings were chosen on a validation window before the cutoff, as the learned "
+               "models' were.")
+    with st.expander("Every metric"):
+        all_metrics(result)
 
 
 # ---------------------------------------------------------------- the page

@@ -299,12 +299,19 @@ def _evaluation_jobs() -> dict[tuple, Job]:
     return {}
 
 
-def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str, start: bool = False) -> Job | None:
+def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str, start: bool = False,
+                   fresh: bool = False) -> Job | None:
     """The evaluation running (or run) in the background for these models and split; with ``start``, a new
-    one unless one is running or has finished (``core.receval.evaluate``, cached as an artefact)."""
+    one unless one is running or has finished (``core.receval.evaluate``, cached as an artefact). With
+    ``fresh`` too, the stored evaluations are dropped first and a finished job is not reused, so a result
+    stored by an earlier version is computed again."""
     key = (build_key(built), models, cutoff, end)
     jobs = _evaluation_jobs()
     job = jobs.get(key)
+    if start and fresh and (job is None or job.finished or job.error):
+        from core.receval import KIND
+        ArtefactCache().clear(KIND)
+        job = None
     if start and (job is None or job.error):
         from core.receval import EvalConfig, SplitConfig, evaluate
         cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
