@@ -190,6 +190,8 @@ def cmd_evaluate(args) -> None:
     cutoff, end = _date(args.cutoff, "--cutoff"), _date(args.end, "--end")
     if end <= cutoff:
         sys.exit(f"error: --end {args.end} must be after --cutoff {args.cutoff} (the test window is [cutoff, end))")
+    if args.seeds < 1:
+        sys.exit(f"error: --seeds {args.seeds} must be at least 1")
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
     t = catalog.purchases["timestamp"]
@@ -201,7 +203,8 @@ def cmd_evaluate(args) -> None:
               file=sys.stderr)
     cache = ArtefactCache()
     embeddings = _embeddings(catalog, args.backbone, cache)
-    cfg = EvalConfig(SplitConfig(cutoff=args.cutoff, end=args.end), exclude_bought=args.exclude_bought)
+    cfg = EvalConfig(SplitConfig(cutoff=args.cutoff, end=args.end), exclude_bought=args.exclude_bought,
+                     seeds=tuple(range(args.seeds)))
     print(json.dumps(evaluate(catalog, embeddings, models, cfg, cache, progress=_progress_bars())))
 
 
@@ -411,11 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cutoff", default="2020-04-01", help="models learn from purchases before this date")
     p.add_argument("--end", default="2020-07-01", help="and are tested on the purchases in [cutoff, end)")
     p.add_argument("--models", help="comma-separated recommenders; default: graphsage, two_tower, popularity, "
-                                    "recent_popularity, colour_variants, itemknn, als, lightgcn, content; by name "
-                                    "only: blend (GraphSAGE and two-tower fused by reciprocal rank)")
+                                    "recent_popularity, segment_popularity, new_arrivals, colour_variants, itemknn, "
+                                    "als, lightgcn, content; by name only: blend (GraphSAGE and two-tower fused by "
+                                    "reciprocal rank)")
     p.add_argument("--exclude-bought", default="auto", choices=["auto", "yes", "no"],
                    help="drop a customer's earlier purchases from their list; auto: per model, whichever does "
                         "better on a validation window before the cutoff")
+    p.add_argument("--seeds", type=int, default=3, help="fit each seeded model (graphsage, two_tower, als, lightgcn) "
+                                                        "with seeds 0..N-1 and average its per-customer values")
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("recommend", help="write the top-k products of every customer to a CSV")
     catalog_args(p)

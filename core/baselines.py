@@ -1,10 +1,13 @@
-"""Baseline recommenders: popularity, recent popularity, colour variants, item kNN, ALS, LightGCN and
-content similarity, all behind :class:`core.recommend.Recommender` (``create(name, seed)``).
+"""Baseline recommenders: popularity, recent popularity, segment popularity, new arrivals, colour
+variants, item kNN, ALS, LightGCN and content similarity, all behind :class:`core.recommend.Recommender`
+(``create(name, seed, params)``; :data:`GRIDS` are the settings the evaluation tries on its validation
+window).
 
 What every baseline does the same way (:class:`Baseline`):
 
 - **New customers.** A customer with no history (a new customer, or an id not in the data) is scored
-  by all-time popularity before the cutoff (recent popularity for ``recent_popularity``).
+  by all-time popularity before the cutoff (recent popularity for ``recent_popularity``, their
+  segment's recent popularity for ``segment_popularity``, the newest products for ``new_arrivals``).
 - **Ties.** Every score gets a tiny popularity prior (``TIE_BREAK`` times counts / (max + 1)), so
   products a model cannot tell apart (e.g. never co-bought with anything of the customer's) come in
   popularity order, without reordering the model's own differences.
@@ -19,11 +22,13 @@ What every baseline does the same way (:class:`Baseline`):
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from core.embed import l2_normalise
@@ -48,6 +53,17 @@ def history_matrix(histories: Sequence[np.ndarray], n_products: int,
     vals = np.ones(len(cols), dtype=np.float32) if weights is None else \
         np.concatenate([np.empty(0, np.float32)] + [np.asarray(w, dtype=np.float32) for w in weights])
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), n_products), dtype=np.float32)
+
+
+def ordered_scores(*keys: np.ndarray) -> np.ndarray:
+    """(n,) float32 scores in (0, 1] that order n products by ``keys`` ((n,) arrays each, higher first),
+    the first key deciding, each next one breaking the previous one's ties, the lower row first after
+    that. Exact whatever the keys' scales, which adding a small tie-breaking term is not."""
+    n = len(keys[0])
+    order = np.lexsort((np.arange(n),) + tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)))
+    scores = np.empty(n, dtype=np.float32)
+    scores[order] = (n - np.arange(n, dtype=np.float64)) / max(n, 1)
+    return scores
 
 
 def recency_weights(days_ago: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -151,6 +167,168 @@ class RecentPopularity(Popularity):
 
     def _fallback(self, data):
         return data.popularity(self.cfg.days) + self.prior_  # prior < 1: only breaks ties of whole counts
+
+
+# ---------------------------------------------------------------- segment popularity
+
+def customer_attribute_kinds(customers: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) customer columns, by the rules of :func:`core.graph.feature_spec`: ids and
+    hashed postcodes skipped; numeric when every given value is a number and there are more than two
+    distinct ones; categorical when there are 2..50 distinct values (missing counting as one)."""
+    numeric, categorical = [], []
+    for col in customers.columns:
+        if col == "postal_code" or col.endswith("_id"):  # hashed ids: nothing a new customer would share
+            continue
+        raw = customers[col].fillna("").astype(str).str.strip()
+        given = raw[raw != ""]
+        if len(given) and pd.to_numeric(given, errors="coerce").notna().all() and given.nunique() > 2:
+            numeric.append(col)
+        elif 1 < raw.nunique() <= 50:
+            categorical.append(col)
+    return numeric, categorical
+
+
+def attribute_bands(values: pd.Series, bands: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile bands of a numeric attribute: (edges (<= bands - 1,) float64, interior cut points of the
+    given values' quantiles, and codes (n,) int64, 0..len(edges) the band of each value, -1 missing)."""
+    numbers = pd.to_numeric(values.fillna("").astype(str).str.strip(), errors="coerce").to_numpy(np.float64)
+    given = numbers[~np.isnan(numbers)]
+    edges = np.unique(np.quantile(given, np.linspace(0, 1, bands + 1)[1:-1])) if len(given) else np.empty(0)
+    codes = np.where(np.isnan(numbers), -1, np.searchsorted(edges, numbers, side="right"))
+    return edges, codes.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    days: float = 28.0  # the last weeks whose purchases count
+    # pseudo-purchases of overall recent popularity mixed into every segment: a segment with far fewer
+    # recent purchases than this is mostly the overall list, one with far more mostly its own
+    smoothing: float = 50.0
+    bands: int = 5  # quantile bands of the numeric attribute (about 20% of the customers each)
+    numeric: str = "auto"  # the numeric attribute cut into bands; "auto": the first one, "": none
+    categorical: str = ""  # a categorical attribute crossed with the bands; "": none
+
+
+class SegmentPopularity(Baseline):
+    """What customers of the same segment bought in the last ``days`` before the cutoff, shrunk toward
+    everyone's recent purchases: product i scores (c_s(i) + m p(i)) / (n_s + m) for a customer of
+    segment s, where c_s counts the segment's purchases of i in the window, n_s all of them, p(i) is i's
+    share of everyone's purchases in the window and m is ``smoothing``; ties go to all-time popularity.
+
+    A segment is a band of a numeric customer attribute (age, for H&M), optionally crossed with a
+    categorical one, with "missing" a value of its own; which columns are numeric or categorical is
+    detected from the data (:func:`customer_attribute_kinds`). Every customer is scored by their
+    segment, whatever they bought; a customer with none of those attributes (or an id not in the
+    customers table) gets overall recent popularity. Scores order products (:func:`ordered_scores`).
+
+    After fit: ``columns_`` the attributes used, ``segment_`` (n_customers,) int64 each customer row's
+    segment (-1: none), ``segment_scores_`` (n_segments, n_products) float32.
+    """
+    name = "segment_popularity"
+
+    def __init__(self, cfg: SegmentConfig = SegmentConfig()):
+        self.cfg = cfg
+
+    def _fallback(self, data):
+        recent = data.popularity(self.cfg.days)
+        return ordered_scores(recent, data.popularity())
+
+    def _columns(self, customers: pd.DataFrame) -> tuple[str, str]:
+        numeric, categorical = customer_attribute_kinds(customers)
+        num = (numeric[0] if numeric else "") if self.cfg.numeric == "auto" else self.cfg.numeric
+        cat = self.cfg.categorical
+        for col in (num, cat):
+            if col and col not in customers:
+                raise ValueError(f"no customer attribute '{col}'; the customers table has {list(customers.columns)}")
+        return num, cat
+
+    def _fit(self, data, progress):
+        num, cat = self._columns(data.customers)
+        self.columns_ = tuple(c for c in (num, cat) if c)
+        attrs = data.customers.reindex(pd.Index(data.customer_ids))  # ids only in the purchases: all missing
+        n = len(data.customer_ids)
+        band = attribute_bands(attrs[num], self.cfg.bands)[1] if num else np.full(n, -1)
+        given = attrs[cat].fillna("").astype(str).str.strip() if cat else pd.Series("", index=attrs.index)
+        level = pd.Series(pd.Categorical(given.where(given != "", "(missing)"))).cat.codes.to_numpy(np.int64)
+        known = (band >= 0) | (given.to_numpy() != "")
+        keys = pd.MultiIndex.from_arrays([band, level if cat else np.zeros(n, np.int64)])
+        self.segment_ = np.full(n, -1, dtype=np.int64)
+        self.segment_[known] = pd.factorize(keys[known])[0]
+        n_segments = int(self.segment_.max(initial=-1)) + 1
+        recent = data.days_ago <= self.cfg.days
+        segment_of_purchase = self.segment_[data.users[recent]]
+        mine = segment_of_purchase >= 0
+        counts = np.zeros((n_segments, data.n_products), dtype=np.float64)
+        np.add.at(counts, (segment_of_purchase[mine], data.items[recent][mine]), 1.0)
+        overall = data.popularity(self.cfg.days).astype(np.float64)
+        share = overall / max(overall.sum(), 1.0)
+        m = self.cfg.smoothing
+        smoothed = (counts + m * share) / (counts.sum(axis=1, keepdims=True) + m)
+        all_time = data.popularity()
+        self.segment_scores_ = np.stack([ordered_scores(s, overall, all_time) for s in smoothed]) \
+            if n_segments else np.empty((0, data.n_products), np.float32)
+
+    def segments(self, customer_ids: Sequence[str | None]) -> np.ndarray:
+        """(q,) int64 each customer's segment (a row of ``segment_scores_``), -1 for overall popularity."""
+        rows = [self.data_.customer_row.get(c) if c is not None else None for c in customer_ids]
+        return np.array([-1 if r is None else self.segment_[r] for r in rows], dtype=np.int64)
+
+    def score_histories(self, histories, customer_ids=None):
+        ids = [None] * len(histories) if customer_ids is None else list(customer_ids)
+        scores = np.tile(self.fallback_, (len(ids), 1))
+        segment = self.segments(ids)
+        scores[segment >= 0] = self.segment_scores_[segment[segment >= 0]]
+        return scores
+
+
+# ---------------------------------------------------------------- new arrivals
+
+def launch_date_column(products: pd.DataFrame) -> str | None:
+    """The first product attribute that reads as a date (a launch or introduction date): at least 90% of
+    its given values parse as ISO-like dates and hold a date separator, so codes and numbers never
+    count. None when the catalogue has no such column."""
+    for col in products.columns:
+        if col in ("image_path", "description", "sentence", "title"):
+            continue
+        raw = products[col].fillna("").astype(str).str.strip()
+        given = raw[raw != ""]
+        if not len(given) or not given.str.contains(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}", regex=True).mean() >= 0.9:
+            continue
+        if pd.to_datetime(given, errors="coerce", format="mixed").notna().mean() >= 0.9:
+            return col
+    return None
+
+
+class NewArrivals(Baseline):
+    """The most recently introduced products first, the same list for every customer.
+
+    "Introduced" is the catalogue's launch date when it has a date-like product attribute
+    (:func:`launch_date_column`); products launched on or before the cutoff come newest first, and
+    products with no date or a launch date after the cutoff (not on sale yet) come after them.
+    Otherwise it is the product's first purchase before the cutoff, newest first; a product never
+    bought before the cutoff has shown no sign of being on sale, so never-bought products come after
+    every bought one, in catalogue row order. Ties (the same day) go to the more bought product.
+
+    After fit: ``launch_column_`` (None when first purchases were used).
+    """
+    name = "new_arrivals"
+
+    def _fallback(self, data):
+        self.launch_column_ = launch_date_column(data.products)
+        if self.launch_column_ is not None:
+            launched = pd.to_datetime(data.products[self.launch_column_].fillna("").astype(str).str.strip(),
+                                      errors="coerce", format="mixed")
+            days = ((data.cutoff - launched).dt.total_seconds() / 86400.0).to_numpy(np.float64)
+            known = ~np.isnan(days) & (days >= 0)
+        else:
+            days = np.full(data.n_products, -np.inf)
+            np.maximum.at(days, data.items, data.days_ago.astype(np.float64))  # the first purchase's age
+            known = np.isfinite(days)
+        newness = np.where(known, -np.where(known, days, 0.0), -np.inf)  # higher: newer; unknown last
+        return ordered_scores(newness, data.popularity())
+
+    def score_histories(self, histories, customer_ids=None):
+        return np.tile(self.fallback_, (len(histories), 1))
 
 
 # ---------------------------------------------------------------- colour variants
@@ -400,19 +578,46 @@ class Content(Baseline):
 
 # ---------------------------------------------------------------- registry
 
-_MODELS = {
-    "popularity": lambda seed: Popularity(),
-    "recent_popularity": lambda seed: RecentPopularity(),
-    "colour_variants": lambda seed: ColourVariants(),
-    "itemknn": lambda seed: ItemKNN(),
-    "als": lambda seed: ALS(AlsConfig(seed=seed)),
-    "lightgcn": lambda seed: LightGCN(LightGCNConfig(seed=seed)),
-    "content": lambda seed: Content(),
+# name -> (class, its config class or None when it has no settings)
+_MODELS: dict[str, tuple[type[Baseline], type | None]] = {
+    "popularity": (Popularity, None),
+    "recent_popularity": (RecentPopularity, RecentConfig),
+    "segment_popularity": (SegmentPopularity, SegmentConfig),
+    "new_arrivals": (NewArrivals, None),
+    "colour_variants": (ColourVariants, VariantsConfig),
+    "itemknn": (ItemKNN, KnnConfig),
+    "als": (ALS, AlsConfig),
+    "lightgcn": (LightGCN, LightGCNConfig),
+    "content": (Content, ContentConfig),
+}
+
+# Settings the evaluation tries on its validation window (core.receval), keeping the best by Recall@10;
+# a few points each, so the baselines get tuned as the learned models were (Dacrema et al., RecSys 2019)
+# at a cost that keeps the whole evaluation within minutes. The first point is the config's default.
+GRIDS: dict[str, tuple[dict, ...]] = {
+    "itemknn": ({"k": 100}, {"k": 10}, {"k": 30}, {"k": 300}, {"k": 1000}),
+    "als": ({}, {"factors": 32}, {"factors": 128}, {"regularization": 1.0}, {"alpha": 10.0},
+            {"factors": 128, "regularization": 1.0, "alpha": 10.0}),
+    "lightgcn": ({}, {"epochs": 10}, {"epochs": 40}, {"lambda_reg": 1e-3}, {"dim": 32}),
+    "segment_popularity": tuple({"days": d, "smoothing": m} for d in (28.0, 14.0, 56.0) for m in (50.0, 500.0)),
 }
 
 
-def create(name: str, seed: int = 0) -> Recommender:
-    """A fresh, unfitted baseline by name (``core.recommend.BASELINES``); ``seed`` seeds the learned ones."""
+def create(name: str, seed: int = 0, params: dict | None = None) -> Recommender:
+    """A fresh, unfitted baseline by name (``core.recommend.BASELINES``); ``seed`` seeds the learned ones
+    (those whose config has a ``seed``); ``params`` overrides fields of its config (see :data:`GRIDS`)."""
     if name not in _MODELS:
         raise ValueError(f"unknown baseline '{name}'; one of {', '.join(_MODELS)}")
-    return _MODELS[name](seed)
+    cls, config = _MODELS[name]
+    params = dict(params or {})
+    if config is None:
+        if params:
+            raise ValueError(f"baseline '{name}' has no settings; got {sorted(params)}")
+        return cls()
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(f"baseline '{name}' has no setting {', '.join(unknown)}; it has {', '.join(sorted(fields))}")
+    if "seed" in fields:
+        params.setdefault("seed", seed)
+    return cls(config(**params))

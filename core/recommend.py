@@ -219,8 +219,11 @@ class RankFusion(Recommender):
 
 # ---------------------------------------------------------------- registry
 
-BASELINES = ("popularity", "recent_popularity", "colour_variants", "itemknn", "als", "lightgcn", "content")
+BASELINES = ("popularity", "recent_popularity", "segment_popularity", "new_arrivals", "colour_variants", "itemknn",
+             "als", "lightgcn", "content")
 MODELS = ("graphsage", "two_tower") + BASELINES
+# Models whose fit depends on a seed: the evaluation fits them once per seed; the others are deterministic.
+SEEDED = ("graphsage", "two_tower", "als", "lightgcn")
 # Reciprocal-rank fusion of GraphSAGE and two-tower, by name only: the validation window (2020-01-01..03-31)
 # preferred two-tower alone (Recall@10 0.0156 against the blend's 0.0138 and GraphSAGE's 0.0115), so the
 # blend is not among the default models (evaluate --models blend measures it).
@@ -232,8 +235,27 @@ def list_recommenders(blends: bool = False) -> list[str]:
     return list(MODELS) + (list(BLENDS) if blends else [])
 
 
-def create_recommender(name: str, seed: int = 0) -> Recommender:
-    """A fresh, unfitted recommender by name (see :func:`list_recommenders`)."""
+def is_seeded(name: str) -> bool:
+    """Whether the named model's fit depends on its seed (a blend when any part's does)."""
+    return name in SEEDED or any(is_seeded(part) for part in BLENDS.get(name, ()))
+
+
+def tuning_grid(name: str) -> list[dict]:
+    """The settings the evaluation tries for the named model on its validation window (``params`` of
+    :func:`create_recommender`): the baselines' :data:`core.baselines.GRIDS`; ``[{}]`` (its defaults)
+    for a model that chooses its own settings (GraphSAGE and two-tower stop early on their own
+    validation window) or has none."""
+    if name in BASELINES:
+        from core import baselines
+        return [dict(p) for p in baselines.GRIDS.get(name, ({},))]
+    return [{}]
+
+
+def create_recommender(name: str, seed: int = 0, params: dict | None = None) -> Recommender:
+    """A fresh, unfitted recommender by name (see :func:`list_recommenders`); ``params`` overrides a
+    baseline's settings (see :func:`tuning_grid`)."""
+    if params and name not in BASELINES:
+        raise ValueError(f"'{name}' takes no settings here; got {sorted(params)}")
     if name == "graphsage":
         from core.sage import SageConfig, SageRecommender
         return SageRecommender(SageConfig(seed=seed))
@@ -244,7 +266,7 @@ def create_recommender(name: str, seed: int = 0) -> Recommender:
         return RankFusion(name, [create_recommender(part, seed) for part in BLENDS[name]])
     if name in BASELINES:
         from core import baselines
-        return baselines.create(name, seed=seed)
+        return baselines.create(name, seed=seed, params=params)
     raise ValueError(f"unknown model '{name}'; one of {', '.join(list_recommenders(blends=True))}")
 
 
@@ -259,20 +281,78 @@ def data_fingerprint(data: RecData) -> str:
 
 
 def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: int = 0,
-           progress: Progress | None = None) -> Recommender:
-    """A recommender fitted on ``data``. Models that can save their state (``cache_config``,
-    ``state_arrays``, ``load_state``) are cache artefacts keyed by their config and the data's
-    fingerprint, so a trained model is trained once; the others fit in seconds and are refitted."""
+           progress: Progress | None = None, params: dict | None = None) -> Recommender:
+    """A recommender fitted on ``data`` (``params``: see :func:`create_recommender`). Models that can
+    save their state (``cache_config``, ``state_arrays``, ``load_state``) are cache artefacts keyed by
+    their config and the data's fingerprint, so a trained model is trained once; the others fit in
+    seconds and are refitted."""
     if name in BLENDS:
         fused = RankFusion(name, [fitted(part, data, cache, seed, progress) for part in BLENDS[name]])
         fused.data_ = data
         return fused
-    model = create_recommender(name, seed)
+    model = create_recommender(name, seed, params)
     if cache is None or not hasattr(model, "state_arrays"):
         return model.fit(data, progress)
     state = cache.get_or_compute(f"recommender-{name}", model.cache_config(), data_fingerprint(data),
                                  lambda: model.fit(data, progress).state_arrays())
     return model.load_state(data, state)
+
+
+# ---------------------------------------------------------------- the new-customer path
+
+class NewCustomerFallback(Recommender):
+    """A fitted model whose customers with no history are served by another fitted recommender
+    (``fallback``: segment popularity, when the model's no-history lists did not beat it on the
+    validation window; see :mod:`core.receval`). Everything else is the model's: a customer with a
+    history (known or liked) is scored by it, and its attributes and methods (``data_``,
+    ``item_vectors``, ``customer_vectors``, ``product_vector``...) are reached through the wrapper.
+    A no-history customer's products are explained as :data:`POPULAR`."""
+
+    def __init__(self, model: Recommender, fallback: Recommender):
+        self.model, self.fallback = model, fallback
+        self.name, self.id_only = model.name, model.id_only
+
+    def __getattr__(self, attr: str):
+        if attr in ("model", "fallback") or attr.startswith("__"):  # not set yet (copy, unpickling)
+            raise AttributeError(attr)
+        return getattr(self.model, attr)
+
+    def fit(self, data: RecData, progress: Progress | None = None) -> "NewCustomerFallback":
+        self.model, self.fallback = self.model.fit(data, progress), self.fallback.fit(data, progress)
+        return self
+
+    def _split(self, lengths: Sequence[int], model_part: Callable[[list[int]], np.ndarray],
+               fallback_part: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+        new = [i for i, n in enumerate(lengths) if n == 0]
+        old = [i for i, n in enumerate(lengths) if n > 0]
+        out = np.empty((len(lengths), self.data_.n_products), dtype=np.float32)
+        if old:
+            out[old] = model_part(old)
+        if new:
+            out[new] = fallback_part(new)
+        return out
+
+    def score(self, customer_ids: Sequence[str]) -> np.ndarray:
+        ids = list(customer_ids)
+        return self._split([len(self.data_.history(c)) for c in ids],
+                           lambda rows: self.model.score([ids[i] for i in rows]),
+                           lambda rows: self.fallback.score([ids[i] for i in rows]))
+
+    def score_histories(self, histories, customer_ids=None) -> np.ndarray:
+        ids = [None] * len(histories) if customer_ids is None else list(customer_ids)
+        return self._split([len(h) for h in histories],
+                           lambda rows: self.model.score_histories([histories[i] for i in rows],
+                                                                   [ids[i] for i in rows]),
+                           lambda rows: self.fallback.score_histories([histories[i] for i in rows],
+                                                                      [ids[i] for i in rows]))
+
+    def item_vectors(self) -> np.ndarray | None:
+        return self.model.item_vectors()
+
+    def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
+        if len(history) == 0:
+            return np.full(len(rows), POPULAR, dtype=np.int64)
+        return self.model.explain(history, rows, customer_id)
 
 
 POPULAR = -1  # an explanation: the model's popularity prior, not a liked product, placed it

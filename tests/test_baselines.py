@@ -10,7 +10,7 @@ import pytest
 from core import baselines
 from core.embed import l2_normalise
 from core.pipeline import Embeddings
-from core.recommend import BASELINES, RecData, create_recommender, rec_data, top_k
+from core.recommend import BASELINES, SEEDED, RecData, create_recommender, is_seeded, rec_data, top_k
 
 CUTOFF = pd.Timestamp("2020-04-01")
 ID_ONLY = ("itemknn", "als", "lightgcn")
@@ -18,11 +18,15 @@ FAST_LIGHTGCN = baselines.LightGCNConfig(epochs=40, batch_size=64, lr=0.02)  # t
 
 
 def make_data(n_products: int, purchases: list[tuple[str, int, float]], groups: list[str] | None = None,
-              vectors: np.ndarray | None = None, customers: tuple[str, ...] = ()) -> RecData:
+              vectors: np.ndarray | None = None, customers: tuple[str, ...] = (),
+              attributes: pd.DataFrame | None = None, product_columns: dict[str, list[str]] | None = None
+              ) -> RecData:
     """RecData of products p0.. (``groups`` their group_id; ``vectors`` their photo and sentence
-    embedding, random unit rows by default) and purchases (customer, product row, days before CUTOFF)."""
+    embedding, random unit rows by default; ``product_columns`` more attribute columns) and purchases
+    (customer, product row, days before CUTOFF); ``attributes`` is the customers table when given."""
     ids = [f"p{i}" for i in range(n_products)]
-    products = pd.DataFrame({"title": ids, "group_id": groups or ids}, index=pd.Index(ids, name="product_id"))
+    products = pd.DataFrame({"title": ids, "group_id": groups or ids, **(product_columns or {})},
+                            index=pd.Index(ids, name="product_id"))
     frame = pd.DataFrame({
         "customer_id": pd.Series([c for c, _, _ in purchases], dtype=object),
         "product_id": pd.Series([ids[p] for _, p, _ in purchases], dtype=object),
@@ -32,8 +36,8 @@ def make_data(n_products: int, purchases: list[tuple[str, int, float]], groups: 
     known = sorted(set(customers) | set(frame["customer_id"]))
     if vectors is None:
         vectors = l2_normalise(np.random.default_rng(0).normal(size=(n_products, 8)))
-    return RecData(products, pd.DataFrame(index=pd.Index(known, name="customer_id")), frame, CUTOFF,
-                   vectors, vectors, np.ones(n_products, dtype=bool))
+    table = pd.DataFrame(index=pd.Index(known, name="customer_id")) if attributes is None else attributes
+    return RecData(products, table, frame, CUTOFF, vectors, vectors, np.ones(n_products, dtype=bool))
 
 
 def model(name: str, seed: int = 0):
@@ -144,9 +148,12 @@ def test_every_model_handles_new_and_unknown_customers(name, blocks, fitted_bloc
     assert new.shape == (2, 24) and new.dtype == np.float32
     np.testing.assert_array_equal(new[0], scores[1])
     counts = blocks.popularity()
-    fallback = blocks.popularity(28) + counts / (counts.max() + 1) if name == "recent_popularity" else counts
-    popular = np.argmax(fallback)
-    assert best(new[0])[0] == popular
+    recent = blocks.popularity(28) + counts / (counts.max() + 1)
+    if name == "new_arrivals":  # the product first bought last
+        first = pd.Series(blocks.days_ago).groupby(blocks.items).max()
+        assert best(new[0])[0] == first.idxmin()
+    else:
+        assert best(new[0])[0] == np.argmax(recent if name in ("recent_popularity", "segment_popularity") else counts)
     assert m.score_histories([]).shape == (0, 24)
 
 
@@ -187,3 +194,112 @@ def test_every_model_fits_the_synthetic_catalogue(synthetic_catalog):
     for name in BASELINES:
         scores = model(name).fit(data).score(ids)
         assert scores.shape == (len(ids), len(products)) and np.isfinite(scores).all(), name
+
+
+# ---------------------------------------------------------------- ordering, segments, new arrivals, settings
+
+def test_ordered_scores_follow_the_keys_lexicographically():
+    # key 1 decides; key 2 breaks its ties (a difference far below float32 resolution at 1e6); then row
+    scores = baselines.ordered_scores(np.array([1e6, 1e6, 5.0, 1e6, 5.0]), np.array([1.0, 1.0 + 1e-9, 0, 0, 0]))
+    assert best(scores) == [1, 0, 3, 2, 4]
+    assert scores.dtype == np.float32 and 0 < scores.min() and scores.max() == 1.0
+
+
+def segment_data(smoothing_purchases: int = 0) -> RecData:
+    """Ages 20, 22, 24 (young), 60, 62, 64 (old), "" (missing) and a categorical "club". In the last 4
+    weeks the young bought p0 three times, the old p1 twice, two customers with no attributes p2 four
+    times; a year ago the young bought p3 five times (outside every window tried)."""
+    ages = {"y0": "20", "y1": "22", "y2": "24", "o0": "60", "o1": "62", "o2": "64", "anon": "", "anon2": ""}
+    clubs = {"y0": "A", "y1": "A", "y2": "B", "o0": "B", "o1": "B", "o2": "B", "anon": "", "anon2": ""}
+    table = pd.DataFrame({"age": ages, "club": clubs, "postal_code": {c: f"h{i}" for i, c in enumerate(ages)}})
+    table.index.name = "customer_id"
+    purchases = [("y0", 0, 3), ("y1", 0, 5), ("y2", 0, 7), ("o0", 1, 2), ("o1", 1, 9)]
+    purchases += [("anon", 2, 1), ("anon2", 2, 2), ("anon", 2, 3), ("anon2", 2, 4)]
+    purchases += [(c, 3, 365) for c in ("y0", "y1", "y2", "y0", "y1")]
+    return make_data(5, purchases, attributes=table)
+
+
+def segment(data: RecData, **settings) -> baselines.SegmentPopularity:
+    return baselines.SegmentPopularity(baselines.SegmentConfig(**{"bands": 2, **settings})).fit(data)
+
+
+def test_segment_attributes_are_detected_not_named():
+    numeric, categorical = baselines.customer_attribute_kinds(segment_data().customers)
+    assert (numeric, categorical) == (["age"], ["club"])  # postal_code skipped: a hashed id
+    edges, codes = baselines.attribute_bands(pd.Series(["20", "22", "24", "60", "", "64"]), 2)
+    assert codes.tolist() == [0, 0, 1, 1, -1, 1] and len(edges) == 1
+
+
+def test_segment_popularity_ranks_what_the_segment_bought():
+    data = segment_data()
+    m = segment(data, smoothing=1.0)
+    assert m.columns_ == ("age",)
+    scores = m.score(["y0", "o2", "anon", "ghost"])
+    assert best(scores[0])[:3] == [0, 2, 1]  # the young bought p0; the small smoothing brings p2 next
+    assert best(scores[1])[:3] == [1, 2, 0]  # the old (o2 bought nothing itself) get what the old bought
+    overall = [2, 0, 1, 3, 4]  # recent counts 4, 3, 2, then all-time (p3's five old purchases)
+    assert best(scores[2]) == overall and best(scores[3]) == overall  # no attributes, unknown id
+    np.testing.assert_array_equal(m.score_histories([[], [0, 1]])[0], scores[3])  # no id: overall
+    # a history does not change the segment's list: every customer is scored by their segment
+    np.testing.assert_array_equal(m.score_histories([[4]], ["y1"])[0], scores[0])
+
+
+def test_segment_popularity_smoothing_and_window():
+    data = segment_data()
+    # shrunk hard toward everyone's recent purchases, the young's list is the overall one
+    assert best(segment(data, smoothing=1e6).score(["y0"])[0]) == [2, 0, 1, 3, 4]
+    # a window of 400 days counts the young's five old purchases of p3
+    assert best(segment(data, smoothing=1.0, days=400.0).score(["y0"])[0])[0] == 3
+    # crossing with "club": y2 (club B) shares its segment with nobody who bought, so p0 only via its share
+    crossed = segment(data, smoothing=1.0, categorical="club")
+    assert crossed.columns_ == ("age", "club")
+    assert best(crossed.score(["y0"])[0])[0] == 0 and best(crossed.score(["y2"])[0])[0] == 0
+    assert len(np.unique(crossed.segments(["y0", "y2", "o0"]))) == 3
+    with pytest.raises(ValueError, match="no customer attribute 'shoe_size'"):
+        segment(data, numeric="shoe_size")
+
+
+def test_new_arrivals_by_first_purchase_and_by_launch_date():
+    # first purchases: p1 5 days ago, p2 50, p0 100 (bought again yesterday); p3 and p4 the same day
+    # (p4 twice); p5 never bought
+    purchases = [("a", 0, 100), ("b", 0, 1), ("a", 1, 5), ("c", 2, 50), ("d", 3, 30), ("e", 4, 30), ("f", 4, 20)]
+    data = make_data(6, purchases)
+    m = baselines.NewArrivals().fit(data)
+    assert m.launch_column_ is None
+    assert best(m.score(["a"])[0]) == [1, 4, 3, 2, 0, 5]
+    np.testing.assert_array_equal(m.score_histories([[0]])[0], m.score(["nobody"])[0])
+    # with a launch date the purchases do not matter; p2 launches after the cutoff, p4 has no date
+    launch = ["2020-01-01", "2020-03-30", "2020-06-01", "2019-05-01", "", "2020-03-01"]
+    dated = make_data(6, purchases, product_columns={"launch": launch, "code": ["0101", "2", "3", "4", "5", "6"]})
+    m = baselines.NewArrivals().fit(dated)
+    assert m.launch_column_ == "launch"
+    assert best(m.score(["a"])[0])[:4] == [1, 5, 0, 3] and set(best(m.score(["a"])[0])[4:]) == {2, 4}
+
+
+def test_launch_date_column_needs_dates_not_numbers():
+    frame = pd.DataFrame({"code": ["20200101", "20200202"], "size": ["1", "2"],
+                          "first_sold": ["2020-01-01", "2020/02/03"]})
+    assert baselines.launch_date_column(frame) == "first_sold"
+    assert baselines.launch_date_column(frame[["code", "size"]]) is None
+
+
+def test_create_applies_settings_and_every_grid_point_is_valid():
+    assert baselines.create("itemknn", params={"k": 7}).cfg.k == 7
+    assert baselines.create("als", seed=3, params={"factors": 8}).cfg == baselines.AlsConfig(factors=8, seed=3)
+    assert create_recommender("lightgcn", 2, {"epochs": 1}).cfg.seed == 2
+    with pytest.raises(ValueError, match="has no setting kk"):
+        baselines.create("itemknn", params={"kk": 7})
+    with pytest.raises(ValueError, match="has no settings"):
+        baselines.create("popularity", params={"days": 7})
+    for name, grid in baselines.GRIDS.items():
+        assert name in BASELINES and 3 <= len(grid) <= 6, name
+        assert baselines.create(name, params=grid[0]).cfg == baselines.create(name).cfg, name  # the default first
+        for params in grid:
+            assert baselines.create(name, params=params).name == name
+
+
+def test_seeded_registry_matches_the_configs():
+    configs = {n: getattr(baselines.create(n), "cfg", None) for n in BASELINES}
+    seeded = {n for n, cfg in configs.items() if cfg is not None and "seed" in {f.name for f in dataclasses.fields(cfg)}}
+    assert seeded == set(SEEDED) & set(BASELINES) == {"als", "lightgcn"}
+    assert is_seeded("graphsage") and is_seeded("blend") and not is_seeded("content")

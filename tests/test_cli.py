@@ -165,7 +165,9 @@ FLAT_KEYS = {"recall_at_10", "ndcg_at_10", "map_at_12", "hit_rate_at_10", "cover
              "recall_at_10_cold_items", "recall_at_10_warm_items", "recall_at_10_ci_low", "recall_at_10_ci_high",
              "ndcg_at_10_ci_low", "map_at_12_ci_high", "hit_rate_at_10_ci_low", "recall_at_10_cold_items_ci_low",
              "recall_at_10_excluding", "recall_at_10_including", "exclude_bought", "id_only", "train_s",
-             "model_train_s", "validation_recall_at_10_excluding", "validation_recall_at_10_including"}
+             "model_train_s", "validation_recall_at_10_excluding", "validation_recall_at_10_including",
+             "seeds", "recall_at_10_seed_min", "recall_at_10_seed_max", "recall_at_10_cold_items_seed_min",
+             "recall_at_10_cold_items_seed_max", "params", "new_customer_path", "verdict"}
 
 
 @pytest.fixture
@@ -189,15 +191,21 @@ def shop(tmp_path) -> Path:
 # seconds importing torch and PyG again; `recommend` below is run as a user runs it.
 def test_evaluate_prints_the_split_and_every_models_flat_keys(capsys):
     from core.__main__ import main
-    main(["evaluate", "--catalog", "synthetic:60", "--backbone", TINY, "--models", "popularity,content"])
+    main(["evaluate", "--catalog", "synthetic:60", "--backbone", TINY, "--models", "popularity,content,als",
+          "--seeds", "2"])
     out = json_line(capsys.readouterr().out)
-    assert set(out) == {"split", "models"} and set(out["models"]) == {"popularity", "content"}
+    assert set(out) == {"split", "models", "paired", "coverage_ceiling", "new_customer_reference"}
+    assert set(out["models"]) == {"popularity", "content", "als"}
+    assert out["paired"]["reference"] in out["models"] and 0 < out["coverage_ceiling"] <= 1
+    assert out["models"]["als"]["seeds"] == [0, 1] and out["models"]["content"]["seeds"] == []
+    assert len(out["models"]["als"]["grid"]) > 1 and out["models"]["als"]["params"] in \
+        [g["params"] for g in out["models"]["als"]["grid"]]
     split = out["split"]
     assert (split["cutoff"], split["end"], split["exclude_bought"]) == ("2020-04-01", "2020-07-01", "auto")
     assert split["train_purchases"] > 0 and split["test_customers"] > 0 and "validation" in split
     for name, metrics in out["models"].items():
         assert FLAT_KEYS <= set(metrics), (name, FLAT_KEYS - set(metrics))
-        assert 0 <= metrics["recall_at_10"] <= 1 and metrics["id_only"] is False
+        assert 0 <= metrics["recall_at_10"] <= 1 and metrics["id_only"] is (name == "als")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -206,6 +214,7 @@ def test_evaluate_prints_the_split_and_every_models_flat_keys(capsys):
     (["--cutoff", "2020-05-01", "--end", "2020-05-01"], "--end 2020-05-01 must be after --cutoff 2020-05-01"),
     (["--cutoff", "2021-01-01", "--end", "2021-02-01"], "no purchases between --cutoff 2021-01-01 and --end "
                                                         "2021-02-01"),
+    (["--seeds", "0"], "--seeds 0 must be at least 1"),
 ])
 def test_evaluate_rejects_bad_models_and_dates_with_one_line(args, message):
     from core.__main__ import main

@@ -15,10 +15,11 @@ from core import recommend
 from core.cache import ArtefactCache
 from core.catalog import Catalog
 from core.pipeline import Embeddings
-from core.receval import (EvalConfig, SplitConfig, _rank, bootstrap_ci, cached_evaluation, coverage, evaluate,
-                          evaluate_model, ranking_metrics, sample_negatives, sampled_ranks, sampled_recall,
-                          temporal_split, validation_split)
-from core.recommend import Recommender, rec_data
+from core.receval import (CustomerMetrics, EvalConfig, PairedDifference, PairedReport, SplitConfig, _rank,
+                          bootstrap_ci, cached_evaluation, coverage, coverage_ceiling, evaluate, evaluate_model,
+                          paired_difference, paired_keys, paired_report, ranking_metrics, sample_negatives,
+                          sampled_ranks, sampled_recall, temporal_split, validation_split, verdict)
+from core.recommend import POPULAR, NewCustomerFallback, Recommender, create_recommender, rec_data
 
 IDCG3 = 1 + 1 / log2(3) + 1 / log2(4)  # ideal DCG of three relevant products
 
@@ -245,12 +246,35 @@ class Oracle(Recommender):
         return scores
 
 
+class Noisy(Oracle):
+    """A seeded model: the oracle with seeds 0 and 2; with seed 1 it knows nothing (every product scores
+    0, so lists run by row, p00 first)."""
+    name = "noisy"
+    id_only = False
+    fits = 0
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, data, progress=None):
+        Noisy.fits += 1
+        return super().fit(data, progress)
+
+    def score_histories(self, histories, customer_ids=None):
+        scores = super().score_histories(histories, customer_ids)
+        return np.zeros_like(scores) if self.seed == 1 else scores
+
+
 @pytest.fixture
 def tiny_models(monkeypatch):
     Oracle.purchases = _catalog().purchases
-    Loyal.fits = 0
-    known = {"loyal": Loyal, "oracle": Oracle}
-    monkeypatch.setattr(recommend, "create_recommender", lambda name, seed=0: known[name]())
+    Loyal.fits = Noisy.fits = 0
+    known = {"loyal": lambda seed: Loyal(), "oracle": lambda seed: Oracle(), "noisy": Noisy}
+    real = recommend.create_recommender  # segment popularity serves new customers a model does not
+    monkeypatch.setattr(recommend, "create_recommender",
+                        lambda name, seed=0, params=None: known[name](seed) if name in known else
+                        real(name, seed, params))
+    monkeypatch.setattr(recommend, "SEEDED", recommend.SEEDED + ("noisy",))
 
 
 def test_exclusion_removes_earlier_purchases_from_the_lists(tiny_models):
@@ -294,8 +318,25 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
             "recall_at_10_cold_items", "recall_at_10_warm_items", "train_s", "recall_at_10_ci_low",
             "recall_at_10_ci_high", "recall_at_10_cold_items_ci_low", "recall_at_10_cold_items_ci_high",
             "exclude_bought", "id_only", "recall_at_10_excluding", "recall_at_10_including",
-            "validation_recall_at_10_excluding", "validation_recall_at_10_including", "model_train_s"}
+            "validation_recall_at_10_excluding", "validation_recall_at_10_including", "model_train_s",
+            "seeds", "recall_at_10_seed_min", "recall_at_10_seed_max", "recall_at_10_cold_items_seed_min",
+            "recall_at_10_cold_items_seed_max", "params", "grid", "new_customer_path", "verdict",
+            "validation_recall_at_10_new_customers"}
     oracle, loyal = result["models"]["oracle"], result["models"]["loyal"]
+    # deterministic, untuned, and no baseline to compare with
+    assert (loyal["seeds"], loyal["params"], loyal["grid"]) == ([], {}, [])
+    assert loyal["recall_at_10_seed_min"] == loyal["recall_at_10_seed_max"] == loyal["recall_at_10"]
+    assert result["paired"]["reference"] is None and result["paired"]["models"] == {}
+    assert loyal["verdict"].startswith("not compared")
+    assert result["coverage_ceiling"] == 1.0  # 4 customers x 10 products > 30 products
+
+    # the new-customer path: on validation, warm (new then) gets nothing right from the oracle-less loyal
+    # (p00..p09) nor from segment popularity, and a tie does not beat it, so loyal's new customers get
+    # segment popularity; the oracle's validation lists are perfect, so it keeps its own
+    assert loyal["validation_recall_at_10_new_customers"] == 0.0
+    assert result["new_customer_reference"]["validation_recall_at_10_new_customers"] == 0.0
+    assert result["new_customer_reference"]["params"] == {"days": 28.0, "smoothing": 50.0}  # first of equals
+    assert loyal["new_customer_path"] == "segment_popularity" and oracle["new_customer_path"] == "model"
     assert keys <= set(oracle) and keys <= set(loyal)
     for name in ("recall_at_10", "ndcg_at_10", "map_at_12", "hit_rate_at_10", "sampled_recall_at_10",
                  "recall_at_10_new_customers", "recall_at_10_cold_items", "recall_at_10_warm_items"):
@@ -306,14 +347,16 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
     assert loyal["validation_recall_at_10_excluding"] == pytest.approx(1 / 3)
     assert loyal["validation_recall_at_10_including"] == 0.0
     assert loyal["exclude_bought"] is True and loyal["id_only"] is False and loyal["model_train_s"] is None
-    # top 10 excluding earlier purchases: rep p01..p09,p20 (hit p01 at 1); new p00..p09 (p00 at 1, not p29);
-    # warm p00..p09 (p03 at 4); sparse p00..p09 (misses its repurchase p26)
+    # top 10 excluding earlier purchases: rep p01..p09,p20 (hit p01 at 1); warm p00..p09 (p03 at 4); sparse
+    # p00..p09 (misses its repurchase p26); new, by segment popularity (its age band bought nothing, so
+    # everyone's last 28 days: p23, p24, p25, then all-time counts, all 1, by row): p23, p24, p25, p00 (hit
+    # at 4), p10..p15
     expected = {
         "recall_at_10": (1 + 0.5 + 1 + 0) / 4,
         "hit_rate_at_10": 3 / 4,
-        "ndcg_at_10": (1 + 1 / (1 + 1 / log2(3)) + 1 / log2(5) + 0) / 4,
-        "map_at_12": (1 + 1 / 2 + 1 / 4 + 0) / 4,
-        "coverage_at_10": 11 / 30,  # p00..p09 and p20
+        "ndcg_at_10": (1 + (1 / log2(5)) / (1 + 1 / log2(3)) + 1 / log2(5) + 0) / 4,
+        "map_at_12": (1 + (1 / 4) / 2 + 1 / 4 + 0) / 4,
+        "coverage_at_10": 20 / 30,  # p00..p09, p20, p23..p25, p10..p15
         "recall_at_10_new_customers": 0.5, "recall_at_10_sparse_customers": 0.0,
         "recall_at_10_warm_customers": 1.0,
         "recall_at_10_cold_items": (1 + 0 + 1) / 3,  # rep p01, new p29, warm p03
@@ -338,12 +381,13 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
     assert cached_evaluation(catalog, emb, ["oracle", "loyal"], EvalConfig(n_bootstrap=100), cache) is None
 
 
-def test_fixed_exclusion_skips_validation(tiny_models):
+def test_fixed_exclusion_is_not_chosen_on_validation(tiny_models):
     catalog, emb = _catalog(), _embeddings()
     result = evaluate(catalog, emb, ["loyal"], EvalConfig(exclude_bought="no", n_bootstrap=50))
     loyal = result["models"]["loyal"]
-    assert loyal["exclude_bought"] is False and Loyal.fits == 1
-    assert loyal["validation_recall_at_10_excluding"] is None
+    # validation still runs (the new-customer path, tuning), but excluding's better validation recall is ignored
+    assert loyal["validation_recall_at_10_excluding"] > loyal["validation_recall_at_10_including"]
+    assert loyal["exclude_bought"] is False and Loyal.fits == 2
     assert loyal["recall_at_10"] == pytest.approx(loyal["recall_at_10_including"]) == pytest.approx(0.625)
     assert loyal["sampled_recall_at_10"] == pytest.approx(4 / 5)  # sparse's p26 is now first of its list
     with pytest.raises(ValueError):
@@ -367,3 +411,144 @@ def test_scoring_in_batches_gives_the_same_numbers(tiny_models, monkeypatch):
     monkeypatch.setattr(receval, "BATCH", 3)  # 4 test customers: batches of 3 and 1
     assert evaluate_model(Loyal().fit(data), data, test, cfg, exclude_bought=True) == whole
     assert whole["sampled_recall_at_10"] == pytest.approx(3 / 5)
+
+
+# ---------------------------------------------------------------- seeds, paired differences, verdicts
+
+def test_seeded_models_are_averaged_over_seeds_per_customer(tiny_models):
+    catalog, emb = _catalog(), _embeddings()
+    result = evaluate(catalog, emb, ["noisy", "loyal", "popularity"], EvalConfig(n_bootstrap=50, seeds=(0, 1, 2)))
+    noisy = result["models"]["noisy"]
+    assert noisy["seeds"] == [0, 1, 2] and Noisy.fits == 6  # three on validation, three on the test
+    assert result["models"]["loyal"]["seeds"] == [] and Loyal.fits == 2  # deterministic: once each
+    # seed 1 lists p00..p09 (after earlier purchases, either way): rep p01 and warm p03 hit, new half
+    # (p00), sparse misses p26; seeds 0 and 2 know everything
+    assert noisy["recall_at_10_seed_min"] == pytest.approx(0.625) and noisy["recall_at_10_seed_max"] == 1.0
+    assert noisy["recall_at_10"] == pytest.approx((1 + 0.625 + 1) / 3)
+    assert noisy["recall_at_10_new_customers"] == pytest.approx((1 + 0.5 + 1) / 3)
+    # cold items (rep p01, new p29, warm p03): seed 1 finds 2 of 3
+    assert noisy["recall_at_10_cold_items_seed_min"] == pytest.approx(2 / 3)
+    assert noisy["recall_at_10_cold_items_seed_max"] == 1.0
+    assert noisy["recall_at_10_cold_items"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    # validation new customers (warm): 1, 0, 1 over the seeds beats segment popularity's 0
+    assert noisy["validation_recall_at_10_new_customers"] == pytest.approx(2 / 3)
+    assert noisy["new_customer_path"] == "model"
+    # the paired difference uses the seed-averaged per-customer values
+    diff = result["paired"]["models"]["noisy"]["recall_at_10"]["diff"]
+    assert diff == pytest.approx(noisy["recall_at_10"] - result["models"]["popularity"]["recall_at_10"])
+    one = evaluate(catalog, emb, ["noisy"], EvalConfig(n_bootstrap=50, seeds=(1,)))["models"]["noisy"]
+    assert one["seeds"] == [1] and one["recall_at_10"] == pytest.approx(0.625)
+
+
+def test_the_best_baseline_is_chosen_on_validation_and_every_model_is_paired_with_it(tiny_models):
+    catalog, emb = _catalog(), _embeddings()
+    models = ["oracle", "popularity", "segment_popularity", "new_arrivals"]
+    result = evaluate(catalog, emb, models, EvalConfig(n_bootstrap=100))
+    val = {n: max(result["models"][n]["validation_recall_at_10_excluding"],
+                  result["models"][n]["validation_recall_at_10_including"]) for n in models[1:]}
+    paired = result["paired"]
+    assert paired["reference"] == max(val, key=val.get) and paired["metric"] == "recall_at_10"
+    assert set(paired["models"]) == set(models) - {paired["reference"]}
+    assert set(paired["models"]["oracle"]) == set(paired_keys())
+    for name, diffs in paired["models"].items():
+        m, ref = result["models"][name], result["models"][paired["reference"]]
+        d = diffs["recall_at_10"]
+        assert d["diff"] == pytest.approx(m["recall_at_10"] - ref["recall_at_10"]) and d["n"] == 4
+        assert d["low"] <= d["diff"] <= d["high"]
+        assert diffs["recall_at_10_cold_items"]["n"] == 3  # the customers who bought a cold product
+    grid = result["models"]["segment_popularity"]["grid"]
+    assert len(grid) == 6 and result["models"]["segment_popularity"]["params"] in [g["params"] for g in grid]
+    assert result["models"]["popularity"]["grid"] == [] and result["models"]["oracle"]["new_customer_path"] == "model"
+    assert all(isinstance(result["models"][n]["verdict"], str) for n in models)
+    assert PairedReport.from_dict(json.loads(json.dumps(paired))).to_dict() == paired
+
+
+def test_paired_difference_of_hand_made_arrays():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, 200)
+    shift = paired_difference(a + 0.25, a, n_bootstrap=300)
+    assert shift.diff == pytest.approx(0.25) and shift.n == 200
+    assert shift.low == pytest.approx(0.25) and shift.high == pytest.approx(0.25)  # a zero-width interval
+    assert shift.better and not shift.worse
+    same = paired_difference(a, a.copy(), n_bootstrap=300)
+    assert (same.diff, same.low, same.high) == (0.0, 0.0, 0.0) and not same.better and not same.worse
+    noise = paired_difference(a, a[::-1].copy(), n_bootstrap=300)  # the same values in another order
+    assert noise.low < 0 < noise.high and noise.diff == pytest.approx(0.0, abs=1e-12)
+    # customers outside a slice (NaN) are dropped from both sides
+    sliced = paired_difference(np.array([1.0, np.nan, 0.5]), np.array([0.0, 0.0, 0.5]), n_bootstrap=50)
+    assert (sliced.diff, sliced.n) == (pytest.approx(0.5), 2)
+    assert paired_difference(np.array([np.nan]), np.array([np.nan])) == PairedDifference(None, None, None, 0)
+    with pytest.raises(ValueError):
+        paired_difference(np.zeros(3), np.zeros(4))
+    assert PairedDifference.from_dict(shift.to_dict()) == shift
+
+
+def _alternating(q: int, size: float) -> np.ndarray:
+    return np.where(np.arange(q) % 2 == 0, size, -size)
+
+
+def test_verdicts_read_the_paired_intervals():
+    q = 40
+    flat = lambda x: np.full(q, x)  # noqa: E731
+    keys = paired_keys()  # overall, new, sparse, warm customers, cold items
+    pop = dict.fromkeys(keys, flat(0.5))
+    m = dict(zip(keys, (flat(0.7), 0.5 + _alternating(q, 0.1), 0.5 + _alternating(q, 0.1), flat(0.6), flat(0.8))))
+    seg = dict(zip(keys, (flat(0.6), m[keys[1]] + 0.2, 0.5 - _alternating(q, 0.1), 0.6 + _alternating(q, 0.1),
+                          flat(0.5))))
+    report = paired_report({"m": m, "pop": pop, "seg": seg}, ["pop", "seg"], "seg", n_bootstrap=300)
+    assert set(report.models) == {"m", "pop"} and set(report.against["m"]) == {"pop", "seg"}
+    assert set(report.against["seg"]) == {"pop"}
+    assert report.models["m"]["recall_at_10"].diff == pytest.approx(0.1)
+    assert report.models["m"]["recall_at_10_new_customers"].diff == pytest.approx(-0.2)
+    result = {"paired": report.to_dict()}
+    assert verdict(result, "m") == ("better than every baseline overall and on new products; "
+                                    "worse than seg for new customers; "
+                                    "no clear difference from any baseline for sparse customers; "
+                                    "no clear difference from seg for warm customers")
+    # seg against pop alone: 0.1 better overall and on the sparse slice's no-clear mean 0; level on cold items
+    assert verdict(result, "seg").startswith("better than every baseline overall")
+    assert "no clear difference from any baseline on new products" in verdict(result, "seg")
+    assert verdict({"paired": paired_report({"x": m}, [], None).to_dict()}, "x").startswith("not compared")
+
+
+def test_coverage_ceiling():
+    assert coverage_ceiling(506, 24717) == pytest.approx(5060 / 24717)
+    assert coverage_ceiling(10, 50) == 1.0 and coverage_ceiling(0, 50) == 0.0
+
+
+def test_customer_metrics_average_per_customer():
+    slices = np.array(["new", "warm"])
+    one = CustomerMetrics(slices, np.array([1.0, 0.0]), np.zeros(2), np.zeros(2), np.zeros(2),
+                          np.array([1.0, np.nan]), np.array([np.nan, 0.0]), np.empty(0), 0.2)
+    two = CustomerMetrics(slices, np.array([0.0, 0.5]), np.ones(2), np.ones(2), np.ones(2),
+                          np.array([0.0, np.nan]), np.array([np.nan, 1.0]), np.empty(0), 0.4)
+    mean = CustomerMetrics.average([one, two])
+    np.testing.assert_allclose(mean.recall, [0.5, 0.25])
+    np.testing.assert_allclose(mean.cold_recall, [0.5, np.nan])
+    assert mean.coverage == pytest.approx(0.3)
+    np.testing.assert_allclose(mean.slice_recall("new"), [0.5, np.nan])
+
+
+# ---------------------------------------------------------------- the new-customer path
+
+def test_new_customer_fallback_serves_only_customers_without_history():
+    catalog = _catalog()
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
+    model = create_recommender("content").fit(data)
+    segment = create_recommender("segment_popularity").fit(data)
+    both = NewCustomerFallback(model, segment)
+    scores = both.score(["rep", "new", "ghost"])
+    np.testing.assert_array_equal(scores[0], model.score(["rep"])[0])
+    np.testing.assert_array_equal(scores[1:], segment.score(["new", "ghost"]))
+    liked = both.score_histories([[3], []], [None, "new"])
+    np.testing.assert_array_equal(liked[0], model.score_histories([[3]])[0])
+    np.testing.assert_array_equal(liked[1], segment.score(["new"])[0])
+    assert not np.array_equal(liked[1], model.score_histories([[]], ["new"])[0])  # content's would differ
+    # everything else is the model's
+    assert both.name == "content" and both.data_ is data and both.cfg is model.cfg
+    np.testing.assert_array_equal(both.item_vectors(), model.item_vectors())
+    rows = np.array([4, 5])
+    assert both.explain(np.array([], np.int64), rows).tolist() == [POPULAR, POPULAR]
+    np.testing.assert_array_equal(both.explain(np.array([3, 7]), rows), model.explain(np.array([3, 7]), rows))
+    top, _ = both.recommend(["new"], 3)
+    np.testing.assert_array_equal(top, segment.recommend(["new"], 3)[0])
