@@ -12,7 +12,7 @@ from core.catalog import filter_products
 from core.embed import ImageError, fuse
 from core.demo import AddsProducts
 from core.recommend import NO_REASON, POPULAR, product_audience, top_k
-from core.receval import SplitConfig
+from core.receval import PairedReport, SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
 CUTOFF, END = SPLIT.cutoff, SPLIT.end
@@ -436,7 +436,8 @@ def new_attributes(box) -> dict[str, str]:
     a colour variant of one in the catalogue (GraphSAGE links the variants)."""
     attrs = catalog.attribute_columns
     find = box.text_input("Colour variant of (optional: find a product by id or name)",
-                          key="coldstart_new_variant_find", help="The same garment in another colour: it joins that product's group, and the fields "
+                          key="coldstart_new_variant_find",
+                          help="The same garment in another colour: it joins that product's group, and the fields "
                                "below are filled in from it")
     matches = filter_products(catalog.products, text=find).index[:500].tolist() if find.strip() else []
     chosen = st.session_state.get("coldstart_new_variant")
@@ -501,14 +502,14 @@ def ci(m: dict, key: str) -> str:
     return f"{value:.3f} ({low:.3f}–{high:.3f})" if low is not None and high is not None else f"{value:.3f}"
 
 
-def in_order(result: dict) -> list[str]:
-    """The evaluated models, GraphSAGE first, then the baselines in the registry's order."""
-    return sorted(result["models"], key=lambda n: list(LABELS).index(n) if n in LABELS else len(LABELS))
+def in_order(names) -> list[str]:
+    """Model names, GraphSAGE first, then the baselines in the registry's order."""
+    return sorted(names, key=lambda n: list(LABELS).index(n) if n in LABELS else len(LABELS))
 
 
 def evaluation_frame(result: dict) -> pd.DataFrame:
     rows = []
-    for name in in_order(result):
+    for name in in_order(result["models"]):
         m = result["models"][name]
         rows.append({
             "model": label(name) + (" (ID-only)" if m.get("id_only") else ""),
@@ -534,38 +535,43 @@ SLICES = {"recall_at_10": "all test customers", "recall_at_10_new_customers": "n
 GAIN, LOSS, LEVEL = "#2e7d32", "#c62828", "#9e9e9e"  # interval above zero, below zero, across it
 
 
-def paired_chart(paired: dict, key: str) -> go.Figure:
+def paired_chart(report: PairedReport, key: str) -> go.Figure:
     """Each model's Recall@10 minus the reference's on the same customers, with its 95% paired interval."""
-    names = [n for n in in_order(paired) if n != paired["reference"] and (paired["models"][n].get(key) or {}).get(
-        "diff") is not None]
-    cells = [paired["models"][n][key] for n in names]
-    colour = [GAIN if c["low"] > 0 else LOSS if c["high"] < 0 else LEVEL for c in cells]
+    names = [n for n in in_order(report.models) if key in report.models[n] and report.models[n][key].n > 0]
+    cells = [report.models[n][key] for n in names]
+    colour = [GAIN if c.better else LOSS if c.worse else LEVEL for c in cells]
     fig = go.Figure(go.Bar(
-        y=[label(n) for n in names], x=[c["diff"] for c in cells], orientation="h", marker_color=colour,
-        error_x=dict(type="data", array=[c["high"] - c["diff"] for c in cells],
-                     arrayminus=[c["diff"] - c["low"] for c in cells], color="#424242"),
-        customdata=[[c["low"], c["high"], c.get("n") or 0] for c in cells],
+        y=[label(n) for n in names], x=[c.diff for c in cells], orientation="h", marker_color=colour,
+        error_x=dict(type="data", array=[c.high - c.diff for c in cells],
+                     arrayminus=[c.diff - c.low for c in cells], color="#424242"),
+        customdata=[[c.low, c.high, c.n] for c in cells],
         hovertemplate="%{y}: %{x:+.4f} (95%: %{customdata[0]:+.4f} to %{customdata[1]:+.4f}), "
                       "%{customdata[2]:,} customers<extra></extra>"))
     fig.add_vline(x=0, line_width=2, line_color="#212121")
     fig.update_layout(height=90 + 45 * len(names), margin=dict(t=40, b=10, l=10, r=10),
-                      title=f"Recall@10 minus {label(paired['reference'])}'s, {SLICES[key]}",
+                      title=f"Recall@10 minus {label(report.reference)}'s, {SLICES[key]}",
                       xaxis_title="difference in recall@10 (95% interval over the same resampled customers)",
                       yaxis=dict(autorange="reversed"), showlegend=False)
     return fig
 
 
+def new_customer_path(path: str | None) -> str:
+    if not path:
+        return ""
+    return "its own list" if path == "model" else f"{label(path)} (fallback)"
+
+
 def seed_frame(result: dict) -> pd.DataFrame:
     """Per model: recall@10 (mean over seeds), the lowest and highest seed, its settings, its new-customer path."""
     rows = []
-    for name in in_order(result):
+    for name in in_order(result["models"]):
         m = result["models"][name]
         params = m.get("params") or {}
         rows.append({"model": label(name), "recall@10": m.get("recall_at_10"),
                      "lowest seed": m.get("recall_at_10_seed_min"), "highest seed": m.get("recall_at_10_seed_max"),
                      "seeds": len(m.get("seeds") or []) or 1,
                      "settings (chosen on validation)": ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults",
-                     "a new customer gets": m.get("new_customer_path") or ""})
+                     "a new customer gets": new_customer_path(m.get("new_customer_path"))})
     return pd.DataFrame(rows)
 
 
@@ -644,17 +650,22 @@ def how_good(names: list[str]) -> None:
         all_metrics(result)
         return
 
-    paired = result["paired"]
-    st.subheader(f"Each model against the best baseline, {label(paired['reference'])}")
+    report = PairedReport.from_dict(result["paired"])
+    if report.reference is None:
+        st.info("No baseline was evaluated with these models, so there is nothing to compare them with: add one "
+                "(e.g. Popularity) above.")
+        all_metrics(result)
+        return
+    st.subheader(f"Each model against the best baseline, {label(report.reference)}")
     key = st.radio("Measured on", list(SLICES), format_func=SLICES.get, horizontal=True, key="coldstart_eval_slice")
-    st.plotly_chart(paired_chart(paired, key), key="coldstart_eval_chart")
+    st.plotly_chart(paired_chart(report, key), key="coldstart_eval_chart")
     st.caption(f"Each bar is how much more (right) or less (left) of what customers bought next a model put in their "
-               f"top 10 than {label(paired['reference'])} (the baseline with the best recall@10), on the same "
+               f"top 10 than {label(report.reference)} (the baseline with the best validation recall@10), on the same "
                "customers. The whisker is the 95% interval of that difference when the customers are resampled: "
                ":green[**green**], its whole interval is above zero, a real gain; :red[**red**], a real loss; "
                "grey, it crosses zero, so this test cannot tell the two apart.")
     st.subheader("In plain words")
-    for name in in_order(result):
+    for name in in_order(result["models"]):
         verdict = result["models"][name].get("verdict")
         if verdict:
             st.markdown(f"**{label(name)}**: {verdict}")
@@ -664,7 +675,8 @@ def how_good(names: list[str]) -> None:
     st.caption("The learned models are trained once per seed; recall@10 is their mean, beside the lowest and the "
                "highest single seed. A gap between two models smaller than a model's own seed range is not one to "
                "act on. Baselines' settings were chosen on a validation window before the cutoff, as the learned "
-               "models' were.")
+               "models' were. *Fallback*: a learned model whose own list for customers with no purchases did not "
+               "beat that baseline's on the validation window serves them the baseline's.")
     with st.expander("Every metric"):
         all_metrics(result)
 

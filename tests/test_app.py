@@ -579,6 +579,9 @@ def test_coldstart_evaluation_table(app_env):
     value, low, high = float(low_high.split()[0]), *map(float, low_high.split("(")[1].rstrip(")").split("–"))
     assert 0 <= low <= value <= high <= 1
     assert "SAMPLED recall@10 (1 vs 99)" in table.columns
+    assert at.get("plotly_chart") and "In plain words" in [s.value for s in at.subheader]  # the paired chart
+    assert sum(m.value.startswith(("**Popularity**: ", "**Item kNN**: ", "**Content (photo + text)**: "))
+               for m in at.markdown) == 3  # a verdict per model
     at = coldstart_page(coldstart_section="How good is it")  # a new session reads it from the cache
     assert at.dataframe and not any("Not evaluated" in i.value for i in at.info)
 
