@@ -199,6 +199,26 @@ def variant_edges(groups: np.ndarray, cap: int) -> np.ndarray:
     return np.stack([np.concatenate(src), np.concatenate(dst)]).astype(np.int64)
 
 
+def new_node_sources(vectors: np.ndarray, vector: np.ndarray, groups: np.ndarray, group: str, cfg: GraphConfig,
+                     hide: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The product rows a product outside the graph (content ``vector`` (d,), L2-normalised, colour group
+    ``group``, "" if none) receives messages from, chosen exactly as :func:`content_edges` chooses a
+    catalogue product's: its ``content_k`` nearest rows of ``vectors`` (n, d) (weaker than
+    ``min_content_sim`` dropped) and up to ``variant_cap`` rows of its group, in row order. Returns
+    (content sources, variant sources) int64; the variants join the content sources unless
+    ``cfg.variant_relation``. ``hide`` is a row left out of both (the product itself, removed)."""
+    sims = np.asarray(vectors, np.float32) @ np.asarray(vector, np.float32)
+    if hide is not None:
+        sims[hide] = -np.inf
+    nearest = np.argsort(-sims, kind="stable")[:cfg.content_k]
+    content = nearest[sims[nearest] >= cfg.min_content_sim].astype(np.int64)
+    siblings = np.flatnonzero(np.asarray(groups) == group) if group and cfg.variant_cap else np.empty(0, np.int64)
+    siblings = siblings[siblings != hide][:cfg.variant_cap].astype(np.int64)
+    if cfg.variant_relation:
+        return content, siblings
+    return np.unique(np.concatenate([content, siblings])), np.empty(0, np.int64)
+
+
 @dataclass
 class Graph:
     """The graph as tensors, product and customer rows as in the RecData it was built from."""

@@ -1,23 +1,39 @@
-"""GraphSAGE recommender on the customer–product graph (PyTorch Geometric ``SAGEConv``), trained with BPR.
+"""GraphSAGE recommender on the customer–product graph (PyTorch Geometric ``SAGEConv``).
 
 Inductive throughout: products are embedded from their content features, content edges and buyers;
 customers from their attributes and what they bought; there are no id embeddings, so a product
 nobody bought, a product added from a photo and a sentence, and a customer with no purchases all
 get vectors by a forward pass, with no retraining.
 
+A score has two parts (:class:`SageModel`):
+
+- **personal affinity**: customer vector · product vector (cosine with a learned temperature by
+  default, or the raw inner product), from inputs that say nothing about how often anything sold:
+  content, attributes and the graph's messages, each input column standardised on the catalogue;
+- **a popularity prior**, the same for every customer: a learned weighting of log(1 + all-time
+  purchases) and log(1 + purchases in the last ``recent_days``), scaled at inference by
+  ``prior_weight_``, chosen on the validation window (0 drops it).
+
+Before this split the degree counts were inputs beside unit-norm content vectors, and BPR against
+uniform negatives learned "sold lately" as one customer-independent direction: every list held the
+same ~30 recent sellers and a never-bought product could not climb past them.
+
 Training (:meth:`SageRecommender.fit`):
 
-- positives are purchase edges; each BPR pair has ``n_negatives`` products drawn uniformly from the
-  whole catalogue, so never-bought products are negatives, not merely absent;
-- a training pair's own purchase never carries messages for it (removed from the message graph, as
-  PinSage's sampler does);
-- DropoutNet-style, a share of the batch's products and customers lose their whole purchase
-  neighbourhood for that step, so an embedding from content (or attributes) alone is what the model
-  learns to handle: that is how a never-bought product or a new customer looks at test time;
-- the weights are chosen on a validation window cut from the end of the training purchases (early
-  stopping on its Recall@10, full ranking); the supervision and message graph stop before that window.
-  The final model then embeds everything with every purchase before the cutoff as messages, which an
-  inductive model can do without retraining.
+- supervision: by default each 4-week window's purchases predicted from the graph as it stood when
+  the window opened (``objective="windows"``, the task at the cutoff, repeated back in time);
+- loss: a sampled softmax over the batch's products (in-batch negatives) plus negatives drawn
+  uniformly from the catalogue, recent bestsellers and content neighbours of the positives (hard
+  negatives), each candidate's logit corrected by the log of its probability of being drawn (log-Q,
+  :func:`core.two_tower.logq_softmax_loss`); the prior is added to every logit, so the affinity is
+  free to learn taste rather than popularity;
+- DropoutNet: a share of the products in a step (positives and negatives alike) and of its customers
+  lose their purchase neighbourhood, and a share of the steps runs with no buyer messages to any
+  product at all, which is how a never-bought product looks at test time;
+- early stopping and the prior's weight are chosen together on a validation window cut from the end
+  of the training purchases, by Recall@10 plus Recall@10 on the products nobody had bought before it
+  (so a list of bestsellers alone does not win). The final model then embeds everything with every
+  purchase before the cutoff as messages, which an inductive model can do without retraining.
 """
 from __future__ import annotations
 
@@ -36,10 +52,11 @@ from torch_geometric.nn.pool import MIPSKNNIndex
 
 from core.embed import fuse
 from core.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfig, NeighbourSampler, build_graph,
-                        content_edges, customer_features, degree_features, feature_spec, product_features,
-                        purchase_edges)
+                        content_edges, customer_features, degree_features, feature_spec, new_node_sources,
+                        product_features, purchase_edges)
 from core.receval import ranking_metrics
-from core.recommend import Progress, RecData, Recommender, top_k
+from core.recommend import NO_REASON, POPULAR, Progress, RecData, Recommender, top_k
+from core.two_tower import logq_softmax_loss
 
 
 @dataclass(frozen=True)
@@ -49,41 +66,59 @@ class SageConfig:
     out: int = 64
     layers: int = 2
     dropout: float = 0.1
-    loss: str = "bpr"  # "bpr" or "bce"
-    n_negatives: int = 4  # uniform negatives over the whole catalogue per positive
-    batch_size: int = 4096  # positive edges per step; a full-graph step costs the same whatever its size
+    # "cosine": scale * cosine with a learned scale (no product wins on its vector's length); "dot": inner product
+    affinity: str = "cosine"
+    temperature: float = 0.1  # initial temperature of the cosine (learned)
+    batch_size: int = 4096  # positive pairs per step; a full-graph step costs the same whatever its size
+    random_negatives: int = 512  # drawn uniformly from the whole catalogue each step
+    bestseller_negatives: int = 64  # drawn in proportion to purchases in the last recent_days
+    neighbour_negatives: int = 64  # content neighbours of the step's positives
     epochs: int = 30  # an upper bound: early stopping on the validation window picks the epoch
     min_steps: int = 10  # steps per epoch at least, so a small catalogue still gets enough updates
-    patience: int = 5  # epochs without a better validation Recall@10 before stopping
+    patience: int = 5  # epochs without a better validation criterion before stopping
     lr: float = 0.005
     weight_decay: float = 1e-5
-    item_dropout: float = 0.5  # share of a batch's products whose purchase neighbourhood is hidden (DropoutNet)
+    item_dropout: float = 0.5  # share of a step's products (positives and negatives) whose buyers are hidden
     customer_dropout: float = 0.2  # likewise for customers: learns the attributes-only new customer
+    content_only: float = 0.25  # share of steps in which no product hears its buyers (a never-bought product)
     validation_days: float = 28.0  # the window cut from the end of the training purchases for early stopping
-    # Supervision pairs drawn with weight 0.5 ** (age / half-life), so recent tastes and sellers count more
-    # (0: every purchase alike). Chosen on the validation window (README).
-    recency_half_life: float = 0.0  # with objective "edges"
+    # weights of the popularity prior tried on the validation window (times the learned prior)
+    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+    # Supervision pairs drawn with weight 0.5 ** (age / half-life), so recent tastes count more (0: every
+    # purchase alike); with objective "edges".
+    recency_half_life: float = 0.0
     # "windows": learn to predict each window's purchases from the graph before it (the test's task);
-    # "edges": reconstruct any purchase edge from the rest of the graph. Chosen on the validation window.
+    # "edges": reconstruct any purchase edge from the rest of the graph.
     objective: str = "windows"
     window_days: float = 28.0
     n_windows: int = 12
-    cosine_scale: float = 0.0  # 0: scores are inner products; else scale * cosine
     mode: str = "full"  # "full": full-graph message passing per step; "sampled": neighbour-sampled mini-batches
     fanouts: tuple[int, ...] = (15, 10)  # sampled mode: neighbours per node and edge type, per hop
     seed: int = 0
 
 
-class SageModel(nn.Module):
-    """Input projections, then ``layers`` rounds of SAGEConv per edge type (summed per node type).
+def standardiser(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means and standard deviations of ``x`` (n, f) (1 where a column is constant)."""
+    mean, std = x.mean(0), x.std(0, unbiased=False) if len(x) > 1 else torch.ones(x.shape[1])
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
-    Shapes: ``x_c`` (n_c, f_c), ``x_p`` (n_p, f_p); edges (2, E) source row, destination row.
-    Returns customer (n_c, out) and product (n_p, out) vectors; a score is their inner product.
+
+class SageModel(nn.Module):
+    """Standardised inputs, input projections, then ``layers`` rounds of SAGEConv per edge type (summed per
+    node type); a popularity prior apart from the embeddings.
+
+    Shapes: ``x_c`` (n_c, f_c), ``x_p`` (n_p, f_p) static features; edges (2, E) source row, destination row;
+    ``popularity`` (n_p, 2) log(1 + all-time purchases), log(1 + recent purchases).
+    Returns customer (n_c, out) and product (n_p, out) vectors; affinity is their inner product
+    (times :meth:`scale`), the prior :meth:`prior`.
     """
 
     def __init__(self, f_customer: int, f_product: int, cfg: SageConfig):
         super().__init__()
         self.cfg = cfg
+        for name, f in (("c", f_customer), ("p", f_product)):
+            self.register_buffer(f"mean_{name}", torch.zeros(f))
+            self.register_buffer(f"std_{name}", torch.ones(f))
         self.in_c = nn.Linear(f_customer, cfg.hidden)
         self.in_p = nn.Linear(f_product, cfg.hidden)
         dims = [cfg.hidden] * cfg.layers + [cfg.out]
@@ -92,9 +127,20 @@ class SageModel(nn.Module):
         # content messages add to the buyer messages; the product's own (root) term is counted once
         self.similar = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
         self.variant = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
+        self.popularity = nn.Linear(2, 1, bias=False)
+        nn.init.zeros_(self.popularity.weight)  # training starts from affinity alone
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)))
+
+    def standardise_with(self, x_c: torch.Tensor, x_p: torch.Tensor) -> None:
+        """Fit the input standardisation on the catalogue's static features."""
+        for name, x in (("c", x_c), ("p", x_p)):
+            mean, std = standardiser(x)
+            getattr(self, f"mean_{name}").copy_(mean)
+            getattr(self, f"std_{name}").copy_(std)
 
     def inputs(self, x_c: torch.Tensor, x_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return F.relu(self.in_c(x_c)), F.relu(self.in_p(x_p))
+        return (F.relu(self.in_c((x_c - self.mean_c) / self.std_c)),
+                F.relu(self.in_p((x_p - self.mean_p) / self.std_p)))
 
     def layer(self, i: int, h_c: torch.Tensor, h_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
               bought: torch.Tensor | None = None, variants: torch.Tensor | None = None
@@ -120,35 +166,37 @@ class SageModel(nn.Module):
         return self.finish(h_c), self.finish(h_p)
 
     def finish(self, h: torch.Tensor) -> torch.Tensor:
-        """Final vectors: as they are (scores are inner products), or on a sphere of radius
-        sqrt(cosine_scale) (scores are scaled cosines, so no product wins on its vector's length)."""
-        return F.normalize(h, dim=-1) * self.cfg.cosine_scale ** 0.5 if self.cfg.cosine_scale else h
+        """Final vectors: unit length for cosine affinity, as they are for the inner product."""
+        return F.normalize(h, dim=-1) if self.cfg.affinity == "cosine" else h
+
+    def scale(self) -> torch.Tensor:
+        """Multiplier of the affinity: the learned inverse temperature for cosine, 1 for the inner product."""
+        return self.log_scale.exp() if self.cfg.affinity == "cosine" else torch.ones(())
+
+    def prior(self, popularity: torch.Tensor) -> torch.Tensor:
+        """(n_p,) the customer-independent part of the score, from (n_p, 2) popularity features."""
+        return self.popularity(popularity)[:, 0]
 
 
-def _features(graph: Graph, buys: torch.Tensor, recent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Static features with the degree features of the message-carrying purchase edges ``buys``."""
-    deg_c, deg_p = degree_features(buys, recent, graph.n_customers, graph.n_products)
-    return torch.cat([graph.x_customer, deg_c], 1), torch.cat([graph.x_product, deg_p], 1)
+def popularity_features(buys: torch.Tensor, recent: torch.Tensor, n_customers: int, n_products: int
+                        ) -> torch.Tensor:
+    """(n_products, 2) float32 log(1 + purchase edges) and log(1 + recent purchase edges) per product, over
+    ``buys`` (2, E) whose ``recent`` (E,) bool marks the recent ones."""
+    return degree_features(buys, recent, n_customers, n_products)[1]
 
 
-def pair_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str = "bpr") -> torch.Tensor:
-    """Ranking loss for (B,) positive and (B, n) negative scores: BPR, -log σ(pos - neg), or BCE."""
-    if kind == "bpr":
-        return -F.logsigmoid(pos[:, None] - neg).mean()
-    if kind == "bce":
-        return F.softplus(-pos).mean() + F.softplus(neg).mean()
-    raise ValueError(f"unknown loss '{kind}': bpr or bce")
-
-
-def recall_at_k(customer_vectors: np.ndarray, product_vectors: np.ndarray, truth: dict[int, set[int]],
-                k: int = 10) -> float:
-    """Mean over customers in ``truth`` of |top-k ∩ bought| / |bought|, ranking every product."""
-    if not truth:
-        return 0.0
-    rows = np.fromiter(truth, dtype=np.int64)
-    top, _ = top_k(customer_vectors[rows] @ product_vectors.T, k)
-    bought = [np.fromiter(truth[r], dtype=np.int64) for r in rows.tolist()]
-    return float(ranking_metrics(top, bought, k)["recall"].mean())
+def validation_score(scores: np.ndarray, truth: list[np.ndarray], cold: np.ndarray, k: int = 10
+                     ) -> tuple[float, float]:
+    """Recall@k over all products and over cold products only (``cold`` (n_products,) bool: nobody bought
+    them before the window; averaged over the customers who bought one), of (q, n_products) ``scores``
+    against each customer's bought product rows ``truth``."""
+    top, _ = top_k(scores, k)
+    overall = ranking_metrics(top, truth, k)["recall"]
+    cold_truth = [t[cold[t]] for t in truth]
+    has = np.array([len(t) > 0 for t in cold_truth], dtype=bool)
+    cold_recall = ranking_metrics(top[has], [t for t, h in zip(cold_truth, has) if h], k)["recall"] if has.any() \
+        else np.zeros(0)
+    return float(overall.mean()) if len(overall) else 0.0, float(cold_recall.mean()) if len(cold_recall) else 0.0
 
 
 @dataclass
@@ -159,6 +207,7 @@ class _Task:
     own: torch.Tensor | None  # (P,) each pair's own edge in graph.buys, hidden from its messages; None: not in it
     weights: torch.Tensor | None  # (P,) sampling weights; None: uniform
     sampler: NeighbourSampler | None
+    log_q: torch.Tensor | None = None  # (n_products,) log of how often each product is a positive of this task
 
     def batch(self, size: int, rng: torch.Generator) -> torch.Tensor:
         n = self.pairs.shape[1]
@@ -168,11 +217,14 @@ class _Task:
 
 
 class SageRecommender(Recommender):
-    """GraphSAGE recommendations: (customer vector) · (product vector) over every product.
+    """GraphSAGE recommendations: affinity (customer vector · product vector) plus the popularity prior.
 
-    After :meth:`fit`: ``customer_vectors_`` (n_customers, out) and ``product_vectors_`` (n_products, out)
-    float32, rows as in ``data_``; ``history_`` of validation Recall@10 per epoch; ``best_epoch_``;
-    ``train_s_``.
+    After :meth:`fit`: ``customer_vectors_`` (n_customers, out + 1) and ``product_vectors_`` (n_products,
+    out + 1) float32, rows as in ``data_``, laid out so that their inner product is the whole score: the
+    customer's is [scale * vector, 1], the product's [vector, prior_weight_ * prior]; ``prior_`` (n_products,)
+    the weighted prior; ``prior_weight_``, chosen on the validation window; ``history_`` the validation
+    criterion per epoch (Recall@10 + cold-item Recall@10 at the epoch's best prior weight) and ``validation_``
+    the best epoch's numbers; ``best_epoch_``; ``train_s_``.
     """
     name = "graphsage"
 
@@ -189,6 +241,8 @@ class SageRecommender(Recommender):
         if len(data.purchases) and data.purchases["timestamp"].max() >= data.cutoff:
             raise ValueError(f"purchases at or after the cutoff {data.cutoff} would leak into training; "
                              "build the data with core.recommend.rec_data")
+        if cfg.affinity not in ("cosine", "dot"):
+            raise ValueError(f"unknown affinity '{cfg.affinity}': cosine or dot")
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
         rng = torch.Generator().manual_seed(cfg.seed)
@@ -198,26 +252,28 @@ class SageRecommender(Recommender):
         train_graph = build_graph(data, cfg.graph, before_days=cfg.validation_days, similar=similar, spec=self.spec_)
         truth = self._window_truth(data, cfg.validation_days)
         tasks = self._tasks(data, train_graph)
-        x_c, x_p = _features(train_graph, train_graph.buys, train_graph.recent)
-        self.model_ = SageModel(x_c.shape[1], x_p.shape[1], cfg)
+        self.model_ = SageModel(train_graph.x_customer.shape[1], train_graph.x_product.shape[1], cfg)
+        self.model_.standardise_with(train_graph.x_customer, train_graph.x_product)
+        neighbours = _incoming(torch.from_numpy(similar), data.n_products)
         opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         n_pairs = sum(t.pairs.shape[1] for t in tasks)
         best, best_state, waited = -1.0, None, 0
-        self.history_ = []
+        self.history_, self.validation_, self.prior_weight_ = [], {}, 0.0
         for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
             self.model_.train()
             for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
                 task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
-                loss = self._step(task, task.batch(cfg.batch_size, rng), rng)
+                loss = self._step(task, task.batch(cfg.batch_size, rng), neighbours, rng)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            score = self._validate(train_graph, truth)
-            self.history_.append(score)
+            found = self._validate(train_graph, truth)
+            self.history_.append(found["criterion"])
             if progress:
-                progress(f"training GraphSAGE (validation recall@10 {score:.4f})", epoch + 1, cfg.epochs)
-            if score > best or not truth:
-                best, waited = score, 0
+                progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
+                         f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
+            if found["criterion"] > best or not truth:
+                best, waited, self.validation_ = found["criterion"], 0, found | {"epoch": epoch + 1}
                 best_state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
             else:
                 waited += 1
@@ -225,8 +281,9 @@ class SageRecommender(Recommender):
                     break
         if best_state is not None and truth:  # with no validation purchases the last epoch stands
             self.model_.load_state_dict(best_state)
+        self.prior_weight_ = float(self.validation_.get("prior_weight", 1.0 if truth else 0.0))
         self.best_epoch_ = int(np.argmax(self.history_)) + 1 if self.history_ else 0
-        self.validation_recall_ = max(self.history_, default=0.0)
+        self.validation_recall_ = float(self.validation_.get("recall", 0.0))
         self._embed(data, similar)
         if progress:
             progress("training GraphSAGE", cfg.epochs, cfg.epochs)
@@ -254,7 +311,7 @@ class SageRecommender(Recommender):
         if cfg.objective == "edges":
             weights = 0.5 ** (graph.days / cfg.recency_half_life) if cfg.recency_half_life else None
             return [_Task(graph, graph.buys, own=torch.arange(graph.buys.shape[1]), weights=weights,
-                          sampler=self._sampler(graph))]
+                          sampler=self._sampler(graph), log_q=_log_q(graph.buys[1], weights, graph.n_products))]
         if cfg.objective != "windows":
             raise ValueError(f"unknown objective '{cfg.objective}': edges or windows")
         tasks = []
@@ -267,8 +324,9 @@ class SageRecommender(Recommender):
             buys, days = purchase_edges(data, cfg.graph, before_days=opens)
             snapshot = dataclasses.replace(graph, buys=torch.from_numpy(buys), days=torch.from_numpy(days.copy()))
             snapshot.__dict__["similar_adj"] = graph.similar_adj  # share the content adjacency
-            tasks.append(_Task(snapshot, torch.from_numpy(pairs), own=None, weights=None,
-                               sampler=self._sampler(snapshot)))
+            pairs = torch.from_numpy(pairs)
+            tasks.append(_Task(snapshot, pairs, own=None, weights=None, sampler=self._sampler(snapshot),
+                               log_q=_log_q(pairs[1], None, graph.n_products)))
         return tasks or [_Task(graph, torch.empty((2, 0), dtype=torch.long), None, None, None)]
 
     def _sampler(self, graph: Graph) -> NeighbourSampler | None:
@@ -277,39 +335,94 @@ class SageRecommender(Recommender):
         return NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), **graph.product_edges()},
                                 {"customer": graph.n_customers, "product": graph.n_products}, self.cfg.fanouts)
 
-    def _step(self, task: "_Task", batch: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    def _negatives(self, products: torch.Tensor, recent: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor],
+                   rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) negative product rows, drawn uniformly over the catalogue, among recent bestsellers (in
+        proportion to ``recent`` (n_products,) purchase counts) and among the content neighbours of the step's
+        positives ``products``; and (n_products,) how many times each product is expected among them."""
+        cfg, n = self.cfg, len(recent)
+        rows = [torch.randint(n, (cfg.random_negatives,), generator=rng)]
+        expected = torch.full((n,), cfg.random_negatives / n)
+        if cfg.bestseller_negatives and recent.sum() > 0:
+            share = recent / recent.sum()
+            rows.append(torch.multinomial(share, cfg.bestseller_negatives, replacement=True, generator=rng))
+            expected += cfg.bestseller_negatives * share
+        offsets, sources = neighbours
+        degree = offsets[products + 1] - offsets[products]
+        if cfg.neighbour_negatives and degree.sum() > 0:
+            # a random positive that has neighbours, then one of its neighbours at random
+            owners = products[degree > 0]
+            pick = owners[torch.randint(len(owners), (cfg.neighbour_negatives,), generator=rng)]
+            start, size = offsets[pick], offsets[pick + 1] - offsets[pick]
+            rows.append(sources[start + (torch.rand(len(pick), generator=rng) * size).long().clamp(max=size - 1)])
+            # P(draw = j) = mean over the positives with neighbours of [j is one of theirs] / their degree
+            own_degree = degree[degree > 0]
+            flat = sources[torch.repeat_interleave(offsets[owners], own_degree) + _ranges(own_degree)]
+            weight = torch.repeat_interleave(1.0 / own_degree.float(), own_degree) / len(owners)
+            expected += cfg.neighbour_negatives * torch.zeros(n).index_add_(0, flat, weight)
+        return torch.cat(rows), expected
+
+    def _step(self, task: "_Task", batch: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor],
+              rng: torch.Generator) -> torch.Tensor:
+        """The sampled-softmax loss of one batch of positive pairs. Every candidate's logit is its affinity
+        plus the prior minus log(how many times it is expected among the candidates: as a batch positive,
+        and from each negative source), so the loss estimates a softmax over the whole catalogue."""
         cfg, graph, sampler = self.cfg, task.graph, task.sampler
         customers, products = task.pairs[:, batch]
-        negatives = torch.randint(graph.n_products, (len(batch), cfg.n_negatives), generator=rng)
-        hidden = torch.zeros(graph.buys.shape[1], dtype=torch.bool)
+        own = torch.zeros(graph.buys.shape[1], dtype=torch.bool)
         if task.own is not None:
-            hidden[task.own[batch]] = True  # a pair's own edge never carries messages for it
-        dropped_p = products[torch.rand(len(products), generator=rng) < cfg.item_dropout]
-        dropped_c = customers[torch.rand(len(customers), generator=rng) < cfg.customer_dropout]
-        hidden |= torch.isin(graph.buys[1], dropped_p) | torch.isin(graph.buys[0], dropped_c)
-        buys = graph.buys[:, ~hidden]
-        x_c, x_p = _features(graph, buys, graph.recent[~hidden])
+            own[task.own[batch]] = True  # a pair's own edge never carries messages for it, nor counts in the prior
+        popularity = popularity_features(graph.buys[:, ~own], graph.recent[~own], graph.n_customers,
+                                         graph.n_products)
+        negatives, expected = self._negatives(products, popularity[:, 1].expm1(), neighbours, rng)
+        log_expected = (expected + len(batch) * task.log_q.exp()).log()
+        # DropoutNet: positives and negatives alike lose their buyers; some steps hear no buyers at all
+        candidates = torch.cat([products, negatives]).unique()
+        dropped_p = candidates[torch.rand(len(candidates), generator=rng) < cfg.item_dropout]
+        dropped_c = customers.unique()
+        dropped_c = dropped_c[torch.rand(len(dropped_c), generator=rng) < cfg.customer_dropout]
+        gone_c = own | torch.isin(graph.buys[0], dropped_c)
+        gone_p = gone_c | torch.isin(graph.buys[1], dropped_p)
+        if float(torch.rand((), generator=rng)) < cfg.content_only:
+            gone_p = torch.ones_like(gone_p)
         if sampler is None:
-            h_c, h_p = self.model_(x_c, x_p, buys, graph.similar_adj, variants=graph.variant_adj)
-            pos = (h_c[customers] * h_p[products]).sum(-1)
-            neg = (h_c[customers][:, None, :] * h_p[negatives]).sum(-1)
-            return pair_loss(pos, neg, cfg.loss)
-        seed_c = customers.unique()
-        seed_p = torch.cat([products, negatives.flatten()]).unique()
-        sub = sampler.sample({"customer": seed_c, "product": seed_p}, {BUYS: hidden, REV_BUYS: hidden}, rng)
-        h_c, h_p = self.model_(x_c[sub.nodes["customer"]], x_p[sub.nodes["product"]], sub.edges[BUYS],
-                               sub.edges[SIMILAR], sub.edges[REV_BUYS], sub.edges.get(VARIANT))
-        lc = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
-        pos = (h_c[lc] * h_p[torch.searchsorted(seed_p, products)]).sum(-1)
-        neg = (h_c[lc][:, None, :] * h_p[torch.searchsorted(seed_p, negatives)]).sum(-1)
-        return pair_loss(pos, neg, cfg.loss)
+            h_c, h_p = self.model_(graph.x_customer, graph.x_product, graph.buys[:, ~gone_p], graph.similar_adj,
+                                   bought=graph.buys[:, ~gone_c].flip(0), variants=graph.variant_adj)
+            at_c, at_p = customers, torch.arange(graph.n_products)
+        else:
+            seed_c = customers.unique()
+            sub = sampler.sample({"customer": seed_c, "product": candidates}, {BUYS: gone_p, REV_BUYS: gone_c}, rng)
+            h_c, h_p = self.model_(graph.x_customer[sub.nodes["customer"]], graph.x_product[sub.nodes["product"]],
+                                   sub.edges[BUYS], sub.edges[SIMILAR], sub.edges[REV_BUYS], sub.edges.get(VARIANT))
+            at_c = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
+            at_p = torch.full((graph.n_products,), -1, dtype=torch.long)
+            at_p[candidates] = torch.arange(len(candidates))
+        correction = log_expected - self.model_.prior(popularity)
+        return logq_softmax_loss(h_c[at_c] * self.model_.scale(), h_p[at_p[products]], correction[products], 1.0,
+                                 h_p[at_p[negatives]], correction[negatives], products, negatives)
 
     @torch.no_grad()
-    def _validate(self, graph: Graph, truth: dict[int, set[int]]) -> float:
+    def _validate(self, graph: Graph, truth: dict[int, set[int]]) -> dict[str, float]:
+        """The validation window's Recall@10 and cold-item Recall@10 at the prior weight that maximises
+        their sum (``criterion``), and that weight."""
         self.model_.eval()
-        x_c, x_p = _features(graph, graph.buys, graph.recent)
-        h_c, h_p = self.model_(x_c, x_p, graph.buys, graph.similar_adj, variants=graph.variant_adj)
-        return recall_at_k(h_c.numpy(), h_p.numpy(), truth)
+        if not truth:
+            return {"criterion": 0.0, "recall": 0.0, "cold_recall": 0.0, "prior_weight": 1.0}
+        h_c, h_p = self.model_(graph.x_customer, graph.x_product, graph.buys, graph.similar_adj,
+                               variants=graph.variant_adj)
+        popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
+        prior = self.model_.prior(popularity).numpy()
+        rows = np.fromiter(truth, dtype=np.int64)
+        affinity = (h_c[rows] @ h_p.T * self.model_.scale()).numpy()
+        bought = [np.fromiter(truth[r], dtype=np.int64) for r in rows.tolist()]
+        cold = popularity[:, 0].numpy() == 0
+        best = None
+        for weight in self.cfg.prior_weights:
+            recall, cold_recall = validation_score(affinity + weight * prior[None, :], bought, cold)
+            found = {"criterion": recall + cold_recall, "recall": recall, "cold_recall": cold_recall,
+                     "prior_weight": float(weight)}
+            best = found if best is None or found["criterion"] > best["criterion"] else best
+        return best
 
     @torch.no_grad()
     def _embed(self, data: RecData, similar: np.ndarray) -> None:
@@ -317,26 +430,35 @@ class SageRecommender(Recommender):
         states so a new customer is embedded without a full forward pass."""
         self.data_ = data
         self.graph_ = build_graph(data, self.cfg.graph, similar=similar, spec=self.spec_)
+        self.groups_ = data.products["group_id"].to_numpy(str)
         # a customer nobody knows: every attribute missing
         self.new_customer_x_ = torch.from_numpy(customer_features(data.customers.iloc[:0], np.array([""]), self.spec_))
         self.model_.eval()
-        x_c, x_p = _features(self.graph_, self.graph_.buys, self.graph_.recent)
-        h_c, h_p = self.model_.inputs(x_c, x_p)
+        graph = self.graph_
+        h_c, h_p = self.model_.inputs(graph.x_customer, graph.x_product)
         self.product_states_ = [h_p]
         for i in range(self.cfg.layers):
-            h_c, h_p = self.model_.layer(i, h_c, h_p, self.graph_.buys, self.graph_.similar_adj,
-                                         variants=self.graph_.variant_adj)
+            h_c, h_p = self.model_.layer(i, h_c, h_p, graph.buys, graph.similar_adj, variants=graph.variant_adj)
             self.product_states_.append(h_p)
-        self.customer_vectors_ = self.model_.finish(h_c).numpy().astype(np.float32)
-        self.product_vectors_ = self.model_.finish(h_p).numpy().astype(np.float32)
+        popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
+        self.scale_ = float(self.model_.scale())
+        self.prior_ = (self.prior_weight_ * self.model_.prior(popularity)).numpy().astype(np.float32)
+        self.customer_vectors_ = self._customer_row(self.model_.finish(h_c))
+        self.product_vectors_ = np.hstack([self.model_.finish(h_p).numpy(), self.prior_[:, None]]).astype(np.float32)
         self.index_ = MIPSKNNIndex(torch.from_numpy(self.product_vectors_))
+
+    def _customer_row(self, vectors: torch.Tensor) -> np.ndarray:
+        """(q, out + 1) float32 [scale * vector, 1]: the customer's side of the whole score."""
+        vectors = vectors.numpy() * self.scale_
+        return np.hstack([vectors, np.ones((len(vectors), 1), np.float32)]).astype(np.float32)
 
     # ------------------------------------------------------------ cache
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         state = {f"param.{k}": v.numpy() for k, v in self.model_.state_dict().items()}
-        return state | {"history": np.asarray(self.history_, dtype=np.float32),
-                        "train_s": np.float64(self.train_s_)}
+        return state | {"history": np.asarray(self.history_, dtype=np.float32), "train_s": np.float64(self.train_s_),
+                        "prior_weight": np.float64(self.prior_weight_),
+                        "validation": np.array([self.validation_.get(k, np.nan) for k in VALIDATION_KEYS])}
 
     def load_state(self, data: RecData, arrays: dict[str, np.ndarray]) -> "SageRecommender":
         params = {k[len("param."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
@@ -344,12 +466,13 @@ class SageRecommender(Recommender):
         similar = content_edges(data.hybrid, data.products["group_id"].to_numpy(str), self.cfg.graph)
         self.spec_ = feature_spec(data, self.cfg.graph)
         graph = build_graph(data, self.cfg.graph, similar=similar, spec=self.spec_)
-        x_c, x_p = _features(graph, graph.buys, graph.recent)
-        self.model_ = SageModel(x_c.shape[1], x_p.shape[1], self.cfg)
+        self.model_ = SageModel(graph.x_customer.shape[1], graph.x_product.shape[1], self.cfg)
         self.model_.load_state_dict(params)
         self.history_ = arrays["history"].tolist()
         self.best_epoch_ = int(np.argmax(self.history_)) + 1 if self.history_ else 0
-        self.validation_recall_ = max(self.history_, default=0.0)
+        self.prior_weight_ = float(arrays["prior_weight"])
+        self.validation_ = {k: float(v) for k, v in zip(VALIDATION_KEYS, arrays["validation"]) if np.isfinite(v)}
+        self.validation_recall_ = float(self.validation_.get("recall", 0.0))
         self.train_s_ = float(arrays["train_s"])
         self._embed(data, similar)
         return self
@@ -363,27 +486,52 @@ class SageRecommender(Recommender):
         return self.customer_vectors_
 
     @torch.no_grad()
-    def customer_vector(self, history: np.ndarray, customer_id: str | None = None) -> np.ndarray:
-        """(out,) vector of a customer given as liked product rows (may be empty) and, if known, their id
-        (attributes). A known customer with their own history is a lookup; anyone else is embedded as a
-        new leaf node (product states stay as they are), their likes counted as recent purchases."""
+    def _leaf(self, history: np.ndarray, customer_id: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A customer as a new leaf node over liked product rows (product states stay as they are): the
+        distinct liked rows and the last layer's output (1, out), before :meth:`SageModel.finish`."""
         row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
         liked = torch.as_tensor(np.unique(np.asarray(history, dtype=np.int64)))
-        if row is not None and torch.equal(liked, torch.as_tensor(np.unique(self.data_.history(customer_id)))):
-            return self.customer_vectors_[row]
         static = self.graph_.x_customer[[row]] if row is not None else self.new_customer_x_
-        n = float(len(liked))
-        x_c = torch.cat([static, torch.log1p(torch.tensor([[n, n]]))], 1)
-        h_c = F.relu(self.model_.in_c(x_c))
-        edges = torch.stack([torch.arange(len(liked)), torch.zeros(len(liked), dtype=torch.long)])
+        h_c = self.model_.inputs(static, self.graph_.x_product[:0])[0]
         for i in range(self.cfg.layers):
-            h_c = self.model_.to_customer[i]((self.product_states_[i][liked], h_c), edges)
+            h_c = self.model_.to_customer[i]((self.product_states_[i][liked], h_c), _to_one(len(liked)))
             if i < self.cfg.layers - 1:
                 h_c = F.relu(h_c)
-        return self.model_.finish(h_c)[0].numpy()
+        return liked, h_c
+
+    def customer_vector(self, history: np.ndarray, customer_id: str | None = None) -> np.ndarray:
+        """(out + 1,) vector of a customer given as liked product rows (may be empty) and, if known, their id
+        (attributes). A known customer with their own history is a lookup; anyone else is embedded as a
+        new leaf node, their likes as purchases."""
+        row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
+        if row is not None and np.array_equal(np.unique(np.asarray(history, dtype=np.int64)),
+                                              np.unique(self.data_.history(customer_id))):
+            return self.customer_vectors_[row]
+        return self._customer_row(self.model_.finish(self._leaf(history, customer_id)[1]))[0]
+
+    @torch.no_grad()
+    def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
+        """The score's parts: the last layer's message from each liked product is linear in that product's
+        state, so its share of a product's affinity is exact; the prior is the other named part. The liked
+        product with the largest share, or :data:`POPULAR` where the weighted prior is larger than every
+        share; :data:`NO_REASON` where there is no history and the prior adds nothing."""
+        rows = np.asarray(rows, dtype=np.int64)
+        liked, h = self._leaf(history, customer_id)
+        prior = self.prior_[rows]
+        if not len(liked):
+            return np.where(prior > 0, POPULAR, NO_REASON).astype(np.int64)
+        last = self.model_.to_customer[self.cfg.layers - 1]
+        messages = self.product_states_[-2][liked] @ last.lin_l.weight.T
+        messages = messages / len(liked)  # mean aggregation: each liked product's part of the customer's state
+        if self.cfg.affinity == "cosine":
+            messages = messages * self.scale_ / h.norm().clamp_min(1e-12)
+        share = (torch.from_numpy(self.product_vectors_[rows, :-1]) @ messages.T).numpy()  # (len(rows), n_liked)
+        best = share.argmax(axis=1)
+        named = liked.numpy()[best]
+        return np.where(prior > share[np.arange(len(rows)), best], POPULAR, named).astype(np.int64)
 
     def recommend(self, customer_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product through FAISS (PyG's ``MIPSKNNIndex``), excluded rows dropped."""
+        """Top-k by the whole score through FAISS (PyG's ``MIPSKNNIndex``), excluded rows dropped."""
         rows = [self.data_.customer_row.get(c) for c in customer_ids]
         if any(r is None for r in rows):
             return super().recommend(customer_ids, k, exclude)
@@ -413,35 +561,35 @@ class SageRecommender(Recommender):
         return vectors @ self.product_vectors_.T
 
     @torch.no_grad()
-    def product_vector(self, image: np.ndarray, text: np.ndarray, attributes: dict[str, str] | None = None,
-                       has_image: bool = True) -> np.ndarray:
-        """(out,) vector of a product added from a photo and a sentence (their (d,) backbone vectors) and
-        its attributes: a new node with content edges to its ``content_k`` nearest products, variant edges
-        to the products sharing its ``group_id`` attribute if it names one, and no buyers."""
+    def product_vector(self, image: np.ndarray | None, text: np.ndarray, attributes: dict[str, str] | None = None,
+                       has_image: bool = True, hide_row: int | None = None) -> np.ndarray:
+        """(out + 1,) vector of a product added from a photo and a sentence (their (d,) backbone vectors) and
+        its attributes (``group_id`` among them when it is a colour variant of a catalogue product): a new
+        node with exactly the edges a catalogue product gets (:func:`core.graph.new_node_sources`) and no
+        buyers; its prior is a never-bought product's. ``hide_row`` leaves a catalogue product out of the
+        new node's neighbours, so that product can be removed and added back (its vector is then
+        reproduced when nobody bought it)."""
         data, cfg = self.data_, self.cfg.graph
+        attributes = attributes or {}
         image = np.asarray(image, np.float32)[None] if has_image else np.zeros((1, data.image.shape[1]), np.float32)
         text = np.asarray(text, np.float32)[None]
-        frame = pd.DataFrame({c: [str((attributes or {}).get(c, ""))] for c in self.spec_.product_vocab})
-        x_static = product_features(frame, image, text, np.array([has_image]), self.spec_)
-        x_p = torch.cat([torch.from_numpy(x_static), torch.zeros(1, 2)], 1)  # no buyers: both degrees 0
+        frame = pd.DataFrame({c: [str(attributes.get(c, ""))] for c in self.spec_.product_vocab})
+        x_p = torch.from_numpy(product_features(frame, image, text, np.array([has_image]), self.spec_))
         hybrid = fuse(image, text, data.hybrid_weight, np.array([has_image]))[0]
-        neighbours = torch.as_tensor(np.argsort(-(data.hybrid @ hybrid), kind="stable")[:cfg.content_k])
-        edges = torch.stack([torch.arange(len(neighbours)), torch.zeros(len(neighbours), dtype=torch.long)])
-        group = str((attributes or {}).get("group_id", ""))
-        siblings = torch.as_tensor(np.flatnonzero(data.products["group_id"].to_numpy(str) == group)[:cfg.variant_cap]
-                                   if group and cfg.variant_relation else np.empty(0, dtype=np.int64))
-        sibling_edges = torch.stack([torch.arange(len(siblings)), torch.zeros(len(siblings), dtype=torch.long)])
+        content, siblings = new_node_sources(data.hybrid, hybrid, self.groups_, str(attributes.get("group_id", "")),
+                                             cfg, hide_row)
+        h = self.model_.inputs(self.graph_.x_customer[:0], x_p)[1]
         no_buyers = torch.empty((2, 0), dtype=torch.long)
-        h = F.relu(self.model_.in_p(x_p))
         for i in range(self.cfg.layers):
-            nobody = torch.zeros(0, h.shape[1])
-            h = self.model_.to_product[i]((nobody, h), no_buyers) + \
-                self.model_.similar[i]((self.product_states_[i][neighbours], h), edges)
+            h = self.model_.to_product[i]((torch.zeros(0, h.shape[1]), h), no_buyers) + \
+                self.model_.similar[i]((self.product_states_[i][torch.as_tensor(content)], h), _to_one(len(content)))
             if len(siblings):
-                h = h + self.model_.variant[i]((self.product_states_[i][siblings], h), sibling_edges)
+                h = h + self.model_.variant[i]((self.product_states_[i][torch.as_tensor(siblings)], h),
+                                               _to_one(len(siblings)))
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
-        return self.model_.finish(h)[0].numpy()
+        never_bought = float(self.prior_weight_ * self.model_.prior(torch.zeros(1, 2))[0])
+        return np.append(self.model_.finish(h)[0].numpy(), np.float32(never_bought)).astype(np.float32)
 
     def add_product(self, product_id: str, image: np.ndarray | None, text: np.ndarray | None,
                     attributes: dict[str, str] | None = None, has_image: bool = True) -> int:
@@ -456,4 +604,33 @@ class SageRecommender(Recommender):
         vector = self.product_vector(image if has_image else None, text, attributes, has_image)
         self.index_.add(torch.from_numpy(vector[None].astype(np.float32)))
         self.product_vectors_ = np.vstack([self.product_vectors_, vector[None]])
+        self.prior_ = np.append(self.prior_, vector[-1]).astype(np.float32)
         return len(self.product_vectors_) - 1
+
+
+VALIDATION_KEYS = ("criterion", "recall", "cold_recall", "prior_weight", "epoch")
+
+
+def _log_q(products: torch.Tensor, weights: torch.Tensor | None, n_products: int) -> torch.Tensor:
+    """(n_products,) log of the chance that a drawn positive is each product (uniform or ``weights`` over
+    the pairs whose product rows are ``products``); never-drawn products get a finite floor."""
+    w = torch.ones(len(products)) if weights is None else weights.float()
+    counts = torch.zeros(n_products).index_add_(0, products, w)
+    return (counts / counts.sum().clamp_min(1e-12)).clamp_min(1e-12).log()
+
+
+def _incoming(edges: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each product's content neighbours: (n + 1,) offsets into (E,) source rows, grouped by destination."""
+    order = torch.argsort(edges[1], stable=True)
+    counts = torch.bincount(edges[1], minlength=n)
+    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]), edges[0][order]
+
+
+def _ranges(sizes: torch.Tensor) -> torch.Tensor:
+    """0..size-1 for each entry of ``sizes``, laid end to end."""
+    return torch.arange(int(sizes.sum())) - torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes)
+
+
+def _to_one(n: int) -> torch.Tensor:
+    """Edges (2, n) from n source rows into one destination node."""
+    return torch.stack([torch.arange(n), torch.zeros(n, dtype=torch.long)])
