@@ -202,8 +202,9 @@ def attribute_bands(values: pd.Series, bands: int) -> tuple[np.ndarray, np.ndarr
 class SegmentConfig:
     days: float = 28.0  # the last weeks whose purchases count
     # pseudo-purchases of overall recent popularity mixed into every segment: a segment with far fewer
-    # recent purchases than this is mostly the overall list, one with far more mostly its own
-    smoothing: float = 50.0
+    # recent purchases than this is mostly the overall list, one with far more mostly its own (an H&M
+    # sample band has ~200 purchases in 4 weeks; below ~300 the smoothing only breaks the segment's ties)
+    smoothing: float = 100.0
     bands: int = 5  # quantile bands of the numeric attribute (about 20% of the customers each)
     numeric: str = "auto"  # the numeric attribute cut into bands; "auto": the first one, "": none
     categorical: str = ""  # a categorical attribute crossed with the bands; "": none
@@ -598,8 +599,8 @@ GRIDS: dict[str, tuple[dict, ...]] = {
     "itemknn": ({"k": 100}, {"k": 10}, {"k": 30}, {"k": 300}, {"k": 1000}),
     "als": ({}, {"factors": 32}, {"factors": 128}, {"regularization": 1.0}, {"alpha": 10.0},
             {"factors": 128, "regularization": 1.0, "alpha": 10.0}),
-    "lightgcn": ({}, {"epochs": 10}, {"epochs": 40}, {"lambda_reg": 1e-3}, {"dim": 32}),
-    "segment_popularity": tuple({"days": d, "smoothing": m} for d in (28.0, 14.0, 56.0) for m in (50.0, 500.0)),
+    "lightgcn": ({}, {"epochs": 10}, {"epochs": 40}, {"lambda_reg": 1e-2}, {"dim": 32}),
+    "segment_popularity": tuple({"days": d, "smoothing": m} for d in (28.0, 56.0, 112.0) for m in (100.0, 3000.0)),
 }
 
 

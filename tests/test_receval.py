@@ -335,7 +335,7 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
     # segment popularity; the oracle's validation lists are perfect, so it keeps its own
     assert loyal["validation_recall_at_10_new_customers"] == 0.0
     assert result["new_customer_reference"]["validation_recall_at_10_new_customers"] == 0.0
-    assert result["new_customer_reference"]["params"] == {"days": 28.0, "smoothing": 50.0}  # first of equals
+    assert result["new_customer_reference"]["params"] == {"days": 28.0, "smoothing": 100.0}  # first of equals
     assert loyal["new_customer_path"] == "segment_popularity" and oracle["new_customer_path"] == "model"
     assert keys <= set(oracle) and keys <= set(loyal)
     for name in ("recall_at_10", "ndcg_at_10", "map_at_12", "hit_rate_at_10", "sampled_recall_at_10",
