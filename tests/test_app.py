@@ -359,7 +359,10 @@ def test_coldstart_photo_upload_and_a_file_that_is_not_a_photo(app_env):
 def test_coldstart_graphsage_trains_with_progress_then_recommends(app_env):
     at = wait_for_build(run_page(COLDSTART, coldstart_model="graphsage", coldstart_liked=["syn00003"]))
     at = rerun_until(at, lambda at: any(s.value == "Recommended by GraphSAGE" for s in at.subheader), timeout=300)
-    assert len(recommendation_captions(at)) == 12
+    recs = recommendation_captions(at)
+    assert len(recs) == 12 and not any(c.startswith("syn00003 ") for c in recs)
+    why = {c.split("  \n")[1] for c in recs}  # its own parts: the liked product or the popularity prior
+    assert why <= {"popular lately", f"because you liked *{liked_titles('syn00003').pop()}*"}, why
 
 
 def test_coldstart_two_tower_session_mode_from_words_and_a_photo(app_env):
