@@ -534,13 +534,30 @@ ASPECTS = {"": "overall", "_cold_items": "on new products", "_new_customers": "f
            "_sparse_customers": "for sparse customers", "_warm_customers": "for warm customers"}
 
 
+def _aspect_words(better: list[str], worse: list[str], unclear: list[str]) -> str:
+    """How a model compares with the baselines on one aspect, naming the shorter list."""
+    n = len(better) + len(worse) + len(unclear)
+    others = lambda k: "the other one" if k == 1 else f"the other {k}"  # noqa: E731
+    if len(better) == n:
+        return "better than every baseline"
+    if worse:
+        return "worse than every baseline" if len(worse) == n else f"worse than {', '.join(worse)}"
+    if len(unclear) == n:
+        return "no clear difference from any baseline"
+    if len(unclear) <= len(better):
+        return f"no clear difference from {', '.join(unclear)} but better than {others(len(better))}"
+    return f"better than {', '.join(better)} but no clear difference from {others(len(unclear))}"
+
+
 def verdict(result: dict, name: str) -> str:
     """A model's verdict in plain words from the paired intervals of an evaluation's ``result`` (its
-    ``paired`` part), per aspect (overall, new products, new, sparse and warm customers): "better than
-    every baseline" when the interval of its difference from each baseline lies above 0, "worse than
-    X" naming the baselines whose interval lies below 0, else "no clear difference from X" naming
-    those it does not beat; aspects with the same words are joined, e.g. "better than every baseline
-    on new products; no clear difference from popularity, segment_popularity for new customers"."""
+    ``paired`` part), per aspect (overall, new products, new, sparse and warm customers), from its
+    difference from each baseline: better where the interval lies above 0, worse where it lies below 0,
+    else no clear difference. "better than every baseline"; "worse than X" naming the baselines it
+    loses to; "no clear difference from any baseline"; or, when it beats some and ties the others, the
+    shorter list named ("better than new_arrivals but no clear difference from the other 8"). Aspects
+    with the same words are joined, e.g. "better than every baseline on new products; no clear
+    difference from any baseline for new customers"."""
     report = PairedReport.from_dict(result["paired"])
     per = report.against.get(name, {})
     if not per:
@@ -551,17 +568,12 @@ def verdict(result: dict, name: str) -> str:
         diffs = {b: ds[base + suffix] for b, ds in per.items() if ds[base + suffix].n > 0}
         if not diffs:
             continue
+        better = [b for b, d in diffs.items() if d.better]
         worse = [b for b, d in diffs.items() if d.worse]
-        unclear = [b for b, d in diffs.items() if not d.better]
-        if not unclear:
-            words = "better than every baseline"
-        elif worse:
-            words = "worse than every baseline" if len(worse) == len(diffs) else f"worse than {', '.join(worse)}"
-        else:
-            words = "no clear difference from any baseline" if len(unclear) == len(diffs) else \
-                f"no clear difference from {', '.join(unclear)}"
-        clauses.setdefault(words, []).append(aspect)
-    return "; ".join(f"{words} {' and '.join(aspects)}" for words, aspects in clauses.items()) or \
+        unclear = [b for b, d in diffs.items() if not d.better and not d.worse]
+        clauses.setdefault(_aspect_words(better, worse, unclear), []).append(aspect)
+    listed = lambda xs: xs[0] if len(xs) == 1 else f"{', '.join(xs[:-1])} and {xs[-1]}"  # noqa: E731
+    return "; ".join(f"{words} {listed(aspects)}" for words, aspects in clauses.items()) or \
         "not compared: no test customers"
 
 

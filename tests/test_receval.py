@@ -504,11 +504,17 @@ def test_verdicts_read_the_paired_intervals():
     assert verdict(result, "m") == ("better than every baseline overall and on new products; "
                                     "worse than seg for new customers; "
                                     "no clear difference from any baseline for sparse customers; "
-                                    "no clear difference from seg for warm customers")
+                                    "no clear difference from seg but better than the other one for warm customers")
     # seg against pop alone: 0.1 better overall and on the sparse slice's no-clear mean 0; level on cold items
     assert verdict(result, "seg").startswith("better than every baseline overall")
     assert "no clear difference from any baseline on new products" in verdict(result, "seg")
     assert verdict({"paired": paired_report({"x": m}, [], None).to_dict()}, "x").startswith("not compared")
+    # beating some baselines and tying more: the shorter list is named
+    five = {f"b{i}": dict.fromkeys(keys, flat(0.6) if i < 2 else 0.7 + _alternating(q, 0.1)) for i in range(5)}
+    words = verdict({"paired": paired_report({"x": dict.fromkeys(keys, flat(0.7)), **five}, list(five), "b0",
+                                             n_bootstrap=300).to_dict()}, "x")
+    assert words == ("better than b0, b1 but no clear difference from the other 3 overall, on new products, "
+                     "for new customers, for sparse customers and for warm customers")
 
 
 def test_coverage_ceiling():
