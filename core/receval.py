@@ -1,5 +1,5 @@
-"""Recommendation evaluation: a temporal split, full-ranking metrics per customer, slices, a sampled metric
-and bootstrap intervals.
+"""Recommendation evaluation: a temporal split, full-ranking metrics per customer, slices, seeds, paired
+bootstrap comparisons with the best baseline, tuned baselines and plain-words verdicts.
 
 Protocol. Models learn from the purchases before ``cutoff`` and are tested on the purchases in
 ``[cutoff, end)``. Every product of the catalogue is a candidate (full ranking); a customer's truth is
@@ -26,9 +26,19 @@ rows), warm (more); cold items (products bought in the test window that nobody b
 cutoff; recall over a customer's cold products only, averaged over customers with at least one) and
 warm items (likewise).
 
+Seeds: a seeded model is fitted once per ``EvalConfig.seeds`` and each customer's values are averaged
+over the fits before the means, the intervals and the paired differences. Paired comparisons: the
+bootstrap interval of the mean per-customer difference between a model and a baseline, each resample
+the same customers for both (:func:`paired_difference`, :class:`PairedReport`); the reference is the
+baseline with the best validation Recall@k. Baselines with a grid are tuned on the validation window;
+a learned model whose no-history lists do not beat segment popularity on the validation window's new
+customers has its new customers served by segment popularity (see :func:`evaluate`).
+
+Coverage@k cannot exceed q * k / n_products for q test customers (:func:`coverage_ceiling`).
+
 The sampled metric (``sampled_recall_at_10``) ranks each test (customer, product) pair against 99
 products the customer never bought, drawn at random from the whole catalogue: it is SAMPLED, kinder
-than full ranking and not comparable to it; it is there to compare with papers that report it.
+than full ranking, can order models differently from it, and is reported as a reference only.
 """
 from __future__ import annotations
 
