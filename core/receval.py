@@ -523,8 +523,9 @@ class PairedReport:
     @classmethod
     def from_dict(cls, d: dict) -> "PairedReport":
         diffs = lambda ds: {key: PairedDifference.from_dict(v) for key, v in ds.items()}  # noqa: E731
+        against = d.get("against_each_baseline", {})
         return cls(d["reference"], d["metric"], {n: diffs(ds) for n, ds in d["models"].items()},
-                   {n: {b: diffs(ds) for b, ds in per.items()} for n, per in d.get("against_each_baseline", {}).items()})
+                   {n: {b: diffs(ds) for b, ds in per.items()} for n, per in against.items()})
 
 
 def paired_report(values: dict[str, dict[str, np.ndarray]], baselines: Sequence[str], reference: str | None,

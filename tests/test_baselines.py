@@ -300,6 +300,7 @@ def test_create_applies_settings_and_every_grid_point_is_valid():
 
 def test_seeded_registry_matches_the_configs():
     configs = {n: getattr(baselines.create(n), "cfg", None) for n in BASELINES}
-    seeded = {n for n, cfg in configs.items() if cfg is not None and "seed" in {f.name for f in dataclasses.fields(cfg)}}
+    seeded = {n for n, cfg in configs.items()
+              if cfg is not None and "seed" in {f.name for f in dataclasses.fields(cfg)}}
     assert seeded == set(SEEDED) & set(BASELINES) == {"als", "lightgcn"}
     assert is_seeded("graphsage") and is_seeded("blend") and not is_seeded("content")
