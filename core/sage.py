@@ -11,8 +11,9 @@ A score has two parts (:class:`SageModel`):
   default, or the raw inner product), from inputs that say nothing about how often anything sold:
   content, attributes and the graph's messages, each input column standardised on the catalogue;
 - **a popularity prior**, the same for every customer: a learned weighting of log(1 + all-time
-  purchases) and log(1 + purchases in the last ``recent_days``), scaled at inference by
-  ``prior_weight_``, chosen on the validation window (0 drops it).
+  purchases) and log(1 + purchases in the last ``recent_days``), weighted at inference by
+  ``prior_weight_`` for customers with purchases and ``new_prior_weight_`` for those without, both
+  chosen on the validation window (0 drops it).
 
 Before this split the degree counts were inputs beside unit-norm content vectors, and BPR against
 uniform negatives learned "sold lately" as one customer-independent direction: every list held the
@@ -63,7 +64,11 @@ from core.two_tower import logq_softmax_loss
 class SageConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     hidden: int = 64
-    out: int = 64
+    out: int = 64  # without residual; with it, the content vectors' width
+    # Residual: a product's vector is its content vector (photo and sentence fused) plus what the graph adds, a
+    # customer's the mean content vector of what they bought plus the same; the last layer starts at zero, so
+    # training starts from content similarity, which ranks never-bought products as readily as bought ones.
+    residual: bool = True
     layers: int = 2
     dropout: float = 0.1
     # "cosine": scale * cosine with a learned scale (no product wins on its vector's length); "dot": inner product
@@ -76,13 +81,21 @@ class SageConfig:
     epochs: int = 30  # an upper bound: early stopping on the validation window picks the epoch
     min_steps: int = 10  # steps per epoch at least, so a small catalogue still gets enough updates
     patience: int = 5  # epochs without a better validation criterion before stopping
-    lr: float = 0.005
+    lr: float = 0.001  # validation Recall@10 0.0149 / 0.0108 (seeds 0 / 1) against 0.0026 at 0.005 (README)
     weight_decay: float = 1e-5
     item_dropout: float = 0.5  # share of a step's products (positives and negatives) whose buyers are hidden
     customer_dropout: float = 0.2  # likewise for customers: learns the attributes-only new customer
     content_only: float = 0.25  # share of steps in which no product hears its buyers (a never-bought product)
+    # Whether products hear their buyers at all. Without, a product's vector comes from its content and its
+    # content neighbours only, so "has buyers" cannot stand in for "sells"; customers still hear their purchases.
+    buyer_messages: bool = True
+    # Negatives only among the products somebody had bought by the end of the task's window (see _tasks);
+    # False: the whole catalogue. Measured and not kept (README): never a negative, a never-bought product is
+    # free to drift above everything, as it has no buyers to tell it apart.
+    negatives_on_sale: bool = False
     validation_days: float = 28.0  # the window cut from the end of the training purchases for early stopping
-    # weights of the popularity prior tried on the validation window (times the learned prior)
+    # weights of the popularity prior tried on the validation window (times the learned prior); with no
+    # validation purchases the first is used: 0, no popularity without evidence that it helps
     prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     # Supervision pairs drawn with weight 0.5 ** (age / half-life), so recent tastes count more (0: every
     # purchase alike); with objective "edges".
@@ -113,20 +126,26 @@ class SageModel(nn.Module):
     (times :meth:`scale`), the prior :meth:`prior`.
     """
 
-    def __init__(self, f_customer: int, f_product: int, cfg: SageConfig):
+    def __init__(self, f_customer: int, f_product: int, cfg: SageConfig, f_content: int = 0):
         super().__init__()
         self.cfg = cfg
+        if cfg.residual and not f_content:
+            raise ValueError("residual GraphSAGE needs the content vectors' width (f_content)")
         for name, f in (("c", f_customer), ("p", f_product)):
             self.register_buffer(f"mean_{name}", torch.zeros(f))
             self.register_buffer(f"std_{name}", torch.ones(f))
         self.in_c = nn.Linear(f_customer, cfg.hidden)
         self.in_p = nn.Linear(f_product, cfg.hidden)
-        dims = [cfg.hidden] * cfg.layers + [cfg.out]
+        dims = [cfg.hidden] * cfg.layers + [f_content if cfg.residual else cfg.out]
         self.to_customer = nn.ModuleList([SAGEConv(dims[i], dims[i + 1]) for i in range(cfg.layers)])
         self.to_product = nn.ModuleList([SAGEConv(dims[i], dims[i + 1]) for i in range(cfg.layers)])
         # content messages add to the buyer messages; the product's own (root) term is counted once
         self.similar = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
         self.variant = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
+        if cfg.residual:  # the graph's part starts at zero: scores start as content similarity
+            for conv in (self.to_customer[-1], self.to_product[-1], self.similar[-1], self.variant[-1]):
+                for p in conv.parameters():
+                    nn.init.zeros_(p)
         self.popularity = nn.Linear(2, 1, bias=False)
         nn.init.zeros_(self.popularity.weight)  # training starts from affinity alone
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)))
@@ -158,11 +177,15 @@ class SageModel(nn.Module):
         return new_c, new_p
 
     def forward(self, x_c: torch.Tensor, x_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
-                bought: torch.Tensor | None = None, variants: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                bought: torch.Tensor | None = None, variants: torch.Tensor | None = None,
+                content: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Customer and product vectors; ``content`` (n_p, d) the products' content vectors (residual)."""
         h_c, h_p = self.inputs(x_c, x_p)
         for i in range(self.cfg.layers):
             h_c, h_p = self.layer(i, h_c, h_p, buys, similar, bought, variants)
+        if self.cfg.residual:
+            bought = buys.flip(0) if bought is None else bought
+            h_c, h_p = h_c + mean_content(content, bought, len(h_c)), h_p + content
         return self.finish(h_c), self.finish(h_p)
 
     def finish(self, h: torch.Tensor) -> torch.Tensor:
@@ -176,6 +199,14 @@ class SageModel(nn.Module):
     def prior(self, popularity: torch.Tensor) -> torch.Tensor:
         """(n_p,) the customer-independent part of the score, from (n_p, 2) popularity features."""
         return self.popularity(popularity)[:, 0]
+
+
+def mean_content(content: torch.Tensor, bought: torch.Tensor, n_customers: int) -> torch.Tensor:
+    """(n_customers, d) each customer's mean content vector over the (2, E) product -> customer edges
+    ``bought`` (zeros for a customer with none)."""
+    total = torch.zeros(n_customers, content.shape[1]).index_add_(0, bought[1], content[bought[0]])
+    count = torch.bincount(bought[1], minlength=n_customers).clamp_min(1)
+    return total / count[:, None]
 
 
 def popularity_features(buys: torch.Tensor, recent: torch.Tensor, n_customers: int, n_products: int
@@ -208,6 +239,10 @@ class _Task:
     weights: torch.Tensor | None  # (P,) sampling weights; None: uniform
     sampler: NeighbourSampler | None
     log_q: torch.Tensor | None = None  # (n_products,) log of how often each product is a positive of this task
+    # (n_products,) bool: the products that may be negatives, those on sale by the task's time as far as the
+    # purchases tell (somebody bought them by the end of its window); None: every product
+    available: torch.Tensor | None = None
+    neighbours: tuple[torch.Tensor, torch.Tensor] | None = None  # available content neighbours (see _incoming)
 
     def batch(self, size: int, rng: torch.Generator) -> torch.Tensor:
         n = self.pairs.shape[1]
@@ -221,8 +256,9 @@ class SageRecommender(Recommender):
 
     After :meth:`fit`: ``customer_vectors_`` (n_customers, out + 1) and ``product_vectors_`` (n_products,
     out + 1) float32, rows as in ``data_``, laid out so that their inner product is the whole score: the
-    customer's is [scale * vector, 1], the product's [vector, prior_weight_ * prior]; ``prior_`` (n_products,)
-    the weighted prior; ``prior_weight_``, chosen on the validation window; ``history_`` the validation
+    customer's is [scale * vector, prior weight], the product's [vector, prior]; ``prior_`` (n_products,)
+    the learned prior; ``prior_weight_`` and ``new_prior_weight_`` (customers with and without purchases),
+    chosen on the validation window; ``history_`` the validation
     criterion per epoch (Recall@10 + cold-item Recall@10 at the epoch's best prior weight) and ``validation_``
     the best epoch's numbers; ``best_epoch_``; ``train_s_``.
     """
@@ -251,10 +287,11 @@ class SageRecommender(Recommender):
         # train on the graph as it stood before the validation window; early-stop on that window
         train_graph = build_graph(data, cfg.graph, before_days=cfg.validation_days, similar=similar, spec=self.spec_)
         truth = self._window_truth(data, cfg.validation_days)
-        tasks = self._tasks(data, train_graph)
-        self.model_ = SageModel(train_graph.x_customer.shape[1], train_graph.x_product.shape[1], cfg)
+        tasks = self._tasks(data, train_graph, torch.from_numpy(similar))
+        self.content_ = torch.from_numpy(np.ascontiguousarray(data.hybrid, dtype=np.float32))
+        self.model_ = SageModel(train_graph.x_customer.shape[1], train_graph.x_product.shape[1], cfg,
+                                self.content_.shape[1])
         self.model_.standardise_with(train_graph.x_customer, train_graph.x_product)
-        neighbours = _incoming(torch.from_numpy(similar), data.n_products)
         opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         n_pairs = sum(t.pairs.shape[1] for t in tasks)
         best, best_state, waited = -1.0, None, 0
@@ -263,7 +300,7 @@ class SageRecommender(Recommender):
             self.model_.train()
             for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
                 task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
-                loss = self._step(task, task.batch(cfg.batch_size, rng), neighbours, rng)
+                loss = self._step(task, task.batch(cfg.batch_size, rng), rng)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -281,7 +318,8 @@ class SageRecommender(Recommender):
                     break
         if best_state is not None and truth:  # with no validation purchases the last epoch stands
             self.model_.load_state_dict(best_state)
-        self.prior_weight_ = float(self.validation_.get("prior_weight", 1.0 if truth else 0.0))
+        self.prior_weight_ = float(self.validation_.get("prior_weight", self.cfg.prior_weights[0]))
+        self.new_prior_weight_ = float(self.validation_.get("new_prior_weight", self.cfg.prior_weights[0]))
         self.best_epoch_ = int(np.argmax(self.history_)) + 1 if self.history_ else 0
         self.validation_recall_ = float(self.validation_.get("recall", 0.0))
         self._embed(data, similar)
@@ -299,19 +337,36 @@ class SageRecommender(Recommender):
             truth.setdefault(c, set()).add(p)
         return truth
 
-    def _tasks(self, data: RecData, graph: Graph) -> list["_Task"]:
+    def _tasks(self, data: RecData, graph: Graph, similar: torch.Tensor) -> list["_Task"]:
         """What the model learns to predict, on graphs from before the validation window.
 
         ``"edges"``: every purchase edge of ``graph``, its own edge hidden from its messages.
         ``"windows"``: the purchases of each of ``n_windows`` consecutive ``window_days`` windows, from the
         graph as it stood when the window opened: the task the model faces at the cutoff, repeated back
         in time; a purchase never carries messages for itself because it lies in the graph's future.
+
+        With ``negatives_on_sale`` negatives are drawn from the products somebody bought by the end of the
+        task's window: a product first bought later, or never, may not have been on sale yet, and as a
+        negative it teaches the model to push down the new products a later window buys. Measured on the
+        validation window it did worse (README): left out of the negatives, never-bought products, which
+        have no buyers to hear, drift above everything. Off by default.
         """
         cfg = self.cfg
+        first_bought = np.full(data.n_products, -np.inf, dtype=np.float32)  # days before the cutoff; -inf: never
+        np.maximum.at(first_bought, data.items, data.days_ago)
+        first_bought = torch.from_numpy(first_bought)
+
+        def on_sale(days_before_cutoff: float) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+            available = first_bought >= days_before_cutoff if cfg.negatives_on_sale else torch.ones(data.n_products,
+                                                                                                  dtype=torch.bool)
+            return available, _incoming(similar[:, available[similar[0]]], data.n_products)
+
         if cfg.objective == "edges":
             weights = 0.5 ** (graph.days / cfg.recency_half_life) if cfg.recency_half_life else None
+            available, neighbours = on_sale(cfg.validation_days)
             return [_Task(graph, graph.buys, own=torch.arange(graph.buys.shape[1]), weights=weights,
-                          sampler=self._sampler(graph), log_q=_log_q(graph.buys[1], weights, graph.n_products))]
+                          sampler=self._sampler(graph), log_q=_log_q(graph.buys[1], weights, graph.n_products),
+                          available=available, neighbours=neighbours)]
         if cfg.objective != "windows":
             raise ValueError(f"unknown objective '{cfg.objective}': edges or windows")
         tasks = []
@@ -325,8 +380,10 @@ class SageRecommender(Recommender):
             snapshot = dataclasses.replace(graph, buys=torch.from_numpy(buys), days=torch.from_numpy(days.copy()))
             snapshot.__dict__["similar_adj"] = graph.similar_adj  # share the content adjacency
             pairs = torch.from_numpy(pairs)
+            available, neighbours = on_sale(opens - cfg.window_days)
             tasks.append(_Task(snapshot, pairs, own=None, weights=None, sampler=self._sampler(snapshot),
-                               log_q=_log_q(pairs[1], None, graph.n_products)))
+                               log_q=_log_q(pairs[1], None, graph.n_products), available=available,
+                               neighbours=neighbours))
         return tasks or [_Task(graph, torch.empty((2, 0), dtype=torch.long), None, None, None)]
 
     def _sampler(self, graph: Graph) -> NeighbourSampler | None:
@@ -335,19 +392,24 @@ class SageRecommender(Recommender):
         return NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), **graph.product_edges()},
                                 {"customer": graph.n_customers, "product": graph.n_products}, self.cfg.fanouts)
 
-    def _negatives(self, products: torch.Tensor, recent: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor],
-                   rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M,) negative product rows, drawn uniformly over the catalogue, among recent bestsellers (in
-        proportion to ``recent`` (n_products,) purchase counts) and among the content neighbours of the step's
-        positives ``products``; and (n_products,) how many times each product is expected among them."""
+    def _negatives(self, task: "_Task", products: torch.Tensor, recent: torch.Tensor, rng: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) negative product rows, drawn uniformly over the task's available products, among recent
+        bestsellers (in proportion to ``recent`` (n_products,) purchase counts) and among the available content
+        neighbours of the step's positives ``products``; and (n_products,) how many times each product is
+        expected among them."""
         cfg, n = self.cfg, len(recent)
-        rows = [torch.randint(n, (cfg.random_negatives,), generator=rng)]
-        expected = torch.full((n,), cfg.random_negatives / n)
+        pool = torch.arange(n) if task.available is None else torch.nonzero(task.available).flatten()
+        if not len(pool):
+            pool = torch.arange(n)
+        rows = [pool[torch.randint(len(pool), (cfg.random_negatives,), generator=rng)]]
+        expected = torch.zeros(n)
+        expected[pool] = cfg.random_negatives / len(pool)
         if cfg.bestseller_negatives and recent.sum() > 0:
             share = recent / recent.sum()
             rows.append(torch.multinomial(share, cfg.bestseller_negatives, replacement=True, generator=rng))
             expected += cfg.bestseller_negatives * share
-        offsets, sources = neighbours
+        offsets, sources = task.neighbours
         degree = offsets[products + 1] - offsets[products]
         if cfg.neighbour_negatives and degree.sum() > 0:
             # a random positive that has neighbours, then one of its neighbours at random
@@ -362,8 +424,7 @@ class SageRecommender(Recommender):
             expected += cfg.neighbour_negatives * torch.zeros(n).index_add_(0, flat, weight)
         return torch.cat(rows), expected
 
-    def _step(self, task: "_Task", batch: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor],
-              rng: torch.Generator) -> torch.Tensor:
+    def _step(self, task: "_Task", batch: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         """The sampled-softmax loss of one batch of positive pairs. Every candidate's logit is its affinity
         plus the prior minus log(how many times it is expected among the candidates: as a batch positive,
         and from each negative source), so the loss estimates a softmax over the whole catalogue."""
@@ -374,7 +435,7 @@ class SageRecommender(Recommender):
             own[task.own[batch]] = True  # a pair's own edge never carries messages for it, nor counts in the prior
         popularity = popularity_features(graph.buys[:, ~own], graph.recent[~own], graph.n_customers,
                                          graph.n_products)
-        negatives, expected = self._negatives(products, popularity[:, 1].expm1(), neighbours, rng)
+        negatives, expected = self._negatives(task, products, popularity[:, 1].expm1(), rng)
         log_expected = (expected + len(batch) * task.log_q.exp()).log()
         # DropoutNet: positives and negatives alike lose their buyers; some steps hear no buyers at all
         candidates = torch.cat([products, negatives]).unique()
@@ -383,17 +444,19 @@ class SageRecommender(Recommender):
         dropped_c = dropped_c[torch.rand(len(dropped_c), generator=rng) < cfg.customer_dropout]
         gone_c = own | torch.isin(graph.buys[0], dropped_c)
         gone_p = gone_c | torch.isin(graph.buys[1], dropped_p)
-        if float(torch.rand((), generator=rng)) < cfg.content_only:
+        if float(torch.rand((), generator=rng)) < cfg.content_only or not cfg.buyer_messages:
             gone_p = torch.ones_like(gone_p)
         if sampler is None:
             h_c, h_p = self.model_(graph.x_customer, graph.x_product, graph.buys[:, ~gone_p], graph.similar_adj,
-                                   bought=graph.buys[:, ~gone_c].flip(0), variants=graph.variant_adj)
+                                   bought=graph.buys[:, ~gone_c].flip(0), variants=graph.variant_adj,
+                                   content=self.content_)
             at_c, at_p = customers, torch.arange(graph.n_products)
         else:
             seed_c = customers.unique()
             sub = sampler.sample({"customer": seed_c, "product": candidates}, {BUYS: gone_p, REV_BUYS: gone_c}, rng)
             h_c, h_p = self.model_(graph.x_customer[sub.nodes["customer"]], graph.x_product[sub.nodes["product"]],
-                                   sub.edges[BUYS], sub.edges[SIMILAR], sub.edges[REV_BUYS], sub.edges.get(VARIANT))
+                                   sub.edges[BUYS], sub.edges[SIMILAR], sub.edges[REV_BUYS], sub.edges.get(VARIANT),
+                                   self.content_[sub.nodes["product"]])
             at_c = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
             at_p = torch.full((graph.n_products,), -1, dtype=torch.long)
             at_p[candidates] = torch.arange(len(candidates))
@@ -401,28 +464,42 @@ class SageRecommender(Recommender):
         return logq_softmax_loss(h_c[at_c] * self.model_.scale(), h_p[at_p[products]], correction[products], 1.0,
                                  h_p[at_p[negatives]], correction[negatives], products, negatives)
 
+    def _heard(self, buys: torch.Tensor) -> torch.Tensor:
+        """The purchase edges whose buyers products hear: all of them, or none without ``buyer_messages``."""
+        return buys if self.cfg.buyer_messages else buys[:, :0]
+
     @torch.no_grad()
     def _validate(self, graph: Graph, truth: dict[int, set[int]]) -> dict[str, float]:
-        """The validation window's Recall@10 and cold-item Recall@10 at the prior weight that maximises
-        their sum (``criterion``), and that weight."""
+        """The validation window's Recall@10 and cold-item Recall@10 at the prior weights that maximise their
+        sum (``criterion``), and those weights: one for the customers with purchases before the window
+        (``prior_weight``) and one for those with none (``new_prior_weight``: with nothing known of a person
+        but a few attributes, what sells may be worth more)."""
         self.model_.eval()
         if not truth:
-            return {"criterion": 0.0, "recall": 0.0, "cold_recall": 0.0, "prior_weight": 1.0}
-        h_c, h_p = self.model_(graph.x_customer, graph.x_product, graph.buys, graph.similar_adj,
-                               variants=graph.variant_adj)
+            return {"criterion": 0.0, "recall": 0.0, "cold_recall": 0.0, "prior_weight": self.cfg.prior_weights[0],
+                    "new_prior_weight": self.cfg.prior_weights[0]}
+        h_c, h_p = self.model_(graph.x_customer, graph.x_product, self._heard(graph.buys), graph.similar_adj,
+                               bought=graph.buys.flip(0), variants=graph.variant_adj, content=self.content_)
         popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
         prior = self.model_.prior(popularity).numpy()
         rows = np.fromiter(truth, dtype=np.int64)
         affinity = (h_c[rows] @ h_p.T * self.model_.scale()).numpy()
         bought = [np.fromiter(truth[r], dtype=np.int64) for r in rows.tolist()]
         cold = popularity[:, 0].numpy() == 0
-        best = None
+        known = torch.bincount(graph.buys[0], minlength=graph.n_customers).numpy()[rows] > 0
+        best = {}
         for weight in self.cfg.prior_weights:
-            recall, cold_recall = validation_score(affinity + weight * prior[None, :], bought, cold)
-            found = {"criterion": recall + cold_recall, "recall": recall, "cold_recall": cold_recall,
-                     "prior_weight": float(weight)}
-            best = found if best is None or found["criterion"] > best["criterion"] else best
-        return best
+            scores = affinity + weight * prior[None, :]
+            for part, keep in (("known", known), ("new", ~known)):
+                if keep.any():
+                    recall, cold_recall = validation_score(scores[keep], [b for b, k in zip(bought, keep) if k], cold)
+                    if part not in best or recall + cold_recall > best[part][0] + best[part][1]:
+                        best[part] = (recall, cold_recall, float(weight), int(keep.sum()))
+        fallback = (0.0, 0.0, self.cfg.prior_weights[0], 0)
+        (r, rc, w, n), (r_new, rc_new, w_new, n_new) = best.get("known", fallback), best.get("new", fallback)
+        recall, cold_recall = (r * n + r_new * n_new) / (n + n_new), (rc * n + rc_new * n_new) / (n + n_new)
+        return {"criterion": recall + cold_recall, "recall": recall, "cold_recall": cold_recall, "prior_weight": w,
+                "new_prior_weight": w_new, "new_recall": r_new}
 
     @torch.no_grad()
     def _embed(self, data: RecData, similar: np.ndarray) -> None:
@@ -438,19 +515,25 @@ class SageRecommender(Recommender):
         h_c, h_p = self.model_.inputs(graph.x_customer, graph.x_product)
         self.product_states_ = [h_p]
         for i in range(self.cfg.layers):
-            h_c, h_p = self.model_.layer(i, h_c, h_p, graph.buys, graph.similar_adj, variants=graph.variant_adj)
+            h_c, h_p = self.model_.layer(i, h_c, h_p, self._heard(graph.buys), graph.similar_adj,
+                                         bought=graph.buys.flip(0), variants=graph.variant_adj)
             self.product_states_.append(h_p)
+        if self.cfg.residual:
+            h_c, h_p = h_c + mean_content(self.content_, graph.buys.flip(0), len(h_c)), h_p + self.content_
         popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
         self.scale_ = float(self.model_.scale())
-        self.prior_ = (self.prior_weight_ * self.model_.prior(popularity)).numpy().astype(np.float32)
-        self.customer_vectors_ = self._customer_row(self.model_.finish(h_c))
+        self.prior_ = self.model_.prior(popularity).numpy().astype(np.float32)
+        has_purchases = torch.bincount(graph.buys[0], minlength=graph.n_customers).numpy() > 0
+        self.customer_vectors_ = self._customer_row(self.model_.finish(h_c), has_purchases)
         self.product_vectors_ = np.hstack([self.model_.finish(h_p).numpy(), self.prior_[:, None]]).astype(np.float32)
         self.index_ = MIPSKNNIndex(torch.from_numpy(self.product_vectors_))
 
-    def _customer_row(self, vectors: torch.Tensor) -> np.ndarray:
-        """(q, out + 1) float32 [scale * vector, 1]: the customer's side of the whole score."""
-        vectors = vectors.numpy() * self.scale_
-        return np.hstack([vectors, np.ones((len(vectors), 1), np.float32)]).astype(np.float32)
+    def _customer_row(self, vectors: torch.Tensor, has_purchases: np.ndarray) -> np.ndarray:
+        """(q, out + 1) float32 [scale * vector, prior weight]: the customer's side of the whole score, the
+        weight ``prior_weight_`` for a customer with purchases (``has_purchases`` (q,) bool), else
+        ``new_prior_weight_``."""
+        weight = np.where(has_purchases, self.prior_weight_, self.new_prior_weight_).astype(np.float32)
+        return np.hstack([vectors.numpy() * self.scale_, weight[:, None]]).astype(np.float32)
 
     # ------------------------------------------------------------ cache
 
@@ -458,6 +541,7 @@ class SageRecommender(Recommender):
         state = {f"param.{k}": v.numpy() for k, v in self.model_.state_dict().items()}
         return state | {"history": np.asarray(self.history_, dtype=np.float32), "train_s": np.float64(self.train_s_),
                         "prior_weight": np.float64(self.prior_weight_),
+                        "new_prior_weight": np.float64(self.new_prior_weight_),
                         "validation": np.array([self.validation_.get(k, np.nan) for k in VALIDATION_KEYS])}
 
     def load_state(self, data: RecData, arrays: dict[str, np.ndarray]) -> "SageRecommender":
@@ -466,11 +550,13 @@ class SageRecommender(Recommender):
         similar = content_edges(data.hybrid, data.products["group_id"].to_numpy(str), self.cfg.graph)
         self.spec_ = feature_spec(data, self.cfg.graph)
         graph = build_graph(data, self.cfg.graph, similar=similar, spec=self.spec_)
-        self.model_ = SageModel(graph.x_customer.shape[1], graph.x_product.shape[1], self.cfg)
+        self.content_ = torch.from_numpy(np.ascontiguousarray(data.hybrid, dtype=np.float32))
+        self.model_ = SageModel(graph.x_customer.shape[1], graph.x_product.shape[1], self.cfg, self.content_.shape[1])
         self.model_.load_state_dict(params)
         self.history_ = arrays["history"].tolist()
         self.best_epoch_ = int(np.argmax(self.history_)) + 1 if self.history_ else 0
         self.prior_weight_ = float(arrays["prior_weight"])
+        self.new_prior_weight_ = float(arrays["new_prior_weight"])
         self.validation_ = {k: float(v) for k, v in zip(VALIDATION_KEYS, arrays["validation"]) if np.isfinite(v)}
         self.validation_recall_ = float(self.validation_.get("recall", 0.0))
         self.train_s_ = float(arrays["train_s"])
@@ -488,7 +574,8 @@ class SageRecommender(Recommender):
     @torch.no_grad()
     def _leaf(self, history: np.ndarray, customer_id: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         """A customer as a new leaf node over liked product rows (product states stay as they are): the
-        distinct liked rows and the last layer's output (1, out), before :meth:`SageModel.finish`."""
+        distinct liked rows and the customer's state (1, out) (with the residual mean content of the liked
+        products), before :meth:`SageModel.finish`."""
         row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
         liked = torch.as_tensor(np.unique(np.asarray(history, dtype=np.int64)))
         static = self.graph_.x_customer[[row]] if row is not None else self.new_customer_x_
@@ -497,6 +584,8 @@ class SageRecommender(Recommender):
             h_c = self.model_.to_customer[i]((self.product_states_[i][liked], h_c), _to_one(len(liked)))
             if i < self.cfg.layers - 1:
                 h_c = F.relu(h_c)
+        if self.cfg.residual and len(liked):
+            h_c = h_c + self.content_[liked].mean(0, keepdim=True)
         return liked, h_c
 
     def customer_vector(self, history: np.ndarray, customer_id: str | None = None) -> np.ndarray:
@@ -507,7 +596,8 @@ class SageRecommender(Recommender):
         if row is not None and np.array_equal(np.unique(np.asarray(history, dtype=np.int64)),
                                               np.unique(self.data_.history(customer_id))):
             return self.customer_vectors_[row]
-        return self._customer_row(self.model_.finish(self._leaf(history, customer_id)[1]))[0]
+        liked, h = self._leaf(history, customer_id)
+        return self._customer_row(self.model_.finish(h), np.array([len(liked) > 0]))[0]
 
     @torch.no_grad()
     def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
@@ -517,11 +607,13 @@ class SageRecommender(Recommender):
         share; :data:`NO_REASON` where there is no history and the prior adds nothing."""
         rows = np.asarray(rows, dtype=np.int64)
         liked, h = self._leaf(history, customer_id)
-        prior = self.prior_[rows]
+        prior = self.prior_[rows] * (self.prior_weight_ if len(liked) else self.new_prior_weight_)
         if not len(liked):
             return np.where(prior > 0, POPULAR, NO_REASON).astype(np.int64)
         last = self.model_.to_customer[self.cfg.layers - 1]
         messages = self.product_states_[-2][liked] @ last.lin_l.weight.T
+        if self.cfg.residual:
+            messages = messages + self.content_[liked]  # the residual mean of the liked products' content
         messages = messages / len(liked)  # mean aggregation: each liked product's part of the customer's state
         if self.cfg.affinity == "cosine":
             messages = messages * self.scale_ / h.norm().clamp_min(1e-12)
@@ -588,7 +680,9 @@ class SageRecommender(Recommender):
                                                _to_one(len(siblings)))
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
-        never_bought = float(self.prior_weight_ * self.model_.prior(torch.zeros(1, 2))[0])
+        if self.cfg.residual:
+            h = h + torch.from_numpy(np.asarray(hybrid, np.float32)[None])
+        never_bought = float(self.model_.prior(torch.zeros(1, 2))[0])
         return np.append(self.model_.finish(h)[0].numpy(), np.float32(never_bought)).astype(np.float32)
 
     def add_product(self, product_id: str, image: np.ndarray | None, text: np.ndarray | None,
@@ -608,7 +702,7 @@ class SageRecommender(Recommender):
         return len(self.product_vectors_) - 1
 
 
-VALIDATION_KEYS = ("criterion", "recall", "cold_recall", "prior_weight", "epoch")
+VALIDATION_KEYS = ("criterion", "recall", "cold_recall", "prior_weight", "new_prior_weight", "new_recall", "epoch")
 
 
 def _log_q(products: torch.Tensor, weights: torch.Tensor | None, n_products: int) -> torch.Tensor:

@@ -45,7 +45,7 @@ def two_blocks(n_per_block: int = 3, never_bought: int = 1, seed: int = 0) -> Re
 
 # batches of 4 of the 10 purchase edges: the other edges carry messages while a batch's own are hidden
 TINY = SageConfig(graph=GraphConfig(content_k=2, variant_cap=0, attributes=("product_type",)), hidden=16, out=16,
-                  epochs=60, batch_size=4, lr=0.02, validation_days=0, dropout=0.0, objective="edges", seed=0)
+                  epochs=20, batch_size=4, lr=0.02, validation_days=0, dropout=0.0, objective="edges", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,9 @@ def test_new_customer_from_liked_products_and_from_attributes_alone(blocks_model
     liked = np.array([data.product_row["b0"], data.product_row["b1"]])
     scores = model.score_histories([liked, np.empty(0, dtype=np.int64)], [None, None])
     assert scores.shape == (2, data.n_products) and scores.dtype == np.float32
-    top, _ = top_k(scores[:1], 2, exclude=[liked])
-    assert {data.product_ids[r] for r in top[0]} == {"b2", "b3"}
+    top, _ = top_k(scores[:1], 3, exclude=[liked])
+    assert data.product_ids[top[0, 0]] == "b2"  # block B's other bought product; never-bought b3 was a negative
+    assert scores[0, data.product_row["b2"]] > scores[0, [data.product_row[p] for p in ("a0", "a1", "a2", "a3")]].max()
     assert np.isfinite(scores[1]).all()  # nothing liked, no attributes: still a ranking
     own = model.customer_vector(data.history("c2"), "c2")
     np.testing.assert_allclose(own, model.customer_vectors()[data.customer_row["c2"]])
@@ -167,7 +168,7 @@ def test_sampler_with_large_fanouts_equals_the_full_forward_pass():
     graph = build_graph(data, GraphConfig(content_k=3, variant_cap=0, attributes=("product_type",)))
     x_c, x_p = graph.x_customer, graph.x_product
     torch.manual_seed(0)
-    model = SageModel(x_c.shape[1], x_p.shape[1], SageConfig(hidden=8, out=8, dropout=0.0)).eval()
+    model = SageModel(x_c.shape[1], x_p.shape[1], SageConfig(hidden=8, out=8, dropout=0.0, residual=False)).eval()
     full_c, full_p = model(x_c, x_p, graph.buys, graph.similar)
     sampler = NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), SIMILAR: graph.similar},
                                {"customer": graph.n_customers, "product": graph.n_products}, fanouts=(100, 100))
@@ -245,7 +246,7 @@ def test_window_tasks_predict_each_window_from_the_graph_before_it():
     model = SageRecommender(SageConfig(**{**TINY.__dict__, "objective": "windows", "window_days": 5,
                                           "n_windows": 20}))
     graph = build_graph(data, model.cfg.graph)
-    tasks = model._tasks(data, graph)
+    tasks = model._tasks(data, graph, graph.similar)
     assert [t.pairs.shape[1] for t in tasks] == [2, 4, 4]  # windows [50, 55), [55, 60), [60, 65) days back
     for task in tasks:
         bought = {(int(c), int(p)) for c, p in task.pairs.T}
@@ -279,3 +280,49 @@ def test_colour_variants_are_a_relation_of_their_own():
     assert graph.variants is not None and VARIANT in graph.to_hetero().edge_types
     mixed = build_graph(data, GraphConfig(variant_relation=False))
     assert mixed.variants is None
+
+
+@pytest.mark.parametrize("variant_relation", [False, True])
+def test_a_never_bought_product_removed_and_added_back_gets_its_own_vector(variant_relation):
+    """product_vector builds exactly the node a catalogue product is: its content neighbours, its colour
+    variants, every attribute, no buyers."""
+    import dataclasses
+    data = two_blocks()
+    products = data.products.copy()
+    products.loc[["a3", "b0"], "group_id"] = "g"  # a3 is a colour variant of b0, in the other block
+    data = RecData(products, data.customers, data.purchases, CUTOFF, data.image, data.text, data.has_image)
+    graph_cfg = GraphConfig(content_k=2, variant_cap=2, variant_relation=variant_relation,
+                            attributes=("product_type", "colour"))
+    model = SageRecommender(dataclasses.replace(TINY, graph=graph_cfg, epochs=3)).fit(data)
+    row = data.product_row["a3"]
+    given = {c: str(products.at["a3", c]) for c in ("product_type", "colour", "group_id")}
+    again = model.product_vector(data.image[row], data.text[row], given, hide_row=row)
+    np.testing.assert_allclose(again, model.item_vectors()[row], atol=1e-5)
+    alone = model.product_vector(data.image[row], data.text[row], {**given, "group_id": ""}, hide_row=row)
+    assert not np.allclose(alone, model.item_vectors()[row], atol=1e-4)  # its variant edge counted
+
+
+def test_explanations_name_the_liked_product_behind_each_recommendation(blocks_model):
+    data, model = blocks_model
+    liked = np.array([data.product_row["a0"], data.product_row["b0"]])
+    rows = np.array([data.product_row[p] for p in ("a2", "a3", "b2", "b3")])
+    named = model.explain(liked, rows)
+    assert [data.product_ids[r] for r in named] == ["a0", "a0", "b0", "b0"]
+
+
+def test_the_popularity_prior_is_a_part_of_its_own():
+    """Degree counts are not inputs; the prior is the last coordinate of the score, weighted per customer."""
+    import dataclasses
+    data = two_blocks()
+    model = SageRecommender(dataclasses.replace(TINY, epochs=2)).fit(data)
+    graph = build_graph(data, model.cfg.graph)
+    assert model.model_.in_p.in_features == graph.x_product.shape[1]  # static features only
+    assert model.model_.in_c.in_features == graph.x_customer.shape[1]
+    model.prior_weight_, model.new_prior_weight_ = 2.0, 5.0
+    known = model.customer_vector(np.array([data.product_row["a0"]]))
+    new = model.customer_vector(np.empty(0, dtype=np.int64))
+    assert known[-1] == 2.0 and new[-1] == 5.0
+    np.testing.assert_allclose(model.item_vectors()[:, -1], model.prior_)
+    with_prior = known @ model.item_vectors().T
+    np.testing.assert_allclose(with_prior - 2.0 * model.prior_, known[:-1] @ model.item_vectors()[:, :-1].T,
+                               rtol=1e-5, atol=1e-5)
