@@ -10,9 +10,10 @@ Node types ``customer`` and ``product``; edge types
 ``("product", "variant", "product")``   its colour variants (same ``group_id``), a relation of its own so
                                         the model can weigh "a sibling sells" apart from "looks alike"
 
-Node features are static (content vectors, attribute one-hots, customer attributes) plus two degree
-features computed from whichever purchase edges carry messages (:func:`degree_features`), so a
-product or customer whose purchases are hidden looks exactly like a never-seen one.
+Node features are static: content vectors and attribute one-hots of products, attributes of customers.
+Purchase counts (:func:`degree_features`, over whichever edges carry messages) are not node features of
+the model: GraphSAGE keeps them in a popularity prior of their own (:mod:`core.sage`);
+:meth:`Graph.to_hetero` appends them to describe the graph.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class GraphConfig:
     variant_relation: bool = False
     max_customer_degree: int = 0  # sparsification: a customer keeps their most recent N purchases (0: all)
     max_product_degree: int = 0  # sparsification: a product keeps its most recent N buyers (0: all)
-    recent_days: float = 28.0  # "recent" purchases for the degree features
+    recent_days: float = 28.0  # "recent" purchases, for the degree features and the popularity prior
     attributes: tuple[str, ...] = ("product_group", "product_type", "index_group", "section", "garment_group",
                                    "colour", "pattern")
     max_values: int = 40  # one-hot of the commonest values per attribute; the rest share "other"

@@ -1,8 +1,10 @@
 """GraphSAGE's dev loop on the validation window: fit on the purchases before --cutoff (default 2020-01-01)
 with config overrides, score [cutoff, end) (default to 2020-04-01) by full ranking, print one JSON line per
-run. Never run it on the test window: that is read once, by `python -m core evaluate`."""
+run. Never run it on the test window: that is read once, by `python -m core evaluate`. Already-bought
+products stay in the lists (what the validation window chose for every model), so its numbers compare
+with evaluate's on the same window only where evaluate kept them too."""
 import argparse
-import dataclasses
+import ast
 import json
 import sys
 import time
@@ -33,7 +35,7 @@ def main() -> None:
     over, graph_over = {}, {}
     for item in args.set:
         key, value = item.split("=", 1)
-        (graph_over if key.startswith("graph.") else over)[key.removeprefix("graph.")] = eval(value)
+        (graph_over if key.startswith("graph.") else over)[key.removeprefix("graph.")] = ast.literal_eval(value)
     test = split.test
     customers = np.unique(test["customer_id"].astype(str))
     rows = test["product_id"].astype(str).map(data.product_row)
