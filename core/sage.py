@@ -604,27 +604,39 @@ class SageRecommender(Recommender):
 
     @torch.no_grad()
     def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
-        """The score's parts: the last layer's message from each liked product is linear in that product's
-        state, so its share of a product's affinity is exact; the prior is the other named part. The liked
-        product with the largest share, or :data:`POPULAR` where the weighted prior is larger than every
-        share; :data:`NO_REASON` where there is no history and the prior adds nothing."""
+        """The score's parts (:meth:`parts`): each liked product's share of a product's affinity is exact; the
+        prior is the other named part. The liked product with the largest share, or :data:`POPULAR` where the
+        weighted prior lifts the product more than every share; :data:`NO_REASON` where there is no history
+        and the prior adds nothing."""
         rows = np.asarray(rows, dtype=np.int64)
-        liked, h = self._leaf(history, customer_id)
+        liked, messages, _ = self.parts(history, customer_id)
         prior = self.prior_[rows] * (self.prior_weight_ if len(liked) else self.new_prior_weight_)
         if not len(liked):
             return np.where(prior > 0, POPULAR, NO_REASON).astype(np.int64)
+        share = self.product_vectors_[rows, :-1] @ messages.T  # (len(rows), n_liked)
+        best = share.argmax(axis=1)
+        popular = (prior > 0) & (prior > share[np.arange(len(rows)), best])  # the prior lifted it more than any like
+        return np.where(popular, POPULAR, liked[best]).astype(np.int64)
+
+    @torch.no_grad()
+    def parts(self, history: np.ndarray, customer_id: str | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A customer's side of the affinity split by where it comes from: the distinct liked rows (n,), each
+        one's part (n, width) and the rest (width,) (attributes, earlier layers, biases); parts and rest sum
+        to the customer's vector before its prior weight (``customer_vector(...)[:-1]``). The last layer's
+        message from each liked product, and its share of the residual mean content, are linear in that
+        product's state, and the cosine's normalisation is one factor for all of them."""
+        liked, h = self._leaf(history, customer_id)
+        factor = self.scale_ / float(h.norm().clamp_min(1e-12)) if self.cfg.affinity == "cosine" else 1.0
+        if not len(liked):
+            return liked.numpy(), np.zeros((0, h.shape[1]), np.float32), (h[0] * factor).numpy()
         last = self.model_.to_customer[self.cfg.layers - 1]
         messages = self.product_states_[-2][liked] @ last.lin_l.weight.T
         if self.cfg.residual:
             messages = messages + self.content_[liked]  # the residual mean of the liked products' content
         messages = messages / len(liked)  # mean aggregation: each liked product's part of the customer's state
-        if self.cfg.affinity == "cosine":
-            messages = messages * self.scale_ / h.norm().clamp_min(1e-12)
-        share = (torch.from_numpy(self.product_vectors_[rows, :-1]) @ messages.T).numpy()  # (len(rows), n_liked)
-        best = share.argmax(axis=1)
-        named = liked.numpy()[best]
-        popular = (prior > 0) & (prior > share[np.arange(len(rows)), best])  # the prior lifted it more than any like
-        return np.where(popular, POPULAR, named).astype(np.int64)
+        rest = h[0] - messages.sum(0)
+        return liked.numpy(), (messages * factor).numpy(), (rest * factor).numpy()
 
     def recommend(self, customer_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by the whole score through FAISS (PyG's ``MIPSKNNIndex``), excluded rows dropped."""
