@@ -233,6 +233,15 @@ class Release:
                 "attributes": {c: str(row[c]) for c in self.attribute_columns},
                 "image_path": str(row["image_path"]), "added": False}
 
+    def group_of(self, product_id: str) -> str | None:
+        """The colour group (``group_id``) of a catalogue product, or of an added one given as a variant of
+        one; None for an unknown id."""
+        if product_id in self.added:
+            return self.added[product_id]["attributes"].get("group_id", "") or None
+        if product_id not in self.catalog.products.index:
+            return None
+        return str(self.catalog.products.at[product_id, "group_id"]) or None
+
     def title(self, product_id: str) -> str:
         r = self.added.get(product_id)
         return r["title"] if r is not None else self._titles[product_id]

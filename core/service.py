@@ -591,6 +591,8 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                     title: Annotated[str, Form(max_length=200)],
                     description: Annotated[str, Form(max_length=2000)] = "",
                     attributes: Annotated[str, Form(description='JSON object, e.g. {"colour": "Black"}')] = "{}",
+                    variant_of: Annotated[str, Form(description="id of a catalogue product this one is a colour "
+                                                                "variant of (the recommenders link the two)")] = "",
                     photo: Annotated[UploadFile | None, File(description="JPEG, PNG or WebP")] = None) -> dict:
         release = service.ready()
         product_id, title = product_id.strip(), title.strip()
@@ -601,6 +603,11 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
             raise HTTPException(422, "a product needs a title")
         record = {"id": product_id, "title": title, "description": description.strip(),
                   "attributes": _attributes(attributes, release.attribute_columns)}
+        if variant_of.strip():
+            group = release.group_of(variant_of.strip())
+            if group is None:
+                raise HTTPException(422, f"variant_of: '{variant_of.strip()[:80]}' is not a product of the catalogue")
+            record["attributes"]["group_id"] = group
         data = photo.file.read() if photo is not None else b""
         suffix = _photo_suffix(data) if photo is not None else ""
         with service._adding:

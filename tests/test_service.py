@@ -335,7 +335,8 @@ def test_bad_products_are_refused_and_nothing_is_stored(own_cache):
         for data, status in [({"id": "bad id!", "title": "x"}, 422), ({"id": "ok-1", "title": "  "}, 422),
                              ({"id": "ok-1", "title": "x", "attributes": "[1]"}, 422),
                              ({"id": "ok-1", "title": "x", "attributes": "{not json"}, 422),
-                             ({"id": "ok-1", "title": "x", "attributes": '{"smell": "nice"}'}, 422)]:
+                             ({"id": "ok-1", "title": "x", "attributes": '{"smell": "nice"}'}, 422),
+                             ({"id": "ok-1", "title": "x", "variant_of": "no-such-product"}, 422)]:
             got = client.post("/products", data=data)
             assert got.status_code == status, (data, got.text)
         got = client.post("/products", data={"id": "ok-1", "title": "x"},
@@ -344,6 +345,24 @@ def test_bad_products_are_refused_and_nothing_is_stored(own_cache):
         assert client.post("/products", data={"id": "ok-2", "title": "<b>Bold</b> shirt"}).status_code == 201
         assert client.get("/products/ok-2").json()["title"] == "<b>Bold</b> shirt"  # stored and returned as text
     assert [r["id"] for r in AddedProducts(own_cache, SPEC).records()] == ["ok-2"]
+
+
+def test_a_product_added_as_a_colour_variant_is_linked_to_its_group(own_cache, monkeypatch):
+    service = loaded(own_cache)
+    release = service.release
+    source = release.catalog.products.index[0]
+    seen = {}
+    model = release.models["graphsage"]
+    original = model.add_product
+    monkeypatch.setattr(model, "add_product", lambda pid, image, text, attributes=None, has_image=True:
+                        seen.setdefault(pid, dict(attributes or {})) and original(pid, image, text, attributes,
+                                                                                 has_image))
+    with TestClient(create_app(service, start=False)) as client:
+        got = client.post("/products", data={"id": "variant-1", "title": "Same dress, new colour",
+                                             "variant_of": source})
+        assert got.status_code == 201, got.text
+        assert client.get("/products/variant-1").json()["attributes"]["group_id"] == release.group_of(source)
+    assert seen["variant-1"]["group_id"] == str(release.catalog.products.at[source, "group_id"])
 
 
 # ---------------------------------------------------------------- hot swap
