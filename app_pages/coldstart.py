@@ -1,5 +1,7 @@
 """Cold start: recommendations for a new customer, for an existing one (replayed against what they bought next)
 and for a new product, from GraphSAGE, two-tower and the baselines; and how good each model is."""
+import re
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -36,7 +38,7 @@ ABOUT = {"graphsage": "a graph neural network over customers, products and look-
          "lightgcn": "a graph model of who bought what, without content",
          "content": "the products whose photo and text are closest to what they like"}
 # Their lists ignore what the customer likes; the reason each card gives instead.
-HISTORY_FREE = {"popularity": "popular lately", "recent_popularity": "popular lately",
+HISTORY_FREE = {"popularity": "a bestseller", "recent_popularity": "popular lately",
                 "segment_popularity": "popular lately with customers like them", "new_arrivals": "new arrival"}
 ID_ONLY = "ID-only: cannot rank never-bought products"
 REPLAY_SHOWN = 12  # photos of what a customer bought after the cutoff; the hits count all of it
@@ -555,10 +557,25 @@ def paired_chart(report: PairedReport, key: str) -> go.Figure:
     return fig
 
 
-def new_customer_path(path: str | None) -> str:
-    if not path:
-        return ""
-    return "its own list" if path == "model" else f"{label(path)} (fallback)"
+# What each baseline gives a customer with no purchases (core/baselines.py); the learned models' is their own
+# attribute-only list unless the evaluation chose a fallback on its validation window.
+NEW_CUSTOMER_LISTS = {"recent_popularity": "the last 4 weeks' bestsellers", "segment_popularity": "their segment's "
+                      "bestsellers", "new_arrivals": "the newest products"}
+SELF_TUNED = {"graphsage", "two_tower"}  # they choose their own settings (early stopping on their own validation)
+
+
+def new_customer_path(name: str, path: str | None) -> str:
+    if path and path != "model":
+        return f"{label(path)} (fallback)"
+    if name in SELF_TUNED:
+        return "its own list, from attributes"
+    return NEW_CUSTOMER_LISTS.get(name, "all-time bestsellers")
+
+
+def plain_names(text: str) -> str:
+    """A verdict with the models' ids ("colour_variants") read as their labels ("Colour variants")."""
+    return re.sub(r"\b(" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")\b", lambda m: label(m.group(1)),
+                  text)
 
 
 def seed_frame(result: dict) -> pd.DataFrame:
@@ -570,8 +587,9 @@ def seed_frame(result: dict) -> pd.DataFrame:
         rows.append({"model": label(name), "recall@10": m.get("recall_at_10"),
                      "lowest seed": m.get("recall_at_10_seed_min"), "highest seed": m.get("recall_at_10_seed_max"),
                      "seeds": len(m.get("seeds") or []) or 1,
-                     "settings (chosen on validation)": ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults",
-                     "a new customer gets": new_customer_path(m.get("new_customer_path"))})
+                     "settings (chosen on validation)": ", ".join(f"{k}={v}" for k, v in params.items()) or
+                     ("its own (early stopping)" if name in SELF_TUNED else "defaults"),
+                     "a new customer gets": new_customer_path(name, m.get("new_customer_path"))})
     return pd.DataFrame(rows)
 
 
@@ -663,12 +681,15 @@ def how_good(names: list[str]) -> None:
                f"top 10 than {label(report.reference)} (the baseline with the best validation recall@10), on the same "
                "customers. The whisker is the 95% interval of that difference when the customers are resampled: "
                ":green[**green**], its whole interval is above zero, a real gain; :red[**red**], a real loss; "
-               "grey, it crosses zero, so this test cannot tell the two apart.")
+               "grey, it crosses zero, so this test cannot tell the two apart." +
+               (" A bar of exactly 0 with no whisker is a model that gives new customers the same list as "
+                f"{label(report.reference)} does (most baselines give them all-time bestsellers)."
+                if key == "recall_at_10_new_customers" else ""))
     st.subheader("In plain words")
     for name in in_order(result["models"]):
         verdict = result["models"][name].get("verdict")
         if verdict:
-            st.markdown(f"**{label(name)}**: {verdict}")
+            st.markdown(f"**{label(name)}**: {plain_names(verdict)}")
     st.subheader("How much the seed moves it")
     st.dataframe(seed_frame(result), hide_index=True, key="coldstart_eval_seeds", column_config={
         c: st.column_config.NumberColumn(format="%.4f") for c in ("recall@10", "lowest seed", "highest seed")})

@@ -313,7 +313,9 @@ def test_coldstart_every_model_leaves_out_what_they_liked_and_says_why(app_env):
         why = [c.split("  \n")[1] for c in recs]
         named = [w.split("*")[1] for w in why if w.startswith("because you liked *")]
         assert set(named) <= titles, (name, named)
-        if name in ("popularity", "recent_popularity"):
+        if name == "popularity":
+            assert set(why) == {"a bestseller"}, name
+        if name == "recent_popularity":
             assert set(why) == {"popular lately"}, name
         if name in ("content", "two_tower"):  # they score by similarity to each liked product
             assert len(named) == 12, (name, why)
@@ -527,7 +529,7 @@ def fake_evaluation(models, paired: bool = True) -> dict:
         result["models"][n] |= {"seeds": [0, 1, 2] if n == "two_tower" else [0], "recall_at_10_seed_min": 0.008,
                                 "recall_at_10_seed_max": 0.013,
                                 "params": {"half_life_days": 30} if n == "content" else {},
-                                "new_customer_path": "its own", "verdict": f"verdict of {n}"}
+                                "new_customer_path": "model", "verdict": f"verdict of {n}"}
     return result
 
 
@@ -547,11 +549,12 @@ def test_coldstart_evaluation_shows_paired_differences_seeds_and_verdicts(app_en
     assert [round(v, 6) for v in bars["error_x"]["array"]] == [0.008, 0.004, 0.004]
     assert any(shape["x0"] == 0 == shape["x1"] for shape in chart["layout"]["shapes"])  # the zero line
     assert [m.value for m in at.markdown if m.value.startswith("**") and "verdict of" in m.value] == [
-        f"**{label}**: verdict of {n}" for label, n in (("Two-tower", "two_tower"), ("Popularity", "popularity"),
-                                                         ("Colour variants", "colour_variants"),
-                                                         ("Content (photo + text)", "content"))]
+        f"**{label}**: verdict of {label}" for label in ("Two-tower", "Popularity", "Colour variants",
+                                                          "Content (photo + text)")]  # ids read as labels
     seeds = next(d.value for d in at.dataframe if "lowest seed" in d.value.columns).set_index("model")
     assert seeds.loc["Two-tower", "seeds"] == 3
+    assert seeds.loc["Popularity", "a new customer gets"] == "all-time bestsellers"
+    assert seeds.loc["Two-tower", "settings (chosen on validation)"] == "its own (early stopping)"
     assert seeds.loc["Content (photo + text)", "settings (chosen on validation)"] == "half_life_days=30"
     at.radio(key="coldstart_eval_slice").set_value("recall_at_10_cold_items").run()
     assert "never-bought products" in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
