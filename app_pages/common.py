@@ -15,7 +15,7 @@ from core.cluster import ClusterConfig
 from core.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_comparison
 from core.embed import Backbone, WeightsUnavailable, create_backbone
 from core.pipeline import Built, build
-from core.recommend import Progress, RecData, Recommender, create_recommender, fitted, list_recommenders, \
+from core.recommend import Progress, RecData, Recommender, create_recommender, list_recommenders, \
     product_audience, purchase_counts, rec_data
 
 BACKBONE_ENV = "ATELIER_BACKBONE"
@@ -258,11 +258,20 @@ def get_rec_data(_built: Built, build_key: tuple, cutoff: str) -> RecData:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> Job:
-    """A job fitting ``name`` on the purchases before ``cutoff`` (``core.recommend.fitted`` with the artefact
-    cache: GraphSAGE and LightGCN are trained once, then loaded), started at the first call."""
+    """A job fitting ``name`` on the purchases before ``cutoff`` as the stored evaluation of the default models
+    served it, if there is one (its settings chosen on validation, its new-customer fallback:
+    ``core.receval.as_evaluated``), else with its defaults; through the artefact cache, so the learned models
+    are trained once, then loaded. Started at the first call."""
+    from core.receval import EvalConfig, SplitConfig, as_evaluated, cached_evaluation
     data = get_rec_data(_built, build_key, cutoff)
     job = Job(f"fit-{name}", stage=f"loading {name} from the cache, or preparing its training data")
-    return job.start(lambda progress: fitted(name, data, ArtefactCache(), progress=progress))
+
+    def fit(progress):
+        cache = ArtefactCache()
+        result = cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
+                                   EvalConfig(split=SplitConfig(cutoff=cutoff)), cache)
+        return as_evaluated(name, data, result, cache, progress=progress)
+    return job.start(fit)
 
 
 @st.cache_resource(show_spinner="Splitting the purchases at the cutoff…", max_entries=8)

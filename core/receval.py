@@ -790,3 +790,19 @@ def cached_evaluation(catalog: Catalog, embeddings: Embeddings, models: list[str
     _, _, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
     arrays = cache.load(KIND, ArtefactCache.key(key_cfg, fingerprint))
     return None if arrays is None else json.loads(str(arrays["json"]))
+
+
+def as_evaluated(name: str, data: RecData, result: dict | None, cache: ArtefactCache | None = None, seed: int = 0,
+                 progress: Progress | None = None) -> Recommender:
+    """The named recommender fitted on ``data`` as the evaluation ``result`` served it: with the settings it
+    chose on its validation window (``params``) and, where it chose so, segment popularity for the customers
+    with no history (:class:`core.recommend.NewCustomerFallback`). Without a result (or for a model it did
+    not evaluate), the model's defaults. The fits come from the artefact cache the evaluation filled."""
+    entry = ((result or {}).get("models") or {}).get(name) or {}
+    model = fitted(name, data, cache, seed, progress, entry.get("params") or None)
+    path = entry.get("new_customer_path", "model")
+    if path != "model":
+        reference = (result or {}).get("new_customer_reference") or {}
+        params = reference.get("params") if reference.get("model") == path else None
+        model = NewCustomerFallback(model, fitted(path, data, cache, seed, progress, params or None))
+    return model

@@ -558,3 +558,20 @@ def test_new_customer_fallback_serves_only_customers_without_history():
     np.testing.assert_array_equal(both.explain(np.array([3, 7]), rows), model.explain(np.array([3, 7]), rows))
     top, _ = both.recommend(["new"], 3)
     np.testing.assert_array_equal(top, segment.recommend(["new"], 3)[0])
+
+
+def test_as_evaluated_serves_a_model_with_its_chosen_settings_and_fallback():
+    from core.receval import as_evaluated
+    from core.recommend import NewCustomerFallback, fitted
+    catalog = _catalog()
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
+    result = {"models": {"itemknn": {"params": {"k": 10}, "new_customer_path": "model"},
+                         "content": {"params": {}, "new_customer_path": "segment_popularity"}},
+              "new_customer_reference": {"model": "segment_popularity", "params": {"days": 56.0}}}
+    knn = as_evaluated("itemknn", data, result)
+    assert knn.cfg.k == 10 and not isinstance(knn, NewCustomerFallback)
+    content = as_evaluated("content", data, result)
+    assert isinstance(content, NewCustomerFallback) and content.fallback.cfg.days == 56.0
+    stranger = content.score_histories([np.empty(0, dtype=np.int64)])
+    np.testing.assert_allclose(stranger, content.fallback.score_histories([np.empty(0, dtype=np.int64)]))
+    assert as_evaluated("itemknn", data, None).cfg.k == fitted("itemknn", data).cfg.k  # no result: defaults
