@@ -25,9 +25,11 @@ Training (:meth:`SageRecommender.fit`):
   the window opened (``objective="windows"``, the task at the cutoff, repeated back in time);
 - loss: a sampled softmax over the batch's products (in-batch negatives) plus negatives drawn
   uniformly from the catalogue, recent bestsellers and content neighbours of the positives (hard
-  negatives), each candidate's logit corrected by the log of its probability of being drawn (log-Q,
-  :func:`core.two_tower.logq_softmax_loss`); the prior is added to every logit, so the affinity is
-  free to learn taste rather than popularity;
+  negatives), each candidate's logit corrected by the log of how many times it is expected among the
+  candidates (log-Q, :func:`core.two_tower.logq_softmax_loss`); the prior is added to every logit, so
+  the affinity is free to learn taste rather than popularity;
+- residual towers (default): a product is its content vector plus what the graph adds, a customer the
+  mean content vector of what they bought plus the same, the graph's part starting at zero;
 - DropoutNet: a share of the products in a step (positives and negatives alike) and of its customers
   lose their purchase neighbourhood, and a share of the steps runs with no buyer messages to any
   product at all, which is how a never-bought product looks at test time;
