@@ -262,16 +262,21 @@ def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> 
     served it, if there is one (its settings chosen on validation, its new-customer fallback:
     ``core.receval.as_evaluated``), else with its defaults; through the artefact cache, so the learned models
     are trained once, then loaded. Started at the first call."""
-    from core.receval import EvalConfig, SplitConfig, as_evaluated, cached_evaluation
+    from core.receval import as_evaluated
     data = get_rec_data(_built, build_key, cutoff)
     job = Job(f"fit-{name}", stage=f"loading {name} from the cache, or preparing its training data")
+    return job.start(lambda progress: as_evaluated(name, data, served_evaluation(_built, build_key, cutoff),
+                                                   ArtefactCache(), progress=progress))
 
-    def fit(progress):
-        cache = ArtefactCache()
-        result = cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
-                                   EvalConfig(split=SplitConfig(cutoff=cutoff)), cache)
-        return as_evaluated(name, data, result, cache, progress=progress)
-    return job.start(fit)
+
+@st.cache_resource(show_spinner=False, ttl=60, max_entries=8)
+def served_evaluation(_built: Built, build_key: tuple, cutoff: str) -> dict | None:
+    """The stored evaluation of the default models at ``cutoff`` (or None), looked up once for every model
+    the page fits (the lookup fingerprints the purchases: seconds on the H&M sample); kept a minute, so an
+    evaluation finished meanwhile is served."""
+    from core.receval import EvalConfig, SplitConfig, cached_evaluation
+    return cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
+                             EvalConfig(split=SplitConfig(cutoff=cutoff)), ArtefactCache())
 
 
 @st.cache_resource(show_spinner="Splitting the purchases at the cutoff…", max_entries=8)

@@ -324,14 +324,17 @@ def test_the_popularity_prior_is_a_part_of_its_own():
     graph = build_graph(data, model.cfg.graph)
     assert model.model_.in_p.in_features == graph.x_product.shape[1]  # static features only
     assert model.model_.in_c.in_features == graph.x_customer.shape[1]
+    from core.sage import popularity_features
+    counts = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
+    assert counts[data.product_row["a0"], 0] == pytest.approx(np.log1p(2))  # a0 was bought by c0 and c1
+    prior = model.model_.prior(counts).detach().numpy()
     model.prior_weight_, model.new_prior_weight_ = 2.0, 5.0
-    known = model.customer_vector(np.array([data.product_row["a0"]]))
-    new = model.customer_vector(np.empty(0, dtype=np.int64))
-    assert known[-1] == 2.0 and new[-1] == 5.0
-    np.testing.assert_allclose(model.item_vectors()[:, -1], model.prior_)
-    with_prior = known @ model.item_vectors().T
-    np.testing.assert_allclose(with_prior - 2.0 * model.prior_, known[:-1] @ model.item_vectors()[:, :-1].T,
-                               rtol=1e-5, atol=1e-5)
+    liked, nothing = np.array([data.product_row["a0"]]), np.empty(0, dtype=np.int64)
+    scores = model.score_histories([liked, nothing])
+    model.prior_weight_ = model.new_prior_weight_ = 0.0
+    affinity = model.score_histories([liked, nothing])
+    np.testing.assert_allclose(scores[0] - affinity[0], 2.0 * prior, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores[1] - affinity[1], 5.0 * prior, rtol=1e-5, atol=1e-5)
 
 
 def test_an_added_product_can_be_liked_and_named_as_a_reason():
