@@ -330,7 +330,12 @@ def cmd_bench(args) -> None:
         cfg = LoadConfig(qps=args.qps, seconds=args.seconds, warmup_s=args.warmup)
         if args.floor and args.url:
             sys.exit("error: --floor starts a null service of its own; it cannot load --url")
-        print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor)))
+        if args.publish_during and (args.floor or args.url):
+            sys.exit("error: --publish-during publishes into the cache of the service it starts: not with --floor "
+                     "or --url")
+        publish_at = (args.seconds / 2 if args.publish_at is None else args.publish_at) if args.publish_during else None
+        print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor,
+                                        publish_at_s=publish_at)))
         return
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
@@ -463,6 +468,10 @@ def main(argv: list[str] | None = None) -> None:
                    "once, no work): the latency the generator and the loopback add by themselves")
     p.add_argument("--no-pin", action="store_true", help="serve bench: do not pin the service and the generator "
                                                          "to different cores")
+    p.add_argument("--publish-during", action="store_true", help="serve bench: publish a new version of the "
+                   "catalogue during the load and report the swap window's latencies apart")
+    p.add_argument("--publish-at", type=float, help="serve bench with --publish-during: seconds into the measured "
+                                                    "window (default: half of --seconds)")
     p.set_defaults(fn=cmd_bench)
 
     args = parser.parse_args(argv)

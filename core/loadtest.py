@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import mimetypes
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -64,6 +65,10 @@ N_ERROR_EXAMPLES = 5
 LATE_WARN = 0.05  # more late sends than this share of requests: the generator, not the service, set the pace
 START_LEAD_S = 0.05  # the clock starts this far ahead so the first sends are not late by construction
 DRAIN_MARGIN_S = 5.0  # after the last send, requests still open timeout_s + this later are cancelled
+# --publish-during: the swap window runs from the publish to the first answer from the new version plus this
+# tail (the new version's first requests: empty query caches, anything it initialises lazily)
+SWAP_TAIL_S = 2.0
+VERSION_FIELD = re.compile(rb'"version":\s*"([^"]{1,64})"')
 
 
 # ---------------------------------------------------------------- configuration and requests
@@ -282,8 +287,9 @@ class Connections:
         self.host, self.port = parsed.host, parsed.port or 80
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def request(self, data: bytes) -> int:
-        """Send one encoded request; its response's status (the body is read and dropped). A kept-alive
+    async def request(self, data: bytes) -> tuple[int, str | None]:
+        """Send one encoded request; its response's status and the ``version`` a JSON body names (None
+        when it names none; the body is otherwise dropped). A kept-alive
         connection the server has closed meanwhile (uvicorn closes idle ones after 5 s) is retried once on
         a new connection, as browsers and HTTP clients do."""
         while self.idle:
@@ -295,19 +301,21 @@ class Connections:
                     raise  # the server had started answering: a real error
         return await self._exchange(*await asyncio.open_connection(self.host, self.port), data)
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+                        ) -> tuple[int, str | None]:
         try:
             writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split(" ", 2)[1])
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            body = b""
             if headers.get("transfer-encoding", "").lower() == "chunked":
                 while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                    await reader.readexactly(size + 2)
+                    body += (await reader.readexactly(size + 2))[:-2]
                 await reader.readuntil(b"\r\n")
             else:
-                await reader.readexactly(int(headers.get("content-length", "0")))
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
         except BaseException:
             writer.close()
             raise
@@ -315,7 +323,8 @@ class Connections:
             writer.close()
         else:
             self.idle.append((reader, writer))
-        return status
+        found = VERSION_FIELD.search(body) if "json" in headers.get("content-type", "") else None
+        return status, found.group(1).decode("latin-1") if found else None
 
     def close(self) -> None:
         for _, writer in self.idle:
@@ -326,21 +335,21 @@ class Connections:
 async def _send(client: Connections, call: Call, data: bytes, planned: float, timeout_s: float,
                 out: list | None) -> None:
     """Send ``call`` (encoded as ``data``); append (name, latency_s, send_lag_s, completion time, error or
-    None) to ``out`` (None for a warm-up request), also when cancelled. Times are event-loop clock seconds;
-    latency counts from ``planned``."""
+    None, the version the answer names or None, planned send time) to ``out`` (None for a warm-up request),
+    also when cancelled. Times are event-loop clock seconds; latency counts from ``planned``."""
     loop = asyncio.get_running_loop()
     lag = loop.time() - planned
-    error = "CancelledError"  # unless the request ends
+    error, version = "CancelledError", None  # unless the request ends
     try:
         async with asyncio.timeout(timeout_s):
-            status = await client.request(data)
+            status, version = await client.request(data)
         error = f"HTTP {status}" if status >= 400 else None
     except Exception as e:  # noqa: BLE001 - any failure of the request is an error to count, not to raise
         error = type(e).__name__
     finally:
         if out is not None:
             done = loop.time()
-            out.append((call.name, done - planned, lag, done, error))
+            out.append((call.name, done - planned, lag, done, error, version, planned))
 
 
 def _ms(seconds: np.ndarray, q: float | None = None) -> float | None:
@@ -370,7 +379,7 @@ def _summary(records: list[tuple], n_planned: int, start: float, cfg: LoadConfig
         mine = names == name
         endpoints[name] = {"count": count, "errors": int((failed & mine).sum())} | _latencies(latency[mine])
     examples: list[str] = []
-    for name, *_, error in records:
+    for name, _, _, _, error, *_ in records:
         example = f"{name}: {error}"
         if error is not None and example not in examples and len(examples) < N_ERROR_EXAMPLES:
             examples.append(example)
@@ -394,7 +403,35 @@ def _summary(records: list[tuple], n_planned: int, start: float, cfg: LoadConfig
     }
 
 
-async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], cfg: LoadConfig) -> dict:
+def _swap_summary(records: list[tuple], published_at: float, new_version: str, start: float) -> dict:
+    """The requests around a version swap (see :func:`run_load`'s ``publish``) against the others. The swap
+    window runs from ``published_at`` (the new version's manifest in place) to the first answer naming
+    ``new_version`` plus SWAP_TAIL_S; a request is in it if it was in flight at any time of it. Times are
+    event-loop seconds; ``start`` is the start of the measured window."""
+    def part(rs: list[tuple]) -> dict:
+        s = _summary(rs, len(rs), start, LoadConfig(seconds=1.0))
+        return {key: s[key] for key in ("requests", "errors", "latency_ms", "endpoints", "error_examples")}
+
+    served = min((r[3] for r in records if r[5] == new_version), default=None)
+    before = Counter(r[5] for r in records if r[5] is not None and r[3] < published_at)
+    end = served + SWAP_TAIL_S if served is not None else np.inf
+    inside = [r[3] >= published_at and r[6] <= end for r in records]
+    window = part([r for r, i in zip(records, inside) if i])
+    rest = part([r for r, i in zip(records, inside) if not i])
+    ratio = {}
+    for name in window["endpoints"]:
+        a, b = window["endpoints"][name]["p99_ms"], rest["endpoints"].get(name, {}).get("p99_ms")
+        ratio[name] = round(a / b, 2) if a is not None and b else None
+    return {"old_version": before.most_common(1)[0][0] if before else None, "new_version": new_version,
+            "published_at_s": round(published_at - start, 3),
+            "first_new_answer_s": round(served - start, 3) if served is not None else None,
+            "publish_to_served_s": round(served - published_at, 3) if served is not None else None,
+            "window_end_s": round(end - start, 3) if served is not None else None,
+            "window": window, "rest": rest, "p99_ratio_window_to_rest": ratio}
+
+
+async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], cfg: LoadConfig,
+                   publish: tuple[float, Callable[[], str]] | None = None) -> dict:
     """Offer ``cfg.qps`` requests per second drawn from ``next_call`` to the service at ``url``, open loop.
 
     Every send time is planned up front (:func:`plan_arrivals`); the scheduler sleeps until each, fires the
@@ -412,7 +449,11 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
     p90_ms, p99_ms, max_ms}} (most requested first), error_examples (up to 5 distinct "name: HTTP status",
     "name: ExceptionType" or "name: not sent (why)"), warnings (a list, e.g. the generator sent more than 5%
     of requests late), warmup_requests, generator_cpu_s (CPU seconds of this whole process over the run,
-    warm-up included), wall_s}."""
+    warm-up included), wall_s}.
+
+    ``publish`` = (seconds into the measured window, fn): ``fn()`` runs then, on a thread (the sends go on),
+    publishes a new version and returns its name; the result then has ``swap`` (:func:`_swap_summary`:
+    latencies of the swap window and of the rest, apart, and when the new version first answered)."""
     times, n_warm = plan_arrivals(cfg)
     rng = np.random.default_rng([cfg.seed, 1])  # a stream of its own: the arrivals do not shift the requests
     records: list[tuple] = []
@@ -423,6 +464,14 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task] = set()
         start = loop.time() + START_LEAD_S
+        published: list[tuple[float, str]] = []
+
+        async def publish_at(at_s: float, fn: Callable[[], str]) -> None:
+            await asyncio.sleep(max(0.0, start + cfg.warmup_s + at_s - loop.time()))
+            version = await loop.run_in_executor(None, fn)
+            published.append((loop.time(), version))
+
+        publisher = asyncio.create_task(publish_at(*publish)) if publish is not None else None
         for i, t in enumerate(times):
             call = next_call(rng)  # drawn and encoded before the sleep, so their cost does not delay the send
             data = encode_call(call, url)
@@ -437,7 +486,7 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
                 if out is not None:
                     now = loop.time()
                     why = abandoned or f"not sent ({cfg.max_connections} requests in flight)"
-                    out.append((call.name, np.nan, now - planned, now, why))
+                    out.append((call.name, np.nan, now - planned, now, why, None, planned))
                 continue
             task = asyncio.create_task(_send(client, call, data, planned, cfg.timeout_s, out))
             pending.add(task)  # the loop holds tasks weakly: keep each until it is done
@@ -447,9 +496,16 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if publisher is not None:
+            await publisher  # raises what publishing raised
     finally:
         client.close()
     result = _summary(records, len(times) - n_warm, start + cfg.warmup_s, cfg)
+    if publish is not None:
+        swap = result["swap"] = _swap_summary(records, *published[0], start + cfg.warmup_s)
+        if swap["first_new_answer_s"] is None:
+            result["warnings"].append(f"no answer named the new version {swap['new_version']} before the run "
+                                      "ended: publish earlier or run longer (the window runs to the end)")
     if abandoned:
         result["warnings"].append(f"the generator fell more than {cfg.timeout_s:g} s behind its plan and stopped "
                                   "sending: lower qps or give it more CPU")
@@ -458,9 +514,10 @@ async def run_load(url: str, next_call: Callable[[np.random.Generator], Call], c
     return result
 
 
-def load(url: str, next_call: Callable[[np.random.Generator], Call], cfg: LoadConfig) -> dict:
+def load(url: str, next_call: Callable[[np.random.Generator], Call], cfg: LoadConfig,
+         publish: tuple[float, Callable[[], str]] | None = None) -> dict:
     """:func:`run_load` from synchronous code (runs its own event loop)."""
-    return asyncio.run(run_load(url, next_call, cfg))
+    return asyncio.run(run_load(url, next_call, cfg, publish))
 
 
 def _self_cpu_s() -> float:
@@ -579,9 +636,27 @@ def _process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+MANIFEST_BODY = ("catalog", "limit", "backbone", "build", "models", "cutoff", "fingerprint")  # what a version hashes
+
+
+def another_version(m: dict) -> dict:
+    """The manifest a build of ``m``'s catalogue would publish with its recommenders in the other order (with
+    fewer than two: with ``popularity`` added, or removed): a new version, loaded by the service as any new
+    one is (catalogue, indexes, every model, warm-up), whose artefacts are all in the cache already."""
+    from core.cache import digest
+    models = list(m["models"])
+    if len(models) >= 2:
+        models = models[::-1]
+    else:
+        models = [x for x in models if x != "popularity"] if "popularity" in models else models + ["popularity"]
+    body = {key: m[key] for key in MANIFEST_BODY} | {"models": models}
+    return {"version": digest(body)[:16], **body, "published": time.time()}
+
+
 def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str | None = None,
                    models: Sequence[str] = ("graphsage", "two_tower"), port: int | None = None,
-                   ready_timeout_s: float = 900.0, pin: bool = True, floor: bool = False) -> dict:
+                   ready_timeout_s: float = 900.0, pin: bool = True, floor: bool = False,
+                   publish_at_s: float | None = None) -> dict:
     """Load-test the service on catalogue ``catalog`` (a :func:`core.catalog.load_catalog` spec; None: the
     default). With ``url`` None, start it here (:func:`server_command` on ``port`` or a free one, output to
     a temporary log), wait until GET /readyz answers 200, run :func:`run_load` with the :func:`workload` of
@@ -598,9 +673,34 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
     server_cpu_s (its CPU seconds during the run, warm-up included).
 
     ``floor``: start :func:`null_service` instead of the service (same pinning, same schedule, ``models``
-    as given): the latencies are then the measurement's own, the floor under the service's."""
+    as given): the latencies are then the measurement's own, the floor under the service's.
+
+    ``publish_at_s`` (``bench serve --publish-during``; the service started here, on the cache this process
+    sees, ``$ATELIER_CACHE``): that many seconds into the measured window, publish :func:`another_version` of
+    the catalogue's current version, so the service swaps to it under the load; the result's ``swap`` says
+    how the requests of the swap window fared against the rest (:func:`run_load`). The version published
+    before is published again once the service has stopped."""
     from core.bench import reference_s  # imports the embedding stack: only when a benchmark runs
     start_here = url is None
+    restore = publish_fn = None
+    if publish_at_s is not None:
+        from core.cache import ArtefactCache
+        from core.catalog import default_catalog_spec
+        from core.release import current, publish
+        if not start_here or floor:
+            raise ValueError("publish_at_s: only with the service started here (no url, no floor)")
+        if not 0 <= publish_at_s < cfg.seconds:
+            raise ValueError(f"publish_at_s: {publish_at_s} is not within the measured {cfg.seconds} s")
+        cache = ArtefactCache()
+        restore = current(cache, catalog or default_catalog_spec())
+        if restore is None:
+            raise ValueError(f"publish_at_s: {catalog or default_catalog_spec()} has no published version in "
+                             f"{cache.root} (python -m core build publishes one)")
+        variant = another_version(restore)
+
+        def publish_fn() -> str:
+            publish(cache, variant | {"published": time.time()})
+            return variant["version"]
     if start_here:
         port = port or _free_port()
         url = f"http://127.0.0.1:{port}"
@@ -645,7 +745,7 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
         work = workload(data.products, customers, models, cfg.seed)
         result["mix"] = {name: round(share, 4) for name, share in work.mix.items()}
         cpu0 = _process_cpu_s(proc.pid) if proc is not None else None
-        result.update(load(url, work, cfg))
+        result.update(load(url, work, cfg, (publish_at_s, publish_fn) if publish_fn else None))
         cpu1 = _process_cpu_s(proc.pid) if proc is not None else None
         if cpu0 is not None and cpu1 is not None:
             result["server_cpu_s"] = round(cpu1 - cpu0, 3)
@@ -657,6 +757,8 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
             _stop(proc)
         if pinned:
             _set_affinity(os.getpid(), saved)
+        if restore is not None:
+            publish(cache, restore)
     return result
 
 
