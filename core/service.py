@@ -29,7 +29,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                disable_created_metrics, generate_latest)
 from pydantic import BaseModel, Field, field_validator
 
-from core.batching import LRUCache, MicroBatcher, background_pool
+from core.batching import LRUCache, MicroBatcher, background_pool, lower_priority
 from core.cache import ArtefactCache, digest
 from core.catalog import default_catalog_spec
 from core.embed import ImageError, load_image
@@ -63,6 +63,9 @@ class ServiceConfig:
     # many nice steps down, so the cheap lookups (/similar, products, known customers) never queue behind it.
     background_nice: int = 10
     background_workers: int = 2
+    # Once serving, the watcher loads new versions this many nice steps down (below the heavy threads too): on
+    # a busy core, loading a version is what waits, never a request.
+    swap_nice: int = 19
     poll_s: float = 2.0  # how often the current version is checked; 0: never (no hot swap)
 
 
@@ -161,6 +164,7 @@ class Service:
             log.exception("loading the artefact version failed")
             self.load_error = f"{e.__class__.__name__}: {e}"
             return
+        lower_priority(self.cfg.swap_nice)  # from now on this thread loads versions while requests are served
         while self.cfg.poll_s > 0 and not self._stop.wait(self.cfg.poll_s):
             self.check_for_new_version()
 
