@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import faiss
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -164,7 +165,10 @@ class Service:
             log.exception("loading the artefact version failed")
             self.load_error = f"{e.__class__.__name__}: {e}"
             return
-        lower_priority(self.cfg.swap_nice)  # from now on this thread loads versions while requests are served
+        # From now on this thread loads versions while requests are served: at the lowest priority, and its
+        # FAISS searches on one core (OpenMP's thread count is the calling thread's own).
+        lower_priority(self.cfg.swap_nice)
+        faiss.omp_set_num_threads(1)
         while self.cfg.poll_s > 0 and not self._stop.wait(self.cfg.poll_s):
             self.check_for_new_version()
 
