@@ -171,3 +171,29 @@ def test_publish_during_reports_the_swap_window_apart():
     assert swap["window"]["requests"] + swap["rest"]["requests"] == result["requests"] == 200
     assert 80 <= swap["window"]["requests"] <= 120 and swap["window"]["errors"] == swap["rest"]["errors"] == 0
     assert set(swap["p99_ratio_window_to_rest"]) == {"lookup"}
+
+
+@pytest.mark.faults
+def test_a_version_loads_with_the_garbage_collector_paused_and_is_frozen_after(monkeypatch):
+    """A full cyclic collection walks every tracked object holding the GIL (0.4 s with two H&M versions in
+    memory); set off by a load's allocations, it stalled every request. None runs while a version loads,
+    and what is alive afterwards is frozen, so later collections do not walk the served version again."""
+    import gc
+
+    from core import release as release_module
+    seen = {}
+
+    def fake_prepare(*args, **kw):
+        seen["enabled_during_load"] = gc.isenabled()
+        return types.SimpleNamespace(version="v1", manifest={})
+
+    monkeypatch.setattr(release_module, "prepare", fake_prepare)
+    assert gc.isenabled()
+    gc.unfreeze()
+    try:
+        loaded = release_module.load({"version": "v1", "catalog": SPEC, "limit": None, "backbone": TINY,
+                                      "build": {"index": {}}, "models": []}, backbone=None)
+        assert loaded.version == "v1" and seen["enabled_during_load"] is False
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
