@@ -334,8 +334,12 @@ def cmd_bench(args) -> None:
             sys.exit("error: --publish-during publishes into the cache of the service it starts: not with --floor "
                      "or --url")
         publish_at = (args.seconds / 2 if args.publish_at is None else args.publish_at) if args.publish_during else None
-        print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor,
-                                        publish_at_s=publish_at)))
+        try:
+            result = serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor,
+                                    publish_at_s=publish_at)
+        except ValueError as e:  # --publish-at outside the run, or no version published to start from
+            sys.exit(f"error: {e}")
+        print(json.dumps(result))
         return
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
