@@ -406,14 +406,19 @@ def _summary(records: list[tuple], n_planned: int, start: float, cfg: LoadConfig
 def _swap_summary(records: list[tuple], published_at: float, new_version: str, start: float) -> dict:
     """The requests around a version swap (see :func:`run_load`'s ``publish``) against the others. The swap
     window runs from ``published_at`` (the new version's manifest in place) to the first answer naming
-    ``new_version`` plus SWAP_TAIL_S; a request is in it if it was in flight at any time of it. Times are
+    another version than the answers before (normally ``new_version``) plus SWAP_TAIL_S; a request is in it if it was in flight at any time of it. Times are
     event-loop seconds; ``start`` is the start of the measured window."""
     def part(rs: list[tuple]) -> dict:
         s = _summary(rs, len(rs), start, LoadConfig(seconds=1.0))
         return {key: s[key] for key in ("requests", "errors", "latency_ms", "endpoints", "error_examples")}
 
-    served = min((r[3] for r in records if r[5] == new_version), default=None)
     before = Counter(r[5] for r in records if r[5] is not None and r[3] < published_at)
+    old = before.most_common(1)[0][0] if before else None
+    # The first answer from another version than the one served before: the one published, unless the
+    # service computed the version's name otherwise (it then logs that the catalogue changed)
+    first = min(((r[3], r[5]) for r in records if r[3] >= published_at and r[5] is not None
+                 and (r[5] != old if old is not None else r[5] == new_version)), default=None)
+    served, new_version = (first[0], first[1]) if first else (None, new_version)
     end = served + SWAP_TAIL_S if served is not None else np.inf
     inside = [r[3] >= published_at and r[6] <= end for r in records]
     window = part([r for r, i in zip(records, inside) if i])
@@ -422,7 +427,7 @@ def _swap_summary(records: list[tuple], published_at: float, new_version: str, s
     for name in window["endpoints"]:
         a, b = window["endpoints"][name]["p99_ms"], rest["endpoints"].get(name, {}).get("p99_ms")
         ratio[name] = round(a / b, 2) if a is not None and b else None
-    return {"old_version": before.most_common(1)[0][0] if before else None, "new_version": new_version,
+    return {"old_version": old, "new_version": new_version,
             "published_at_s": round(published_at - start, 3),
             "first_new_answer_s": round(served - start, 3) if served is not None else None,
             "publish_to_served_s": round(served - published_at, 3) if served is not None else None,
