@@ -103,6 +103,7 @@ def cmd_build(args) -> None:
 def cmd_serve(args) -> None:
     import uvicorn
 
+    from core.httpserver import ServerLimits, uvicorn_config
     from core.release import SERVED_MODELS
     from core.service import Service, ServiceConfig, create_app
     models = tuple(_model_names(args.models)) if args.models else SERVED_MODELS
@@ -119,8 +120,13 @@ def cmd_serve(args) -> None:
         print(f"note: listening on {args.host}: reachable from other machines", file=sys.stderr)
     print(f"serving {spec} on http://{args.host}:{args.port} (docs at /docs); ready when /readyz says so",
           file=sys.stderr)
-    uvicorn.run(create_app(Service(cfg)), host=args.host, port=args.port, log_level="warning",
-                access_log=args.access_log)
+    given = {"limit_concurrency": args.limit_concurrency, "header_timeout_s": args.header_timeout}
+    limits = ServerLimits(**{k: v for k, v in given.items() if v is not None})
+    server = uvicorn.Server(uvicorn_config(create_app(Service(cfg)), args.host, args.port, limits,
+                                           log_level="warning", access_log=args.access_log))
+    server.run()
+    if not server.started:  # e.g. the port is taken: uvicorn has logged why
+        sys.exit(3)
 
 
 def _use_own_cores() -> None:
@@ -406,6 +412,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--poll", type=float, default=2.0, help="seconds between checks for a newly published "
                                                            "version (0: never swap)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--limit-concurrency", type=int, help="open connections (idle ones too) or requests in flight "
+                   "beyond which a request gets 503 (default 2048)")
+    p.add_argument("--header-timeout", type=float, help="seconds a connection may take to send a request's "
+                   "headers before it gets 408 and is closed (default 5)")
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("evaluate", help="fit recommenders before a cutoff and measure them after it (one JSON "
                                         "object; cached)")
