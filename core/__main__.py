@@ -338,6 +338,14 @@ def cmd_bench(args) -> None:
             sys.exit("error: --floor starts a null service of its own; it cannot load --url")
         print(json.dumps(serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor)))
         return
+    if args.what in ("bombs", "connections"):  # hostile clients against a service started here
+        from core import hostile
+        spec = args.catalog or "synthetic:200:0"
+        if args.what == "bombs":
+            print(json.dumps(hostile.bench_bombs(spec, args.backbone, args.models)))
+        else:
+            print(json.dumps(hostile.bench_connections(spec, args.backbone, args.models)))
+        return
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
         return
@@ -452,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
     p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve",
-                                    "demo"])
+                                    "demo", "bombs", "connections"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")

@@ -67,7 +67,8 @@ class ServiceConfig:
     max_upload_bytes: int = 10 * 2**20
     # An uploaded photo with more pixels than this is refused (413) from its header, never decoded. The models
     # see 224-260 px and an H&M photo has 2 MP; 25 MP keeps a 24 MP camera's 6000x4000 and a 12 MP phone's
-    # photos, and bounds one decode to ~100 MB (RGBA) where PIL's own limit (179 MP) allows 700 MB.
+    # photos, and bounds one decode and its preprocessing to ~200 MB (measured: bench bombs, at_limit), where
+    # PIL's own limit (179 MP) lets a 125 KB GIF take 1.5 GB.
     max_photo_pixels: int = 25_000_000
     # Photo decodes in flight (uploads, query photos); a request that finds them all taken waits up to
     # decode_wait_s for one, then gets 503 with Retry-After. Two: the heavy workers' number.
