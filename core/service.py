@@ -638,7 +638,8 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         release = service.ready()
         _check_kind(release, kind)
         data = await file.read()
-        _photo_suffix(data, service.cfg.max_photo_pixels)  # the header: format and size, before any decoding
+        # the header (format, size) before any decoding; off the event loop: PNG text chunks are inflated
+        await service.background(_photo_suffix, data, service.cfg.max_photo_pixels)
         with metrics.stage("/search/image", "encode"):
             try:
                 vector = await service.photo_vector(release, data)
@@ -758,8 +759,8 @@ def _not_a_number(name: str):
 
 
 def _attributes(text: str, columns: list[str]) -> dict[str, str]:
-    """The attributes form field: a JSON object of the catalogue's attribute columns to strings; 422 else
-    (for NaN and +-Infinity too, which Python's JSON reads as numbers but no attribute means)."""
+    """The attributes form field: a JSON object of the catalogue's attribute columns to short texts or finite
+    numbers, as strings; 422 else (NaN and +-Infinity too, which Python's JSON reads, and true/false)."""
     try:
         value = json.loads(text or "{}", parse_constant=_not_a_number)
     except RecursionError:
@@ -773,7 +774,8 @@ def _attributes(text: str, columns: list[str]) -> dict[str, str]:
     if unknown:
         raise HTTPException(422, f"unknown attribute(s) {_listed(unknown)}; this catalogue has "
                                  f"{', '.join(columns)}")
-    bad = [k for k, v in value.items() if not isinstance(v, (str, int, float)) or len(str(v)) > 200]
+    bad = [k for k, v in value.items() if not isinstance(v, (str, int, float)) or isinstance(v, bool)
+           or (isinstance(v, float) and not np.isfinite(v)) or len(str(v)) > 200]  # 1e400 reads as inf
     if bad:
         raise HTTPException(422, f"attribute(s) {', '.join(bad)}: give each a short text value")
     return {k: str(v) for k, v in value.items()}

@@ -196,6 +196,9 @@ def test_non_finite_attribute_values_are_refused(own_cache, value):
         got = client.post("/products", data={"id": "nan-1", "title": "x", "attributes": '{"colour": %s}' % value})
         assert got.status_code == 422 and value in got.json()["detail"]
         assert client.get("/products/nan-1").status_code == 404
+        for value in ("1e400", "true"):  # a number too big for a float is inf; a boolean is no attribute
+            got = client.post("/products", data={"id": "nan-2", "title": "x", "attributes": '{"colour": %s}' % value})
+            assert got.status_code == 422, value
 
 
 def test_a_boolean_is_not_a_k(client):
@@ -259,6 +262,17 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(cache):
             assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply
             sock.close()
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        with socket.create_connection(("127.0.0.1", port)) as huge:  # headers without end, quickly
+            huge.settimeout(5)
+            try:
+                for i in range(200):
+                    huge.sendall(b"GET /healthz HTTP/1.1\r\n" if i == 0 else b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed while we were still sending: what it should do
+            try:
+                assert huge.recv(4096).startswith(b"HTTP/1.1 431")
+            except ConnectionResetError:
+                pass  # closed with our unread bytes in its buffer: a reset may overtake the 431 (held: a timeout)
     finally:
         server.should_exit = True
         thread.join(10)
