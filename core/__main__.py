@@ -349,6 +349,10 @@ def cmd_bench(args) -> None:
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
         return
+    if args.what == "drill":  # its own scratch cache and store, a synthetic catalogue: never the user's
+        from core.drill import DrillConfig, kill_drill
+        print(json.dumps(kill_drill(DrillConfig(rounds=args.rounds))))
+        return
     backbone = _backbone(args.backbone)
     if args.what == "recs":
         _model_names(args.model)
@@ -460,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
     p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve",
-                                    "demo", "bombs", "connections"])
+                                    "demo", "drill", "bombs", "connections"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
@@ -479,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=float, default=5.0, help="serve bench: seconds sent first and not counted")
     p.add_argument("--floor", action="store_true", help="serve bench: the same load on a null service (200 at "
                    "once, no work): the latency the generator and the loopback add by themselves")
+    p.add_argument("--rounds", type=int, default=3, help="drill bench: service processes killed (SIGKILL) while "
+                                                         "products are being added")
     p.add_argument("--no-pin", action="store_true", help="serve bench: do not pin the service and the generator "
                                                          "to different cores")
     p.set_defaults(fn=cmd_bench)

@@ -1,8 +1,8 @@
 """Hostile clients against a started retrieval service, measured: decompression-bomb uploads (``python -m core
 bench bombs``) and connections that never finish their headers (``python -m core bench connections``).
 
-Each starts ``python -m core serve`` as :func:`core.loadtest.serve_and_load` does (its own artefact cache
-unless ``ATELIER_CACHE`` is set: a synthetic catalogue's version is built on first start), waits for
+Each starts ``python -m core serve`` as :func:`core.loadtest.serve_and_load` does (its own artefact cache and
+store unless ``ATELIER_CACHE`` is set: a synthetic catalogue's version is built on first start), waits for
 ``/readyz``, runs the attack, checks that ordinary requests are still answered, stops the service and
 returns one JSON-able dict of absolute numbers.
 """
@@ -25,6 +25,7 @@ from PIL import Image
 from core.cache import CACHE_ENV
 from core.catalog import PROJECT_ROOT, load_catalog
 from core.loadtest import _free_port, _stop, _tail, _wait_ready, server_command
+from core.store import STORE_ENV
 
 BOMB_SIDE = 13_000  # 169 MP: under PIL's own limit (179 MP), so PIL alone decodes it (~0.5-0.7 GB each)
 BOMB_FORMATS = ("GIF", "PNG", "JPEG")
@@ -100,7 +101,10 @@ class _Started:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if os.environ.get(CACHE_ENV) else tempfile.TemporaryDirectory(prefix="atelier-hostile-")
-        env = dict(os.environ, **({CACHE_ENV: self._tmp.name} if self._tmp else {}))
+        env = dict(os.environ)
+        if self._tmp is not None:  # a scratch cache, and the store of added products beside it (tmp/store)
+            env[CACHE_ENV] = str(Path(self._tmp.name) / "cache")
+            env.pop(STORE_ENV, None)
         fd, name = tempfile.mkstemp(prefix="atelier-serve-", suffix=".log")
         self.log = Path(name)
         with os.fdopen(fd, "wb") as out:

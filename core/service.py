@@ -39,7 +39,8 @@ from core.cache import ArtefactCache, digest
 from core.catalog import default_catalog_spec
 from core.embed import ImageError, ImageTooLarge, load_image
 from core.pipeline import BuildConfig
-from core.release import SERVED_MODELS, AddedProducts, Hit, Release, current, load, prepare, publish
+from core.release import SERVED_MODELS, Hit, Release, added_products, current, load, prepare, publish
+from core.store import DamagedPhoto
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Metrics:
         self.version = Gauge("atelier_artefact_version", "1 for the artefact version being served",
                              ["version"], registry=r)
         self.swaps = Counter("atelier_version_swaps", "swaps to a newly published version", registry=r)
+        self.swap_failures = Counter("atelier_version_swap_failures", "newly published versions that could not be "
+                                     "loaded or swapped in (the version served before goes on)", registry=r)
         self.added = Counter("atelier_products_added", "products added by POST /products", registry=r)
 
     @contextlib.contextmanager
@@ -145,7 +148,9 @@ class Service:
         self.metrics = Metrics()
         self.release: Release | None = None
         self.load_error: str | None = None
-        self.added = AddedProducts(self.cache, self.spec)
+        self.added = added_products(self.cache, self.spec)
+        # added products re-added with less than they were stored with (or not at all), in words, for /readyz
+        self.added_problems: list[str] = []
         self._adding = threading.Lock()  # one product added at a time, and never during a swap
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -198,7 +203,10 @@ class Service:
             self.load_error = f"{e.__class__.__name__}: {e}"
             return
         while self.cfg.poll_s > 0 and not self._stop.wait(self.cfg.poll_s):
-            self.check_for_new_version()
+            try:
+                self.check_for_new_version()
+            except Exception:  # the watcher outlives any error: it is what brings the next version in
+                log.exception("checking for a new version failed; still serving %s", self.release.version)
 
     def load_current(self) -> Release:
         """Load the catalogue's current version; with none published, build one and publish it."""
@@ -220,38 +228,53 @@ class Service:
         if m is None or self.release is None or m["version"] in (self.release.version, self._failed_version):
             return False
         try:
-            release = load(m, self.cache, backbone=self.release.backbone)
+            self._swap_to(load(m, self.cache, backbone=self.release.backbone))
         except Exception:
             log.exception("version %s failed to load; still serving %s", m["version"], self.release.version)
             self._failed_version = m["version"]
+            self.metrics.swap_failures.inc()
             return False
-        self._swap_to(release)
         self.metrics.swaps.inc()
         return True
 
     def _swap_to(self, release: Release) -> None:
         release.warm_up()
         with self._adding:
-            self._re_add(release)
+            problems = self._re_add(release)
             old, self.release = self.release, release
+            self.added_problems = problems
             self._new_caches()
         if old is not None:
             self.metrics.version.remove(old.version)
         self.metrics.version.labels(release.version).set(1)
         log.warning("serving version %s of %s", release.version, self.spec)
 
-    def _re_add(self, release: Release) -> None:
-        """Products added to earlier versions, added to this one (unless its catalogue now has them)."""
+    def _re_add(self, release: Release) -> list[str]:
+        """Products added to earlier versions, added to this one (unless its catalogue now has them). One
+        whose photo is gone or damaged is added without it; one that cannot be added at all is left out of
+        this version (its record stays stored). Returns what went wrong, in words (also logged)."""
+        problems = []
         for record in self.added.records():
             if release.has_product(record["id"]):
                 continue
             path = self.added.photo_path(record)
             try:
-                photo = open(path, "rb").read() if path else None
-            except OSError:
-                log.warning("photo of added product %s is gone (%s): re-added without it", record["id"], path)
+                photo = self.added.photo(record)
+                vectors = release.encode_product(record, photo)
+            except (DamagedPhoto, ImageError) as e:
+                why = e if isinstance(e, DamagedPhoto) else f"photo {path} cannot be decoded ({e.__cause__ or e})"
+                problems.append(f"added product '{record['id']}': {why}; served without its photo")
                 photo, path = None, ""
-            release.add_product({**record, "image_path": path}, release.encode_product(record, photo))
+                vectors = release.encode_product(record, None)
+            except Exception as e:
+                problems.append(f"added product '{record['id']}' left out of version {release.version}: "
+                                f"{e.__class__.__name__}: {e}")
+                log.exception(problems[-1])
+                continue
+            release.add_product({**record, "image_path": path}, vectors)
+        for problem in problems:
+            log.error(problem)
+        return problems + self.added.damage
 
     def ready(self) -> Release:
         if self.release is None:
@@ -572,6 +595,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         return {"ready": True, "version": release.version, "catalog": release.catalog.name,
                 "backbone": m["backbone"], "models": list(release.models), "kinds": list(release.kinds),
                 "cutoff": m["cutoff"], "products": len(release.product_ids), "added_products": len(release.added),
+                "problems": service.added_problems,
                 "published": m.get("published"), "loaded_at": release.loaded_at}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)

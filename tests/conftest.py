@@ -12,8 +12,9 @@ TINY = "random:atelier-tiny"  # a 64-d open_clip model with random weights: fast
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
-    """Every test gets its own artefact cache and never touches the network."""
+    """Every test gets its own artefact cache (and store of added products) and never touches the network."""
     monkeypatch.setenv("ATELIER_CACHE", str(tmp_path / "atelier-cache"))
+    monkeypatch.delenv("ATELIER_STORE", raising=False)  # added products go beside that cache: tmp_path / "store"
     monkeypatch.setenv("ATELIER_OFFLINE", "1")
     monkeypatch.delenv("ATELIER_CATALOG", raising=False)
     return tmp_path / "atelier-cache"

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from core.cache import ArtefactCache
-from core.release import AddedProducts, prepare, publish
+from core.release import added_products, prepare, publish
 from core.service import Service, ServiceConfig, create_app
 
 pytestmark = pytest.mark.faults
@@ -99,7 +99,7 @@ def test_a_photo_over_the_pixel_limit_is_refused_without_decoding_it(own_cache, 
             assert "6000x5000" in got.json()["detail"] and f"{limit:,}" in got.json()["detail"]
         assert client.get("/products/bomb-1").status_code == 404
     assert [size for size in decoded if size[0] * size[1] > limit] == []
-    assert AddedProducts(own_cache, SPEC).records() == []
+    assert added_products(own_cache, SPEC).records() == []
 
 
 def test_only_the_documented_formats_are_accepted_and_served_as_what_they_are(own_cache):

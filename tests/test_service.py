@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from core.cache import ArtefactCache
-from core.release import AddedProducts, current, prepare, publish
+from core.release import added_products, current, prepare, publish
 from core.service import Service, ServiceConfig, create_app
 
 SPEC = "synthetic:120:0"
@@ -344,7 +344,7 @@ def test_bad_products_are_refused_and_nothing_is_stored(own_cache):
         assert got.status_code == 415
         assert client.post("/products", data={"id": "ok-2", "title": "<b>Bold</b> shirt"}).status_code == 201
         assert client.get("/products/ok-2").json()["title"] == "<b>Bold</b> shirt"  # stored and returned as text
-    assert [r["id"] for r in AddedProducts(own_cache, SPEC).records()] == ["ok-2"]
+    assert [r["id"] for r in added_products(own_cache, SPEC).records()] == ["ok-2"]
 
 
 def test_a_product_added_as_a_colour_variant_is_linked_to_its_group(own_cache, monkeypatch):
