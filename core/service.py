@@ -260,9 +260,12 @@ class Service:
             path = self.added.photo_path(record)
             try:
                 photo = self.added.photo(record)
+                if photo is not None:  # one stored before the upload limits is held to them too
+                    _photo_suffix(photo, self.cfg.max_photo_pixels)
                 vectors = release.encode_product(record, photo)
-            except (DamagedPhoto, ImageError) as e:
-                why = e if isinstance(e, DamagedPhoto) else f"photo {path} cannot be decoded ({e.__cause__ or e})"
+            except (DamagedPhoto, ImageError, HTTPException) as e:
+                why = (e if isinstance(e, DamagedPhoto) else f"photo {path}: {e.detail}" if isinstance(e, HTTPException)
+                       else f"photo {path} cannot be decoded ({e.__cause__ or e})")
                 problems.append(f"added product '{record['id']}': {why}; served without its photo")
                 photo, path = None, ""
                 vectors = release.encode_product(record, None)

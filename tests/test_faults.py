@@ -215,3 +215,18 @@ def test_an_added_product_works_through_every_capability_of_every_model(own_cach
             got = client.get(f"/customers/{customer}/recommendations", params={"model": model, "k": 100})
             assert got.status_code == 200
         assert client.get("/products/added-1/similar", params={"kind": "image"}).json()["results"][0]["id"] == source
+
+
+def test_a_stored_photo_over_the_upload_limits_is_not_decoded_when_the_product_is_re_added(own_cache):
+    """A photo stored before the limits existed (here: over the pixel cap) is held to them at start-up."""
+    from io import BytesIO
+
+    from PIL import Image
+    big = BytesIO()
+    Image.new("RGB", (3000, 3000), (0, 0, 0)).save(big, format="PNG")  # 9 MP: compresses to a few KB
+    store = added_products(own_cache, SPEC)
+    store.append({"id": "old-big", "title": "Old upload", "description": "", "attributes": {}}, big.getvalue(), ".png")
+    service = Service(ServiceConfig(catalog=SPEC, poll_s=0, max_photo_pixels=1_000_000), own_cache)
+    service.load_current()
+    assert service.release.product("old-big")["image_path"] == ""
+    assert any("old-big" in p and "limit" in p for p in service.added_problems)
