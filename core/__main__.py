@@ -96,7 +96,7 @@ def cmd_build(args) -> None:
     publish(cache, release.manifest)  # last: a running service swaps to a version whose artefacts are all there
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
-                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": models,
+                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": list(release.models),
                       "version": release.version, "seconds": round(time.perf_counter() - t, 2)}))
 
 

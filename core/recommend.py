@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, digest
+from core.catalog import Catalog
 from core.embed import fuse
 from core.pipeline import Embeddings
 
@@ -87,6 +88,28 @@ def cutoff_after(purchases: pd.DataFrame) -> pd.Timestamp:
     today when there are none): the cutoff of a model trained on everything."""
     last = purchases["timestamp"].max()
     return (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
+
+
+def no_purchases(catalog: Catalog, cutoff=None) -> str | None:
+    """Why no recommender can be fitted on ``catalog`` (on its purchases before ``cutoff``, if given), in
+    words naming the catalogue (e.g. "no purchases in shop"); None when there are dated purchases to learn
+    from. The one check the build, the service, the app and the CLI make."""
+    purchases, where = catalog.purchases, f"in {catalog.name}"
+    dated = purchases["timestamp"].notna()
+    if cutoff is not None:
+        if (dated & (purchases["timestamp"] < pd.Timestamp(cutoff))).any():
+            return None
+        if dated.any():
+            return f"no purchases {where} before {pd.Timestamp(cutoff):%Y-%m-%d}"
+    elif dated.any():
+        return None
+    if len(purchases):
+        return f"no dated purchases {where}: none of its {len(purchases):,} purchases has a timestamp"
+    skipped = sum(i.count for i in catalog.report.issues if i.problem == "purchases of unknown products")
+    if skipped:
+        return (f"no purchases of known products {where}: its {skipped:,} purchase(s) are all of products not in "
+                "the catalogue (see the validation report)")
+    return f"no purchases {where}"
 
 
 def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.DataFrame, cutoff,
