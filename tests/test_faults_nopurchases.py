@@ -278,3 +278,17 @@ def test_every_page_opens_on_a_catalogue_without_purchases(app_shop, page):
         assert not at.radio  # no section to choose: nothing to recommend with
     if page.endswith("neighbours.py"):
         assert any(c.value.startswith("p") for c in at.caption)  # similar products of a product
+
+def test_a_stored_texture_model_with_a_zero_variance_component_is_refitted(shop, tmp_path, tiny_backbone):
+    """One stored before zero-variance components were dropped gave NaN texture rows, and the build's map crashed."""
+    from core.pipeline import build
+    cache = ArtefactCache(tmp_path / "cache")
+    catalog = load_catalog(shop)
+    build(catalog, tiny_backbone, cache)
+    [entry] = [e for e in cache.entries() if e.kind == "texture-model"]
+    state = cache.load("texture-model", entry.key)
+    state["model.pca_scale_"][-1] = 0.0
+    cache.save("texture-model", entry.key, state, entry.meta)
+    built = build(catalog, tiny_backbone, cache)
+    assert np.isfinite(built.embeddings.texture).all()
+    assert (cache.load("texture-model", entry.key)["model.pca_scale_"] > 0).all()
