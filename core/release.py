@@ -28,8 +28,7 @@ from core.catalog import Catalog, load_catalog, product_sentences
 from core.embed import Backbone, create_backbone, fuse
 from core.index import IndexConfig
 from core.pipeline import BuildConfig, Built, build
-from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, rec_data
-from core.recommend import no_purchases
+from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, no_purchases, rec_data
 from core.texture import TextureConfig
 
 log = logging.getLogger(__name__)
