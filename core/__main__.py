@@ -96,7 +96,7 @@ def cmd_build(args) -> None:
     publish(cache, release.manifest)  # last: a running service swaps to a version whose artefacts are all there
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
-                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": models,
+                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": list(release.models),
                       "version": release.version, "seconds": round(time.perf_counter() - t, 2)}))
 
 
@@ -191,7 +191,7 @@ def _purchase_range(purchases) -> str:
 def cmd_evaluate(args) -> None:
     from core.cache import ArtefactCache
     from core.receval import EvalConfig, SplitConfig, evaluate
-    from core.recommend import list_recommenders
+    from core.recommend import list_recommenders, require_purchases
     models = _model_names(args.models) if args.models else list_recommenders()
     cutoff, end = _date(args.cutoff, "--cutoff"), _date(args.end, "--end")
     if end <= cutoff:
@@ -200,13 +200,12 @@ def cmd_evaluate(args) -> None:
         sys.exit(f"error: --seeds {args.seeds} must be at least 1")
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
+    require_purchases(catalog, what="evaluate")
     t = catalog.purchases["timestamp"]
     if not ((t >= cutoff) & (t < end)).any():
         sys.exit(f"error: no purchases between --cutoff {args.cutoff} and --end {args.end}, so nothing to test on; "
                  f"the catalogue's purchases run {_purchase_range(catalog.purchases)}")
-    if not (t < cutoff).any():
-        print(f"note: no purchases before --cutoff {args.cutoff}: the models have nothing to learn from",
-              file=sys.stderr)
+    require_purchases(catalog, cutoff, "evaluate")
     cache = ArtefactCache()
     embeddings = _embeddings(catalog, args.backbone, cache)
     cfg = EvalConfig(SplitConfig(cutoff=args.cutoff, end=args.end), exclude_bought=args.exclude_bought,
@@ -263,7 +262,7 @@ def cmd_recommend(args) -> None:
     from pathlib import Path
 
     from core.cache import ArtefactCache, write_atomic
-    from core.recommend import cutoff_after, fitted, rec_data
+    from core.recommend import cutoff_after, fitted, rec_data, require_purchases
     _model_names(args.model)
     if args.k < 1:
         sys.exit("error: --k must be at least 1")
@@ -276,12 +275,10 @@ def cmd_recommend(args) -> None:
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
     if cutoff is None:
         cutoff = cutoff_after(catalog.purchases)
+    require_purchases(catalog, cutoff, "recommend")
     cache = ArtefactCache()
     embeddings = _embeddings(catalog, args.backbone, cache)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings)
-    if not len(data.purchases):
-        print(f"note: no purchases before the cutoff {cutoff}: every customer is scored as a new customer",
-              file=sys.stderr)
     t = time.perf_counter()
     model = fitted(args.model, data, cache, progress=_progress_bars())
     train_s = time.perf_counter() - t
@@ -492,9 +489,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from core.recommend import NoPurchases
     try:
         args.fn(args)
-    except CatalogError as e:
+    except (CatalogError, NoPurchases) as e:
         sys.exit(f"error: {e}")
 
 

@@ -28,7 +28,7 @@ from core.catalog import Catalog, load_catalog, product_sentences
 from core.embed import Backbone, create_backbone, fuse
 from core.index import IndexConfig
 from core.pipeline import BuildConfig, Built, build
-from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, rec_data
+from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, no_purchases, rec_data
 from core.store import ProductStore, store_root
 from core.texture import TextureConfig
 
@@ -175,6 +175,15 @@ class Release:
     @property
     def kinds(self) -> tuple[str, ...]:
         return self.built.kinds
+
+    @property
+    def models_note(self) -> str | None:
+        """Why this version serves no recommenders (None when it serves some)."""
+        if self.models:
+            return None
+        reason = no_purchases(self.catalog)
+        return (f"{reason}, so no recommenders were fitted" if reason else
+                "this version was built without recommenders (python -m core build --models '')")
 
     # ------------------------------------------------------------ products
 
@@ -431,6 +440,11 @@ def prepare(spec: str, limit: int | None = None, backbone: str | Backbone = "aut
     built = build(catalog, backbone, cache, cfg, progress)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff_after(catalog.purchases),
                     built.embeddings)
+    reason = no_purchases(catalog)
+    if reason and models:  # nothing to fit: the version serves products, similar products and search
+        log.warning("%s: recommenders not fitted (%s); similar products and search are built", reason,
+                    ", ".join(models))
+        models = []
     fitted_models = {m: fitted(m, data, cache, progress=progress) for m in models}
     return Release(manifest(spec, limit, backbone.name, cfg, models, data), catalog, backbone, built, data,
                    fitted_models)

@@ -408,6 +408,9 @@ def _check_kind(release: Release, kind: str) -> None:
 
 
 def _model(release: Release, name: str | None) -> str:
+    if not release.models:  # e.g. a catalogue without purchases: nothing was fitted, nothing will be until rebuilt
+        raise HTTPException(503, f"no recommendations in version {release.version}: {release.models_note}; similar "
+                                 "products and search work")
     name = name or next(iter(release.models), None)
     if name not in release.models:
         raise HTTPException(422, f"model '{_echo(name)}' is not served; served: "
@@ -596,7 +599,8 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                                 503, headers={"Retry-After": "5"})
         m = release.manifest
         return {"ready": True, "version": release.version, "catalog": release.catalog.name,
-                "backbone": m["backbone"], "models": list(release.models), "kinds": list(release.kinds),
+                "backbone": m["backbone"], "models": list(release.models), "models_note": release.models_note,
+                "kinds": list(release.kinds),
                 "cutoff": m["cutoff"], "products": len(release.product_ids), "added_products": len(release.added),
                 "problems": service.added_problems,
                 "published": m.get("published"), "loaded_at": release.loaded_at}
@@ -721,7 +725,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         release = service.ready()
         if body.kind not in release.kinds and body.kind not in release.models:
             raise HTTPException(422, f"unknown kind '{body.kind}'; one of {', '.join(release.kinds)}, or a served "
-                                     f"model: {', '.join(release.models)}")
+                                     f"model: {', '.join(release.models) or f'none ({release.models_note})'}")
         missing = release.missing(body.ids)
         if missing:
             raise _unknown_products(missing)
