@@ -155,6 +155,9 @@ class Service:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._failed_version: str | None = None
+        # the published version last loaded: what the watcher compares current.json with (the version served
+        # differs from it when the catalogue changed after the build; comparing with that reloaded every poll)
+        self._published: str | None = None
         self._new_caches()
         self.text_batcher = MicroBatcher(self._encode_texts, cfg.max_batch, cfg.batch_window_ms,
                                          lambda n, _s: self.metrics.batch.labels("text").observe(n),
@@ -219,16 +222,18 @@ class Service:
         else:
             release = load(m, self.cache)
         self._swap_to(release)
+        self._published = m["version"] if m is not None else release.version
         return release
 
     def check_for_new_version(self) -> bool:
         """Swap to the current version if it is newer than the one served; True if it swapped. A version
         that fails to load is logged and not tried again until another one is published."""
         m = current(self.cache, self.spec)
-        if m is None or self.release is None or m["version"] in (self.release.version, self._failed_version):
+        if m is None or self.release is None or m["version"] in (self._published, self._failed_version):
             return False
         try:
             self._swap_to(load(m, self.cache, backbone=self.release.backbone))
+            self._published = m["version"]
         except Exception:
             log.exception("version %s failed to load; still serving %s", m["version"], self.release.version)
             self._failed_version = m["version"]
@@ -247,7 +252,8 @@ class Service:
         if old is not None:
             self.metrics.version.remove(old.version)
         self.metrics.version.labels(release.version).set(1)
-        log.warning("serving version %s of %s", release.version, self.spec)
+        log.warning("serving version %s of %s%s", release.version, self.spec,
+                    f" ({release.models_note})" if release.models_note else "")
 
     def _re_add(self, release: Release) -> list[str]:
         """Products added to earlier versions, added to this one (unless its catalogue now has them). One

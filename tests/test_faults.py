@@ -230,3 +230,20 @@ def test_a_stored_photo_over_the_upload_limits_is_not_decoded_when_the_product_i
     service.load_current()
     assert service.release.product("old-big")["image_path"] == ""
     assert any("old-big" in p and "limit" in p for p in service.added_problems)
+
+
+def test_a_catalogue_changed_after_its_build_is_loaded_once_not_on_every_poll(tmp_path):
+    """The published version names the catalogue as built; when the files changed since, the service
+    serves their content as of now (another version id). The watcher must not take that for a new
+    publication and reload the whole version on every poll."""
+    from core.cache import ArtefactCache
+    from test_faults_nopurchases import write_shop
+    shop = write_shop(tmp_path / "shop", "user_id,item_id,timestamp\nu1,p1,2020-01-01\nu2,p3,2020-01-02\n")
+    cache = ArtefactCache(tmp_path / "cache")
+    publish(cache, prepare(str(shop), backbone=TINY, cache=cache, models=("popularity",)).manifest)
+    with open(shop / "items.csv", "a") as f:
+        f.write("p99,Red solid top,A red solid top.,,red,solid,top\n")
+    service = Service(ServiceConfig(catalog=str(shop), poll_s=0), cache)
+    service.load_current()
+    assert service.release.version != current(cache, str(shop))["version"]
+    assert not service.check_for_new_version() and not service.check_for_new_version()
