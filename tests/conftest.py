@@ -38,3 +38,15 @@ def hm_dir() -> Path:
     if not (HM_DIR / "articles.csv").is_file():
         pytest.skip(f"H&M sample not found at {HM_DIR}")
     return HM_DIR
+
+
+@pytest.fixture(scope="session")
+def published_synthetic(tmp_path_factory):
+    """An artefact cache holding one published version of ``synthetic:120:0`` (tiny backbone, the served
+    recommenders), as after ``python -m core build``: what the service tests load. Shared by the session
+    (building it takes ~30 s): tests that change it work on a copy."""
+    from core.cache import ArtefactCache
+    from core.release import prepare, publish
+    cache = ArtefactCache(tmp_path_factory.mktemp("published") / "cache")
+    publish(cache, prepare("synthetic:120:0", backbone=TINY, cache=cache).manifest)
+    return cache

@@ -26,12 +26,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """An artefact cache with one published version of the synthetic catalogue."""
-    from core.cache import ArtefactCache
-    cache = ArtefactCache(tmp_path_factory.mktemp("faults") / "cache")
-    publish(cache, prepare(SPEC, backbone=TINY, cache=cache).manifest)
-    return cache
+def published(published_synthetic):
+    """An artefact cache with one published version of the synthetic catalogue (test_service's)."""
+    assert current(published_synthetic, SPEC) is not None
+    return published_synthetic
 
 
 @pytest.fixture

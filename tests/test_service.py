@@ -24,11 +24,10 @@ UPLOAD_LIMIT = 200_000
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> ArtefactCache:
+def cache(published_synthetic) -> ArtefactCache:
     """An artefact cache holding one published version of the synthetic catalogue (as after a build)."""
-    cache = ArtefactCache(tmp_path_factory.mktemp("service") / "cache")
-    publish(cache, prepare(SPEC, backbone=TINY, cache=cache).manifest)
-    return cache
+    assert current(published_synthetic, SPEC) is not None
+    return published_synthetic
 
 
 def loaded(cache: ArtefactCache, **cfg) -> Service:
