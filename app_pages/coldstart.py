@@ -13,7 +13,7 @@ from app_pages.common import (build_key, current_catalog, describe, evaluation_j
 from core.catalog import filter_products
 from core.embed import ImageError, fuse
 from core.demo import AddsProducts
-from core.recommend import NO_REASON, POPULAR, product_audience, top_k
+from core.recommend import NO_REASON, POPULAR, no_purchases, product_audience, top_k
 from core.receval import PairedReport, SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
@@ -705,6 +705,15 @@ def how_good(names: list[str]) -> None:
 # ---------------------------------------------------------------- the page
 
 catalog = current_catalog()
+nothing_to_learn = no_purchases(catalog)
+if nothing_to_learn:  # said at once: no need to wait for the embeddings to learn there is nothing to fit
+    st.header("Cold start")
+    st.info(f"**No recommendations for {catalog.name}**: {nothing_to_learn}, so no recommender can be fitted. "
+            "Recommenders learn from who bought what: add `interactions.csv` (`user_id`, `item_id`, `timestamp`) "
+            "beside `items.csv` (README, 'Your own catalogue'). Everything that needs only the photos and the "
+            "text works without purchases: the Catalogue, Clusters, Neighbours (similar products and search) and "
+            "Texture failures pages.")
+    st.stop()
 built = page_build("Cold start")
 data = get_rec_data(built, build_key(built), CUTOFF)
 available, missing = recommender_names()

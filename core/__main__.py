@@ -96,13 +96,14 @@ def cmd_build(args) -> None:
     publish(cache, release.manifest)  # last: a running service swaps to a version whose artefacts are all there
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
-                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": models,
+                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": list(release.models),
                       "version": release.version, "seconds": round(time.perf_counter() - t, 2)}))
 
 
 def cmd_serve(args) -> None:
     import uvicorn
 
+    from core.httpserver import ServerLimits, uvicorn_config
     from core.release import SERVED_MODELS
     from core.service import Service, ServiceConfig, create_app
     models = tuple(_model_names(args.models)) if args.models else SERVED_MODELS
@@ -119,8 +120,13 @@ def cmd_serve(args) -> None:
         print(f"note: listening on {args.host}: reachable from other machines", file=sys.stderr)
     print(f"serving {spec} on http://{args.host}:{args.port} (docs at /docs); ready when /readyz says so",
           file=sys.stderr)
-    uvicorn.run(create_app(Service(cfg)), host=args.host, port=args.port, log_level="warning",
-                access_log=args.access_log)
+    given = {"limit_concurrency": args.limit_concurrency, "header_timeout_s": args.header_timeout}
+    limits = ServerLimits(**{k: v for k, v in given.items() if v is not None})
+    server = uvicorn.Server(uvicorn_config(create_app(Service(cfg)), args.host, args.port, limits,
+                                           log_level="warning", access_log=args.access_log))
+    server.run()
+    if not server.started:  # e.g. the port is taken: uvicorn has logged why
+        sys.exit(3)
 
 
 def _use_own_cores() -> None:
@@ -185,7 +191,7 @@ def _purchase_range(purchases) -> str:
 def cmd_evaluate(args) -> None:
     from core.cache import ArtefactCache
     from core.receval import EvalConfig, SplitConfig, evaluate
-    from core.recommend import list_recommenders
+    from core.recommend import list_recommenders, require_purchases
     models = _model_names(args.models) if args.models else list_recommenders()
     cutoff, end = _date(args.cutoff, "--cutoff"), _date(args.end, "--end")
     if end <= cutoff:
@@ -194,13 +200,12 @@ def cmd_evaluate(args) -> None:
         sys.exit(f"error: --seeds {args.seeds} must be at least 1")
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
+    require_purchases(catalog, what="evaluate")
     t = catalog.purchases["timestamp"]
     if not ((t >= cutoff) & (t < end)).any():
         sys.exit(f"error: no purchases between --cutoff {args.cutoff} and --end {args.end}, so nothing to test on; "
                  f"the catalogue's purchases run {_purchase_range(catalog.purchases)}")
-    if not (t < cutoff).any():
-        print(f"note: no purchases before --cutoff {args.cutoff}: the models have nothing to learn from",
-              file=sys.stderr)
+    require_purchases(catalog, cutoff, "evaluate")
     cache = ArtefactCache()
     embeddings = _embeddings(catalog, args.backbone, cache)
     cfg = EvalConfig(SplitConfig(cutoff=args.cutoff, end=args.end), exclude_bought=args.exclude_bought,
@@ -257,7 +262,7 @@ def cmd_recommend(args) -> None:
     from pathlib import Path
 
     from core.cache import ArtefactCache, write_atomic
-    from core.recommend import cutoff_after, fitted, rec_data
+    from core.recommend import cutoff_after, fitted, rec_data, require_purchases
     _model_names(args.model)
     if args.k < 1:
         sys.exit("error: --k must be at least 1")
@@ -270,12 +275,10 @@ def cmd_recommend(args) -> None:
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
     if cutoff is None:
         cutoff = cutoff_after(catalog.purchases)
+    require_purchases(catalog, cutoff, "recommend")
     cache = ArtefactCache()
     embeddings = _embeddings(catalog, args.backbone, cache)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings)
-    if not len(data.purchases):
-        print(f"note: no purchases before the cutoff {cutoff}: every customer is scored as a new customer",
-              file=sys.stderr)
     t = time.perf_counter()
     model = fitted(args.model, data, cache, progress=_progress_bars())
     train_s = time.perf_counter() - t
@@ -341,8 +344,20 @@ def cmd_bench(args) -> None:
             sys.exit(f"error: {e}")
         print(json.dumps(result))
         return
+    if args.what in ("bombs", "connections"):  # hostile clients against a service started here
+        from core import hostile
+        spec = args.catalog or "synthetic:200:0"
+        if args.what == "bombs":
+            print(json.dumps(hostile.bench_bombs(spec, args.backbone, args.models)))
+        else:
+            print(json.dumps(hostile.bench_connections(spec, args.backbone, args.models)))
+        return
     if args.what == "backbone":
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
+        return
+    if args.what == "drill":  # its own scratch cache and store, a synthetic catalogue: never the user's
+        from core.drill import DrillConfig, kill_drill
+        print(json.dumps(kill_drill(DrillConfig(rounds=args.rounds))))
         return
     backbone = _backbone(args.backbone)
     if args.what == "recs":
@@ -415,6 +430,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--poll", type=float, default=2.0, help="seconds between checks for a newly published "
                                                            "version (0: never swap)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--limit-concurrency", type=int, help="open connections (idle ones too) or requests in flight "
+                   "beyond which a request gets 503 (default 2048)")
+    p.add_argument("--header-timeout", type=float, help="seconds a connection may take to send a request's "
+                   "headers before it gets 408 and is closed (default 5)")
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("evaluate", help="fit recommenders before a cutoff and measure them after it (one JSON "
                                         "object; cached)")
@@ -451,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(fn=cmd_cache)
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
     p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve",
-                                    "demo"])
+                                    "demo", "drill", "bombs", "connections"])
     catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
@@ -470,6 +489,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=float, default=5.0, help="serve bench: seconds sent first and not counted")
     p.add_argument("--floor", action="store_true", help="serve bench: the same load on a null service (200 at "
                    "once, no work): the latency the generator and the loopback add by themselves")
+    p.add_argument("--rounds", type=int, default=3, help="drill bench: service processes killed (SIGKILL) while "
+                                                         "products are being added")
     p.add_argument("--no-pin", action="store_true", help="serve bench: do not pin the service and the generator "
                                                          "to different cores")
     p.add_argument("--publish-during", action="store_true", help="serve bench: publish a new version of the "
@@ -481,9 +502,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from core.recommend import NoPurchases
     try:
         args.fn(args)
-    except CatalogError as e:
+    except (CatalogError, NoPurchases) as e:
         sys.exit(f"error: {e}")
 
 

@@ -288,8 +288,9 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     customer's top-k: a known customer (``score`` of their id, random over customers with purchases) and
     a new one (``score_histories`` of 3 random liked products). Times are also given per ``reference_s``
     (a fixed numpy workload timed in the same run): ``<time>_per_reference`` = seconds / reference_s."""
-    from core.recommend import cutoff_after, fitted, rec_data
+    from core.recommend import cutoff_after, fitted, rec_data, require_purchases
     catalog = load_catalog(spec, limit)
+    require_purchases(catalog, what="bench recs")
     embeddings, _, _ = embed_catalog(catalog, backbone, cache, cfg)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff_after(catalog.purchases),
                     embeddings, cfg.hybrid_weight)
@@ -443,11 +444,12 @@ def bench_demo(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     ``fit_s`` per model (a load when cached), ``n_products``, the counts and seed used, ``seconds``."""
     from core.demo import AddsProducts, DemoConfig, added_product_rank, taste_overlap, taste_fit
     from core.receval import EvalConfig
-    from core.recommend import fitted, rec_data
+    from core.recommend import fitted, rec_data, require_purchases
     demo = demo or DemoConfig()
     t0 = time.perf_counter()
     evaluation = EvalConfig()
     catalog = load_catalog(spec, limit)
+    require_purchases(catalog, evaluation.split.cutoff, "bench demo")
     embeddings, _, _ = embed_catalog(catalog, backbone, cache)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, evaluation.split.cutoff, embeddings,
                     evaluation.hybrid_weight)

@@ -426,6 +426,12 @@ def _read_by_record(text: str, path: Path, guide: str) -> tuple[pd.DataFrame, li
     return pd.DataFrame(rows, columns=names if len(names) == len(header) else header, index=index, dtype=str), broken
 
 
+def _blank(path: Path) -> bool:
+    """Whether the file holds nothing but whitespace (reads at most its first 64 KB)."""
+    with open(path, "rb") as f:
+        return not f.read(1 << 16).strip() and not f.read(1)
+
+
 def _read_rows(path: Path, report: ValidationReport, guide: str) -> pd.DataFrame:
     """A CSV's rows as strings, column names stripped; broken rows skipped and reported.
 
@@ -625,7 +631,10 @@ def load_generic(root: str | Path, columns: dict[str, str] | None = None) -> Cat
     products["sentence"] = product_sentences(products)
 
     it_path = root / "interactions.csv"
-    if it_path.is_file():
+    blank = it_path.is_file() and _blank(it_path)  # a shop with no sales yet: no purchases, as without the file
+    if blank:
+        report.add(it_path.name, "empty file", [str(it_path)], "read as no purchases")
+    if it_path.is_file() and not blank:
         it = _read_csv(it_path, report, ["user_id", "item_id"], ["timestamp"], GENERIC_GUIDE)
         purchases = _purchases(it, {"customer_id": "user_id", "product_id": "item_id", "timestamp": "timestamp",
                                     "price": "price"}, products, it_path.name, report)

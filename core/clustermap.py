@@ -134,7 +134,8 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         clusters["keywords"] = [", ".join(keywords.get(c, [])) for c in clusters.index]
         _, centres = centroids(vectors, labels)
         prompts = {attr: (values, np.stack([built.in_space(kind, v) for v in vectors]))  # texture: photo block
-                   for attr, (values, vectors) in prompt_vectors(built, cache, attributes).items()}
+                   for attr, (values, vectors) in prompt_vectors(built, cache, attributes).items()
+                   if len(values)}  # a small catalogue may have no value common enough to prompt with
         clusters["prompt_name"] = prompt_names(centres, prompts)
         return frame_arrays(clusters.reset_index())
 

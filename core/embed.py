@@ -49,12 +49,27 @@ class ImageError(ValueError):
     """A file that is not a readable image."""
 
 
+class ImageTooLarge(ImageError):
+    """An image with more pixels than the caller allows; found from its header, before it is decoded."""
+
+
 # ---------------------------------------------------------------- images
 
-def load_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
-    """Open and decode an image as RGB; transparency is composited onto white."""
+def load_image(source: str | os.PathLike | IO[bytes], max_pixels: int | None = None,
+               draft: int | None = None) -> Image.Image:
+    """Open and decode an image as RGB; transparency is composited onto white.
+
+    ``max_pixels``: refuse (:class:`ImageTooLarge`) an image whose header declares more pixels, before
+    decoding it (``Image.open`` reads only the header). ``draft``: decode a JPEG at the smallest of 1/2, 1/4,
+    1/8 scale that keeps both sides at least this many pixels (``Image.draft``: the decoder scales, so the
+    full-size image is never in memory); other formats decode whole."""
     try:
         with Image.open(source) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLarge(f"{img.width}x{img.height} pixels ({img.width * img.height / 1e6:.1f} MP), "
+                                    f"over the limit of {max_pixels:,} pixels")
+            if draft is not None and img.format == "JPEG":
+                img.draft("RGB", (draft, draft))
             img.load()
             if img.mode in ("RGBA", "LA", "P"):
                 img = img.convert("RGBA")
@@ -62,6 +77,8 @@ def load_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
                 canvas.paste(img, mask=img.getchannel("A"))
                 return canvas
             return img.convert("RGB")
+    except ImageTooLarge:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         name = getattr(source, "name", source)
         raise ImageError(f"{name}: not a readable image ({e.__class__.__name__}: {e})") from e

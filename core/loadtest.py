@@ -746,7 +746,7 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
         if "version" in ready:
             result["version"] = ready["version"]
         if not floor:
-            models = result["models"] = list(ready.get("models") or models)  # what the service serves
+            models = result["models"] = list(ready.get("models", models))  # what the service serves (maybe none)
         work = workload(data.products, customers, models, cfg.seed)
         result["mix"] = {name: round(share, 4) for name, share in work.mix.items()}
         cpu0 = _process_cpu_s(proc.pid) if proc is not None else None

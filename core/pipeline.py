@@ -222,9 +222,15 @@ def texture_kind(catalog: Catalog, embeddings: Embeddings, cache: ArtefactCache,
     groups = products["group_id"].to_numpy(dtype=str)
     if progress:
         progress("texture embedding", 0, 1)
-    state = cache.get_or_compute(
-        "texture-model", asdict(cfg), digest(embeddings.image, descriptors, labels, types, groups),
-        lambda: fit_texture_model(embeddings.image, descriptors, labels, groups, types, cfg))
+    key_cfg, fingerprint = asdict(cfg), digest(embeddings.image, descriptors, labels, types, groups)
+
+    def fit() -> dict[str, np.ndarray]:
+        return fit_texture_model(embeddings.image, descriptors, labels, groups, types, cfg)
+    state = cache.get_or_compute("texture-model", key_cfg, fingerprint, fit)
+    if not (state["model.pca_scale_"] > 0).all():  # stored before zero-variance components were dropped: NaN rows
+        state = fit()
+        cache.save("texture-model", cache.key(key_cfg, fingerprint), state, {"config": key_cfg,
+                                                                             "fingerprint": fingerprint})
     model, selection = TextureModel.from_state(state)
     embeddings.texture = model.transform(embeddings.image, descriptors)
     if progress:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, RowBlocks, digest
+from core.catalog import Catalog
 from core.embed import fuse
 from core.pipeline import Embeddings
 
@@ -82,11 +83,51 @@ class RecData:
         return np.bincount(self.items[keep], minlength=self.n_products).astype(np.float32)
 
 
+NO_CUTOFF = pd.Timestamp("1970-01-01")  # the cutoff of a catalogue without dated purchases: nothing is before it
+
+
 def cutoff_after(purchases: pd.DataFrame) -> pd.Timestamp:
-    """Midnight after the day of the last purchase, so every purchase is before it (the midnight after
-    today when there are none): the cutoff of a model trained on everything."""
+    """Midnight after the day of the last purchase, so every purchase is before it: the cutoff of a model
+    trained on everything. :data:`NO_CUTOFF` when no purchase is dated: not today, since a version's
+    cutoff is part of its id, and the same content must be the same version whatever day it is built."""
     last = purchases["timestamp"].max()
-    return (pd.Timestamp.now() if pd.isna(last) else last).normalize() + pd.Timedelta(days=1)
+    return NO_CUTOFF if pd.isna(last) else last.normalize() + pd.Timedelta(days=1)
+
+
+def no_purchases(catalog: Catalog, cutoff=None) -> str | None:
+    """Why no recommender can be fitted on ``catalog`` (on its purchases before ``cutoff``, if given), in
+    words naming the catalogue (e.g. "no purchases in shop"); None when there are dated purchases to learn
+    from. The one check the build, the service, the app and the CLI make."""
+    purchases, where = catalog.purchases, f"in {catalog.name}"
+    dated = purchases["timestamp"].notna()
+    if cutoff is not None:
+        if (dated & (purchases["timestamp"] < pd.Timestamp(cutoff))).any():
+            return None
+        if dated.any():
+            return f"no purchases {where} before {pd.Timestamp(cutoff):%Y-%m-%d}"
+    elif dated.any():
+        return None
+    if len(purchases):
+        return f"no dated purchases {where} (none of its {len(purchases):,} purchase(s) has a timestamp)"
+    skipped = sum(i.count for i in catalog.report.issues if i.problem == "purchases of unknown products")
+    if skipped:
+        return (f"no purchases of known products {where} (its {skipped:,} purchase(s) are all of products not in "
+                "the catalogue; see the validation report)")
+    return f"no purchases {where}"
+
+
+class NoPurchases(ValueError):
+    """Recommenders asked of a catalogue with no purchases to learn from (see :func:`require_purchases`)."""
+
+
+def require_purchases(catalog: Catalog, cutoff=None, what: str = "fitting recommenders") -> None:
+    """Raise :class:`NoPurchases`, its message naming why and ``what`` cannot run, when :func:`no_purchases`
+    finds nothing to learn from."""
+    reason = no_purchases(catalog, cutoff)
+    if reason:
+        raise NoPurchases(f"{reason}, so {what} has nothing to learn from: recommenders need purchases "
+                          "(interactions.csv in the generic layout; see the README section 'Your own catalogue'). "
+                          "Similar products and search need none")
 
 
 def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.DataFrame, cutoff,

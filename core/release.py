@@ -5,7 +5,7 @@ of the content) whose artefacts (embeddings, indexes, neighbour tables, trained 
 the content-keyed cache. Publishing writes ``versions/<catalogue scope>/<version>.json`` and then
 replaces ``current.json`` beside it by a rename, so a reader sees the old version or the new one,
 never half of one. :class:`Release` is one version loaded in memory, plus the products added to it
-while it serves (persisted in the cache and re-added to the next version).
+while it serves (kept in :mod:`core.store` and re-added to the next version).
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from core.catalog import Catalog, load_catalog, product_sentences
 from core.embed import Backbone, create_backbone, fuse
 from core.index import IndexConfig
 from core.pipeline import BuildConfig, Built, build
-from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, rec_data
+from core.recommend import RecData, Recommender, cutoff_after, data_fingerprint, fitted, no_purchases, rec_data
+from core.store import ProductStore, store_root
 from core.texture import TextureConfig
 
 log = logging.getLogger(__name__)
@@ -135,47 +136,10 @@ class RWLock:
 
 # ---------------------------------------------------------------- added products, persisted
 
-ADDED_FIELDS = ("id", "title", "description", "attributes", "photo")  # attributes: JSON; photo: file name
-
-
-class AddedProducts:
-    """Products added to a catalogue while it is served: their records in one cache artefact per catalogue
-    (rewritten whole, atomically, on each addition) and their photos as files under ``uploads/``."""
-
-    def __init__(self, cache: ArtefactCache, spec: str):
-        self.cache, self.key = cache, catalog_scope(spec)
-        self.photo_dir = cache.root / "uploads"
-
-    def records(self) -> list[dict]:
-        arrays = self.cache.load("added-products", self.key)
-        if arrays is None:
-            return []
-        columns = {f: arrays[f].tolist() for f in ADDED_FIELDS}
-        return [{f: columns[f][i] if f != "attributes" else json.loads(columns[f][i]) for f in ADDED_FIELDS}
-                for i in range(len(columns["id"]))]
-
-    def photo_path(self, record: dict) -> str:
-        return str(self.photo_dir / record["photo"]) if record["photo"] else ""
-
-    def append(self, record: dict, photo: bytes | None, suffix: str = ".jpg") -> dict:
-        """Store a record (id, title, description, attributes) and its photo's bytes; returns the stored
-        record (``photo``: the file name, "" without one). Raises ValueError for an id already stored."""
-        record = dict(record, photo="")
-        if photo:
-            self.photo_dir.mkdir(parents=True, exist_ok=True)
-            record["photo"] = f"{digest(photo)}{suffix}"
-            path = self.photo_dir / record["photo"]
-            if not path.exists():
-                write_atomic(path, lambda f: f.write(photo))
-        with self.cache.lock("added-products", self.key):
-            records = self.records()
-            if any(r["id"] == record["id"] for r in records):
-                raise ValueError(f"product id '{record['id']}' was already added")
-            records.append(record)
-            self.cache.save("added-products", self.key, {
-                f: np.asarray([json.dumps(r[f]) if f == "attributes" else str(r[f]) for r in records], dtype=str)
-                for f in ADDED_FIELDS})
-        return record
+def added_products(cache: ArtefactCache, spec: str) -> ProductStore:
+    """The store of the products added to a catalogue while it is served: user data, kept beside the cache
+    (:mod:`core.store`), never in it; products added before the store existed are moved in from the cache."""
+    return ProductStore(store_root(cache.root), catalog_scope(spec), legacy_root=cache.root)
 
 
 # ---------------------------------------------------------------- a loaded version
@@ -212,6 +176,15 @@ class Release:
     @property
     def kinds(self) -> tuple[str, ...]:
         return self.built.kinds
+
+    @property
+    def models_note(self) -> str | None:
+        """Why this version serves no recommenders (None when it serves some)."""
+        if self.models:
+            return None
+        reason = no_purchases(self.catalog)
+        return (f"{reason}, so no recommenders were fitted" if reason else
+                "this version was built without recommenders (python -m core build --models '')")
 
     # ------------------------------------------------------------ products
 
@@ -468,6 +441,11 @@ def prepare(spec: str, limit: int | None = None, backbone: str | Backbone = "aut
     built = build(catalog, backbone, cache, cfg, progress)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff_after(catalog.purchases),
                     built.embeddings)
+    reason = no_purchases(catalog)
+    if reason and models:  # nothing to fit: the version serves products, similar products and search
+        log.warning("%s: recommenders not fitted (%s); similar products and search are built", reason,
+                    ", ".join(models))
+        models = []
     fitted_models = {m: fitted(m, data, cache, progress=progress) for m in models}
     return Release(manifest(spec, limit, backbone.name, cfg, models, data), catalog, backbone, built, data,
                    fitted_models)

@@ -24,18 +24,24 @@ from typing import Annotated, Literal
 import faiss
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from PIL import UnidentifiedImageError
+from fastapi_offline import FastAPIOffline
+from PIL import Image, UnidentifiedImageError
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest)
 from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.batching import LRUCache, MicroBatcher, background_pool, lower_priority
 from core.cache import ArtefactCache, digest
 from core.catalog import default_catalog_spec
-from core.embed import ImageError, load_image
+from core.embed import ImageError, ImageTooLarge, load_image
 from core.pipeline import BuildConfig
-from core.release import SERVED_MODELS, AddedProducts, Hit, Release, current, load, prepare, publish
+from core.release import SERVED_MODELS, Hit, Release, added_products, current, load, prepare, publish
+from core.store import DamagedPhoto
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,13 @@ MAX_K = 100
 MAX_TEXT = 500  # characters of a text query
 MAX_IDS = 1000  # products per /embeddings call
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-PHOTO_TYPES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+# The photo formats an upload may be in, and the suffix it is stored under (which sets its served content-type).
+# Others (TIFF, GIF, BMP, ...) are refused with 415: fewer decoders facing the network, and none a shop needs.
+PHOTO_TYPES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+PHOTO_FORMATS = "JPEG, PNG or WebP"
+PHOTO_DRAFT_SIDE = 1024  # a JPEG query photo is decoded at a reduced scale keeping both sides >= this (Image.draft)
+ECHO_CHARS = 80  # at most this much of a client's input is echoed in an error message
+ECHO_ITEMS = 10  # and at most this many of its ids (or validation errors)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,15 @@ class ServiceConfig:
     models: tuple[str, ...] = SERVED_MODELS
     build: BuildConfig = BuildConfig()
     max_upload_bytes: int = 10 * 2**20
+    # An uploaded photo with more pixels than this is refused (413) from its header, never decoded. The models
+    # see 224-260 px and an H&M photo has 2 MP; 25 MP keeps a 24 MP camera's 6000x4000 and a 12 MP phone's
+    # photos, and bounds one decode and its preprocessing to ~200 MB (measured: bench bombs, at_limit), where
+    # PIL's own limit (179 MP) lets a 125 KB GIF take 1.5 GB.
+    max_photo_pixels: int = 25_000_000
+    # Photo decodes in flight (uploads, query photos); a request that finds them all taken waits up to
+    # decode_wait_s for one, then gets 503 with Retry-After. Two: the heavy workers' number.
+    max_decodes: int = 2
+    decode_wait_s: float = 2.0
     # Micro-batching: a query waits at most this long for others to share its encoder pass. A pass over one
     # text takes milliseconds, so a few ms of waiting costs little and halves the passes at 100 QPS.
     batch_window_ms: float = 3.0
@@ -98,6 +119,8 @@ class Metrics:
         self.version = Gauge("atelier_artefact_version", "1 for the artefact version being served",
                              ["version"], registry=r)
         self.swaps = Counter("atelier_version_swaps", "swaps to a newly published version", registry=r)
+        self.swap_failures = Counter("atelier_version_swap_failures", "newly published versions that could not be "
+                                     "loaded or swapped in (the version served before goes on)", registry=r)
         self.added = Counter("atelier_products_added", "products added by POST /products", registry=r)
 
     @contextlib.contextmanager
@@ -115,6 +138,10 @@ class NotReady(Exception):
     pass
 
 
+class Busy(Exception):
+    """Every photo decode slot stayed taken for ``ServiceConfig.decode_wait_s``: answered 503, Retry-After."""
+
+
 class Service:
     """The current :class:`Release` of one catalogue, its encoders' batchers and caches, and the watcher
     that swaps versions. ``release`` is replaced whole, never changed in place, by a swap."""
@@ -125,11 +152,16 @@ class Service:
         self.metrics = Metrics()
         self.release: Release | None = None
         self.load_error: str | None = None
-        self.added = AddedProducts(self.cache, self.spec)
+        self.added = added_products(self.cache, self.spec)
+        # added products re-added with less than they were stored with (or not at all), in words, for /readyz
+        self.added_problems: list[str] = []
         self._adding = threading.Lock()  # one product added at a time, and never during a swap
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._failed_version: str | None = None
+        # the published version last loaded: what the watcher compares current.json with (the version served
+        # differs from it when the catalogue changed after the build; comparing with that reloaded every poll)
+        self._published: str | None = None
         self._new_caches()
         self.text_batcher = MicroBatcher(self._encode_texts, cfg.max_batch, cfg.batch_window_ms,
                                          lambda n, _s: self.metrics.batch.labels("text").observe(n),
@@ -138,6 +170,18 @@ class Service:
                                           lambda n, _s: self.metrics.batch.labels("photo").observe(n),
                                           cfg.background_nice)
         self.heavy = background_pool(cfg.background_workers, "heavy", cfg.background_nice)
+        self._decodes = threading.BoundedSemaphore(cfg.max_decodes)
+
+    @contextlib.contextmanager
+    def decoding(self):
+        """One of ``cfg.max_decodes`` photo decode slots, held for the block; :class:`Busy` if none frees up
+        within ``cfg.decode_wait_s``. Blocks the calling thread: never enter it on the event loop."""
+        if not self._decodes.acquire(timeout=self.cfg.decode_wait_s):
+            raise Busy(f"{self.cfg.max_decodes} photo(s) are being decoded; try again in a second")
+        try:
+            yield
+        finally:
+            self._decodes.release()
 
     def _new_caches(self) -> None:
         # keyed by text or photo digest; a new version may come with a new backbone, so it gets new caches
@@ -170,7 +214,10 @@ class Service:
         lower_priority(self.cfg.swap_nice)
         faiss.omp_set_num_threads(1)
         while self.cfg.poll_s > 0 and not self._stop.wait(self.cfg.poll_s):
-            self.check_for_new_version()
+            try:
+                self.check_for_new_version()
+            except Exception:  # the watcher outlives any error: it is what brings the next version in
+                log.exception("checking for a new version failed; still serving %s", self.release.version)
 
     def load_current(self) -> Release:
         """Load the catalogue's current version; with none published, build one and publish it."""
@@ -183,47 +230,68 @@ class Service:
         else:
             release = load(m, self.cache)
         self._swap_to(release)
+        self._published = m["version"] if m is not None else release.version
         return release
 
     def check_for_new_version(self) -> bool:
         """Swap to the current version if it is newer than the one served; True if it swapped. A version
         that fails to load is logged and not tried again until another one is published."""
         m = current(self.cache, self.spec)
-        if m is None or self.release is None or m["version"] in (self.release.version, self._failed_version):
+        if m is None or self.release is None or m["version"] in (self._published, self._failed_version):
             return False
         try:
-            release = load(m, self.cache, backbone=self.release.backbone)
+            self._swap_to(load(m, self.cache, backbone=self.release.backbone))
+            self._published = m["version"]
         except Exception:
             log.exception("version %s failed to load; still serving %s", m["version"], self.release.version)
             self._failed_version = m["version"]
+            self.metrics.swap_failures.inc()
             return False
-        self._swap_to(release)
         self.metrics.swaps.inc()
         return True
 
     def _swap_to(self, release: Release) -> None:
         release.warm_up()
         with self._adding:
-            self._re_add(release)
+            problems = self._re_add(release)
             old, self.release = self.release, release
+            self.added_problems = problems
             self._new_caches()
         if old is not None:
             self.metrics.version.remove(old.version)
         self.metrics.version.labels(release.version).set(1)
-        log.warning("serving version %s of %s", release.version, self.spec)
+        log.warning("serving version %s of %s%s", release.version, self.spec,
+                    f" ({release.models_note})" if release.models_note else "")
 
-    def _re_add(self, release: Release) -> None:
-        """Products added to earlier versions, added to this one (unless its catalogue now has them)."""
+    def _re_add(self, release: Release) -> list[str]:
+        """Products added to earlier versions, added to this one (unless its catalogue now has them). One
+        whose photo is gone or damaged is added without it; one that cannot be added at all is left out of
+        this version (its record stays stored). Returns what went wrong, in words (also logged)."""
+        problems = []
         for record in self.added.records():
             if release.has_product(record["id"]):
                 continue
             path = self.added.photo_path(record)
             try:
-                photo = open(path, "rb").read() if path else None
-            except OSError:
-                log.warning("photo of added product %s is gone (%s): re-added without it", record["id"], path)
+                photo = self.added.photo(record)
+                if photo is not None:  # one stored before the upload limits is held to them too
+                    _photo_suffix(photo, self.cfg.max_photo_pixels)
+                vectors = release.encode_product(record, photo)
+            except (DamagedPhoto, ImageError, HTTPException) as e:
+                why = (e if isinstance(e, DamagedPhoto) else f"photo {path}: {e.detail}" if isinstance(e, HTTPException)
+                       else f"photo {path} cannot be decoded ({e.__cause__ or e})")
+                problems.append(f"added product '{record['id']}': {why}; served without its photo")
                 photo, path = None, ""
-            release.add_product({**record, "image_path": path}, release.encode_product(record, photo))
+                vectors = release.encode_product(record, None)
+            except Exception as e:
+                problems.append(f"added product '{record['id']}' left out of version {release.version}: "
+                                f"{e.__class__.__name__}: {e}")
+                log.exception(problems[-1])
+                continue
+            release.add_product({**record, "image_path": path}, vectors)
+        for problem in problems:
+            log.error(problem)
+        return problems + self.added.damage
 
     def ready(self) -> Release:
         if self.release is None:
@@ -263,12 +331,21 @@ class Service:
             self.text_cache.put(key, vector)
         return vector
 
+    def _photo_tensor(self, release: Release, photo: bytes):
+        with self.decoding():
+            return release.backbone.preprocess(load_image(io.BytesIO(photo), self.cfg.max_photo_pixels,
+                                                          PHOTO_DRAFT_SIDE))
+
+    def photo_descriptor(self, release: Release, photo: bytes) -> np.ndarray:
+        with self.decoding():
+            return release.built.photo_descriptor(io.BytesIO(photo))
+
     async def photo_vector(self, release: Release, photo: bytes) -> np.ndarray:
         key = (release.version, digest(photo))
         vector = self.photo_cache.get(key)
         self.metrics.query_cache.labels("photo", "hit" if vector is not None else "miss").inc()
         if vector is None:
-            tensor = await self.background(lambda: release.backbone.preprocess(load_image(io.BytesIO(photo))))
+            tensor = await self.background(self._photo_tensor, release, photo)
             vector = await self.photo_batcher.submit((release, tensor))
             self.photo_cache.put(key, vector)
         return vector
@@ -281,7 +358,7 @@ Kind = Literal["image", "text", "hybrid", "texture"]
 
 class TextQuery(BaseModel):
     text: str = Field(description="what to look for, e.g. 'red striped summer dress'", max_length=MAX_TEXT)
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: int = Field(10, ge=1, le=MAX_K, strict=True)  # strict: true is not 1
     kind: Kind = Field("hybrid", description="the embedding space searched")
 
     @field_validator("text")
@@ -295,7 +372,7 @@ class TextQuery(BaseModel):
 class NewCustomer(BaseModel):
     liked: list[str] = Field(default_factory=list, max_length=MAX_IDS, description="ids of products they like")
     text: str | None = Field(None, max_length=MAX_TEXT, description="what they are looking for, in words")
-    k: int = Field(12, ge=1, le=MAX_K)
+    k: int = Field(12, ge=1, le=MAX_K, strict=True)
     model: str | None = Field(None, description="a served recommender; default the version's first")
 
     @field_validator("text")
@@ -322,56 +399,111 @@ def _product(record: dict) -> dict:
     return out
 
 
+def _echo(text: str, n: int = ECHO_CHARS) -> str:
+    """A client's text as an error message may quote it: at most ``n`` characters, always encodable."""
+    text = str(text)
+    short = text[:n].encode("utf-8", "backslashreplace").decode("utf-8")
+    return short if len(text) <= n else f"{short}... ({len(text):,} characters)"
+
+
+def _listed(items, n: int = ECHO_ITEMS) -> str:
+    shown = ", ".join(f"'{_echo(i)}'" for i in items[:n])
+    return shown + (f" and {len(items) - n:,} more" if len(items) > n else "")
+
+
 def _unknown_products(ids: list[str]) -> HTTPException:
-    shown = ", ".join(f"'{i}'" for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-    return HTTPException(404, f"unknown product id{'s' if len(ids) > 1 else ''} {shown}")
+    return HTTPException(404, f"unknown product id{'s' if len(ids) > 1 else ''} {_listed(ids)}")
 
 
 def _check_kind(release: Release, kind: str) -> None:
     if kind not in release.kinds:
-        raise HTTPException(422, f"kind '{kind}' is not built in version {release.version}; one of "
+        raise HTTPException(422, f"kind '{_echo(kind)}' is not built in version {release.version}; one of "
                                  f"{', '.join(release.kinds)}")
 
 
 def _model(release: Release, name: str | None) -> str:
+    if not release.models:  # e.g. a catalogue without purchases: nothing was fitted, nothing will be until rebuilt
+        raise HTTPException(503, f"no recommendations in version {release.version}: {release.models_note}; similar "
+                                 "products and search work")
     name = name or next(iter(release.models), None)
     if name not in release.models:
-        raise HTTPException(422, f"model '{name}' is not served; served: {', '.join(release.models) or 'none'}")
+        raise HTTPException(422, f"model '{_echo(name)}' is not served; served: "
+                                 f"{', '.join(release.models) or 'none'}")
     return name
 
 
 def _photo_error(e: ImageError) -> HTTPException:
-    """415 for an upload that is not an image at all, 422 for an image that cannot be decoded."""
+    """413 for a photo over the pixel limit, 415 for an upload that is not an image at all, 422 for an image
+    that cannot be decoded."""
+    if isinstance(e, ImageTooLarge):
+        return HTTPException(413, f"the photo is {e}: send a smaller one")
     if isinstance(e.__cause__, UnidentifiedImageError):
-        return HTTPException(415, "the upload is not an image: send a JPEG, PNG or WebP photo")
-    return HTTPException(422, f"the photo cannot be decoded (damaged or truncated?): {e.__cause__}")
+        return HTTPException(415, f"the upload is not a {PHOTO_FORMATS} image")
+    return HTTPException(422, f"the photo cannot be decoded (damaged or truncated?): {_echo(e.__cause__, 200)}")
 
 
 def _check_upload(data: bytes) -> None:
     if not data:
-        raise HTTPException(422, "the upload is empty: attach a photo (JPEG, PNG, WebP)")
+        raise HTTPException(422, f"the upload is empty: attach a photo ({PHOTO_FORMATS})")
 
 
-def _photo_suffix(data: bytes) -> str:
-    """The file suffix of an uploaded photo, after decoding it whole (see :func:`_photo_error`)."""
+def _photo_suffix(data: bytes, max_pixels: int) -> str:
+    """The file suffix of an uploaded photo, from its header alone (``Image.open`` decodes nothing): 415 if
+    it is not one of PHOTO_TYPES, 413 if it has more than ``max_pixels`` pixels (see :func:`_photo_error`).
+    Whether it decodes is found when it is decoded, under a decode slot."""
     _check_upload(data)
     try:
-        load_image(io.BytesIO(data))
-    except ImageError as e:
-        raise _photo_error(e) from None
-    from PIL import Image
-    with Image.open(io.BytesIO(data)) as img:
-        return PHOTO_TYPES.get(img.format or "", ".img")
+        with Image.open(io.BytesIO(data), formats=list(PHOTO_TYPES)) as img:
+            fmt, (width, height) = img.format, img.size
+    except UnidentifiedImageError:
+        raise HTTPException(415, f"the upload is not a {PHOTO_FORMATS} image") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise HTTPException(422, f"the photo's header cannot be read (damaged?): {_echo(e, 200)}") from None
+    if width * height > max_pixels:
+        raise HTTPException(413, f"the photo is {width}x{height} pixels ({width * height / 1e6:.1f} MP), over the "
+                                 f"limit of {max_pixels:,} pixels: send a smaller one")
+    return PHOTO_TYPES[fmt]
+
+
+def _validation_errors(errors: list[dict]) -> list[dict]:
+    """FastAPI's validation errors with what they echo bounded: the first ECHO_ITEMS errors, each input
+    as a short, encodable stand-in (a list or object by its size), messages trimmed."""
+    out = []
+    for e in errors[:ECHO_ITEMS]:
+        value = e.get("input")
+        if isinstance(value, (list, tuple, dict)):
+            value = f"({'an object' if isinstance(value, dict) else 'a list'} of {len(value):,} items)"
+        elif isinstance(value, float) and not np.isfinite(value):
+            value = str(value)  # NaN is not JSON
+        elif not isinstance(value, (int, float, bool, type(None))):
+            value = _echo(value)
+        out.append({"type": e.get("type"), "loc": [_echo(p) if isinstance(p, str) else p for p in e.get("loc", ())],
+                    "msg": _echo(e.get("msg", ""), 300), "input": value})
+    if len(errors) > ECHO_ITEMS:
+        out.append({"type": "more", "loc": [], "msg": f"and {len(errors) - ECHO_ITEMS:,} more errors", "input": None})
+    return out
 
 
 # ---------------------------------------------------------------- the guard: size limit, timing, headers
 
 class Guard:
     """ASGI middleware: refuses a body over the service's size limit with 413 (by its Content-Length, or
-    as it streams in), counts and times every request per route, and marks responses ``nosniff``."""
+    as it streams in), counts and times every request per route, and marks responses ``nosniff``.
+    ``router``: the app's, to name the route of a request refused before it reaches it."""
 
-    def __init__(self, app, service: Service):
-        self.app, self.service = app, service
+    def __init__(self, app, service: Service, router=None):
+        self.app, self.service, self.router = app, service, router
+
+    def _route_path(self, scope) -> str:
+        """The path template of the route ``scope`` is for (as the router would match it), or 'unmatched'."""
+        partial = None
+        for route in getattr(self.router, "routes", ()):
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return getattr(route, "path", "unmatched")
+            if match == Match.PARTIAL and partial is None:
+                partial = getattr(route, "path", None)
+        return partial or "unmatched"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -414,7 +546,7 @@ class Guard:
                 await reply(500, f"internal error: {e.__class__.__name__}")
         finally:
             route = scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
+            endpoint = getattr(route, "path", None) or self._route_path(scope)
             m = self.service.metrics
             m.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
             if status >= 400:
@@ -436,17 +568,38 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         yield
         service.stop()
 
-    app = FastAPI(title="Atelier retrieval service", lifespan=lifespan, version="1",
+    # FastAPIOffline: FastAPI with /docs and /redoc served from assets shipped in the package, not a CDN
+    app = FastAPIOffline(title="Atelier retrieval service", lifespan=lifespan, version="1",
                   description="Products, similar products, text and photo search, recommendations for known and "
                               "new customers, and products added without retraining, over the catalogue's "
                               "current artefact version (published by `python -m core build`).")
     app.state.service = service
-    app.add_middleware(Guard, service=service)
+    app.add_middleware(Guard, service=service, router=app.router)
     metrics = service.metrics
 
     @app.exception_handler(NotReady)
     async def not_ready(_request, e: NotReady):
         return JSONResponse({"detail": f"not ready: {e}"}, 503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(Busy)
+    async def busy(_request, e: Busy):
+        return JSONResponse({"detail": str(e)}, 503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, e: RequestValidationError):
+        return JSONResponse({"detail": _validation_errors(e.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, e: StarletteHTTPException):
+        # FastAPI answers 400 for a JSON body it cannot decode as text (not UTF-8) or that is nested too deeply
+        # for its parser, and 422 for one that is not JSON: all three are malformed JSON, 422.
+        if e.status_code == 400 and isinstance(e.__cause__, (UnicodeDecodeError, RecursionError)):
+            why = "not UTF-8" if isinstance(e.__cause__, UnicodeDecodeError) else "nested too deeply"
+            return JSONResponse({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: "
+                                             f"the body is {why}", "input": None}]}, 422)
+        if isinstance(e.detail, str):
+            e = StarletteHTTPException(e.status_code, _echo(e.detail, 1000), e.headers)
+        return await http_exception_handler(request, e)
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> dict:
@@ -460,8 +613,10 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                                 503, headers={"Retry-After": "5"})
         m = release.manifest
         return {"ready": True, "version": release.version, "catalog": release.catalog.name,
-                "backbone": m["backbone"], "models": list(release.models), "kinds": list(release.kinds),
+                "backbone": m["backbone"], "models": list(release.models), "models_note": release.models_note,
+                "kinds": list(release.kinds),
                 "cutoff": m["cutoff"], "products": len(release.product_ids), "added_products": len(release.added),
+                "problems": service.added_problems,
                 "published": m.get("published"), "loaded_at": release.loaded_at}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -522,17 +677,18 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                     "results": _hits(release, hits)}
 
     @app.post("/search/image", summary="Products matching an uploaded photo (multipart field 'file')")
-    async def search_image(file: Annotated[UploadFile, File(description="a photo: JPEG, PNG or WebP")],
+    async def search_image(file: Annotated[UploadFile, File(description=f"a photo: {PHOTO_FORMATS}")],
                            k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, kind: Annotated[Kind, Form()] = "image"
                            ) -> dict:
         release = service.ready()
         _check_kind(release, kind)
         data = await file.read()
-        _check_upload(data)
+        # the header (format, size) before any decoding; off the event loop: PNG text chunks are inflated
+        await service.background(_photo_suffix, data, service.cfg.max_photo_pixels)
         with metrics.stage("/search/image", "encode"):
             try:
                 vector = await service.photo_vector(release, data)
-                descriptor = (await service.background(release.built.photo_descriptor, io.BytesIO(data))
+                descriptor = (await service.background(service.photo_descriptor, release, data)
                               if kind == "texture" else None)
             except ImageError as e:
                 raise _photo_error(e) from None
@@ -552,7 +708,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                         if release.recommend_is_lookup(name, k, exclude_bought)
                         else await service.background(release.recommend, customer_id, name, k, exclude_bought))
             except KeyError:
-                raise HTTPException(404, f"unknown customer id '{customer_id}' (a new customer: POST "
+                raise HTTPException(404, f"unknown customer id '{_echo(customer_id)}' (a new customer: POST "
                                          "/recommendations with the products they like)") from None
         with metrics.stage("/customers/{customer_id}/recommendations", "lookup"):
             return JSONResponse({"customer_id": customer_id, "model": name, "exclude_bought": exclude_bought,
@@ -583,7 +739,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         release = service.ready()
         if body.kind not in release.kinds and body.kind not in release.models:
             raise HTTPException(422, f"unknown kind '{body.kind}'; one of {', '.join(release.kinds)}, or a served "
-                                     f"model: {', '.join(release.models)}")
+                                     f"model: {', '.join(release.models) or f'none ({release.models_note})'}")
         missing = release.missing(body.ids)
         if missing:
             raise _unknown_products(missing)
@@ -601,11 +757,11 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                     attributes: Annotated[str, Form(description='JSON object, e.g. {"colour": "Black"}')] = "{}",
                     variant_of: Annotated[str, Form(description="id of a catalogue product this one is a colour "
                                                                 "variant of (the recommenders link the two)")] = "",
-                    photo: Annotated[UploadFile | None, File(description="JPEG, PNG or WebP")] = None) -> dict:
+                    photo: Annotated[UploadFile | None, File(description=PHOTO_FORMATS)] = None) -> dict:
         release = service.ready()
         product_id, title = product_id.strip(), title.strip()
         if not PRODUCT_ID.match(product_id):
-            raise HTTPException(422, f"product id '{product_id[:80]}' is not valid: 1-64 letters, digits, '.', "
+            raise HTTPException(422, f"product id '{_echo(product_id)}' is not valid: 1-64 letters, digits, '.', "
                                      "'_' or '-', starting with a letter or digit")
         if not title:
             raise HTTPException(422, "a product needs a title")
@@ -614,16 +770,22 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         if variant_of.strip():
             group = release.group_of(variant_of.strip())
             if group is None:
-                raise HTTPException(422, f"variant_of: '{variant_of.strip()[:80]}' is not a product of the catalogue")
+                raise HTTPException(422, f"variant_of: '{_echo(variant_of.strip())}' is not a product of the "
+                                         "catalogue")
             record["attributes"]["group_id"] = group
+        if release.has_product(product_id):  # before the photo is looked at: a duplicate costs no decoding
+            raise HTTPException(409, f"product id '{product_id}' already exists")
         data = photo.file.read() if photo is not None else b""
-        suffix = _photo_suffix(data) if photo is not None else ""
+        suffix = _photo_suffix(data, service.cfg.max_photo_pixels) if photo is not None else ""
         with service._adding:
             release = service.ready()  # a swap may have happened while we waited
             if release.has_product(product_id):
                 raise HTTPException(409, f"product id '{product_id}' already exists")
-            with metrics.stage("/products", "encode"):
-                vectors = release.encode_product(record, data or None)
+            with metrics.stage("/products", "encode"), service.decoding():
+                try:
+                    vectors = release.encode_product(record, data or None)
+                except ImageError as e:
+                    raise _photo_error(e) from None
             stored = service.added.append(record, data or None, suffix)
             release.add_product({**record, "image_path": service.added.photo_path(stored)}, vectors)
         metrics.added.inc()
@@ -637,19 +799,28 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
     return app
 
 
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a number JSON allows: give a text value")
+
+
 def _attributes(text: str, columns: list[str]) -> dict[str, str]:
-    """The attributes form field: a JSON object of the catalogue's attribute columns to strings; 422 else."""
+    """The attributes form field: a JSON object of the catalogue's attribute columns to short texts or finite
+    numbers, as strings; 422 else (NaN and +-Infinity too, which Python's JSON reads, and true/false)."""
     try:
-        value = json.loads(text or "{}")
+        value = json.loads(text or "{}", parse_constant=_not_a_number)
+    except RecursionError:
+        raise HTTPException(422, 'attributes is nested too deeply: give a flat JSON object, e.g. {"colour": '
+                                 '"Black"}') from None
     except ValueError as e:
-        raise HTTPException(422, f"attributes is not JSON: {e}") from None
+        raise HTTPException(422, f"attributes is not JSON: {_echo(e, 200)}") from None
     if not isinstance(value, dict):
         raise HTTPException(422, 'attributes must be a JSON object, e.g. {"colour": "Black"}')
     unknown = [k for k in value if k not in columns]
     if unknown:
-        raise HTTPException(422, f"unknown attribute(s) {', '.join(map(str, unknown))}; this catalogue has "
+        raise HTTPException(422, f"unknown attribute(s) {_listed(unknown)}; this catalogue has "
                                  f"{', '.join(columns)}")
-    bad = [k for k, v in value.items() if not isinstance(v, (str, int, float)) or len(str(v)) > 200]
+    bad = [k for k, v in value.items() if not isinstance(v, (str, int, float)) or isinstance(v, bool)
+           or (isinstance(v, float) and not np.isfinite(v)) or len(str(v)) > 200]  # 1e400 reads as inf
     if bad:
         raise HTTPException(422, f"attribute(s) {', '.join(bad)}: give each a short text value")
     return {k: str(v) for k, v in value.items()}

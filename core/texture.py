@@ -515,9 +515,14 @@ class TextureModel:
         rows &= np.abs(descriptors).sum(axis=1) > 0  # products without a photo have zero descriptors
         x = power_normalise(descriptors[rows])
         pca = PCA(min(self.cfg.pca_dim, len(x) - 1, x.shape[1]), whiten=True, random_state=self.cfg.seed).fit(x)
+        # Fewer distinct photos than components (a small shop reusing photos) leaves components of zero
+        # variance: whitening by them would divide by zero, so they are dropped (the first is always kept).
+        variance = pca.explained_variance_
+        keep = variance > 1e-6 * variance.max()
+        keep[0] = True
         self.pca_mean_ = pca.mean_.astype(np.float32)
-        self.pca_components_ = pca.components_.astype(np.float32)
-        self.pca_scale_ = np.sqrt(pca.explained_variance_).astype(np.float32)
+        self.pca_components_ = pca.components_[keep].astype(np.float32)
+        self.pca_scale_ = np.sqrt(np.where(variance[keep] > 0, variance[keep], 1.0)).astype(np.float32)
         self.classes_ = np.array([], dtype=str)
         if labels is not None and self.cfg.head_weight > 0:
             self._fit_head(photo, descriptors, np.asarray(labels).astype(str), rows)

@@ -12,8 +12,9 @@ TINY = "random:atelier-tiny"  # a 64-d open_clip model with random weights: fast
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
-    """Every test gets its own artefact cache and never touches the network."""
+    """Every test gets its own artefact cache (and store of added products) and never touches the network."""
     monkeypatch.setenv("ATELIER_CACHE", str(tmp_path / "atelier-cache"))
+    monkeypatch.delenv("ATELIER_STORE", raising=False)  # added products go beside that cache: tmp_path / "store"
     monkeypatch.setenv("ATELIER_OFFLINE", "1")
     monkeypatch.delenv("ATELIER_CATALOG", raising=False)
     return tmp_path / "atelier-cache"
@@ -37,3 +38,15 @@ def hm_dir() -> Path:
     if not (HM_DIR / "articles.csv").is_file():
         pytest.skip(f"H&M sample not found at {HM_DIR}")
     return HM_DIR
+
+
+@pytest.fixture(scope="session")
+def published_synthetic(tmp_path_factory):
+    """An artefact cache holding one published version of ``synthetic:120:0`` (tiny backbone, the served
+    recommenders), as after ``python -m core build``: what the service tests load. Shared by the session
+    (building it takes ~30 s): tests that change it work on a copy."""
+    from core.cache import ArtefactCache
+    from core.release import prepare, publish
+    cache = ArtefactCache(tmp_path_factory.mktemp("published") / "cache")
+    publish(cache, prepare("synthetic:120:0", backbone=TINY, cache=cache).manifest)
+    return cache

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from core.cache import ArtefactCache
-from core.release import AddedProducts, current, prepare, publish
+from core.release import added_products, current, prepare, publish
 from core.service import Service, ServiceConfig, create_app
 
 SPEC = "synthetic:120:0"
@@ -24,11 +24,10 @@ UPLOAD_LIMIT = 200_000
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> ArtefactCache:
+def cache(published_synthetic) -> ArtefactCache:
     """An artefact cache holding one published version of the synthetic catalogue (as after a build)."""
-    cache = ArtefactCache(tmp_path_factory.mktemp("service") / "cache")
-    publish(cache, prepare(SPEC, backbone=TINY, cache=cache).manifest)
-    return cache
+    assert current(published_synthetic, SPEC) is not None
+    return published_synthetic
 
 
 def loaded(cache: ArtefactCache, **cfg) -> Service:
@@ -344,7 +343,7 @@ def test_bad_products_are_refused_and_nothing_is_stored(own_cache):
         assert got.status_code == 415
         assert client.post("/products", data={"id": "ok-2", "title": "<b>Bold</b> shirt"}).status_code == 201
         assert client.get("/products/ok-2").json()["title"] == "<b>Bold</b> shirt"  # stored and returned as text
-    assert [r["id"] for r in AddedProducts(own_cache, SPEC).records()] == ["ok-2"]
+    assert [r["id"] for r in added_products(own_cache, SPEC).records()] == ["ok-2"]
 
 
 def test_a_product_added_as_a_colour_variant_is_linked_to_its_group(own_cache, monkeypatch):
