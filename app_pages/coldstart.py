@@ -705,12 +705,15 @@ def how_good(names: list[str]) -> None:
 # ---------------------------------------------------------------- the page
 
 catalog = current_catalog()
-nothing_to_learn = no_purchases(catalog)
+nothing_to_learn = no_purchases(catalog, CUTOFF)  # the page's models learn from the purchases before CUTOFF
 if nothing_to_learn:  # said at once: no need to wait for the embeddings to learn there is nothing to fit
     st.header("Cold start")
+    how = ("Recommenders learn from who bought what: add `interactions.csv` (`user_id`, `item_id`, `timestamp`) "
+           "beside `items.csv` (README, 'Your own catalogue')." if no_purchases(catalog) else
+           f"This page's demo learns from the purchases before {CUTOFF} and shows what came after; the "
+           "command line (`python -m core evaluate --cutoff ...`) and the service fit on any dates.")
     st.info(f"**No recommendations for {catalog.name}**: {nothing_to_learn}, so no recommender can be fitted. "
-            "Recommenders learn from who bought what: add `interactions.csv` (`user_id`, `item_id`, `timestamp`) "
-            "beside `items.csv` (README, 'Your own catalogue'). Everything that needs only the photos and the "
+            f"{how} Everything that needs only the photos and the "
             "text works without purchases: the Catalogue, Clusters, Neighbours (similar products and search) and "
             "Texture failures pages.")
     st.stop()

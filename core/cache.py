@@ -33,6 +33,7 @@ import pandas as pd
 from core.catalog import PROJECT_ROOT
 
 CACHE_ENV = "ATELIER_CACHE"
+LEGACY_USER_DATA = ("added-products", "uploads")  # folders older versions kept user data in; never cleared
 META = "__meta__"
 log = logging.getLogger(__name__)
 
@@ -273,12 +274,22 @@ class ArtefactCache:
         return len(sizes), sum(sizes)
 
     def clear(self, kind: str | None = None) -> int:
-        """Delete every artefact (or one kind's); returns the number of files removed."""
-        target = self.root / kind if kind else self.root
-        if not target.exists():
-            return 0
-        n = sum(1 for p in target.rglob("*") if p.is_file())
-        shutil.rmtree(target)
+        """Delete every artefact (or one kind's); returns the number of files removed. Products added through
+        the service before they had a store of their own (``added-products``, ``uploads``) are user data, not
+        artefacts: they stay until :mod:`core.store` has copied them."""
+        if kind:
+            targets = [self.root / kind]
+        else:
+            targets = list(self.root.iterdir()) if self.root.exists() else []
+        targets = [t for t in targets if t.exists() and t.name not in LEGACY_USER_DATA]
+        n = 0
+        for target in targets:
+            if target.is_dir():
+                n += sum(1 for p in target.rglob("*") if p.is_file())
+                shutil.rmtree(target)
+            else:
+                n += 1
+                target.unlink()
         return n
 
 

@@ -51,7 +51,8 @@ MAX_IDS = 1000  # products per /embeddings call
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # The photo formats an upload may be in, and the suffix it is stored under (which sets its served content-type).
 # Others (TIFF, GIF, BMP, ...) are refused with 415: fewer decoders facing the network, and none a shop needs.
-PHOTO_TYPES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+# MPO: a JPEG with a multi-picture segment (many phones' photos), which Pillow names apart; stored as the JPEG it is
+PHOTO_TYPES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 PHOTO_FORMATS = "JPEG, PNG or WebP"
 PHOTO_DRAFT_SIDE = 1024  # a JPEG query photo is decoded at a reduced scale keeping both sides >= this (Image.draft)
 ECHO_CHARS = 80  # at most this much of a client's input is echoed in an error message
@@ -89,6 +90,7 @@ class ServiceConfig:
     # a busy core, loading a version is what waits, never a request.
     swap_nice: int = 19
     poll_s: float = 2.0  # how often the current version is checked; 0: never (no hot swap)
+    retry_s: float = 5.0  # a failed first load is tried again after this long, doubling up to 5 min; 0: never
 
 
 # ---------------------------------------------------------------- metrics
@@ -203,12 +205,18 @@ class Service:
         self.heavy.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
-        try:
-            self.load_current()
-        except Exception as e:  # the service stays up, not ready, and says why in /readyz
-            log.exception("loading the artefact version failed")
-            self.load_error = f"{e.__class__.__name__}: {e}"
-            return
+        wait = self.cfg.retry_s
+        while True:
+            try:
+                self.load_current()
+                self.load_error = None
+                break
+            except Exception as e:  # the service stays up, not ready, says why in /readyz, and tries again
+                log.exception("loading the artefact version failed; trying again in %.0f s", wait)
+                self.load_error = f"{e.__class__.__name__}: {e} (trying again every {wait:.0f} s)"
+            if wait <= 0 or self._stop.wait(wait):
+                return
+            wait = min(wait * 2, 300.0)
         # From now on this thread loads versions while requests are served: at the lowest priority, and its
         # FAISS searches on one core (OpenMP's thread count is the calling thread's own).
         lower_priority(self.cfg.swap_nice)
@@ -268,30 +276,42 @@ class Service:
         whose photo is gone or damaged is added without it; one that cannot be added at all is left out of
         this version (its record stays stored). Returns what went wrong, in words (also logged)."""
         problems = []
-        for record in self.added.records():
+        try:
+            records = self.added.records()
+        except Exception as e:  # the store cannot be read at all (a folder not there, no permission...)
+            message = f"added products cannot be read ({e.__class__.__name__}: {e}); none is served by this version"
+            log.exception(message)
+            return [message]
+        for record in records:
             if release.has_product(record["id"]):
                 continue
-            path = self.added.photo_path(record)
             try:
-                photo = self.added.photo(record)
-                if photo is not None:  # one stored before the upload limits is held to them too
-                    _photo_suffix(photo, self.cfg.max_photo_pixels)
-                vectors = release.encode_product(record, photo)
-            except (DamagedPhoto, ImageError, HTTPException) as e:
-                why = (e if isinstance(e, DamagedPhoto) else f"photo {path}: {e.detail}" if isinstance(e, HTTPException)
-                       else f"photo {path} cannot be decoded ({e.__cause__ or e})")
-                problems.append(f"added product '{record['id']}': {why}; served without its photo")
-                photo, path = None, ""
-                vectors = release.encode_product(record, None)
+                vectors, path, problem = self._encode_stored(release, record)
+                release.add_product({**record, "image_path": path}, vectors)
             except Exception as e:
-                problems.append(f"added product '{record['id']}' left out of version {release.version}: "
-                                f"{e.__class__.__name__}: {e}")
-                log.exception(problems[-1])
-                continue
-            release.add_product({**record, "image_path": path}, vectors)
+                problem = (f"added product '{record['id']}' left out of version {release.version}: "
+                           f"{e.__class__.__name__}: {e}")
+                log.exception(problem)
+            if problem:
+                problems.append(problem)
         for problem in problems:
             log.error(problem)
         return problems + self.added.damage
+
+    def _encode_stored(self, release: Release, record: dict) -> tuple[dict, str, str | None]:
+        """A stored product's vectors (see :meth:`Release.encode_product`), its photo's path, and what went
+        wrong in words: a photo that is gone, damaged or over the upload limits is left out (path "")."""
+        path = self.added.photo_path(record)
+        try:
+            photo = self.added.photo(record)
+            if photo is not None:  # one stored before the upload limits is held to them too
+                _photo_suffix(photo, self.cfg.max_photo_pixels)
+            return release.encode_product(record, photo), path, None
+        except (DamagedPhoto, ImageError, HTTPException) as e:
+            why = (e if isinstance(e, DamagedPhoto) else f"photo {path}: {e.detail}" if isinstance(e, HTTPException)
+                   else f"photo {path} cannot be decoded ({e.__cause__ or e})")
+            return (release.encode_product(record, None), "",
+                    f"added product '{record['id']}': {why}; served without its photo")
 
     def ready(self) -> Release:
         if self.release is None:
@@ -453,15 +473,20 @@ def _photo_suffix(data: bytes, max_pixels: int) -> str:
     Whether it decodes is found when it is decoded, under a decode slot."""
     _check_upload(data)
     try:
-        with Image.open(io.BytesIO(data), formats=list(PHOTO_TYPES)) as img:
+        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "WEBP"]) as img:  # JPEG's opener finds MPO
             fmt, (width, height) = img.format, img.size
     except UnidentifiedImageError:
         raise HTTPException(415, f"the upload is not a {PHOTO_FORMATS} image") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # over twice Pillow's own limit, refused by Image.open itself
+        raise HTTPException(413, f"the photo has far more pixels than the limit of {max_pixels:,}: send a smaller "
+                                 "one") from None
+    except (OSError, ValueError) as e:
         raise HTTPException(422, f"the photo's header cannot be read (damaged?): {_echo(e, 200)}") from None
     if width * height > max_pixels:
         raise HTTPException(413, f"the photo is {width}x{height} pixels ({width * height / 1e6:.1f} MP), over the "
                                  f"limit of {max_pixels:,} pixels: send a smaller one")
+    if fmt not in PHOTO_TYPES:
+        raise HTTPException(415, f"the upload is a {_echo(fmt, 20)} image, not {PHOTO_FORMATS}")
     return PHOTO_TYPES[fmt]
 
 
@@ -786,7 +811,15 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                     vectors = release.encode_product(record, data or None)
                 except ImageError as e:
                     raise _photo_error(e) from None
-            stored = service.added.append(record, data or None, suffix)
+            try:
+                stored = service.added.append(record, data or None, suffix)
+            except ValueError:  # stored before, but not in this version (see /readyz problems)
+                raise HTTPException(409, f"product id '{product_id}' was already added; it is not served by "
+                                         "this version: GET /readyz lists why under 'problems'") from None
+            except OSError as e:
+                log.exception("storing added product %s failed", product_id)
+                raise HTTPException(503, f"the product could not be stored ({e.strerror or e.__class__.__name__}); "
+                                         "nothing was added: try again later") from None
             release.add_product({**record, "image_path": service.added.photo_path(stored)}, vectors)
         metrics.added.inc()
         nearest = release.similar(product_id, "hybrid", 5) if "hybrid" in release.kinds else []

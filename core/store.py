@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 import zlib
@@ -61,12 +60,22 @@ def _parse(line: bytes) -> dict:
     return record
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd`` (``os.write`` may write fewer, e.g. on a full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"wrote {written} of {len(view)} bytes")
+        view = view[written:]
+
+
 def _write_durable(path: Path, data: bytes) -> None:
     """``data`` to ``path`` through a temporary file, fsynced, then renamed (and the folder fsynced)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(data)  # a buffered file writes it all or raises
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -110,11 +119,13 @@ class ProductStore:
     def records(self) -> list[dict]:
         """Every readable record, in the order added: id, title, description, attributes, photo (file name,
         "" without one). Damaged lines are set aside as the module docstring says."""
+        if not self.log_path.exists() and not self._legacy_pending():
+            return []  # nothing stored yet: no folder is made for a read
         with self._locked():
             return self._read_and_repair()
 
     def _read_and_repair(self) -> list[dict]:
-        if not self.log_path.exists():
+        if self._legacy_pending():
             self._import_legacy()
         if not self.log_path.exists():
             return []
@@ -130,40 +141,71 @@ class ProductStore:
             records.append(record)
             good.append(line)
         if bad:
-            aside = self.log_path.with_name(f"{self.log_path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-            shutil.copy2(self.log_path, aside)
+            aside = self._set_aside(raw)
             _write_durable(self.log_path, b"".join(good))
             for what in bad:
-                message = f"added products: {what} could not be read; the file as it was is kept at {aside}"
-                log.error(message)
-                self.damage.append(message)
+                self._report(f"added products: {what} could not be read; the file as it was is kept at {aside}")
         return records
+
+    def _set_aside(self, raw: bytes) -> Path:
+        """``raw`` (the log as it was) durably to a new file beside the log, never over an earlier one."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for n in range(10**6):
+            aside = self.log_path.with_name(f"{self.log_path.name}.damaged-{stamp}{f'-{n}' if n else ''}")
+            try:
+                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            try:
+                _write_all(fd, raw)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return aside
+        raise OSError(f"no free name beside {self.log_path} to keep its damaged copy")
+
+    def _report(self, message: str) -> None:
+        if message not in self.damage:
+            log.error(message)
+            self.damage.append(message)
+
+    def _legacy(self) -> Path | None:
+        return self.legacy_root / "added-products" / f"{self.scope}.npz" if self.legacy_root is not None else None
+
+    def _legacy_pending(self) -> bool:
+        """Whether products added before the store existed wait to be copied in (an ``added-products``
+        artefact in the cache folder, not yet imported: until an import succeeds it is tried on every read)."""
+        old = self._legacy()
+        return old is not None and old.is_file() and not self.log_path.with_name(f".{self.log_path.name}.imported").exists()
 
     def _import_legacy(self) -> None:
         """Products added before they had a store of their own (an ``added-products`` artefact and
-        ``uploads/`` in the cache folder) are copied here once; the old files are left as they were."""
-        if self.legacy_root is None:
-            return
-        old = self.legacy_root / "added-products" / f"{self.scope}.npz"
-        if not old.is_file():
-            return
+        ``uploads/`` in the cache folder) are copied here, those whose id is not stored yet; the old files
+        are left as they were. A marker beside the log records a successful import."""
+        old = self._legacy()
         try:
             with np.load(old, allow_pickle=False) as z:
                 columns = {f: z[f].tolist() for f in ("id", "title", "description", "attributes", "photo")}
             records = [{"id": i, "title": t, "description": d, "attributes": json.loads(a), "photo": p}
                        for i, t, d, a, p in zip(*columns.values())]
-        except Exception as e:  # the old file is damaged: say so and leave it for a person to look at
-            message = f"added products: the old store {old} cannot be read ({e}); it is left in place"
-            log.error(message)
-            self.damage.append(message)
+        except Exception as e:  # the old file is damaged: say so, leave it for a person, try again next time
+            self._report(f"added products: the old store {old} cannot be read ({e}); it is left in place and "
+                         "imported once it can be read")
             return
         self.photo_dir.mkdir(parents=True, exist_ok=True)
         for r in records:
             source = self.legacy_root / "uploads" / r["photo"]
             if r["photo"] and source.is_file() and not (self.photo_dir / r["photo"]).exists():
                 _write_durable(self.photo_dir / r["photo"], source.read_bytes())
-        _write_durable(self.log_path, b"".join(_line(r) for r in records))
-        log.warning("added products: %d moved from %s to %s", len(records), old, self.log_path)
+        stored = self.log_path.read_bytes() if self.log_path.exists() else b""
+        known = set()
+        for line in stored.splitlines(keepends=True):
+            with contextlib.suppress(ValueError):  # a damaged line: the repair after this import deals with it
+                known.add(_parse(line)["id"])
+        new = [r for r in records if r["id"] not in known]
+        _write_durable(self.log_path, stored + b"".join(_line(r) for r in new))
+        _write_durable(self.log_path.with_name(f".{self.log_path.name}.imported"), str(old).encode())
+        log.warning("added products: %d copied from %s to %s", len(new), old, self.log_path)
 
     def photo_path(self, record: dict) -> str:
         return str(self.photo_dir / record["photo"]) if record["photo"] else ""
@@ -199,9 +241,14 @@ class ProductStore:
             if any(r["id"] == record["id"] for r in self._read_and_repair()):
                 raise ValueError(f"product id '{record['id']}' was already added")
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            size = os.fstat(fd).st_size
             try:
-                os.write(fd, _line(record))
+                _write_all(fd, _line(record))
                 os.fsync(fd)
+            except OSError:  # a full disk: take the partial line back, so the next record starts clean
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
             finally:
                 os.close(fd)
         return record

@@ -245,3 +245,108 @@ def test_a_catalogue_changed_after_its_build_is_loaded_once_not_on_every_poll(tm
     service.load_current()
     assert service.release.version != current(cache, str(shop))["version"]
     assert not service.check_for_new_version() and not service.check_for_new_version()
+
+
+# ---------------------------------------------------------------- the store's edges (found in review)
+
+def record(pid: str) -> dict:
+    return {"id": pid, "title": f"Top {pid}", "description": "", "attributes": {}}
+
+
+def test_a_short_write_takes_its_partial_line_back_and_fails_the_addition(tmp_path, monkeypatch):
+    store = ProductStore(tmp_path, "shop")
+    store.append(record("a"), None)
+    real_write = os.write
+
+    def disk_full(fd, data):  # writes part, then the disk is full
+        if len(data) > 10:
+            return real_write(fd, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError):
+        store.append(record("b"), None)
+    monkeypatch.setattr(os, "write", real_write)
+    store.append(record("c"), None)
+    assert [r["id"] for r in ProductStore(tmp_path, "shop").records()] == ["a", "c"] and not store.damage
+
+
+def test_two_repairs_in_one_second_keep_both_damaged_copies(tmp_path):
+    store = ProductStore(tmp_path, "shop")
+    copies = []
+    for pid in ("a", "b"):
+        store.append(record(pid), None)
+        damaged = store.log_path.read_bytes()[:-5]
+        store.log_path.write_bytes(damaged)
+        copies.append(damaged)
+        store.records()
+    aside = sorted(store.log_path.parent.glob(f"{store.log_path.name}.damaged-*"))
+    assert sorted(p.read_bytes() for p in aside) == sorted(copies)
+
+
+def test_products_of_the_old_cache_store_are_imported_once_and_a_damaged_one_waits(tmp_path):
+    import numpy as np
+    legacy = tmp_path / "cache"
+    (legacy / "added-products").mkdir(parents=True)
+    (legacy / "uploads").mkdir()
+    photo = png(16)
+    from core.cache import digest
+    (legacy / "uploads" / f"{digest(photo)}.png").write_bytes(photo)
+    old = legacy / "added-products" / "shop.npz"
+
+    def write_old(ids):
+        np.savez(old, id=np.array(ids), title=np.array(["T"] * len(ids)), description=np.array([""] * len(ids)),
+                 attributes=np.array(["{}"] * len(ids)), photo=np.array([f"{digest(photo)}.png"] + [""] * (len(ids) - 1)))
+    old.write_bytes(b"PK\x03\x04 damaged")
+    store = ProductStore(tmp_path / "store", "shop", legacy_root=legacy)
+    assert store.records() == [] and len(store.damage) == 1
+    store.records()
+    assert len(store.damage) == 1  # reported once, not once per read
+    store.append(record("new"), None)  # the store is used meanwhile
+    write_old(["old-1", "old-2"])  # somebody repairs the old file
+    assert [r["id"] for r in store.records()] == ["new", "old-1", "old-2"]
+    assert store.photo(store.records()[1]) == photo
+    write_old(["old-1", "old-2", "old-3"])
+    assert [r["id"] for r in ProductStore(tmp_path / "store", "shop", legacy_root=legacy).records()] == \
+        ["new", "old-1", "old-2"]  # imported once
+    from core.cache import ArtefactCache
+    ArtefactCache(legacy).clear()
+    assert old.exists() and (legacy / "uploads").exists()  # clearing the cache leaves user data alone
+
+
+def test_an_id_stored_but_not_served_is_a_409_and_an_mpo_photo_is_a_jpeg(own_cache):
+    from io import BytesIO
+
+    from PIL import Image
+    service = loaded(own_cache)
+    service.added.append(record("stored-only"), None)  # e.g. left out of this version (see /readyz)
+    mpo = BytesIO()
+    Image.new("RGB", (64, 64), (200, 0, 0)).save(mpo, format="MPO", save_all=True,
+                                                 append_images=[Image.new("RGB", (64, 64), (0, 200, 0))])
+    with TestClient(create_app(service, start=False)) as client:
+        assert client.post("/products", data={"id": "stored-only", "title": "Again"}).status_code == 409
+        got = client.post("/products", data={"id": "phone", "title": "Phone photo"},
+                          files={"photo": ("p.jpg", mpo.getvalue(), "image/jpeg")})
+        assert got.status_code == 201, got.text
+        assert client.get("/products/phone/image").headers["content-type"] == "image/jpeg"
+
+
+def test_a_first_load_that_fails_is_tried_again_and_an_unreadable_store_does_not_block_it(own_cache, monkeypatch):
+    import core.service as service_module
+    real_load, calls = service_module.load, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the cache disk is not mounted yet")
+        return real_load(*args, **kwargs)
+    monkeypatch.setattr(service_module, "load", flaky)
+    service = Service(ServiceConfig(catalog=SPEC, poll_s=0, retry_s=0.05), own_cache)
+    service.added.log_path.mkdir(parents=True)  # a folder where the log should be: reading it fails
+    service.start()
+    deadline = time.time() + 60
+    while service.release is None:
+        assert time.time() < deadline, service.load_error
+        time.sleep(0.05)
+    service.stop()
+    assert len(calls) == 2 and service.load_error is None
+    assert any("added products cannot be read" in p for p in service.added_problems)
