@@ -46,6 +46,7 @@ from core.store import DamagedPhoto
 log = logging.getLogger(__name__)
 
 MAX_K = 100
+MAX_PROBLEMS = 20  # problems listed by /readyz (n_problems counts them all)
 MAX_TEXT = 500  # characters of a text query
 MAX_IDS = 1000  # products per /embeddings call
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -260,10 +261,11 @@ class Service:
 
     def _swap_to(self, release: Release) -> None:
         release.warm_up()
+        problems = self._re_add(release)  # the bulk, while POST /products goes on adding to the served version
         with self._adding:
-            problems = self._re_add(release)
+            problems += self._re_add(release)  # the products added meanwhile (the others are in: skipped)
             old, self.release = self.release, release
-            self.added_problems = problems
+            self.added_problems = list(dict.fromkeys(problems + self.added.damage))
             self._new_caches()
         if old is not None:
             self.metrics.version.remove(old.version)
@@ -296,7 +298,7 @@ class Service:
                 problems.append(problem)
         for problem in problems:
             log.error(problem)
-        return problems + self.added.damage
+        return problems
 
     def _encode_stored(self, release: Release, record: dict) -> tuple[dict, str, str | None]:
         """A stored product's vectors (see :meth:`Release.encode_product`), its photo's path, and what went
@@ -641,7 +643,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
                 "backbone": m["backbone"], "models": list(release.models), "models_note": release.models_note,
                 "kinds": list(release.kinds),
                 "cutoff": m["cutoff"], "products": len(release.product_ids), "added_products": len(release.added),
-                "problems": service.added_problems,
+                "problems": service.added_problems[:MAX_PROBLEMS], "n_problems": len(service.added_problems),
                 "published": m.get("published"), "loaded_at": release.loaded_at}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
