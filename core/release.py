@@ -418,7 +418,12 @@ class Release:
                     self._added_vectors[kind].append(vector)
             for name, model in self.models.items():
                 if hasattr(model, "add_product") and self._model_rows[name] == len(self.product_ids):
-                    model.add_product(pid, image, text, record["attributes"], has_image)
+                    try:
+                        model.add_product(pid, image, text, record["attributes"], has_image)
+                    except Exception:  # the indexes have the product already: it is added, this model lacks it
+                        log.exception("recommender %s could not take product %s: it answers without it and "
+                                      "without the products added after it, until the next version", name, pid)
+                        continue
                     self._merge_into_lists(name, self._model_rows[name])
                     self._model_rows[name] += 1
             self.product_row[pid] = len(self.product_ids)

@@ -350,3 +350,23 @@ def test_a_first_load_that_fails_is_tried_again_and_an_unreadable_store_does_not
     service.stop()
     assert len(calls) == 2 and service.load_error is None
     assert any("added products cannot be read" in p for p in service.added_problems)
+
+
+def test_a_recommender_that_cannot_take_a_product_leaves_it_added_everywhere_else(own_cache, monkeypatch):
+    service = loaded(own_cache)
+    broken = type(service.release.models["graphsage"])
+    monkeypatch.setattr(broken, "add_product", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    source = with_photo(service)
+    with TestClient(create_app(service, start=False)) as client:
+        add(client, "added-1", png(40))
+        assert client.get("/products/added-1").status_code == 200
+        assert client.post("/search/text", json={"text": "Striped top added-1", "k": 100}).status_code == 200
+        for model in ("two_tower", "graphsage"):
+            got = client.post("/recommendations", json={"liked": ["added-1", source], "k": 100, "model": model})
+            assert got.status_code == 200, (model, got.text)
+        two_tower = client.post("/recommendations", json={"liked": [source], "k": 100, "model": "two_tower"}).json()
+        graphsage = client.post("/recommendations", json={"liked": [source], "k": 100, "model": "graphsage"}).json()
+        assert "added-1" not in {r["id"] for r in graphsage["results"]}
+        assert len(two_tower["results"]) == 100
+        add(client, "added-2")  # later products still reach every index and the models that can take them
+        assert client.get("/products/added-2").status_code == 200
