@@ -48,6 +48,7 @@ class HeaderDeadline(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._head_ended = False  # whether some request's headers ended within the chunk being parsed
         super().connection_made(transport)
         self._arm()
 
@@ -66,9 +67,12 @@ class HeaderDeadline(HttpToolsProtocol):
         self._head_bytes = 0
 
     def data_received(self, data: bytes) -> None:
-        in_head = self._head_timer is not None
+        in_head, self._head_ended = self._head_timer is not None, False
         super().data_received(data)
-        if in_head and self._head_timer is not None:  # the whole chunk went to headers still unfinished
+        # Only a chunk in which no headers ended went wholly to unfinished headers. One in which some ended
+        # also held their bodies, and perhaps the start of a pipelined request's headers: those few bytes go
+        # uncounted, so the cap holds within one chunk.
+        if in_head and self._head_timer is not None and not self._head_ended:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(431, b"Request Header Fields Too Large")
@@ -78,6 +82,7 @@ class HeaderDeadline(HttpToolsProtocol):
         self._arm()
 
     def on_headers_complete(self) -> None:
+        self._head_ended = True
         self._disarm()
         super().on_headers_complete()
 
