@@ -55,6 +55,13 @@ class ImageTooLarge(ImageError):
 
 # ---------------------------------------------------------------- images
 
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """:class:`ImageTooLarge` for an image of more than ``max_pixels`` pixels."""
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} pixels ({width * height / 1e6:.1f} MP), over the limit of "
+                            f"{max_pixels:,} pixels")
+
+
 def load_image(source: str | os.PathLike | IO[bytes], max_pixels: int | None = None,
                draft: int | None = None) -> Image.Image:
     """Open and decode an image as RGB; transparency is composited onto white.
@@ -65,10 +72,9 @@ def load_image(source: str | os.PathLike | IO[bytes], max_pixels: int | None = N
     full-size image is never in memory); other formats decode whole."""
     try:
         with Image.open(source) as img:
-            if max_pixels is not None and img.width * img.height > max_pixels:
-                raise ImageTooLarge(f"{img.width}x{img.height} pixels ({img.width * img.height / 1e6:.1f} MP), "
-                                    f"over the limit of {max_pixels:,} pixels")
-            if draft is not None and img.format == "JPEG":
+            if max_pixels is not None:
+                check_pixels(img.width, img.height, max_pixels)
+            if draft is not None and img.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
                 img.draft("RGB", (draft, draft))
             img.load()
             if img.mode in ("RGBA", "LA", "P"):

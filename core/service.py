@@ -38,7 +38,7 @@ from starlette.routing import Match
 from core.batching import LRUCache, MicroBatcher, background_pool, lower_priority
 from core.cache import ArtefactCache, digest
 from core.catalog import default_catalog_spec
-from core.embed import ImageError, ImageTooLarge, load_image
+from core.embed import ImageError, ImageTooLarge, check_pixels, load_image
 from core.pipeline import BuildConfig
 from core.release import SERVED_MODELS, Hit, Release, added_products, current, load, prepare, publish
 from core.store import DamagedPhoto
@@ -290,14 +290,14 @@ class Service:
             try:
                 vectors, path, problem = self._encode_stored(release, record)
                 release.add_product({**record, "image_path": path}, vectors)
+                if problem:
+                    log.error(problem)
             except Exception as e:
                 problem = (f"added product '{record['id']}' left out of version {release.version}: "
                            f"{e.__class__.__name__}: {e}")
                 log.exception(problem)
             if problem:
                 problems.append(problem)
-        for problem in problems:
-            log.error(problem)
         return problems
 
     def _encode_stored(self, release: Release, record: dict) -> tuple[dict, str, str | None]:
@@ -484,9 +484,10 @@ def _photo_suffix(data: bytes, max_pixels: int) -> str:
                                  "one") from None
     except (OSError, ValueError) as e:
         raise HTTPException(422, f"the photo's header cannot be read (damaged?): {_echo(e, 200)}") from None
-    if width * height > max_pixels:
-        raise HTTPException(413, f"the photo is {width}x{height} pixels ({width * height / 1e6:.1f} MP), over the "
-                                 f"limit of {max_pixels:,} pixels: send a smaller one")
+    try:
+        check_pixels(width, height, max_pixels)
+    except ImageTooLarge as e:
+        raise _photo_error(e) from None
     if fmt not in PHOTO_TYPES:
         raise HTTPException(415, f"the upload is a {_echo(fmt, 20)} image, not {PHOTO_FORMATS}")
     return PHOTO_TYPES[fmt]
