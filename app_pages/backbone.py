@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.cache import ArtefactCache
-from core.evaluate import evaluation_table, lit_evaluation
+from core.embeddings.quality import evaluation_table, lit_evaluation
 from app_pages.common import built_or_progress, current_catalog
 
 catalog = current_catalog()

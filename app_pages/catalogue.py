@@ -3,7 +3,7 @@ import math
 
 import streamlit as st
 
-from core.catalog import filter_products
+from core.data.catalog import filter_products
 from app_pages.common import current_catalog, product_grid
 
 catalog = current_catalog()

@@ -6,7 +6,7 @@ from app_pages.common import (build_key, current_catalog, get_cluster_map, get_d
                               product_grid)
 from app_pages.mapview import map_figure, selected_ids
 from core.cache import ArtefactCache
-from core.clustermap import HOVER_ATTRS, dbscan_is_cached
+from core.explore.clustermap import HOVER_ATTRS, dbscan_is_cached
 
 SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence",
           "texture": "texture-aware photo (pattern)"}

@@ -10,11 +10,12 @@ import streamlit as st
 from app_pages.common import (build_key, current_catalog, describe, evaluation_job, get_audience, page_build,
                               get_evaluation, get_purchase_counts, get_rec_data, get_recommender, get_split,
                               job_panel, product_grid, recommender_names)
-from core.catalog import filter_products
-from core.embed import ImageError, fuse
-from core.demo import AddsProducts
-from core.recommend import NO_REASON, POPULAR, no_purchases, product_audience, top_k
-from core.receval import PairedReport, SplitConfig
+from core.data.catalog import filter_products
+from core.embeddings.backbone import ImageError, fuse
+from core.recs.demo import AddsProducts
+from core.recs.contract import NO_REASON, POPULAR, no_purchases, top_k
+from core.recs.queries import product_audience
+from core.recs.evaluate import PairedReport, SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
 CUTOFF, END = SPLIT.cutoff, SPLIT.end

@@ -10,13 +10,16 @@ import pandas as pd
 import streamlit as st
 
 from core.cache import ArtefactCache
-from core.catalog import CATALOG_ENV, Catalog, CatalogError, default_catalog_spec, load_catalog
-from core.cluster import ClusterConfig
-from core.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_comparison
-from core.embed import Backbone, WeightsUnavailable, create_backbone
-from core.pipeline import Built, build
-from core.recommend import Progress, RecData, Recommender, create_recommender, list_recommenders, \
-    product_audience, purchase_counts, rec_data
+from core.data.catalog import Catalog, CatalogError
+from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
+from core.explore.cluster import ClusterConfig
+from core.explore.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_comparison
+from core.embeddings.backbone import Backbone, WeightsUnavailable
+from core.embeddings.registry import create_backbone
+from core.embeddings.pipeline import Built, build
+from core.recs.contract import Progress, RecData, Recommender, rec_data
+from core.recs.queries import product_audience, purchase_counts
+from core.recs.registry import create_recommender, list_recommenders
 
 BACKBONE_ENV = "ATELIER_BACKBONE"
 GRID_COLUMNS = 6
@@ -244,7 +247,7 @@ def recommender_names() -> tuple[list[str], dict[str, str]]:
 
 def _eval_hybrid_weight() -> float:
     """The evaluation's hybrid weight, so the page's fitted models are the very artefacts it evaluates."""
-    from core.receval import EvalConfig
+    from core.recs.evaluate import EvalConfig
     return EvalConfig().hybrid_weight
 
 
@@ -260,9 +263,9 @@ def get_rec_data(_built: Built, build_key: tuple, cutoff: str) -> RecData:
 def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> Job:
     """A job fitting ``name`` on the purchases before ``cutoff`` as the stored evaluation of the default models
     served it, if there is one (its settings chosen on validation, its new-customer fallback:
-    ``core.receval.as_evaluated``), else with its defaults; through the artefact cache, so the learned models
+    ``core.recs.evaluate.as_evaluated``), else with its defaults; through the artefact cache, so the learned models
     are trained once, then loaded. Started at the first call."""
-    from core.receval import as_evaluated
+    from core.recs.evaluate import as_evaluated
     data = get_rec_data(_built, build_key, cutoff)
     job = Job(f"fit-{name}", stage=f"loading {name} from the cache, or preparing its training data")
     return job.start(lambda progress: as_evaluated(name, data, served_evaluation(_built, build_key, cutoff),
@@ -274,15 +277,15 @@ def served_evaluation(_built: Built, build_key: tuple, cutoff: str) -> dict | No
     """The stored evaluation of the default models at ``cutoff`` (or None), looked up once for every model
     the page fits (the lookup fingerprints the purchases: seconds on the H&M sample); kept a minute, so an
     evaluation finished meanwhile is served."""
-    from core.receval import EvalConfig, SplitConfig, cached_evaluation
+    from core.recs.evaluate import EvalConfig, SplitConfig, cached_evaluation
     return cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
                              EvalConfig(split=SplitConfig(cutoff=cutoff)), ArtefactCache())
 
 
 @st.cache_resource(show_spinner="Splitting the purchases at the cutoff…", max_entries=8)
 def get_split(_built: Built, build_key: tuple, cutoff: str, end: str):
-    """``core.receval.Split``: purchases before ``cutoff`` (train) and in ``[cutoff, end)`` (test)."""
-    from core.receval import temporal_split
+    """``core.recs.evaluate.Split``: purchases before ``cutoff`` (train) and in ``[cutoff, end)`` (test)."""
+    from core.recs.evaluate import temporal_split
     return temporal_split(_built.catalog.purchases, cutoff, end)
 
 
@@ -294,16 +297,16 @@ def get_purchase_counts(_built: Built, build_key: tuple, cutoff: str, end: str) 
 @st.cache_data(show_spinner="Ranking the product in every customer's list…", max_entries=64)
 def get_audience(_model: Recommender, build_key: tuple, name: str, cutoff: str, product_id: str,
                  _customer_ids: list[str]) -> pd.DataFrame:
-    """``core.recommend.product_audience`` of a catalogue product; ``_customer_ids`` follow from the build
+    """``core.recs.contract.product_audience`` of a catalogue product; ``_customer_ids`` follow from the build
     and the cutoff (the customers with purchases before it)."""
     return product_audience(_model, _customer_ids, product_row=_model.data_.product_row[product_id])
 
 
 @st.cache_data(show_spinner=False, ttl=60, max_entries=16)
 def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cutoff: str, end: str) -> dict | None:
-    """The stored evaluation of exactly these models at this split, or None (``core.receval.cached_evaluation``);
+    """The stored evaluation of exactly these models at this split, or None (``core.recs.evaluate.cached_evaluation``);
     kept a minute, so a result computed by ``python -m core evaluate`` meanwhile shows up."""
-    from core.receval import EvalConfig, SplitConfig, cached_evaluation
+    from core.recs.evaluate import EvalConfig, SplitConfig, cached_evaluation
     return cached_evaluation(_built.catalog, _built.embeddings, list(models),
                              EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache())
 
@@ -316,18 +319,18 @@ def _evaluation_jobs() -> dict[tuple, Job]:
 def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str, start: bool = False,
                    fresh: bool = False) -> Job | None:
     """The evaluation running (or run) in the background for these models and split; with ``start``, a new
-    one unless one is running or has finished (``core.receval.evaluate``, cached as an artefact). With
+    one unless one is running or has finished (``core.recs.evaluate.evaluate``, cached as an artefact). With
     ``fresh`` too, the stored evaluations are dropped first and a finished job is not reused, so a result
     stored by an earlier version is computed again."""
     key = (build_key(built), models, cutoff, end)
     jobs = _evaluation_jobs()
     job = jobs.get(key)
     if start and fresh and (job is None or job.finished or job.error):
-        from core.receval import KIND
+        from core.recs.evaluate import KIND
         ArtefactCache().clear(KIND)
         job = None
     if start and (job is None or job.error):
-        from core.receval import EvalConfig, SplitConfig, evaluate
+        from core.recs.evaluate import EvalConfig, SplitConfig, evaluate
         cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
         jobs[key] = job = Job("evaluate").start(lambda progress: evaluate(
             built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress))
@@ -338,10 +341,10 @@ def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str,
 
 @st.cache_data(show_spinner=False, ttl=60, max_entries=16)
 def get_texture_report(_built: Built, build_key: tuple, label: str) -> dict | None:
-    """The stored ``core.texture.texture_report`` of this build for ``label``, or None; computes nothing but
+    """The stored ``core.explore.texture.texture_report`` of this build for ``label``, or None; computes nothing but
     the data's fingerprint. Raises ValueError when the catalogue lacks the columns it needs. Kept a minute,
     so a report computed meanwhile by another session shows up."""
-    from core.texture import cached_texture_report
+    from core.explore.texture import cached_texture_report
     return cached_texture_report(_built, ArtefactCache(), label)
 
 
@@ -357,7 +360,7 @@ def texture_report_job(built: Built, label: str, start: bool = False) -> Job | N
     jobs = _texture_jobs()
     job = jobs.get(key)
     if start and (job is None or job.error):
-        from core.texture import texture_report
+        from core.explore.texture import texture_report
         jobs[key] = job = Job("texture-report", stage="reading the texture descriptors of the photos").start(
             lambda progress: texture_report(built, ArtefactCache(), label, progress=progress))
     return job

@@ -1,8 +1,8 @@
 """Neighbours: the products nearest to a product, a text query or an uploaded photo, in each embedding space."""
 import streamlit as st
 
-from core.catalog import filter_products
-from core.embed import ImageError
+from core.data.catalog import filter_products
+from core.embeddings.backbone import ImageError
 from app_pages.common import built_or_progress, current_catalog, describe, product_grid
 
 SPACES = {"image": "photo embedding", "text": "product-sentence embedding",

@@ -8,8 +8,9 @@ import streamlit as st
 
 from app_pages.common import (build_key, current_catalog, describe, get_texture_report, job_panel, page_build,
                               product_grid, texture_report_job)
-from core.catalog import filter_products
-from core.texture import MIN_CLASS, TYPE_TOLERANCE
+from core.data.catalog import filter_products
+from core.embeddings.texture import TYPE_TOLERANCE
+from core.embeddings.quality import MIN_CLASS
 
 ORDER = ["photo", "texture", "hybrid", "sentence"]  # then the variants tried, in the report's order
 ABOUT = {"photo": "the backbone's photo embedding (the build's *image* kind)",

@@ -10,7 +10,9 @@ import sys
 import time
 import warnings
 
-from core.catalog import CATALOG_ENV, PROJECT_ROOT, CatalogError, default_catalog_spec, load_catalog
+from core.data.catalog import CatalogError
+from core.config import PROJECT_ROOT
+from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
 
 
 def _progress_bars():
@@ -47,7 +49,8 @@ def _catalog(args):
 
 
 def _backbone(name: str):
-    from core.embed import WeightsUnavailable, create_backbone
+    from core.embeddings.backbone import WeightsUnavailable
+    from core.embeddings.registry import create_backbone
     try:
         backbone = create_backbone(name)
     except WeightsUnavailable as e:
@@ -60,10 +63,10 @@ def _backbone(name: str):
 
 
 def _build_config(args):
-    from core.index import IndexConfig
-    from core.lit import check_views
-    from core.pipeline import BuildConfig
-    from core.texture import TextureConfig
+    from core.embeddings.index import IndexConfig
+    from core.embeddings.lit import check_views
+    from core.embeddings.pipeline import BuildConfig
+    from core.embeddings.texture import TextureConfig
     views = [v.strip() for v in getattr(args, "texture_views", "photo").split(",") if v.strip()]
     try:
         texture = TextureConfig(views=check_views(views))
@@ -80,7 +83,7 @@ def cmd_validate(args) -> None:
 
 def cmd_build(args) -> None:
     from core.cache import ArtefactCache
-    from core.release import prepare, publish
+    from core.serve.release import prepare, publish
     models = _model_names(args.models) if args.models.strip() else []
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
@@ -103,9 +106,9 @@ def cmd_build(args) -> None:
 def cmd_serve(args) -> None:
     import uvicorn
 
-    from core.httpserver import ServerLimits, uvicorn_config
-    from core.release import SERVED_MODELS
-    from core.service import Service, ServiceConfig, create_app
+    from core.serve.httpserver import ServerLimits, uvicorn_config
+    from core.serve.release import SERVED_MODELS
+    from core.serve.service import Service, ServiceConfig, create_app
     models = tuple(_model_names(args.models)) if args.models else SERVED_MODELS
     spec = args.catalog or default_catalog_spec()
     if args.catalog:
@@ -140,7 +143,7 @@ def _use_own_cores() -> None:
 
 def _build_maps(built, cache, kinds: list[str]) -> dict[str, dict]:
     """The cluster map of each kind (UMAP, HDBSCAN, names), and the DBSCAN comparison for the first."""
-    from core.clustermap import MapConfig, cluster_map, dbscan_comparison
+    from core.explore.clustermap import MapConfig, cluster_map, dbscan_comparison
     out = {}
     for i, kind in enumerate(kinds):
         t = time.perf_counter()
@@ -155,7 +158,7 @@ def _build_maps(built, cache, kinds: list[str]) -> dict[str, dict]:
 def _embeddings(catalog, backbone_name: str, cache):
     """The catalogue's per-product embeddings with the named backbone: the embedding step of ``build``,
     so a built catalogue loads them from the cache and only new content is encoded."""
-    from core.pipeline import embed_catalog
+    from core.embeddings.pipeline import embed_catalog
     backbone = _backbone(backbone_name)
     embeddings, _, report = embed_catalog(catalog, backbone, cache, progress=_progress_bars())
     if not report.ok:
@@ -165,7 +168,7 @@ def _embeddings(catalog, backbone_name: str, cache):
 
 def _model_names(text: str) -> list[str]:
     """Comma-separated recommender names, checked against the registry; exits with one line otherwise."""
-    from core.recommend import list_recommenders
+    from core.recs.registry import list_recommenders
     valid = list_recommenders(blends=True)
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in valid]
@@ -190,8 +193,9 @@ def _purchase_range(purchases) -> str:
 
 def cmd_evaluate(args) -> None:
     from core.cache import ArtefactCache
-    from core.receval import EvalConfig, SplitConfig, evaluate
-    from core.recommend import list_recommenders, require_purchases
+    from core.recs.evaluate import EvalConfig, SplitConfig, evaluate
+    from core.recs.contract import require_purchases
+    from core.recs.registry import list_recommenders
     models = _model_names(args.models) if args.models else list_recommenders()
     cutoff, end = _date(args.cutoff, "--cutoff"), _date(args.end, "--end")
     if end <= cutoff:
@@ -262,7 +266,8 @@ def cmd_recommend(args) -> None:
     from pathlib import Path
 
     from core.cache import ArtefactCache, write_atomic
-    from core.recommend import cutoff_after, fitted, rec_data, require_purchases
+    from core.recs.contract import cutoff_after, rec_data, require_purchases
+    from core.recs.registry import fitted
     _model_names(args.model)
     if args.k < 1:
         sys.exit("error: --k must be at least 1")
@@ -320,14 +325,14 @@ def cmd_cache(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from core import bench
+    import core.bench.benchmarks as bench
     from core.cache import ArtefactCache
     spec = args.catalog or default_catalog_spec()
     if args.what == "app":  # AppTest needs streamlit, which core never imports: run it in a child process
         env = dict(os.environ, ATELIER_CATALOG=spec, ATELIER_BACKBONE=args.backbone)
         sys.exit(subprocess.call([sys.executable, str(PROJECT_ROOT / "tools" / "bench_app.py")], env=env))
     if args.what == "serve":  # starts `python -m core serve` itself (or loads --url) and loads it open-loop
-        from core.loadtest import LoadConfig, serve_and_load
+        from core.bench.loadtest import LoadConfig, serve_and_load
         if args.qps <= 0 or args.seconds <= 0:
             sys.exit("error: --qps and --seconds must be positive")
         cfg = LoadConfig(qps=args.qps, seconds=args.seconds, warmup_s=args.warmup)
@@ -345,7 +350,7 @@ def cmd_bench(args) -> None:
         print(json.dumps(result))
         return
     if args.what in ("bombs", "connections"):  # hostile clients against a service started here
-        from core import hostile
+        from core.bench import hostile
         spec = args.catalog or "synthetic:200:0"
         if args.what == "bombs":
             print(json.dumps(hostile.bench_bombs(spec, args.backbone, args.models)))
@@ -356,7 +361,7 @@ def cmd_bench(args) -> None:
         print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
         return
     if args.what == "drill":  # its own scratch cache and store, a synthetic catalogue: never the user's
-        from core.drill import DrillConfig, kill_drill
+        from core.bench.drill import DrillConfig, kill_drill
         print(json.dumps(kill_drill(DrillConfig(rounds=args.rounds))))
         return
     backbone = _backbone(args.backbone)
@@ -375,7 +380,7 @@ def cmd_bench(args) -> None:
                                              cfg=_build_config(args), progress=_progress_bars())))
         return
     if args.what == "cluster":
-        from core.cluster import ClusterConfig
+        from core.explore.cluster import ClusterConfig
         cluster = ClusterConfig(args.min_cluster_size, args.min_samples)
         print(json.dumps(bench.bench_cluster(spec, backbone, ArtefactCache(), limit=args.limit, kind=args.kind,
                                              cfg=_build_config(args), cluster=cluster)))
@@ -385,7 +390,7 @@ def cmd_bench(args) -> None:
 
 
 def _kinds(text: str) -> list[str]:
-    from core.pipeline import KINDS
+    from core.embeddings.pipeline import KINDS
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -502,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from core.recommend import NoPurchases
+    from core.recs.contract import NoPurchases
     try:
         args.fn(args)
     except (CatalogError, NoPurchases) as e:

@@ -30,18 +30,11 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from core.catalog import PROJECT_ROOT
+from core.config import cache_root
 
-CACHE_ENV = "ATELIER_CACHE"
 LEGACY_USER_DATA = ("added-products", "uploads")  # folders older versions kept user data in; never cleared
 META = "__meta__"
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    """``$ATELIER_CACHE``, else ``cache/`` in the project."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    return Path(env).expanduser() if env else PROJECT_ROOT / "cache"
 
 
 # Bytes hashed per call. One call over a large array keeps the GIL for seconds (a 740 MB array: 2.4 s), so
@@ -156,6 +149,17 @@ def frame_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def arrays_frame(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({c: arrays[f"col_{i}"] for i, c in enumerate(arrays["columns"].tolist())})
+
+
+def json_arrays(value, name: str = "report") -> dict[str, np.ndarray]:
+    """A JSON-able value (a report: dicts, lists, numbers, strings) as the arrays of one artefact: ``{name: 0-d
+    str array}``. The inverse is :func:`json_value`. ``name`` is the array's name inside the ``.npz``."""
+    return {name: np.array(json.dumps(value))}
+
+
+def json_value(arrays: dict[str, np.ndarray] | None, name: str = "report"):
+    """The value :func:`json_arrays` stored, or None for a missing artefact (``arrays`` None)."""
+    return None if arrays is None else json.loads(str(arrays[name]))
 
 
 @dataclass
@@ -276,7 +280,7 @@ class ArtefactCache:
     def clear(self, kind: str | None = None) -> int:
         """Delete every artefact (or one kind's); returns the number of files removed. Products added through
         the service before they had a store of their own (``added-products``, ``uploads``) are user data, not
-        artefacts: they stay until :mod:`core.store` has copied them."""
+        artefacts: they stay until :mod:`core.serve.store` has copied them."""
         if kind:
             targets = [self.root / kind]
         else:

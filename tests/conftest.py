@@ -22,14 +22,14 @@ def isolated_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_backbone():
-    from core.embed import create_backbone
+    from core.embeddings.registry import create_backbone
     return create_backbone(TINY)
 
 
 @pytest.fixture(scope="session")
 def synthetic_catalog(tmp_path_factory):
     """60 synthetic products with PNG photos. Shared: tests must not modify it or its files."""
-    from core.synthetic import make_catalog
+    from core.data.synthetic import make_catalog
     return make_catalog(60, seed=0, image_dir=tmp_path_factory.mktemp("synthetic-60"))
 
 
@@ -46,7 +46,7 @@ def published_synthetic(tmp_path_factory):
     recommenders), as after ``python -m core build``: what the service tests load. Shared by the session
     (building it takes ~30 s): tests that change it work on a copy."""
     from core.cache import ArtefactCache
-    from core.release import prepare, publish
+    from core.serve.release import prepare, publish
     cache = ArtefactCache(tmp_path_factory.mktemp("published") / "cache")
     publish(cache, prepare("synthetic:120:0", backbone=TINY, cache=cache).manifest)
     return cache

@@ -52,7 +52,7 @@ def test_build_then_rebuild(two_builds):
 
 def test_build_publishes_the_version_a_service_loads(two_builds):
     from core.cache import ArtefactCache
-    from core.release import current
+    from core.serve.release import current
     cache, first, _ = two_builds
     published = current(ArtefactCache(cache), "synthetic:40")
     assert published["version"] == json_line(first.stdout)["version"]

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core.cache import ArtefactCache
-from core.catalog import load_catalog
-from core.recommend import NoPurchases, no_purchases, require_purchases
-from core.release import current, prepare, publish
+from core.data.load import load_catalog
+from core.recs.contract import NoPurchases, no_purchases, require_purchases
+from core.serve.release import current, prepare, publish
 
 pytestmark = pytest.mark.faults
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_the_version_of_a_catalogue_without_purchases_does_not_change_with_the_d
 
 
 def test_texture_model_of_photos_fewer_than_its_components_is_finite():
-    from core.texture import TextureConfig, TextureModel
+    from core.embeddings.texture import TextureConfig, TextureModel
     rng = np.random.default_rng(0)
     distinct = rng.random((3, 40)).astype(np.float32)  # 12 products, 3 distinct photos: rank 2 after centring
     descriptors, photo = distinct[np.arange(12) % 3], rng.standard_normal((12, 8)).astype(np.float32)
@@ -169,7 +169,7 @@ def test_texture_model_of_photos_fewer_than_its_components_is_finite():
 def client(shop, tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from core.service import Service, ServiceConfig, create_app
+    from core.serve.service import Service, ServiceConfig, create_app
     cache = ArtefactCache(tmp_path_factory.mktemp("nopurchases-service") / "cache")
     publish(cache, prepare(str(shop), backbone=TINY, cache=cache).manifest)
     service = Service(ServiceConfig(catalog=str(shop), poll_s=0), cache)
@@ -218,7 +218,7 @@ def test_a_model_s_vectors_are_refused_with_the_reason_and_products_can_be_added
 
 
 def test_service_with_nothing_published_builds_a_version_without_models(shop, tmp_path):
-    from core.service import Service, ServiceConfig
+    from core.serve.service import Service, ServiceConfig
     service = Service(ServiceConfig(catalog=str(shop), backbone=TINY, poll_s=0), ArtefactCache(tmp_path / "cache"))
     release = service.load_current()  # the default models are asked for; there is nothing to fit them on
     assert release.models == {} and current(service.cache, str(shop))["models"] == []
@@ -281,7 +281,7 @@ def test_every_page_opens_on_a_catalogue_without_purchases(app_shop, page):
 
 def test_a_stored_texture_model_with_a_zero_variance_component_is_refitted(shop, tmp_path, tiny_backbone):
     """One stored before zero-variance components were dropped gave NaN texture rows, and the build's map crashed."""
-    from core.pipeline import build
+    from core.embeddings.pipeline import build
     cache = ArtefactCache(tmp_path / "cache")
     catalog = load_catalog(shop)
     build(catalog, tiny_backbone, cache)

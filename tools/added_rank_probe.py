@@ -2,18 +2,19 @@
 A probe for `bench demo`'s added_product_rank target (median < 200), on the VALIDATION window only (fit
 before 2020-01-01, score Jan-Mar 2020): the content baseline (mean of the last 10 purchases) against
 nearest-purchase scoring (a product's score is its highest cosine to any of the customer's purchases),
-with the same draws as core.demo.added_product_rank. A content-only product vector is the product's own
+with the same draws as core.recs.demo.added_product_rank. A content-only product vector is the product's own
 hybrid vector, so no re-adding is needed. Run: python tools/added_rank_probe.py"""
 import sys, time, json
 import numpy as np
 sys.path.insert(0, ".")
 from core.__main__ import _embeddings
 from core.cache import ArtefactCache
-from core.catalog import default_catalog_spec, load_catalog
-from core.receval import coverage, customer_slice, ranking_metrics, temporal_split
-from core.recommend import rec_data, top_k, rank_in_lists
-from core.demo import nearest_bought, DemoConfig
-from core.baselines import Content, ContentConfig
+from core.data.load import default_catalog_spec, load_catalog
+from core.recs.evaluate import temporal_split
+from core.recs.metrics import coverage, ranking_metrics
+from core.recs.contract import rec_data, top_k, rank_in_lists
+from core.recs.demo import nearest_bought, DemoConfig
+from core.recs.baselines import Content, ContentConfig
 
 catalog = load_catalog(default_catalog_spec())
 emb = _embeddings(catalog, "auto", ArtefactCache())

@@ -1,7 +1,7 @@
 """A swap probe: one GET /products/{id}/similar every 10 ms through a version swap, nothing else.
 
 Starts ``python -m core serve`` pinned to the last core (this process on the first), waits until it is
-ready, publishes :func:`core.loadtest.another_version` of the catalogue's current version 5 s in, keeps
+ready, publishes :func:`core.bench.loadtest.another_version` of the catalogue's current version 5 s in, keeps
 probing for ``--seconds`` and prints one JSON object: the latencies, the stalls (merged intervals where
 requests took over 50 ms) and when the new version first answered. The version published before is
 published again at the end. Where ``bench serve --publish-during`` measures the whole request mix, this
@@ -26,10 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cache import ArtefactCache  # noqa: E402
-from core.catalog import PROJECT_ROOT, default_catalog_spec, load_catalog  # noqa: E402
-from core.loadtest import (Call, Connections, _free_port, _stop, _wait_ready, another_version,  # noqa: E402
+from core.config import PROJECT_ROOT
+from core.data.load import default_catalog_spec, load_catalog
+from core.bench.loadtest import (Call, Connections, _free_port, _stop, _wait_ready, another_version,  # noqa: E402
                            encode_call, server_command)
-from core.release import current, publish  # noqa: E402
+from core.serve.release import current, publish  # noqa: E402
 
 STALL_MS = 50.0
 

@@ -1,0 +1,247 @@
+"""The recommenders' shared contract: what they learn from (:class:`RecData`), how they score
+(:class:`Recommender`), and top-k over the whole catalogue.
+
+Every recommender ranks every product of the catalogue (the candidates), bought or not. A
+customer is a history of product rows plus their attributes: a known customer's history is their
+purchases before the cutoff, a new one's a few liked products (or none).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.data.catalog import Catalog
+from core.embeddings.backbone import fuse
+from core.embeddings.pipeline import Embeddings
+
+from core.progress import Progress
+
+
+@dataclass
+class RecData:
+    """What a recommender may learn from: every product (the candidates, in this row order), every
+    customer, the purchases before ``cutoff`` only, and the products' content vectors.
+
+    Built by :func:`rec_data`; ``purchases`` never holds anything at or after ``cutoff``.
+    """
+    products: pd.DataFrame  # index product_id, the catalogue's attribute columns; row i is candidate i
+    customers: pd.DataFrame  # index customer_id, attribute columns (str); may be empty of columns
+    purchases: pd.DataFrame  # customer_id, product_id, timestamp, price; sorted by timestamp
+    cutoff: pd.Timestamp  # "now" for the model: recency is measured back from here
+    image: np.ndarray  # (n_products, d) float32 rows L2-normalised; zero rows where there is no photo
+    text: np.ndarray  # (n_products, d) float32 rows L2-normalised
+    has_image: np.ndarray  # (n_products,) bool
+    hybrid_weight: float = 0.5
+    # derived in __post_init__
+    product_ids: np.ndarray = field(init=False)  # (n_products,) str
+    product_row: dict[str, int] = field(init=False)
+    customer_ids: np.ndarray = field(init=False)  # (n_customers,) str
+    customer_row: dict[str, int] = field(init=False)
+    items: np.ndarray = field(init=False)  # (n_purchases,) int64 product row of each purchase
+    users: np.ndarray = field(init=False)  # (n_purchases,) int64 customer row of each purchase
+    days_ago: np.ndarray = field(init=False)  # (n_purchases,) float32 days from the purchase to the cutoff
+
+    def __post_init__(self) -> None:
+        self.product_ids = self.products.index.to_numpy(dtype=str)
+        self.product_row = {p: i for i, p in enumerate(self.product_ids.tolist())}
+        known = pd.Index(self.customers.index.astype(str))
+        extra = pd.Index(self.purchases["customer_id"].unique()).difference(known)
+        self.customer_ids = np.concatenate([known.to_numpy(dtype=str), extra.to_numpy(dtype=str)])
+        self.customer_row = {c: i for i, c in enumerate(self.customer_ids.tolist())}
+        self.items = self.purchases["product_id"].map(self.product_row).to_numpy(dtype=np.int64)
+        self.users = self.purchases["customer_id"].map(self.customer_row).to_numpy(dtype=np.int64)
+        delta = (self.cutoff - self.purchases["timestamp"]).dt.total_seconds().to_numpy() / 86400.0
+        self.days_ago = np.nan_to_num(delta, nan=0.0).astype(np.float32)
+        self._histories: dict[str, np.ndarray] | None = None
+
+    @property
+    def n_products(self) -> int:
+        return len(self.product_ids)
+
+    @property
+    def hybrid(self) -> np.ndarray:
+        """(n_products, d) float32 rows L2-normalised: photo and sentence fused at ``hybrid_weight``."""
+        return fuse(self.image, self.text, self.hybrid_weight, self.has_image)
+
+    def history(self, customer_id: str) -> np.ndarray:
+        """Product rows the customer bought before the cutoff, oldest first (repeats kept); empty if none."""
+        if self._histories is None:
+            order = np.argsort(self.users, kind="stable")  # purchases are time-sorted, so each group is too
+            users, items = self.users[order], self.items[order]
+            cuts = np.flatnonzero(np.diff(users)) + 1
+            self._histories = {self.customer_ids[g[0]]: it for g, it in
+                               zip(np.split(users, cuts), np.split(items, cuts)) if len(g)}
+        return self._histories.get(customer_id, np.empty(0, dtype=np.int64))
+
+    def popularity(self, since_days: float | None = None) -> np.ndarray:
+        """(n_products,) float32 purchase counts, over the last ``since_days`` before the cutoff if given."""
+        keep = slice(None) if since_days is None else self.days_ago <= since_days
+        return np.bincount(self.items[keep], minlength=self.n_products).astype(np.float32)
+
+
+NO_CUTOFF = pd.Timestamp("1970-01-01")  # the cutoff of a catalogue without dated purchases: nothing is before it
+
+
+def cutoff_after(purchases: pd.DataFrame) -> pd.Timestamp:
+    """Midnight after the day of the last purchase, so every purchase is before it: the cutoff of a model
+    trained on everything. :data:`NO_CUTOFF` when no purchase is dated: not today, since a version's
+    cutoff is part of its id, and the same content must be the same version whatever day it is built."""
+    last = purchases["timestamp"].max()
+    return NO_CUTOFF if pd.isna(last) else last.normalize() + pd.Timedelta(days=1)
+
+
+def no_purchases(catalog: Catalog, cutoff=None) -> str | None:
+    """Why no recommender can be fitted on ``catalog`` (on its purchases before ``cutoff``, if given), in
+    words naming the catalogue (e.g. "no purchases in shop"); None when there are dated purchases to learn
+    from. The one check the build, the service, the app and the CLI make."""
+    purchases, where = catalog.purchases, f"in {catalog.name}"
+    dated = purchases["timestamp"].notna()
+    if cutoff is not None:
+        if (dated & (purchases["timestamp"] < pd.Timestamp(cutoff))).any():
+            return None
+        if dated.any():
+            return f"no purchases {where} before {pd.Timestamp(cutoff):%Y-%m-%d}"
+    elif dated.any():
+        return None
+    if len(purchases):
+        return f"no dated purchases {where} (none of its {len(purchases):,} purchase(s) has a timestamp)"
+    skipped = sum(i.count for i in catalog.report.issues if i.problem == "purchases of unknown products")
+    if skipped:
+        return (f"no purchases of known products {where} (its {skipped:,} purchase(s) are all of products not in "
+                "the catalogue; see the validation report)")
+    return f"no purchases {where}"
+
+
+class NoPurchases(ValueError):
+    """Recommenders asked of a catalogue with no purchases to learn from (see :func:`require_purchases`)."""
+
+
+def require_purchases(catalog: Catalog, cutoff=None, what: str = "fitting recommenders") -> None:
+    """Raise :class:`NoPurchases`, its message naming why and ``what`` cannot run, when :func:`no_purchases`
+    finds nothing to learn from."""
+    reason = no_purchases(catalog, cutoff)
+    if reason:
+        raise NoPurchases(f"{reason}, so {what} has nothing to learn from: recommenders need purchases "
+                          "(interactions.csv in the generic layout; see the README section 'Your own catalogue'). "
+                          "Similar products and search need none")
+
+
+def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.DataFrame, cutoff,
+             embeddings: Embeddings, hybrid_weight: float = 0.5) -> RecData:
+    """RecData of purchases strictly before ``cutoff``; ``embeddings`` rows must be in ``products`` order."""
+    if not np.array_equal(np.asarray(embeddings.ids, dtype=str), products.index.to_numpy(dtype=str)):
+        raise ValueError("embeddings are not aligned with the products (rebuild the catalogue's embeddings)")
+    cutoff = pd.Timestamp(cutoff)
+    train = purchases[purchases["timestamp"] < cutoff].sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return RecData(products, customers, train, cutoff, embeddings.image, embeddings.text, embeddings.has_image,
+                   hybrid_weight)
+
+
+class Recommender:
+    """A model scoring every product for a customer. Subclasses set ``name``, implement :meth:`fit` and
+    :meth:`score_histories`, and may override :meth:`score` to use what they learned per customer."""
+    name: str = ""
+    # True for models that only know products bought in training (ItemKNN, ALS, LightGCN): they can never
+    # rank a product nobody bought before the cutoff above one somebody did.
+    id_only: bool = False
+
+    def fit(self, data: RecData, progress: Progress | None = None) -> "Recommender":
+        raise NotImplementedError
+
+    def score_histories(self, histories: Sequence[np.ndarray],
+                        customer_ids: Sequence[str | None] | None = None) -> np.ndarray:
+        """(q, n_products) float32 scores, higher is better, for q customers given as their history
+        (product rows, oldest first; may be empty) and, where known, their id (attributes)."""
+        raise NotImplementedError
+
+    def score(self, customer_ids: Sequence[str]) -> np.ndarray:
+        """(q, n_products) float32 scores for known customers (their training history and attributes);
+        an id with no purchases (or not in the data) is scored from its attributes or as a new customer."""
+        data = self.data_
+        return self.score_histories([data.history(c) for c in customer_ids], list(customer_ids))
+
+    def recommend(self, customer_ids: Sequence[str], k: int,
+                  exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k product rows (q, k) int64 and scores (q, k) float32 for known customers, best first."""
+        return top_k(self.score(customer_ids), k, exclude)
+
+    def recommend_histories(self, histories: Sequence[np.ndarray], k: int, customer_ids: Sequence[str | None] | None
+                            = None, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k product rows and scores for customers given as histories (see :meth:`score_histories`)."""
+        return top_k(self.score_histories(histories, customer_ids), k, exclude)
+
+    def item_vectors(self) -> np.ndarray | None:
+        """(n_products, d) float32 item vectors where the model has them (for explanations), else None."""
+        return None
+
+    def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
+        """Why each recommended product row in ``rows`` scored as it did for the customer given as
+        ``history`` (product rows; may be empty): (len(rows),) int64, the row of the liked product (an
+        entry of ``history``) that contributed most to that product's score, :data:`POPULAR` when the
+        model's customer-independent popularity prior did, :data:`NO_REASON` when there is nothing to name.
+        The default names the liked product most similar in the model's item vectors (content where it
+        has none); models that can split their score into parts override it."""
+        vectors = self.item_vectors()
+        vectors = self.data_.hybrid if vectors is None else vectors
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return reasons(history, rows, vectors / np.maximum(norms, 1e-12), empty=NO_REASON)
+
+
+def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (q, k) int64 and scores (q, k) float32 of the k best products per query, best first;
+    ``exclude[i]`` are product rows never returned for query i (e.g. products already bought). Ties
+    break by product row (the lower row first), also at the k-th place, so results are deterministic;
+    NaN scores count as -inf."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    np.nan_to_num(scores, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+    if exclude is not None:
+        for i, rows in enumerate(exclude):
+            if len(rows):
+                scores[i, rows] = -np.inf
+    q, n = scores.shape
+    k = max(0, min(k, n))
+    if k == 0:
+        return np.empty((q, 0), dtype=np.int64), np.empty((q, 0), dtype=np.float32)
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition picks arbitrarily among products tied at the k-th score: take the lowest rows
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        tie_rows = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+        if len(tie_rows):
+            s, t = scores[tie_rows], kth[tie_rows]
+            above, tied = s > t, s == t
+            room = k - above.sum(axis=1, keepdims=True)
+            keep = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+            part[tie_rows] = np.nonzero(keep)[1].reshape(len(tie_rows), k)
+    else:
+        part = np.tile(np.arange(n), (q, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    rows = np.take_along_axis(part, order, axis=1)
+    return rows, np.take_along_axis(scores, rows, axis=1)
+
+
+POPULAR = -1  # an explanation: the model's popularity prior, not a liked product, placed it
+NO_REASON = -2  # an explanation: nothing to name (no history, or a model that ignores it)
+
+
+def reasons(history: np.ndarray, rows: np.ndarray, vectors: np.ndarray, empty: int = -1) -> np.ndarray:
+    """For each recommended product row, the history product it is most similar to (cosine of
+    ``vectors``, (n_products, d) rows L2-normalised: a model's item vectors or the content vectors);
+    ``empty`` where the history is empty. (len(rows),) int64."""
+    history, rows = np.asarray(history, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+    if not len(history) or not len(rows):
+        return np.full(len(rows), empty, dtype=np.int64)
+    sims = vectors[rows] @ vectors[history].T
+    return history[np.argmax(sims, axis=1)]
+
+
+def rank_in_lists(scores: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Where a product scoring ``candidate`` (q,) would rank in each of q customers' lists over the
+    catalogue with ``scores`` (q, n_products): (q,) int64, 0 = first. Scores of one customer compare
+    products; scores of different customers do not (a ranking loss only orders each customer's list),
+    so "which customers would get this product" is answered by its rank, not its raw score."""
+    return (np.asarray(scores) > np.asarray(candidate)[:, None]).sum(axis=1).astype(np.int64)

@@ -1,0 +1,704 @@
+"""Recommendation evaluation: a temporal split, full-ranking metrics per customer, slices, seeds, paired
+bootstrap comparisons with the best baseline, tuned baselines and plain-words verdicts.
+
+Protocol. Models learn from the purchases before ``cutoff`` and are tested on the purchases in
+``[cutoff, end)``. Every product of the catalogue is a candidate (full ranking); a customer's truth is
+the distinct products they bought in the test window. Choices (whether to drop a customer's earlier
+purchases from their list) are made on a validation window cut from before the cutoff, never on the
+test window.
+
+Metrics (k = 10, MAP at 12, as in the H&M competition), per test customer, then averaged:
+
+- Recall@k = |top-k ∩ bought| / |bought|
+- NDCG@k, binary relevance, discount 1 / log2(rank + 1), ideal DCG over min(|bought|, k) hits
+- AP@12 = sum over ranks i <= 12 of P@i * rel(i), divided by min(|bought|, 12)
+- hit rate@k = 1 if any of the top k was bought
+- coverage@k = distinct products across all top-k lists / n_products (one number, not per customer)
+
+They come from PyG's ``torch_geometric.metrics`` link-prediction metrics (``LinkPredRecall``,
+``LinkPredNDCG``, ``LinkPredMAP``, ``LinkPredHitRatio``, ``LinkPredCoverage``), whose per-example
+``_compute`` gives the per-customer values the bootstrap and the slices need. In torch_geometric 2.8
+their definitions are the ones above: LinkPredMAP divides by min(|bought|, k), H&M's denominator, and
+LinkPredNDCG's ideal DCG runs over min(|bought|, k) (the tests check both against hand-computed values).
+
+Slices: new customers (no purchase before the cutoff), sparse (1-5 earlier purchases, counting purchase
+rows), warm (more); cold items (products bought in the test window that nobody bought before the
+cutoff; recall over a customer's cold products only, averaged over customers with at least one) and
+warm items (likewise).
+
+Seeds: a seeded model is fitted once per ``EvalConfig.seeds`` and each customer's values are averaged
+over the fits before the means, the intervals and the paired differences. Paired comparisons: the
+bootstrap interval of the mean per-customer difference between a model and a baseline, each resample
+the same customers for both (:func:`paired_difference`, :class:`PairedReport`); the reference is the
+baseline with the best validation Recall@k. Baselines with a grid are tuned on the validation window;
+a learned model whose no-history lists do not beat segment popularity on the validation window's new
+customers has its new customers served by segment popularity (see :func:`evaluate`).
+
+Coverage@k cannot exceed q * k / n_products for q test customers (:func:`coverage_ceiling`).
+
+The sampled metric (``sampled_recall_at_10``) ranks each test (customer, product) pair against 99
+products the customer never bought, drawn at random from the whole catalogue: it is SAMPLED, kinder
+than full ranking, can order models differently from it, and is reported as a reference only.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.cache import ArtefactCache, digest
+from core.data.catalog import Catalog
+from core.embeddings.pipeline import Embeddings
+from core.recs.contract import Progress, RecData, Recommender, rec_data, top_k
+from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks
+from core.recs.newcustomer import NewCustomerFallback
+from core.recs.registry import BASELINES, data_fingerprint, fitted, is_seeded, tuning_grid
+
+SPARSE_MAX = 5  # a customer with 1..SPARSE_MAX purchases before the cutoff is sparse; more is warm
+BATCH = 256  # test customers scored at once: (256, n_products) float32 is 17 MB on the full H&M catalogue
+KIND = "rec-eval"
+EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
+EXCLUDE_CHOICES = ("auto", "yes", "no")
+
+
+# ---------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class SplitConfig:
+    # The H&M sample's purchases run to 2020-06-30: the last three months are the test window.
+    cutoff: str = "2020-04-01"
+    end: str = "2020-07-01"
+    validation_days: int = 0  # 0: as long as the test window
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: SplitConfig = SplitConfig()
+    k: int = 10
+    map_k: int = 12  # the H&M competition's MAP@12
+    n_sampled: int = 99  # negatives per test purchase in the sampled metric (1 in 100, as in NCF papers)
+    n_bootstrap: int = 1000
+    exclude_bought: str = "auto"  # "auto" (chosen per model on the validation window), "yes", "no"
+    seed: int = 0  # the bootstrap's resamples and the sampled metric's negatives
+    # models whose fit depends on a seed are fitted once per seed and their per-customer values averaged:
+    # seeds moved a learned model's Recall@10 by 0.002-0.003 on the sample, as much as gaps between models
+    seeds: tuple[int, ...] = (0, 1, 2)
+    hybrid_weight: float = 0.5
+
+
+# ---------------------------------------------------------------- split
+
+def _day(ts: pd.Timestamp) -> str:
+    """"2020-04-01" for a midnight, else the full ISO time."""
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
+
+
+def customer_slice(n_earlier: np.ndarray) -> np.ndarray:
+    """(q,) str "new" / "sparse" / "warm" from each customer's number of purchases before the cutoff."""
+    n_earlier = np.asarray(n_earlier)
+    return np.where(n_earlier == 0, "new", np.where(n_earlier <= SPARSE_MAX, "sparse", "warm"))
+
+
+@dataclass
+class Split:
+    """Purchases cut by time: ``train`` before ``cutoff``, ``test`` in ``[cutoff, end)``."""
+    cutoff: pd.Timestamp
+    end: pd.Timestamp
+    train: pd.DataFrame  # purchases with timestamp < cutoff
+    test: pd.DataFrame  # purchases with cutoff <= timestamp < end
+
+    def test_customers(self) -> np.ndarray:
+        """(q,) str sorted ids of the customers with a purchase in the test window."""
+        return np.unique(self.test["customer_id"].astype(str).to_numpy())
+
+    def customer_slices(self) -> pd.Series:
+        """"new" / "sparse" / "warm" per test customer (index: :meth:`test_customers`)."""
+        customers = self.test_customers()
+        earlier = self.train["customer_id"].astype(str).value_counts()
+        return pd.Series(customer_slice(earlier.reindex(customers, fill_value=0).to_numpy()), index=customers)
+
+    def cold_purchases(self) -> np.ndarray:
+        """(len(test),) bool: the test purchase is of a product nobody bought before the cutoff."""
+        return ~self.test["product_id"].isin(self.train["product_id"].unique()).to_numpy()
+
+    def repurchases(self) -> np.ndarray:
+        """(len(test),) bool: the customer had bought this product before the cutoff."""
+        cols = ["customer_id", "product_id"]
+        return pd.MultiIndex.from_frame(self.test[cols].astype(str)).isin(
+            pd.MultiIndex.from_frame(self.train[cols].astype(str))).astype(bool)
+
+    def counts(self) -> dict[str, int]:
+        """Purchase rows and customers per part and slice; ``*_item_customers`` are the customers the
+        cold / warm item recall averages over."""
+        slices = self.customer_slices().to_numpy()
+        cold = self.cold_purchases()
+        customers = self.test["customer_id"].astype(str).to_numpy()
+        return {
+            "train_purchases": len(self.train),
+            "test_purchases": len(self.test),
+            "test_customers": len(slices),
+            "new_customers": int((slices == "new").sum()),
+            "sparse_customers": int((slices == "sparse").sum()),
+            "warm_customers": int((slices == "warm").sum()),
+            "cold_item_purchases": int(cold.sum()),
+            "warm_item_purchases": int((~cold).sum()),
+            "cold_item_customers": len(np.unique(customers[cold])),
+            "warm_item_customers": len(np.unique(customers[~cold])),
+            "repurchases": int(self.repurchases().sum()),
+        }
+
+    def window(self) -> dict:
+        return {"cutoff": _day(self.cutoff), "end": _day(self.end),
+                "days": round((self.end - self.cutoff) / pd.Timedelta(days=1), 3)}
+
+
+def temporal_split(purchases: pd.DataFrame, cutoff, end) -> Split:
+    """Purchases before ``cutoff`` (train) and in ``[cutoff, end)`` (test); undated purchases are in neither."""
+    cutoff, end = pd.Timestamp(cutoff), pd.Timestamp(end)
+    if not cutoff < end:
+        raise ValueError(f"the test window is empty: cutoff {cutoff} is not before end {end}")
+    t = purchases["timestamp"]
+    return Split(cutoff, end, purchases[t < cutoff].reset_index(drop=True),
+                 purchases[(t >= cutoff) & (t < end)].reset_index(drop=True))
+
+
+def validation_split(purchases: pd.DataFrame, cfg: SplitConfig) -> Split:
+    """The split used for choices: a window of ``cfg.validation_days`` (0: the test window's length)
+    ending at ``cfg.cutoff``, its train everything before that window. It never sees the test window."""
+    cutoff = pd.Timestamp(cfg.cutoff)
+    length = pd.Timedelta(days=cfg.validation_days) if cfg.validation_days else pd.Timestamp(cfg.end) - cutoff
+    return temporal_split(purchases, cutoff - length, cutoff)
+
+
+# ---------------------------------------------------------------- one model
+
+@dataclass
+class _Ranked:
+    """A model's lists for the test customers, both with and without their earlier purchases."""
+    customers: np.ndarray  # (q,) str, sorted
+    truth: list[np.ndarray]  # q arrays of distinct product rows bought in the test window
+    earlier: list[np.ndarray]  # q arrays of distinct product rows bought before the cutoff
+    top_excluding: np.ndarray  # (q, max(k, map_k)) int64, earlier purchases never listed
+    top_including: np.ndarray  # (q, max(k, map_k)) int64
+    ranks_excluding: np.ndarray | None = None  # (m,) sampled ranks of the test pairs
+    ranks_including: np.ndarray | None = None
+
+
+def _rank(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig,
+          sampled: bool = False) -> _Ranked:
+    """Score the test customers in batches of :data:`BATCH` and keep their top lists (and, if
+    ``sampled``, the sampled ranks of every distinct test pair)."""
+    rows = test["product_id"].astype(str).map(data.product_row)
+    pairs = pd.DataFrame({"c": test["customer_id"].astype(str).to_numpy(), "p": rows.to_numpy()})
+    pairs = pairs[rows.notna().to_numpy()].astype({"p": np.int64}).drop_duplicates().sort_values(["c", "p"])
+    customers, starts = np.unique(pairs["c"].to_numpy(), return_index=True)
+    truth = np.split(pairs["p"].to_numpy(), starts[1:]) if len(customers) else []
+    owner = np.repeat(np.arange(len(customers)), np.diff(np.append(starts, len(pairs))))
+    earlier = [np.unique(data.history(c)) for c in customers.tolist()]
+    width = max(cfg.k, cfg.map_k)
+    top_ex = np.zeros((len(customers), min(width, data.n_products)), dtype=np.int64)
+    top_in = np.zeros_like(top_ex)
+    negatives = None
+    if sampled:
+        bought = [np.concatenate([e, t]) for e, t in zip(earlier, truth)]
+        negatives = sample_negatives(data.n_products, bought, owner, cfg.n_sampled, cfg.seed)
+        targets = pairs["p"].to_numpy()
+        ranks_ex, ranks_in = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
+    for start in range(0, len(customers), BATCH):
+        stop = min(start + BATCH, len(customers))
+        scores = np.asarray(model.score(customers[start:stop].tolist()), dtype=np.float32)
+        top_in[start:stop] = top_k(scores, width)[0]
+        masked = scores.copy()
+        for i, e in enumerate(earlier[start:stop]):
+            masked[i, e] = -np.inf
+        top_ex[start:stop] = top_k(masked, width)[0]
+        if sampled:
+            j = slice(starts[start], starts[stop] if stop < len(customers) else len(pairs))
+            query = owner[j] - start
+            ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
+            ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
+    ranked = _Ranked(customers, truth, earlier, top_ex, top_in)
+    if sampled:
+        ranked.ranks_excluding, ranked.ranks_including = ranks_ex, ranks_in
+    return ranked
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """The mean, or None (JSON null) when there is nothing to average."""
+    return float(np.mean(values)) if len(values) else None
+
+
+def _ci(values: np.ndarray, cfg: EvalConfig) -> tuple[float | None, float | None]:
+    if not len(values):
+        return None, None
+    return bootstrap_ci(values, cfg.n_bootstrap, cfg.seed)
+
+
+@dataclass
+class CustomerMetrics:
+    """One model's values per test customer, one way (earlier purchases dropped from the lists or not),
+    for one fit or averaged over seeds. Rows are the window's test customers, sorted: the same rows for
+    every model, so two models' arrays pair up customer by customer."""
+    slices: np.ndarray  # (q,) str "new" / "sparse" / "warm"
+    recall: np.ndarray  # (q,) float64 Recall@k
+    ndcg: np.ndarray  # (q,) float64 NDCG@k
+    ap: np.ndarray  # (q,) float64 AP@map_k
+    hit: np.ndarray  # (q,) float64 hit@k
+    cold_recall: np.ndarray  # (q,) float64 recall over the customer's cold products; NaN if they bought none
+    warm_recall: np.ndarray  # (q,) float64 likewise over warm products
+    sampled_hit: np.ndarray  # (m,) float64 per distinct test pair, 1 if it made the SAMPLED top k; may be empty
+    coverage: float | None  # coverage@k of the lists (one number; the mean over seeds when averaged)
+
+    @classmethod
+    def average(cls, each: Sequence["CustomerMetrics"]) -> "CustomerMetrics":
+        """The per-customer (and per-pair) mean over fits of the same model on the same window."""
+        mean = lambda name: np.mean([getattr(m, name) for m in each], axis=0)  # noqa: E731
+        covers = [m.coverage for m in each if m.coverage is not None]
+        return cls(each[0].slices, *(mean(n) for n in ("recall", "ndcg", "ap", "hit", "cold_recall", "warm_recall",
+                                                       "sampled_hit")),
+                   float(np.mean(covers)) if covers else None)
+
+    def slice_recall(self, name: str) -> np.ndarray:
+        """(q,) Recall@k of the customers in slice ``name`` ("new", "sparse", "warm"), NaN elsewhere."""
+        return np.where(self.slices == name, self.recall, np.nan)
+
+
+def _customer_metrics(ranked: _Ranked, data: RecData, cfg: EvalConfig) -> dict[str, CustomerMetrics]:
+    """Both ways' per-customer metrics of ranked lists: ``{"excluding": ..., "including": ...}``."""
+    k, mk = cfg.k, cfg.map_k
+    n_earlier = np.array([len(data.history(c)) for c in ranked.customers.tolist()], dtype=np.int64)
+    slices = customer_slice(n_earlier)
+    cold = data.popularity() == 0  # (n_products,) nobody bought it before the cutoff
+    out = {}
+    for way in ("excluding", "including"):
+        top = getattr(ranked, f"top_{way}")
+        per = ranking_metrics(top, ranked.truth, k, mk)
+        item_recall = {}
+        for name, keep in (("cold", cold), ("warm", ~cold)):
+            truth = [t[keep[t]] for t in ranked.truth]
+            has = np.array([len(t) > 0 for t in truth], dtype=bool)
+            recall = ranking_metrics(top, truth, k, mk)["recall"] if len(truth) else np.empty(0)
+            item_recall[name] = np.where(has, recall, np.nan)
+        ranks = getattr(ranked, f"ranks_{way}")
+        out[way] = CustomerMetrics(slices, per["recall"], per["ndcg"], per["ap"], per["hit"], item_recall["cold"],
+                                   item_recall["warm"],
+                                   np.empty(0) if ranks is None else (ranks < k).astype(np.float64),
+                                   coverage(top, data.n_products, k) if len(top) else None)
+    return out
+
+
+def _given(values: np.ndarray) -> np.ndarray:
+    return values[~np.isnan(values)]
+
+
+def _summary(m: CustomerMetrics, cfg: EvalConfig) -> dict[str, float | None]:
+    """The flat metric keys of :func:`evaluate_model` from per-customer values."""
+    k, mk = cfg.k, cfg.map_k
+    out: dict[str, float | None] = {
+        f"recall_at_{k}": _mean(m.recall),
+        f"ndcg_at_{k}": _mean(m.ndcg),
+        f"map_at_{mk}": _mean(m.ap),
+        f"hit_rate_at_{k}": _mean(m.hit),
+        f"coverage_at_{k}": m.coverage,
+        f"sampled_recall_at_{k}": _mean(m.sampled_hit),
+    }
+    for name in ("new", "sparse", "warm"):
+        out[f"recall_at_{k}_{name}_customers"] = _mean(_given(m.slice_recall(name)))
+    out[f"recall_at_{k}_cold_items"] = _mean(_given(m.cold_recall))
+    out[f"recall_at_{k}_warm_items"] = _mean(_given(m.warm_recall))
+    for key, values in ((f"recall_at_{k}", m.recall), (f"ndcg_at_{k}", m.ndcg), (f"map_at_{mk}", m.ap),
+                        (f"hit_rate_at_{k}", m.hit), (f"recall_at_{k}_cold_items", _given(m.cold_recall))):
+        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _ci(values, cfg)
+    return out
+
+
+def evaluate_model(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig,
+                   exclude_bought: bool) -> dict[str, float]:
+    """Test metrics of a model fitted on ``data`` (purchases before the cutoff), over ``test`` (the
+    purchases of the test window), every product a candidate. With ``exclude_bought`` a customer's
+    earlier purchases are never in their list. Flat keys (k = 10, map_k = 12 by default):
+    ``recall_at_10``, ``ndcg_at_10``, ``map_at_12``, ``hit_rate_at_10``, ``coverage_at_10``,
+    ``sampled_recall_at_10`` (SAMPLED: 1 + 99 candidates), ``recall_at_10_{new,sparse,warm}_customers``,
+    ``recall_at_10_{cold,warm}_items``, ``<metric>_ci_low`` / ``_ci_high`` (bootstrap 95% over customers)
+    for recall, ndcg, map, hit rate and cold-item recall, ``recall_at_10_excluding`` /
+    ``recall_at_10_including`` (both ways), ``exclude_bought`` and ``id_only``. A metric over no
+    customers is None."""
+    both = _customer_metrics(_rank(model, data, test, cfg, sampled=True), data, cfg)
+    return _flat(both, cfg, exclude_bought, bool(getattr(model, "id_only", False)))
+
+
+def _flat(both: dict[str, CustomerMetrics], cfg: EvalConfig, exclude_bought: bool, id_only: bool) -> dict:
+    k = cfg.k
+    return {**_summary(both["excluding" if exclude_bought else "including"], cfg),
+            f"recall_at_{k}_excluding": _mean(both["excluding"].recall),
+            f"recall_at_{k}_including": _mean(both["including"].recall),
+            "exclude_bought": bool(exclude_bought), "id_only": id_only}
+
+
+# ---------------------------------------------------------------- paired comparisons
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A model's mean per-customer difference from a reference model over the same customers (``diff``),
+    its percentile bootstrap interval (``low``, ``high``; the customers resampled with replacement, each
+    resample the same customers for both models) and the number of customers ``n``; None where there
+    are no customers."""
+    diff: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PairedDifference":
+        return cls(d["diff"], d["low"], d["high"], int(d["n"]))
+
+    @property
+    def better(self) -> bool:
+        """The interval lies above 0: the model is better, beyond the customers' resampling noise."""
+        return self.low is not None and self.low > 0
+
+    @property
+    def worse(self) -> bool:
+        return self.high is not None and self.high < 0
+
+
+def paired_difference(values: np.ndarray, reference: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> PairedDifference:
+    """Mean of ``values - reference`` ((q,) float per customer, the same customers in the same order;
+    a NaN in either marks a customer outside the slice, dropped from both) and the percentile bootstrap
+    interval of that mean (``n_bootstrap`` resamples of the customers, each shared by both arrays)."""
+    d = np.asarray(values, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    if d.shape != np.shape(reference):
+        raise ValueError(f"{np.shape(values)} values against {np.shape(reference)} reference values")
+    d = d[~np.isnan(d)]
+    if not len(d):
+        return PairedDifference(None, None, None, 0)
+    low, high = bootstrap_ci(d, n_bootstrap, seed, level)
+    return PairedDifference(float(d.mean()), low, high, len(d))
+
+
+def paired_keys(k: int = 10) -> tuple[str, ...]:
+    """The metrics compared in pairs: Recall@k overall, per customer slice and on cold items."""
+    return (f"recall_at_{k}", f"recall_at_{k}_new_customers", f"recall_at_{k}_sparse_customers",
+            f"recall_at_{k}_warm_customers", f"recall_at_{k}_cold_items")
+
+
+def paired_values(m: CustomerMetrics, k: int = 10) -> dict[str, np.ndarray]:
+    """(q,) per-customer values of each of :func:`paired_keys`, NaN for customers outside the slice (the
+    cold-item slice's customers are those who bought a cold product)."""
+    return dict(zip(paired_keys(k), (m.recall, m.slice_recall("new"), m.slice_recall("sparse"),
+                                     m.slice_recall("warm"), m.cold_recall)))
+
+
+@dataclass
+class PairedReport:
+    """Every model against the best baseline (``reference``: the highest validation Recall@k, chosen on
+    the validation window, never on the test) and, for the verdicts, against every baseline;
+    ``models[name][metric]`` and ``against[name][baseline][metric]`` are :class:`PairedDifference`,
+    with the metrics of :func:`paired_keys`. A model is not compared with itself."""
+    reference: str | None
+    metric: str
+    models: dict[str, dict[str, PairedDifference]]
+    against: dict[str, dict[str, dict[str, PairedDifference]]]
+
+    def to_dict(self) -> dict:
+        """The JSON shape: ``{"reference", "metric", "models": {name: {metric: {"diff", "low", "high",
+        "n"}}}, "against_each_baseline": {name: {baseline: {metric: {...}}}}}``."""
+        return {"reference": self.reference, "metric": self.metric,
+                "models": {n: {key: d.to_dict() for key, d in ds.items()} for n, ds in self.models.items()},
+                "against_each_baseline": {n: {b: {key: d.to_dict() for key, d in ds.items()}
+                                              for b, ds in per.items()} for n, per in self.against.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PairedReport":
+        diffs = lambda ds: {key: PairedDifference.from_dict(v) for key, v in ds.items()}  # noqa: E731
+        against = d.get("against_each_baseline", {})
+        return cls(d["reference"], d["metric"], {n: diffs(ds) for n, ds in d["models"].items()},
+                   {n: {b: diffs(ds) for b, ds in per.items()} for n, per in against.items()})
+
+
+def paired_report(values: dict[str, dict[str, np.ndarray]], baselines: Sequence[str], reference: str | None,
+                  k: int = 10, n_bootstrap: int = 1000, seed: int = 0) -> PairedReport:
+    """Paired differences of every model in ``values`` (name -> :func:`paired_values`) from the
+    ``reference`` and from each of ``baselines`` (names in ``values``); the same bootstrap seed for
+    every pair, so every comparison resamples the same customers."""
+    def compare(name: str, other: str) -> dict[str, PairedDifference]:
+        return {key: paired_difference(values[name][key], values[other][key], n_bootstrap, seed)
+                for key in paired_keys(k)}
+    models = {n: compare(n, reference) for n in values if reference is not None and n != reference}
+    against = {n: {b: compare(n, b) for b in baselines if b != n} for n in values}
+    return PairedReport(reference, f"recall_at_{k}", models, against)
+
+
+ASPECTS = {"": "overall", "_cold_items": "on new products", "_new_customers": "for new customers",
+           "_sparse_customers": "for sparse customers", "_warm_customers": "for warm customers"}
+
+
+def _aspect_words(better: list[str], worse: list[str], unclear: list[str]) -> str:
+    """How a model compares with the baselines on one aspect, naming the shorter list."""
+    n = len(better) + len(worse) + len(unclear)
+    others = lambda k: "the other one" if k == 1 else f"the other {k}"  # noqa: E731
+    if len(better) == n:
+        return "better than every baseline"
+    if worse:
+        return "worse than every baseline" if len(worse) == n else f"worse than {', '.join(worse)}"
+    if len(unclear) == n:
+        return "no clear difference from any baseline"
+    if len(unclear) <= len(better):
+        return f"no clear difference from {', '.join(unclear)} but better than {others(len(better))}"
+    return f"better than {', '.join(better)} but no clear difference from {others(len(unclear))}"
+
+
+def verdict(result: dict, name: str) -> str:
+    """A model's verdict in plain words from the paired intervals of an evaluation's ``result`` (its
+    ``paired`` part), per aspect (overall, new products, new, sparse and warm customers), from its
+    difference from each baseline: better where the interval lies above 0, worse where it lies below 0,
+    else no clear difference. "better than every baseline"; "worse than X" naming the baselines it
+    loses to; "no clear difference from any baseline"; or, when it beats some and ties the others, the
+    shorter list named ("better than new_arrivals but no clear difference from the other 8"). Aspects
+    with the same words are joined, e.g. "better than every baseline on new products; no clear
+    difference from any baseline for new customers"."""
+    report = PairedReport.from_dict(result["paired"])
+    per = report.against.get(name, {})
+    if not per:
+        return "not compared: no other baseline in this evaluation"
+    base = report.metric
+    clauses: dict[str, list[str]] = {}
+    for suffix, aspect in ASPECTS.items():
+        diffs = {b: ds[base + suffix] for b, ds in per.items() if ds[base + suffix].n > 0}
+        if not diffs:
+            continue
+        better = [b for b, d in diffs.items() if d.better]
+        worse = [b for b, d in diffs.items() if d.worse]
+        unclear = [b for b, d in diffs.items() if not d.better and not d.worse]
+        clauses.setdefault(_aspect_words(better, worse, unclear), []).append(aspect)
+    listed = lambda xs: xs[0] if len(xs) == 1 else f"{', '.join(xs[:-1])} and {xs[-1]}"  # noqa: E731
+    return "; ".join(f"{words} {listed(aspects)}" for words, aspects in clauses.items()) or \
+        "not compared: no test customers"
+
+
+def coverage_ceiling(n_customers: int, n_products: int, k: int = 10) -> float:
+    """The highest coverage@k the test customers' lists can reach: q lists of k products hold at most
+    q * k distinct products, so min(1, q * k / n_products)."""
+    return min(1.0, n_customers * k / n_products) if n_products else 0.0
+
+
+# ---------------------------------------------------------------- the whole evaluation
+
+def _test_digest(test: pd.DataFrame) -> str:
+    """Hash of the test purchases (who bought what when)."""
+    return digest(test["customer_id"].astype(str).to_numpy(dtype=str),
+                  test["product_id"].astype(str).to_numpy(dtype=str),
+                  test["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64))
+
+
+def _prepare(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig
+             ) -> tuple[Split, RecData, dict, str]:
+    """The split, the training RecData, and the artefact's config and fingerprint."""
+    if cfg.exclude_bought not in EXCLUDE_CHOICES:
+        raise ValueError(f"exclude_bought must be one of {EXCLUDE_CHOICES}, not {cfg.exclude_bought!r}")
+    if not cfg.seeds:
+        raise ValueError("seeds is empty: learned models need at least one seed")
+    split = temporal_split(catalog.purchases, cfg.split.cutoff, cfg.split.end)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, embeddings,
+                    cfg.hybrid_weight)
+    key_cfg = {**asdict(cfg), "models": sorted(models), "version": EVAL_VERSION}
+    return split, data, key_cfg, digest(data_fingerprint(data), _test_digest(split.test))
+
+
+def evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig = EvalConfig(),
+             cache: ArtefactCache | None = None, progress: Progress | None = None) -> dict:
+    """Fit each named model on the purchases before the cutoff and measure it on the test window.
+
+    Choices are made on the validation window (:func:`validation_split`): each baseline with a grid
+    (:func:`core.recs.contract.tuning_grid`) keeps the settings with the best validation Recall@k (one
+    seed, the first); whether to drop earlier purchases (``exclude_bought="auto"``: the better way on
+    validation, ties not dropping); the best baseline (the highest validation Recall@k), which every
+    model is compared with in pairs; and for each model that is not a baseline, its new-customer
+    path: if its validation Recall@k on new customers does not beat segment popularity's, its
+    customers with no history are served by segment popularity (:class:`core.recs.contract.NewCustomerFallback`).
+    Seeded models (:func:`core.recs.contract.is_seeded`) are fitted once per ``cfg.seeds``, on validation
+    and on the test, and their per-customer values averaged over seeds; the others once.
+
+    Returns, JSON-ready: ``{"split": {"cutoff", "end", "exclude_bought", "validation": {window and its
+    counts}, **Split.counts()}, "coverage_ceiling", "new_customer_reference": {"model", "params",
+    "validation_recall_at_10_new_customers"}, "paired": PairedReport.to_dict(), "models": {name:
+    evaluate_model's keys (seed-averaged) + seeds, recall_at_10_seed_min / _max,
+    recall_at_10_cold_items_seed_min / _max, params, grid, new_customer_path, verdict, train_s,
+    model_train_s, validation_recall_at_10_excluding / _including / _new_customers}}``. ``seeds`` is []
+    for a deterministic model; ``grid`` lists each setting tried with its validation Recall@k (empty
+    when there was one); ``train_s`` is the mean wall time of :func:`core.recs.contract.fitted` per fit (a
+    load when the fitted model was cached), ``model_train_s`` the model's own ``train_s_`` when it
+    records one. With a cache the whole result is an artefact (see :func:`cached_evaluation`).
+    """
+    split, data, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"json": np.array(json.dumps(_evaluate(catalog, embeddings, models, cfg, split, data, cache,
+                                                       progress)))}
+    if cache is None:
+        return json.loads(str(compute()["json"]))
+    return json.loads(str(cache.get_or_compute(KIND, key_cfg, fingerprint, compute)["json"]))
+
+
+def _exclude(both: dict[str, CustomerMetrics], cfg: EvalConfig) -> bool:
+    """Drop earlier purchases? Fixed by ``cfg.exclude_bought``, or with "auto" whichever way had the higher
+    Recall@k on ``both`` (validation values; ties: not dropping)."""
+    if cfg.exclude_bought != "auto":
+        return cfg.exclude_bought == "yes"
+    return (_mean(both["excluding"].recall) or 0.0) > (_mean(both["including"].recall) or 0.0)
+
+
+def _best_way_recall(both: dict[str, CustomerMetrics], cfg: EvalConfig) -> float:
+    """Validation Recall@k in the way :func:`_exclude` would choose (0 when there are no customers)."""
+    return _mean(both["excluding" if _exclude(both, cfg) else "including"].recall) or 0.0
+
+
+class _Validator:
+    """Fits and scores models on the validation window, each (name, settings, seed) once."""
+
+    def __init__(self, catalog: Catalog, embeddings: Embeddings, cfg: EvalConfig, cache: ArtefactCache | None,
+                 progress: Progress | None):
+        self.cfg, self.cache, self.progress = cfg, cache, progress
+        self.split = validation_split(catalog.purchases, cfg.split)
+        self.data = rec_data(catalog.products, catalog.customers, catalog.purchases, self.split.cutoff,
+                             embeddings, cfg.hybrid_weight)
+        self._done: dict[tuple, dict[str, CustomerMetrics]] = {}
+        self._tuned: dict[str, tuple[dict, list[dict]]] = {}
+
+    def metrics(self, name: str, params: dict, seeds: Sequence[int]) -> dict[str, CustomerMetrics]:
+        """Both ways' per-customer validation metrics, averaged over ``seeds``."""
+        each = []
+        for seed in seeds:
+            key = (name, json.dumps(params, sort_keys=True), seed)
+            if key not in self._done:
+                model = fitted(name, self.data, self.cache, seed, self.progress, params)
+                self._done[key] = _customer_metrics(_rank(model, self.data, self.split.test, self.cfg), self.data,
+                                                    self.cfg)
+            each.append(self._done[key])
+        return {way: CustomerMetrics.average([b[way] for b in each]) for way in ("excluding", "including")}
+
+    def tune(self, name: str) -> tuple[dict, list[dict]]:
+        """The settings of ``name`` with the best validation Recall@k over its grid (first seed; ties: the
+        earlier setting) and the grid's table ``[{"params", "validation_recall_at_10"}]`` (empty when the
+        grid has one setting)."""
+        if name not in self._tuned:
+            grid = tuning_grid(name)
+            table = []
+            if len(grid) > 1:
+                for i, params in enumerate(grid):
+                    if self.progress:
+                        self.progress(f"tuning {name}", i, len(grid))
+                    recall = _best_way_recall(self.metrics(name, params, self.cfg.seeds[:1]), self.cfg)
+                    table.append({"params": params, f"validation_recall_at_{self.cfg.k}": recall})
+                if self.progress:
+                    self.progress(f"tuning {name}", len(grid), len(grid))
+            best = max(range(len(grid)), key=lambda i: (table[i][f"validation_recall_at_{self.cfg.k}"], -i)) \
+                if table else 0
+            self._tuned[name] = (grid[best], table)
+        return self._tuned[name]
+
+
+NEW_CUSTOMER_REFERENCE = "segment_popularity"  # what serves the new customers of a model that does no better
+
+
+def _evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig, split: Split,
+              data: RecData, cache: ArtefactCache | None, progress: Progress | None) -> dict:
+    k = cfg.k
+    val = _Validator(catalog, embeddings, cfg, cache, progress)
+    seeds_of = {name: list(cfg.seeds) if is_seeded(name) else [] for name in models}
+    learned = [name for name in models if name not in BASELINES]
+    reference_params, reference_new = None, None
+    if learned:
+        reference_params, _ = val.tune(NEW_CUSTOMER_REFERENCE)
+        reference_val = val.metrics(NEW_CUSTOMER_REFERENCE, reference_params, cfg.seeds[:1])
+        reference_new = _mean(_given(reference_val["including"].slice_recall("new")))
+    fallback = None
+    results, values, val_recall = {}, {}, {}
+    for i, name in enumerate(models):
+        if progress:
+            progress("evaluating recommenders", i, len(models))
+        params, table = val.tune(name)
+        fits = seeds_of[name] or list(cfg.seeds[:1])
+        val_both = val.metrics(name, params, fits)
+        exclude = _exclude(val_both, cfg)
+        val_recall[name] = _best_way_recall(val_both, cfg)
+        val_new = _mean(_given(val_both["including"].slice_recall("new")))  # no history: the same either way
+        path = "model"
+        if name in learned and val_new is not None and reference_new is not None and not val_new > reference_new:
+            path = NEW_CUSTOMER_REFERENCE
+            if fallback is None:
+                fallback = fitted(NEW_CUSTOMER_REFERENCE, data, cache, cfg.seeds[0], progress, reference_params)
+        per_seed, times, own = [], [], []
+        for seed in fits:
+            t0 = time.perf_counter()
+            model = fitted(name, data, cache, seed, progress, params)
+            times.append(time.perf_counter() - t0)
+            if getattr(model, "train_s_", None) is not None:
+                own.append(float(model.train_s_))
+            if path != "model":
+                model = NewCustomerFallback(model, fallback)
+            per_seed.append(_customer_metrics(_rank(model, data, split.test, cfg, sampled=True), data, cfg))
+        way = "excluding" if exclude else "including"
+        both = {w: CustomerMetrics.average([b[w] for b in per_seed]) for w in ("excluding", "including")}
+        values[name] = paired_values(both[way], k)
+        seed_recall = [_mean(b[way].recall) for b in per_seed]
+        seed_cold = [_mean(_given(b[way].cold_recall)) for b in per_seed]
+        spread = lambda xs, f: None if any(x is None for x in xs) else f(xs)  # noqa: E731
+        results[name] = {**_flat(both, cfg, exclude, bool(getattr(model, "id_only", False))),
+                         "seeds": seeds_of[name],
+                         f"recall_at_{k}_seed_min": spread(seed_recall, min),
+                         f"recall_at_{k}_seed_max": spread(seed_recall, max),
+                         f"recall_at_{k}_cold_items_seed_min": spread(seed_cold, min),
+                         f"recall_at_{k}_cold_items_seed_max": spread(seed_cold, max),
+                         "params": params, "grid": table, "new_customer_path": path,
+                         "train_s": float(np.mean(times)), "model_train_s": float(np.mean(own)) if own else None,
+                         f"validation_recall_at_{k}_excluding": _mean(val_both["excluding"].recall),
+                         f"validation_recall_at_{k}_including": _mean(val_both["including"].recall),
+                         f"validation_recall_at_{k}_new_customers": val_new}
+    if progress:
+        progress("evaluating recommenders", len(models), len(models))
+    baselines = [name for name in models if name in BASELINES]
+    reference = max(baselines, key=lambda b: (val_recall[b], -baselines.index(b))) if baselines else None
+    report = paired_report(values, baselines, reference, k, cfg.n_bootstrap, cfg.seed)
+    out = {"split": {**split.window(), "exclude_bought": cfg.exclude_bought,
+                     "validation": {**val.split.window(), **val.split.counts()}, **split.counts()},
+           "coverage_ceiling": coverage_ceiling(len(split.test_customers()), data.n_products, k),
+           "new_customer_reference": {"model": NEW_CUSTOMER_REFERENCE, "params": reference_params,
+                                      f"validation_recall_at_{k}_new_customers": reference_new},
+           "paired": report.to_dict(), "models": results}
+    for name in models:
+        results[name]["verdict"] = verdict(out, name)
+    return out
+
+
+def cached_evaluation(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig,
+                      cache: ArtefactCache) -> dict | None:
+    """The result :func:`evaluate` stored for exactly this catalogue, embeddings, models (any order)
+    and config, or None; computes nothing but the data's fingerprint."""
+    _, _, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
+    arrays = cache.load(KIND, ArtefactCache.key(key_cfg, fingerprint))
+    return None if arrays is None else json.loads(str(arrays["json"]))
+
+
+def as_evaluated(name: str, data: RecData, result: dict | None, cache: ArtefactCache | None = None, seed: int = 0,
+                 progress: Progress | None = None) -> Recommender:
+    """The named recommender fitted on ``data`` as the evaluation ``result`` served it: with the settings it
+    chose on its validation window (``params``) and, where it chose so, segment popularity for the customers
+    with no history (:class:`core.recs.contract.NewCustomerFallback`). Without a result (or for a model it did
+    not evaluate), the model's defaults. The fits come from the artefact cache the evaluation filled."""
+    entry = ((result or {}).get("models") or {}).get(name) or {}
+    model = fitted(name, data, cache, seed, progress, entry.get("params") or None)
+    path = entry.get("new_customer_path", "model")
+    if path != "model":
+        reference = (result or {}).get("new_customer_reference") or {}
+        params = reference.get("params") if reference.get("model") == path else None
+        model = NewCustomerFallback(model, fitted(path, data, cache, seed, progress, params or None))
+    return model

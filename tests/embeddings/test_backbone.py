@@ -1,0 +1,281 @@
+"""Tests of image loading, backbones (random, local checkpoint, offline failures) and batched encoding."""
+from __future__ import annotations
+
+import io
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import core.embeddings.backbone as embed
+from core.embeddings.backbone import (ImageError, WeightsUnavailable, encode_images, encode_texts, fuse, load_image,
+    pad_to_square)
+from core.embeddings.registry import create_backbone
+from core.embeddings.openclip import DEFAULT_BACKBONE
+
+TINY = "random:atelier-tiny"
+WHITE = (255, 255, 255)
+
+
+def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Random dark pixels (never pure white), so padding is told apart from content."""
+    pixels = np.random.default_rng(seed).integers(0, 200, size=(height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+@pytest.fixture
+def photos(tmp_path) -> list[str]:
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"photo{i}.png"
+        noise_image(20, 30, seed=i).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture
+def no_cached_weights(tmp_path, monkeypatch) -> list:
+    """An empty Hugging Face cache, and a record of DNS look-ups (there should be none offline)."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    lookups: list = []
+
+    def record(*args, **kwargs):
+        lookups.append(args)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", record)
+    return lookups
+
+
+def assert_unit_rows(x: np.ndarray) -> None:
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- images
+
+def test_pad_to_square_keeps_the_whole_portrait_image():
+    img = noise_image(20, 30)
+    square = pad_to_square(img)
+    assert square.size == (30, 30)
+    out, orig = np.asarray(square), np.asarray(img)
+    np.testing.assert_array_equal(out[:, 5:25], orig)
+    assert np.all(out[:, :5] == 255) and np.all(out[:, 25:] == 255)
+
+
+def test_pad_to_square_landscape_and_square():
+    img = noise_image(31, 20)
+    out = np.asarray(pad_to_square(img))
+    assert out.shape == (31, 31, 3)
+    np.testing.assert_array_equal(out[5:25], np.asarray(img))
+    assert np.all(out[:5] == 255) and np.all(out[25:] == 255)
+    square = noise_image(16, 16)
+    assert pad_to_square(square) is square
+
+
+def test_load_image_rejects_a_text_file_named_jpg(tmp_path):
+    fake = tmp_path / "fake_photo.jpg"
+    fake.write_text("this is not a photo\n")
+    with pytest.raises(ImageError, match="fake_photo.jpg"):
+        load_image(fake)
+    with pytest.raises(ImageError, match="fake_photo.jpg"):
+        load_image(str(fake))
+
+
+def test_load_image_rejects_a_truncated_jpeg(tmp_path):
+    good = tmp_path / "good.jpg"
+    noise_image(64, 96).save(good, quality=95)
+    cut = tmp_path / "cut_short.jpg"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert load_image(good).size == (64, 96)
+    with pytest.raises(ImageError, match="cut_short.jpg"):
+        load_image(cut)
+
+
+def test_load_image_composites_transparency_onto_white(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[:, :, :3] = (200, 0, 0)  # red everywhere, but ...
+    rgba[:, 5:, 3] = 255  # ... only the right half is opaque
+    path = tmp_path / "cutout.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    got = load_image(path)
+    assert got.mode == "RGB"
+    out = np.asarray(got)
+    assert np.all(out[:, :5] == WHITE)
+    assert np.all(out[:, 5:] == (200, 0, 0))
+
+
+def test_load_image_reads_an_upload_and_greyscale(tmp_path):
+    buf = io.BytesIO()
+    Image.new("L", (8, 12), 40).save(buf, format="PNG")
+    buf.seek(0)
+    got = load_image(buf)
+    assert got.mode == "RGB" and got.size == (8, 12)
+    assert np.all(np.asarray(got) == 40)
+    with pytest.raises(ImageError):
+        load_image(io.BytesIO(b"GIF89a broken"))
+
+
+# ---------------------------------------------------------------- encoding
+
+def test_encode_images_unit_rows_and_errors(tiny_backbone, photos, tmp_path):
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("text")
+    paths = photos[:2] + [str(bad)] + photos[2:] + [str(tmp_path / "missing.png")]
+    rows, errors = encode_images(tiny_backbone, paths, batch_size=3)
+    assert rows.shape == (7, tiny_backbone.dim) and rows.dtype == np.float32
+    assert set(errors) == {2, 6}
+    assert "not_an_image.png" in errors[2] and "missing.png" in errors[6]
+    np.testing.assert_array_equal(rows[[2, 6]], 0.0)
+    good = [0, 1, 3, 4, 5]
+    assert_unit_rows(rows[good])
+    gaps = np.abs(rows[good][:, None] - rows[good][None]).max(axis=2)
+    assert np.all(gaps[~np.eye(5, dtype=bool)] > 1e-4)  # different photos, different rows
+
+
+def test_encode_images_is_independent_of_batch_size(tiny_backbone, photos):
+    reference, _ = encode_images(tiny_backbone, photos, batch_size=64)
+    for batch_size, workers in ((1, 1), (2, 2), (4, 3)):
+        rows, errors = encode_images(tiny_backbone, photos, batch_size=batch_size, workers=workers)
+        assert not errors
+        np.testing.assert_allclose(rows, reference, atol=1e-5)
+
+
+def test_encode_images_reports_progress(tiny_backbone, photos):
+    calls = []
+    encode_images(tiny_backbone, photos, batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_encode_images_edge_cases(tiny_backbone, tmp_path):
+    rows, errors = encode_images(tiny_backbone, [])
+    assert rows.shape == (0, tiny_backbone.dim) and errors == {}
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 nope")
+    rows, errors = encode_images(tiny_backbone, [str(bad)])
+    assert rows.shape == (1, tiny_backbone.dim) and np.all(rows == 0) and list(errors) == [0]
+
+
+def test_encode_texts(tiny_backbone):
+    texts = ["red striped dress", "black jacket", "", "blue checked skirt"]
+    rows = encode_texts(tiny_backbone, texts, batch_size=3)
+    assert rows.shape == (4, tiny_backbone.dim)
+    assert_unit_rows(rows)
+    np.testing.assert_allclose(rows, encode_texts(tiny_backbone, texts, batch_size=256), atol=1e-5)
+    assert encode_texts(tiny_backbone, []).shape == (0, tiny_backbone.dim)
+
+
+def test_trimmed_text_encoding_equals_the_full_context(tiny_backbone):
+    """encode_text runs the text tower over the batch's longest sentence only; the rows must equal
+    open_clip's own encode_text over all 77 positions, for short, long and over-long texts."""
+    texts = ["", "dress", "Strap top: a black solid vest top, Womens Everyday Basics, Ladieswear.",
+             "a very long product description " * 20]
+    tokens = tiny_backbone.tokenizer(texts)
+    assert (tokens[-1] != 0).all()  # the last text fills the whole context
+    with torch.inference_mode():
+        full = embed.l2_normalise(tiny_backbone.model.encode_text(tokens).float().numpy())
+    np.testing.assert_allclose(tiny_backbone.encode_text(texts), full, atol=1e-5)
+    for i, t in enumerate(texts):  # alone, each text is trimmed to its own length
+        np.testing.assert_allclose(tiny_backbone.encode_text([t])[0], full[i], atol=1e-5)
+
+
+# ---------------------------------------------------------------- backbones
+
+def test_random_backbone_is_named_as_such(tiny_backbone):
+    assert tiny_backbone.name == TINY
+    assert tiny_backbone.weights == "random"
+    assert "RANDOM" in tiny_backbone.warning
+    assert tiny_backbone.dim == 64
+    assert tiny_backbone.cache_config()["backbone"] == TINY
+
+
+def test_default_backbone_offline_fails_fast_with_a_fix(no_cached_weights):
+    with pytest.raises(WeightsUnavailable) as e:
+        create_backbone(DEFAULT_BACKBONE)
+    message = str(e.value)
+    assert DEFAULT_BACKBONE in message
+    assert "local cache" in message  # what was tried
+    assert "ATELIER_OFFLINE" in message  # why no download
+    assert "Fix:" in message and "checkpoint" in message
+    assert no_cached_weights == []  # offline means no DNS look-up either
+
+
+def test_auto_offline_uses_offline_lit_and_says_why(no_cached_weights):
+    backbone = create_backbone("auto")
+    assert backbone.name == "offline-lit" and backbone.weights == "pretrained"
+    assert any("offline-lit because" in n and DEFAULT_BACKBONE in n for n in backbone.notes)
+    assert backbone.warning is None  # pretrained towers: no random-weights warning
+    assert no_cached_weights == []
+
+
+def _embeddings(backbone, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return backbone.encode_image(image), backbone.encode_text(["a red striped dress", "black jacket"])
+
+
+@pytest.fixture(scope="module")
+def probe_image(tiny_backbone) -> torch.Tensor:
+    return torch.stack([tiny_backbone.preprocess(noise_image(40, 60, seed=s)) for s in (1, 2)])
+
+
+def test_local_checkpoint_gives_the_saved_model(tiny_backbone, probe_image, tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_backbone.model.state_dict(), path)
+    loaded = create_backbone(f"openclip:atelier-tiny/{path}")
+    assert loaded.weights == "pretrained" and loaded.warning is None
+    assert any(str(path) in n for n in loaded.notes)
+    other = create_backbone("random:atelier-tiny/1")  # another seed, other weights
+    for got, saved, different in zip(_embeddings(loaded, probe_image), _embeddings(tiny_backbone, probe_image),
+                                     _embeddings(other, probe_image)):
+        np.testing.assert_allclose(got, saved, atol=1e-5)
+        assert np.abs(got - different).max() > 1e-2
+
+
+def test_local_checkpoint_weights_replace_the_initial_ones(tiny_backbone, probe_image, tmp_path):
+    """Saved from seed 1 and loaded over a seed-0 start: the result must be the seed-1 model."""
+    seed1 = create_backbone("random:atelier-tiny/1")
+    path = tmp_path / "seed1.pt"
+    torch.save(seed1.model.state_dict(), path)
+    loaded = create_backbone(f"openclip:atelier-tiny/{path}")
+    for got, saved, start in zip(_embeddings(loaded, probe_image), _embeddings(seed1, probe_image),
+                                 _embeddings(tiny_backbone, probe_image)):
+        np.testing.assert_allclose(got, saved, atol=1e-5)
+        assert np.abs(got - start).max() > 1e-2
+
+
+def test_missing_or_broken_checkpoint_raises(tmp_path):
+    missing = tmp_path / "nowhere" / "model.pt"
+    with pytest.raises(WeightsUnavailable, match="not found"):
+        create_backbone(f"openclip:atelier-tiny/{missing}")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsUnavailable, match="broken.pt"):
+        create_backbone(f"openclip:atelier-tiny/{broken}")
+
+
+def test_openclip_without_weights_named_raises():
+    with pytest.raises(WeightsUnavailable, match="no weights named"):
+        create_backbone("openclip:atelier-tiny")
+
+
+@pytest.mark.parametrize("name", ["clip:ViT-B-32", "ViT-B-32", ""])
+def test_unknown_backbone_kind_raises(name):
+    with pytest.raises(ValueError, match="unknown backbone"):
+        create_backbone(name)
+
+
+# ---------------------------------------------------------------- fuse
+
+def test_fuse_unit_rows_and_text_without_photo():
+    rng = np.random.default_rng(0)
+    image = embed.l2_normalise(rng.normal(size=(6, 8)))
+    text = embed.l2_normalise(rng.normal(size=(6, 8)))
+    has_image = np.array([True, True, False, True, False, True])
+    hybrid = fuse(image, text, 0.5, has_image)
+    assert hybrid.shape == (6, 8) and hybrid.dtype == np.float32
+    assert_unit_rows(hybrid)
+    np.testing.assert_allclose(hybrid[~has_image], text[~has_image], atol=1e-6)
+    np.testing.assert_allclose(hybrid[has_image], embed.l2_normalise(image + text)[has_image], atol=1e-6)
+    np.testing.assert_allclose(fuse(image, text, 1.0), image, atol=1e-6)
+    np.testing.assert_allclose(fuse(image, text, 0.0), text, atol=1e-6)

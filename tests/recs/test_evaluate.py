@@ -1,0 +1,580 @@
+"""Recommendation evaluation: metrics against hand-computed values and PyG, the split, slices, the
+sampled metric, bootstrap intervals, exclusion, and the whole evaluation on a hand-built catalogue."""
+from __future__ import annotations
+
+import json
+from math import log2
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch_geometric.metrics import LinkPredCoverage, LinkPredHitRatio, LinkPredMAP, LinkPredNDCG, LinkPredRecall
+
+from core.recs import registry
+from core.cache import ArtefactCache
+from core.data.catalog import Catalog
+from core.embeddings.pipeline import Embeddings
+from core.recs.evaluate import (CustomerMetrics, EvalConfig, PairedDifference, PairedReport, SplitConfig, _rank,
+    cached_evaluation, coverage_ceiling, evaluate, evaluate_model, paired_difference, paired_keys, paired_report,
+    temporal_split, validation_split, verdict)
+from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks, sampled_recall
+from core.recs.contract import POPULAR, Recommender, rec_data
+from core.recs.newcustomer import NewCustomerFallback
+from core.recs.registry import create_recommender
+
+IDCG3 = 1 + 1 / log2(3) + 1 / log2(4)  # ideal DCG of three relevant products
+
+
+# ---------------------------------------------------------------- metrics by hand
+
+def test_ranking_metrics_match_hand_computed_values():
+    top = np.tile(np.arange(12), (5, 1))  # every customer is shown products 0..11, best first
+    truth = [np.array([1, 4, 15]),  # hits at ranks 2 and 5
+             np.array([11, 19, 18]),  # a hit at rank 12 only: outside the top 10, inside MAP's 12
+             np.array([0, 13, 14]),  # a hit at rank 1
+             np.arange(15),  # more bought than listed: every one of the 12 is a hit
+             np.array([5, 5])]  # bought twice, counted once; hit at rank 6
+    m = ranking_metrics(top, truth, k=10, map_k=12)
+    np.testing.assert_allclose(m["recall"], [2 / 3, 0, 1 / 3, 10 / 15, 1])
+    np.testing.assert_allclose(m["hit"], [1, 0, 1, 1, 1])
+    np.testing.assert_allclose(m["ndcg"], [(1 / log2(3) + 1 / log2(6)) / IDCG3, 0, 1 / IDCG3, 1, 1 / log2(7)],
+                               rtol=1e-6)
+    # AP@12 = sum of P@i at the hits / min(|bought|, 12)
+    np.testing.assert_allclose(m["ap"], [(1 / 2 + 2 / 5) / 3, (1 / 12) / 3, 1 / 3, 12 / 12, (1 / 6) / 1], rtol=1e-6)
+
+
+def test_ranking_metrics_of_no_customers_and_of_empty_truth():
+    assert all(len(v) == 0 for v in ranking_metrics(np.zeros((0, 12), np.int64), []).values())
+    m = ranking_metrics(np.tile(np.arange(12), (2, 1)), [np.array([3]), np.array([], dtype=np.int64)])
+    assert [m[name].tolist() for name in ("recall", "hit")] == [[1.0, 0.0], [1.0, 0.0]]
+
+
+def test_coverage_counts_distinct_products_in_the_top_k():
+    top = np.array([[0, 1, 2, 9], [0, 1, 3, 8]])
+    assert coverage(top, n_products=10, k=3) == pytest.approx(4 / 10)  # {0, 1, 2, 3}; ranks 4 not counted
+
+
+def test_per_customer_metrics_agree_with_pyg_aggregates():
+    rng = np.random.default_rng(0)
+    n_products, q = 50, 40
+    top = np.stack([rng.permutation(n_products)[:12] for _ in range(q)])
+    truth = [rng.choice(n_products, int(rng.integers(1, 15)), replace=False) for _ in range(q)]
+    m = ranking_metrics(top, truth)
+    index = torch.tensor(np.stack([np.repeat(np.arange(q), [len(t) for t in truth]), np.concatenate(truth)]))
+    pred = torch.from_numpy(top)
+    for name, metric in (("recall", LinkPredRecall(10)), ("ndcg", LinkPredNDCG(10)), ("ap", LinkPredMAP(12)),
+                         ("hit", LinkPredHitRatio(10))):
+        metric.update(pred, index)
+        assert m[name].mean() == pytest.approx(float(metric.compute()), rel=1e-6), name
+    assert 0 < m["recall"].mean() < 1 and 0 < m["ap"].mean() < 1  # a random ranking: neither trivial case
+    pyg_coverage = LinkPredCoverage(10, n_products)
+    pyg_coverage.update(pred, index)
+    assert coverage(top, n_products) == pytest.approx(float(pyg_coverage.compute()))
+    assert coverage(top, n_products) == pytest.approx(len(np.unique(top[:, :10])) / n_products)
+
+
+# ---------------------------------------------------------------- split and slices
+
+def _frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": [r[0] for r in rows], "product_id": [r[1] for r in rows],
+                         "timestamp": pd.to_datetime([r[2] for r in rows], format="ISO8601"), "price": 1.0})
+
+
+def test_temporal_split_never_leaks_and_validation_lies_before_the_cutoff():
+    purchases = _frame([("a", "p0", "2019-12-31 23:59"), ("a", "p1", "2020-03-31 23:59:59"),
+                        ("a", "p2", "2020-04-01 00:00"),  # at the cutoff: test
+                        ("b", "p3", "2020-06-30 23:59"), ("b", "p4", "2020-07-01 00:00"),  # at the end: neither
+                        ("b", "p5", "2020-01-01 00:00")])
+    split = temporal_split(purchases, "2020-04-01", "2020-07-01")
+    assert sorted(split.train["product_id"]) == ["p0", "p1", "p5"]
+    assert sorted(split.test["product_id"]) == ["p2", "p3"]
+    assert (split.train["timestamp"] < split.cutoff).all()
+    assert ((split.test["timestamp"] >= split.cutoff) & (split.test["timestamp"] < split.end)).all()
+
+    ids = np.array([f"p{i}" for i in range(6)])
+    emb = Embeddings(ids, np.eye(6, dtype=np.float32), np.eye(6, dtype=np.float32), np.ones(6, bool))
+    data = rec_data(pd.DataFrame(index=pd.Index(ids, name="product_id")), pd.DataFrame(index=pd.Index(["a", "b"])),
+                    purchases, split.cutoff, emb)
+    assert sorted(data.purchases["product_id"]) == ["p0", "p1", "p5"]
+    assert (data.purchases["timestamp"] < split.cutoff).all() and (data.days_ago > 0).all()
+
+    val = validation_split(purchases, SplitConfig())  # as long as the test window: 91 days
+    assert (val.cutoff, val.end) == (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-04-01"))
+    assert sorted(val.test["product_id"]) == ["p1", "p5"] and list(val.train["product_id"]) == ["p0"]
+    assert (val.test["timestamp"] < split.cutoff).all()
+    short = validation_split(purchases, SplitConfig(validation_days=30))
+    assert (short.cutoff, short.end) == (pd.Timestamp("2020-03-02"), pd.Timestamp("2020-04-01"))
+    with pytest.raises(ValueError):
+        temporal_split(purchases, "2020-07-01", "2020-04-01")
+
+
+def test_slices_and_counts_on_a_hand_built_table():
+    earlier = [("sparse", "p2", "2020-01-02"), ("sparse", "p3", "2020-01-03")]
+    earlier += [("five", f"p{i}", f"2020-02-0{i}") for i in range(1, 6)]  # exactly 5 earlier: still sparse
+    earlier += [("warm", f"p{i}", f"2020-03-0{i}") for i in range(2, 8)]  # 6 earlier: warm
+    earlier += [("gone", "p9", "2020-01-01")]  # bought nothing in the test window: not a test customer
+    later = [("new", "p1", "2020-05-01"),  # p1 was bought before (by five): a warm item
+             ("new", "p20", "2020-05-02"),  # nobody bought p20 before: cold
+             ("sparse", "p2", "2020-05-03"),  # a repurchase
+             ("sparse", "p21", "2020-05-04"),  # cold
+             ("warm", "p3", "2020-05-05"), ("warm", "p3", "2020-05-06"),  # a repurchase, twice
+             ("five", "p20", "2020-06-01")]  # cold
+    split = temporal_split(_frame(earlier + later), "2020-04-01", "2020-07-01")
+    assert split.customer_slices().to_dict() == {"five": "sparse", "new": "new", "sparse": "sparse", "warm": "warm"}
+    assert split.counts() == {
+        "train_purchases": 14, "test_purchases": 7, "test_customers": 4,
+        "new_customers": 1, "sparse_customers": 2, "warm_customers": 1,
+        "cold_item_purchases": 3, "warm_item_purchases": 4,
+        "cold_item_customers": 3, "warm_item_customers": 3,  # cold: new, sparse, five; warm: new, sparse, warm
+        "repurchases": 3}
+
+
+# ---------------------------------------------------------------- sampled metric and bootstrap
+
+def test_sampled_negatives_are_distinct_unbought_and_seeded():
+    bought = [np.array([0, 5, 7]), np.arange(8)]
+    owner = np.array([0, 0, 1])
+    neg = sample_negatives(20, bought, owner, n=10, seed=3)
+    assert neg.shape == (3, 10)
+    for row in neg[:2]:
+        assert len(set(row.tolist())) == 10 and not set(row.tolist()) & {0, 5, 7} and row.max() < 20
+    assert len(set(neg[2].tolist())) == 10 and set(neg[2].tolist()) <= set(range(8, 20))
+    assert np.array_equal(neg, sample_negatives(20, bought, owner, n=10, seed=3))
+    small = sample_negatives(10, bought, owner, n=5)  # customer 1 has only products 8 and 9 left
+    assert sorted(small[2][small[2] >= 0].tolist()) == [8, 9] and (small[2] == -1).sum() == 3
+
+
+def test_sampled_recall_is_one_for_a_perfect_model_and_zero_when_the_target_is_last():
+    n_products = 300
+    target = np.array([4, 150, 299])
+    bought = [np.array([t]) for t in target]
+    negatives = sample_negatives(n_products, bought, np.arange(3), n=99, seed=0)
+    query = np.arange(3)
+    perfect = np.zeros((3, n_products), np.float32)
+    perfect[query, target] = 1.0
+    assert sampled_recall(perfect, query, target, negatives, k=10) == 1.0
+    last = np.ones((3, n_products), np.float32)
+    last[query, target] = -5.0
+    assert sampled_recall(last, query, target, negatives, k=10) == 0.0
+    assert sampled_ranks(last, query, target, negatives).tolist() == [99, 99, 99]
+    # ties break by product row, as top_k does: with all scores equal, rank = negatives on lower rows
+    flat = np.zeros((3, n_products), np.float32)
+    assert sampled_ranks(flat, query, target, negatives).tolist() == (negatives < target[:, None]).sum(1).tolist()
+
+
+def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_customers():
+    few = np.tile([0.0, 1.0, 0.5, 0.25], 5)  # 20 customers, mean 0.4375
+    many = np.tile([0.0, 1.0, 0.5, 0.25], 500)
+    lo_few, hi_few = bootstrap_ci(few, n=500, seed=1)
+    lo_many, hi_many = bootstrap_ci(many, n=500, seed=1)
+    assert lo_few < few.mean() < hi_few and lo_many < many.mean() < hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 5  # 100x the customers: about a tenth of the width
+    assert bootstrap_ci(few, n=500, seed=1) == (lo_few, hi_few)
+    assert bootstrap_ci(np.full(30, 0.2)) == pytest.approx((0.2, 0.2))
+    assert np.isnan(bootstrap_ci(np.empty(0))).all()
+
+
+# ---------------------------------------------------------------- a hand-built catalogue
+
+N = 30
+PRODUCTS = [f"p{i:02d}" for i in range(N)]
+
+
+def _catalog() -> Catalog:
+    """30 products; four customers, with the validation window [2020-01-01, 2020-04-01) and the test
+    window [2020-04-01, 2020-07-01):
+
+    - rep: p10..p19 in December, p00 in February (validation), p01 in May (test); warm at the test
+    - new: nothing before; p00 (a warm item) and p29 (cold) in May; p05 at 2020-07-01 (after the end)
+    - warm: p20..p25 in March (6 purchases); p03 (cold) in June
+    - sparse: p26 in November, p27 in February; p26 again in June (a repurchase)
+    """
+    rows = [("rep", f"p{10 + i}", f"2019-12-{i + 1:02d}") for i in range(10)]
+    rows += [("rep", "p00", "2020-02-01"), ("rep", "p01", "2020-05-01"),
+             ("new", "p29", "2020-05-02"), ("new", "p00", "2020-05-03"), ("new", "p05", "2020-07-01"),
+             ("sparse", "p26", "2019-11-01"), ("sparse", "p27", "2020-02-15"), ("sparse", "p26", "2020-06-15"),
+             ("warm", "p03", "2020-06-01")]
+    rows += [("warm", f"p{20 + i}", f"2020-03-0{i + 1}") for i in range(6)]
+    purchases = _frame(rows).sort_values("timestamp", kind="stable").reset_index(drop=True)
+    products = pd.DataFrame({"title": PRODUCTS, "group_id": PRODUCTS,
+                             "colour": ["black", "white"] * (N // 2)}, index=pd.Index(PRODUCTS, name="product_id"))
+    customers = pd.DataFrame({"age": ["30", "40", "50", "60"]},
+                             index=pd.Index(["new", "rep", "sparse", "warm"], name="customer_id"))
+    return Catalog("tiny", "test", products, customers, purchases)
+
+
+def _embeddings() -> Embeddings:
+    v = np.random.default_rng(0).normal(size=(N, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return Embeddings(np.array(PRODUCTS), v, v.copy(), np.ones(N, bool))
+
+
+class Loyal(Recommender):
+    """A customer's own earlier purchases first (score 2, tied, so by row), then products by row."""
+    name = "loyal"
+    fits = 0
+
+    def fit(self, data, progress=None):
+        Loyal.fits += 1
+        self.data_ = data
+        return self
+
+    def score_histories(self, histories, customer_ids=None):
+        scores = np.tile(1.0 - np.arange(self.data_.n_products, dtype=np.float32) / 100, (len(histories), 1))
+        for i, h in enumerate(histories):
+            scores[i, h] = 2.0
+        return scores
+
+
+class Oracle(Recommender):
+    """Knows the future: scores what the customer buys in the 91 days from its data's cutoff (the
+    validation or the test window)."""
+    name = "oracle"
+    id_only = True
+    purchases: pd.DataFrame = None
+
+    def fit(self, data, progress=None):
+        self.data_ = data
+        self.train_s_ = 0.5
+        return self
+
+    def score_histories(self, histories, customer_ids=None):
+        t = Oracle.purchases["timestamp"]
+        later = Oracle.purchases[(t >= self.data_.cutoff) & (t < self.data_.cutoff + pd.Timedelta(days=91))]
+        scores = np.zeros((len(customer_ids), self.data_.n_products), np.float32)
+        for i, c in enumerate(customer_ids):
+            scores[i, later.loc[later["customer_id"] == c, "product_id"].map(self.data_.product_row)] = 1.0
+        return scores
+
+
+class Noisy(Oracle):
+    """A seeded model: the oracle with seeds 0 and 2; with seed 1 it knows nothing (every product scores
+    0, so lists run by row, p00 first)."""
+    name = "noisy"
+    id_only = False
+    fits = 0
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, data, progress=None):
+        Noisy.fits += 1
+        return super().fit(data, progress)
+
+    def score_histories(self, histories, customer_ids=None):
+        scores = super().score_histories(histories, customer_ids)
+        return np.zeros_like(scores) if self.seed == 1 else scores
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    Oracle.purchases = _catalog().purchases
+    Loyal.fits = Noisy.fits = 0
+    known = {"loyal": lambda seed: Loyal(), "oracle": lambda seed: Oracle(), "noisy": Noisy}
+    real = registry.create_recommender  # segment popularity serves new customers a model does not
+    monkeypatch.setattr(registry, "create_recommender",
+                        lambda name, seed=0, params=None: known[name](seed) if name in known else
+                        real(name, seed, params))
+    monkeypatch.setattr(registry, "SEEDED", registry.SEEDED + ("noisy",))
+
+
+def test_exclusion_removes_earlier_purchases_from_the_lists(tiny_models):
+    catalog, cfg = _catalog(), EvalConfig()
+    split = temporal_split(catalog.purchases, "2020-04-01", "2020-07-01")
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, _embeddings())
+    ranked = _rank(Loyal().fit(data), data, split.test, cfg)
+    assert ranked.customers.tolist() == ["new", "rep", "sparse", "warm"]
+    rows = data.product_row
+    earlier = {"new": [], "rep": ["p00"] + [f"p{i}" for i in range(10, 20)], "sparse": ["p26", "p27"],
+               "warm": [f"p{i}" for i in range(20, 26)]}
+    for c, top_ex, top_in in zip(ranked.customers, ranked.top_excluding, ranked.top_including):
+        bought = {rows[p] for p in earlier[c]}
+        assert not bought & set(top_ex.tolist())
+        assert set(top_in[:len(bought)].tolist()) == bought  # including: loyal lists the history first
+    assert ranked.top_including[1, :10].tolist() == [rows["p00"]] + list(range(10, 19))  # rep's history first
+    assert ranked.top_excluding[1, :10].tolist() == list(range(1, 10)) + [20]
+
+
+def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_path):
+    catalog, emb, cache = _catalog(), _embeddings(), ArtefactCache(tmp_path / "cache")
+    cfg = EvalConfig(n_bootstrap=200)
+    assert cached_evaluation(catalog, emb, ["oracle", "loyal"], cfg, cache) is None
+    stages = []
+    result = evaluate(catalog, emb, ["oracle", "loyal"], cfg, cache, lambda *a: stages.append(a))
+    json.dumps(result, allow_nan=False)  # strict JSON: an empty metric is null, never NaN
+    assert ("evaluating recommenders", 2, 2) in stages
+
+    split = result["split"]
+    assert (split["cutoff"], split["end"]) == ("2020-04-01", "2020-07-01")
+    assert split["validation"]["cutoff"] == "2020-01-01" and split["validation"]["end"] == "2020-04-01"
+    assert {k: split[k] for k in ("train_purchases", "test_purchases", "test_customers", "new_customers",
+                                  "sparse_customers", "warm_customers", "cold_item_purchases",
+                                  "warm_item_purchases", "repurchases")} == {
+        "train_purchases": 19, "test_purchases": 5, "test_customers": 4, "new_customers": 1,
+        "sparse_customers": 1, "warm_customers": 2, "cold_item_purchases": 3, "warm_item_purchases": 2,
+        "repurchases": 1}
+
+    keys = {"recall_at_10", "ndcg_at_10", "map_at_12", "hit_rate_at_10", "coverage_at_10", "sampled_recall_at_10",
+            "recall_at_10_new_customers", "recall_at_10_sparse_customers", "recall_at_10_warm_customers",
+            "recall_at_10_cold_items", "recall_at_10_warm_items", "train_s", "recall_at_10_ci_low",
+            "recall_at_10_ci_high", "recall_at_10_cold_items_ci_low", "recall_at_10_cold_items_ci_high",
+            "exclude_bought", "id_only", "recall_at_10_excluding", "recall_at_10_including",
+            "validation_recall_at_10_excluding", "validation_recall_at_10_including", "model_train_s",
+            "seeds", "recall_at_10_seed_min", "recall_at_10_seed_max", "recall_at_10_cold_items_seed_min",
+            "recall_at_10_cold_items_seed_max", "params", "grid", "new_customer_path", "verdict",
+            "validation_recall_at_10_new_customers"}
+    oracle, loyal = result["models"]["oracle"], result["models"]["loyal"]
+    # deterministic, untuned, and no baseline to compare with
+    assert (loyal["seeds"], loyal["params"], loyal["grid"]) == ([], {}, [])
+    assert loyal["recall_at_10_seed_min"] == loyal["recall_at_10_seed_max"] == loyal["recall_at_10"]
+    assert result["paired"]["reference"] is None and result["paired"]["models"] == {}
+    assert loyal["verdict"].startswith("not compared")
+    assert result["coverage_ceiling"] == 1.0  # 4 customers x 10 products > 30 products
+
+    # the new-customer path: on validation, warm (new then) gets nothing right from the oracle-less loyal
+    # (p00..p09) nor from segment popularity, and a tie does not beat it, so loyal's new customers get
+    # segment popularity; the oracle's validation lists are perfect, so it keeps its own
+    assert loyal["validation_recall_at_10_new_customers"] == 0.0
+    assert result["new_customer_reference"]["validation_recall_at_10_new_customers"] == 0.0
+    assert result["new_customer_reference"]["params"] == {"days": 28.0, "smoothing": 100.0}  # first of equals
+    assert loyal["new_customer_path"] == "segment_popularity" and oracle["new_customer_path"] == "model"
+    assert keys <= set(oracle) and keys <= set(loyal)
+    for name in ("recall_at_10", "ndcg_at_10", "map_at_12", "hit_rate_at_10", "sampled_recall_at_10",
+                 "recall_at_10_new_customers", "recall_at_10_cold_items", "recall_at_10_warm_items"):
+        assert oracle[name] == pytest.approx(1.0), name
+    assert oracle["id_only"] is True and oracle["model_train_s"] == 0.5 and oracle["exclude_bought"] is False
+
+    # loyal (see _catalog): on validation only excluding finds rep's p00, so it excludes on the test too
+    assert loyal["validation_recall_at_10_excluding"] == pytest.approx(1 / 3)
+    assert loyal["validation_recall_at_10_including"] == 0.0
+    assert loyal["exclude_bought"] is True and loyal["id_only"] is False and loyal["model_train_s"] is None
+    # top 10 excluding earlier purchases: rep p01..p09,p20 (hit p01 at 1); warm p00..p09 (p03 at 4); sparse
+    # p00..p09 (misses its repurchase p26); new, by segment popularity (its age band bought nothing, so
+    # everyone's last 28 days: p23, p24, p25, then all-time counts, all 1, by row): p23, p24, p25, p00 (hit
+    # at 4), p10..p15
+    expected = {
+        "recall_at_10": (1 + 0.5 + 1 + 0) / 4,
+        "hit_rate_at_10": 3 / 4,
+        "ndcg_at_10": (1 + (1 / log2(5)) / (1 + 1 / log2(3)) + 1 / log2(5) + 0) / 4,
+        "map_at_12": (1 + (1 / 4) / 2 + 1 / 4 + 0) / 4,
+        "coverage_at_10": 20 / 30,  # p00..p09, p20, p23..p25, p10..p15
+        "recall_at_10_new_customers": 0.5, "recall_at_10_sparse_customers": 0.0,
+        "recall_at_10_warm_customers": 1.0,
+        "recall_at_10_cold_items": (1 + 0 + 1) / 3,  # rep p01, new p29, warm p03
+        "recall_at_10_warm_items": (1 + 0) / 2,  # new p00, sparse p26
+        # including: rep's history fills its list (0), warm's p03 still makes it (1), sparse's p26 does (1)
+        "recall_at_10_including": (0 + 0.5 + 1 + 1) / 4, "recall_at_10_excluding": (1 + 0.5 + 1 + 0) / 4,
+        # 1 + 99 candidates, but a customer has fewer unbought products, so all are negatives: hits for
+        # rep p01, new p00 and warm p03 (3 better products); new p29 and sparse's excluded p26 rank last
+        "sampled_recall_at_10": 3 / 5,
+    }
+    for name, value in expected.items():
+        assert loyal[name] == pytest.approx(value), name
+    assert loyal["recall_at_10_ci_low"] <= loyal["recall_at_10"] <= loyal["recall_at_10_ci_high"]
+    assert loyal["recall_at_10_ci_low"] < loyal["recall_at_10_ci_high"]
+    assert 0 <= loyal["recall_at_10_cold_items_ci_low"] <= 2 / 3 <= loyal["recall_at_10_cold_items_ci_high"] <= 1
+
+    fits = Loyal.fits
+    assert fits == 2  # once on the validation split, once on the training split
+    again = evaluate(catalog, emb, ["loyal", "oracle"], cfg, cache)  # any order: the same artefact
+    assert again == result and Loyal.fits == fits
+    assert cached_evaluation(catalog, emb, ["oracle", "loyal"], cfg, cache) == result
+    assert cached_evaluation(catalog, emb, ["oracle", "loyal"], EvalConfig(n_bootstrap=100), cache) is None
+
+
+def test_fixed_exclusion_is_not_chosen_on_validation(tiny_models):
+    catalog, emb = _catalog(), _embeddings()
+    result = evaluate(catalog, emb, ["loyal"], EvalConfig(exclude_bought="no", n_bootstrap=50))
+    loyal = result["models"]["loyal"]
+    # validation still runs (the new-customer path, tuning), but excluding's better validation recall is ignored
+    assert loyal["validation_recall_at_10_excluding"] > loyal["validation_recall_at_10_including"]
+    assert loyal["exclude_bought"] is False and Loyal.fits == 2
+    assert loyal["recall_at_10"] == pytest.approx(loyal["recall_at_10_including"]) == pytest.approx(0.625)
+    assert loyal["sampled_recall_at_10"] == pytest.approx(4 / 5)  # sparse's p26 is now first of its list
+    with pytest.raises(ValueError):
+        evaluate(catalog, emb, ["loyal"], EvalConfig(exclude_bought="maybe"))
+
+
+def test_evaluate_model_on_an_empty_test_window(tiny_models):
+    catalog = _catalog()
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2021-01-01", _embeddings())
+    empty = catalog.purchases.iloc[:0]
+    out = evaluate_model(Loyal().fit(data), data, empty, EvalConfig(), exclude_bought=True)
+    assert out["recall_at_10"] is None and out["recall_at_10_ci_low"] is None and out["coverage_at_10"] is None
+
+
+def test_scoring_in_batches_gives_the_same_numbers(tiny_models, monkeypatch):
+    import core.recs.evaluate as receval
+    catalog, cfg = _catalog(), EvalConfig(n_bootstrap=50)
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
+    test = temporal_split(catalog.purchases, "2020-04-01", "2020-07-01").test
+    whole = evaluate_model(Loyal().fit(data), data, test, cfg, exclude_bought=True)
+    monkeypatch.setattr(receval, "BATCH", 3)  # 4 test customers: batches of 3 and 1
+    assert evaluate_model(Loyal().fit(data), data, test, cfg, exclude_bought=True) == whole
+    assert whole["sampled_recall_at_10"] == pytest.approx(3 / 5)
+
+
+# ---------------------------------------------------------------- seeds, paired differences, verdicts
+
+def test_seeded_models_are_averaged_over_seeds_per_customer(tiny_models):
+    catalog, emb = _catalog(), _embeddings()
+    result = evaluate(catalog, emb, ["noisy", "loyal", "popularity"], EvalConfig(n_bootstrap=50, seeds=(0, 1, 2)))
+    noisy = result["models"]["noisy"]
+    assert noisy["seeds"] == [0, 1, 2] and Noisy.fits == 6  # three on validation, three on the test
+    assert result["models"]["loyal"]["seeds"] == [] and Loyal.fits == 2  # deterministic: once each
+    # seed 1 lists p00..p09 (after earlier purchases, either way): rep p01 and warm p03 hit, new half
+    # (p00), sparse misses p26; seeds 0 and 2 know everything
+    assert noisy["recall_at_10_seed_min"] == pytest.approx(0.625) and noisy["recall_at_10_seed_max"] == 1.0
+    assert noisy["recall_at_10"] == pytest.approx((1 + 0.625 + 1) / 3)
+    assert noisy["recall_at_10_new_customers"] == pytest.approx((1 + 0.5 + 1) / 3)
+    # cold items (rep p01, new p29, warm p03): seed 1 finds 2 of 3
+    assert noisy["recall_at_10_cold_items_seed_min"] == pytest.approx(2 / 3)
+    assert noisy["recall_at_10_cold_items_seed_max"] == 1.0
+    assert noisy["recall_at_10_cold_items"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    # validation new customers (warm): 1, 0, 1 over the seeds beats segment popularity's 0
+    assert noisy["validation_recall_at_10_new_customers"] == pytest.approx(2 / 3)
+    assert noisy["new_customer_path"] == "model"
+    # the paired difference uses the seed-averaged per-customer values
+    diff = result["paired"]["models"]["noisy"]["recall_at_10"]["diff"]
+    assert diff == pytest.approx(noisy["recall_at_10"] - result["models"]["popularity"]["recall_at_10"])
+    one = evaluate(catalog, emb, ["noisy"], EvalConfig(n_bootstrap=50, seeds=(1,)))["models"]["noisy"]
+    assert one["seeds"] == [1] and one["recall_at_10"] == pytest.approx(0.625)
+
+
+def test_the_best_baseline_is_chosen_on_validation_and_every_model_is_paired_with_it(tiny_models):
+    catalog, emb = _catalog(), _embeddings()
+    models = ["oracle", "popularity", "segment_popularity", "new_arrivals"]
+    result = evaluate(catalog, emb, models, EvalConfig(n_bootstrap=100))
+    val = {n: max(result["models"][n]["validation_recall_at_10_excluding"],
+                  result["models"][n]["validation_recall_at_10_including"]) for n in models[1:]}
+    paired = result["paired"]
+    assert paired["reference"] == max(val, key=val.get) and paired["metric"] == "recall_at_10"
+    assert set(paired["models"]) == set(models) - {paired["reference"]}
+    assert set(paired["models"]["oracle"]) == set(paired_keys())
+    for name, diffs in paired["models"].items():
+        m, ref = result["models"][name], result["models"][paired["reference"]]
+        d = diffs["recall_at_10"]
+        assert d["diff"] == pytest.approx(m["recall_at_10"] - ref["recall_at_10"]) and d["n"] == 4
+        assert d["low"] <= d["diff"] <= d["high"]
+        assert diffs["recall_at_10_cold_items"]["n"] == 3  # the customers who bought a cold product
+    grid = result["models"]["segment_popularity"]["grid"]
+    assert len(grid) == 6 and result["models"]["segment_popularity"]["params"] in [g["params"] for g in grid]
+    assert result["models"]["popularity"]["grid"] == [] and result["models"]["oracle"]["new_customer_path"] == "model"
+    assert all(isinstance(result["models"][n]["verdict"], str) for n in models)
+    assert PairedReport.from_dict(json.loads(json.dumps(paired))).to_dict() == paired
+
+
+def test_paired_difference_of_hand_made_arrays():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, 200)
+    shift = paired_difference(a + 0.25, a, n_bootstrap=300)
+    assert shift.diff == pytest.approx(0.25) and shift.n == 200
+    assert shift.low == pytest.approx(0.25) and shift.high == pytest.approx(0.25)  # a zero-width interval
+    assert shift.better and not shift.worse
+    same = paired_difference(a, a.copy(), n_bootstrap=300)
+    assert (same.diff, same.low, same.high) == (0.0, 0.0, 0.0) and not same.better and not same.worse
+    noise = paired_difference(a, a[::-1].copy(), n_bootstrap=300)  # the same values in another order
+    assert noise.low < 0 < noise.high and noise.diff == pytest.approx(0.0, abs=1e-12)
+    # customers outside a slice (NaN) are dropped from both sides
+    sliced = paired_difference(np.array([1.0, np.nan, 0.5]), np.array([0.0, 0.0, 0.5]), n_bootstrap=50)
+    assert (sliced.diff, sliced.n) == (pytest.approx(0.5), 2)
+    assert paired_difference(np.array([np.nan]), np.array([np.nan])) == PairedDifference(None, None, None, 0)
+    with pytest.raises(ValueError):
+        paired_difference(np.zeros(3), np.zeros(4))
+    assert PairedDifference.from_dict(shift.to_dict()) == shift
+
+
+def _alternating(q: int, size: float) -> np.ndarray:
+    return np.where(np.arange(q) % 2 == 0, size, -size)
+
+
+def test_verdicts_read_the_paired_intervals():
+    q = 40
+    flat = lambda x: np.full(q, x)  # noqa: E731
+    keys = paired_keys()  # overall, new, sparse, warm customers, cold items
+    pop = dict.fromkeys(keys, flat(0.5))
+    m = dict(zip(keys, (flat(0.7), 0.5 + _alternating(q, 0.1), 0.5 + _alternating(q, 0.1), flat(0.6), flat(0.8))))
+    seg = dict(zip(keys, (flat(0.6), m[keys[1]] + 0.2, 0.5 - _alternating(q, 0.1), 0.6 + _alternating(q, 0.1),
+                          flat(0.5))))
+    report = paired_report({"m": m, "pop": pop, "seg": seg}, ["pop", "seg"], "seg", n_bootstrap=300)
+    assert set(report.models) == {"m", "pop"} and set(report.against["m"]) == {"pop", "seg"}
+    assert set(report.against["seg"]) == {"pop"}
+    assert report.models["m"]["recall_at_10"].diff == pytest.approx(0.1)
+    assert report.models["m"]["recall_at_10_new_customers"].diff == pytest.approx(-0.2)
+    result = {"paired": report.to_dict()}
+    assert verdict(result, "m") == ("better than every baseline overall and on new products; "
+                                    "worse than seg for new customers; "
+                                    "no clear difference from any baseline for sparse customers; "
+                                    "no clear difference from seg but better than the other one for warm customers")
+    # seg against pop alone: 0.1 better overall and on the sparse slice's no-clear mean 0; level on cold items
+    assert verdict(result, "seg").startswith("better than every baseline overall")
+    assert "no clear difference from any baseline on new products" in verdict(result, "seg")
+    assert verdict({"paired": paired_report({"x": m}, [], None).to_dict()}, "x").startswith("not compared")
+    # beating some baselines and tying more: the shorter list is named
+    five = {f"b{i}": dict.fromkeys(keys, flat(0.6) if i < 2 else 0.7 + _alternating(q, 0.1)) for i in range(5)}
+    words = verdict({"paired": paired_report({"x": dict.fromkeys(keys, flat(0.7)), **five}, list(five), "b0",
+                                             n_bootstrap=300).to_dict()}, "x")
+    assert words == ("better than b0, b1 but no clear difference from the other 3 overall, on new products, "
+                     "for new customers, for sparse customers and for warm customers")
+
+
+def test_coverage_ceiling():
+    assert coverage_ceiling(506, 24717) == pytest.approx(5060 / 24717)
+    assert coverage_ceiling(10, 50) == 1.0 and coverage_ceiling(0, 50) == 0.0
+
+
+def test_customer_metrics_average_per_customer():
+    slices = np.array(["new", "warm"])
+    one = CustomerMetrics(slices, np.array([1.0, 0.0]), np.zeros(2), np.zeros(2), np.zeros(2),
+                          np.array([1.0, np.nan]), np.array([np.nan, 0.0]), np.empty(0), 0.2)
+    two = CustomerMetrics(slices, np.array([0.0, 0.5]), np.ones(2), np.ones(2), np.ones(2),
+                          np.array([0.0, np.nan]), np.array([np.nan, 1.0]), np.empty(0), 0.4)
+    mean = CustomerMetrics.average([one, two])
+    np.testing.assert_allclose(mean.recall, [0.5, 0.25])
+    np.testing.assert_allclose(mean.cold_recall, [0.5, np.nan])
+    assert mean.coverage == pytest.approx(0.3)
+    np.testing.assert_allclose(mean.slice_recall("new"), [0.5, np.nan])
+
+
+# ---------------------------------------------------------------- the new-customer path
+
+def test_new_customer_fallback_serves_only_customers_without_history():
+    catalog = _catalog()
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
+    model = create_recommender("content").fit(data)
+    segment = create_recommender("segment_popularity").fit(data)
+    both = NewCustomerFallback(model, segment)
+    scores = both.score(["rep", "new", "ghost"])
+    np.testing.assert_array_equal(scores[0], model.score(["rep"])[0])
+    np.testing.assert_array_equal(scores[1:], segment.score(["new", "ghost"]))
+    liked = both.score_histories([[3], []], [None, "new"])
+    np.testing.assert_array_equal(liked[0], model.score_histories([[3]])[0])
+    np.testing.assert_array_equal(liked[1], segment.score(["new"])[0])
+    assert not np.array_equal(liked[1], model.score_histories([[]], ["new"])[0])  # content's would differ
+    # everything else is the model's
+    assert both.name == "content" and both.data_ is data and both.cfg is model.cfg
+    np.testing.assert_array_equal(both.item_vectors(), model.item_vectors())
+    rows = np.array([4, 5])
+    assert both.explain(np.array([], np.int64), rows).tolist() == [POPULAR, POPULAR]
+    np.testing.assert_array_equal(both.explain(np.array([3, 7]), rows), model.explain(np.array([3, 7]), rows))
+    top, _ = both.recommend(["new"], 3)
+    np.testing.assert_array_equal(top, segment.recommend(["new"], 3)[0])
+
+
+def test_as_evaluated_serves_a_model_with_its_chosen_settings_and_fallback():
+    from core.recs.evaluate import as_evaluated
+    from core.recs.newcustomer import NewCustomerFallback
+    from core.recs.registry import fitted
+    catalog = _catalog()
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
+    result = {"models": {"itemknn": {"params": {"k": 10}, "new_customer_path": "model"},
+                         "content": {"params": {}, "new_customer_path": "segment_popularity"}},
+              "new_customer_reference": {"model": "segment_popularity", "params": {"days": 56.0}}}
+    knn = as_evaluated("itemknn", data, result)
+    assert knn.cfg.k == 10 and not isinstance(knn, NewCustomerFallback)
+    content = as_evaluated("content", data, result)
+    assert isinstance(content, NewCustomerFallback) and content.fallback.cfg.days == 56.0
+    stranger = content.score_histories([np.empty(0, dtype=np.int64)])
+    np.testing.assert_allclose(stranger, content.fallback.score_histories([np.empty(0, dtype=np.int64)]))
+    assert as_evaluated("itemknn", data, None).cfg.k == fitted("itemknn", data).cfg.k  # no result: defaults

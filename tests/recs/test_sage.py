@@ -1,0 +1,375 @@
+"""GraphSAGE and its graph: a hand-built 4-customer / 6-product graph with known answers, the neighbour
+sampler against the full forward pass, inductive embeddings of new products and customers, caching."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.cache import ArtefactCache
+from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, GraphConfig, NeighbourSampler, build_graph, content_edges,
+                        customer_features, feature_spec, purchase_edges)
+from core.recs.contract import RecData, rank_in_lists, top_k
+from core.recs.registry import fitted
+from core.recs.sage import SageConfig, SageModel, SageRecommender
+
+CUTOFF = pd.Timestamp("2020-04-01")
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def two_blocks(n_per_block: int = 3, never_bought: int = 1, seed: int = 0) -> RecData:
+    """Customers c0, c1 buy block A (products a0..), c2, c3 block B; block A items look alike (content),
+    as do block B's. c0 has not bought a2 yet: it is the right recommendation for c0. ``never_bought``
+    extra products of each block nobody bought."""
+    rng = np.random.default_rng(seed)
+    ids = [f"a{i}" for i in range(n_per_block + never_bought)] + [f"b{i}" for i in range(n_per_block + never_bought)]
+    block = np.array([0] * (n_per_block + never_bought) + [1] * (n_per_block + never_bought))
+    centre = np.eye(8, dtype=np.float32)[block * 4]
+    image = unit(centre + 0.1 * rng.normal(size=centre.shape))
+    products = pd.DataFrame({"group_id": ids, "product_type": np.where(block == 0, "Dress", "Trousers"),
+                             "colour": "Black", "pattern": "Solid", "image_path": "", "description": ""},
+                            index=pd.Index(ids, name="product_id"))
+    customers = pd.DataFrame({"age": ["25", "31", "45", ""], "club_member_status": ["ACTIVE"] * 4},
+                             index=pd.Index([f"c{i}" for i in range(4)], name="customer_id"))
+    bought = {"c0": ["a0", "a1"], "c1": ["a0", "a1", "a2"], "c2": ["b0", "b1", "b2"], "c3": ["b0", "b1"]}
+    rows = [(c, p, CUTOFF - pd.Timedelta(days=60 - 3 * j)) for c, ps in bought.items() for j, p in enumerate(ps)]
+    purchases = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+    purchases["price"] = np.nan
+    return RecData(products, customers, purchases.sort_values("timestamp").reset_index(drop=True), CUTOFF,
+                   image, image.copy(), np.ones(len(ids), dtype=bool))
+
+
+# batches of 4 of the 10 purchase edges: the other edges carry messages while a batch's own are hidden
+TINY = SageConfig(graph=GraphConfig(content_k=2, variant_cap=0, attributes=("product_type",)), hidden=16, out=16,
+                  epochs=20, batch_size=4, lr=0.02, validation_days=0, dropout=0.0, objective="edges", seed=0)
+
+
+@pytest.fixture(scope="module")
+def blocks_model():
+    data = two_blocks()
+    return data, SageRecommender(TINY).fit(data)
+
+
+def test_purchase_edges_are_distinct_pairs_before_the_point_in_time():
+    data = two_blocks()
+    edges, days = purchase_edges(data, GraphConfig())
+    assert edges.shape == (2, 10) and np.all(days >= 0)
+    earlier, _ = purchase_edges(data, GraphConfig(), before_days=56)  # purchases at least 56 days old only
+    assert 0 < earlier.shape[1] < edges.shape[1]
+    capped, _ = purchase_edges(data, GraphConfig(max_customer_degree=1))
+    assert np.all(np.bincount(capped[0]) <= 1)
+    last = {data.customer_ids[c]: data.product_ids[p] for c, p in capped.T}
+    assert last["c1"] == "a2"  # the cap keeps the most recent purchase
+
+
+def test_content_edges_join_nearest_products_and_colour_variants():
+    vectors = unit(np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]))
+    edges = content_edges(vectors, np.array(["g0", "g1", "g1", "g2"]),
+                          GraphConfig(content_k=1, variant_cap=1, variant_relation=False))
+    pairs = set(map(tuple, edges.T.tolist()))
+    assert {(1, 0), (0, 1), (3, 2), (2, 3)} <= pairs  # nearest neighbour, source -> destination
+    assert {(2, 1), (1, 2)} <= pairs  # colour variants of group g1
+    assert all(s != d for s, d in pairs)
+    sparse = content_edges(vectors, np.array(["g0", "g1", "g2", "g3"]),
+                           GraphConfig(content_k=3, variant_cap=0, min_content_sim=0.5))
+    assert set(map(tuple, sparse.T.tolist())) == {(1, 0), (0, 1), (3, 2), (2, 3)}  # weak edges dropped
+
+
+def test_customer_features_handle_missing_and_unknown_customers():
+    data = two_blocks()
+    spec = feature_spec(data, GraphConfig())
+    x = customer_features(data.customers, np.array(["c0", "c3", "nobody"]), spec)
+    assert x.shape[0] == 3 and np.isfinite(x).all()
+    age = list(spec.customer_numeric).index("age")
+    assert x[1, 2 + 2 * age] == 1.0 and x[2, 2 + 2 * age] == 1.0  # missing-age flag for "" and for a stranger
+    assert not np.array_equal(x[0], x[1])
+
+
+def test_one_hot_of_a_few_rows_is_the_one_of_many():
+    """Serving encodes one product or customer at a time by dict lookups; the catalogue goes through pandas.
+    Both must give the same columns, whatever the values: known, unknown, empty, missing, numbers."""
+    import pandas as pd
+
+    from core.recs.graph import SMALL, one_hot
+    cats = ["red", "blue", "1.5", "(missing)"]
+    values = pd.Series(["blue", "green", "", None, np.nan, 1.5, "red", "(missing)", "Red"] * (SMALL // 3), dtype=object)
+    assert len(values) > SMALL
+    many = one_hot(values, cats)
+    few = np.concatenate([one_hot(values.iloc[i:i + 3], cats) for i in range(0, len(values), 3)])
+    np.testing.assert_array_equal(few, many)
+    assert many[:9].argmax(1).tolist() == [1, 4, 4, 4, 4, 2, 0, 3, 4]
+
+
+def test_learns_the_missing_purchase_of_a_block(blocks_model):
+    data, model = blocks_model
+    scores = model.score(["c0", "c3"])
+    bought = [data.history("c0"), data.history("c3")]
+    top, _ = top_k(scores, 1, exclude=bought)
+    assert data.product_ids[top[0, 0]] in ("a2", "a3")  # c0: the rest of block A
+    assert data.product_ids[top[1, 0]] in ("b2", "b3")
+
+
+def test_never_bought_product_gets_a_real_vector_and_is_recommended(blocks_model):
+    data, model = blocks_model
+    vectors = model.item_vectors()
+    a3 = data.product_row["a3"]  # nobody bought a3
+    assert np.linalg.norm(vectors[a3]) > 1e-3
+    assert not np.allclose(vectors[a3], vectors[data.product_row["b3"]], atol=1e-3)
+    rank = np.argsort(-model.score(["c1"])[0]).tolist()
+    assert rank.index(a3) < min(rank.index(data.product_row[p]) for p in ("b0", "b1", "b2", "b3"))
+
+
+def test_new_customer_from_liked_products_and_from_attributes_alone(blocks_model):
+    data, model = blocks_model
+    liked = np.array([data.product_row["b0"], data.product_row["b1"]])
+    scores = model.score_histories([liked, np.empty(0, dtype=np.int64)], [None, None])
+    assert scores.shape == (2, data.n_products) and scores.dtype == np.float32
+    top, _ = top_k(scores[:1], 3, exclude=[liked])
+    assert data.product_ids[top[0, 0]] == "b2"  # block B's other bought product; never-bought b3 was a negative
+    assert scores[0, data.product_row["b2"]] > scores[0, [data.product_row[p] for p in ("a0", "a1", "a2", "a3")]].max()
+    assert np.isfinite(scores[1]).all()  # nothing liked, no attributes: still a ranking
+    leaf = model._customer_row(model.model_.finish(model._leaf(data.history("c2"), "c2")[1]), np.array([True]))
+    np.testing.assert_allclose(leaf[0], model.customer_vectors()[data.customer_row["c2"]], atol=1e-5)
+
+
+def test_product_added_from_content_reaches_the_customers_whose_taste_it_matches(blocks_model):
+    data, model = blocks_model
+    vector = model.product_vector(data.image[data.product_row["a0"]] * 0.9 + 0.1 / np.sqrt(8),
+                                  data.text[data.product_row["a0"]], {"product_type": "Dress"})
+    customers = model.customer_vectors()
+    scores, new = customers @ model.item_vectors().T, customers @ vector
+    block_b = [data.product_row[p] for p in ("b0", "b1", "b2", "b3")]
+    without_b = np.delete(scores, block_b, axis=1)
+    for c in ("c0", "c1"):  # block-A customers: it ranks above every block-B product
+        row = data.customer_row[c]
+        assert rank_in_lists(scores[[row]], new[[row]])[0] == rank_in_lists(without_b[[row]], new[[row]])[0]
+    for c in ("c2", "c3"):  # block-B customers: below every block-B product
+        row = data.customer_row[c]
+        assert rank_in_lists(scores[[row]], new[[row]])[0] >= 4
+
+
+def test_training_sees_only_purchases_before_the_cutoff():
+    data = two_blocks()
+    late = pd.DataFrame({"customer_id": ["c0"], "product_id": ["b3"], "timestamp": [CUTOFF], "price": [np.nan]})
+    leaky = RecData(data.products, data.customers, pd.concat([data.purchases, late], ignore_index=True), CUTOFF,
+                    data.image, data.text, data.has_image)
+    with pytest.raises(ValueError, match="leak"):  # RecData built by hand with a purchase at the cutoff
+        SageRecommender(TINY).fit(leaky)
+
+
+def test_sampler_with_large_fanouts_equals_the_full_forward_pass():
+    data = two_blocks(n_per_block=5, never_bought=2, seed=1)
+    graph = build_graph(data, GraphConfig(content_k=3, variant_cap=0, attributes=("product_type",)))
+    x_c, x_p = graph.x_customer, graph.x_product
+    torch.manual_seed(0)
+    model = SageModel(x_c.shape[1], x_p.shape[1], SageConfig(hidden=8, out=8, dropout=0.0, residual=False)).eval()
+    full_c, full_p = model(x_c, x_p, graph.buys, graph.similar)
+    sampler = NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), SIMILAR: graph.similar},
+                               {"customer": graph.n_customers, "product": graph.n_products}, fanouts=(100, 100))
+    seeds = {"customer": torch.tensor([0, 2]), "product": torch.tensor([1, 5, 9])}
+    sub = sampler.sample(seeds, generator=torch.Generator().manual_seed(0))
+    h_c, h_p = model(x_c[sub.nodes["customer"]], x_p[sub.nodes["product"]], sub.edges[BUYS], sub.edges[SIMILAR],
+                     sub.edges[REV_BUYS])
+    torch.testing.assert_close(h_c[:2], full_c[seeds["customer"]], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(h_p[:3], full_p[seeds["product"]], atol=1e-5, rtol=1e-4)
+
+
+def test_sampler_respects_fanouts_and_never_uses_excluded_edges():
+    data = two_blocks(n_per_block=5, never_bought=0)
+    graph = build_graph(data, GraphConfig(content_k=4, variant_cap=0))
+    edges = {BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), SIMILAR: graph.similar}
+    sampler = NeighbourSampler(edges, {"customer": graph.n_customers, "product": graph.n_products}, fanouts=(2, 1))
+    excluded = torch.zeros(graph.buys.shape[1], dtype=torch.bool)
+    excluded[0] = True
+    seeds = {"customer": graph.buys[0, :1], "product": graph.buys[1, :1]}
+    sub = sampler.sample(seeds, {BUYS: excluded, REV_BUYS: excluded}, torch.Generator().manual_seed(3))
+    c, p = sub.nodes["customer"], sub.nodes["product"]
+    own = (int(graph.buys[0, 0]), int(graph.buys[1, 0]))
+    for etype, (src_t, dst_t) in ((BUYS, (c, p)), (REV_BUYS, (p, c))):
+        pairs = {(int(src_t[s]), int(dst_t[d])) for s, d in sub.edges[etype].T}
+        flipped = {(b, a) for a, b in pairs} if etype == REV_BUYS else pairs
+        assert own not in flipped  # the training pair's own edge never carries messages
+    first_hop = sub.edges[SIMILAR][:, sub.edges[SIMILAR][1] == 0]  # messages into the seed product
+    assert first_hop.shape[1] <= 2
+
+
+def test_sampled_mode_trains():
+    data = two_blocks()
+    model = SageRecommender(SageConfig(**{**TINY.__dict__, "mode": "sampled", "fanouts": (5, 5)})).fit(data)
+    top, _ = top_k(model.score(["c1"]), 3)
+    assert sum(data.product_ids[r].startswith("a") for r in top[0]) >= 2
+
+
+def test_early_stopping_on_the_validation_window():
+    data = two_blocks()
+    model = SageRecommender(SageConfig(**{**TINY.__dict__, "validation_days": 56, "epochs": 8, "patience": 2}))
+    model.fit(data)
+    assert 1 <= len(model.history_) <= 8 and model.best_epoch_ == int(np.argmax(model.history_)) + 1
+    assert model.graph_.buys.shape[1] == 10  # the final embedding uses every purchase before the cutoff
+
+
+def test_trained_model_is_a_cache_artefact(isolated_env, monkeypatch):
+    data = two_blocks()
+    cache = ArtefactCache(isolated_env)
+    first = fitted("graphsage", data, cache)
+    monkeypatch.setattr(SageRecommender, "fit", lambda *a, **k: pytest.fail("trained again"))
+    second = fitted("graphsage", data, cache)
+    np.testing.assert_allclose(first.item_vectors(), second.item_vectors(), atol=1e-6)
+    np.testing.assert_allclose(first.customer_vectors(), second.customer_vectors(), atol=1e-6)
+
+
+def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
+    """Synthetic customers buy mostly one hidden (pattern, colour); GraphSAGE sees the attributes and
+    purchases (the content vectors here are noise), and must beat popularity on the later months."""
+    from core.embeddings.pipeline import Embeddings
+    from core.recs.evaluate import EvalConfig, SplitConfig, evaluate
+    from core.data.synthetic import make_catalog
+    catalog = make_catalog(300, seed=1, image_dir=tmp_path / "photos")
+    rng = np.random.default_rng(0)
+    noise = unit(rng.normal(size=(len(catalog.products), 16)))
+    embeddings = Embeddings(catalog.products.index.to_numpy(str), noise, noise.copy(),
+                            np.ones(len(noise), dtype=bool))
+    cfg = EvalConfig(split=SplitConfig(cutoff="2020-05-01", end="2020-07-01"), exclude_bought="yes",
+                     n_bootstrap=50)
+    result = evaluate(catalog, embeddings, ["graphsage", "popularity"], cfg)["models"]
+    assert result["graphsage"]["recall_at_10"] > result["popularity"]["recall_at_10"] + 0.05
+
+
+def test_window_tasks_predict_each_window_from_the_graph_before_it():
+    data = two_blocks()  # purchases 60, 57 and 54 days before the cutoff
+    model = SageRecommender(SageConfig(**{**TINY.__dict__, "objective": "windows", "window_days": 5,
+                                          "n_windows": 20}))
+    graph = build_graph(data, model.cfg.graph)
+    tasks = model._tasks(data, graph, graph.similar)
+    assert [t.pairs.shape[1] for t in tasks] == [2, 4, 4]  # windows [50, 55), [55, 60), [60, 65) days back
+    for task in tasks:
+        bought = {(int(c), int(p)) for c, p in task.pairs.T}
+        days = data.days_ago[[i for i, pair in enumerate(zip(data.users, data.items)) if pair in bought]]
+        opened = days.max()  # the window opened no later than its oldest purchase
+        messages = {(int(c), int(p)) for c, p in task.graph.buys.T}
+        assert not messages & bought  # nothing a window predicts carries messages
+        assert task.graph.buys.shape[1] == int((data.days_ago > opened).sum())
+
+
+def test_faiss_recommendations_equal_the_full_scores(blocks_model):
+    data, model = blocks_model
+    ids = ["c0", "c1", "c2", "c3"]
+    bought = [data.history(c) for c in ids]
+    rows, scores = model.recommend(ids, 3, exclude=bought)
+    expected_rows, expected_scores = top_k(model.score(ids), 3, exclude=bought)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+    for got, want, b in zip(rows, expected_rows, bought):
+        assert set(got.tolist()) == set(want.tolist()) and not set(got.tolist()) & set(b.tolist())
+    liked = [np.array([data.product_row["b0"]])]
+    np.testing.assert_allclose(model.recommend_histories(liked, 2)[1], top_k(model.score_histories(liked), 2)[1],
+                               rtol=1e-5)
+
+
+def test_colour_variants_are_a_relation_of_their_own():
+    from core.recs.graph import VARIANT, variant_edges
+    edges = variant_edges(np.array(["g0", "g1", "g1", "g1", "g2"]), cap=1)
+    assert set(map(tuple, edges.T.tolist())) == {(2, 1), (1, 2), (1, 3)}  # each receives from <= 1 sibling
+    data = two_blocks()
+    graph = build_graph(data, GraphConfig(variant_relation=True))
+    assert graph.variants is not None and VARIANT in graph.to_hetero().edge_types
+    mixed = build_graph(data, GraphConfig(variant_relation=False))
+    assert mixed.variants is None
+
+
+@pytest.mark.parametrize("variant_relation", [False, True])
+def test_a_never_bought_product_removed_and_added_back_gets_its_own_vector(variant_relation):
+    """product_vector builds exactly the node a catalogue product is: its content neighbours, its colour
+    variants, every attribute, no buyers."""
+    import dataclasses
+    data = two_blocks()
+    products = data.products.copy()
+    products.loc[["a3", "b0"], "group_id"] = "g"  # a3 is a colour variant of b0, in the other block
+    data = RecData(products, data.customers, data.purchases, CUTOFF, data.image, data.text, data.has_image)
+    graph_cfg = GraphConfig(content_k=2, variant_cap=2, variant_relation=variant_relation,
+                            attributes=("product_type", "colour"))
+    model = SageRecommender(dataclasses.replace(TINY, graph=graph_cfg, epochs=3)).fit(data)
+    for product in ("a3", "b3"):  # with a colour variant, and without one
+        row = data.product_row[product]
+        given = {c: str(products.at[product, c]) for c in ("product_type", "colour", "group_id")}
+        again = model.product_vector(data.image[row], data.text[row], given, hide_row=row)
+        np.testing.assert_allclose(again, model.item_vectors()[row], atol=1e-5)
+    row = data.product_row["a3"]
+    given = {c: str(products.at["a3", c]) for c in ("product_type", "colour", "group_id")}
+    alone = model.product_vector(data.image[row], data.text[row], {**given, "group_id": ""}, hide_row=row)
+    assert not np.allclose(alone, model.item_vectors()[row], atol=1e-4)  # its variant edge counted
+
+
+def test_explanations_name_the_liked_product_whose_part_of_the_score_is_largest(blocks_model):
+    data, model = blocks_model
+    liked = np.array([data.product_row["a0"], data.product_row["b0"], data.product_row["b1"]])
+    rows, messages, rest = model.parts(liked)
+    np.testing.assert_allclose(messages.sum(0) + rest, model.customer_vector(liked)[:-1], atol=1e-4)
+    products = np.arange(data.n_products)
+    share = model.item_vectors()[:, :-1] @ messages.T  # each liked product's part of each product's affinity
+    expected = rows[share.argmax(axis=1)]
+    model_prior = model.prior_ * model.prior_weight_
+    expected = np.where((model_prior > 0) & (model_prior > share.max(axis=1)), -1, expected)
+    np.testing.assert_array_equal(model.explain(liked, products), expected)
+
+
+def test_the_popularity_prior_is_a_part_of_its_own():
+    """Degree counts are not inputs; the prior is the last coordinate of the score, weighted per customer."""
+    import dataclasses
+    data = two_blocks()
+    model = SageRecommender(dataclasses.replace(TINY, epochs=2)).fit(data)
+    graph = build_graph(data, model.cfg.graph)
+    assert model.model_.in_p.in_features == graph.x_product.shape[1]  # static features only
+    assert model.model_.in_c.in_features == graph.x_customer.shape[1]
+    from core.recs.sage import popularity_features
+    counts = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
+    assert counts[data.product_row["a0"], 0] == pytest.approx(np.log1p(2))  # a0 was bought by c0 and c1
+    prior = model.model_.prior(counts).detach().numpy()
+    model.prior_weight_, model.new_prior_weight_ = 2.0, 5.0
+    liked, nothing = np.array([data.product_row["a0"]]), np.empty(0, dtype=np.int64)
+    scores = model.score_histories([liked, nothing])
+    model.prior_weight_ = model.new_prior_weight_ = 0.0
+    affinity = model.score_histories([liked, nothing])
+    np.testing.assert_allclose(scores[0] - affinity[0], 2.0 * prior, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores[1] - affinity[1], 5.0 * prior, rtol=1e-5, atol=1e-5)
+
+
+def test_an_added_product_can_be_liked_and_named_as_a_reason():
+    data = two_blocks()
+    model = SageRecommender(TINY).fit(data)
+    a0 = data.product_row["a0"]
+    row = model.add_product("new", data.image[a0], data.text[a0], {"product_type": "Dress"})
+    scores = model.score_histories([np.array([row])])
+    assert scores.shape == (1, data.n_products + 1) and np.isfinite(scores).all()
+    assert model.explain(np.array([row]), np.arange(data.n_products + 1)).tolist() == [row] * (data.n_products + 1)
+    named = model.explain(np.array([row, data.product_row["b0"]]), np.arange(data.n_products + 1))
+    assert set(named.tolist()) <= {row, data.product_row["b0"]}
+
+
+def test_no_card_says_popular_when_the_prior_has_no_weight():
+    data = two_blocks()
+    model = SageRecommender(TINY).fit(data)
+    model.prior_weight_ = model.new_prior_weight_ = 0.0
+    liked = np.array([data.product_row["a0"]])
+    assert (model.explain(liked, np.arange(data.n_products)) >= 0).all()
+    assert (model.explain(np.empty(0, dtype=np.int64), np.arange(data.n_products)) == -2).all()
+
+
+def test_negative_draws_match_their_expected_counts(blocks_model):
+    """The log-Q correction subtracts log(expected count): the counts must be what the draws give."""
+    data, model = blocks_model
+    graph = build_graph(data, model.cfg.graph)
+    task = model._tasks(data, graph, graph.similar)[0]
+    rng = torch.Generator().manual_seed(0)
+    products = task.pairs[1, :4]
+    recent = torch.tensor([3.0, 0, 1, 0, 0, 2, 0, 0])
+    counts, draws = torch.zeros(data.n_products), 2000
+    for _ in range(draws):
+        rows, expected = model._negatives(task, products, recent, rng)
+        counts += torch.bincount(rows, minlength=data.n_products)
+    torch.testing.assert_close(counts / draws, expected, atol=0.6, rtol=0.02)
+    assert expected.sum() == pytest.approx(len(rows))
