@@ -17,7 +17,8 @@ from core.explore.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_c
 from core.embeddings.backbone import Backbone, WeightsUnavailable
 from core.embeddings.registry import create_backbone
 from core.embeddings.pipeline import Built, build
-from core.recs.contract import Progress, RecData, Recommender, rec_data
+from core.recs.contract import RecData, Recommender, rec_data
+from core.progress import Progress
 from core.recs.queries import product_audience, purchase_counts
 from core.recs.registry import create_recommender, list_recommenders
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import IO, Callable
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, RowStore, digest
+from core.progress import Progress, Ticks
 from core.data.catalog import Catalog, ValidationReport
 from core.embeddings.backbone import Backbone, encode_images, encode_texts, fuse, load_image
 from core.embeddings.index import IndexConfig, VectorIndex, neighbour_table
 from core.embeddings.texture import TextureConfig, TextureModel, fit_texture_model
 
-KINDS = ("image", "text", "hybrid", "texture")  # texture: the texture-aware photo embedding (core/texture.py)
-StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
+KINDS = ("image", "text", "hybrid", "texture")  # texture: the texture-aware photo embedding (core/embeddings/texture.py)
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,13 @@ class BuildStats:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _stage(progress: StageProgress | None, name: str) -> Callable[[int, int], None] | None:
+def _stage(progress: Progress | None, name: str) -> Ticks | None:
     """A (done, total) callback reporting as one named stage."""
     return (lambda done, total: progress(name, done, total)) if progress else None
 
 
 def embed_catalog(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
-                  progress: StageProgress | None = None) -> tuple[Embeddings, BuildStats, ValidationReport]:
+                  progress: Progress | None = None) -> tuple[Embeddings, BuildStats, ValidationReport]:
     """Image and text embeddings of every product; only content not already in the cache is encoded."""
     stats, report = BuildStats(), ValidationReport()
     t = time.perf_counter()
@@ -180,7 +180,7 @@ class Built:
 
 
 def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
-          progress: StageProgress | None = None) -> Built:
+          progress: Progress | None = None) -> Built:
     """Embed (incrementally), index and tabulate neighbours for every embedding kind."""
     embeddings, stats, report = embed_catalog(catalog, backbone, cache, cfg, progress)
     model, selection = None, None
@@ -208,7 +208,7 @@ MIN_TEXTURE_PHOTOS = 10  # fewer readable photos than this: no texture kind (not
 
 
 def texture_kind(catalog: Catalog, embeddings: Embeddings, cache: ArtefactCache, cfg: TextureConfig,
-                 progress: StageProgress | None = None) -> tuple[TextureModel | None, pd.DataFrame | None]:
+                 progress: Progress | None = None) -> tuple[TextureModel | None, pd.DataFrame | None]:
     """Fill ``embeddings.texture``: texture descriptors of every photo (cached per photo), a TextureModel
     whose weights are chosen on a validation split of the catalogue's pattern labels (cached), applied.
     (None, None) for a catalogue with fewer than MIN_TEXTURE_PHOTOS readable photos."""

@@ -13,7 +13,8 @@ from core.cache import ArtefactCache, RowStore, arrays_frame, digest, frame_arra
 from core.explore.cluster import (NOISE, ClusterConfig, Clustering, centroids, ctfidf_keywords, dbscan_labels, eps_grid,
                           hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
 from core.embeddings.backbone import encode_texts
-from core.embeddings.pipeline import KINDS, Built, StageProgress
+from core.embeddings.pipeline import KINDS, Built
+from core.progress import Progress
 from core.explore.projection import ProjectConfig, knn_from_table, umap_project
 
 HOVER_ATTRS = ("product_type", "colour", "pattern")
@@ -145,7 +146,7 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
 
 
 def cluster_map(built: Built, cache: ArtefactCache, cfg: MapConfig = MapConfig(),
-                progress: StageProgress | None = None) -> ClusterMap:
+                progress: Progress | None = None) -> ClusterMap:
     """Project, cluster, name and score one embedding kind of ``built``; every step is cached."""
     seconds: dict[str, float] = {}
     stage = f"cluster map ({cfg.kind})"

@@ -32,7 +32,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from core.embeddings.backbone import l2_normalise
-from core.recs.contract import Progress, RecData, Recommender
+from core.recs.contract import RecData, Recommender
+from core.progress import Progress
 
 TIE_BREAK = 1e-4  # weight of the popularity prior in every score: far below real score differences
 

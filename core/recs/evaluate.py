@@ -53,7 +53,8 @@ import pandas as pd
 from core.cache import ArtefactCache, digest
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
-from core.recs.contract import Progress, RecData, Recommender, rec_data, top_k
+from core.recs.contract import RecData, Recommender, rec_data, top_k
+from core.progress import Progress
 from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.registry import BASELINES, data_fingerprint, fitted, is_seeded, tuning_grid

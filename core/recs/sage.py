@@ -58,7 +58,8 @@ from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfi
                         content_edges, customer_features, degree_features, feature_spec, new_node_sources,
                         product_features, purchase_edges)
 from core.recs.metrics import ranking_metrics
-from core.recs.contract import NO_REASON, POPULAR, Progress, RecData, Recommender, top_k
+from core.recs.contract import NO_REASON, POPULAR, RecData, Recommender, top_k
+from core.progress import Progress
 from core.recs.two_tower import logq_softmax_loss
 
 

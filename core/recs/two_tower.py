@@ -26,7 +26,8 @@ from torch_geometric.utils import softmax
 from core.embeddings.backbone import fuse
 from core.recs.graph import GraphConfig, customer_features, feature_spec, product_features
 from core.embeddings.index import IndexConfig, VectorIndex
-from core.recs.contract import NO_REASON, Progress, RecData, Recommender, top_k
+from core.recs.contract import NO_REASON, RecData, Recommender, top_k
+from core.progress import Progress
 
 
 def logq_softmax_loss(user: torch.Tensor, item: torch.Tensor, log_q: torch.Tensor,

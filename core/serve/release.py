@@ -19,12 +19,13 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, digest, write_atomic
+from core.progress import Progress
 from core.data.catalog import Catalog, product_sentences
 from core.data.load import load_catalog
 from core.embeddings.backbone import Backbone, fuse
@@ -44,7 +45,6 @@ LIST_BATCH = 256  # customers per model call while the lists are computed
 # answer known customers per request instead, on a heavy-work thread.
 LIST_MAX_CUSTOMERS = 50_000
 NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text, for models without a session mode (as the app)
-Progress = Callable[[str, int, int], None]
 
 
 # ---------------------------------------------------------------- versions
