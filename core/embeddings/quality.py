@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,15 +12,7 @@ from core.embeddings.index import VectorIndex
 
 MIN_CLASS = 20  # a class needs ~20 products for a per-class mean and for every fold of a 5-fold probe
 SPLITS = ("train", "validation", "test")
-
-
-def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:
-    """(n,) bool mask of held-out rows: a seeded ``holdout`` share of the distinct groups, so colour
-    variants of one product (one ``group_id``) never straddle the split."""
-    unique = np.unique(groups)
-    rng = np.random.default_rng(seed)
-    held = rng.choice(unique, size=max(1, round(holdout * len(unique))), replace=False)
-    return np.isin(groups, held)
+LIT_EVALUATION_VERSION = 2
 
 
 def held_out_split(groups: np.ndarray, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
@@ -32,6 +25,12 @@ def held_out_split(groups: np.ndarray, fractions: tuple[float, float, float] = (
     ends = np.round(np.cumsum(share) * len(unique)).astype(int)
     part = np.searchsorted(ends, position, side="right")  # place -> part 0, 1 or 2
     return np.asarray(SPLITS)[part][inverse.ravel()]
+
+
+def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:
+    """(n,) bool mask of held-out rows: the "test" part of :func:`held_out_split` with no validation part, a
+    seeded ``holdout`` share of the distinct groups, so colour variants never straddle the split."""
+    return held_out_split(groups, (1 - holdout, 0.0, holdout), seed) == "test"
 
 
 def neighbours(vectors: np.ndarray, groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +57,7 @@ def neighbours(vectors: np.ndarray, groups: np.ndarray, k: int) -> tuple[np.ndar
     return rows, sims
 
 
-def pattern_agreement(rows: np.ndarray, labels: np.ndarray, k: int = 10, min_class: int = MIN_CLASS) -> dict:
+def label_agreement(rows: np.ndarray, labels: np.ndarray, k: int = 10, min_class: int = MIN_CLASS) -> dict:
     """How often a product's k nearest neighbours share its label (pattern, or product type).
 
     rows (n, >=k) neighbour rows from ``neighbours`` (-1: none), labels (n,). Returns ``micro`` (mean
@@ -95,24 +94,47 @@ def retrieval_recall(queries: np.ndarray, gallery: np.ndarray, ks: tuple[int, ..
     return {k: float(np.mean(rank < k)) for k in ks}
 
 
-def zero_shot(image: np.ndarray, labels: np.ndarray, class_embeddings: np.ndarray,
-              classes: list[str]) -> tuple[float, float, float]:
-    """Predicting each image's label as its most similar class prompt: accuracy, the majority-class
-    rate (the accuracy of always answering the commonest label) and balanced accuracy (mean recall
-    per class; 1 / n_classes by chance)."""
-    predicted = np.asarray(classes)[np.argmax(image @ class_embeddings.T, axis=1)]
+@dataclass(frozen=True)
+class ZeroShot:
+    """Predicting each image's label as its most similar class prompt."""
+    accuracy: float
+    majority_rate: float  # the accuracy of always answering the commonest label
+    balanced_accuracy: float  # mean recall per class; 1 / n_classes by chance
+
+
+def zero_shot(image: np.ndarray, labels: np.ndarray, class_embeddings: np.ndarray, classes: list[str],
+              prior_correction: bool = False) -> ZeroShot:
+    """Each image's label as its most similar class prompt, optionally after removing each prompt's mean
+    similarity to the images being classified.
+
+    image (n, d), class_embeddings (len(classes), d), both L2-normalised; labels (n,). Images whose label
+    is not in ``classes`` are left out (all NaN when none is left). The correction uses no labels: a prompt
+    close to everything (a "hub") stops winning every image.
+    """
+    labels = np.asarray(labels)
+    keep = np.isin(labels, list(classes))
+    if not keep.any():
+        return ZeroShot(float("nan"), float("nan"), float("nan"))
+    x = np.asarray(image, dtype=np.float64)[keep]
+    prompts = np.asarray(class_embeddings, dtype=np.float64)
+    if prior_correction:
+        # A constant coordinate carries the correction: [x, 1] . [p, -mean_x(x . p)] = x . p - mean.
+        mean = (x @ prompts.T).mean(axis=0)
+        x = np.hstack([x, np.ones((len(x), 1))])
+        prompts = np.hstack([prompts, -mean[:, None]])
+    labels = labels[keep]
+    predicted = np.asarray(classes)[np.argmax(x @ prompts.T, axis=1)]
     names, counts = np.unique(labels, return_counts=True)
     balanced = np.mean([np.mean(predicted[labels == c] == c) for c in names])
-    return float(np.mean(predicted == labels)), float(counts.max() / len(labels)), float(balanced)
+    return ZeroShot(float(np.mean(predicted == labels)), float(counts.max() / len(labels)), float(balanced))
 
 
 def label_agreement_at_k(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
-    """Mean share of each row's k nearest other rows (cosine) that have its label."""
+    """Mean share of each row's k nearest other rows (cosine) that have its label: the ``micro`` of
+    :func:`label_agreement` over exact neighbours, each row its own group. vectors (n, d), labels (n,)."""
     v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    sims = v @ v.T
-    np.fill_diagonal(sims, -np.inf)
-    nearest = np.argpartition(-sims, k, axis=1)[:, :k]
-    return float(np.mean(labels[nearest] == labels[:, None]))
+    rows, _ = neighbours(v, np.arange(len(v)), k)
+    return label_agreement(rows, np.asarray(labels), k)["micro"]
 
 
 def frequent_classes(values: np.ndarray, min_count: int) -> list[str]:
@@ -159,11 +181,10 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
                                              ("type", types, typ, "product_type")):
             if not classes:
                 continue
-            keep = np.isin(products[col].to_numpy()[test], classes)
-            acc, majority, balanced = zero_shot(img[keep], products[col].to_numpy()[test][keep], prompts, classes)
-            out[f"{name}zero_shot_{label}_accuracy"] = round(acc, 4)
-            out[f"{name}zero_shot_{label}_balanced_accuracy"] = round(balanced, 4)
-            out[f"{label}_majority_rate"] = round(majority, 4)
+            scored = zero_shot(img, products[col].to_numpy()[test], prompts, classes)
+            out[f"{name}zero_shot_{label}_accuracy"] = round(scored.accuracy, 4)
+            out[f"{name}zero_shot_{label}_balanced_accuracy"] = round(scored.balanced_accuracy, 4)
+            out[f"{label}_majority_rate"] = round(scored.majority_rate, 4)
             out[f"{label}_chance_balanced_accuracy"] = round(1 / len(classes), 4)
             out[f"{label}_classes"] = len(classes)
         if patterns:
@@ -182,7 +203,9 @@ def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bo
 
     from core.cache import digest
     from core.embeddings.lit import LitConfig
-    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed}
+    # version 2: the held-out groups are drawn by held_out_split (one split for every evaluation), not rng.choice
+    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed,
+           "version": LIT_EVALUATION_VERSION}
     fingerprint = digest(cache.file_digests(catalog.products["image_path"].tolist()),
                          [digest(s) for s in catalog.products["sentence"].tolist()],
                          catalog.products["group_id"].tolist())
