@@ -61,3 +61,12 @@ def synthetic(n: int = 300, pattern_weight: float = 1.5, seed: int = 0):
          + 0.08 * rng.standard_normal((n, d)))
     return (unit(x), np.array(names["pattern"])[p], groups, np.array(names["type"])[t],
             np.array(names["colour"])[c], direction["pattern"])
+
+
+def blobs(n_per: int = 100, k: int = 3, d: int = 32, spread: float = 0.05, seed: int = 0):
+    """k well-separated unit-norm blobs: vectors (k * n_per, d) and their true labels."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(d)[:k]
+    truth = np.repeat(np.arange(k), n_per)
+    x = centres[truth] + spread * rng.standard_normal((len(truth), d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), truth

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.cache import json_arrays, json_value
 from core.data.catalog import PATTERN_PROMPT, TYPE_PROMPT, Catalog, pattern_phrase
 from core.embeddings.index import VectorIndex
 
@@ -142,8 +143,93 @@ def frequent_classes(values: np.ndarray, min_count: int) -> list[str]:
     return [n for n, c in zip(names, counts) if c >= min_count and n]
 
 
+RECALL_KS = (1, 5, 10)  # the k of the retrieval recalls the offline-lit evaluation reports
+ZERO_SHOT_LABELS = ("pattern", "type")  # its zero-shot labels: the pattern and the product type
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """One set of offline-lit heads measured on the held-out products (values rounded to 4 digits)."""
+    text_to_image_recall: dict[int, float]  # recall@k for k in RECALL_KS
+    image_to_text_recall: dict[int, float]
+    zero_shot_accuracy: dict[str, float]  # per zero-shot label with classes ("pattern", "type")
+    zero_shot_balanced_accuracy: dict[str, float]
+    image_pattern_agreement_at_10: float | None  # photo neighbours sharing the pattern; None without patterns
+
+
+@dataclass(frozen=True)
+class LabelClasses:
+    """The classes a zero-shot label is measured on, and what guessing scores."""
+    classes: int
+    majority_rate: float  # accuracy of always answering the commonest label
+    chance_balanced_accuracy: float  # 1 / classes
+
+
+@dataclass(frozen=True)
+class LitEvaluation:
+    """:func:`evaluate_lit`: offline-lit heads trained on the products outside a held-out share (by
+    ``group_id``), measured on the held-out ones against untrained heads and raw ImageNet features.
+
+    Stored, and printed by ``python -m core bench backbone``, as one flat dict (:meth:`to_dict`): keys
+    such as ``text_to_image_recall_at_10``, ``random_heads_zero_shot_pattern_accuracy``."""
+    n_train: int
+    n_test: int
+    holdout_by: str
+    caption_augmentation: bool
+    head_training_s: float
+    epochs: int
+    final_train_loss: float
+    trained: HeadScores
+    random_heads: HeadScores
+    labels: dict[str, LabelClasses]  # per zero-shot label with classes
+    raw_imagenet_pattern_agreement_at_10: float | None
+
+    def to_dict(self) -> dict:
+        """The flat dict, keys in the order :func:`evaluate_lit` always gave them."""
+        out = {name: getattr(self, name) for name in ("n_train", "n_test", "holdout_by", "caption_augmentation",
+                                                      "head_training_s", "epochs", "final_train_loss")}
+        for prefix, scores in (("", self.trained), ("random_heads_", self.random_heads)):
+            out |= {f"{prefix}text_to_image_recall_at_{k}": v for k, v in scores.text_to_image_recall.items()}
+            out |= {f"{prefix}image_to_text_recall_at_{k}": v for k, v in scores.image_to_text_recall.items()}
+            for label, accuracy in scores.zero_shot_accuracy.items():
+                classes = self.labels[label]
+                out |= {f"{prefix}zero_shot_{label}_accuracy": accuracy,
+                        f"{prefix}zero_shot_{label}_balanced_accuracy": scores.zero_shot_balanced_accuracy[label],
+                        f"{label}_majority_rate": classes.majority_rate,
+                        f"{label}_chance_balanced_accuracy": classes.chance_balanced_accuracy,
+                        f"{label}_classes": classes.classes}
+            if scores.image_pattern_agreement_at_10 is not None:
+                out[f"{prefix}image_pattern_agreement_at_10"] = scores.image_pattern_agreement_at_10
+        if self.raw_imagenet_pattern_agreement_at_10 is not None:
+            out["raw_imagenet_pattern_agreement_at_10"] = self.raw_imagenet_pattern_agreement_at_10
+        return out
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> "LitEvaluation":
+        def scores(prefix: str) -> HeadScores:
+            labels = [label for label in ZERO_SHOT_LABELS if f"{prefix}zero_shot_{label}_accuracy" in flat]
+            return HeadScores({k: flat[f"{prefix}text_to_image_recall_at_{k}"] for k in RECALL_KS},
+                              {k: flat[f"{prefix}image_to_text_recall_at_{k}"] for k in RECALL_KS},
+                              {label: flat[f"{prefix}zero_shot_{label}_accuracy"] for label in labels},
+                              {label: flat[f"{prefix}zero_shot_{label}_balanced_accuracy"] for label in labels},
+                              flat.get(f"{prefix}image_pattern_agreement_at_10"))
+        labels = {label: LabelClasses(flat[f"{label}_classes"], flat[f"{label}_majority_rate"],
+                                      flat[f"{label}_chance_balanced_accuracy"])
+                  for label in ZERO_SHOT_LABELS if f"{label}_classes" in flat}
+        return cls(flat["n_train"], flat["n_test"], flat["holdout_by"], flat["caption_augmentation"],
+                   flat["head_training_s"], flat["epochs"], flat["final_train_loss"], scores(""),
+                   scores("random_heads_"), labels, flat.get("raw_imagenet_pattern_agreement_at_10"))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return json_arrays(self.to_dict(), "result")
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "LitEvaluation":
+        return cls.from_dict(json_value(arrays, "result"))
+
+
 def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: int = 0,
-                 min_class: int = 50) -> dict:
+                 min_class: int = 50) -> LitEvaluation:
     """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
     the held-out ones, against untrained heads and raw ImageNet features."""
     from core.embeddings.lit import LitConfig, caption_features, catalog_features, fit_heads, random_heads_like, \
@@ -191,15 +277,14 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
             out[f"{name}image_pattern_agreement_at_10"] = round(label_agreement_at_k(img, pattern_labels), 4)
     if patterns:
         out["raw_imagenet_pattern_agreement_at_10"] = round(label_agreement_at_k(image[test], pattern_labels), 4)
-    return out
+    return LitEvaluation.from_dict(out)
 
 
 def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bool = True,
-                   holdout: float = 0.1, seed: int = 0) -> dict | None:
+                   holdout: float = 0.1, seed: int = 0) -> LitEvaluation | None:
     """:func:`evaluate_lit` kept in the artefact cache, keyed by the catalogue's photos and sentences, so
     the app shows the numbers the benchmark measured. ``compute=False`` only looks them up."""
     import dataclasses
-    import json
 
     from core.cache import digest
     from core.embeddings.lit import LitConfig
@@ -212,34 +297,32 @@ def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bo
     key = cache.key(cfg, fingerprint)
     hit = None if recompute else cache.load("evaluation", key)
     if hit is not None:
-        return json.loads(str(hit["result"]))
+        return LitEvaluation.from_arrays(hit)
     if not compute:
         return None
     result = evaluate_lit(catalog, cache, holdout=holdout, seed=seed)
-    cache.save("evaluation", key, {"result": np.array(json.dumps(result))}, {"config": cfg})
+    cache.save("evaluation", key, result.to_arrays(), {"config": cfg})
     return result
 
 
-def evaluation_table(result: dict):
+def evaluation_table(result: LitEvaluation):
     """The evaluation as a DataFrame: metric, trained heads, untrained heads, the reference to beat."""
     import pandas as pd
+    trained, untrained = result.trained, result.random_heads
     rows = []
     for direction in ("text_to_image", "image_to_text"):
-        for k in (1, 5, 10):
-            key = f"{direction}_recall_at_{k}"
-            rows.append((f"{direction.replace('_', ' ')} recall@{k}", result.get(key),
-                         result.get(f"random_heads_{key}"), None))
-    for label in ("pattern", "type"):
-        key = f"zero_shot_{label}_accuracy"
-        if key in result:
-            rows.append((f"zero-shot {label} accuracy ({result[f'{label}_classes']} classes)", result[key],
-                         result.get(f"random_heads_{key}"), result[f"{label}_majority_rate"]))
-            key = f"zero_shot_{label}_balanced_accuracy"
-            rows.append((f"zero-shot {label} balanced accuracy", result.get(key),
-                         result.get(f"random_heads_{key}"), result.get(f"{label}_chance_balanced_accuracy")))
-    if "image_pattern_agreement_at_10" in result:
-        rows.append(("photo neighbours sharing the pattern (@10)", result["image_pattern_agreement_at_10"],
-                     result.get("random_heads_image_pattern_agreement_at_10"),
-                     result.get("raw_imagenet_pattern_agreement_at_10")))
+        for k in RECALL_KS:
+            rows.append((f"{direction.replace('_', ' ')} recall@{k}", getattr(trained, f"{direction}_recall")[k],
+                         getattr(untrained, f"{direction}_recall")[k], None))
+    for label in ZERO_SHOT_LABELS:
+        if label in trained.zero_shot_accuracy:
+            classes = result.labels[label]
+            rows.append((f"zero-shot {label} accuracy ({classes.classes} classes)", trained.zero_shot_accuracy[label],
+                         untrained.zero_shot_accuracy.get(label), classes.majority_rate))
+            rows.append((f"zero-shot {label} balanced accuracy", trained.zero_shot_balanced_accuracy[label],
+                         untrained.zero_shot_balanced_accuracy.get(label), classes.chance_balanced_accuracy))
+    if trained.image_pattern_agreement_at_10 is not None:
+        rows.append(("photo neighbours sharing the pattern (@10)", trained.image_pattern_agreement_at_10,
+                     untrained.image_pattern_agreement_at_10, result.raw_imagenet_pattern_agreement_at_10))
     return pd.DataFrame(rows, columns=["metric", "trained heads", "untrained heads",
                                        "reference (majority class / chance / raw ImageNet features)"])

@@ -3,16 +3,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from core.cache import json_arrays, json_value
 from core.embeddings.backbone import l2_normalise
 from core.embeddings.quality import MIN_CLASS, SPLITS, frequent_classes, held_out_split
-from core.embeddings.texture import TextureConfig, TextureModel, hybrid_weights, select_weights, weighted_blocks
+from core.embeddings.texture import TYPE_TOLERANCE, TextureConfig, TextureModel, hybrid_weights, select_weights, \
+    weighted_blocks
 from core.explore.diagnostics import cluster_purity, diagnose, diagnostics_table, label_overlap
 
 REPORT_VERSION = 1
+
+# The kinds the report measures: the build's photo, sentence, hybrid and texture kinds (as a model that
+# never saw the test products gives them), then the texture variants tried. Shown in this order.
+KIND_ABOUT = {
+    "photo": "the backbone's photo embedding (the build's *image* kind)",
+    "texture": "the texture-aware photo embedding (the build's *texture* kind): photo + texture descriptor of "
+               "the image tower's mid-level feature maps + pattern head, weights chosen on validation",
+    "hybrid": "photo + product sentence, fused",
+    "sentence": "the product sentence, which names the label: a reference, not a fix",
+    "texture descriptor only": "the texture descriptor alone",
+    "photo + texture descriptor": "half photo, half texture descriptor",
+    "photo + pattern head": "half photo, half pattern head",
+}
+ORDER = ("photo", "texture", "hybrid", "sentence")  # then the variants tried, in the report's order
+FROM_TEXT = frozenset({"hybrid", "sentence"})  # they read the label from the product text: references, not fixes
 
 
 def _frame_json(frame: pd.DataFrame) -> dict:
@@ -26,6 +44,124 @@ def _json_frame(data: dict) -> pd.DataFrame:
         if frame[column].dtype == object and frame[column].map(lambda v: v is None or isinstance(v, (int, float))).all():
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+def in_order(kinds) -> list[str]:
+    """``kinds`` with the build's kinds first (:data:`ORDER`), the others after in their own order."""
+    kinds = list(kinds)
+    return [k for k in ORDER if k in kinds] + [k for k in kinds if k not in ORDER]
+
+
+@dataclass
+class KindDetails:
+    """One kind's detail on the test products."""
+    per_class: dict[str, float]  # label agreement@k per label
+    confusion: pd.DataFrame  # product's label (rows) x its k neighbours' labels (columns), shares
+    null: pd.DataFrame  # the same for an embedding that sees only product type and colour
+    probe_confusion: pd.DataFrame  # true x predicted label of the linear probe, shares
+    confusions: pd.DataFrame  # texture confusions, most similar first (at most 500): product_id, neighbour_id, ...
+
+    def to_json(self) -> dict:
+        return {"per_class": self.per_class, **{name: _frame_json(getattr(self, name))
+                                                for name in ("confusion", "null", "probe_confusion", "confusions")}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "KindDetails":
+        return cls(data["per_class"], *(_json_frame(data[name])
+                                        for name in ("confusion", "null", "probe_confusion", "confusions")))
+
+
+@dataclass
+class TextureReport:
+    """Every diagnostic of every embedding kind of a build, measured on held-out products (see
+    :func:`texture_report`). Stored as one JSON value (array "report" of a "texture-report" artefact)."""
+    label: str  # the catalogue column measured against, e.g. "pattern"
+    k: int  # neighbours per product
+    kinds: list[str]  # in the report's order
+    weights: dict[str, float]  # the texture kind's chosen weights: photo, texture, head
+    split: dict[str, int]  # labelled products with a photo in each part: train, validation, test
+    table: pd.DataFrame  # one row per kind ("kind" column), the scalar diagnostics of ``diagnose`` as columns
+    selection: pd.DataFrame  # the texture weights tried on validation, the chosen row marked
+    hybrid: pd.DataFrame  # the hybrid kind's photo weights tried on validation
+    purity: pd.DataFrame  # one row per clustered kind ("kind" column), cluster purity per attribute
+    label_overlap: dict[str, pd.DataFrame]  # the catalogue's own label confusions (``label_overlap``)
+    details: dict[str, KindDetails]  # per kind
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "k": self.k, "kinds": self.kinds, "weights": self.weights, "split": self.split,
+                **{name: _frame_json(getattr(self, name)) for name in ("table", "selection", "hybrid", "purity")},
+                "label_overlap": {name: _frame_json(f) for name, f in self.label_overlap.items()},
+                "details": {kind: d.to_json() for kind, d in self.details.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TextureReport":
+        return cls(data["label"], data["k"], data["kinds"], data["weights"], data["split"],
+                   *(_json_frame(data[name]) for name in ("table", "selection", "hybrid", "purity")),
+                   {name: _json_frame(f) for name, f in data["label_overlap"].items()},
+                   {kind: KindDetails.from_json(d) for kind, d in data["details"].items()})
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return json_arrays(self.to_json(), "report")
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TextureReport":
+        return cls.from_json(json_value(arrays, "report"))
+
+    def __getitem__(self, name: str):
+        # report["table"] as before, for readers not yet switched to the fields (core/bench/benchmarks.py)
+        return getattr(self, name)
+
+
+def best_photo_kind(table: pd.DataFrame, k: int = 10, tolerance: float = TYPE_TOLERANCE) -> str | None:
+    """The photo-side kind (not reading the product text, which names the label outright) with the best label
+    agreement@k among those whose type agreement@k is within ``tolerance`` of the plain photo's.
+
+    table: :attr:`TextureReport.table` (a "kind" column). None without a photo row or a score."""
+    table = table.set_index("kind")
+    agreement, types = f"pattern_agreement_at_{k}", f"type_agreement_at_{k}"
+    if "photo" not in table.index:
+        return None
+    photo_side = table.loc[[kind for kind in table.index if kind not in FROM_TEXT]]
+    ok = photo_side.loc[photo_side[types] >= table.at["photo", types] - tolerance, agreement].dropna()
+    return str(ok.idxmax()) if len(ok) else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The texture kind against the plain photo on the test products, and the best photo-side kind."""
+    agreement: tuple[float, float]  # label agreement@k: (texture, photo)
+    sensitivity: tuple[float, float]  # pattern sensitivity: (texture, photo)
+    type_agreement: tuple[float, float]  # type agreement@k: (texture, photo)
+    best_kind: str | None  # :func:`best_photo_kind`
+    best_agreement: float  # its label agreement@k
+
+    @property
+    def gain_points(self) -> float:
+        """Label agreement the texture kind gains over the photo, in points (of 100)."""
+        return 100 * (self.agreement[0] - self.agreement[1])
+
+    @property
+    def cost_points(self) -> float:
+        """Type agreement it gains (negative: loses) against the photo, in points."""
+        return 100 * (self.type_agreement[0] - self.type_agreement[1])
+
+    @property
+    def keeps_type(self) -> bool:
+        """Whether it loses at most :data:`TYPE_TOLERANCE` of type agreement."""
+        return self.cost_points >= -100 * TYPE_TOLERANCE
+
+
+def verdict(report: TextureReport) -> Verdict | None:
+    """The texture kind judged against the photo; None unless the report has both."""
+    table = report.table.set_index("kind").apply(pd.to_numeric, errors="coerce")
+    if "photo" not in table.index or "texture" not in table.index:
+        return None
+    k = report.k
+    pair = {column: (float(table.at["texture", column]), float(table.at["photo", column]))
+            for column in (f"pattern_agreement_at_{k}", "pattern_sensitivity", f"type_agreement_at_{k}")}
+    best = best_photo_kind(report.table, k)
+    return Verdict(pair[f"pattern_agreement_at_{k}"], pair["pattern_sensitivity"], pair[f"type_agreement_at_{k}"],
+                   best, float("nan") if best is None else float(table.at[best, f"pattern_agreement_at_{k}"]))
 
 
 def honest_embeddings(built, cache, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,45 +234,29 @@ def _report_key(built, label: str, k: int, seed: int, clusters: bool) -> tuple[d
     return cfg, fingerprint
 
 
-def _loaded(data: dict) -> dict:
-    return {
-        **data,
-        "table": _json_frame(data["table"]),
-        "selection": _json_frame(data["selection"]),
-        "hybrid": _json_frame(data["hybrid"]),
-        "purity": _json_frame(data["purity"]),
-        "label_overlap": {name: _json_frame(f) for name, f in data["label_overlap"].items()},
-        "details": {kind: {name: (_json_frame(v) if isinstance(v, dict) and "columns" in v else v)
-                           for name, v in d.items()} for kind, d in data["details"].items()},
-    }
-
-
 def texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int = 0, clusters: bool = True,
-                   progress=None) -> dict:
+                   progress=None) -> TextureReport:
     """Every diagnostic of every embedding kind of ``built``, on held-out products (split by group):
-    models learn on "train", weights are chosen on "validation", numbers are read on "test". Cached.
-
-    Returns {"table": DataFrame (kind x metric), "details": {kind: per-class agreement, confusion,
-    null, probe confusion, texture confusions (product ids)}, "selection": the weight search,
-    "hybrid": the hybrid weight search, "label_overlap": {...}, "purity": DataFrame, "split": counts,
-    "weights", "label", "kinds"}. ValueError when the catalogue lacks ``label``, product_type or colour.
+    models learn on "train", weights are chosen on "validation", numbers are read on "test". Cached
+    (a fresh report is read back from its artefact, so it equals a cached one to the last digit).
+    ValueError when the catalogue lacks ``label``, product_type or colour.
     """
     cfg, fingerprint = _report_key(built, label, k, seed, clusters)
-    arrays = cache.get_or_compute("texture-report", cfg, fingerprint, lambda: {
-        "report": np.array(json.dumps(_report(built, cache, label, k, seed, clusters, progress)))})
-    return _loaded(json.loads(str(arrays["report"])))
+    arrays = cache.get_or_compute("texture-report", cfg, fingerprint,
+                                  lambda: _report(built, cache, label, k, seed, clusters, progress).to_arrays())
+    return TextureReport.from_arrays(arrays)
 
 
 def cached_texture_report(built, cache, label: str = "pattern", k: int = 10, seed: int = 0,
-                          clusters: bool = True) -> dict | None:
+                          clusters: bool = True) -> TextureReport | None:
     """The report :func:`texture_report` stored for this build and label, or None; computes nothing but the
     data's fingerprint."""
     cfg, fingerprint = _report_key(built, label, k, seed, clusters)
     arrays = cache.load("texture-report", cache.key(cfg, fingerprint))
-    return None if arrays is None else _loaded(json.loads(str(arrays["report"])))
+    return None if arrays is None else TextureReport.from_arrays(arrays)
 
 
-def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progress) -> dict:
+def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progress) -> TextureReport:
     from core.embeddings.backbone import fuse
     from core.embeddings.lit import catalog_texture_features
     step = (lambda name, i, n: progress(name, i, n)) if progress else (lambda *a: None)
@@ -187,11 +307,9 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
         confusions = result["texture_confusions"].head(500)
         confusions.insert(0, "neighbour_id", ids[confusions["neighbour"].to_numpy()])
         confusions.insert(0, "product_id", ids[confusions["row"].to_numpy()])
-        details[kind] = {"per_class": result["pattern_agreement_per_class"],
-                         "confusion": _frame_json(result["pattern_confusion"]),
-                         "null": _frame_json(result["null_confusion"]),
-                         "probe_confusion": _frame_json(result["probe_confusion"]),
-                         "confusions": _frame_json(confusions.drop(columns=["row", "neighbour"]))}
+        details[kind] = KindDetails(result["pattern_agreement_per_class"], result["pattern_confusion"],
+                                    result["null_confusion"], result["probe_confusion"],
+                                    confusions.drop(columns=["row", "neighbour"]))
         results[kind] = result
         if clusters and kind in ("photo", "sentence", "hybrid", "texture"):
             purity[kind] = _purity(vectors, {label: labels[test], "product_type": types[test],
@@ -202,15 +320,12 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
                             types[labels != ""], ids=products.index.to_numpy(str)[labels != ""],
                             groups=groups[labels != ""])
     counts = pd.Series(part[has]).value_counts()
-    return {
-        "label": label, "k": k, "kinds": list(kinds),
-        "weights": {"photo": chosen.photo_weight, "texture": chosen.texture_weight, "head": chosen.head_weight},
-        "split": {p: int(counts.get(p, 0)) for p in SPLITS},
-        "table": _frame_json(table.reset_index()),
-        "selection": _frame_json(selection),
-        "hybrid": _frame_json(hybrid),
-        "purity": _frame_json(pd.DataFrame(purity).T.rename_axis("kind").reset_index()),
-        "label_overlap": {name: _frame_json(f.reset_index() if name == "mentions" else f)
-                          for name, f in overlap.items() if isinstance(f, pd.DataFrame)},
-        "details": details,
-    }
+    return TextureReport(
+        label, k, list(kinds),
+        weights={"photo": chosen.photo_weight, "texture": chosen.texture_weight, "head": chosen.head_weight},
+        split={p: int(counts.get(p, 0)) for p in SPLITS},
+        table=table.reset_index(), selection=selection, hybrid=hybrid,
+        purity=pd.DataFrame(purity).T.rename_axis("kind").reset_index(),
+        label_overlap={name: f.reset_index() if name == "mentions" else f
+                       for name, f in overlap.items() if isinstance(f, pd.DataFrame)},
+        details=details)

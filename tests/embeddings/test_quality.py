@@ -1,4 +1,6 @@
 """Evaluation metrics on hand-made data with known answers."""
+import json
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,55 @@ def test_split_by_group_is_the_test_part_of_held_out_split():
         parts = held_out_split(groups, (1 - holdout, 0.0, holdout), seed=3)
         assert set(parts) <= set(SPLITS) - {"validation"}
         np.testing.assert_array_equal(split_by_group(groups, holdout, seed=3), parts == "test")
+
+
+# ---- the offline-lit evaluation, typed
+
+def _flat_evaluation(labels=("pattern", "type")) -> dict:
+    """A flat evaluation as evaluate_lit builds it, key by key in its order, values made up."""
+    out = {"n_train": 900, "n_test": 100, "holdout_by": "group_id", "caption_augmentation": True,
+           "head_training_s": 12.5, "epochs": 30, "final_train_loss": 1.2345}
+    for i, name in enumerate(("", "random_heads_")):
+        for k in (1, 5, 10):
+            out[f"{name}text_to_image_recall_at_{k}"] = 0.1 * k / (1 + i)
+        for k in (1, 5, 10):
+            out[f"{name}image_to_text_recall_at_{k}"] = 0.09 * k / (1 + i)
+        for j, label in enumerate(labels):
+            out[f"{name}zero_shot_{label}_accuracy"] = 0.6 - 0.2 * i - 0.1 * j
+            out[f"{name}zero_shot_{label}_balanced_accuracy"] = 0.5 - 0.2 * i - 0.1 * j
+            out[f"{label}_majority_rate"] = 0.4 + 0.1 * j
+            out[f"{label}_chance_balanced_accuracy"] = round(1 / (4 + j), 4)
+            out[f"{label}_classes"] = 4 + j
+        if "pattern" in labels:
+            out[f"{name}image_pattern_agreement_at_10"] = 0.7 - 0.3 * i
+    if "pattern" in labels:
+        out["raw_imagenet_pattern_agreement_at_10"] = 0.5
+    return out
+
+
+@pytest.mark.parametrize("labels", [("pattern", "type"), ("type",), ()])
+def test_lit_evaluation_keeps_the_flat_dict_it_printed_and_stored(labels):
+    from core.embeddings.quality import LitEvaluation
+    flat = _flat_evaluation(labels)
+    result = LitEvaluation.from_dict(flat)
+    assert list(result.to_dict().items()) == list(flat.items())  # same keys, same order, same values
+    arrays = result.to_arrays()
+    assert list(arrays) == ["result"] and json.loads(str(arrays["result"])) == flat
+    assert LitEvaluation.from_arrays(arrays) == result
+    assert result.trained.text_to_image_recall[10] == pytest.approx(1.0)
+    assert set(result.trained.zero_shot_accuracy) == set(labels) == set(result.labels)
+    assert (result.trained.image_pattern_agreement_at_10 is None) == ("pattern" not in labels)
+
+
+def test_evaluation_table_rows():
+    from core.embeddings.quality import LitEvaluation, evaluation_table
+    table = evaluation_table(LitEvaluation.from_dict(_flat_evaluation()))
+    assert table["metric"].tolist() == [
+        *(f"{d} recall@{k}" for d in ("text to image", "image to text") for k in (1, 5, 10)),
+        "zero-shot pattern accuracy (4 classes)", "zero-shot pattern balanced accuracy",
+        "zero-shot type accuracy (5 classes)", "zero-shot type balanced accuracy",
+        "photo neighbours sharing the pattern (@10)"]
+    row = table.set_index("metric").loc["zero-shot type accuracy (5 classes)"]
+    assert row.tolist() == pytest.approx([0.5, 0.3, 0.5])
+    assert table.set_index("metric").loc["photo neighbours sharing the pattern (@10)"].tolist() == \
+        pytest.approx([0.7, 0.4, 0.5])
