@@ -12,6 +12,7 @@ import pandas as pd
 
 from core.data.catalog import CatalogError, ValidationReport
 
+
 def _check_text(path: Path, data: bytes, guide: str) -> None:
     """Raise CatalogError when ``data`` is plainly no CSV: empty, UTF-16 or binary."""
     if not data or data.isspace():

@@ -17,7 +17,7 @@ def load_generic(root: str | Path, columns: dict[str, str] | None = None) -> Cat
     """Read the generic layout: items.csv (item_id, title, description, image, attributes...),
     optional interactions.csv (user_id, item_id, timestamp) and users.csv (user_id, attributes...).
 
-    items.csv columns that :data:`ROLE_SYNONYMS` recognises, or that ``columns`` (role -> column;
+    items.csv columns that :data:`core.data.roles.ROLE_SYNONYMS` recognises, or that ``columns`` (role -> column;
     when None, columns.json beside items.csv) names, are renamed to their roles; the others stay
     attributes under their own names.
     """

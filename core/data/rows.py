@@ -8,7 +8,9 @@ import pandas as pd
 
 from core.data.catalog import ValidationReport
 
+
 def unique_ids(df: pd.DataFrame, col: str, file: str, report: ValidationReport) -> pd.DataFrame:
+    """``df`` indexed by its stripped ``col``: rows without one skipped, repeats after the first dropped, both reported."""
     df[col] = df[col].str.strip()
     empty = df[col] == ""
     report.add(file, f"rows without {col}", (df.index[empty] + 2).tolist(), "skipped")
@@ -44,7 +46,7 @@ def parse_times(text: pd.Series) -> pd.Series:
 
 
 def purchase_rows(df: pd.DataFrame, cols: dict[str, str], products: pd.DataFrame, file: str,
-               report: ValidationReport) -> pd.DataFrame:
+                  report: ValidationReport) -> pd.DataFrame:
     """Normalise purchase rows; drop rows of unknown products or unreadable dates."""
     out = pd.DataFrame({
         "customer_id": df[cols["customer_id"]].str.strip(),
@@ -69,7 +71,8 @@ def purchase_rows(df: pd.DataFrame, cols: dict[str, str], products: pd.DataFrame
 
 
 def customer_rows(df: pd.DataFrame | None, id_col: str, purchases: pd.DataFrame, file: str,
-               report: ValidationReport) -> pd.DataFrame:
+                  report: ValidationReport) -> pd.DataFrame:
+    """Customers indexed by ``customer_id`` (``df`` None: no file), every purchasing customer given a row."""
     if df is None:
         customers = pd.DataFrame(index=pd.Index([], name="customer_id", dtype=str))
     else:
