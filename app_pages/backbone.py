@@ -31,7 +31,7 @@ if result is None:
         with st.spinner("Training heads on 90% of the products and measuring on the other 10%…"):
             result = lit_evaluation(catalog, ArtefactCache())
 if result is not None:
-    st.caption(f"Heads trained on {result['n_train']:,} products, measured on {result['n_test']:,} held out by "
+    st.caption(f"Heads trained on {result.n_train:,} products, measured on {result.n_test:,} held out by "
                f"product code (colour variants never straddle the split); training took "
-               f"{result['head_training_s']} s.")
+               f"{result.head_training_s} s.")
     st.dataframe(evaluation_table(result), hide_index=True, width="stretch")

@@ -6,17 +6,17 @@ from app_pages.common import (build_key, current_catalog, get_cluster_map, get_d
                               product_grid)
 from app_pages.mapview import map_figure, selected_ids
 from core.cache import ArtefactCache
-from core.explore.clustermap import HOVER_ATTRS, dbscan_is_cached
+from core.embeddings.pipeline import KIND_NAMES
+from core.explore.clustermap import HOVER_ATTRS, best_dbscan, dbscan_is_cached
 
-SPACES = {"hybrid": "hybrid (photo + sentence)", "image": "photo", "text": "product sentence",
-          "texture": "texture-aware photo (pattern)"}
+ORDER = ("hybrid", "image", "text", "texture")  # the hybrid map first: the default choice
 GALLERY = 48  # photos shown for a selection; the CSV export holds all of it
 
 catalog = current_catalog()
 built = page_build("Clusters")
 
 c1, c2, c3, c4 = st.columns(4)
-kind = c1.selectbox("Embedding", [k for k in SPACES if k in built.kinds], key="clusters_kind", format_func=SPACES.get)
+kind = c1.selectbox("Embedding", [k for k in ORDER if k in built.kinds], key="clusters_kind", format_func=KIND_NAMES.get)
 min_size = c2.number_input("Min cluster size (0: automatic)", 0, 5000, 0, key="clusters_min_size",
                            help="HDBSCAN's smallest group; automatic is about one product in 500, at least 5")
 min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_samples",
@@ -97,9 +97,8 @@ with compare_tab:
         comparison = get_dbscan_table(built, cmap, (build_key(built), cmap.fingerprint, cmap.config))
         shown = [c for c in comparison.columns if not c.startswith("ari_clustered")]
         st.dataframe(comparison[shown], hide_index=True, width="stretch")
-        dbscan = comparison[comparison["method"] != "HDBSCAN (UMAP)"]
-        if "ari_product_type" in comparison and len(dbscan):
-            best = dbscan.loc[dbscan["ari_product_type"].idxmax()]
+        best = best_dbscan(comparison)
+        if best is not None:
             st.markdown(f"Best DBSCAN (eps {best['eps']:.3f}): ARI with product type "
                         f"**{best['ari_product_type']:.3f}** "
                         f"with {best['noise_fraction']:.0%} noise and {int(best['n_clusters'])} clusters; "

@@ -3,10 +3,8 @@ import streamlit as st
 
 from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError
+from core.embeddings.pipeline import KIND_ABOUT
 from app_pages.common import built_or_progress, current_catalog, describe, product_grid
-
-SPACES = {"image": "photo embedding", "text": "product-sentence embedding",
-          "hybrid": "photo + sentence, fused", "texture": "photo + texture (mid-level features), pattern-aware"}
 
 catalog = current_catalog()
 st.header("Neighbours")
@@ -59,7 +57,7 @@ else:
 for column, kind in zip(st.columns(len(kinds)), kinds):
     with column:
         st.subheader(kind)
-        st.caption(SPACES[kind])
+        st.caption(KIND_ABOUT[kind])
         frame = results[kind]
         if frame.empty:
             st.info("This product has no readable photo, so it has no place in the photo space.")

@@ -11,17 +11,7 @@ from app_pages.common import (build_key, current_catalog, describe, get_texture_
 from core.data.catalog import filter_products
 from core.embeddings.texture import TYPE_TOLERANCE
 from core.embeddings.quality import MIN_CLASS
-
-ORDER = ["photo", "texture", "hybrid", "sentence"]  # then the variants tried, in the report's order
-ABOUT = {"photo": "the backbone's photo embedding (the build's *image* kind)",
-         "texture": "the texture-aware photo embedding (the build's *texture* kind): photo + texture descriptor of "
-                    "the image tower's mid-level feature maps + pattern head, weights chosen on validation",
-         "hybrid": "photo + product sentence, fused",
-         "sentence": "the product sentence, which names the label: a reference, not a fix",
-         "texture descriptor only": "the texture descriptor alone",
-         "photo + texture descriptor": "half photo, half texture descriptor",
-         "photo + pattern head": "half photo, half pattern head"}
-FROM_TEXT = {"hybrid", "sentence"}  # they read the label from the product text
+from core.explore.texture import KIND_ABOUT, TextureReport, in_order, verdict
 SECTIONS = ["Diagnostics", "Worst confusions", "Before / after", "Labels and weights"]
 PAIRS_SHOWN = 12
 HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
@@ -56,10 +46,6 @@ def metrics(k: int, label: str) -> list[tuple[str, str, str | None, str]]:
          "the same after removing each prompt's mean similarity, so one prompt close to everything stops winning"),
         ("n_products", "products", None, "held-out (test) products measured"),
     ]
-
-
-def in_order(kinds) -> list[str]:
-    return [k for k in ORDER if k in kinds] + [k for k in kinds if k not in ORDER]
 
 
 def points(x: float) -> str:
@@ -103,11 +89,11 @@ def report_or_button(label: str) -> dict | None:
 
 # ---------------------------------------------------------------- 1. diagnostics
 
-def diagnostics_frame(report: dict) -> tuple[pd.DataFrame, list[tuple[str, str, str | None, str]]]:
-    """The report's table, one row per kind in ORDER, numeric columns (a missing value is NaN)."""
-    table = report["table"].set_index("kind")
+def diagnostics_frame(report: TextureReport) -> tuple[pd.DataFrame, list[tuple[str, str, str | None, str]]]:
+    """The report's table, one row per kind in the report's order, numeric columns (a missing value is NaN)."""
+    table = report.table.set_index("kind")
     table = table.loc[in_order(table.index)].apply(pd.to_numeric, errors="coerce")
-    shown = [m for m in metrics(report["k"], report["label"]) if m[0] in table.columns]
+    shown = [m for m in metrics(report.k, report.label) if m[0] in table.columns]
     return table[[m[0] for m in shown]], shown
 
 
@@ -122,27 +108,22 @@ def styled(table: pd.DataFrame, shown) -> "pd.io.formats.style.Styler":
     return style.highlight_max(subset=best_max, props=HIGHLIGHT).highlight_min(subset=best_min, props=HIGHLIGHT)
 
 
-def verdict(table: pd.DataFrame, k: int, label: str) -> str:
+def verdict_line(report: TextureReport) -> str:
     """The texture kind against the photo, in points, and which photo-side kind does best."""
-    agreement, sensitivity, types = f"pattern_agreement_at_{k}", "pattern_sensitivity", f"type_agreement_at_{k}"
-    if "photo" not in table.index or "texture" not in table.index:
+    v = verdict(report)
+    if v is None:
         return ""
-    photo, texture = table.loc["photo"], table.loc["texture"]
-    gain = 100 * (texture[agreement] - photo[agreement])
-    cost = 100 * (texture[types] - photo[types])
-    within = "within" if cost >= -100 * TYPE_TOLERANCE else "more than"
-    line = (f"**texture**: {label} agreement@{k} **{number(texture[agreement])}** vs {number(photo[agreement])} for "
-            f"the photo (**{points(gain)}**), sensitivity {number(texture[sensitivity])} vs "
-            f"{number(photo[sensitivity])}, type agreement@{k} {number(texture[types])} vs {number(photo[types])} "
-            f"({points(cost)}, {within} {100 * TYPE_TOLERANCE:.0f} points).")
-    photo_side = table.loc[[kind for kind in table.index if kind not in FROM_TEXT], agreement].dropna()
-    if len(photo_side):
-        best = photo_side.idxmax()
-        if best == "photo":
-            line += f" No texture-aware kind beats the photo on {label} agreement here."
-        elif best != "texture":
-            line += (f" Best of the photo-side kinds on {label} agreement: **{best}** "
-                     f"({number(photo_side[best])}).")
+    label, k = report.label, report.k
+    line = (f"**texture**: {label} agreement@{k} **{number(v.agreement[0])}** vs {number(v.agreement[1])} for "
+            f"the photo (**{points(v.gain_points)}**), sensitivity {number(v.sensitivity[0])} vs "
+            f"{number(v.sensitivity[1])}, type agreement@{k} {number(v.type_agreement[0])} vs "
+            f"{number(v.type_agreement[1])} ({points(v.cost_points)}, {'within' if v.keeps_type else 'more than'} "
+            f"{100 * TYPE_TOLERANCE:.0f} points).")
+    if v.best_kind == "photo":
+        line += f" No texture-aware kind beats the photo on {label} agreement here."
+    elif v.best_kind is not None and v.best_kind != "texture":
+        line += (f" Best of the photo-side kinds on {label} agreement: **{v.best_kind}** "
+                 f"({number(v.best_agreement)}).")
     return line
 
 
@@ -153,38 +134,38 @@ def heatmap(frame: pd.DataFrame, x: str = "neighbour's label", y: str = "product
     return fig
 
 
-def diagnostics(report: dict) -> None:
-    label, k = report["label"], report["k"]
+def diagnostics(report: TextureReport) -> None:
+    label, k = report.label, report.k
     table, shown = diagnostics_frame(report)
     st.subheader("Diagnostics per embedding")
     st.dataframe(styled(table, shown), key="texture_table", width="stretch")
-    line = verdict(table, k, label)
+    line = verdict_line(report)
     if line:
         st.markdown(line)
     st.caption(" · ".join(f"**{title}**: {about}" for _, title, _, about in shown) +
                ". Best value per column highlighted.")
-    st.caption(" · ".join(f"**{kind}**: {ABOUT.get(kind, kind)}" for kind in table.index))
+    st.caption(" · ".join(f"**{kind}**: {KIND_ABOUT.get(kind, kind)}" for kind in table.index))
 
     st.subheader("Which labels the neighbours have")
-    kinds = in_order(report["details"])
+    kinds = in_order(report.details)
     kind = st.selectbox("Embedding", kinds, index=kinds.index("photo") if "photo" in kinds else 0,
-                        key="texture_confusion_kind", help="; ".join(f"**{k}**: {ABOUT.get(k, k)}" for k in kinds))
-    details = report["details"][kind]
-    if details["confusion"].empty:
+                        key="texture_confusion_kind", help="; ".join(f"**{k}**: {KIND_ABOUT.get(k, k)}" for k in kinds))
+    details = report.details[kind]
+    if details.confusion.empty:
         st.info(f"No {label} class has {MIN_CLASS} held-out products, so there is no confusion matrix. A larger "
                 "catalogue (or a coarser label) gives one.")
         return
     left, right = st.columns(2)
     left.markdown(f"**{kind}**: the {label} of the {k} nearest neighbours")
-    left.plotly_chart(heatmap(details["confusion"]), key="texture_confusion", width="stretch")
+    left.plotly_chart(heatmap(details.confusion), key="texture_confusion", width="stretch")
     right.markdown("**null**: an embedding that sees only type + colour")
-    right.plotly_chart(heatmap(details["null"]), key="texture_null", width="stretch")
+    right.plotly_chart(heatmap(details.null), key="texture_null", width="stretch")
     st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, as shares "
                f"(rows sum to 1). The null is what an embedding that knows only product type and colour would give "
                f"(a random other product of the same type and colour): a kind beats it where its diagonal is higher.")
-    if not details["probe_confusion"].empty:
+    if not details.probe_confusion.empty:
         with st.expander("Linear probe: which labels a classifier on the embedding mixes up"):
-            st.plotly_chart(heatmap(details["probe_confusion"], "predicted label", "true label"),
+            st.plotly_chart(heatmap(details.probe_confusion, "predicted label", "true label"),
                             key="texture_probe", width="stretch")
 
 
@@ -194,16 +175,16 @@ def pair_name(pair: tuple[str, str]) -> str:
     return f"{pair[0]} → {pair[1]}"
 
 
-def worst_confusions(report: dict) -> None:
-    label = report["label"]
-    kinds = in_order(report["details"])
+def worst_confusions(report: TextureReport, catalog) -> None:
+    label = report.label
+    kinds = in_order(report.details)
     c1, c2 = st.columns(2)
     kind = c1.selectbox("Embedding", kinds, index=kinds.index("photo") if "photo" in kinds else 0,
-                        key="texture_gallery_kind", help="; ".join(f"**{k}**: {ABOUT.get(k, k)}" for k in kinds))
-    confusions = report["details"][kind]["confusions"]
+                        key="texture_gallery_kind", help="; ".join(f"**{k}**: {KIND_ABOUT.get(k, k)}" for k in kinds))
+    confusions = report.details[kind].confusions
     st.caption(f"Held-out products whose nearest neighbour has the **same type and colour but another {label}**, "
                f"most similar first: the product (left) and that neighbour (right). {kind} makes "
-               f"{len(confusions):,} such confusions among {report['split']['test']:,} test products"
+               f"{len(confusions):,} such confusions among {report.split['test']:,} test products"
                + (" (the 500 most similar are kept)." if len(confusions) >= 500 else "."))
     if confusions.empty:
         st.success(f"No texture confusion for {kind}: no nearest neighbour of the same type and colour has "
@@ -230,20 +211,20 @@ def worst_confusions(report: dict) -> None:
 
 # ---------------------------------------------------------------- 3. before / after
 
-def labelled_captions(frame: pd.DataFrame, label: str, own: str) -> list[str]:
+def labelled_captions(frame: pd.DataFrame, label: str, own: str, catalog) -> list[str]:
     values = catalog.products.loc[frame["product_id"], label].tolist()
     return [f"{pid} · :{'green' if v == own else 'red'}[{v or '(none)'}] · {score:.3f}"
             for pid, v, score in zip(frame["product_id"], values, frame["score"])]
 
 
-def before_after(report: dict | None, label: str) -> None:
+def before_after(report: TextureReport | None, label: str, built, catalog) -> None:
     if "texture" not in built.kinds:
         st.info("This build has no texture kind (it was built with `BuildConfig(texture=None)`), so there is no "
                 "after to show.")
         return
     products = catalog.products
-    worst = report["details"]["photo"]["confusions"]["product_id"].tolist() if report and "photo" in \
-        report["details"] else []
+    worst = report.details["photo"].confusions["product_id"].tolist() if report and "photo" in report.details \
+        else []
     confused = set(worst)
     find = st.text_input("Find a product by id or name", key="texture_find",
                          placeholder="empty: the photo embedding's worst texture confusions come first")
@@ -278,14 +259,14 @@ def before_after(report: dict | None, label: str) -> None:
         if frame.empty:
             st.info("This product has no readable photo, so it has no place in the photo spaces.")
             return
-        product_grid(catalog, frame["product_id"].tolist(), labelled_captions(frame, label, own), columns=4)
+        product_grid(catalog, frame["product_id"].tolist(), labelled_captions(frame, label, own, catalog), columns=4)
 
 
 # ---------------------------------------------------------------- 4. labels and weights
 
-def labels_and_weights(report: dict) -> None:
-    label = report["label"]
-    overlap = report["label_overlap"]
+def labels_and_weights(report: TextureReport) -> None:
+    label = report.label
+    overlap = report.label_overlap
     st.subheader("Which classes the catalogue's own labels confuse")
     st.caption("So label noise is not blamed on the embedding. Left: for each label, the share of its products whose "
                "description mentions each pattern word. Right: products with the same description and type, "
@@ -307,11 +288,11 @@ def labels_and_weights(report: dict) -> None:
         right.info("No two products with the same description and type carry different labels.")
 
     st.subheader("Weights of the texture-aware embedding (validation)")
-    w = report["weights"]
-    st.caption(f"Tried on the validation products ({report['split']['validation']:,}): the best {label} agreement "
+    w = report.weights
+    st.caption(f"Tried on the validation products ({report.split['validation']:,}): the best {label} agreement "
                f"whose type agreement stays within {100 * TYPE_TOLERANCE:.0f} points of the photo alone. Chosen: "
                f"photo {w['photo']:g}, texture {w['texture']:g}, pattern head {w['head']:g}.")
-    selection = report["selection"]
+    selection = report.selection
     if selection.empty:
         st.info(f"No weights were tried: fewer than two {label} classes have {MIN_CLASS} labelled products.")
     else:
@@ -321,14 +302,14 @@ def labels_and_weights(report: dict) -> None:
         st.dataframe(selection.style.format("{:.2f}", subset=weights).format("{:.3f}", subset=scores)
                      .apply(lambda row: [HIGHLIGHT if chosen[row.name] else ""] * len(row), axis=1),
                      hide_index=True, key="texture_selection", width="stretch")
-    if "hybrid" in report and not report["hybrid"].empty:
+    if not report.hybrid.empty:
         with st.expander("The hybrid kind's photo weight (validation)"):
-            st.dataframe(report["hybrid"], hide_index=True, width="stretch")
+            st.dataframe(report.hybrid, hide_index=True, width="stretch")
 
     st.subheader("Cluster purity")
     st.caption("HDBSCAN clusters on a 10-d UMAP of each embedding of the test products: the share of clustered "
                "products whose cluster's commonest value is theirs, per attribute.")
-    purity = report["purity"]
+    purity = report.purity
     if purity.empty:
         st.info("Clusters were not computed for this report.")
     else:
@@ -360,17 +341,17 @@ if section == "Before / after":
         cached = get_texture_report(built, build_key(built), label)
     except ValueError:  # no report for this catalogue: the product list simply does not start with confusions
         cached = None
-    before_after(cached, label)
+    before_after(cached, label, built, catalog)
 else:
     report = report_or_button(label)
     if report is not None:
-        s = report["split"]
+        s = report.split
         st.markdown(f"Labelled products with a photo are split by group (colour variants together) into "
                     f"**{s['train']:,} train** (fits the texture model and heads), **{s['validation']:,} validation** "
                     f"(chooses the weights) and **{s['test']:,} test**: every number here is on the test products.")
         if section == "Diagnostics":
             diagnostics(report)
         elif section == "Worst confusions":
-            worst_confusions(report)
+            worst_confusions(report, catalog)
         else:
             labels_and_weights(report)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.cache import ArtefactCache, RowStore, file_digest
+from core.cache import ArtefactCache, RowStore, file_digest, json_arrays, json_value
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CFG = {"what": "test", "k": 3}
@@ -292,3 +292,15 @@ def test_frames_round_trip_through_the_cache(tmp_path):
     got = arrays_frame(cache.get_or_compute("frames", {"v": 1}, "x", lambda: frame_arrays(frame)))
     pd.testing.assert_frame_equal(got, frame, check_dtype=False)
     assert arrays_frame(frame_arrays(frame.iloc[:0])).empty
+
+
+def test_a_json_report_round_trips_through_one_artefact(cache):
+    report = {"label": "pattern", "k": 10, "split": {"train": 6, "test": 2}, "scores": [0.5, float("nan"), None]}
+    arrays = json_arrays(report, "result")
+    assert list(arrays) == ["result"] and arrays["result"].shape == () and arrays["result"].dtype.kind == "U"
+    cache.save("evaluation", "k1", arrays)
+    back = json_value(cache.load("evaluation", "k1"), "result")
+    assert back["split"] == report["split"] and back["scores"][0] == 0.5 and np.isnan(back["scores"][1])
+    assert back["scores"][2] is None
+    assert json_value(cache.load("evaluation", "missing"), "result") is None
+    assert json_value(json_arrays([1, 2])) == [1, 2]  # the array is called "report" unless named

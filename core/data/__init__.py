@@ -1,1 +1,1 @@
-"""Catalogues: the schema every loader gives, CSV reading, column roles, and the H&M, generic and synthetic loaders."""
+"""Catalogues: the schema every loader gives (catalog), column roles, CSV reading, and the H&M, generic and synthetic loaders."""

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from core.config import PROJECT_ROOT, cache_root
 from core.data import synthetic
-from core.data.catalog import Catalog, CatalogError, load_generic, load_hm
+from core.data.catalog import Catalog, CatalogError
+from core.data.generic import load_generic
+from core.data.hm import load_hm
 
 DEFAULT_HM_DIR = PROJECT_ROOT.parent / "shared" / "data" / "hm"
 CATALOG_ENV = "ATELIER_CATALOG"

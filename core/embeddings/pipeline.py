@@ -19,6 +19,11 @@ from core.embeddings.index import IndexConfig, VectorIndex, neighbour_table
 from core.embeddings.texture import TextureConfig, TextureModel, fit_texture_model
 
 KINDS = ("image", "text", "hybrid", "texture")  # texture: the texture-aware photo embedding (core/embeddings/texture.py)
+# What each kind is, in the app's words: a short name for a chooser, and one line on what it holds.
+KIND_NAMES = {"image": "photo", "text": "product sentence", "hybrid": "hybrid (photo + sentence)",
+              "texture": "texture-aware photo (pattern)"}
+KIND_ABOUT = {"image": "photo embedding", "text": "product-sentence embedding", "hybrid": "photo + sentence, fused",
+              "texture": "photo + texture (mid-level features), pattern-aware"}
 
 
 @dataclass(frozen=True)

@@ -2,24 +2,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from core.cache import json_arrays, json_value
 from core.data.catalog import PATTERN_PROMPT, TYPE_PROMPT, Catalog, pattern_phrase
 from core.embeddings.index import VectorIndex
 
 MIN_CLASS = 20  # a class needs ~20 products for a per-class mean and for every fold of a 5-fold probe
 SPLITS = ("train", "validation", "test")
-
-
-def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:
-    """(n,) bool mask of held-out rows: a seeded ``holdout`` share of the distinct groups, so colour
-    variants of one product (one ``group_id``) never straddle the split."""
-    unique = np.unique(groups)
-    rng = np.random.default_rng(seed)
-    held = rng.choice(unique, size=max(1, round(holdout * len(unique))), replace=False)
-    return np.isin(groups, held)
+LIT_EVALUATION_VERSION = 2
 
 
 def held_out_split(groups: np.ndarray, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
@@ -32,6 +26,12 @@ def held_out_split(groups: np.ndarray, fractions: tuple[float, float, float] = (
     ends = np.round(np.cumsum(share) * len(unique)).astype(int)
     part = np.searchsorted(ends, position, side="right")  # place -> part 0, 1 or 2
     return np.asarray(SPLITS)[part][inverse.ravel()]
+
+
+def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:
+    """(n,) bool mask of held-out rows: the "test" part of :func:`held_out_split` with no validation part, a
+    seeded ``holdout`` share of the distinct groups, so colour variants never straddle the split."""
+    return held_out_split(groups, (1 - holdout, 0.0, holdout), seed) == "test"
 
 
 def neighbours(vectors: np.ndarray, groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ def neighbours(vectors: np.ndarray, groups: np.ndarray, k: int) -> tuple[np.ndar
     return rows, sims
 
 
-def pattern_agreement(rows: np.ndarray, labels: np.ndarray, k: int = 10, min_class: int = MIN_CLASS) -> dict:
+def label_agreement(rows: np.ndarray, labels: np.ndarray, k: int = 10, min_class: int = MIN_CLASS) -> dict:
     """How often a product's k nearest neighbours share its label (pattern, or product type).
 
     rows (n, >=k) neighbour rows from ``neighbours`` (-1: none), labels (n,). Returns ``micro`` (mean
@@ -95,24 +95,47 @@ def retrieval_recall(queries: np.ndarray, gallery: np.ndarray, ks: tuple[int, ..
     return {k: float(np.mean(rank < k)) for k in ks}
 
 
-def zero_shot(image: np.ndarray, labels: np.ndarray, class_embeddings: np.ndarray,
-              classes: list[str]) -> tuple[float, float, float]:
-    """Predicting each image's label as its most similar class prompt: accuracy, the majority-class
-    rate (the accuracy of always answering the commonest label) and balanced accuracy (mean recall
-    per class; 1 / n_classes by chance)."""
-    predicted = np.asarray(classes)[np.argmax(image @ class_embeddings.T, axis=1)]
+@dataclass(frozen=True)
+class ZeroShot:
+    """Predicting each image's label as its most similar class prompt."""
+    accuracy: float
+    majority_rate: float  # the accuracy of always answering the commonest label
+    balanced_accuracy: float  # mean recall per class; 1 / n_classes by chance
+
+
+def zero_shot(image: np.ndarray, labels: np.ndarray, class_embeddings: np.ndarray, classes: list[str],
+              prior_correction: bool = False) -> ZeroShot:
+    """Each image's label as its most similar class prompt, optionally after removing each prompt's mean
+    similarity to the images being classified.
+
+    image (n, d), class_embeddings (len(classes), d), both L2-normalised; labels (n,). Images whose label
+    is not in ``classes`` are left out (all NaN when none is left). The correction uses no labels: a prompt
+    close to everything (a "hub") stops winning every image.
+    """
+    labels = np.asarray(labels)
+    keep = np.isin(labels, list(classes))
+    if not keep.any():
+        return ZeroShot(float("nan"), float("nan"), float("nan"))
+    x = np.asarray(image, dtype=np.float64)[keep]
+    prompts = np.asarray(class_embeddings, dtype=np.float64)
+    if prior_correction:
+        # A constant coordinate carries the correction: [x, 1] . [p, -mean_x(x . p)] = x . p - mean.
+        mean = (x @ prompts.T).mean(axis=0)
+        x = np.hstack([x, np.ones((len(x), 1))])
+        prompts = np.hstack([prompts, -mean[:, None]])
+    labels = labels[keep]
+    predicted = np.asarray(classes)[np.argmax(x @ prompts.T, axis=1)]
     names, counts = np.unique(labels, return_counts=True)
     balanced = np.mean([np.mean(predicted[labels == c] == c) for c in names])
-    return float(np.mean(predicted == labels)), float(counts.max() / len(labels)), float(balanced)
+    return ZeroShot(float(np.mean(predicted == labels)), float(counts.max() / len(labels)), float(balanced))
 
 
 def label_agreement_at_k(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
-    """Mean share of each row's k nearest other rows (cosine) that have its label."""
+    """Mean share of each row's k nearest other rows (cosine) that have its label: the ``micro`` of
+    :func:`label_agreement` over exact neighbours, each row its own group. vectors (n, d), labels (n,)."""
     v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    sims = v @ v.T
-    np.fill_diagonal(sims, -np.inf)
-    nearest = np.argpartition(-sims, k, axis=1)[:, :k]
-    return float(np.mean(labels[nearest] == labels[:, None]))
+    rows, _ = neighbours(v, np.arange(len(v)), k)
+    return label_agreement(rows, np.asarray(labels), k)["micro"]
 
 
 def frequent_classes(values: np.ndarray, min_count: int) -> list[str]:
@@ -120,8 +143,93 @@ def frequent_classes(values: np.ndarray, min_count: int) -> list[str]:
     return [n for n, c in zip(names, counts) if c >= min_count and n]
 
 
+RECALL_KS = (1, 5, 10)  # the k of the retrieval recalls the offline-lit evaluation reports
+ZERO_SHOT_LABELS = ("pattern", "type")  # its zero-shot labels: the pattern and the product type
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """One set of offline-lit heads measured on the held-out products (values rounded to 4 digits)."""
+    text_to_image_recall: dict[int, float]  # recall@k for k in RECALL_KS
+    image_to_text_recall: dict[int, float]
+    zero_shot_accuracy: dict[str, float]  # per zero-shot label with classes ("pattern", "type")
+    zero_shot_balanced_accuracy: dict[str, float]
+    image_pattern_agreement_at_10: float | None  # photo neighbours sharing the pattern; None without patterns
+
+
+@dataclass(frozen=True)
+class LabelClasses:
+    """The classes a zero-shot label is measured on, and what guessing scores."""
+    classes: int
+    majority_rate: float  # accuracy of always answering the commonest label
+    chance_balanced_accuracy: float  # 1 / classes
+
+
+@dataclass(frozen=True)
+class LitEvaluation:
+    """:func:`evaluate_lit`: offline-lit heads trained on the products outside a held-out share (by
+    ``group_id``), measured on the held-out ones against untrained heads and raw ImageNet features.
+
+    Stored, and printed by ``python -m core bench backbone``, as one flat dict (:meth:`to_dict`): keys
+    such as ``text_to_image_recall_at_10``, ``random_heads_zero_shot_pattern_accuracy``."""
+    n_train: int
+    n_test: int
+    holdout_by: str
+    caption_augmentation: bool
+    head_training_s: float
+    epochs: int
+    final_train_loss: float
+    trained: HeadScores
+    random_heads: HeadScores
+    labels: dict[str, LabelClasses]  # per zero-shot label with classes
+    raw_imagenet_pattern_agreement_at_10: float | None
+
+    def to_dict(self) -> dict:
+        """The flat dict, keys in the order :func:`evaluate_lit` always gave them."""
+        out = {name: getattr(self, name) for name in ("n_train", "n_test", "holdout_by", "caption_augmentation",
+                                                      "head_training_s", "epochs", "final_train_loss")}
+        for prefix, scores in (("", self.trained), ("random_heads_", self.random_heads)):
+            out |= {f"{prefix}text_to_image_recall_at_{k}": v for k, v in scores.text_to_image_recall.items()}
+            out |= {f"{prefix}image_to_text_recall_at_{k}": v for k, v in scores.image_to_text_recall.items()}
+            for label, accuracy in scores.zero_shot_accuracy.items():
+                classes = self.labels[label]
+                out |= {f"{prefix}zero_shot_{label}_accuracy": accuracy,
+                        f"{prefix}zero_shot_{label}_balanced_accuracy": scores.zero_shot_balanced_accuracy[label],
+                        f"{label}_majority_rate": classes.majority_rate,
+                        f"{label}_chance_balanced_accuracy": classes.chance_balanced_accuracy,
+                        f"{label}_classes": classes.classes}
+            if scores.image_pattern_agreement_at_10 is not None:
+                out[f"{prefix}image_pattern_agreement_at_10"] = scores.image_pattern_agreement_at_10
+        if self.raw_imagenet_pattern_agreement_at_10 is not None:
+            out["raw_imagenet_pattern_agreement_at_10"] = self.raw_imagenet_pattern_agreement_at_10
+        return out
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> "LitEvaluation":
+        def scores(prefix: str) -> HeadScores:
+            labels = [label for label in ZERO_SHOT_LABELS if f"{prefix}zero_shot_{label}_accuracy" in flat]
+            return HeadScores({k: flat[f"{prefix}text_to_image_recall_at_{k}"] for k in RECALL_KS},
+                              {k: flat[f"{prefix}image_to_text_recall_at_{k}"] for k in RECALL_KS},
+                              {label: flat[f"{prefix}zero_shot_{label}_accuracy"] for label in labels},
+                              {label: flat[f"{prefix}zero_shot_{label}_balanced_accuracy"] for label in labels},
+                              flat.get(f"{prefix}image_pattern_agreement_at_10"))
+        labels = {label: LabelClasses(flat[f"{label}_classes"], flat[f"{label}_majority_rate"],
+                                      flat[f"{label}_chance_balanced_accuracy"])
+                  for label in ZERO_SHOT_LABELS if f"{label}_classes" in flat}
+        return cls(flat["n_train"], flat["n_test"], flat["holdout_by"], flat["caption_augmentation"],
+                   flat["head_training_s"], flat["epochs"], flat["final_train_loss"], scores(""),
+                   scores("random_heads_"), labels, flat.get("raw_imagenet_pattern_agreement_at_10"))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return json_arrays(self.to_dict(), "result")
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "LitEvaluation":
+        return cls.from_dict(json_value(arrays, "result"))
+
+
 def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: int = 0,
-                 min_class: int = 50) -> dict:
+                 min_class: int = 50) -> LitEvaluation:
     """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
     the held-out ones, against untrained heads and raw ImageNet features."""
     from core.embeddings.lit import LitConfig, caption_features, catalog_features, fit_heads, random_heads_like, \
@@ -159,64 +267,62 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
                                              ("type", types, typ, "product_type")):
             if not classes:
                 continue
-            keep = np.isin(products[col].to_numpy()[test], classes)
-            acc, majority, balanced = zero_shot(img[keep], products[col].to_numpy()[test][keep], prompts, classes)
-            out[f"{name}zero_shot_{label}_accuracy"] = round(acc, 4)
-            out[f"{name}zero_shot_{label}_balanced_accuracy"] = round(balanced, 4)
-            out[f"{label}_majority_rate"] = round(majority, 4)
+            scored = zero_shot(img, products[col].to_numpy()[test], prompts, classes)
+            out[f"{name}zero_shot_{label}_accuracy"] = round(scored.accuracy, 4)
+            out[f"{name}zero_shot_{label}_balanced_accuracy"] = round(scored.balanced_accuracy, 4)
+            out[f"{label}_majority_rate"] = round(scored.majority_rate, 4)
             out[f"{label}_chance_balanced_accuracy"] = round(1 / len(classes), 4)
             out[f"{label}_classes"] = len(classes)
         if patterns:
             out[f"{name}image_pattern_agreement_at_10"] = round(label_agreement_at_k(img, pattern_labels), 4)
     if patterns:
         out["raw_imagenet_pattern_agreement_at_10"] = round(label_agreement_at_k(image[test], pattern_labels), 4)
-    return out
+    return LitEvaluation.from_dict(out)
 
 
 def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bool = True,
-                   holdout: float = 0.1, seed: int = 0) -> dict | None:
+                   holdout: float = 0.1, seed: int = 0) -> LitEvaluation | None:
     """:func:`evaluate_lit` kept in the artefact cache, keyed by the catalogue's photos and sentences, so
     the app shows the numbers the benchmark measured. ``compute=False`` only looks them up."""
     import dataclasses
-    import json
 
     from core.cache import digest
     from core.embeddings.lit import LitConfig
-    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed}
+    # version 2: the held-out groups are drawn by held_out_split (one split for every evaluation), not rng.choice
+    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed,
+           "version": LIT_EVALUATION_VERSION}
     fingerprint = digest(cache.file_digests(catalog.products["image_path"].tolist()),
                          [digest(s) for s in catalog.products["sentence"].tolist()],
                          catalog.products["group_id"].tolist())
     key = cache.key(cfg, fingerprint)
     hit = None if recompute else cache.load("evaluation", key)
     if hit is not None:
-        return json.loads(str(hit["result"]))
+        return LitEvaluation.from_arrays(hit)
     if not compute:
         return None
     result = evaluate_lit(catalog, cache, holdout=holdout, seed=seed)
-    cache.save("evaluation", key, {"result": np.array(json.dumps(result))}, {"config": cfg})
+    cache.save("evaluation", key, result.to_arrays(), {"config": cfg})
     return result
 
 
-def evaluation_table(result: dict):
+def evaluation_table(result: LitEvaluation):
     """The evaluation as a DataFrame: metric, trained heads, untrained heads, the reference to beat."""
     import pandas as pd
+    trained, untrained = result.trained, result.random_heads
     rows = []
     for direction in ("text_to_image", "image_to_text"):
-        for k in (1, 5, 10):
-            key = f"{direction}_recall_at_{k}"
-            rows.append((f"{direction.replace('_', ' ')} recall@{k}", result.get(key),
-                         result.get(f"random_heads_{key}"), None))
-    for label in ("pattern", "type"):
-        key = f"zero_shot_{label}_accuracy"
-        if key in result:
-            rows.append((f"zero-shot {label} accuracy ({result[f'{label}_classes']} classes)", result[key],
-                         result.get(f"random_heads_{key}"), result[f"{label}_majority_rate"]))
-            key = f"zero_shot_{label}_balanced_accuracy"
-            rows.append((f"zero-shot {label} balanced accuracy", result.get(key),
-                         result.get(f"random_heads_{key}"), result.get(f"{label}_chance_balanced_accuracy")))
-    if "image_pattern_agreement_at_10" in result:
-        rows.append(("photo neighbours sharing the pattern (@10)", result["image_pattern_agreement_at_10"],
-                     result.get("random_heads_image_pattern_agreement_at_10"),
-                     result.get("raw_imagenet_pattern_agreement_at_10")))
+        for k in RECALL_KS:
+            rows.append((f"{direction.replace('_', ' ')} recall@{k}", getattr(trained, f"{direction}_recall")[k],
+                         getattr(untrained, f"{direction}_recall")[k], None))
+    for label in ZERO_SHOT_LABELS:
+        if label in trained.zero_shot_accuracy:
+            classes = result.labels[label]
+            rows.append((f"zero-shot {label} accuracy ({classes.classes} classes)", trained.zero_shot_accuracy[label],
+                         untrained.zero_shot_accuracy.get(label), classes.majority_rate))
+            rows.append((f"zero-shot {label} balanced accuracy", trained.zero_shot_balanced_accuracy[label],
+                         untrained.zero_shot_balanced_accuracy.get(label), classes.chance_balanced_accuracy))
+    if trained.image_pattern_agreement_at_10 is not None:
+        rows.append(("photo neighbours sharing the pattern (@10)", trained.image_pattern_agreement_at_10,
+                     untrained.image_pattern_agreement_at_10, result.raw_imagenet_pattern_agreement_at_10))
     return pd.DataFrame(rows, columns=["metric", "trained heads", "untrained heads",
                                        "reference (majority class / chance / raw ImageNet features)"])

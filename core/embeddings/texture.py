@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.embeddings.backbone import fuse, l2_normalise
-from core.embeddings.quality import MIN_CLASS, frequent_classes, held_out_split, neighbours, pattern_agreement
+from core.embeddings.quality import MIN_CLASS, frequent_classes, held_out_split, label_agreement, neighbours
 
 # ---- the texture-aware embedding
 #
@@ -192,8 +192,8 @@ def select_weights(photo: np.ndarray, descriptors: np.ndarray, labels: np.ndarra
             continue
         rows, _ = neighbours(weighted_blocks(blocks, [("photo", wp), ("texture", wt), ("head", wh)]), v_groups, k)
         rows_out.append({"photo": wp, "texture": wt, "head": wh,
-                         "pattern_agreement": pattern_agreement(rows, v_labels, k)["micro"],
-                         "type_agreement": pattern_agreement(rows, v_types, k)["micro"]})
+                         "pattern_agreement": label_agreement(rows, v_labels, k)["micro"],
+                         "type_agreement": label_agreement(rows, v_types, k)["micro"]})
     table = pd.DataFrame(rows_out)
     floor = table.loc[(table["texture"] == 0) & (table["head"] == 0), "type_agreement"].iloc[0] - TYPE_TOLERANCE
     ok = table[table["type_agreement"] >= floor]
@@ -237,7 +237,7 @@ def hybrid_weights(photo: np.ndarray, sentence: np.ndarray, attributes: dict[str
     rows = []
     for w in grid:
         found, _ = neighbours(fuse(photo, sentence, w), groups, k)
-        row = {"photo_weight": w, **{f"{name}_agreement": pattern_agreement(found, values, k)["micro"]
+        row = {"photo_weight": w, **{f"{name}_agreement": label_agreement(found, values, k)["micro"]
                                      for name, values in attributes.items()}}
         row["mean_agreement"] = float(np.mean([row[f"{name}_agreement"] for name in attributes]))
         rows.append(row)

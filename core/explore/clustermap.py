@@ -216,3 +216,11 @@ def dbscan_comparison(built: Built, cache: ArtefactCache, cmap: ClusterMap) -> p
                    "min_samples": cmap.config.min_samples, **cmap.scores}
     return pd.concat([pd.DataFrame([hdbscan_row]), dbscan], ignore_index=True)
 
+
+def best_dbscan(comparison: pd.DataFrame) -> pd.Series | None:
+    """The DBSCAN row of a :func:`dbscan_comparison` that agrees best with product type (highest
+    ``ari_product_type``); None when the catalogue has no product type or no DBSCAN run."""
+    dbscan = comparison[comparison["method"].str.startswith("DBSCAN")]
+    if "ari_product_type" not in dbscan or not len(dbscan):
+        return None
+    return dbscan.loc[dbscan["ari_product_type"].idxmax()]

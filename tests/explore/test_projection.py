@@ -1,0 +1,30 @@
+"""UMAP projection from vectors or from a precomputed neighbour table, on blobs with known groups."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.embeddings.index import IndexConfig, VectorIndex, neighbour_table
+from core.explore.cluster import ClusterConfig, agreement, hdbscan_clusters
+from core.explore.projection import ProjectConfig, knn_from_table, umap_project
+from tests.vectors import blobs
+
+
+def test_umap_uses_a_precomputed_neighbour_table():
+    x, truth = blobs(60)
+    index = VectorIndex(x, np.arange(len(x)).astype(str), IndexConfig())
+    table = neighbour_table(index, x, 20)
+    idx, dist = knn_from_table(table["rows"], table["scores"], 15)
+    assert idx.shape == (180, 15) and (idx[:, 0] == np.arange(180)).all() and (dist[:, 0] == 0).all()
+    assert (np.diff(dist, axis=1) >= -1e-6).all()  # nearest first
+    xy = umap_project(x, 2, 0.1, ProjectConfig(), knn=(idx, dist))
+    got = hdbscan_clusters(xy, ClusterConfig(min_cluster_size=15, min_samples=5))
+    assert got.n_clusters == 3 and agreement(got.labels, truth)["ari_clustered"] > 0.95
+
+
+
+def test_knn_from_table_fills_missing_neighbours_with_self():
+    rows = np.array([[1, -1], [0, -1]])
+    idx, dist = knn_from_table(rows, np.array([[0.9, 0.0], [0.9, 0.0]], np.float32), 3)
+    assert idx.tolist() == [[0, 1, 0], [1, 0, 1]]
+    assert dist[:, 2].tolist() == [0, 0] and dist[0, 1] == pytest.approx(0.1)
