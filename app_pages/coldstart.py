@@ -12,8 +12,10 @@ from app_pages.common import (build_key, current_catalog, describe, evaluation_j
                               job_panel, product_grid, recommender_names)
 from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError, fuse
-from core.recs.demo import AddsProducts
-from core.recs.contract import NO_REASON, POPULAR, no_purchases, top_k
+from core.recs.demo import places_products
+from core.recs.contract import NO_REASON, POPULAR, SESSION, no_purchases, top_k
+from core.recs.newcustomer import NEW_CUSTOMER_SEEDS, recommend_new
+from core.recs.registry import declares
 from core.recs.queries import product_audience
 from core.recs.evaluate import PairedReport, SplitConfig
 
@@ -197,7 +199,7 @@ def ask_query(how: str) -> tuple[np.ndarray, str, bool] | None:
 
 def query_likes(query: np.ndarray, what: str) -> list[str]:
     """Products read as liked from a text or a photo: the nearest in the build's hybrid space."""
-    n = st.slider("Products read as liked", 1, 10, 3, key="coldstart_seeds",
+    n = st.slider("Products read as liked", 1, 10, NEW_CUSTOMER_SEEDS, key="coldstart_seeds",
                   help="The model needs products: the nearest ones stand in for the words or the photo")
     seeds = built.search(query, "hybrid", n)
     st.markdown(f"Read as liking the **{len(seeds)} products nearest to {what}** in the photo + text space "
@@ -226,8 +228,8 @@ def new_customer(names: list[str]) -> None:
         asked = ask_query(how)
         if asked is None:
             return
-        if name == "two_tower":
-            session(asked, k)
+        if declares(name, SESSION):
+            session(name, asked, k)
             return
         liked = query_likes(*asked[:2])
     model = model_or_progress(name)
@@ -240,23 +242,22 @@ def new_customer(names: list[str]) -> None:
             st.info(f"{label(name)} is {ID_ONLY}: {unknown} of the {len(history)} liked products were never bought "
                     f"before {CUTOFF}, so it knows nothing about them"
                     + (" and falls back to bestsellers." if unknown == len(history) else "."))
-    rows, scores = model.recommend_histories([history], k, [None], exclude=[history])
+    rows, scores = recommend_new(model, history, k)
     st.subheader(f"Recommended by {label(name)}")
     st.caption(ABOUT.get(name, ""))
     product_grid(catalog, data.product_ids[rows[0]].tolist(),
                  recommendation_captions(name, model, history, rows[0], scores[0]))
 
 
-def session(asked: tuple[np.ndarray, str, bool], k: int) -> None:
-    """Two-tower's session mode: the words or the photo are the customer's only signal, encoded into the
+def session(name: str, asked: tuple[np.ndarray, str, bool], k: int) -> None:
+    """A session mode (two-tower's): the words or the photo are the customer's only signal, encoded into the
     customer space directly (no stand-in products)."""
     query, what, is_photo = asked
-    model = model_or_progress("two_tower")
+    model = model_or_progress(name)
     if model is None:
         return
-    vector = model.session_vector(image=query) if is_photo else model.session_vector(text=query)
-    rows, scores = model.search(vector[None], k)
-    st.subheader("Recommended by Two-tower, session mode")
+    rows, scores = recommend_new(model, [], k, query, photo=is_photo)
+    st.subheader(f"Recommended by {label(name)}, session mode")
     st.caption(f"An anonymous customer whose only signal is {what}: the item tower reads it as a product they like "
                "now (its type, colour, pattern... taken from the 5 products nearest to it) and the customer tower "
                "turns that into a customer; the nearest products come from the FAISS index of every product's item "
@@ -480,7 +481,7 @@ def added_product(name: str, returning: list[str], n: int) -> None:
     model = model_or_progress(name)
     if model is None:
         return
-    if not isinstance(model, AddsProducts):
+    if not places_products(model):
         st.info(f"{label(name)} cannot place a product that is not in the catalogue. GraphSAGE and Two-tower can: "
                 "they embed a new product from its photo, description and attributes by a forward pass, with no "
                 "retraining. Choose one of them above.")

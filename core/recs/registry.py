@@ -7,7 +7,7 @@ import pandas as pd
 from core.cache import ArtefactCache, RowBlocks, digest
 from core.progress import Progress
 from core.recs import baselines
-from core.recs.contract import RecData, Recommender
+from core.recs.contract import SAVES_STATE, RecData, Recommender
 from core.recs.fusion import RankFusion
 from core.recs.sage import SageConfig, SageRecommender
 from core.recs.two_tower import TwoTowerConfig, TwoTowerRecommender
@@ -59,6 +59,12 @@ def create_recommender(name: str, seed: int = 0, params: dict | None = None) -> 
     raise ValueError(f"unknown model '{name}'; one of {', '.join(list_recommenders(blends=True))}")
 
 
+def declares(name: str, capability: str) -> bool:
+    """Whether the named model declares ``capability`` (see :data:`core.recs.contract.CAPABILITIES`), asked before
+    it is fitted (creating one fits nothing)."""
+    return create_recommender(name).supports(capability)
+
+
 # ---------------------------------------------------------------- cached fitting
 
 FINGERPRINT_ROWS = 128  # rows converted to text at a time for a fingerprint (~8 ms each on H&M's products)
@@ -86,7 +92,7 @@ def data_fingerprint(data: RecData) -> str:
 def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: int = 0,
            progress: Progress | None = None, params: dict | None = None) -> Recommender:
     """A recommender fitted on ``data`` (``params``: see :func:`create_recommender`). Models that can
-    save their state (``cache_config``, ``state_arrays``, ``load_state``) are cache artefacts keyed by
+    save their state (:data:`~core.recs.contract.SAVES_STATE`) are cache artefacts keyed by
     their config and the data's fingerprint, so a trained model is trained once; the others fit in
     seconds and are refitted."""
     if name in BLENDS:
@@ -94,7 +100,7 @@ def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: i
         fused.data_ = data
         return fused
     model = create_recommender(name, seed, params)
-    if cache is None or not hasattr(model, "state_arrays"):
+    if cache is None or not model.supports(SAVES_STATE):
         return model.fit(data, progress)
     state = cache.get_or_compute(f"recommender-{name}", model.cache_config(), data_fingerprint(data),
                                  lambda: model.fit(data, progress).state_arrays())

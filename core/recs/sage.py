@@ -58,7 +58,8 @@ from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfi
                         content_edges, customer_features, degree_features, feature_spec, new_node_sources,
                         product_features, purchase_edges)
 from core.recs.metrics import ranking_metrics
-from core.recs.contract import NO_REASON, POPULAR, RecData, Recommender, top_k
+from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULAR, PRODUCT_VECTOR, SAVES_STATE,
+                                 RecData, Recommender, top_k)
 from core.progress import Progress
 from core.recs.two_tower import logq_softmax_loss
 
@@ -269,6 +270,7 @@ class SageRecommender(Recommender):
     the best epoch's numbers; ``best_epoch_``; ``train_s_``.
     """
     name = "graphsage"
+    capabilities = frozenset({CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SAVES_STATE})
 
     def __init__(self, cfg: SageConfig = SageConfig()):
         self.cfg = cfg
