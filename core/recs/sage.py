@@ -59,7 +59,7 @@ from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfi
                         product_features, purchase_edges)
 from core.recs.metrics import ranking_metrics
 from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULAR, PRODUCT_VECTOR, SAVES_STATE,
-                                 RecData, Recommender, top_k)
+                                RecData, Recommender, top_k)
 from core.progress import Progress
 from core.recs.two_tower import logq_softmax_loss
 

@@ -26,8 +26,8 @@ from torch_geometric.utils import softmax
 from core.embeddings.backbone import fuse
 from core.recs.graph import GraphConfig, customer_features, feature_spec, product_features
 from core.embeddings.index import IndexConfig, VectorIndex
-from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, PRODUCT_VECTOR, SAVES_STATE, SESSION, RecData,
-                                 Recommender, top_k)
+from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, PRODUCT_VECTOR, SAVES_STATE, SESSION,
+                                RecData, Recommender, top_k)
 from core.progress import Progress
 
 
