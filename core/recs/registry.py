@@ -21,11 +21,61 @@ SEEDED = ("graphsage", "two_tower", "als", "lightgcn")
 # preferred two-tower alone (Recall@10 0.0156 against the blend's 0.0138 and GraphSAGE's 0.0115), so the
 # blend is not among the default models (evaluate --models blend measures it).
 BLENDS = {"blend": ("graphsage", "two_tower")}
+SELF_TUNED = ("graphsage", "two_tower")  # they choose their own settings (early stopping on their own validation)
+
+# What each model is called and is, in a line, for people (the Cold start page); in MODELS' order.
+LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower",
+          "popularity": "Popularity", "recent_popularity": "Recent popularity",
+          "segment_popularity": "Popular with their segment", "new_arrivals": "New arrivals",
+          "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
+          "content": "Content (photo + text)"}
+ABOUT = {"graphsage": "a graph neural network over customers, products and look-alike products; embeds anything "
+                      "new from its photo, text and attributes",
+         "two_tower": "a customer tower over recent purchases and attributes, an item tower over each product's "
+                      "sentence, photo and attributes, matched by nearest neighbours (FAISS); takes a typed "
+                      "description or a photo as a new customer's only signal",
+         "popularity": "bestsellers before the cutoff, the same for everyone",
+         "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
+         "segment_popularity": "what customers of the same age band and profile bought in the last weeks",
+         "new_arrivals": "the most recently introduced products, the same for everyone",
+         "colour_variants": "other colours of what they like, then bestsellers",
+         "itemknn": "products bought by the same people (item-item cosine)",
+         "als": "matrix factorisation of who bought what",
+         "lightgcn": "a graph model of who bought what, without content",
+         "content": "the products whose photo and text are closest to what they like"}
+# Their lists ignore what the customer likes; the reason each recommendation gives instead.
+HISTORY_FREE = {"popularity": "a bestseller", "recent_popularity": "popular lately",
+                "segment_popularity": "popular lately with customers like them", "new_arrivals": "new arrival"}
+ID_ONLY = "ID-only: cannot rank never-bought products"  # what Recommender.id_only means, in words
+# What each baseline gives a customer with no purchases (core/recs/baselines.py); the learned models' is their own
+# attribute-only list unless the evaluation chose a fallback on its validation window.
+NEW_CUSTOMER_LISTS = {"recent_popularity": "the last 4 weeks' bestsellers", "segment_popularity": "their segment's "
+                      "bestsellers", "new_arrivals": "the newest products"}
 
 
 def list_recommenders(blends: bool = False) -> list[str]:
     """The default models (every evaluation runs them), and with ``blends`` the blends too."""
     return list(MODELS) + (list(BLENDS) if blends else [])
+
+
+def label(name: str) -> str:
+    """The model's name for people ("GraphSAGE"), its id where it has none."""
+    return LABELS.get(name, name)
+
+
+def in_order(names) -> list[str]:
+    """Model names in the registry's order (GraphSAGE first, then two-tower and the baselines), others last."""
+    return sorted(names, key=lambda n: list(LABELS).index(n) if n in LABELS else len(LABELS))
+
+
+def new_customer_list(name: str, path: str | None) -> str:
+    """What the named model gives a customer with no purchases, in words, given its evaluated new-customer
+    ``path`` ("model", or the baseline serving them: see core.recs.evaluate)."""
+    if path and path != "model":
+        return f"{label(path)} (fallback)"
+    if name in SELF_TUNED:
+        return "its own list, from attributes"
+    return NEW_CUSTOMER_LISTS.get(name, "all-time bestsellers")
 
 
 def is_seeded(name: str) -> bool:
