@@ -9,7 +9,8 @@ from core.progress import Progress
 from core.recs import baselines
 from core.recs.contract import SAVES_STATE, RecData, Recommender
 from core.recs.fusion import RankFusion
-from core.recs.sage import SageConfig, SageRecommender
+from core.recs.sage import SageRecommender
+from core.recs.sage_model import SageConfig
 from core.recs.two_tower import TwoTowerConfig, TwoTowerRecommender
 
 BASELINES = ("popularity", "recent_popularity", "segment_popularity", "new_arrivals", "colour_variants", "itemknn",

@@ -11,7 +11,8 @@ from core.cache import ArtefactCache
 from core.recs.graph import BUYS, REV_BUYS, SIMILAR, GraphConfig, NeighbourSampler, build_graph
 from core.recs.contract import RecData, rank_in_lists, top_k
 from core.recs.registry import fitted
-from core.recs.sage import SageConfig, SageModel, SageRecommender
+from core.recs.sage import SageRecommender
+from core.recs.sage_model import SageConfig, SageModel
 
 CUTOFF = pd.Timestamp("2020-04-01")
 
