@@ -7,47 +7,28 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (build_key, current_catalog, describe, evaluation_job, get_audience, page_build,
-                              get_evaluation, get_purchase_counts, get_rec_data, get_recommender, get_split,
-                              job_panel, product_grid, recommender_names)
+from app_pages.common import (build_key, cached_or_job, current_catalog, describe, evaluation_job, get_audience,
+                              page_build, get_evaluation, get_purchase_counts, get_rec_data, get_recommender,
+                              get_split, job_panel, product_grid, recommender_names)
+from core.data.catalog import Catalog
+from core.embeddings.pipeline import Built
+from core.recs.contract import RecData
 from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError, fuse
-from core.recs.demo import AddsProducts
-from core.recs.contract import NO_REASON, POPULAR, no_purchases, top_k
+from core.recs.demo import places_products
+from core.recs.contract import NO_REASON, POPULAR, SESSION, no_purchases, top_k
+from core.recs.newcustomer import NEW_CUSTOMER_SEEDS, recommend_new
+from core.recs.registry import (ABOUT, HISTORY_FREE, ID_ONLY, LABELS, SELF_TUNED, declares, in_order, label,
+                                new_customer_list)
 from core.recs.queries import product_audience
-from core.recs.evaluate import PairedReport, SplitConfig
+from core.recs.paired import PairedReport, slice_names
+from core.recs.report import EvalReport, ModelResult, SplitSummary
+from core.recs.split import SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
 CUTOFF, END = SPLIT.cutoff, SPLIT.end
-LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower",
-          "popularity": "Popularity", "recent_popularity": "Recent popularity",
-          "segment_popularity": "Popular with their segment", "new_arrivals": "New arrivals",
-          "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
-          "content": "Content (photo + text)"}
-ABOUT = {"graphsage": "a graph neural network over customers, products and look-alike products; embeds anything "
-                      "new from its photo, text and attributes",
-         "two_tower": "a customer tower over recent purchases and attributes, an item tower over each product's "
-                      "sentence, photo and attributes, matched by nearest neighbours (FAISS); takes a typed "
-                      "description or a photo as a new customer's only signal",
-         "popularity": "bestsellers before the cutoff, the same for everyone",
-         "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
-         "segment_popularity": "what customers of the same age band and profile bought in the last weeks",
-         "new_arrivals": "the most recently introduced products, the same for everyone",
-         "colour_variants": "other colours of what they like, then bestsellers",
-         "itemknn": "products bought by the same people (item-item cosine)",
-         "als": "matrix factorisation of who bought what",
-         "lightgcn": "a graph model of who bought what, without content",
-         "content": "the products whose photo and text are closest to what they like"}
-# Their lists ignore what the customer likes; the reason each card gives instead.
-HISTORY_FREE = {"popularity": "a bestseller", "recent_popularity": "popular lately",
-                "segment_popularity": "popular lately with customers like them", "new_arrivals": "new arrival"}
-ID_ONLY = "ID-only: cannot rank never-bought products"
 REPLAY_SHOWN = 12  # photos of what a customer bought after the cutoff; the hits count all of it
 SECTIONS = ["New customer", "Existing customer", "New product", "How good is it"]
-
-
-def label(name: str) -> str:
-    return LABELS.get(name, name)
 
 
 def pick_model(key: str, names: list[str], text: str = "Model") -> str:
@@ -56,7 +37,7 @@ def pick_model(key: str, names: list[str], text: str = "Model") -> str:
                         help="; ".join(f"**{label(n)}**: {ABOUT.get(n, '')}" for n in names))
 
 
-def model_or_progress(name: str):
+def model_or_progress(built: Built, data: RecData, name: str):
     """The fitted recommender, or None after showing why not (still training, or failed)."""
     job = get_recommender(built, build_key(built), name, CUTOFF)
     job.wait_once(3.0)
@@ -80,7 +61,7 @@ def model_or_progress(name: str):
     return None
 
 
-def reasons(name, model, history, rows, customer_id=None, you="you") -> list[str]:
+def reasons(data: RecData, name, model, history, rows, customer_id=None, you="you") -> list[str]:
     """Why each of ``rows`` is in the list, as the model explains its score (``Recommender.explain``): the liked
     product that contributed most, the popularity prior, or what it offers someone it knows nothing about."""
     if name in HISTORY_FREE:
@@ -91,20 +72,21 @@ def reasons(name, model, history, rows, customer_id=None, you="you") -> list[str
     nothing = "what it offers a new customer" if not len(history) else \
         f"from {'your' if you == 'you' else 'their'} likes as a whole"
     text = {POPULAR: "popular lately", NO_REASON: nothing}
-    return [text.get(b) or f"because {you} liked *{catalog.products.at[data.product_ids[b], 'title']}*"
+    return [text.get(b) or f"because {you} liked *{data.products.at[data.product_ids[b], 'title']}*"
             for b in model.explain(history, rows, customer_id).tolist()]
 
 
-def recommendation_captions(name, model, history, rows, scores, hits=None, you="you", customer_id=None) -> list[str]:
+def recommendation_captions(data: RecData, name, model, history, rows, scores, hits=None, you="you",
+                            customer_id=None) -> list[str]:
     """"id · title · score" and why (:func:`reasons`); in a replay, ✓ if it was bought."""
     ids = data.product_ids[rows].tolist()
-    why = reasons(name, model, history, rows, customer_id, you)
+    why = reasons(data, name, model, history, rows, customer_id, you)
     marks = [" · :green[**✓ bought**]" if h else "" for h in hits] if hits is not None else [""] * len(ids)
-    titles = catalog.products.loc[ids, "title"].tolist()
+    titles = data.products.loc[ids, "title"].tolist()
     return [f"{pid} · {t} · {s:.3f}{m}  \n{w}" for pid, t, s, m, w in zip(ids, titles, scores.tolist(), marks, why)]
 
 
-def scored_captions(found: pd.DataFrame) -> list[str]:
+def scored_captions(catalog: Catalog, found: pd.DataFrame) -> list[str]:
     """"id · title · similarity" for a frame of product_id and score (neighbours, a search)."""
     titles = catalog.products.loc[found["product_id"], "title"].tolist()
     return [f"{p} · {t} · {s:.3f}" for p, t, s in zip(found["product_id"], titles, found["score"])]
@@ -131,7 +113,7 @@ def unreadable(filename: str) -> str:
     return f"'{filename}' is not a photo that can be read: upload a JPEG, PNG or WebP image of a garment."
 
 
-def history_rows(product_ids) -> list[int]:
+def history_rows(data: RecData, product_ids) -> list[int]:
     return [data.product_row[p] for p in product_ids]
 
 
@@ -144,7 +126,7 @@ def toggle_liked(product_id: str) -> None:
         else liked + [product_id]
 
 
-def pick_liked() -> list[str]:
+def pick_liked(catalog: Catalog, data: RecData) -> list[str]:
     find = st.text_input("Find products by id or name", key="coldstart_find",
                          placeholder="e.g. 'striped dress' or a product id")
     chosen = [p for p in st.session_state.get("coldstart_liked", []) if p in catalog.products.index]
@@ -170,7 +152,7 @@ def pick_liked() -> list[str]:
     return liked
 
 
-def ask_query(how: str) -> tuple[np.ndarray, str, bool] | None:
+def ask_query(built: Built, how: str) -> tuple[np.ndarray, str, bool] | None:
     """The typed words' or the uploaded photo's backbone vector, what it is ("your words", "the photo") and
     whether it is a photo; None (after saying what is missing) when there is nothing yet."""
     if how == "Describe":
@@ -195,18 +177,19 @@ def ask_query(how: str) -> tuple[np.ndarray, str, bool] | None:
     return query, what, how != "Describe"
 
 
-def query_likes(query: np.ndarray, what: str) -> list[str]:
+def query_likes(built: Built, query: np.ndarray, what: str) -> list[str]:
     """Products read as liked from a text or a photo: the nearest in the build's hybrid space."""
-    n = st.slider("Products read as liked", 1, 10, 3, key="coldstart_seeds",
+    n = st.slider("Products read as liked", 1, 10, NEW_CUSTOMER_SEEDS, key="coldstart_seeds",
                   help="The model needs products: the nearest ones stand in for the words or the photo")
+    catalog = built.catalog
     seeds = built.search(query, "hybrid", n)
     st.markdown(f"Read as liking the **{len(seeds)} products nearest to {what}** in the photo + text space "
                 "(similarity shown):")
-    product_grid(catalog, seeds["product_id"].tolist(), scored_captions(seeds))
+    product_grid(catalog, seeds["product_id"].tolist(), scored_captions(catalog, seeds))
     return seeds["product_id"].tolist()
 
 
-def new_customer(names: list[str]) -> None:
+def new_customer(built: Built, data: RecData, names: list[str]) -> None:
     st.caption("Someone with no purchases at all: tell the model what they like, by picking products, in words, "
                "or with a photo.")
     c1, c2, c3 = st.columns([2, 3, 2])
@@ -218,52 +201,51 @@ def new_customer(names: list[str]) -> None:
     with c3:
         k = st.slider("Recommendations", 6, 30, 12, step=6, key="coldstart_k")
     if how == "Pick products":
-        liked = pick_liked()
+        liked = pick_liked(built.catalog, data)
         if not liked:
             st.info("Pick a few products they like (search above or click bestsellers) to see recommendations.")
             return
     else:
-        asked = ask_query(how)
+        asked = ask_query(built, how)
         if asked is None:
             return
-        if name == "two_tower":
-            session(asked, k)
+        if declares(name, SESSION):
+            session(built, data, name, asked, k)
             return
-        liked = query_likes(*asked[:2])
-    model = model_or_progress(name)
+        liked = query_likes(built, *asked[:2])
+    model = model_or_progress(built, data, name)
     if model is None:
         return
-    history = history_rows(liked)
+    history = history_rows(data, liked)
     if model.id_only:
         unknown = int((data.popularity()[history] == 0).sum())
         if unknown:
             st.info(f"{label(name)} is {ID_ONLY}: {unknown} of the {len(history)} liked products were never bought "
                     f"before {CUTOFF}, so it knows nothing about them"
                     + (" and falls back to bestsellers." if unknown == len(history) else "."))
-    rows, scores = model.recommend_histories([history], k, [None], exclude=[history])
+    rows, scores = recommend_new(model, history, k)
     st.subheader(f"Recommended by {label(name)}")
     st.caption(ABOUT.get(name, ""))
-    product_grid(catalog, data.product_ids[rows[0]].tolist(),
-                 recommendation_captions(name, model, history, rows[0], scores[0]))
+    product_grid(built.catalog, data.product_ids[rows[0]].tolist(),
+                 recommendation_captions(data, name, model, history, rows[0], scores[0]))
 
 
-def session(asked: tuple[np.ndarray, str, bool], k: int) -> None:
-    """Two-tower's session mode: the words or the photo are the customer's only signal, encoded into the
+def session(built: Built, data: RecData, name: str, asked: tuple[np.ndarray, str, bool], k: int) -> None:
+    """A session mode (two-tower's): the words or the photo are the customer's only signal, encoded into the
     customer space directly (no stand-in products)."""
     query, what, is_photo = asked
-    model = model_or_progress("two_tower")
+    model = model_or_progress(built, data, name)
     if model is None:
         return
-    vector = model.session_vector(image=query) if is_photo else model.session_vector(text=query)
-    rows, scores = model.search(vector[None], k)
-    st.subheader("Recommended by Two-tower, session mode")
+    rows, scores = recommend_new(model, [], k, query, photo=is_photo)
+    st.subheader(f"Recommended by {label(name)}, session mode")
     st.caption(f"An anonymous customer whose only signal is {what}: the item tower reads it as a product they like "
                "now (its type, colour, pattern... taken from the 5 products nearest to it) and the customer tower "
                "turns that into a customer; the nearest products come from the FAISS index of every product's item "
                "vector.")
     ids = data.product_ids[rows[0]].tolist()
-    titles = catalog.products.loc[ids, "title"].tolist()
-    product_grid(catalog, ids, [f"{p} · {t} · {s:.3f}" for p, t, s in zip(ids, titles, scores[0].tolist())])
+    titles = data.products.loc[ids, "title"].tolist()
+    product_grid(built.catalog, ids, [f"{p} · {t} · {s:.3f}" for p, t, s in zip(ids, titles, scores[0].tolist())])
 
 
 # ---------------------------------------------------------------- 2. existing customer
@@ -274,9 +256,9 @@ def customer_label(counts: pd.DataFrame, customer_id: str) -> str:
     return f"{customer_id} · {past} · {after} after"
 
 
-def existing_customer(names: list[str]) -> None:
-    counts = get_purchase_counts(built, build_key(built), CUTOFF, END)
-    split = get_split(built, build_key(built), CUTOFF, END)
+def pick_customer(built: Built, counts: pd.DataFrame) -> str | None:
+    """A customer chosen among all, the returning or the new ones, found by id; None (after saying why) when none
+    matches."""
     c1, c2 = st.columns([2, 3])
     group = c1.radio("Customers", ["all", "returning", "new"], horizontal=True, key="coldstart_customer_group",
                      help=f"returning: bought something before {CUTOFF}; new: nothing before it")
@@ -287,27 +269,57 @@ def existing_customer(names: list[str]) -> None:
     if not ids:
         st.info(f"No {'' if group == 'all' else group + ' '}customer id matches '{find}'." if find.strip()
                 else f"This catalogue has no {'' if group == 'all' else group + ' '}customers.")
-        return
+        return None
     with c2:
         customer = st.selectbox(f"Customer ({min(len(ids), 500):,} of {len(ids):,} shown, most purchases after "
                                 f"{CUTOFF} first)", ids[:500], key="coldstart_customer",
                                 format_func=lambda c: customer_label(counts, c))
-    if customer in catalog.customers.index and len(catalog.customers.columns):
-        attrs = catalog.customers.loc[customer]
-        c2.caption(" · ".join(f"{c}: {v}" for c, v in attrs.items() if str(v) not in ("", "nan")))
+    customers = built.catalog.customers
+    if customer in customers.index and len(customers.columns):
+        c2.caption(" · ".join(f"{c}: {v}" for c, v in customers.loc[customer].items() if str(v) not in ("", "nan")))
+    return customer
 
-    past = split.train[split.train["customer_id"] == customer].sort_values("timestamp", ascending=False)
-    future = split.test[split.test["customer_id"] == customer].sort_values("timestamp")
+
+def dated_grid(catalog: Catalog, bought: pd.DataFrame) -> None:
+    """Products with the day each was bought (a frame of product_id and timestamp)."""
+    product_grid(catalog, bought["product_id"].tolist(), [f"{p} · {catalog.products.at[p, 'title']} · {t:%Y-%m-%d}"
+                                                          for p, t in zip(bought["product_id"], bought["timestamp"])])
+
+
+def show_bought_before(catalog: Catalog, past: pd.DataFrame) -> None:
     st.subheader(f"Bought before {CUTOFF}")
     if past.empty:
         st.info(f"A new customer: nothing bought before {CUTOFF}. Each model shows what it offers a stranger.")
-    else:
-        shown_past = past.drop_duplicates("product_id").head(12)
-        product_grid(catalog, shown_past["product_id"].tolist(),
-                     [f"{p} · {catalog.products.at[p, 'title']} · {t:%Y-%m-%d}"
-                      for p, t in zip(shown_past["product_id"], shown_past["timestamp"])])
-        if len(past) > len(shown_past):
-            st.caption(f"the latest {len(shown_past)} of {purchases(len(past))}")
+        return
+    shown_past = past.drop_duplicates("product_id").head(12)
+    dated_grid(catalog, shown_past)
+    if len(past) > len(shown_past):
+        st.caption(f"the latest {len(shown_past)} of {purchases(len(past))}")
+
+
+def show_bought_next(catalog: Catalog, first_bought: pd.DataFrame) -> None:
+    """What they really bought after the cutoff (each product once, when first bought)."""
+    st.subheader(f"What they really bought from {CUTOFF} to {END}")
+    if first_bought.empty:
+        st.info(f"They bought nothing from {CUTOFF} to {END}: there is nothing to check the recommendations "
+                "against. Pick a customer with purchases after the cutoff (they are listed first).")
+        return
+    first = first_bought.head(REPLAY_SHOWN)
+    dated_grid(catalog, first)
+    if len(first_bought) > len(first):
+        st.caption(f"the first {len(first)} of {len(first_bought)} products they bought; the ✓ marks below "
+                   "count all of them")
+
+
+def existing_customer(built: Built, data: RecData, names: list[str]) -> None:
+    counts = get_purchase_counts(built, build_key(built), CUTOFF, END)
+    split = get_split(built, build_key(built), CUTOFF, END)
+    customer = pick_customer(built, counts)
+    if customer is None:
+        return
+    past = split.train[split.train["customer_id"] == customer].sort_values("timestamp", ascending=False)
+    future = split.test[split.test["customer_id"] == customer].sort_values("timestamp")
+    show_bought_before(built.catalog, past)
 
     c1, c2, c3 = st.columns([3, 1, 2])
     default = [n for n in ("graphsage", "two_tower", "popularity", "content") if n in names]
@@ -320,28 +332,16 @@ def existing_customer(names: list[str]) -> None:
                                 "recommendations they bought")
         exclude = st.toggle("Hide what they had already bought", value=True, key="coldstart_exclude")
     first_bought = future.drop_duplicates("product_id")  # each product once, when first bought
-    bought_next = first_bought["product_id"].tolist()
     if replay:
-        st.subheader(f"What they really bought from {CUTOFF} to {END}")
-        if bought_next:
-            first = first_bought.head(REPLAY_SHOWN)
-            product_grid(catalog, first["product_id"].tolist(),
-                         [f"{p} · {catalog.products.at[p, 'title']} · {t:%Y-%m-%d}"
-                          for p, t in zip(first["product_id"], first["timestamp"])])
-            if len(first_bought) > len(first):
-                st.caption(f"the first {len(first)} of {len(first_bought)} products they bought; the ✓ marks below "
-                           "count all of them")
-        else:
-            st.info(f"They bought nothing from {CUTOFF} to {END}: there is nothing to check the recommendations "
-                    "against. Pick a customer with purchases after the cutoff (they are listed first).")
+        show_bought_next(built.catalog, first_bought)
     if not models:
         st.info("Choose at least one model to compare.")
         return
-    history, bought_set = data.history(customer), set(bought_next)
+    history, bought_set = data.history(customer), set(first_bought["product_id"])
     for column, name in zip(st.columns(len(models)), models):
         with column:
             st.subheader(label(name))
-            model = model_or_progress(name)
+            model = model_or_progress(built, data, name)
             if model is None:
                 continue
             rows, scores = model.recommend([customer], k, exclude=[history] if exclude else None)
@@ -350,13 +350,14 @@ def existing_customer(names: list[str]) -> None:
             if replay:
                 st.markdown(f"**✓ {sum(hits)} of {len(ids)}** bought from {CUTOFF} to {END}")
             st.caption(ABOUT.get(name, "") + (f" · {ID_ONLY}" if model.id_only else ""))
-            product_grid(catalog, ids, recommendation_captions(name, model, history, rows[0], scores[0], hits,
-                                                               you="they", customer_id=customer), columns=2)
+            product_grid(built.catalog, ids, recommendation_captions(data, name, model, history, rows[0], scores[0],
+                                                                     hits, you="they", customer_id=customer),
+                         columns=2)
 
 
 # ---------------------------------------------------------------- 3. new product
 
-def audience_table(audience: pd.DataFrame, n: int, bought_it: set[str]) -> None:
+def audience_table(built: Built, data: RecData, audience: pd.DataFrame, n: int, bought_it: set[str]) -> None:
     """The ``n`` customers the product would rank highest for, with a few of their past purchases."""
     split = get_split(built, build_key(built), CUTOFF, END)
     for customer, rank in audience.head(n).itertuples(index=False):
@@ -367,11 +368,11 @@ def audience_table(audience: pd.DataFrame, n: int, bought_it: set[str]) -> None:
         shown = past.drop_duplicates("product_id").head(5)
         c1.caption(f"{purchases(len(past))} before {CUTOFF}; the latest:")
         with c2:
-            product_grid(catalog, shown["product_id"].tolist(),
+            product_grid(built.catalog, shown["product_id"].tolist(),
                          [f"{p} · {t:%Y-%m-%d}" for p, t in zip(shown["product_id"], shown["timestamp"])], columns=6)
 
 
-def new_product(names: list[str]) -> None:
+def new_product(built: Built, data: RecData, names: list[str]) -> None:
     st.caption("A product nobody has bought: who would it be recommended to? Each customer's list is ranked over "
                "the whole catalogue, and the customers where this product comes highest are shown.")
     c1, c2, c3 = st.columns([2, 3, 2])
@@ -386,12 +387,13 @@ def new_product(names: list[str]) -> None:
     returning = returning.index[returning["before"] > 0].tolist()
 
     if source == "Add from a photo":
-        added_product(name, returning, n)
+        added_product(built, data, name, returning, n)
         return
+    catalog = built.catalog
     find = st.text_input("Find a product by id or name", key="coldstart_product_find")
     candidates = filter_products(catalog.products, text=find)
     if source == "Never bought":
-        candidates = candidates[data.popularity()[history_rows(candidates.index)] == 0]
+        candidates = candidates[data.popularity()[history_rows(data, candidates.index)] == 0]
     ids = candidates.index[:500].tolist()
     if not ids:
         kind = "never-bought product" if source == "Never bought" else "product"
@@ -406,10 +408,10 @@ def new_product(names: list[str]) -> None:
     st.subheader("The product and its nearest products (photo + text)")
     near = built.neighbours(product, "hybrid", 6)
     product_grid(catalog, [product, *near["product_id"]],
-                 [f"**{describe(catalog, product)}**", *scored_captions(near)], columns=7)
+                 [f"**{describe(catalog, product)}**", *scored_captions(catalog, near)], columns=7)
     st.caption(f"{product}: sold {times(sold)} before {CUTOFF}; bought by {customers(len(buyers))} from {CUTOFF} to "
                f"{END}" + (" (✓ marks them below)" if buyers else ""))
-    model = model_or_progress(name)
+    model = model_or_progress(built, data, name)
     if model is None:
         return
     st.subheader(f"Who {label(name)} would recommend it to")
@@ -422,7 +424,7 @@ def new_product(names: list[str]) -> None:
     audience = get_audience(model, build_key(built), name, CUTOFF, product, returning)
     st.caption(f"Ranked among the {len(returning):,} customers with purchases before {CUTOFF} by where the product "
                "would come in their list.")
-    audience_table(audience, n, buyers)
+    audience_table(built, data, audience, n, buyers)
 
 
 def copy_variant(products: pd.DataFrame, attributes: list[str]) -> None:
@@ -434,7 +436,7 @@ def copy_variant(products: pd.DataFrame, attributes: list[str]) -> None:
                 st.session_state[f"coldstart_new_{attr}"] = str(products.at[variant, attr])
 
 
-def new_attributes(box) -> dict[str, str]:
+def new_attributes(catalog: Catalog, box) -> dict[str, str]:
     """Every attribute the catalogue has, picked in ``box`` ("" unknown), and ``group_id`` when the product is
     a colour variant of one in the catalogue (GraphSAGE links the variants)."""
     attrs = catalog.attribute_columns
@@ -460,11 +462,11 @@ def new_attributes(box) -> dict[str, str]:
     return values
 
 
-def added_product(name: str, returning: list[str], n: int) -> None:
+def added_product(built: Built, data: RecData, name: str, returning: list[str], n: int) -> None:
     c1, c2 = st.columns([1, 2])
     upload = c1.file_uploader("Its photo", type=["jpg", "jpeg", "png", "webp"], key="coldstart_new_photo")
     text = c2.text_input("Its description", key="coldstart_new_text", placeholder="e.g. red striped cotton T-shirt")
-    values = new_attributes(c2)
+    values = new_attributes(built.catalog, c2)
     if upload is None or not text.strip():
         st.info("Upload a photo and type a description of the new product.")
         return
@@ -476,11 +478,11 @@ def added_product(name: str, returning: list[str], n: int) -> None:
     c1.image(upload, width=160, caption="the new product")
     st.subheader("Nearest products (photo + text)")
     near = built.search(fuse(image_vec[None], text_vec[None], built.cfg.hybrid_weight)[0], "hybrid", 6)
-    product_grid(catalog, near["product_id"].tolist(), scored_captions(near))
-    model = model_or_progress(name)
+    product_grid(built.catalog, near["product_id"].tolist(), scored_captions(built.catalog, near))
+    model = model_or_progress(built, data, name)
     if model is None:
         return
-    if not isinstance(model, AddsProducts):
+    if not places_products(model):
         st.info(f"{label(name)} cannot place a product that is not in the catalogue. GraphSAGE and Two-tower can: "
                 "they embed a new product from its photo, description and attributes by a forward pass, with no "
                 "retraining. Choose one of them above.")
@@ -493,48 +495,41 @@ def added_product(name: str, returning: list[str], n: int) -> None:
                "product would come in their list over the whole catalogue. Placed from its photo, its description"
                + (f", its {', '.join(given)}" if given else "")
                + (f" and as a colour variant of {values['group_id']}" if "group_id" in values else "") + ".")
-    audience_table(audience, n, set())
+    audience_table(built, data, audience, n, set())
 
 
 # ---------------------------------------------------------------- 4. how good is it
 
-def ci(m: dict, key: str) -> str:
-    value, low, high = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+def ci(m: ModelResult, key: str) -> str:
+    value, low, high = m.metric(key), m.metric(f"{key}_ci_low"), m.metric(f"{key}_ci_high")
     if value is None:
         return "–"
     return f"{value:.3f} ({low:.3f}–{high:.3f})" if low is not None and high is not None else f"{value:.3f}"
 
 
-def in_order(names) -> list[str]:
-    """Model names, GraphSAGE first, then the baselines in the registry's order."""
-    return sorted(names, key=lambda n: list(LABELS).index(n) if n in LABELS else len(LABELS))
-
-
-def evaluation_frame(result: dict) -> pd.DataFrame:
+def evaluation_frame(report: EvalReport) -> pd.DataFrame:
     rows = []
-    for name in in_order(result["models"]):
-        m = result["models"][name]
+    for name in in_order(report.models):
+        m = report.models[name]
         rows.append({
-            "model": label(name) + (" (ID-only)" if m.get("id_only") else ""),
+            "model": label(name) + (" (ID-only)" if m.id_only else ""),
             "recall@10 (95% CI)": ci(m, "recall_at_10"),
-            "NDCG@10": m.get("ndcg_at_10"), "MAP@12": m.get("map_at_12"), "hit rate@10": m.get("hit_rate_at_10"),
-            "coverage@10": m.get("coverage_at_10"),
-            "recall@10 new customers": m.get("recall_at_10_new_customers"),
-            "recall@10 sparse customers": m.get("recall_at_10_sparse_customers"),
-            "recall@10 warm customers": m.get("recall_at_10_warm_customers"),
+            "NDCG@10": m.metric("ndcg_at_10"), "MAP@12": m.metric("map_at_12"),
+            "hit rate@10": m.metric("hit_rate_at_10"), "coverage@10": m.metric("coverage_at_10"),
+            "recall@10 new customers": m.metric("recall_at_10_new_customers"),
+            "recall@10 sparse customers": m.metric("recall_at_10_sparse_customers"),
+            "recall@10 warm customers": m.metric("recall_at_10_warm_customers"),
             "recall@10 cold items (95% CI)": ci(m, "recall_at_10_cold_items"),
-            "recall@10 warm items": m.get("recall_at_10_warm_items"),
-            "SAMPLED recall@10 (1 vs 99)": m.get("sampled_recall_at_10"),
-            "hides already bought": bool(m.get("exclude_bought")),
-            "fit s": m.get("train_s"),
-            "note": ID_ONLY if m.get("id_only") else "",
+            "recall@10 warm items": m.metric("recall_at_10_warm_items"),
+            "SAMPLED recall@10 (1 vs 99)": m.metric("sampled_recall_at_10"),
+            "hides already bought": bool(m.exclude_bought),
+            "fit s": m.train_s,
+            "note": ID_ONLY if m.id_only else "",
         })
     return pd.DataFrame(rows)
 
 
-SLICES = {"recall_at_10": "all test customers", "recall_at_10_new_customers": "new customers (no purchase before)",
-          "recall_at_10_sparse_customers": "sparse customers (1–5 purchases)",
-          "recall_at_10_warm_customers": "warm customers (more)", "recall_at_10_cold_items": "never-bought products"}
+SLICES = slice_names()  # recall_at_10 and its slices, with whom each measures
 GAIN, LOSS, LEVEL = "#2e7d32", "#c62828", "#9e9e9e"  # interval above zero, below zero, across it
 
 
@@ -558,62 +553,48 @@ def paired_chart(report: PairedReport, key: str) -> go.Figure:
     return fig
 
 
-# What each baseline gives a customer with no purchases (core/baselines.py); the learned models' is their own
-# attribute-only list unless the evaluation chose a fallback on its validation window.
-NEW_CUSTOMER_LISTS = {"recent_popularity": "the last 4 weeks' bestsellers", "segment_popularity": "their segment's "
-                      "bestsellers", "new_arrivals": "the newest products"}
-SELF_TUNED = {"graphsage", "two_tower"}  # they choose their own settings (early stopping on their own validation)
-
-
-def new_customer_path(name: str, path: str | None) -> str:
-    if path and path != "model":
-        return f"{label(path)} (fallback)"
-    if name in SELF_TUNED:
-        return "its own list, from attributes"
-    return NEW_CUSTOMER_LISTS.get(name, "all-time bestsellers")
-
-
 def plain_names(text: str) -> str:
     """A verdict with the models' ids ("colour_variants") read as their labels ("Colour variants")."""
     return re.sub(r"\b(" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")\b", lambda m: label(m.group(1)),
                   text)
 
 
-def seed_frame(result: dict) -> pd.DataFrame:
+def seed_frame(report: EvalReport) -> pd.DataFrame:
     """Per model: recall@10 (mean over seeds), the lowest and highest seed, its settings, its new-customer path."""
     rows = []
-    for name in in_order(result["models"]):
-        m = result["models"][name]
-        params = m.get("params") or {}
-        rows.append({"model": label(name), "recall@10": m.get("recall_at_10"),
-                     "lowest seed": m.get("recall_at_10_seed_min"), "highest seed": m.get("recall_at_10_seed_max"),
-                     "seeds": len(m.get("seeds") or []) or 1,
+    for name in in_order(report.models):
+        m = report.models[name]
+        params = m.params or {}
+        rows.append({"model": label(name), "recall@10": m.metric("recall_at_10"),
+                     "lowest seed": m.metric("recall_at_10_seed_min"),
+                     "highest seed": m.metric("recall_at_10_seed_max"),
+                     "seeds": len(m.seeds or []) or 1,
                      "settings (chosen on validation)": ", ".join(f"{k}={v}" for k, v in params.items()) or
                      ("its own (early stopping)" if name in SELF_TUNED else "defaults"),
-                     "a new customer gets": new_customer_path(name, m.get("new_customer_path"))})
+                     "a new customer gets": new_customer_list(name, m.new_customer_path)})
     return pd.DataFrame(rows)
 
 
-def split_summary(s: dict) -> None:
-    st.markdown(f"**Temporal split.** Models learn from the **{s['train_purchases']:,} purchases before "
-                f"{s['cutoff']}** and are tested on the **{s['test_purchases']:,} purchases from {s['cutoff']} to "
-                f"{s['end']}** by **{s['test_customers']:,} customers** ({s['new_customers']:,} new, "
-                f"{s['sparse_customers']:,} with 1–5 earlier purchases, {s['warm_customers']:,} with more). "
-                f"{s['cold_item_purchases']:,} test purchases are of products nobody bought before the cutoff.")
+def split_summary(s: SplitSummary) -> None:
+    st.markdown(f"**Temporal split.** Models learn from the **{s.train_purchases:,} purchases before "
+                f"{s.cutoff}** and are tested on the **{s.test_purchases:,} purchases from {s.cutoff} to "
+                f"{s.end}** by **{s.test_customers:,} customers** ({s.new_customers:,} new, "
+                f"{s.sparse_customers:,} with 1–5 earlier purchases, {s.warm_customers:,} with more). "
+                f"{s.cold_item_purchases:,} test purchases are of products nobody bought before the cutoff.")
     m = st.columns(4)
-    m[0].metric("Test customers", f"{s['test_customers']:,}")
-    m[1].metric("New customers", f"{s['new_customers']:,}")
-    m[2].metric("Test purchases", f"{s['test_purchases']:,}")
-    m[3].metric("Of never-bought products", f"{s['cold_item_purchases']:,}")
+    m[0].metric("Test customers", f"{s.test_customers:,}")
+    m[1].metric("New customers", f"{s.new_customers:,}")
+    m[2].metric("Test purchases", f"{s.test_purchases:,}")
+    m[3].metric("Of never-bought products", f"{s.cold_item_purchases:,}")
 
 
-def all_metrics(result: dict) -> None:
+def all_metrics(report: EvalReport) -> None:
     numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in
                ("NDCG@10", "MAP@12", "hit rate@10", "coverage@10", "recall@10 new customers",
                 "recall@10 sparse customers", "recall@10 warm customers", "recall@10 warm items",
                 "SAMPLED recall@10 (1 vs 99)")}
     numbers["fit s"] = st.column_config.NumberColumn(format="%.1f")
-    st.dataframe(evaluation_frame(result), hide_index=True, column_config=numbers, key="coldstart_eval_table")
+    st.dataframe(evaluation_frame(report), hide_index=True, column_config=numbers, key="coldstart_eval_table")
     st.caption("Full ranking over the whole catalogue, per test customer, then averaged: recall@10 is the share of "
                "what they bought that is in their top 10 (95% bootstrap interval over customers). **Cold items**: "
                "recall over the products nobody bought before the cutoff. **ID-only** models (Item kNN, ALS, "
@@ -623,10 +604,10 @@ def all_metrics(result: dict) -> None:
                "validation window). *None*: no test customer in that slice.")
 
 
-def ask_to_evaluate(models: tuple[str, ...], names: list[str], job) -> None:
+def ask_to_evaluate(built: Built, models: tuple[str, ...], names: list[str], job) -> None:
     if job is not None and job.error:
         st.error(f"The evaluation failed: {job.error}")
-    command = f"python -m core evaluate --catalog {catalog.source} --backbone {built.backbone.name}" + \
+    command = f"python -m core evaluate --catalog {built.catalog.source} --backbone {built.backbone.name}" + \
         ("" if set(models) == set(names) else f" --models {','.join(models)}")
     st.info(f"Not evaluated yet for these models on this catalogue and backbone, at the split {CUTOFF} / {END}. "
             f"This computes it, and the page then shows it at once (it is cached):\n\n`{command}`\n\n"
@@ -637,28 +618,24 @@ def ask_to_evaluate(models: tuple[str, ...], names: list[str], job) -> None:
         st.rerun()
 
 
-def how_good(names: list[str]) -> None:
+def how_good(built: Built, names: list[str]) -> None:
     models = st.multiselect("Models", names, default=names, key="coldstart_eval_models", format_func=label)
     if not models:
         st.info("Choose at least one model.")
         return
     models = tuple(sorted(models))
-    result = get_evaluation(built, build_key(built), models, CUTOFF, END)
-    job = evaluation_job(built, models, CUTOFF, END)
-    if result is None and job is not None and job.finished:
-        result = job.result
-        get_evaluation.clear()  # it is in the artefact cache now
-    if result is None:
-        if job is not None and not job.error:
-            job_panel(job, "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation "
-                           "window before it, where its settings are chosen) and ranks the whole catalogue for every "
-                           "test customer, the learned models once per seed. Fitted models are cached.")
-        else:
-            ask_to_evaluate(models, names, job)
+    report = cached_or_job(
+        get_evaluation(built, build_key(built), models, CUTOFF, END), evaluation_job(built, models, CUTOFF, END),
+        get_evaluation.clear,  # it is in the artefact cache now
+        "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation window before "
+        "it, where its settings are chosen) and ranks the whole catalogue for every test customer, the learned "
+        "models once per seed. Fitted models are cached.",
+        lambda job: ask_to_evaluate(built, models, names, job))
+    if report is None:
         return
 
-    split_summary(result["split"])
-    if "paired" not in result:
+    split_summary(report.split)
+    if report.paired is None:
         st.warning("This evaluation was stored by an earlier version of Atelier, before paired differences and "
                    "seeds: it cannot say whether a model really beats the baselines. Re-evaluate to see that.")
         if st.button("Re-evaluate", key="coldstart_reevaluate", type="primary",
@@ -666,33 +643,33 @@ def how_good(names: list[str]) -> None:
             evaluation_job(built, models, CUTOFF, END, start=True, fresh=True)
             get_evaluation.clear()
             st.rerun()
-        all_metrics(result)
+        all_metrics(report)
         return
 
-    report = PairedReport.from_dict(result["paired"])
-    if report.reference is None:
+    paired = report.paired
+    if paired.reference is None:
         st.info("No baseline was evaluated with these models, so there is nothing to compare them with: add one "
                 "(e.g. Popularity) above.")
-        all_metrics(result)
+        all_metrics(report)
         return
-    st.subheader(f"Each model against the best baseline, {label(report.reference)}")
+    st.subheader(f"Each model against the best baseline, {label(paired.reference)}")
     key = st.radio("Measured on", list(SLICES), format_func=SLICES.get, horizontal=True, key="coldstart_eval_slice")
-    st.plotly_chart(paired_chart(report, key), key="coldstart_eval_chart")
+    st.plotly_chart(paired_chart(paired, key), key="coldstart_eval_chart")
     st.caption(f"Each bar is how much more (right) or less (left) of what customers bought next a model put in their "
-               f"top 10 than {label(report.reference)} (the baseline with the best validation recall@10), on the same "
+               f"top 10 than {label(paired.reference)} (the baseline with the best validation recall@10), on the same "
                "customers. The whisker is the 95% interval of that difference when the customers are resampled: "
                ":green[**green**], its whole interval is above zero, a real gain; :red[**red**], a real loss; "
                "grey, it crosses zero, so this test cannot tell the two apart." +
                (" A bar of exactly 0 with no whisker is a model that gives new customers the same list as "
-                f"{label(report.reference)} does (most baselines give them all-time bestsellers)."
+                f"{label(paired.reference)} does (most baselines give them all-time bestsellers)."
                 if key == "recall_at_10_new_customers" else ""))
     st.subheader("In plain words")
-    for name in in_order(result["models"]):
-        verdict = result["models"][name].get("verdict")
+    for name in in_order(report.models):
+        verdict = report.models[name].verdict
         if verdict:
             st.markdown(f"**{label(name)}**: {plain_names(verdict)}")
     st.subheader("How much the seed moves it")
-    st.dataframe(seed_frame(result), hide_index=True, key="coldstart_eval_seeds", column_config={
+    st.dataframe(seed_frame(report), hide_index=True, key="coldstart_eval_seeds", column_config={
         c: st.column_config.NumberColumn(format="%.4f") for c in ("recall@10", "lowest seed", "highest seed")})
     st.caption("The learned models are trained once per seed; recall@10 is their mean, beside the lowest and the "
                "highest single seed. A gap between two models smaller than a model's own seed range is not one to "
@@ -700,45 +677,49 @@ def how_good(names: list[str]) -> None:
                "models' were. *Fallback*: a learned model whose own list for customers with no purchases did not "
                "beat that baseline's on the validation window serves them the baseline's.")
     with st.expander("Every metric"):
-        all_metrics(result)
+        all_metrics(report)
 
 
 # ---------------------------------------------------------------- the page
 
-catalog = current_catalog()
-nothing_to_learn = no_purchases(catalog, CUTOFF)  # the page's models learn from the purchases before CUTOFF
-if nothing_to_learn:  # said at once: no need to wait for the embeddings to learn there is nothing to fit
-    st.header("Cold start")
-    how = ("Recommenders learn from who bought what: add `interactions.csv` (`user_id`, `item_id`, `timestamp`) "
-           "beside `items.csv` (README, 'Your own catalogue')." if no_purchases(catalog) else
-           f"This page's demo learns from the purchases before {CUTOFF} and shows what came after; the "
-           "command line (`python -m core evaluate --cutoff ...`) and the service fit on any dates.")
-    st.info(f"**No recommendations for {catalog.name}**: {nothing_to_learn}, so no recommender can be fitted. "
-            f"{how} Everything that needs only the photos and the "
-            "text works without purchases: the Catalogue, Clusters, Neighbours (similar products and search) and "
-            "Texture failures pages.")
-    st.stop()
-built = page_build("Cold start")
-data = get_rec_data(built, build_key(built), CUTOFF)
-available, missing = recommender_names()
-if missing:
-    st.caption("Not available here: " + "; ".join(f"{label(n)} ({why})" for n, why in missing.items()))
-if not available:
-    st.error("No recommender can be created; see the reasons above.")
-    st.stop()
-st.caption(f"Every model learns from the **{len(data.purchases):,} purchases before {CUTOFF}**, so what customers "
-           f"bought from {CUTOFF} to {END} can be replayed against its recommendations."
-           + (" Customers and purchases are SIMULATED." if catalog.simulated else ""))
-if data.purchases.empty:
-    st.warning(f"No purchases before {CUTOFF}: the models have nothing to learn from, and only the content-based "
-               "ones (Content, GraphSAGE) use what a customer likes.")
+def main() -> None:
+    catalog = current_catalog()
+    nothing_to_learn = no_purchases(catalog, CUTOFF)  # the page's models learn from the purchases before CUTOFF
+    if nothing_to_learn:  # said at once: no need to wait for the embeddings to learn there is nothing to fit
+        st.header("Cold start")
+        how = ("Recommenders learn from who bought what: add `interactions.csv` (`user_id`, `item_id`, `timestamp`) "
+               "beside `items.csv` (README, 'Your own catalogue')." if no_purchases(catalog) else
+               f"This page's demo learns from the purchases before {CUTOFF} and shows what came after; the "
+               "command line (`python -m core evaluate --cutoff ...`) and the service fit on any dates.")
+        st.info(f"**No recommendations for {catalog.name}**: {nothing_to_learn}, so no recommender can be fitted. "
+                f"{how} Everything that needs only the photos and the "
+                "text works without purchases: the Catalogue, Clusters, Neighbours (similar products and search) and "
+                "Texture failures pages.")
+        st.stop()
+    built = page_build("Cold start")
+    data = get_rec_data(built, build_key(built), CUTOFF)
+    available, missing = recommender_names()
+    if missing:
+        st.caption("Not available here: " + "; ".join(f"{label(n)} ({why})" for n, why in missing.items()))
+    if not available:
+        st.error("No recommender can be created; see the reasons above.")
+        st.stop()
+    st.caption(f"Every model learns from the **{len(data.purchases):,} purchases before {CUTOFF}**, so what customers "
+               f"bought from {CUTOFF} to {END} can be replayed against its recommendations."
+               + (" Customers and purchases are SIMULATED." if catalog.simulated else ""))
+    if data.purchases.empty:
+        st.warning(f"No purchases before {CUTOFF}: the models have nothing to learn from, and only the content-based "
+                   "ones (Content, GraphSAGE) use what a customer likes.")
 
-section = st.radio("Show", SECTIONS, horizontal=True, key="coldstart_section", label_visibility="collapsed")
-if section == "New customer":
-    new_customer(available)
-elif section == "Existing customer":
-    existing_customer(available)
-elif section == "New product":
-    new_product(available)
-else:
-    how_good(available)
+    section = st.radio("Show", SECTIONS, horizontal=True, key="coldstart_section", label_visibility="collapsed")
+    if section == "New customer":
+        new_customer(built, data, available)
+    elif section == "Existing customer":
+        existing_customer(built, data, available)
+    elif section == "New product":
+        new_product(built, data, available)
+    else:
+        how_good(built, available)
+
+
+main()

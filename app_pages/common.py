@@ -21,6 +21,7 @@ from core.recs.contract import RecData, Recommender, rec_data
 from core.progress import Progress
 from core.recs.queries import product_audience, purchase_counts
 from core.recs.registry import create_recommender, list_recommenders
+from core.recs.report import EvalReport
 
 BACKBONE_ENV = "ATELIER_BACKBONE"
 GRID_COLUMNS = 6
@@ -75,6 +76,24 @@ def job_panel(job: Job, message: str) -> None:
     st.info(message)
     fraction = min(job.done / job.total, 1.0) if job.total else 0.0
     st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
+
+
+def cached_or_job(cached: Any, job: Job | None, clear: Callable[[], None], running: str,
+                  ask: Callable[[Job | None], None]) -> Any:
+    """A long computation's result: ``cached`` (a cache lookup's, None when not there); else that of ``job`` (its
+    background run) once it finished, ``clear`` then dropping the stale lookup (the result is in the artefact
+    cache now); else None after showing the job's progress (``running``: what it does) while it runs, or after
+    ``ask(job)`` shows why it is missing (and the job's error, if it failed) and how to compute it."""
+    if cached is None and job is not None and job.finished:
+        cached = job.result
+        clear()
+    if cached is not None:
+        return cached
+    if job is not None and not job.error:
+        job_panel(job, running)
+    else:
+        ask(job)
+    return None
 
 
 @dataclass
@@ -274,19 +293,20 @@ def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> 
 
 
 @st.cache_resource(show_spinner=False, ttl=60, max_entries=8)
-def served_evaluation(_built: Built, build_key: tuple, cutoff: str) -> dict | None:
+def served_evaluation(_built: Built, build_key: tuple, cutoff: str) -> EvalReport | None:
     """The stored evaluation of the default models at ``cutoff`` (or None), looked up once for every model
     the page fits (the lookup fingerprints the purchases: seconds on the H&M sample); kept a minute, so an
     evaluation finished meanwhile is served."""
-    from core.recs.evaluate import EvalConfig, SplitConfig, cached_evaluation
-    return cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
-                             EvalConfig(split=SplitConfig(cutoff=cutoff)), ArtefactCache())
+    from core.recs.evaluate import EvalConfig, cached_evaluation
+    from core.recs.split import SplitConfig
+    return _typed(cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
+                                    EvalConfig(split=SplitConfig(cutoff=cutoff)), ArtefactCache()))
 
 
 @st.cache_resource(show_spinner="Splitting the purchases at the cutoff…", max_entries=8)
 def get_split(_built: Built, build_key: tuple, cutoff: str, end: str):
     """``core.recs.evaluate.Split``: purchases before ``cutoff`` (train) and in ``[cutoff, end)`` (test)."""
-    from core.recs.evaluate import temporal_split
+    from core.recs.split import temporal_split
     return temporal_split(_built.catalog.purchases, cutoff, end)
 
 
@@ -304,12 +324,19 @@ def get_audience(_model: Recommender, build_key: tuple, name: str, cutoff: str, 
 
 
 @st.cache_data(show_spinner=False, ttl=60, max_entries=16)
-def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cutoff: str, end: str) -> dict | None:
+def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cutoff: str, end: str
+                   ) -> EvalReport | None:
     """The stored evaluation of exactly these models at this split, or None (``core.recs.evaluate.cached_evaluation``);
     kept a minute, so a result computed by ``python -m core evaluate`` meanwhile shows up."""
-    from core.recs.evaluate import EvalConfig, SplitConfig, cached_evaluation
-    return cached_evaluation(_built.catalog, _built.embeddings, list(models),
-                             EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache())
+    from core.recs.evaluate import EvalConfig, cached_evaluation
+    from core.recs.split import SplitConfig
+    return _typed(cached_evaluation(_built.catalog, _built.embeddings, list(models),
+                                    EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache()))
+
+
+def _typed(result: dict | None) -> EvalReport | None:
+    """An evaluation's JSON (``core.recs.evaluate``) as its typed report."""
+    return None if result is None else EvalReport.from_dict(result)
 
 
 @st.cache_resource(show_spinner=False)
@@ -331,10 +358,11 @@ def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str,
         ArtefactCache().clear(KIND)
         job = None
     if start and (job is None or job.error):
-        from core.recs.evaluate import EvalConfig, SplitConfig, evaluate
+        from core.recs.evaluate import EvalConfig, evaluate
+        from core.recs.split import SplitConfig
         cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
-        jobs[key] = job = Job("evaluate").start(lambda progress: evaluate(
-            built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress))
+        jobs[key] = job = Job("evaluate").start(lambda progress: _typed(evaluate(
+            built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress)))
     return job
 
 

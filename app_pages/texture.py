@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import (build_key, current_catalog, describe, get_texture_report, job_panel, page_build,
+from app_pages.common import (build_key, cached_or_job, current_catalog, describe, get_texture_report, page_build,
                               product_grid, texture_report_job)
 from core.data.catalog import filter_products
 from core.embeddings.texture import TYPE_TOLERANCE
@@ -65,26 +65,20 @@ def report_or_button(label: str) -> dict | None:
     except ValueError as e:  # the catalogue lacks the label, product type or colour
         st.error(f"The texture report cannot be computed for this catalogue: {e}")
         return None
-    job = texture_report_job(built, label)
-    if report is None and job is not None and job.finished:
-        report = job.result
-        get_texture_report.clear()  # it is in the artefact cache now
-    if report is not None:
-        return report
-    if job is not None and not job.error:
-        job_panel(job, "Computing the texture report: held-out heads and the texture model are fitted on the "
-                       "training products, the weights chosen on validation, then every embedding is measured on "
-                       "the test products (and clustered). The result is cached.")
-        return None
-    if job is not None and job.error:
-        st.error(f"The texture report failed: {job.error}")
-    st.info(f"Not computed yet for the label '{label}' on this catalogue and backbone. It refits the texture model "
-            "and (for offline-lit) the heads without the held-out products, then measures each embedding on them: "
-            "seconds on a small catalogue, a few minutes on a large one. It is cached, and shown at once afterwards.")
-    if st.button("Compute the report", key="texture_compute", type="primary"):
-        texture_report_job(built, label, start=True)
-        st.rerun()
-    return None
+    def ask(job) -> None:
+        if job is not None and job.error:
+            st.error(f"The texture report failed: {job.error}")
+        st.info(f"Not computed yet for the label '{label}' on this catalogue and backbone. It refits the texture "
+                "model and (for offline-lit) the heads without the held-out products, then measures each embedding "
+                "on them: seconds on a small catalogue, a few minutes on a large one. It is cached, and shown at "
+                "once afterwards.")
+        if st.button("Compute the report", key="texture_compute", type="primary"):
+            texture_report_job(built, label, start=True)
+            st.rerun()
+    return cached_or_job(report, texture_report_job(built, label), get_texture_report.clear,
+                         "Computing the texture report: held-out heads and the texture model are fitted on the "
+                         "training products, the weights chosen on validation, then every embedding is measured on "
+                         "the test products (and clustered). The result is cached.", ask)
 
 
 # ---------------------------------------------------------------- 1. diagnostics

@@ -193,7 +193,8 @@ def _purchase_range(purchases) -> str:
 
 def cmd_evaluate(args) -> None:
     from core.cache import ArtefactCache
-    from core.recs.evaluate import EvalConfig, SplitConfig, evaluate
+    from core.recs.evaluate import EvalConfig, evaluate
+    from core.recs.split import SplitConfig
     from core.recs.contract import require_purchases
     from core.recs.registry import list_recommenders
     models = _model_names(args.models) if args.models else list_recommenders()

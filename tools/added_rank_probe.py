@@ -10,7 +10,7 @@ sys.path.insert(0, ".")
 from core.__main__ import _embeddings
 from core.cache import ArtefactCache
 from core.data.load import default_catalog_spec, load_catalog
-from core.recs.evaluate import temporal_split
+from core.recs.split import temporal_split
 from core.recs.metrics import coverage, ranking_metrics
 from core.recs.contract import rec_data, top_k, rank_in_lists
 from core.recs.demo import nearest_bought, DemoConfig

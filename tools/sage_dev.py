@@ -16,10 +16,11 @@ from core.__main__ import _embeddings  # noqa: E402
 from core.cache import ArtefactCache  # noqa: E402
 from core.data.load import default_catalog_spec, load_catalog
 from core.recs.graph import GraphConfig  # noqa: E402
-from core.recs.evaluate import customer_slice, temporal_split
+from core.recs.split import customer_slice, temporal_split
 from core.recs.metrics import coverage, ranking_metrics
 from core.recs.contract import rec_data, top_k  # noqa: E402
-from core.recs.sage import SageConfig, SageRecommender  # noqa: E402
+from core.recs.sage import SageRecommender
+from core.recs.sage_model import SageConfig
 
 
 def main() -> None:

@@ -141,15 +141,36 @@ class Built:
         row = index.row.get(product_id)
         if row is None:
             return pd.DataFrame({"product_id": pd.Series(dtype=str), "score": pd.Series(dtype=np.float32)})
-        table = self.tables[kind]
-        if k <= table["rows"].shape[1]:
-            rows, scores = table["rows"][row, :k], table["scores"][row, :k]
-        else:
-            s, r = index.search(index.reconstruct(product_id), k + 1)
-            keep = r[0] != row
-            rows, scores = r[0][keep][:k], s[0][keep][:k]
+        rows, scores = self.nearest_rows(kind, row, k)
+        return pd.DataFrame({"product_id": index.ids[rows], "score": scores})
+
+    def is_lookup(self, kind: str, row: int, k: int) -> bool:
+        """Whether :meth:`nearest_rows` of index row ``row`` reads the neighbour table (microseconds): it covers
+        the catalogue's rows, not rows added to the index since, and its width of neighbours."""
+        table = self.tables[kind]["rows"]
+        return row < len(table) and k <= table.shape[1]
+
+    def nearest_rows(self, kind: str, row: int, k: int, added: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Index rows (<= k,) int64 and scores (<= k,) float32 of the products most similar to index row ``row``
+        of ``kind`` (itself excluded), best first: from the neighbour table where :meth:`is_lookup`, else a
+        search. ``added``: (m, d) vectors of the rows added to the index after the table was built (rows
+        ``len(table)`` on), scored against this one and merged into a table's answer (ties: the table's first)."""
+        index, table = self.indexes[kind], self.tables[kind]
+        if not self.is_lookup(kind, row, k):
+            s, r = index.search(index.reconstruct(index.ids[row]), k + 1)
+            keep = (r[0] >= 0) & (r[0] != row)
+            return r[0][keep][:k].astype(np.int64), s[0][keep][:k]
+        rows, scores = table["rows"][row, :k], table["scores"][row, :k]
         keep = rows >= 0
-        return pd.DataFrame({"product_id": index.ids[rows[keep]], "score": scores[keep]})
+        rows, scores = rows[keep].astype(np.int64), scores[keep]
+        if added is not None and len(added):
+            extra = (np.asarray(added) @ index.reconstruct(index.ids[row])).astype(scores.dtype)
+            rows = np.concatenate([rows, len(table["rows"]) + np.arange(len(extra), dtype=np.int64)])
+            scores = np.concatenate([scores, extra])
+            order = np.argsort(-scores, kind="stable")[:k]
+            rows, scores = rows[order], scores[order]
+        return rows, scores
 
     def search(self, query: np.ndarray, kind: str, k: int = 10) -> pd.DataFrame:
         """Top-k products for a (d,) query vector in the space of ``kind``."""

@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from core.embeddings.backbone import l2_normalise
-from core.recs.contract import RecData, Recommender
+from core.recs.contract import SAVES_STATE, RecData, Recommender
 from core.progress import Progress
 
 TIE_BREAK = 1e-4  # weight of the popularity prior in every score: far below real score differences
@@ -468,6 +468,7 @@ class LightGCN(Baseline):
     After fit: ``user_`` (n_customers, dim) and ``item_`` (n_products, dim) float32 final embeddings.
     """
     name = "lightgcn"
+    capabilities = frozenset({SAVES_STATE})
     id_only = True
 
     def __init__(self, cfg: LightGCNConfig = LightGCNConfig()):

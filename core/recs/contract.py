@@ -140,13 +140,41 @@ def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.Data
                    hybrid_weight)
 
 
+# What a recommender can do beyond scoring, declared in ``Recommender.capabilities`` (the methods of each are on
+# :class:`Recommender`, where they raise :class:`NotSupported`):
+CUSTOMER_VECTORS = "customer_vectors"  # customer_vectors(): a customer's score is their vector · item_vectors()
+PRODUCT_VECTOR = "product_vector"  # product_vector(...): a product outside the catalogue placed among the items
+ADD_PRODUCT = "add_product"  # add_product(...): such a product joins the candidates, without retraining
+SESSION = "session"  # session_vector(...) and search(...): a typed text or a photo alone as a customer
+SAVES_STATE = "saves_state"  # cache_config(), state_arrays(), load_state(...): fitted once, then loaded
+CAPABILITIES = (CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SESSION, SAVES_STATE)
+
+
+class NotSupported(NotImplementedError):
+    """A recommender asked for a capability it does not declare (see :meth:`Recommender.supports`)."""
+
+
 class Recommender:
     """A model scoring every product for a customer. Subclasses set ``name``, implement :meth:`fit` and
-    :meth:`score_histories`, and may override :meth:`score` to use what they learned per customer."""
+    :meth:`score_histories`, and may override :meth:`score` to use what they learned per customer.
+
+    What else a model can do is declared in ``capabilities`` (a subset of :data:`CAPABILITIES`) and asked
+    with :meth:`supports`; a model declaring one implements its methods, below."""
     name: str = ""
     # True for models that only know products bought in training (ItemKNN, ALS, LightGCN): they can never
     # rank a product nobody bought before the cutoff above one somebody did.
     id_only: bool = False
+    capabilities: frozenset[str] = frozenset()
+    train_s_: float | None = None  # seconds the fit spent training, for models that record it
+
+    def supports(self, capability: str) -> bool:
+        """Whether the model declares ``capability`` (one of :data:`CAPABILITIES`)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability '{capability}'; one of {', '.join(CAPABILITIES)}")
+        return capability in self.capabilities
+
+    def _unsupported(self, capability: str) -> NotSupported:
+        return NotSupported(f"recommender '{self.name}' does not support {capability}")
 
     def fit(self, data: RecData, progress: Progress | None = None) -> "Recommender":
         raise NotImplementedError
@@ -188,6 +216,48 @@ class Recommender:
         vectors = self.data_.hybrid if vectors is None else vectors
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return reasons(history, rows, vectors / np.maximum(norms, 1e-12), empty=NO_REASON)
+
+    # ------------------------------------------------------------ capabilities (see CAPABILITIES)
+
+    def customer_vectors(self) -> np.ndarray:
+        """(n_customers, d) float32 every known customer's vector (rows of ``data_.customer_ids``), such that
+        ``customer_vectors() @ item_vectors().T`` are their scores (:data:`CUSTOMER_VECTORS`)."""
+        raise self._unsupported(CUSTOMER_VECTORS)
+
+    def product_vector(self, image: np.ndarray | None, text: np.ndarray | None,
+                       attributes: dict[str, str] | None = None, has_image: bool = True,
+                       hide_row: int | None = None) -> np.ndarray:
+        """(d,) item vector of a product outside the catalogue from its (d,) backbone photo and sentence
+        vectors and attributes; ``hide_row`` keeps a catalogue row out of its neighbourhood (:data:`PRODUCT_VECTOR`)."""
+        raise self._unsupported(PRODUCT_VECTOR)
+
+    def add_product(self, product_id: str, image: np.ndarray | None, text: np.ndarray | None,
+                    attributes: dict[str, str] | None = None, has_image: bool = True) -> int:
+        """Put a product outside the catalogue among the candidates without retraining; returns its row
+        (:data:`ADD_PRODUCT`)."""
+        raise self._unsupported(ADD_PRODUCT)
+
+    def session_vector(self, image: np.ndarray | None = None, text: np.ndarray | None = None) -> np.ndarray:
+        """(d,) customer vector of an anonymous customer whose only signal is a (d,) backbone text or photo
+        vector (:data:`SESSION`)."""
+        raise self._unsupported(SESSION)
+
+    def search(self, vectors: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k product rows (q, k) int64 and scores (q, k) float32 of (q, d) customer vectors (:data:`SESSION`)."""
+        raise self._unsupported(SESSION)
+
+    def cache_config(self) -> dict:
+        """What the fitted state depends on besides the data (part of its cache key; :data:`SAVES_STATE`)."""
+        raise self._unsupported(SAVES_STATE)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as arrays (:data:`SAVES_STATE`)."""
+        raise self._unsupported(SAVES_STATE)
+
+    def load_state(self, data: RecData, arrays: dict[str, np.ndarray]) -> "Recommender":
+        """The model as fitted on ``data``, from :meth:`state_arrays` (:data:`SAVES_STATE`)."""
+        raise self._unsupported(SAVES_STATE)
 
 
 def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:

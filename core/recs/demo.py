@@ -18,12 +18,12 @@ from ``DemoConfig.seed``, the same draws for every model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from core.recs.contract import RecData, Recommender, rank_in_lists, top_k
+from core.recs.contract import CUSTOMER_VECTORS, PRODUCT_VECTOR, RecData, Recommender, rank_in_lists, top_k
 
 NOT_ATTRIBUTES = ("title", "description", "image_path", "sentence")  # product columns that are not attributes
 BATCH = 100  # customers scored at once: (100, n_products) float32 is 10 MB on the H&M sample
@@ -43,16 +43,20 @@ class DemoConfig:
     seed: int = 0
 
 
-@runtime_checkable
-class AddsProducts(Protocol):
-    """A recommender that places a product outside the catalogue and scores it for its known customers:
+def places_products(model: Recommender) -> bool:
+    """Whether the model places a product outside the catalogue and scores it for its known customers:
     ``customer_vectors() @ product_vector(...)`` is the product's score in each customer's list."""
+    return model.supports(PRODUCT_VECTOR) and model.supports(CUSTOMER_VECTORS)
 
-    def product_vector(self, image: np.ndarray | None, text: np.ndarray | None,
-                       attributes: dict[str, str] | None = None, has_image: bool = True,
-                       hide_row: int | None = None) -> np.ndarray: ...
 
-    def customer_vectors(self) -> np.ndarray: ...
+class _Places(type):
+    def __instancecheck__(cls, model) -> bool:
+        return isinstance(model, Recommender) and places_products(model)
+
+
+class AddsProducts(metaclass=_Places):
+    """``isinstance(model, AddsProducts)`` is :func:`places_products`: the name core.bench still asks by (the
+    methods are on every Recommender now, so a Protocol would match every model)."""
 
 
 # ---------------------------------------------------------------- draws
@@ -176,11 +180,11 @@ def nearest_bought(hybrid: np.ndarray, row: int, bought: np.ndarray, n: int) -> 
     return candidates[rows[0]]
 
 
-def rank_added(model: AddsProducts | Recommender, data: RecData, row: int, customer_ids: Sequence[str]) -> np.ndarray:
+def rank_added(model: Recommender, data: RecData, row: int, customer_ids: Sequence[str]) -> np.ndarray:
     """(q,) int64 rank (0 = first) of the catalogue product at ``row`` when removed and added back
     through ``model.product_vector`` (its photo, sentence and every attribute; ``hide_row`` keeps it
     out of its own neighbourhood), in the lists of known customers over the whole catalogue, its own
-    row left out of the competition."""
+    row left out of the competition. The model places products (:func:`places_products`)."""
     vector = model.product_vector(data.image[row], data.text[row], product_attributes(data.products, row),
                                   bool(data.has_image[row]), hide_row=row)
     customers = model.customer_vectors()
@@ -194,7 +198,7 @@ def rank_added(model: AddsProducts | Recommender, data: RecData, row: int, custo
     return np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64)
 
 
-def added_product_rank(model: AddsProducts | Recommender, data: RecData, cfg: DemoConfig = DemoConfig()) -> dict:
+def added_product_rank(model: Recommender, data: RecData, cfg: DemoConfig = DemoConfig()) -> dict:
     """Over ``cfg.n_added`` products nobody bought before the cutoff (a seeded sample), each removed and
     added back (:func:`rank_added`) and ranked for the customers who bought its ``cfg.n_near`` nearest
     bought products (content, ``data.hybrid``; at most ``cfg.max_buyers`` of them, a seeded sample):

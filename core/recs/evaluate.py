@@ -1,5 +1,6 @@
-"""Recommendation evaluation: a temporal split, full-ranking metrics per customer, slices, seeds, paired
-bootstrap comparisons with the best baseline, tuned baselines and plain-words verdicts.
+"""Recommendation evaluation: full-ranking metrics per customer on a temporal split (:mod:`core.recs.split`),
+slices, seeds, paired bootstrap comparisons with the best baseline (:mod:`core.recs.paired`), tuned baselines
+and plain-words verdicts; the result is typed by :mod:`core.recs.report`.
 
 Protocol. Models learn from the purchases before ``cutoff`` and are tested on the purchases in
 ``[cutoff, end)``. Every product of the catalogue is a candidate (full ranking); a customer's truth is
@@ -50,16 +51,18 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from core.cache import ArtefactCache, digest
+from core.cache import ArtefactCache, digest, json_arrays, json_value
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
 from core.recs.contract import RecData, Recommender, rec_data, top_k
 from core.progress import Progress
 from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks
 from core.recs.newcustomer import NewCustomerFallback
+from core.recs.paired import paired_keys, paired_report, verdict
+from core.recs.report import EvalReport
 from core.recs.registry import BASELINES, data_fingerprint, fitted, is_seeded, tuning_grid
+from core.recs.split import Split, SplitConfig, customer_slice, temporal_split, validation_split
 
-SPARSE_MAX = 5  # a customer with 1..SPARSE_MAX purchases before the cutoff is sparse; more is warm
 BATCH = 256  # test customers scored at once: (256, n_products) float32 is 17 MB on the full H&M catalogue
 KIND = "rec-eval"
 EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
@@ -67,14 +70,6 @@ EXCLUDE_CHOICES = ("auto", "yes", "no")
 
 
 # ---------------------------------------------------------------- configuration
-
-@dataclass(frozen=True)
-class SplitConfig:
-    # The H&M sample's purchases run to 2020-06-30: the last three months are the test window.
-    cutoff: str = "2020-04-01"
-    end: str = "2020-07-01"
-    validation_days: int = 0  # 0: as long as the test window
-
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -89,90 +84,6 @@ class EvalConfig:
     # seeds moved a learned model's Recall@10 by 0.002-0.003 on the sample, as much as gaps between models
     seeds: tuple[int, ...] = (0, 1, 2)
     hybrid_weight: float = 0.5
-
-
-# ---------------------------------------------------------------- split
-
-def _day(ts: pd.Timestamp) -> str:
-    """"2020-04-01" for a midnight, else the full ISO time."""
-    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
-
-
-def customer_slice(n_earlier: np.ndarray) -> np.ndarray:
-    """(q,) str "new" / "sparse" / "warm" from each customer's number of purchases before the cutoff."""
-    n_earlier = np.asarray(n_earlier)
-    return np.where(n_earlier == 0, "new", np.where(n_earlier <= SPARSE_MAX, "sparse", "warm"))
-
-
-@dataclass
-class Split:
-    """Purchases cut by time: ``train`` before ``cutoff``, ``test`` in ``[cutoff, end)``."""
-    cutoff: pd.Timestamp
-    end: pd.Timestamp
-    train: pd.DataFrame  # purchases with timestamp < cutoff
-    test: pd.DataFrame  # purchases with cutoff <= timestamp < end
-
-    def test_customers(self) -> np.ndarray:
-        """(q,) str sorted ids of the customers with a purchase in the test window."""
-        return np.unique(self.test["customer_id"].astype(str).to_numpy())
-
-    def customer_slices(self) -> pd.Series:
-        """"new" / "sparse" / "warm" per test customer (index: :meth:`test_customers`)."""
-        customers = self.test_customers()
-        earlier = self.train["customer_id"].astype(str).value_counts()
-        return pd.Series(customer_slice(earlier.reindex(customers, fill_value=0).to_numpy()), index=customers)
-
-    def cold_purchases(self) -> np.ndarray:
-        """(len(test),) bool: the test purchase is of a product nobody bought before the cutoff."""
-        return ~self.test["product_id"].isin(self.train["product_id"].unique()).to_numpy()
-
-    def repurchases(self) -> np.ndarray:
-        """(len(test),) bool: the customer had bought this product before the cutoff."""
-        cols = ["customer_id", "product_id"]
-        return pd.MultiIndex.from_frame(self.test[cols].astype(str)).isin(
-            pd.MultiIndex.from_frame(self.train[cols].astype(str))).astype(bool)
-
-    def counts(self) -> dict[str, int]:
-        """Purchase rows and customers per part and slice; ``*_item_customers`` are the customers the
-        cold / warm item recall averages over."""
-        slices = self.customer_slices().to_numpy()
-        cold = self.cold_purchases()
-        customers = self.test["customer_id"].astype(str).to_numpy()
-        return {
-            "train_purchases": len(self.train),
-            "test_purchases": len(self.test),
-            "test_customers": len(slices),
-            "new_customers": int((slices == "new").sum()),
-            "sparse_customers": int((slices == "sparse").sum()),
-            "warm_customers": int((slices == "warm").sum()),
-            "cold_item_purchases": int(cold.sum()),
-            "warm_item_purchases": int((~cold).sum()),
-            "cold_item_customers": len(np.unique(customers[cold])),
-            "warm_item_customers": len(np.unique(customers[~cold])),
-            "repurchases": int(self.repurchases().sum()),
-        }
-
-    def window(self) -> dict:
-        return {"cutoff": _day(self.cutoff), "end": _day(self.end),
-                "days": round((self.end - self.cutoff) / pd.Timedelta(days=1), 3)}
-
-
-def temporal_split(purchases: pd.DataFrame, cutoff, end) -> Split:
-    """Purchases before ``cutoff`` (train) and in ``[cutoff, end)`` (test); undated purchases are in neither."""
-    cutoff, end = pd.Timestamp(cutoff), pd.Timestamp(end)
-    if not cutoff < end:
-        raise ValueError(f"the test window is empty: cutoff {cutoff} is not before end {end}")
-    t = purchases["timestamp"]
-    return Split(cutoff, end, purchases[t < cutoff].reset_index(drop=True),
-                 purchases[(t >= cutoff) & (t < end)].reset_index(drop=True))
-
-
-def validation_split(purchases: pd.DataFrame, cfg: SplitConfig) -> Split:
-    """The split used for choices: a window of ``cfg.validation_days`` (0: the test window's length)
-    ending at ``cfg.cutoff``, its train everything before that window. It never sees the test window."""
-    cutoff = pd.Timestamp(cfg.cutoff)
-    length = pd.Timedelta(days=cfg.validation_days) if cfg.validation_days else pd.Timestamp(cfg.end) - cutoff
-    return temporal_split(purchases, cutoff - length, cutoff)
 
 
 # ---------------------------------------------------------------- one model
@@ -329,7 +240,7 @@ def evaluate_model(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     ``recall_at_10_including`` (both ways), ``exclude_bought`` and ``id_only``. A metric over no
     customers is None."""
     both = _customer_metrics(_rank(model, data, test, cfg, sampled=True), data, cfg)
-    return _flat(both, cfg, exclude_bought, bool(getattr(model, "id_only", False)))
+    return _flat(both, cfg, exclude_bought, model.id_only)
 
 
 def _flat(both: dict[str, CustomerMetrics], cfg: EvalConfig, exclude_bought: bool, id_only: bool) -> dict:
@@ -342,147 +253,11 @@ def _flat(both: dict[str, CustomerMetrics], cfg: EvalConfig, exclude_bought: boo
 
 # ---------------------------------------------------------------- paired comparisons
 
-@dataclass(frozen=True)
-class PairedDifference:
-    """A model's mean per-customer difference from a reference model over the same customers (``diff``),
-    its percentile bootstrap interval (``low``, ``high``; the customers resampled with replacement, each
-    resample the same customers for both models) and the number of customers ``n``; None where there
-    are no customers."""
-    diff: float | None
-    low: float | None
-    high: float | None
-    n: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PairedDifference":
-        return cls(d["diff"], d["low"], d["high"], int(d["n"]))
-
-    @property
-    def better(self) -> bool:
-        """The interval lies above 0: the model is better, beyond the customers' resampling noise."""
-        return self.low is not None and self.low > 0
-
-    @property
-    def worse(self) -> bool:
-        return self.high is not None and self.high < 0
-
-
-def paired_difference(values: np.ndarray, reference: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> PairedDifference:
-    """Mean of ``values - reference`` ((q,) float per customer, the same customers in the same order;
-    a NaN in either marks a customer outside the slice, dropped from both) and the percentile bootstrap
-    interval of that mean (``n_bootstrap`` resamples of the customers, each shared by both arrays)."""
-    d = np.asarray(values, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-    if d.shape != np.shape(reference):
-        raise ValueError(f"{np.shape(values)} values against {np.shape(reference)} reference values")
-    d = d[~np.isnan(d)]
-    if not len(d):
-        return PairedDifference(None, None, None, 0)
-    low, high = bootstrap_ci(d, n_bootstrap, seed, level)
-    return PairedDifference(float(d.mean()), low, high, len(d))
-
-
-def paired_keys(k: int = 10) -> tuple[str, ...]:
-    """The metrics compared in pairs: Recall@k overall, per customer slice and on cold items."""
-    return (f"recall_at_{k}", f"recall_at_{k}_new_customers", f"recall_at_{k}_sparse_customers",
-            f"recall_at_{k}_warm_customers", f"recall_at_{k}_cold_items")
-
-
 def paired_values(m: CustomerMetrics, k: int = 10) -> dict[str, np.ndarray]:
     """(q,) per-customer values of each of :func:`paired_keys`, NaN for customers outside the slice (the
     cold-item slice's customers are those who bought a cold product)."""
     return dict(zip(paired_keys(k), (m.recall, m.slice_recall("new"), m.slice_recall("sparse"),
                                      m.slice_recall("warm"), m.cold_recall)))
-
-
-@dataclass
-class PairedReport:
-    """Every model against the best baseline (``reference``: the highest validation Recall@k, chosen on
-    the validation window, never on the test) and, for the verdicts, against every baseline;
-    ``models[name][metric]`` and ``against[name][baseline][metric]`` are :class:`PairedDifference`,
-    with the metrics of :func:`paired_keys`. A model is not compared with itself."""
-    reference: str | None
-    metric: str
-    models: dict[str, dict[str, PairedDifference]]
-    against: dict[str, dict[str, dict[str, PairedDifference]]]
-
-    def to_dict(self) -> dict:
-        """The JSON shape: ``{"reference", "metric", "models": {name: {metric: {"diff", "low", "high",
-        "n"}}}, "against_each_baseline": {name: {baseline: {metric: {...}}}}}``."""
-        return {"reference": self.reference, "metric": self.metric,
-                "models": {n: {key: d.to_dict() for key, d in ds.items()} for n, ds in self.models.items()},
-                "against_each_baseline": {n: {b: {key: d.to_dict() for key, d in ds.items()}
-                                              for b, ds in per.items()} for n, per in self.against.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PairedReport":
-        diffs = lambda ds: {key: PairedDifference.from_dict(v) for key, v in ds.items()}  # noqa: E731
-        against = d.get("against_each_baseline", {})
-        return cls(d["reference"], d["metric"], {n: diffs(ds) for n, ds in d["models"].items()},
-                   {n: {b: diffs(ds) for b, ds in per.items()} for n, per in against.items()})
-
-
-def paired_report(values: dict[str, dict[str, np.ndarray]], baselines: Sequence[str], reference: str | None,
-                  k: int = 10, n_bootstrap: int = 1000, seed: int = 0) -> PairedReport:
-    """Paired differences of every model in ``values`` (name -> :func:`paired_values`) from the
-    ``reference`` and from each of ``baselines`` (names in ``values``); the same bootstrap seed for
-    every pair, so every comparison resamples the same customers."""
-    def compare(name: str, other: str) -> dict[str, PairedDifference]:
-        return {key: paired_difference(values[name][key], values[other][key], n_bootstrap, seed)
-                for key in paired_keys(k)}
-    models = {n: compare(n, reference) for n in values if reference is not None and n != reference}
-    against = {n: {b: compare(n, b) for b in baselines if b != n} for n in values}
-    return PairedReport(reference, f"recall_at_{k}", models, against)
-
-
-ASPECTS = {"": "overall", "_cold_items": "on new products", "_new_customers": "for new customers",
-           "_sparse_customers": "for sparse customers", "_warm_customers": "for warm customers"}
-
-
-def _aspect_words(better: list[str], worse: list[str], unclear: list[str]) -> str:
-    """How a model compares with the baselines on one aspect, naming the shorter list."""
-    n = len(better) + len(worse) + len(unclear)
-    others = lambda k: "the other one" if k == 1 else f"the other {k}"  # noqa: E731
-    if len(better) == n:
-        return "better than every baseline"
-    if worse:
-        return "worse than every baseline" if len(worse) == n else f"worse than {', '.join(worse)}"
-    if len(unclear) == n:
-        return "no clear difference from any baseline"
-    if len(unclear) <= len(better):
-        return f"no clear difference from {', '.join(unclear)} but better than {others(len(better))}"
-    return f"better than {', '.join(better)} but no clear difference from {others(len(unclear))}"
-
-
-def verdict(result: dict, name: str) -> str:
-    """A model's verdict in plain words from the paired intervals of an evaluation's ``result`` (its
-    ``paired`` part), per aspect (overall, new products, new, sparse and warm customers), from its
-    difference from each baseline: better where the interval lies above 0, worse where it lies below 0,
-    else no clear difference. "better than every baseline"; "worse than X" naming the baselines it
-    loses to; "no clear difference from any baseline"; or, when it beats some and ties the others, the
-    shorter list named ("better than new_arrivals but no clear difference from the other 8"). Aspects
-    with the same words are joined, e.g. "better than every baseline on new products; no clear
-    difference from any baseline for new customers"."""
-    report = PairedReport.from_dict(result["paired"])
-    per = report.against.get(name, {})
-    if not per:
-        return "not compared: no other baseline in this evaluation"
-    base = report.metric
-    clauses: dict[str, list[str]] = {}
-    for suffix, aspect in ASPECTS.items():
-        diffs = {b: ds[base + suffix] for b, ds in per.items() if ds[base + suffix].n > 0}
-        if not diffs:
-            continue
-        better = [b for b, d in diffs.items() if d.better]
-        worse = [b for b, d in diffs.items() if d.worse]
-        unclear = [b for b, d in diffs.items() if not d.better and not d.worse]
-        clauses.setdefault(_aspect_words(better, worse, unclear), []).append(aspect)
-    listed = lambda xs: xs[0] if len(xs) == 1 else f"{', '.join(xs[:-1])} and {xs[-1]}"  # noqa: E731
-    return "; ".join(f"{words} {listed(aspects)}" for words, aspects in clauses.items()) or \
-        "not compared: no test customers"
 
 
 def coverage_ceiling(n_customers: int, n_products: int, k: int = 10) -> float:
@@ -537,16 +312,16 @@ def evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: E
     for a deterministic model; ``grid`` lists each setting tried with its validation Recall@k (empty
     when there was one); ``train_s`` is the mean wall time of :func:`core.recs.contract.fitted` per fit (a
     load when the fitted model was cached), ``model_train_s`` the model's own ``train_s_`` when it
-    records one. With a cache the whole result is an artefact (see :func:`cached_evaluation`).
+    records one. With a cache the whole result is an artefact (see :func:`cached_evaluation`). Read it typed
+    with :meth:`core.recs.report.EvalReport.from_dict`.
     """
     split, data, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
 
     def compute() -> dict[str, np.ndarray]:
-        return {"json": np.array(json.dumps(_evaluate(catalog, embeddings, models, cfg, split, data, cache,
-                                                       progress)))}
+        return json_arrays(_evaluate(catalog, embeddings, models, cfg, split, data, cache, progress), "json")
     if cache is None:
-        return json.loads(str(compute()["json"]))
-    return json.loads(str(cache.get_or_compute(KIND, key_cfg, fingerprint, compute)["json"]))
+        return json_value(compute(), "json")
+    return json_value(cache.get_or_compute(KIND, key_cfg, fingerprint, compute), "json")
 
 
 def _exclude(both: dict[str, CustomerMetrics], cfg: EvalConfig) -> bool:
@@ -642,7 +417,7 @@ def _evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: 
             t0 = time.perf_counter()
             model = fitted(name, data, cache, seed, progress, params)
             times.append(time.perf_counter() - t0)
-            if getattr(model, "train_s_", None) is not None:
+            if model.train_s_ is not None:
                 own.append(float(model.train_s_))
             if path != "model":
                 model = NewCustomerFallback(model, fallback)
@@ -653,7 +428,7 @@ def _evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: 
         seed_recall = [_mean(b[way].recall) for b in per_seed]
         seed_cold = [_mean(_given(b[way].cold_recall)) for b in per_seed]
         spread = lambda xs, f: None if any(x is None for x in xs) else f(xs)  # noqa: E731
-        results[name] = {**_flat(both, cfg, exclude, bool(getattr(model, "id_only", False))),
+        results[name] = {**_flat(both, cfg, exclude, model.id_only),
                          "seeds": seeds_of[name],
                          f"recall_at_{k}_seed_min": spread(seed_recall, min),
                          f"recall_at_{k}_seed_max": spread(seed_recall, max),
@@ -676,7 +451,7 @@ def _evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: 
                                       f"validation_recall_at_{k}_new_customers": reference_new},
            "paired": report.to_dict(), "models": results}
     for name in models:
-        results[name]["verdict"] = verdict(out, name)
+        results[name]["verdict"] = verdict(report, name)
     return out
 
 
@@ -685,21 +460,20 @@ def cached_evaluation(catalog: Catalog, embeddings: Embeddings, models: list[str
     """The result :func:`evaluate` stored for exactly this catalogue, embeddings, models (any order)
     and config, or None; computes nothing but the data's fingerprint."""
     _, _, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
-    arrays = cache.load(KIND, ArtefactCache.key(key_cfg, fingerprint))
-    return None if arrays is None else json.loads(str(arrays["json"]))
+    return json_value(cache.load(KIND, ArtefactCache.key(key_cfg, fingerprint)), "json")
 
 
-def as_evaluated(name: str, data: RecData, result: dict | None, cache: ArtefactCache | None = None, seed: int = 0,
-                 progress: Progress | None = None) -> Recommender:
+def as_evaluated(name: str, data: RecData, result: EvalReport | None, cache: ArtefactCache | None = None,
+                 seed: int = 0, progress: Progress | None = None) -> Recommender:
     """The named recommender fitted on ``data`` as the evaluation ``result`` served it: with the settings it
     chose on its validation window (``params``) and, where it chose so, segment popularity for the customers
     with no history (:class:`core.recs.contract.NewCustomerFallback`). Without a result (or for a model it did
     not evaluate), the model's defaults. The fits come from the artefact cache the evaluation filled."""
-    entry = ((result or {}).get("models") or {}).get(name) or {}
-    model = fitted(name, data, cache, seed, progress, entry.get("params") or None)
-    path = entry.get("new_customer_path", "model")
+    entry = result.models.get(name) if result is not None else None
+    model = fitted(name, data, cache, seed, progress, (entry.params if entry else None) or None)
+    path = (entry.new_customer_path if entry else None) or "model"
     if path != "model":
-        reference = (result or {}).get("new_customer_reference") or {}
+        reference = result.new_customer_reference or {}
         params = reference.get("params") if reference.get("model") == path else None
         model = NewCustomerFallback(model, fitted(path, data, cache, seed, progress, params or None))
     return model

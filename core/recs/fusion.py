@@ -22,7 +22,8 @@ def reciprocal_ranks(scores: np.ndarray, k: float = 60.0) -> np.ndarray:
 
 class RankFusion(Recommender):
     """Reciprocal-rank fusion of fitted recommenders: a product's score is the sum over the models of
-    1 / (k + its rank in that model's list over the whole catalogue)."""
+    1 / (k + its rank in that model's list over the whole catalogue). It declares no capability: a sum of
+    ranks is no inner product of customer and item vectors, and its parts are saved each on its own."""
 
     def __init__(self, name: str, models: Sequence[Recommender], k: float = 60.0):
         self.name, self.models, self.k = name, list(models), k

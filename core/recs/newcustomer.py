@@ -1,4 +1,5 @@
-"""The new-customer path: a model whose customers with no history are served by another recommender."""
+"""The new-customer path: what a customer with no purchases is recommended (:func:`recommend_new`), and a model
+whose customers with no history are served by another recommender (:class:`NewCustomerFallback`)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -6,15 +7,43 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.progress import Progress
-from core.recs.contract import POPULAR, RecData, Recommender
+from core.recs.contract import POPULAR, SAVES_STATE, SESSION, RecData, Recommender
+
+NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text or a photo, for models without a session mode
+
+
+def session_mode(model: Recommender, liked: Sequence, query: np.ndarray | None) -> bool:
+    """Whether a new customer is read by the model's session mode: a query (text or photo) and nothing liked,
+    for a model that has one (:data:`~core.recs.contract.SESSION`)."""
+    return query is not None and not len(liked) and model.supports(SESSION)
+
+
+def recommend_new(model: Recommender, liked: Sequence[int], k: int, query: np.ndarray | None = None,
+                  photo: bool = False, nearest: Callable[[np.ndarray], Sequence[int]] | None = None,
+                  exclude_nearest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k product rows (1, k) int64 and scores (1, k) float32 for a new customer given as liked product rows
+    and/or a (d,) backbone vector of what they describe (``query``: a text's, or a photo's with ``photo``).
+
+    A query alone is read by the model's session mode where it has one (:func:`session_mode`); otherwise it
+    stands for the products ``nearest(query)`` gives (rows, e.g. the :data:`NEW_CUSTOMER_SEEDS` nearest in the
+    hybrid space), read as liked. Liked products are not recommended back (nor, with ``exclude_nearest``,
+    the products standing for the query)."""
+    liked = np.asarray(liked, dtype=np.int64)
+    if session_mode(model, liked, query):
+        vector = model.session_vector(image=query) if photo else model.session_vector(text=query)
+        return model.search(vector[None], k)
+    history = liked
+    if query is not None:
+        history = np.concatenate([liked, np.asarray(nearest(query), dtype=np.int64)]).astype(np.int64)
+    return model.recommend_histories([history], k, exclude=[history if exclude_nearest else liked])
 
 
 class NewCustomerFallback(Recommender):
     """A fitted model whose customers with no history are served by another fitted recommender
     (``fallback``: segment popularity, when the model's no-history lists did not beat it on the
     validation window; see :mod:`core.recs.evaluate`). Everything else is the model's: a customer with a
-    history (known or liked) is scored by it, and its attributes and methods (``data_``,
-    ``item_vectors``, ``customer_vectors``, ``product_vector``...) are reached through the wrapper.
+    history (known or liked) is scored by it, and its attributes (``data_``...) and capabilities are
+    reached through the wrapper (its saved state excepted: it would lose the fallback).
     A no-history customer's products are explained as :data:`POPULAR`."""
 
     def __init__(self, model: Recommender, fallback: Recommender):
@@ -62,3 +91,24 @@ class NewCustomerFallback(Recommender):
         if len(history) == 0:
             return np.full(len(rows), POPULAR, dtype=np.int64)
         return self.model.explain(history, rows, customer_id)
+
+    # The capabilities are the model's, delegated one by one: Recommender defines each method, so
+    # __getattr__ never reaches them.
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.model.capabilities - {SAVES_STATE}
+
+    def customer_vectors(self) -> np.ndarray:
+        return self.model.customer_vectors()
+
+    def product_vector(self, image, text, attributes=None, has_image=True, hide_row=None) -> np.ndarray:
+        return self.model.product_vector(image, text, attributes, has_image, hide_row)
+
+    def add_product(self, product_id, image, text, attributes=None, has_image=True) -> int:
+        return self.model.add_product(product_id, image, text, attributes, has_image)
+
+    def session_vector(self, image=None, text=None) -> np.ndarray:
+        return self.model.session_vector(image=image, text=text)
+
+    def search(self, vectors, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.search(vectors, k, exclude)

@@ -7,9 +7,10 @@ import pandas as pd
 from core.cache import ArtefactCache, RowBlocks, digest
 from core.progress import Progress
 from core.recs import baselines
-from core.recs.contract import RecData, Recommender
+from core.recs.contract import SAVES_STATE, RecData, Recommender
 from core.recs.fusion import RankFusion
-from core.recs.sage import SageConfig, SageRecommender
+from core.recs.sage import SageRecommender
+from core.recs.sage_model import SageConfig
 from core.recs.two_tower import TwoTowerConfig, TwoTowerRecommender
 
 BASELINES = ("popularity", "recent_popularity", "segment_popularity", "new_arrivals", "colour_variants", "itemknn",
@@ -21,11 +22,61 @@ SEEDED = ("graphsage", "two_tower", "als", "lightgcn")
 # preferred two-tower alone (Recall@10 0.0156 against the blend's 0.0138 and GraphSAGE's 0.0115), so the
 # blend is not among the default models (evaluate --models blend measures it).
 BLENDS = {"blend": ("graphsage", "two_tower")}
+SELF_TUNED = ("graphsage", "two_tower")  # they choose their own settings (early stopping on their own validation)
+
+# What each model is called and is, in a line, for people (the Cold start page); in MODELS' order.
+LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower",
+          "popularity": "Popularity", "recent_popularity": "Recent popularity",
+          "segment_popularity": "Popular with their segment", "new_arrivals": "New arrivals",
+          "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
+          "content": "Content (photo + text)"}
+ABOUT = {"graphsage": "a graph neural network over customers, products and look-alike products; embeds anything "
+                      "new from its photo, text and attributes",
+         "two_tower": "a customer tower over recent purchases and attributes, an item tower over each product's "
+                      "sentence, photo and attributes, matched by nearest neighbours (FAISS); takes a typed "
+                      "description or a photo as a new customer's only signal",
+         "popularity": "bestsellers before the cutoff, the same for everyone",
+         "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
+         "segment_popularity": "what customers of the same age band and profile bought in the last weeks",
+         "new_arrivals": "the most recently introduced products, the same for everyone",
+         "colour_variants": "other colours of what they like, then bestsellers",
+         "itemknn": "products bought by the same people (item-item cosine)",
+         "als": "matrix factorisation of who bought what",
+         "lightgcn": "a graph model of who bought what, without content",
+         "content": "the products whose photo and text are closest to what they like"}
+# Their lists ignore what the customer likes; the reason each recommendation gives instead.
+HISTORY_FREE = {"popularity": "a bestseller", "recent_popularity": "popular lately",
+                "segment_popularity": "popular lately with customers like them", "new_arrivals": "new arrival"}
+ID_ONLY = "ID-only: cannot rank never-bought products"  # what Recommender.id_only means, in words
+# What each baseline gives a customer with no purchases (core/recs/baselines.py); the learned models' is their own
+# attribute-only list unless the evaluation chose a fallback on its validation window.
+NEW_CUSTOMER_LISTS = {"recent_popularity": "the last 4 weeks' bestsellers", "segment_popularity": "their segment's "
+                      "bestsellers", "new_arrivals": "the newest products"}
 
 
 def list_recommenders(blends: bool = False) -> list[str]:
     """The default models (every evaluation runs them), and with ``blends`` the blends too."""
     return list(MODELS) + (list(BLENDS) if blends else [])
+
+
+def label(name: str) -> str:
+    """The model's name for people ("GraphSAGE"), its id where it has none."""
+    return LABELS.get(name, name)
+
+
+def in_order(names) -> list[str]:
+    """Model names in the registry's order (GraphSAGE first, then two-tower and the baselines), others last."""
+    return sorted(names, key=lambda n: list(LABELS).index(n) if n in LABELS else len(LABELS))
+
+
+def new_customer_list(name: str, path: str | None) -> str:
+    """What the named model gives a customer with no purchases, in words, given its evaluated new-customer
+    ``path`` ("model", or the baseline serving them: see core.recs.evaluate)."""
+    if path and path != "model":
+        return f"{label(path)} (fallback)"
+    if name in SELF_TUNED:
+        return "its own list, from attributes"
+    return NEW_CUSTOMER_LISTS.get(name, "all-time bestsellers")
 
 
 def is_seeded(name: str) -> bool:
@@ -59,6 +110,12 @@ def create_recommender(name: str, seed: int = 0, params: dict | None = None) -> 
     raise ValueError(f"unknown model '{name}'; one of {', '.join(list_recommenders(blends=True))}")
 
 
+def declares(name: str, capability: str) -> bool:
+    """Whether the named model declares ``capability`` (see :data:`core.recs.contract.CAPABILITIES`), asked before
+    it is fitted (creating one fits nothing)."""
+    return create_recommender(name).supports(capability)
+
+
 # ---------------------------------------------------------------- cached fitting
 
 FINGERPRINT_ROWS = 128  # rows converted to text at a time for a fingerprint (~8 ms each on H&M's products)
@@ -86,7 +143,7 @@ def data_fingerprint(data: RecData) -> str:
 def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: int = 0,
            progress: Progress | None = None, params: dict | None = None) -> Recommender:
     """A recommender fitted on ``data`` (``params``: see :func:`create_recommender`). Models that can
-    save their state (``cache_config``, ``state_arrays``, ``load_state``) are cache artefacts keyed by
+    save their state (:data:`~core.recs.contract.SAVES_STATE`) are cache artefacts keyed by
     their config and the data's fingerprint, so a trained model is trained once; the others fit in
     seconds and are refitted."""
     if name in BLENDS:
@@ -94,7 +151,7 @@ def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: i
         fused.data_ = data
         return fused
     model = create_recommender(name, seed, params)
-    if cache is None or not hasattr(model, "state_arrays"):
+    if cache is None or not model.supports(SAVES_STATE):
         return model.fit(data, progress)
     state = cache.get_or_compute(f"recommender-{name}", model.cache_config(), data_fingerprint(data),
                                  lambda: model.fit(data, progress).state_arrays())

@@ -1,4 +1,4 @@
-"""GraphSAGE recommender on the customer–product graph (PyTorch Geometric ``SAGEConv``).
+"""GraphSAGE recommender on the customer–product graph (its network: :mod:`core.recs.sage_model`).
 
 Inductive throughout: products are embedded from their content features, content edges and buyers;
 customers from their attributes and what they bought; there are no id embeddings, so a product
@@ -43,176 +43,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch_geometric.nn import SAGEConv
 from torch_geometric.nn.pool import MIPSKNNIndex
 
 from core.embeddings.backbone import fuse
-from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, GraphConfig, NeighbourSampler, build_graph,
+from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, Graph, NeighbourSampler, build_graph,
                         content_edges, customer_features, degree_features, feature_spec, new_node_sources,
                         product_features, purchase_edges)
 from core.recs.metrics import ranking_metrics
-from core.recs.contract import NO_REASON, POPULAR, RecData, Recommender, top_k
+from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULAR, PRODUCT_VECTOR, SAVES_STATE,
+                                RecData, Recommender, top_k)
 from core.progress import Progress
+from core.recs.sage_model import SageConfig, SageModel, mean_content
 from core.recs.two_tower import logq_softmax_loss
-
-
-@dataclass(frozen=True)
-class SageConfig:
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    hidden: int = 64
-    out: int = 64  # without residual; with it, the content vectors' width
-    # Residual: a product's vector is its content vector (photo and sentence fused) plus what the graph adds, a
-    # customer's the mean content vector of what they bought plus the same; the last layer starts at zero, so
-    # training starts from content similarity, which ranks never-bought products as readily as bought ones.
-    residual: bool = True
-    layers: int = 2
-    dropout: float = 0.1
-    # "cosine": scale * cosine with a learned scale (no product wins on its vector's length); "dot": inner product
-    affinity: str = "cosine"
-    temperature: float = 0.1  # initial temperature of the cosine (learned)
-    batch_size: int = 4096  # positive pairs per step; a full-graph step costs the same whatever its size
-    random_negatives: int = 512  # drawn uniformly from the whole catalogue each step
-    bestseller_negatives: int = 64  # drawn in proportion to purchases in the last recent_days
-    neighbour_negatives: int = 64  # content neighbours of the step's positives
-    epochs: int = 30  # an upper bound: early stopping on the validation window picks the epoch
-    min_steps: int = 10  # steps per epoch at least, so a small catalogue still gets enough updates
-    patience: int = 5  # epochs without a better validation criterion before stopping
-    lr: float = 0.001  # validation Recall@10 0.0149 / 0.0108 (seeds 0 / 1) against 0.0026 at 0.005 (README)
-    weight_decay: float = 1e-5
-    item_dropout: float = 0.5  # share of a step's products (positives and negatives) whose buyers are hidden
-    customer_dropout: float = 0.2  # likewise for customers: learns the attributes-only new customer
-    content_only: float = 0.25  # share of steps in which no product hears its buyers (a never-bought product)
-    # Whether products hear their buyers at all. Without, a product's vector comes from its content and its
-    # content neighbours only, so "has buyers" cannot stand in for "sells"; customers still hear their purchases.
-    buyer_messages: bool = True
-    # Negatives only among the products somebody had bought by the end of the task's window (see _tasks);
-    # False: the whole catalogue. Measured and not kept (README): never a negative, a never-bought product is
-    # free to drift above everything, as it has no buyers to tell it apart.
-    negatives_on_sale: bool = False
-    validation_days: float = 28.0  # the window cut from the end of the training purchases for early stopping
-    # weights of the popularity prior tried on the validation window (times the learned prior); with no
-    # validation purchases the first is used: 0, no popularity without evidence that it helps
-    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
-    # Supervision pairs drawn with weight 0.5 ** (age / half-life), so recent tastes count more (0: every
-    # purchase alike); with objective "edges".
-    recency_half_life: float = 0.0
-    # "windows": learn to predict each window's purchases from the graph before it (the test's task);
-    # "edges": reconstruct any purchase edge from the rest of the graph.
-    objective: str = "windows"
-    window_days: float = 28.0
-    n_windows: int = 12
-    mode: str = "full"  # "full": full-graph message passing per step; "sampled": neighbour-sampled mini-batches
-    fanouts: tuple[int, ...] = (15, 10)  # sampled mode: neighbours per node and edge type, per hop
-    seed: int = 0
-
-
-def standardiser(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column means and standard deviations of ``x`` (n, f) (1 where a column is constant). Scaling by block
-    instead (each block's root mean square row norm, so a rare one-hot value is not blown up) did worse on
-    the validation window: Recall@10 0.0117 / 0.0041 against 0.0143 / 0.0103 (seeds 0 / 1; README)."""
-    mean, std = x.mean(0), x.std(0, unbiased=False) if len(x) > 1 else torch.ones(x.shape[1])
-    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
-
-
-class SageModel(nn.Module):
-    """Standardised inputs, input projections, then ``layers`` rounds of SAGEConv per edge type (summed per
-    node type); a popularity prior apart from the embeddings.
-
-    Shapes: ``x_c`` (n_c, f_c), ``x_p`` (n_p, f_p) static features; edges (2, E) source row, destination row;
-    ``popularity`` (n_p, 2) log(1 + all-time purchases), log(1 + recent purchases).
-    Returns customer (n_c, width) and product (n_p, width) vectors (width: the content vectors' with
-    ``residual``, else ``out``); affinity is their inner product
-    (times :meth:`scale`), the prior :meth:`prior`.
-    """
-
-    def __init__(self, f_customer: int, f_product: int, cfg: SageConfig, f_content: int = 0):
-        super().__init__()
-        self.cfg = cfg
-        if cfg.residual and not f_content:
-            raise ValueError("residual GraphSAGE needs the content vectors' width (f_content)")
-        for name, f in (("c", f_customer), ("p", f_product)):
-            self.register_buffer(f"mean_{name}", torch.zeros(f))
-            self.register_buffer(f"std_{name}", torch.ones(f))
-        self.in_c = nn.Linear(f_customer, cfg.hidden)
-        self.in_p = nn.Linear(f_product, cfg.hidden)
-        dims = [cfg.hidden] * cfg.layers + [f_content if cfg.residual else cfg.out]
-        self.to_customer = nn.ModuleList([SAGEConv(dims[i], dims[i + 1]) for i in range(cfg.layers)])
-        self.to_product = nn.ModuleList([SAGEConv(dims[i], dims[i + 1]) for i in range(cfg.layers)])
-        # content messages add to the buyer messages; the product's own (root) term is counted once
-        self.similar = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
-        self.variant = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
-        if cfg.residual:  # the graph's part starts at zero: scores start as content similarity
-            for conv in (self.to_customer[-1], self.to_product[-1], self.similar[-1], self.variant[-1]):
-                for p in conv.parameters():
-                    nn.init.zeros_(p)
-        self.popularity = nn.Linear(2, 1, bias=False)
-        nn.init.zeros_(self.popularity.weight)  # training starts from affinity alone
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)))
-
-    def standardise_with(self, x_c: torch.Tensor, x_p: torch.Tensor) -> None:
-        """Fit the input standardisation on the catalogue's static features."""
-        for name, x in (("c", x_c), ("p", x_p)):
-            mean, std = standardiser(x)
-            getattr(self, f"mean_{name}").copy_(mean)
-            getattr(self, f"std_{name}").copy_(std)
-
-    def inputs(self, x_c: torch.Tensor, x_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (F.relu(self.in_c((x_c - self.mean_c) / self.std_c)),
-                F.relu(self.in_p((x_p - self.mean_p) / self.std_p)))
-
-    def layer(self, i: int, h_c: torch.Tensor, h_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
-              bought: torch.Tensor | None = None, variants: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One round: customers hear the products they bought (``bought``, product -> customer; by default
-        ``buys`` reversed); products hear their buyers (``buys``), content neighbours (``similar``) and
-        colour variants (``variants``, if given)."""
-        new_c = self.to_customer[i]((h_p, h_c), buys.flip(0) if bought is None else bought)
-        new_p = self.to_product[i]((h_c, h_p), buys) + self.similar[i]((h_p, h_p), similar)
-        if variants is not None:
-            new_p = new_p + self.variant[i]((h_p, h_p), variants)
-        if i < self.cfg.layers - 1:
-            new_c = F.dropout(F.relu(new_c), self.cfg.dropout, self.training)
-            new_p = F.dropout(F.relu(new_p), self.cfg.dropout, self.training)
-        return new_c, new_p
-
-    def forward(self, x_c: torch.Tensor, x_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
-                bought: torch.Tensor | None = None, variants: torch.Tensor | None = None,
-                content: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Customer and product vectors; ``content`` (n_p, d) the products' content vectors (residual)."""
-        h_c, h_p = self.inputs(x_c, x_p)
-        for i in range(self.cfg.layers):
-            h_c, h_p = self.layer(i, h_c, h_p, buys, similar, bought, variants)
-        if self.cfg.residual:
-            bought = buys.flip(0) if bought is None else bought
-            h_c, h_p = h_c + mean_content(content, bought, len(h_c)), h_p + content
-        return self.finish(h_c), self.finish(h_p)
-
-    def finish(self, h: torch.Tensor) -> torch.Tensor:
-        """Final vectors: unit length for cosine affinity, as they are for the inner product."""
-        return F.normalize(h, dim=-1) if self.cfg.affinity == "cosine" else h
-
-    def scale(self) -> torch.Tensor:
-        """Multiplier of the affinity: the learned inverse temperature for cosine, 1 for the inner product."""
-        return self.log_scale.exp() if self.cfg.affinity == "cosine" else torch.ones(())
-
-    def prior(self, popularity: torch.Tensor) -> torch.Tensor:
-        """(n_p,) the customer-independent part of the score, from (n_p, 2) popularity features."""
-        return self.popularity(popularity)[:, 0]
-
-
-def mean_content(content: torch.Tensor, bought: torch.Tensor, n_customers: int) -> torch.Tensor:
-    """(n_customers, d) each customer's mean content vector over the (2, E) product -> customer edges
-    ``bought`` (zeros for a customer with none)."""
-    total = torch.zeros(n_customers, content.shape[1]).index_add_(0, bought[1], content[bought[0]])
-    count = torch.bincount(bought[1], minlength=n_customers).clamp_min(1)
-    return total / count[:, None]
 
 
 def popularity_features(buys: torch.Tensor, recent: torch.Tensor, n_customers: int, n_products: int
@@ -269,6 +117,7 @@ class SageRecommender(Recommender):
     the best epoch's numbers; ``best_epoch_``; ``train_s_``.
     """
     name = "graphsage"
+    capabilities = frozenset({CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SAVES_STATE})
 
     def __init__(self, cfg: SageConfig = SageConfig()):
         self.cfg = cfg

@@ -26,7 +26,8 @@ from torch_geometric.utils import softmax
 from core.embeddings.backbone import fuse
 from core.recs.graph import GraphConfig, customer_features, feature_spec, product_features
 from core.embeddings.index import IndexConfig, VectorIndex
-from core.recs.contract import NO_REASON, RecData, Recommender, top_k
+from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, PRODUCT_VECTOR, SAVES_STATE, SESSION,
+                                RecData, Recommender, top_k)
 from core.progress import Progress
 
 
@@ -166,6 +167,7 @@ class TwoTowerRecommender(Recommender):
     rows L2-normalised, ``product_ids_`` (n_products,) str, ``index_``, ``losses_`` (mean loss per
     epoch), ``train_s_``."""
     name = "two_tower"
+    capabilities = frozenset({CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SESSION, SAVES_STATE})
 
     def __init__(self, cfg: TwoTowerConfig = TwoTowerConfig(), index: IndexConfig = IndexConfig()):
         self.cfg = cfg

@@ -32,7 +32,8 @@ from core.embeddings.backbone import Backbone, fuse
 from core.embeddings.registry import create_backbone
 from core.embeddings.index import IndexConfig
 from core.embeddings.pipeline import BuildConfig, Built, build
-from core.recs.contract import RecData, Recommender, cutoff_after, no_purchases, rec_data
+from core.recs.contract import ADD_PRODUCT, CUSTOMER_VECTORS, RecData, Recommender, cutoff_after, no_purchases, rec_data
+from core.recs.newcustomer import NEW_CUSTOMER_SEEDS, recommend_new
 from core.recs.registry import data_fingerprint, fitted
 from core.serve.store import ProductStore, store_root
 from core.embeddings.texture import TextureConfig
@@ -44,7 +45,6 @@ LIST_BATCH = 256  # customers per model call while the lists are computed
 # Beyond this many customers the lists are not kept (4 of 1.2 KB a customer: 240 MB at the limit); the models
 # answer known customers per request instead, on a heavy-work thread.
 LIST_MAX_CUSTOMERS = 50_000
-NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text, for models without a session mode (as the app)
 
 
 # ---------------------------------------------------------------- versions
@@ -168,7 +168,6 @@ class Release:
         self.product_row = dict(data.product_row)
         self.attribute_columns = [c for c in catalog.attribute_columns if c != "image_path"]
         # neighbour tables cover the catalogue; rows past them (added products) are searched
-        self._table_rows = {kind: len(t["rows"]) for kind, t in built.tables.items()}
         self._added_vectors: dict[str, list[np.ndarray]] = {kind: [] for kind in built.kinds}
         self._model_rows: dict[str, int] = {name: data.n_products for name in models}
         # (model, exclude_bought) -> (rows, scores), (n_customers, LIST_K) each: see customer_lists
@@ -228,7 +227,7 @@ class Release:
     def similar_is_lookup(self, product_id: str, kind: str, k: int) -> bool:
         """Whether :meth:`similar` answers from the neighbour table (microseconds) rather than a search."""
         row = self.built.indexes[kind].row.get(product_id)
-        return row is None or (row < self._table_rows[kind] and k <= self.built.tables[kind]["rows"].shape[1])
+        return row is None or self.built.is_lookup(kind, row, k)
 
     def similar(self, product_id: str, kind: str, k: int) -> list[Hit]:
         """Top-k products most like ``product_id`` in ``kind``'s space (itself excluded); empty for a
@@ -240,19 +239,9 @@ class Release:
             row = index.row.get(product_id)
             if row is None:
                 return []
-            if self.similar_is_lookup(product_id, kind, k):
-                table, n_table = self.built.tables[kind], self._table_rows[kind]
-                rows, scores = table["rows"][row, :k], table["scores"][row, :k]
-                keep = rows >= 0
-                hits = [Hit(str(index.ids[r]), float(s)) for r, s in zip(rows[keep], scores[keep])]
-                added = self._added_vectors[kind]
-                if added:  # the table predates the added products: score those against this one
-                    extra = np.stack(added) @ index.reconstruct(product_id)
-                    hits += [Hit(str(index.ids[n_table + i]), float(s)) for i, s in enumerate(extra)]
-                    hits.sort(key=lambda h: -h.score)
-                return hits[:k]
-            s, r = index.search(index.reconstruct(product_id), k + 1)
-            return [Hit(str(index.ids[j]), float(v)) for j, v in zip(r[0], s[0]) if j >= 0 and j != row][:k]
+            added = self._added_vectors[kind]  # the table predates them: they are scored against this one
+            rows, scores = self.built.nearest_rows(kind, row, k, np.stack(added) if added else None)
+            return [Hit(str(index.ids[r]), float(s)) for r, s in zip(rows, scores)]
 
     def search(self, query: np.ndarray, kind: str, k: int, descriptor: np.ndarray | None = None) -> list[Hit]:
         """Top-k products for a (d,) backbone text or photo vector in ``kind``'s space (``descriptor``: a
@@ -328,7 +317,7 @@ class Release:
         enough (nobody bought it, so the lists without purchases take it too). A model without per-customer
         vectors loses its lists and answers from the model again."""
         model = self.models[name]
-        if not hasattr(model, "customer_vectors"):
+        if not model.supports(CUSTOMER_VECTORS):
             for key in [key for key in self._lists if key[0] == name]:
                 del self._lists[key]
             return
@@ -343,8 +332,8 @@ class Release:
     def recommend_new(self, liked: Sequence[str], query: np.ndarray | None, model: str, k: int) -> list[Hit]:
         """Top-k for a new or anonymous customer: the products they liked and/or a (d,) text vector of what
         they describe. Two-tower reads a text alone in its session mode; otherwise the text stands for its
-        NEW_CUSTOMER_SEEDS nearest products (hybrid space), read as liked, as in the app. Liked products are
-        not recommended back. KeyError naming unknown liked ids."""
+        NEW_CUSTOMER_SEEDS nearest products (hybrid space), read as liked (:func:`core.recs.newcustomer.recommend_new`,
+        as in the app). Liked products are not recommended back. KeyError naming unknown liked ids."""
         unknown = self.missing(liked)
         if unknown:
             raise KeyError(", ".join(unknown))
@@ -353,16 +342,12 @@ class Release:
             n = self._model_rows[model]
             rows = [self.product_row[p] for p in dict.fromkeys(liked)]
             liked_rows = np.asarray([r for r in rows if r < n], dtype=np.int64)  # a model without added products
-            history = liked_rows
-            if query is not None and not len(liked_rows) and hasattr(recommender, "session_vector"):
-                vectors = recommender.session_vector(text=query)[None]
-                rows_k, scores = recommender.search(vectors, k)
-                return self._hits(rows_k[0], scores[0])
-            if query is not None:
-                _, r = self.built.indexes["hybrid"].search(query, NEW_CUSTOMER_SEEDS)
+
+            def nearest(vector: np.ndarray) -> list[int]:
+                _, r = self.built.indexes["hybrid"].search(vector, NEW_CUSTOMER_SEEDS)
                 seeds = [self.product_row[str(self.built.indexes["hybrid"].ids[j])] for j in r[0] if j >= 0]
-                history = np.concatenate([history, [j for j in seeds if j < n]]).astype(np.int64)
-            out, scores = recommender.recommend_histories([history], k, exclude=[liked_rows])
+                return [j for j in seeds if j < n]
+            out, scores = recommend_new(recommender, liked_rows, k, query, nearest=nearest)
             return self._hits(out[0], scores[0])
 
     def warm_up(self) -> None:
@@ -420,7 +405,7 @@ class Release:
                     self.built.indexes[kind].add(vector[None], np.array([pid]))
                     self._added_vectors[kind].append(vector)
             for name, model in self.models.items():
-                if hasattr(model, "add_product") and self._model_rows[name] == len(self.product_ids):
+                if model.supports(ADD_PRODUCT) and self._model_rows[name] == len(self.product_ids):
                     try:
                         model.add_product(pid, image, text, record["attributes"], has_image)
                     except Exception:  # the indexes have the product already: it is added, this model lacks it

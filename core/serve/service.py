@@ -829,7 +829,7 @@ def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
         return {**_product(release.product(product_id)), "version": release.version,
                 "sentence": vectors["sentence"], "kinds": [k for k in release.kinds if product_id in
                                                            release.built.indexes[k].row],
-                "models": [m for m in release.models if hasattr(release.models[m], "add_product")],
+                "models": [m for m in release.models if release.models[m].supports("add_product")],
                 "nearest": _hits(release, nearest)}
 
     return app

@@ -395,7 +395,7 @@ def popularity_hits(customer: str, k: int = 10) -> tuple[int, set[str]]:
     import numpy as np
     from core.data.load import load_catalog
     from core.embeddings.pipeline import Embeddings
-    from core.recs.evaluate import SplitConfig
+    from core.recs.split import SplitConfig
     from core.recs.contract import rec_data, top_k
     from core.recs.registry import fitted
     catalog, split = load_catalog(SPEC), SplitConfig()

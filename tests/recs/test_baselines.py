@@ -11,7 +11,7 @@ from core.recs import baselines
 from core.embeddings.backbone import l2_normalise
 from core.embeddings.pipeline import Embeddings
 from core.recs.contract import RecData, rec_data, top_k
-from core.recs.registry import BASELINES, SEEDED, create_recommender, is_seeded
+from core.recs.registry import BASELINES, create_recommender
 
 CUTOFF = pd.Timestamp("2020-04-01")
 ID_ONLY = ("itemknn", "als", "lightgcn")
@@ -297,11 +297,3 @@ def test_create_applies_settings_and_every_grid_point_is_valid():
         assert baselines.create(name, params=grid[0]).cfg == baselines.create(name).cfg, name  # the default first
         for params in grid:
             assert baselines.create(name, params=params).name == name
-
-
-def test_seeded_registry_matches_the_configs():
-    configs = {n: getattr(baselines.create(n), "cfg", None) for n in BASELINES}
-    seeded = {n for n, cfg in configs.items()
-              if cfg is not None and "seed" in {f.name for f in dataclasses.fields(cfg)}}
-    assert seeded == set(SEEDED) & set(BASELINES) == {"als", "lightgcn"}
-    assert is_seeded("graphsage") and is_seeded("blend") and not is_seeded("content")

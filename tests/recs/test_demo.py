@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from core.recs.demo import (AddsProducts, DemoConfig, added_product_rank, draw_pairs, jaccard, nearest_bought,
-                       new_customer_lists, product_attributes, share_matching, taste_fit, taste_groups,
-                       taste_overlap)
-from core.recs.contract import NO_REASON, RecData, Recommender, top_k
+                       new_customer_lists, places_products, product_attributes, share_matching, taste_fit,
+                       taste_groups, taste_overlap)
+from core.recs.contract import CUSTOMER_VECTORS, NO_REASON, PRODUCT_VECTOR, RecData, Recommender, top_k
 
 TYPES, COLOURS, PER_GROUP, N_PLAIN = 4, 4, 4, 12
 CFG = DemoConfig(n_pairs=40, n_customers=30, n_added=10, n_near=2, max_buyers=5, rank_under=3)
@@ -118,6 +118,7 @@ class Placed(Recommender):
     ranks first (strength > 1) or last (< -1) among the catalogue's products, whose first coordinate is in
     [0, 1). Records what product_vector was given."""
     name = "placed"
+    capabilities = frozenset({CUSTOMER_VECTORS, PRODUCT_VECTOR})
 
     def __init__(self, data: RecData, strength: float):
         rng = np.random.default_rng(1)
@@ -143,7 +144,8 @@ class Placed(Recommender):
 def test_an_added_product_ranks_where_its_vector_puts_it(strength, median):
     data = tiny_data()
     model = Placed(data, strength)
-    assert isinstance(model, AddsProducts)
+    assert places_products(model) and isinstance(model, AddsProducts)
+    assert not places_products(Fixed(data.n_products)) and not isinstance(Fixed(data.n_products), AddsProducts)
     out = added_product_rank(model, data, CFG)
     assert out["median_rank"] == median and out["share_under"] == (1.0 if median == 0 else 0.0)
     assert out["n_products"] == CFG.n_added and 1 <= out["mean_customers"] <= CFG.max_buyers

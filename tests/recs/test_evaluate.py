@@ -15,9 +15,12 @@ from core.recs import registry
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
-from core.recs.evaluate import (CustomerMetrics, EvalConfig, PairedDifference, PairedReport, SplitConfig, _rank,
-    cached_evaluation, coverage_ceiling, evaluate, evaluate_model, paired_difference, paired_keys, paired_report,
-    temporal_split, validation_split, verdict)
+from core.recs.evaluate import (CustomerMetrics, EvalConfig, _rank, cached_evaluation, coverage_ceiling, evaluate,
+    evaluate_model)
+from core.recs.split import temporal_split
+from core.recs.paired import PairedReport, paired_keys
+from core.recs.report import EvalReport, ModelResult, SplitSummary
+from tests.recs.test_split import purchase_frame as _frame
 from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks, sampled_recall
 from core.recs.contract import POPULAR, Recommender, rec_data
 from core.recs.newcustomer import NewCustomerFallback
@@ -75,60 +78,6 @@ def test_per_customer_metrics_agree_with_pyg_aggregates():
 
 
 # ---------------------------------------------------------------- split and slices
-
-def _frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    return pd.DataFrame({"customer_id": [r[0] for r in rows], "product_id": [r[1] for r in rows],
-                         "timestamp": pd.to_datetime([r[2] for r in rows], format="ISO8601"), "price": 1.0})
-
-
-def test_temporal_split_never_leaks_and_validation_lies_before_the_cutoff():
-    purchases = _frame([("a", "p0", "2019-12-31 23:59"), ("a", "p1", "2020-03-31 23:59:59"),
-                        ("a", "p2", "2020-04-01 00:00"),  # at the cutoff: test
-                        ("b", "p3", "2020-06-30 23:59"), ("b", "p4", "2020-07-01 00:00"),  # at the end: neither
-                        ("b", "p5", "2020-01-01 00:00")])
-    split = temporal_split(purchases, "2020-04-01", "2020-07-01")
-    assert sorted(split.train["product_id"]) == ["p0", "p1", "p5"]
-    assert sorted(split.test["product_id"]) == ["p2", "p3"]
-    assert (split.train["timestamp"] < split.cutoff).all()
-    assert ((split.test["timestamp"] >= split.cutoff) & (split.test["timestamp"] < split.end)).all()
-
-    ids = np.array([f"p{i}" for i in range(6)])
-    emb = Embeddings(ids, np.eye(6, dtype=np.float32), np.eye(6, dtype=np.float32), np.ones(6, bool))
-    data = rec_data(pd.DataFrame(index=pd.Index(ids, name="product_id")), pd.DataFrame(index=pd.Index(["a", "b"])),
-                    purchases, split.cutoff, emb)
-    assert sorted(data.purchases["product_id"]) == ["p0", "p1", "p5"]
-    assert (data.purchases["timestamp"] < split.cutoff).all() and (data.days_ago > 0).all()
-
-    val = validation_split(purchases, SplitConfig())  # as long as the test window: 91 days
-    assert (val.cutoff, val.end) == (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-04-01"))
-    assert sorted(val.test["product_id"]) == ["p1", "p5"] and list(val.train["product_id"]) == ["p0"]
-    assert (val.test["timestamp"] < split.cutoff).all()
-    short = validation_split(purchases, SplitConfig(validation_days=30))
-    assert (short.cutoff, short.end) == (pd.Timestamp("2020-03-02"), pd.Timestamp("2020-04-01"))
-    with pytest.raises(ValueError):
-        temporal_split(purchases, "2020-07-01", "2020-04-01")
-
-
-def test_slices_and_counts_on_a_hand_built_table():
-    earlier = [("sparse", "p2", "2020-01-02"), ("sparse", "p3", "2020-01-03")]
-    earlier += [("five", f"p{i}", f"2020-02-0{i}") for i in range(1, 6)]  # exactly 5 earlier: still sparse
-    earlier += [("warm", f"p{i}", f"2020-03-0{i}") for i in range(2, 8)]  # 6 earlier: warm
-    earlier += [("gone", "p9", "2020-01-01")]  # bought nothing in the test window: not a test customer
-    later = [("new", "p1", "2020-05-01"),  # p1 was bought before (by five): a warm item
-             ("new", "p20", "2020-05-02"),  # nobody bought p20 before: cold
-             ("sparse", "p2", "2020-05-03"),  # a repurchase
-             ("sparse", "p21", "2020-05-04"),  # cold
-             ("warm", "p3", "2020-05-05"), ("warm", "p3", "2020-05-06"),  # a repurchase, twice
-             ("five", "p20", "2020-06-01")]  # cold
-    split = temporal_split(_frame(earlier + later), "2020-04-01", "2020-07-01")
-    assert split.customer_slices().to_dict() == {"five": "sparse", "new": "new", "sparse": "sparse", "warm": "warm"}
-    assert split.counts() == {
-        "train_purchases": 14, "test_purchases": 7, "test_customers": 4,
-        "new_customers": 1, "sparse_customers": 2, "warm_customers": 1,
-        "cold_item_purchases": 3, "warm_item_purchases": 4,
-        "cold_item_customers": 3, "warm_item_customers": 3,  # cold: new, sparse, five; warm: new, sparse, warm
-        "repurchases": 3}
-
 
 # ---------------------------------------------------------------- sampled metric and bootstrap
 
@@ -332,6 +281,17 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
     assert loyal["verdict"].startswith("not compared")
     assert result["coverage_ceiling"] == 1.0  # 4 customers x 10 products > 30 products
 
+    # typed: the same numbers by name, and back to exactly this JSON, key for key and in order
+    report = EvalReport.from_dict(json.loads(json.dumps(result)))
+    assert json.dumps(report.to_dict()) == json.dumps(result)
+    assert EvalReport.from_arrays(report.to_arrays()).to_dict() == result
+    assert report.split.train_purchases == 19 and report.split.validation["cutoff"] == "2020-01-01"
+    assert report.paired.reference is None and report.coverage_ceiling == 1.0
+    typed = report.models["loyal"]
+    assert (typed.seeds, typed.params, typed.new_customer_path) == ([], {}, "segment_popularity")
+    assert typed.exclude_bought is True and typed.verdict == loyal["verdict"]
+    assert typed.metric("recall_at_10") == loyal["recall_at_10"] and typed.metric("nothing") is None
+
     # the new-customer path: on validation, warm (new then) gets nothing right from the oracle-less loyal
     # (p00..p09) nor from segment popularity, and a tie does not beat it, so loyal's new customers get
     # segment popularity; the oracle's validation lists are perfect, so it keeps its own
@@ -465,60 +425,6 @@ def test_the_best_baseline_is_chosen_on_validation_and_every_model_is_paired_wit
     assert PairedReport.from_dict(json.loads(json.dumps(paired))).to_dict() == paired
 
 
-def test_paired_difference_of_hand_made_arrays():
-    rng = np.random.default_rng(0)
-    a = rng.uniform(0, 1, 200)
-    shift = paired_difference(a + 0.25, a, n_bootstrap=300)
-    assert shift.diff == pytest.approx(0.25) and shift.n == 200
-    assert shift.low == pytest.approx(0.25) and shift.high == pytest.approx(0.25)  # a zero-width interval
-    assert shift.better and not shift.worse
-    same = paired_difference(a, a.copy(), n_bootstrap=300)
-    assert (same.diff, same.low, same.high) == (0.0, 0.0, 0.0) and not same.better and not same.worse
-    noise = paired_difference(a, a[::-1].copy(), n_bootstrap=300)  # the same values in another order
-    assert noise.low < 0 < noise.high and noise.diff == pytest.approx(0.0, abs=1e-12)
-    # customers outside a slice (NaN) are dropped from both sides
-    sliced = paired_difference(np.array([1.0, np.nan, 0.5]), np.array([0.0, 0.0, 0.5]), n_bootstrap=50)
-    assert (sliced.diff, sliced.n) == (pytest.approx(0.5), 2)
-    assert paired_difference(np.array([np.nan]), np.array([np.nan])) == PairedDifference(None, None, None, 0)
-    with pytest.raises(ValueError):
-        paired_difference(np.zeros(3), np.zeros(4))
-    assert PairedDifference.from_dict(shift.to_dict()) == shift
-
-
-def _alternating(q: int, size: float) -> np.ndarray:
-    return np.where(np.arange(q) % 2 == 0, size, -size)
-
-
-def test_verdicts_read_the_paired_intervals():
-    q = 40
-    flat = lambda x: np.full(q, x)  # noqa: E731
-    keys = paired_keys()  # overall, new, sparse, warm customers, cold items
-    pop = dict.fromkeys(keys, flat(0.5))
-    m = dict(zip(keys, (flat(0.7), 0.5 + _alternating(q, 0.1), 0.5 + _alternating(q, 0.1), flat(0.6), flat(0.8))))
-    seg = dict(zip(keys, (flat(0.6), m[keys[1]] + 0.2, 0.5 - _alternating(q, 0.1), 0.6 + _alternating(q, 0.1),
-                          flat(0.5))))
-    report = paired_report({"m": m, "pop": pop, "seg": seg}, ["pop", "seg"], "seg", n_bootstrap=300)
-    assert set(report.models) == {"m", "pop"} and set(report.against["m"]) == {"pop", "seg"}
-    assert set(report.against["seg"]) == {"pop"}
-    assert report.models["m"]["recall_at_10"].diff == pytest.approx(0.1)
-    assert report.models["m"]["recall_at_10_new_customers"].diff == pytest.approx(-0.2)
-    result = {"paired": report.to_dict()}
-    assert verdict(result, "m") == ("better than every baseline overall and on new products; "
-                                    "worse than seg for new customers; "
-                                    "no clear difference from any baseline for sparse customers; "
-                                    "no clear difference from seg but better than the other one for warm customers")
-    # seg against pop alone: 0.1 better overall and on the sparse slice's no-clear mean 0; level on cold items
-    assert verdict(result, "seg").startswith("better than every baseline overall")
-    assert "no clear difference from any baseline on new products" in verdict(result, "seg")
-    assert verdict({"paired": paired_report({"x": m}, [], None).to_dict()}, "x").startswith("not compared")
-    # beating some baselines and tying more: the shorter list is named
-    five = {f"b{i}": dict.fromkeys(keys, flat(0.6) if i < 2 else 0.7 + _alternating(q, 0.1)) for i in range(5)}
-    words = verdict({"paired": paired_report({"x": dict.fromkeys(keys, flat(0.7)), **five}, list(five), "b0",
-                                             n_bootstrap=300).to_dict()}, "x")
-    assert words == ("better than b0, b1 but no clear difference from the other 3 overall, on new products, "
-                     "for new customers, for sparse customers and for warm customers")
-
-
 def test_coverage_ceiling():
     assert coverage_ceiling(506, 24717) == pytest.approx(5060 / 24717)
     assert coverage_ceiling(10, 50) == 1.0 and coverage_ceiling(0, 50) == 0.0
@@ -568,9 +474,10 @@ def test_as_evaluated_serves_a_model_with_its_chosen_settings_and_fallback():
     from core.recs.registry import fitted
     catalog = _catalog()
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
-    result = {"models": {"itemknn": {"params": {"k": 10}, "new_customer_path": "model"},
-                         "content": {"params": {}, "new_customer_path": "segment_popularity"}},
-              "new_customer_reference": {"model": "segment_popularity", "params": {"days": 56.0}}}
+    result = EvalReport.from_dict({
+        "models": {"itemknn": {"params": {"k": 10}, "new_customer_path": "model"},
+                   "content": {"params": {}, "new_customer_path": "segment_popularity"}},
+        "new_customer_reference": {"model": "segment_popularity", "params": {"days": 56.0}}})
     knn = as_evaluated("itemknn", data, result)
     assert knn.cfg.k == 10 and not isinstance(knn, NewCustomerFallback)
     content = as_evaluated("content", data, result)
@@ -578,3 +485,15 @@ def test_as_evaluated_serves_a_model_with_its_chosen_settings_and_fallback():
     stranger = content.score_histories([np.empty(0, dtype=np.int64)])
     np.testing.assert_allclose(stranger, content.fallback.score_histories([np.empty(0, dtype=np.int64)]))
     assert as_evaluated("itemknn", data, None).cfg.k == fitted("itemknn", data).cfg.k  # no result: defaults
+
+
+def test_a_report_stored_by_an_earlier_version_is_given_back_as_stored():
+    """Before paired differences and seeds a result had fewer keys: the typed report neither adds nor drops any."""
+    old = {"split": {"cutoff": "2020-04-01", "end": "2020-07-01", "train_purchases": 9, "test_customers": 2},
+           "models": {"popularity": {"recall_at_10": 0.25, "exclude_bought": False, "id_only": False,
+                                     "train_s": 0.1}}}
+    report = EvalReport.from_dict(old)
+    assert report.paired is None and report.models["popularity"].seeds is None
+    assert json.dumps(report.to_dict()) == json.dumps(old)
+    built = EvalReport(SplitSummary(cutoff="2020-04-01"), {"m": ModelResult({"recall_at_10": 0.5}, verdict="v")})
+    assert built.to_dict()["models"]["m"]["recall_at_10"] == 0.5 and built.to_dict()["split"]["cutoff"] == "2020-04-01"

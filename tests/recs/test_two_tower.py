@@ -82,7 +82,7 @@ def tastes(tmp_path_factory):
     import numpy as np
 
     from core.embeddings.pipeline import Embeddings
-    from core.recs.evaluate import temporal_split
+    from core.recs.split import temporal_split
     from core.recs.contract import rec_data
     from core.data.synthetic import make_catalog
     from core.recs.two_tower import TwoTowerConfig, TwoTowerRecommender
@@ -103,7 +103,8 @@ def taste_of(products, rows) -> "pd.Series":
 
 def test_two_tower_recovers_simulated_tastes_better_than_popularity(tastes):
     """Measured on the later months, as the evaluation does."""
-    from core.recs.evaluate import EvalConfig, SplitConfig, evaluate_model
+    from core.recs.evaluate import EvalConfig, evaluate_model
+    from core.recs.split import SplitConfig
     from core.recs.registry import create_recommender
     catalog, data, split, model = tastes
     cfg = EvalConfig(split=SplitConfig(cutoff="2020-05-01", end="2020-07-01"), n_bootstrap=20)

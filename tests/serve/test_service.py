@@ -280,41 +280,6 @@ def test_an_added_product_is_found_at_once_and_persisted(own_cache):
     assert restarted.release.similar(source, "image", 1)[0].id == "new-1"
 
 
-def test_known_customers_lists_are_the_models_and_take_an_added_product(own_cache):
-    """Known customers are answered from lists precomputed when the version loads. They must be what the
-    model itself answers, for every customer, with and without their purchases, before and after a product
-    is added (merged into the lists, not recomputed)."""
-    release = loaded(own_cache).release
-    data, customers = release.data, release.data.customer_ids.tolist()
-
-    def agree(model: str, k: int = 10) -> None:
-        assert release.recommend_is_lookup(model, k, False) and release.recommend_is_lookup(model, k, True)
-        for c in customers:
-            for exclude_bought in (False, True):
-                got = release.recommend(c, model, k, exclude_bought)
-                rows, scores = release.models[model].recommend([c], k, [data.history(c)] if exclude_bought else None)
-                assert [h.id for h in got] == release.product_ids[rows[0]].tolist(), (model, c, exclude_bought)
-                np.testing.assert_allclose([h.score for h in got], scores[0], rtol=1e-4, atol=1e-5)
-
-    for model in release.models:
-        agree(model)
-    # a near copy of the product most often recommended (its title changed, so no exact ties): it enters lists
-    counts = {}
-    for c in customers:
-        for h in release.recommend(c, "two_tower", 3, False):
-            counts[h.id] = counts.get(h.id, 0) + 1
-    source = max(counts, key=counts.get)
-    record = release.product(source)
-    photo = open(record["image_path"], "rb").read() if record["image_path"] else None
-    new = {"id": "copy-1", "title": record["title"] + " II", "description": record["description"],
-           "attributes": record["attributes"]}
-    release.add_product({**new, "image_path": ""}, release.encode_product(new, photo))
-    for model in release.models:
-        agree(model)
-    assert any(h.id == "copy-1" for c in customers for h in release.recommend(c, "two_tower", 10, True))
-    assert not release.recommend_is_lookup("two_tower", 101, False)  # beyond the lists: the model answers
-
-
 def test_too_many_customers_for_lists_leaves_the_models_answering(own_cache, monkeypatch):
     import core.serve.release
     monkeypatch.setattr(core.serve.release, "LIST_MAX_CUSTOMERS", 5)
