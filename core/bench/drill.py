@@ -6,6 +6,7 @@ the tiny random backbone: the drill exercises the process, the store and the res
 """
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import signal
@@ -21,6 +22,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from core.bench.command import BenchContext
 from core.config import PROJECT_ROOT
 from core.bench.loadtest import _free_port, _stop, _wait_ready
 
@@ -139,3 +141,8 @@ def kill_drill(cfg: DrillConfig = DrillConfig()) -> dict:
             "damaged_named_in_log": named, "damaged_named_in_readyz": any(damaged_id in p for p in problems),
             "damaged_files_kept_aside": kept_aside, "start_s": [round(s, 1) for s in starts],
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    """Its own scratch cache and store, a synthetic catalogue: never the user's."""
+    return kill_drill(DrillConfig(rounds=args.rounds))

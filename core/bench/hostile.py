@@ -8,6 +8,7 @@ returns one JSON-able dict of absolute numbers.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from core.bench.command import BenchContext
 from core.config import CACHE_ENV
 from core.config import PROJECT_ROOT
 from core.data.load import load_catalog
@@ -292,3 +294,11 @@ def bench_connections(catalog: str, backbone: str = "auto", models: str | None =
         result["ordinary_statuses"] = dict(Counter(str(p["ordinary_status"]) for p in timeline))
         result["server_log"] = str(service.log)
     return result
+
+
+def bombs_command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    return bench_bombs(args.catalog or "synthetic:200:0", args.backbone, args.models)
+
+
+def connections_command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    return bench_connections(args.catalog or "synthetic:200:0", args.backbone, args.models)

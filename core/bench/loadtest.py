@@ -22,6 +22,7 @@ from the command line and prints the result as JSON.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import mimetypes
@@ -43,6 +44,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from core.bench.command import BenchContext
+from core.bench.measure import reference_s
 from core.config import PROJECT_ROOT
 from core.data.load import load_catalog
 
@@ -673,7 +676,7 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
     affinity is restored afterwards.
 
     Returns the :func:`run_load` dict plus url, server_started, catalog, models, config (the LoadConfig as a
-    dict), mix (the request shares drawn), reference_s (:func:`core.bench.benchmarks.reference_s`, measured first,
+    dict), mix (the request shares drawn), reference_s (:func:`core.bench.measure.reference_s`, measured first,
     before the service starts), pinning ({"server": [cpu], "generator": [cpus]} or {"note": why not}),
     version (when /readyz gives one), and for a service started here server_log (its log file) and
     server_cpu_s (its CPU seconds during the run, warm-up included).
@@ -686,7 +689,6 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
     the catalogue's current version, so the service swaps to it under the load; the result's ``swap`` says
     how the requests of the swap window fared against the rest (:func:`run_load`). The version published
     before is published again once the service has stopped."""
-    from core.bench.benchmarks import reference_s  # imports the embedding stack: only when a benchmark runs
     start_here = url is None
     restore = publish_fn = None
     if publish_at_s is not None:
@@ -766,6 +768,24 @@ def serve_and_load(catalog: str | None, cfg: LoadConfig = LoadConfig(), url: str
         if restore is not None:
             publish(cache, restore)
     return result
+
+
+def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    """Starts `python -m core serve` itself (or loads --url) and loads it open-loop."""
+    if args.qps <= 0 or args.seconds <= 0:
+        sys.exit("error: --qps and --seconds must be positive")
+    cfg = LoadConfig(qps=args.qps, seconds=args.seconds, warmup_s=args.warmup)
+    if args.floor and args.url:
+        sys.exit("error: --floor starts a null service of its own; it cannot load --url")
+    if args.publish_during and (args.floor or args.url):
+        sys.exit("error: --publish-during publishes into the cache of the service it starts: not with --floor "
+                 "or --url")
+    publish_at = (args.seconds / 2 if args.publish_at is None else args.publish_at) if args.publish_during else None
+    try:
+        return serve_and_load(ctx.spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor,
+                              publish_at_s=publish_at)
+    except ValueError as e:  # --publish-at outside the run, or no version published to start from
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":  # python -m core.bench.loadtest null PORT: the null service (see serve_and_load's floor)
