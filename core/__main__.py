@@ -106,7 +106,8 @@ def cmd_serve(args) -> None:
 
     from core.serve.httpserver import ServerLimits, uvicorn_config
     from core.serve.release import SERVED_MODELS
-    from core.serve.service import Service, ServiceConfig, create_app
+    from core.serve.service import Service, ServiceConfig
+    from core.serve.api import create_app
     models = tuple(_model_names(args.models)) if args.models else SERVED_MODELS
     spec = args.catalog or default_catalog_spec()
     if args.catalog:
