@@ -27,7 +27,7 @@ from core.bench.command import BenchContext
 from core.config import CACHE_ENV
 from core.config import PROJECT_ROOT
 from core.data.load import load_catalog
-from core.bench.loadtest import _free_port, _stop, _tail, _wait_ready, server_command
+from core.bench.process import free_port, log_tail, server_command, stop_process, wait_ready
 from core.serve.store import STORE_ENV
 
 BOMB_SIDE = 13_000  # 169 MP: under PIL's own limit (179 MP), so PIL alone decodes it (~0.5-0.7 GB each)
@@ -101,7 +101,7 @@ class _Started:
     """``python -m core serve`` on a free port with its own log (and cache unless ATELIER_CACHE is set)."""
 
     def __init__(self, catalog: str, extra: list[str]):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if os.environ.get(CACHE_ENV) else tempfile.TemporaryDirectory(prefix="atelier-hostile-")
         env = dict(os.environ)
@@ -118,14 +118,14 @@ class _Started:
         return self
 
     def __exit__(self, *exc):
-        _stop(self.proc)
+        stop_process(self.proc)
         if self._tmp is not None:
             self._tmp.cleanup()
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise RuntimeError(f"the service exited with code {self.proc.returncode}; its log {self.log} ends:\n"
-                               f"{_tail(self.log)}")
+                               f"{log_tail(self.log)}")
 
 
 def _ordinary(url: str, product_id: str, photo: bytes) -> dict[str, int]:
@@ -208,7 +208,7 @@ def bench_bombs(catalog: str, backbone: str = "auto", models: str | None = None,
     result: dict = {"catalog": catalog, "bomb": {"side": side, "bytes": {f: len(b) for f, b in photos.items()},
                                                  "decoded_mb_each": round(side * side * 4 / 2**20)}}
     with _Started(catalog, extra) as service:
-        ready = _wait_ready(service.url, service.proc, service.log, 900.0)
+        ready = wait_ready(service.url, service.proc, service.log, 900.0)
         result["version"] = ready.get("version")
         result["ordinary_before"] = _ordinary(service.url, existing, small)
         replies, memory = _memory_during(service.proc.pid, lambda: asyncio.run(
@@ -260,7 +260,7 @@ def bench_connections(catalog: str, backbone: str = "auto", models: str | None =
              + (["--header-timeout", str(header_timeout_s)] if header_timeout_s is not None else []))
     result: dict = {"catalog": catalog, "connections": n, "header_timeout_s": header_timeout_s or "default (5)"}
     with _Started(catalog, extra) as service:
-        _wait_ready(service.url, service.proc, service.log, 900.0)
+        wait_ready(service.url, service.proc, service.log, 900.0)
         held: list[socket.socket] = []
         t0 = time.perf_counter()
         for i in range(n):
