@@ -35,7 +35,7 @@ def check_upload(data: bytes) -> None:
 
 def photo_suffix(data: bytes, max_pixels: int) -> str:
     """The file suffix of an uploaded photo, from its header alone (``Image.open`` decodes nothing): 415 if
-    it is not one of PHOTO_TYPES, 413 if it has more than ``max_pixels`` pixels (see :func:`_photo_error`).
+    it is not one of PHOTO_TYPES, 413 if it has more than ``max_pixels`` pixels (see :func:`photo_error`).
     Whether it decodes is found when it is decoded, under a decode slot."""
     check_upload(data)
     try:

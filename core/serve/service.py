@@ -71,8 +71,8 @@ class Busy(Exception):
 
 
 class Service:
-    """The current :class:`Release` of one catalogue, its encoders' batchers and caches, and the watcher
-    that swaps versions. ``release`` is replaced whole, never changed in place, by a swap."""
+    """The current :class:`core.serve.release.Release` of one catalogue, its encoders' batchers and caches,
+    and the watcher that swaps versions. ``release`` is replaced whole, never changed in place, by a swap."""
 
     def __init__(self, cfg: ServiceConfig = ServiceConfig(), cache: ArtefactCache | None = None):
         self.cfg, self.cache = cfg, cache or ArtefactCache()
