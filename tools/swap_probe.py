@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.cache import ArtefactCache  # noqa: E402
 from core.config import PROJECT_ROOT
 from core.data.load import default_catalog_spec, load_catalog
-from core.bench.connections import Connections, encode_call  # noqa: E402
+from core.bench.client import Connections, encode_call
 from core.bench.loadtest import another_version  # noqa: E402
 from core.bench.process import free_port, server_command, stop_process, wait_ready  # noqa: E402
 from core.bench.workload import Call  # noqa: E402

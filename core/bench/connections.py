@@ -1,77 +1,78 @@
-"""The load generator's client: keep-alive HTTP/1.1 connections over asyncio streams, and requests encoded ahead."""
+"""The connections benchmark: connections to a started service that never finish their headers
+(``python -m core bench connections``); how many it still holds, and whether it answers others meanwhile."""
 from __future__ import annotations
 
-import asyncio
-import re
+import argparse
+import socket
+import time
+from collections import Counter
 
 import httpx
 
-from core.bench.workload import Call
-
-VERSION_FIELD = re.compile(rb'"version":\s*"([^"]{1,64})"')
-
-
-def encode_call(call: Call, url: str) -> bytes:
-    """The HTTP/1.1 request of ``call`` as bytes (httpx builds the query string, JSON and multipart bodies)."""
-    request = httpx.Request(call.method, url.rstrip("/") + call.path, params=call.params, json=call.json,
-                            files=call.files)
-    body = request.read()
-    target = request.url.raw_path.decode()
-    headers = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items() if k.lower() != "connection")
-    return f"{call.method} {target} HTTP/1.1\r\n{headers}\r\n".encode() + body
+from core.bench.command import BenchContext
+from core.bench.hostile import StartedService
+from core.bench.process import wait_ready
+from core.data.load import load_catalog
 
 
-class Connections:
-    """Keep-alive HTTP/1.1 connections to one host over asyncio streams: a request is written whole and its
-    response read by Content-Length (or chunks). A few lines of asyncio instead of httpx's client, whose
-    pool costs ~3 ms of CPU a request (measured at 100 QPS): the generator must not be what is measured."""
+def _still_open(sock: socket.socket) -> bool:
+    """False once the server has closed ``sock`` (whatever it sent first, e.g. a 408, is read and dropped)."""
+    try:
+        while True:
+            if not sock.recv(65536):
+                return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
-    def __init__(self, url: str, keepalive: int = 32):
-        parsed = httpx.URL(url)
-        self.keepalive = keepalive
-        self.host, self.port = parsed.host, parsed.port or 80
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def request(self, data: bytes) -> tuple[int, str | None]:
-        """Send one encoded request; its response's status and the ``version`` a JSON body names (None
-        when it names none; the body is otherwise dropped). A kept-alive
-        connection the server has closed meanwhile (uvicorn closes idle ones after 5 s) is retried once on
-        a new connection, as browsers and HTTP clients do."""
-        while self.idle:
-            reader, writer = self.idle.pop()
-            try:
-                return await self._exchange(reader, writer, data)
-            except (ConnectionError, asyncio.IncompleteReadError) as e:
-                if isinstance(e, asyncio.IncompleteReadError) and e.partial:
-                    raise  # the server had started answering: a real error
-        return await self._exchange(*await asyncio.open_connection(self.host, self.port), data)
+def bench_connections(catalog: str, backbone: str = "auto", models: str | None = None, n: int = 1500,
+                      watch_s: float = 12.0, header_timeout_s: float | None = None) -> dict:
+    """``n`` connections to a started service that never finish a request: half send a request line and
+    one header and stop, half send nothing. Every second for ``watch_s`` s: how many the service still
+    holds, and the status and milliseconds of an ordinary request (GET /products/{id}) sent meanwhile."""
+    products = load_catalog(catalog).products
+    existing = str(products.index[0])
+    extra = (["--backbone", backbone] + (["--models", models] if models else [])
+             + (["--header-timeout", str(header_timeout_s)] if header_timeout_s is not None else []))
+    result: dict = {"catalog": catalog, "connections": n, "header_timeout_s": header_timeout_s or "default (5)"}
+    with StartedService(catalog, extra) as service:
+        wait_ready(service.url, service.proc, service.log, 900.0)
+        held: list[socket.socket] = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            sock = socket.create_connection(("127.0.0.1", service.port))
+            if i % 2 == 0:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            sock.setblocking(False)
+            held.append(sock)
+        result["opened_s"] = round(time.perf_counter() - t0, 2)
+        timeline = []
+        with httpx.Client(base_url=service.url, timeout=10.0, trust_env=False) as client:
+            while True:
+                t = time.perf_counter() - t0
+                still = sum(_still_open(s) for s in held)
+                start = time.perf_counter()
+                try:
+                    status = client.get(f"/products/{existing}", headers={"connection": "close"}).status_code
+                except httpx.HTTPError as e:
+                    status = e.__class__.__name__
+                timeline.append({"t_s": round(t, 1), "held": still, "ordinary_status": status,
+                                 "ordinary_ms": round((time.perf_counter() - start) * 1000, 1)})
+                if t >= watch_s:
+                    break
+                time.sleep(1.0)
+        for sock in held:
+            sock.close()
+        service.check_alive()
+        result["timeline"] = timeline
+        result["held_at_end"] = timeline[-1]["held"]
+        result["all_closed_after_s"] = next((p["t_s"] for p in timeline if p["held"] == 0), None)
+        result["ordinary_statuses"] = dict(Counter(str(p["ordinary_status"]) for p in timeline))
+        result["server_log"] = str(service.log)
+    return result
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
-                        ) -> tuple[int, str | None]:
-        try:
-            writer.write(data)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            body = b""
-            if headers.get("transfer-encoding", "").lower() == "chunked":
-                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                    body += (await reader.readexactly(size + 2))[:-2]
-                await reader.readuntil(b"\r\n")
-            else:
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-        except BaseException:
-            writer.close()
-            raise
-        if headers.get("connection", "").lower() == "close" or len(self.idle) >= self.keepalive:
-            writer.close()
-        else:
-            self.idle.append((reader, writer))
-        found = VERSION_FIELD.search(body) if "json" in headers.get("content-type", "") else None
-        return status, found.group(1).decode("latin-1") if found else None
 
-    def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-        self.idle.clear()
+def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    return bench_connections(args.catalog or "synthetic:200:0", args.backbone, args.models)

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.bench.command import BenchContext
-from core.bench.connections import Connections, encode_call
+from core.bench.client import Connections, encode_call
 from core.bench.measure import reference_s
 from core.bench.process import (free_port, log_tail, null_command, process_cpu_s, server_command, set_affinity,
                                 start_logged, stop_process, wait_ready)

@@ -19,8 +19,8 @@ BENCHMARKS = {
     "serve": "core.bench.loadtest:command",
     "demo": "core.bench.demo:command",
     "drill": "core.bench.drill:command",
-    "bombs": "core.bench.hostile:bombs_command",
-    "connections": "core.bench.hostile:connections_command",
+    "bombs": "core.bench.bombs:command",
+    "connections": "core.bench.connections:command",
 }
 
 
