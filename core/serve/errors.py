@@ -15,6 +15,7 @@ def echo(text: str, n: int = ECHO_CHARS) -> str:
 
 
 def listed(items, n: int = ECHO_ITEMS) -> str:
+    """The first ``n`` of ``items``, each quoted and :func:`echo`-bounded, and how many more there are."""
     shown = ", ".join(f"'{echo(i)}'" for i in items[:n])
     return shown + (f" and {len(items) - n:,} more" if len(items) > n else "")
 
