@@ -264,7 +264,7 @@ def recommendation_batches(model, data, customer_ids: list[str], k: int, exclude
 def cmd_recommend(args) -> None:
     from pathlib import Path
 
-    from core.cache import ArtefactCache, write_atomic
+    from core.cache import ArtefactCache
     from core.recs.contract import cutoff_after, rec_data, require_purchases
     from core.recs.registry import fitted
     _model_names(args.model)
@@ -293,19 +293,26 @@ def cmd_recommend(args) -> None:
               f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}", file=sys.stderr)
     no_history = sum(1 for c in customers if not len(data.history(c)))
     exclude = args.exclude_bought == "yes"
+    n_rows = _write_recommendations(out, model, data, customers, args.k, exclude)
+    print(json.dumps({"out": str(out), "model": args.model, "cutoff": cutoff.isoformat(), "k": args.k,
+                      "exclude_bought": exclude, "customers": len(customers), "rows": n_rows,
+                      "customers_without_purchases": no_history, "unknown_customers": len(unknown),
+                      "train_purchases": len(data.purchases), "train_s": round(train_s, 2)}))
+
+
+def _write_recommendations(out, model, data, customers: list[str], k: int, exclude: bool) -> int:
+    """The CSV of :func:`recommendation_batches` written to ``out`` whole or not at all; its number of rows."""
+    from core.cache import write_atomic
     n_rows = 0
 
     def write(f) -> None:
         nonlocal n_rows
         f.write(b"customer_id,product_id,rank,score\n")
-        for frame in recommendation_batches(model, data, customers, args.k, exclude, progress=_progress_bars()):
+        for frame in recommendation_batches(model, data, customers, k, exclude, progress=_progress_bars()):
             f.write(frame.to_csv(header=False, index=False, float_format="%.6g").encode())
             n_rows += len(frame)
     write_atomic(out, write)
-    print(json.dumps({"out": str(out), "model": args.model, "cutoff": cutoff.isoformat(), "k": args.k,
-                      "exclude_bought": exclude, "customers": len(customers), "rows": n_rows,
-                      "customers_without_purchases": no_history, "unknown_customers": len(unknown),
-                      "train_purchases": len(data.purchases), "train_s": round(train_s, 2)}))
+    return n_rows
 
 
 def cmd_cache(args) -> None:
