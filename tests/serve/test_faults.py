@@ -236,7 +236,7 @@ def test_a_catalogue_changed_after_its_build_is_loaded_once_not_on_every_poll(tm
     serves their content as of now (another version id). The watcher must not take that for a new
     publication and reload the whole version on every poll."""
     from core.cache import ArtefactCache
-    from test_faults_nopurchases import write_shop
+    from tests.test_faults_nopurchases import write_shop
     shop = write_shop(tmp_path / "shop", "user_id,item_id,timestamp\nu1,p1,2020-01-01\nu2,p3,2020-01-02\n")
     cache = ArtefactCache(tmp_path / "cache")
     publish(cache, prepare(str(shop), backbone=TINY, cache=cache, models=("popularity",)).manifest)
