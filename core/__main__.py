@@ -5,13 +5,11 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 import warnings
 
 from core.data.catalog import CatalogError
-from core.config import PROJECT_ROOT
 from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
 
 
@@ -108,7 +106,8 @@ def cmd_serve(args) -> None:
 
     from core.serve.httpserver import ServerLimits, uvicorn_config
     from core.serve.release import SERVED_MODELS
-    from core.serve.service import Service, ServiceConfig, create_app
+    from core.serve.service import Service, ServiceConfig
+    from core.serve.api import create_app
     models = tuple(_model_names(args.models)) if args.models else SERVED_MODELS
     spec = args.catalog or default_catalog_spec()
     if args.catalog:
@@ -266,7 +265,7 @@ def recommendation_batches(model, data, customer_ids: list[str], k: int, exclude
 def cmd_recommend(args) -> None:
     from pathlib import Path
 
-    from core.cache import ArtefactCache, write_atomic
+    from core.cache import ArtefactCache
     from core.recs.contract import cutoff_after, rec_data, require_purchases
     from core.recs.registry import fitted
     _model_names(args.model)
@@ -295,19 +294,26 @@ def cmd_recommend(args) -> None:
               f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}", file=sys.stderr)
     no_history = sum(1 for c in customers if not len(data.history(c)))
     exclude = args.exclude_bought == "yes"
+    n_rows = _write_recommendations(out, model, data, customers, args.k, exclude)
+    print(json.dumps({"out": str(out), "model": args.model, "cutoff": cutoff.isoformat(), "k": args.k,
+                      "exclude_bought": exclude, "customers": len(customers), "rows": n_rows,
+                      "customers_without_purchases": no_history, "unknown_customers": len(unknown),
+                      "train_purchases": len(data.purchases), "train_s": round(train_s, 2)}))
+
+
+def _write_recommendations(out, model, data, customers: list[str], k: int, exclude: bool) -> int:
+    """The CSV of :func:`recommendation_batches` written to ``out`` whole or not at all; its number of rows."""
+    from core.cache import write_atomic
     n_rows = 0
 
     def write(f) -> None:
         nonlocal n_rows
         f.write(b"customer_id,product_id,rank,score\n")
-        for frame in recommendation_batches(model, data, customers, args.k, exclude, progress=_progress_bars()):
+        for frame in recommendation_batches(model, data, customers, k, exclude, progress=_progress_bars()):
             f.write(frame.to_csv(header=False, index=False, float_format="%.6g").encode())
             n_rows += len(frame)
     write_atomic(out, write)
-    print(json.dumps({"out": str(out), "model": args.model, "cutoff": cutoff.isoformat(), "k": args.k,
-                      "exclude_bought": exclude, "customers": len(customers), "rows": n_rows,
-                      "customers_without_purchases": no_history, "unknown_customers": len(unknown),
-                      "train_purchases": len(data.purchases), "train_s": round(train_s, 2)}))
+    return n_rows
 
 
 def cmd_cache(args) -> None:
@@ -326,68 +332,11 @@ def cmd_cache(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    import core.bench.benchmarks as bench
-    from core.cache import ArtefactCache
-    spec = args.catalog or default_catalog_spec()
-    if args.what == "app":  # AppTest needs streamlit, which core never imports: run it in a child process
-        env = dict(os.environ, ATELIER_CATALOG=spec, ATELIER_BACKBONE=args.backbone)
-        sys.exit(subprocess.call([sys.executable, str(PROJECT_ROOT / "tools" / "bench_app.py")], env=env))
-    if args.what == "serve":  # starts `python -m core serve` itself (or loads --url) and loads it open-loop
-        from core.bench.loadtest import LoadConfig, serve_and_load
-        if args.qps <= 0 or args.seconds <= 0:
-            sys.exit("error: --qps and --seconds must be positive")
-        cfg = LoadConfig(qps=args.qps, seconds=args.seconds, warmup_s=args.warmup)
-        if args.floor and args.url:
-            sys.exit("error: --floor starts a null service of its own; it cannot load --url")
-        if args.publish_during and (args.floor or args.url):
-            sys.exit("error: --publish-during publishes into the cache of the service it starts: not with --floor "
-                     "or --url")
-        publish_at = (args.seconds / 2 if args.publish_at is None else args.publish_at) if args.publish_during else None
-        try:
-            result = serve_and_load(spec, cfg, url=args.url, pin=not args.no_pin, floor=args.floor,
-                                    publish_at_s=publish_at)
-        except ValueError as e:  # --publish-at outside the run, or no version published to start from
-            sys.exit(f"error: {e}")
-        print(json.dumps(result))
-        return
-    if args.what in ("bombs", "connections"):  # hostile clients against a service started here
-        from core.bench import hostile
-        spec = args.catalog or "synthetic:200:0"
-        if args.what == "bombs":
-            print(json.dumps(hostile.bench_bombs(spec, args.backbone, args.models)))
-        else:
-            print(json.dumps(hostile.bench_connections(spec, args.backbone, args.models)))
-        return
-    if args.what == "backbone":
-        print(json.dumps(bench.bench_backbone(spec, ArtefactCache(), limit=args.limit)))
-        return
-    if args.what == "drill":  # its own scratch cache and store, a synthetic catalogue: never the user's
-        from core.bench.drill import DrillConfig, kill_drill
-        print(json.dumps(kill_drill(DrillConfig(rounds=args.rounds))))
-        return
-    backbone = _backbone(args.backbone)
-    if args.what == "recs":
-        _model_names(args.model)
-        print(json.dumps(bench.bench_recs(spec, backbone, ArtefactCache(), limit=args.limit, model=args.model,
-                                          progress=_progress_bars())))
-        return
-    if args.what == "demo":
-        models = tuple(_model_names(args.models)) if args.models else bench.DEMO_MODELS
-        print(json.dumps(bench.bench_demo(spec, backbone, ArtefactCache(), limit=args.limit, models=models,
-                                          progress=_progress_bars())))
-        return
-    if args.what == "texture":
-        print(json.dumps(bench.bench_texture(spec, backbone, ArtefactCache(), limit=args.limit, label=args.label,
-                                             cfg=_build_config(args), progress=_progress_bars())))
-        return
-    if args.what == "cluster":
-        from core.explore.cluster import ClusterConfig
-        cluster = ClusterConfig(args.min_cluster_size, args.min_samples)
-        print(json.dumps(bench.bench_cluster(spec, backbone, ArtefactCache(), limit=args.limit, kind=args.kind,
-                                             cfg=_build_config(args), cluster=cluster)))
-        return
-    fn = {"embed": bench.bench_embed, "search": bench.bench_search}[args.what]
-    print(json.dumps(fn(spec, backbone, ArtefactCache(), limit=args.limit, cfg=_build_config(args))))
+    from core.bench.command import BenchContext
+    from core.bench.registry import run_benchmark
+    ctx = BenchContext(spec=args.catalog or default_catalog_spec(), backbone=_backbone, model_names=_model_names,
+                       build_config=_build_config, progress=_progress_bars)
+    print(json.dumps(run_benchmark(args.what, args, ctx)))
 
 
 def _kinds(text: str) -> list[str]:
@@ -399,20 +348,23 @@ def _kinds(text: str) -> list[str]:
     return kinds
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core", description="Atelier: build and inspect artefacts.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _catalog_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", help=f"catalogue folder (H&M or generic layout) or 'synthetic[:n[:seed]]'; "
+                                     f"default ${CATALOG_ENV}, else ../shared/data/hm, else synthetic")
+    p.add_argument("--limit", type=int, help="use only the first N products")
 
-    def catalog_args(p):
-        p.add_argument("--catalog", help=f"catalogue folder (H&M or generic layout) or 'synthetic[:n[:seed]]'; "
-                                         f"default ${CATALOG_ENV}, else ../shared/data/hm, else synthetic")
-        p.add_argument("--limit", type=int, help="use only the first N products")
 
+def _validate_parser(sub) -> None:
+    """The arguments of ``python -m core validate``."""
     p = sub.add_parser("validate", help="load a catalogue and print its validation report")
-    catalog_args(p)
+    _catalog_args(p)
     p.set_defaults(fn=cmd_validate)
+
+
+def _build_parser(sub) -> None:
+    """The arguments of ``python -m core build``."""
     p = sub.add_parser("build", help="compute embeddings, indexes and neighbour tables (cached)")
-    catalog_args(p)
+    _catalog_args(p)
     p.add_argument("--backbone", default="auto", help="auto, openclip:<model>/<tag or path>, random:<model>")
     p.add_argument("--index", default="Flat", help="FAISS factory string: Flat (exact), IVF256,Flat, HNSW32, ...")
     p.add_argument("--texture-views", default="photo",
@@ -424,8 +376,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default="two_tower,graphsage",
                    help="recommenders to fit on every purchase and publish with the version ('' for none)")
     p.set_defaults(fn=cmd_build)
+
+
+def _serve_parser(sub) -> None:
+    """The arguments of ``python -m core serve``."""
     p = sub.add_parser("serve", help="the retrieval service: HTTP API over the catalogue's current version")
-    catalog_args(p)
+    _catalog_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backbone", default="auto", help="when no version is published yet: backbone to build with")
@@ -441,9 +397,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--header-timeout", type=float, help="seconds a connection may take to send a request's "
                    "headers before it gets 408 and is closed (default 5)")
     p.set_defaults(fn=cmd_serve)
+
+
+def _evaluate_parser(sub) -> None:
+    """The arguments of ``python -m core evaluate``."""
     p = sub.add_parser("evaluate", help="fit recommenders before a cutoff and measure them after it (one JSON "
                                         "object; cached)")
-    catalog_args(p)
+    _catalog_args(p)
     p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
     p.add_argument("--cutoff", default="2020-04-01", help="models learn from purchases before this date")
     p.add_argument("--end", default="2020-07-01", help="and are tested on the purchases in [cutoff, end)")
@@ -457,8 +417,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=3, help="fit each seeded model (graphsage, two_tower, als, lightgcn) "
                                                         "with seeds 0..N-1 and average its per-customer values")
     p.set_defaults(fn=cmd_evaluate)
+
+
+def _recommend_parser(sub) -> None:
+    """The arguments of ``python -m core recommend``."""
     p = sub.add_parser("recommend", help="write the top-k products of every customer to a CSV")
-    catalog_args(p)
+    _catalog_args(p)
     p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
     p.add_argument("--model", default="graphsage", help="recommender (see evaluate --models)")
     p.add_argument("--cutoff", help="learn from the purchases before this date; default every purchase")
@@ -470,14 +434,22 @@ def main(argv: list[str] | None = None) -> None:
                         "listed), evaluate's exclude_bought shows which way scored better per model")
     p.add_argument("--out", required=True, help="CSV to write: customer_id,product_id,rank,score")
     p.set_defaults(fn=cmd_recommend)
+
+
+def _cache_parser(sub) -> None:
+    """The arguments of ``python -m core cache``."""
     p = sub.add_parser("cache", help="list or clear cached artefacts")
     p.add_argument("action", choices=["ls", "clear"])
     p.add_argument("--kind", help="with clear: only this kind (e.g. neighbours, rows)")
     p.set_defaults(fn=cmd_cache)
+
+
+def _bench_parser(sub) -> None:
+    """The arguments of ``python -m core bench``: one parser for every benchmark, each reading the options it uses."""
+    from core.bench.registry import list_benchmarks
     p = sub.add_parser("bench", help="print benchmark numbers as one JSON object")
-    p.add_argument("what", choices=["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve",
-                                    "demo", "drill", "bombs", "connections"])
-    catalog_args(p)
+    p.add_argument("what", choices=list_benchmarks())
+    _catalog_args(p)
     p.add_argument("--backbone", default="auto")
     p.add_argument("--index", default="Flat", help="FAISS factory string (search bench)")
     p.add_argument("--kind", default="hybrid", choices=["image", "text", "hybrid", "texture"],
@@ -505,6 +477,12 @@ def main(argv: list[str] | None = None) -> None:
                                                     "window (default: half of --seconds)")
     p.set_defaults(fn=cmd_bench)
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Atelier: build and inspect artefacts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_validate_parser, _build_parser, _serve_parser, _evaluate_parser, _recommend_parser, _cache_parser,
+                _bench_parser):
+        add(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)

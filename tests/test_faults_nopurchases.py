@@ -169,7 +169,8 @@ def test_texture_model_of_photos_fewer_than_its_components_is_finite():
 def client(shop, tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from core.serve.service import Service, ServiceConfig, create_app
+    from core.serve.service import Service, ServiceConfig
+    from core.serve.api import create_app
     cache = ArtefactCache(tmp_path_factory.mktemp("nopurchases-service") / "cache")
     publish(cache, prepare(str(shop), backbone=TINY, cache=cache).manifest)
     service = Service(ServiceConfig(catalog=str(shop), poll_s=0), cache)

@@ -28,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.cache import ArtefactCache  # noqa: E402
 from core.config import PROJECT_ROOT
 from core.data.load import default_catalog_spec, load_catalog
-from core.bench.loadtest import (Call, Connections, _free_port, _stop, _wait_ready, another_version,  # noqa: E402
-                           encode_call, server_command)
+from core.bench.client import Connections, encode_call
+from core.bench.loadtest import another_version  # noqa: E402
+from core.bench.process import free_port, server_command, stop_process, wait_ready  # noqa: E402
+from core.bench.workload import Call  # noqa: E402
 from core.serve.release import current, publish  # noqa: E402
 
 STALL_MS = 50.0
@@ -70,7 +72,7 @@ def main() -> None:
         sys.exit(f"error: {spec} has no published version (python -m core build publishes one)")
     variant = another_version(old)
     cpus = sorted(os.sched_getaffinity(0))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkstemp(prefix="atelier-probe-", suffix=".log")[1])
     saved = os.sched_getaffinity(0)
@@ -84,11 +86,11 @@ def main() -> None:
         os.sched_setaffinity(0, set(cpus[:-1]))
     try:
         ids = [str(p) for p in load_catalog(spec).products.index[:200]]
-        _wait_ready(url, proc, log, 900)
+        wait_ready(url, proc, log, 900)
         records, published = asyncio.run(probe(url, ids, args.seconds, 5.0,
                                                lambda: publish(cache, variant | {"published": time.time()})))
     finally:
-        _stop(proc)
+        stop_process(proc)
         publish(cache, old)
     latency = np.array([r[1] for r in records])
     slow = sorted((a, a + b) for a, b, _, _ in records if b * 1e3 > STALL_MS)

@@ -6,6 +6,7 @@ the tiny random backbone: the drill exercises the process, the store and the res
 """
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import signal
@@ -21,8 +22,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from core.bench.command import BenchContext
 from core.config import PROJECT_ROOT
-from core.bench.loadtest import _free_port, _stop, _wait_ready
+from core.bench.process import free_port, stop_process, wait_ready
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def _add_until(url: str, stop: threading.Event, next_id, confirmed: dict[str, by
 
 
 def _start(cfg: DrillConfig, env: dict, log: Path) -> tuple[subprocess.Popen, str, float]:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "core", "serve", "--catalog", cfg.catalog, "--backbone", cfg.backbone,
                "--port", str(port), "--poll", "0"]
     t = time.perf_counter()
@@ -67,7 +69,7 @@ def _start(cfg: DrillConfig, env: dict, log: Path) -> tuple[subprocess.Popen, st
         proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, proc, log, timeout_s=600)
+    wait_ready(url, proc, log, timeout_s=600)
     return proc, url, time.perf_counter() - t
 
 
@@ -116,7 +118,7 @@ def kill_drill(cfg: DrillConfig = DrillConfig()) -> dict:
             lost_per_round.append(len(_missing(url, confirmed)))
         with httpx.Client(base_url=url, timeout=30.0, trust_env=False) as client:
             served = client.get("/readyz").json()["added_products"]
-        _stop(proc)
+        stop_process(proc)
 
         store = next((root / "store" / "added-products").glob("*.jsonl"))
         lines = store.read_bytes().splitlines(keepends=True)
@@ -130,7 +132,7 @@ def kill_drill(cfg: DrillConfig = DrillConfig()) -> dict:
         after_damage = [p for p in _missing(url, confirmed) if p != damaged_id]
         with httpx.Client(base_url=url, timeout=30.0, trust_env=False) as client:
             problems = client.get("/readyz").json().get("problems", [])
-        _stop(proc)
+        stop_process(proc)
         named = damaged_id in log.read_bytes()[before:].decode("utf-8", "replace")
         kept_aside = len(list(store.parent.glob(f"{store.name}.damaged-*")))
     return {"config": asdict(cfg), "confirmed": len(confirmed), "lost_after_each_restart": lost_per_round,
@@ -139,3 +141,8 @@ def kill_drill(cfg: DrillConfig = DrillConfig()) -> dict:
             "damaged_named_in_log": named, "damaged_named_in_readyz": any(damaged_id in p for p in problems),
             "damaged_files_kept_aside": kept_aside, "start_s": [round(s, 1) for s in starts],
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    """Its own scratch cache and store, a synthetic catalogue: never the user's."""
+    return kill_drill(DrillConfig(rounds=args.rounds))

@@ -117,7 +117,7 @@ def test_unreadable_photo_is_reported_not_fatal(catalog, tmp_path):
 
 
 def test_new_products_go_through_the_towers_alone(catalog, tmp_path):
-    from core.bench.benchmarks import with_new_products
+    from core.bench.embed import with_new_products
     cache = ArtefactCache(tmp_path / "cache")
     build(catalog, create_backbone("offline-lit"), cache)
     grown = build(with_new_products(catalog, 10, tmp_path / "new"), create_backbone("offline-lit"), cache)

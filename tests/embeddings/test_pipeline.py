@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.bench.benchmarks import with_new_products
+from core.bench.embed import with_new_products
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog
 from core.data.load import load_catalog

@@ -17,7 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.serve.release import added_products, current, prepare, publish
-from core.serve.service import Service, ServiceConfig, create_app
+from core.serve.service import Service, ServiceConfig
+from core.serve.api import create_app
 from core.serve.store import ProductStore
 from tests.serve.test_service import SPEC, TINY, loaded, png, with_photo
 

@@ -18,7 +18,8 @@ from PIL import Image
 
 from core.cache import ArtefactCache
 from core.serve.release import added_products, prepare, publish
-from core.serve.service import Service, ServiceConfig, create_app
+from core.serve.service import Service, ServiceConfig
+from core.serve.api import create_app
 
 pytestmark = pytest.mark.faults
 

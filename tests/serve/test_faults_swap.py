@@ -19,7 +19,8 @@ from core import cache as cache_module
 from core.cache import DIGEST_SLICE, ArtefactCache, digest
 from core.recs.graph import GraphConfig, content_edges, variant_edges
 from core.embeddings.index import VectorIndex, neighbour_table
-from core.bench.loadtest import Call, LoadConfig, another_version, load
+from core.bench.loadtest import another_version, load
+from core.bench.workload import Call, LoadConfig
 from core.recs.contract import RecData
 from core.recs.registry import FINGERPRINT_ROWS, data_fingerprint
 from core.serve.release import current, prepare, publish

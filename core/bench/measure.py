@@ -1,0 +1,47 @@
+"""What every benchmark measures with: percentiles of timed calls, a reference workload, peak memory."""
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+
+
+def percentiles(seconds: list[float], prefix: str) -> dict[str, float]:
+    """``{prefix}_p50_ms`` and ``{prefix}_p99_ms`` of ``seconds``, in milliseconds rounded to 4 places."""
+    ms = np.asarray(seconds) * 1e3
+    return {f"{prefix}_p50_ms": round(float(np.percentile(ms, 50)), 4),
+            f"{prefix}_p99_ms": round(float(np.percentile(ms, 99)), 4)}
+
+
+def timed(fn, args) -> list[float]:
+    """Seconds of ``fn(a)`` for each of ``args``, after one untimed warm-up call."""
+    fn(args[0])
+    times = []
+    for a in args:
+        t = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def reference_s(repeats: int = 5, n: int = 1024, seed: int = 0) -> float:
+    """Seconds of a fixed workload, measured in the same run as a benchmark so its timings can be read
+    as ratios that travel between machines (and between a busy and an idle one): the median of
+    ``repeats`` runs of four (n, n) @ (n, n) float32 numpy matmuls (8.6 GFLOP at n = 1024)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up: BLAS threads start
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory in MB (ru_maxrss: KB on Linux) of this process, or with RUSAGE_CHILDREN of
+    its largest finished child."""
+    return resource.getrusage(who).ru_maxrss / 1024.0

@@ -1,0 +1,12 @@
+"""Every benchmark the CLI offers names a command that exists, in the order the CLI lists them."""
+import importlib
+
+from core.bench.registry import BENCHMARKS, list_benchmarks
+
+
+def test_every_benchmark_names_a_command():
+    assert list_benchmarks() == ["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve", "demo",
+                                 "drill", "bombs", "connections"]
+    for name, target in BENCHMARKS.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
