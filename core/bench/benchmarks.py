@@ -99,15 +99,17 @@ def featurisation_rates(paths: list[str], naive_sample: int = 64, sample: int = 
     Loading and any export happen before timing; so does one warm-up batch."""
     import torch
 
-    from core.embeddings.lit import FEATURE_BATCH, _FeatureBackbone, feature_tower, image_tower, photo_features
+    from core.embeddings.lit.features import FEATURE_BATCH, EagerImageFeatures, photo_features
+    from core.embeddings.lit.runtime import create_feature_tower
+    from core.embeddings.lit.towers import image_tower
     cache = cache or ArtefactCache()
-    tower = feature_tower(cache)
+    tower = create_feature_tower(cache)
     bulk, naive = paths[:sample], paths[:naive_sample]
     photo_features(bulk[:FEATURE_BATCH], tower=tower)  # warm-up: first-run allocations
     t = time.perf_counter()
     photo_features(bulk, tower=tower)
     images_per_s = len(bulk) / (time.perf_counter() - t)
-    shim = _FeatureBackbone(image_tower(), bulk=False)  # single photos: always the eager forward
+    shim = EagerImageFeatures(image_tower())  # single photos: always the eager forward
     naive_images_per_s(shim, naive[:1])
     naive_rate = naive_images_per_s(shim, naive)
     threads = torch.get_num_threads()
@@ -214,7 +216,8 @@ def bench_search(spec: str | None, backbone: Backbone, cache: ArtefactCache, lim
 def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = None, sample: int = 1024) -> dict:
     """offline-lit: tower throughput, head training, and the held-out evaluation of core.embeddings.quality."""
     from core.embeddings.quality import lit_evaluation
-    from core.embeddings.lit import catalog_features, image_features, towers
+    from core.embeddings.lit import towers
+    from core.embeddings.lit.features import catalog_features, image_features
     catalog = load_catalog(spec, limit)
     stages: dict[str, list[float]] = {}
 
@@ -225,7 +228,7 @@ def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = N
     catalog_features(catalog, cache, progress)  # a cold first run computes every product's tower features here
     features_s = time.perf_counter() - t0
     image_stage = stages.get("image features")
-    image_tower, _ = towers()
+    image_tower = towers.image_tower()
     paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()[:sample]
     t = time.perf_counter()
     image_features(image_tower, paths[:64] * (1000 // 64 + 1))  # warm-up: compiles the tower once
@@ -407,7 +410,7 @@ def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
     """The texture report's headline numbers per kind (held-out products; see core.explore.texture.texture_report),
     the winning photo kind, the cold texture pass over every photo (in a scratch cache: pooled and
     texture features in one pass) and the featurisation rates, bulk against the torch eager loop."""
-    from core.embeddings.lit import catalog_texture_features
+    from core.embeddings.lit.features import catalog_texture_features
     from core.explore.texture import texture_report
     catalog = load_catalog(spec, limit)
     reference = reference_s()
