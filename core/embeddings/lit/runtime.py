@@ -234,6 +234,11 @@ class FeatureRunners:
         if runner is not None:
             self._held[(onnx_key(TEXTURE_BLOCKS), runtime_choice())] = runner
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a runner is held (a model in memory)."""
+        return bool(self._held)
+
     def get(self, cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> FeatureRunner:
         key = (onnx_key(blocks), runtime_choice())
         with self._lock:

@@ -43,7 +43,7 @@ def test_offline_lit_builds_queries_and_reuses_its_heads(catalog, tmp_path):
 
 def test_offline_lit_loads_no_tower_until_used():
     backbone = create_backbone("offline-lit")
-    assert backbone.model.text_tower is None and backbone.model.runners._held == {}
+    assert backbone.model.text_tower is None and not backbone.model.runners.loaded
     assert not hasattr(backbone.model, "image_tower")  # the eager PyTorch tower is not part of the model
 
 

@@ -84,8 +84,9 @@ def test_feature_runners_keep_one_runner_per_runtime_choice(tmp_path, monkeypatc
     made = []
     monkeypatch.setattr(runtime, "create_feature_tower", lambda cache, blocks: made.append(cache) or object())
     runners, first, second = FeatureRunners(), ArtefactCache(tmp_path / "a"), ArtefactCache(tmp_path / "b")
-    assert made == []  # nothing loaded until asked
+    assert made == [] and not runners.loaded  # nothing loaded until asked
     one = runners.get(first)
+    assert runners.loaded
     assert runners.get(second) is one and made == [first]  # later calls share it, whatever their cache
     assert FeatureRunners().get(second) is not one and made == [first, second]  # another holder, its own
     monkeypatch.setenv("ATELIER_RUNTIME", "torch")
