@@ -62,7 +62,7 @@ def _backbone(name: str):
 
 def _build_config(args):
     from core.embeddings.index import IndexConfig
-    from core.embeddings.lit import check_views
+    from core.embeddings.lit.views import check_views
     from core.embeddings.pipeline import BuildConfig
     from core.embeddings.texture import TextureConfig
     views = [v.strip() for v in getattr(args, "texture_views", "photo").split(",") if v.strip()]

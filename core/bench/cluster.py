@@ -18,7 +18,7 @@ def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
                   cluster: ClusterConfig | None = None) -> dict:
     """The cluster map from a cold map cache (embeddings and neighbour tables come warm from ``cache``):
     seconds per step, clusters, noise, agreement with labels, and DBSCAN's best over its eps grid."""
-    from core.explore.clustermap import MapConfig, cluster_map, dbscan_comparison
+    from core.explore.clustermap import MapConfig, best_dbscan, cluster_map, dbscan_comparison
     map_cfg = MapConfig(kind=kind, cluster=cluster or ClusterConfig())
     catalog = load_catalog(spec, limit)
     built = build(catalog, backbone, cache, cfg)
@@ -38,7 +38,7 @@ def bench_cluster(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
         table = dbscan_comparison(built, cold_cache, cmap)
         dbscan_s = time.perf_counter() - t
     dbscan = table[table["method"].str.startswith("DBSCAN")]
-    best = dbscan.loc[dbscan["ari_product_type"].idxmax()] if "ari_product_type" in dbscan and len(dbscan) else None
+    best = best_dbscan(table)
     return {"catalog": catalog.name, "backbone": backbone.name, "kind": kind, "products": len(cmap.ids),
             "min_cluster_size": cmap.config.min_cluster_size, "min_samples": cmap.config.min_samples,
             "import_s": round(import_s, 2), **{f"{k}_s": round(v, 2) for k, v in cmap.seconds.items()},

@@ -21,9 +21,9 @@ def bench_demo(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
     """:mod:`core.recs.demo`'s measures of the default split's models: each fitted on the purchases before
     ``SplitConfig().cutoff`` through :func:`core.recs.contract.fitted` with ``cache`` and the demo's seed (the
     artefacts the evaluation trains, so nothing is trained twice). ``taste_overlap`` and ``taste_fit``
-    per model; ``added_product_rank`` per model that places new products (``core.recs.demo.AddsProducts``);
+    per model; ``added_product_rank`` per model that places new products (``core.recs.demo.places_products``);
     ``fit_s`` per model (a load when cached), ``n_products``, the counts and seed used, ``seconds``."""
-    from core.recs.demo import AddsProducts, DemoConfig, added_product_rank, taste_overlap, taste_fit
+    from core.recs.demo import DemoConfig, places_products, added_product_rank, taste_overlap, taste_fit
     from core.recs.evaluate import EvalConfig
     from core.recs.contract import rec_data, require_purchases
     from core.recs.registry import fitted
@@ -51,7 +51,7 @@ def bench_demo(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
         overlap, fit = taste_overlap(model, types, colours, demo), taste_fit(model, types, colours, demo)
         out["taste_overlap"][name] = None if overlap is None else round(overlap, 4)
         out["taste_fit"][name] = None if fit is None else round(fit, 4)
-        if isinstance(model, AddsProducts):
+        if places_products(model):
             added = added_product_rank(model, data, demo)
             out["added_product_rank"][name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in added.items()}
         out["seconds_per_model"][name] = round(time.perf_counter() - t, 2)

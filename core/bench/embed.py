@@ -50,7 +50,7 @@ def featurisation_rates(paths: list[str], naive_sample: int = 64, sample: int = 
     """offline-lit photo featurisation, both ways on the same photos (the first ``sample`` of ``paths``):
     ``naive_images_per_s``, the torch eager loop (open, preprocess, ImageTower forward, one photo at a
     time, pooled features only) over the first ``naive_sample``; ``images_per_s``, the bulk path
-    (:func:`core.embeddings.lit.photo_features`: decoding threads, batches through ONNX Runtime or its torch
+    (:func:`core.embeddings.lit.features.photo_features`: decoding threads, batches through ONNX Runtime or its torch
     fallback, pooled and texture outputs); their ratio, and ``runtime`` ("onnxruntime" or "torch").
     The naive loop is also timed on one torch thread (``naive_one_thread_images_per_s``): on a machine
     whose cores are busy, torch's default threads wait on each other at every small operator and the
@@ -58,15 +58,17 @@ def featurisation_rates(paths: list[str], naive_sample: int = 64, sample: int = 
     Loading and any export happen before timing; so does one warm-up batch."""
     import torch
 
-    from core.embeddings.lit import FEATURE_BATCH, _FeatureBackbone, feature_tower, image_tower, photo_features
+    from core.embeddings.lit.features import FEATURE_BATCH, EagerImageFeatures, photo_features
+    from core.embeddings.lit.runtime import create_feature_tower
+    from core.embeddings.lit.towers import image_tower
     cache = cache or ArtefactCache()
-    tower = feature_tower(cache)
+    tower = create_feature_tower(cache)
     bulk, naive = paths[:sample], paths[:naive_sample]
     photo_features(bulk[:FEATURE_BATCH], tower=tower)  # warm-up: first-run allocations
     t = time.perf_counter()
     photo_features(bulk, tower=tower)
     images_per_s = len(bulk) / (time.perf_counter() - t)
-    shim = _FeatureBackbone(image_tower(), bulk=False)  # single photos: always the eager forward
+    shim = EagerImageFeatures(image_tower())  # single photos: always the eager forward
     naive_images_per_s(shim, naive[:1])
     naive_rate = naive_images_per_s(shim, naive)
     threads = torch.get_num_threads()

@@ -19,25 +19,13 @@ from core.embeddings.pipeline import BuildConfig, build
 
 TEXTURE_KEYS = ("pattern_agreement_at_10", "pattern_agreement_chance", "pattern_sensitivity", "pair_auc",
                 "probe_balanced_accuracy", "zero_shot_balanced_accuracy", "type_agreement_at_10")
-PHOTO_KINDS = ("photo", "texture", "texture descriptor only", "photo + texture descriptor", "photo + pattern head")
-
-
-def best_photo_kind(table: pd.DataFrame, tolerance: float = 0.02) -> str:
-    """The photo-only kind (no product sentence, which names the pattern outright) with the best pattern
-    agreement@10 among those whose type agreement@10 is within ``tolerance`` of the plain photo's."""
-    table = table.set_index("kind")
-    photo = table.loc[[k for k in PHOTO_KINDS if k in table.index]]
-    ok = photo[photo["type_agreement_at_10"] >= table.at["photo", "type_agreement_at_10"] - tolerance]
-    return str(ok["pattern_agreement_at_10"].idxmax())
-
-
 def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit: int | None = None,
                   label: str = "pattern", cfg: BuildConfig = BuildConfig(), progress=None) -> dict:
     """The texture report's headline numbers per kind (held-out products; see core.explore.texture.texture_report),
     the winning photo kind, the cold texture pass over every photo (in a scratch cache: pooled and
     texture features in one pass) and the featurisation rates, bulk against the torch eager loop."""
-    from core.embeddings.lit import catalog_texture_features
-    from core.explore.texture import texture_report
+    from core.embeddings.lit.features import catalog_texture_features
+    from core.explore.texture import best_photo_kind, texture_report
     catalog = load_catalog(spec, limit)
     reference = reference_s()
     paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()
@@ -50,12 +38,12 @@ def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
     t = time.perf_counter()
     report = texture_report(built, cache, label, progress=progress)
     report_s = time.perf_counter() - t
-    table = report["table"]
+    table = report.table
     kinds = {row["kind"]: {key: (None if pd.isna(row[key]) else round(float(row[key]), 4)) for key in TEXTURE_KEYS}
              for _, row in table.iterrows()}
     best = best_photo_kind(table)
     return {"catalog": catalog.name, "n_items": len(catalog.products), "backbone": backbone.name, "label": label,
-            "split": report["split"], "weights": report["weights"], "views": list(cfg.texture.views), "kinds": kinds, "best_kind": best,
+            "split": report.split, "weights": report.weights, "views": list(cfg.texture.views), "kinds": kinds, "best_kind": best,
             "texture_features_s": round(texture_s, 2), "texture_features_photos": len(paths),
             "images_per_s": rates["images_per_s"], "naive_images_per_s": rates["naive_images_per_s"],
             "speedup_vs_naive": rates["speedup_vs_naive"], "runtime": rates["runtime"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from core.data.catalog import Catalog, ValidationReport
 from core.embeddings.backbone import Backbone, encode_images, encode_texts, fuse, load_image
 from core.embeddings.index import IndexConfig, VectorIndex, neighbour_table
 from core.embeddings.texture import TextureConfig, TextureModel, fit_texture_model
+
+if TYPE_CHECKING:
+    from core.embeddings.lit.runtime import FeatureRunners
 
 KINDS = ("image", "text", "hybrid", "texture")  # texture: the texture-aware photo embedding (core/embeddings/texture.py)
 # What each kind is, in the app's words: a short name for a chooser, and one line on what it holds.
@@ -126,6 +129,8 @@ class Built:
     report: ValidationReport
     texture_model: TextureModel | None = None
     texture_selection: pd.DataFrame | None = None  # the weights tried on a validation split, and their scores
+    cache: ArtefactCache | None = None  # the cache the build used: photo descriptors read the tower's export from it
+    runners: FeatureRunners | None = None  # the photo tower's loaded runner, held for photo descriptors
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -189,11 +194,13 @@ class Built:
         return self.backbone.encode_image(self.backbone.preprocess(load_image(source))[None])[0]
 
     def photo_descriptor(self, source: str | IO[bytes]) -> np.ndarray:
-        """(D,) texture descriptor of an uploaded photo (see core.embeddings.lit.FeatureTower); ImageError as above."""
-        from core.embeddings.lit import photo_descriptors
+        """(D,) texture descriptor of an uploaded photo (see core.embeddings.lit.towers.FeatureTower), through the
+        photo tower the build held, read from the build's cache; ImageError as above."""
+        from core.embeddings.lit.features import photo_descriptors
         if hasattr(source, "seek"):
             source.seek(0)
-        return photo_descriptors([load_image(source)], views=(self.cfg.texture or TextureConfig()).views)[0]
+        return photo_descriptors([load_image(source)], self.runners.get(self.cache),
+                                 views=(self.cfg.texture or TextureConfig()).views)[0]
 
     def in_space(self, kind: str, query: np.ndarray, descriptor: np.ndarray | None = None) -> np.ndarray:
         """A (d,) text or photo query of the backbone as a query in ``kind``'s space. For "texture", a
@@ -208,11 +215,15 @@ class Built:
 def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: BuildConfig = BuildConfig(),
           progress: Progress | None = None) -> Built:
     """Embed (incrementally), index and tabulate neighbours for every embedding kind."""
+    from core.embeddings.lit.backbone import LitBackbone
+    from core.embeddings.lit.runtime import FeatureRunners
     embeddings, stats, report = embed_catalog(catalog, backbone, cache, cfg, progress)
+    # The texture pass and photo descriptors run the EfficientNet tower: offline-lit holds it loaded already.
+    runners = backbone.model.runners if isinstance(backbone, LitBackbone) else FeatureRunners()
     model, selection = None, None
     if cfg.texture is not None:
         t = time.perf_counter()
-        model, selection = texture_kind(catalog, embeddings, cache, cfg.texture, progress)
+        model, selection = texture_kind(catalog, embeddings, cache, cfg.texture, progress, runners)
         stats.seconds["texture"] = time.perf_counter() - t
     kinds = KINDS if model is not None else tuple(k for k in KINDS if k != "texture")
     indexes, tables = {}, {}
@@ -227,19 +238,20 @@ def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: Build
         stats.seconds[f"index_{kind}"] = time.perf_counter() - t
         if progress:
             progress("indexing", i + 1, len(kinds))
-    return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report, model, selection)
+    return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report, model, selection, cache, runners)
 
 
 MIN_TEXTURE_PHOTOS = 10  # fewer readable photos than this: no texture kind (nothing to fit its PCA on)
 
 
 def texture_kind(catalog: Catalog, embeddings: Embeddings, cache: ArtefactCache, cfg: TextureConfig,
-                 progress: Progress | None = None) -> tuple[TextureModel | None, pd.DataFrame | None]:
+                 progress: Progress | None = None, runners: FeatureRunners | None = None) -> tuple[TextureModel | None, pd.DataFrame | None]:
     """Fill ``embeddings.texture``: texture descriptors of every photo (cached per photo), a TextureModel
     whose weights are chosen on a validation split of the catalogue's pattern labels (cached), applied.
-    (None, None) for a catalogue with fewer than MIN_TEXTURE_PHOTOS readable photos."""
-    from core.embeddings.lit import catalog_texture_features
-    descriptors, has_photo = catalog_texture_features(catalog, cache, progress, cfg.views)
+    (None, None) for a catalogue with fewer than MIN_TEXTURE_PHOTOS readable photos. ``runners``: the photo tower
+    to use (core.embeddings.lit.runtime.FeatureRunners), a new one when None."""
+    from core.embeddings.lit.features import catalog_texture_features
+    descriptors, has_photo = catalog_texture_features(catalog, cache, progress, cfg.views, runners)
     if has_photo.sum() < MIN_TEXTURE_PHOTOS:
         return None, None
     products = catalog.products

@@ -232,21 +232,21 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
                  min_class: int = 50) -> LitEvaluation:
     """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
     the held-out ones, against untrained heads and raw ImageNet features."""
-    from core.embeddings.lit import LitConfig, caption_features, catalog_features, fit_heads, random_heads_like, \
-        training_pairs, towers
+    from core.embeddings.lit.heads import LitConfig, fit_heads_on, random_heads_like, training_features
+    from core.embeddings.lit.text import TextTower
     cfg = cfg or LitConfig()
     products = catalog.products
-    image, text, has_image, _ = catalog_features(catalog, cache)
-    captions = caption_features(catalog, cache) if cfg.captions else []
+    text_tower = TextTower(cache)
+    features = training_features(catalog, cache, cfg, text=text_tower)
+    image, text, has_image = features.image, features.text, features.has_image
     held_out = split_by_group(products["group_id"].to_numpy(), holdout, seed)
     test, train = held_out & has_image, ~held_out & has_image
     t = time.perf_counter()
-    heads, history = fit_heads(*training_pairs(image, text, captions, train), cfg)
+    heads, history = fit_heads_on(features, train, cfg)
     out = {"n_train": int(train.sum()), "n_test": int(test.sum()), "holdout_by": "group_id",
            "caption_augmentation": cfg.captions,
            "head_training_s": round(time.perf_counter() - t, 2), "epochs": cfg.epochs,
            "final_train_loss": round(history[-1], 4)}
-    _, text_tower = towers()
     patterns = frequent_classes(products["pattern"].to_numpy(), min_class) if "pattern" in products else []
     types = frequent_classes(products["product_type"].to_numpy(), min_class) if "product_type" in products else []
     pattern_prompts = text_tower([PATTERN_PROMPT.format(pattern_phrase(p)) for p in patterns])
@@ -287,7 +287,7 @@ def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bo
     import dataclasses
 
     from core.cache import digest
-    from core.embeddings.lit import LitConfig
+    from core.embeddings.lit.heads import LitConfig
     # version 2: the held-out groups are drawn by held_out_split (one split for every evaluation), not rng.choice
     cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed,
            "version": LIT_EVALUATION_VERSION}

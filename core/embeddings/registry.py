@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable
 
 from core.embeddings.backbone import Backbone, WeightsUnavailable
-from core.embeddings.lit import create_offline_lit
+from core.embeddings.lit.backbone import create_offline_lit
 from core.embeddings.openclip import DEFAULT_BACKBONE, openclip_backbone, random_backbone
 
 

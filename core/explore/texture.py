@@ -107,10 +107,6 @@ class TextureReport:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TextureReport":
         return cls.from_json(json_value(arrays, "report"))
 
-    def __getitem__(self, name: str):
-        # report["table"] as before, for readers not yet switched to the fields (core/bench/benchmarks.py)
-        return getattr(self, name)
-
 
 def best_photo_kind(table: pd.DataFrame, k: int = 10, tolerance: float = TYPE_TOLERANCE) -> str | None:
     """The photo-side kind (not reading the product text, which names the label outright) with the best label
@@ -172,20 +168,22 @@ def honest_embeddings(built, cache, train: np.ndarray) -> tuple[np.ndarray, np.n
     Returns photo (zero rows without a photo), sentence, and the refitted heads (None for open_clip),
     which also place the zero-shot prompts."""
     from core.cache import digest
-    from core.embeddings.lit import LitBackbone, LitConfig, LitHeads, caption_features, catalog_features, fit_heads, \
-        training_pairs
+    from core.embeddings.lit.backbone import LitBackbone
+    from core.embeddings.lit.heads import LitConfig, LitHeads, fit_heads_on, training_features
     emb = built.embeddings
     if not isinstance(built.backbone, LitBackbone):
         return emb.image, emb.text, None
     import torch
-    catalog = built.catalog
+    model = built.backbone.model
     cfg = built.backbone.cfg if isinstance(built.backbone.cfg, LitConfig) else LitConfig()
-    image, text, has_image, _ = catalog_features(catalog, cache)
-    captions = caption_features(catalog, cache) if cfg.captions else []  # as the build's heads were trained
+    # as the build's heads were trained (captions included), through the towers the backbone holds
+    features = training_features(built.catalog, cache, cfg, runners=model.runners,
+                                 text=model.text_tower if model.cache is cache else None)
+    image, text, has_image, captions = features.image, features.text, features.has_image, features.captions
     rows = has_image & train
     arrays = cache.get_or_compute("lit-heads", {**dataclasses.asdict(cfg), "held_out": True},
                                   digest(image[rows], text[rows], [c[rows] for c in captions]),
-                                  lambda: fit_heads(*training_pairs(image, text, captions, rows), cfg)[0].state_arrays())
+                                  lambda: fit_heads_on(features, rows, cfg)[0].state_arrays())
     heads = LitHeads.from_arrays(arrays)
     with torch.inference_mode():
         photo = heads.embed_image(torch.from_numpy(image)).numpy()
@@ -201,9 +199,8 @@ def _prompts(built, heads, classes: list[str]) -> np.ndarray:
     if heads is None:
         return built.backbone.encode_text(texts)
     import torch
-    from core.embeddings.lit import towers
     with torch.inference_mode():
-        return heads.embed_text(torch.from_numpy(towers()[1](texts))).numpy()
+        return heads.embed_text(torch.from_numpy(built.backbone.model.text_tower(texts))).numpy()
 
 
 def _purity(vectors: np.ndarray, attributes: dict[str, np.ndarray], seed: int) -> dict[str, float]:
@@ -258,7 +255,7 @@ def cached_texture_report(built, cache, label: str = "pattern", k: int = 10, see
 
 def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progress) -> TextureReport:
     from core.embeddings.backbone import fuse
-    from core.embeddings.lit import catalog_texture_features
+    from core.embeddings.lit.features import catalog_texture_features
     step = (lambda name, i, n: progress(name, i, n)) if progress else (lambda *a: None)
     products = built.catalog.products
     labels = products[label].to_numpy(str)

@@ -49,16 +49,6 @@ def places_products(model: Recommender) -> bool:
     return model.supports(PRODUCT_VECTOR) and model.supports(CUSTOMER_VECTORS)
 
 
-class _Places(type):
-    def __instancecheck__(cls, model) -> bool:
-        return isinstance(model, Recommender) and places_products(model)
-
-
-class AddsProducts(metaclass=_Places):
-    """``isinstance(model, AddsProducts)`` is :func:`places_products`: the name core.bench still asks by (the
-    methods are on every Recommender now, so a Protocol would match every model)."""
-
-
 # ---------------------------------------------------------------- draws
 
 def taste_groups(product_type: np.ndarray, colour: np.ndarray, min_size: int = 3

@@ -123,6 +123,26 @@ def test_photo_query_rejects_a_non_image(built, tmp_path):
             built.photo_query(f)
 
 
+
+def test_photo_descriptor_reads_the_tower_from_the_builds_cache(built, synthetic_catalog, isolated_env):
+    import shutil
+
+    from core.embeddings.lit.features import catalog_texture_features
+    from core.embeddings.lit.runtime import FeatureRunners
+    cache, path = built.cache, synthetic_catalog.products.loc["syn00012", "image_path"]
+    assert built.runners is not None and (cache.root / "onnx").is_dir()  # the texture pass exported the tower there
+    fresh = dataclasses.replace(built, runners=FeatureRunners())  # as in a process that has not loaded it yet
+    shutil.rmtree(cache.root / "onnx")
+    try:
+        descriptor = fresh.photo_descriptor(path)
+        assert sorted(p.suffix for p in (cache.root / "onnx").iterdir() if p.suffix != ".lock") == [".json", ".onnx"]
+        assert not (isolated_env / "onnx").exists()  # nothing written to the default cache ($ATELIER_CACHE)
+    finally:
+        fresh.runners.get(cache)  # the shared fixture keeps a complete cache for the other tests
+    stored, _ = catalog_texture_features(synthetic_catalog, cache, runners=fresh.runners)
+    np.testing.assert_allclose(descriptor, stored[12], rtol=1e-5, atol=1e-4)  # as the catalogue pass gave it
+
+
 # ---------------------------------------------------------------- incremental builds
 
 def test_second_build_embeds_nothing(synthetic_catalog, tiny_backbone, tmp_path):

@@ -101,7 +101,8 @@ def _garment_photo(pattern: str, rng: np.random.Generator, size=(150, 224)):
 def test_texture_embedding_separates_patterns_of_one_garment_where_the_pooled_vector_does_not():
     import torch
 
-    from core.embeddings.lit import FeatureTower, LitImagePreprocess, image_tower
+    from core.embeddings.lit.towers import FeatureTower, image_tower
+    from core.embeddings.lit.views import LitImagePreprocess
     from core.embeddings.texture import TextureConfig, TextureModel
     rng = np.random.default_rng(0)
     patterns = np.repeat(["solid", "stripe", "check", "melange"], 8)

@@ -1,0 +1,220 @@
+"""offline-lit's tower features of a catalogue: photo features in bulk, cached per photo and per sentence."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.cache import ArtefactCache, RowStore, digest
+from core.embeddings.backbone import encode_images
+from core.embeddings.lit.descriptor import descriptor_dim, texture_cfg, texture_descriptor
+from core.embeddings.lit.runtime import FeatureRunner, FeatureRunners
+from core.embeddings.lit.text import TextTower
+from core.embeddings.lit.towers import IMAGE_FEATURES, IMAGE_TOWER_CFG, TEXT_FEATURES, TEXT_TOWER_CFG, \
+    TEXTURE_BLOCKS, ImageTower
+from core.embeddings.lit.views import TEXTURE_VIEWS, LitImagePreprocess, check_views
+
+# Photos per ONNX Runtime call in photo_features. Measured on 512 H&M photos, 2 cores, decoding in 2 threads
+# alongside, five rounds: on a quiet machine batch 8, 16 and 32 all gave 105-114 photos/s; while another job
+# ran, batch 8 gave 66 and 101 photos/s where 16 and 32 gave 47-50. Small batches also report progress often.
+FEATURE_BATCH = 8
+
+
+@dataclass
+class _StackedFeatures:
+    """Just enough of a Backbone for :func:`core.embeddings.backbone.encode_images`: a runner's outputs side by side."""
+    tower: FeatureRunner
+    preprocess: Callable[[Image.Image], torch.Tensor] = dataclasses.field(default_factory=LitImagePreprocess)
+
+    @property
+    def dim(self) -> int:
+        return sum(self.tower.widths)
+
+    def encode_image(self, batch: torch.Tensor) -> np.ndarray:
+        return np.concatenate(self.tower(batch), axis=1)
+
+
+def photo_features(paths: Sequence[str], tower: FeatureRunner, batch_size: int = FEATURE_BATCH, workers: int = 2,
+                   progress: Callable[[int, int], None] | None = None, preprocess: LitImagePreprocess | None = None
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[int, str]]:
+    """Photo files through ``tower`` (a :class:`~core.embeddings.lit.towers.FeatureTower` runner, see
+    :class:`~core.embeddings.lit.runtime.FeatureRunners`) in bulk, decoding the next batch in threads while it runs.
+
+    Returns pooled (n, 1280) float32 (as :class:`ImageTower` gives), the texture outputs
+    {``mean<b>``: (n, c), ``gram<b>``: (n, c (c+1)/2)} float32, and {row: error} for unreadable photos,
+    whose rows are zero. ``preprocess``: a view of the photo (see TEXTURE_VIEWS), the photo itself by default."""
+    rows, errors = encode_images(_StackedFeatures(tower, preprocess or LitImagePreprocess()), paths, batch_size,
+                                 workers, progress)
+    parts = np.split(rows, np.cumsum(tower.widths)[:-1], axis=1)
+    return parts[0], dict(zip(tower.names[1:], parts[1:])), errors
+
+
+def photo_descriptors(images: Sequence[Image.Image], tower: FeatureRunner,
+                      views: Sequence[str] = ("photo",)) -> np.ndarray:
+    """(n, D x len(views)) float32 texture descriptors (:func:`texture_descriptor`, one per view, side by
+    side) of decoded photos, e.g. an uploaded query photo, through ``tower``: the catalogue's runner gives
+    them as :func:`catalog_texture_features` does."""
+    views = check_views(views)
+    if len(images) == 0:
+        return np.zeros((0, descriptor_dim() * len(views)), dtype=np.float32)
+    out = []
+    for view in views:
+        preprocess = TEXTURE_VIEWS[view]()
+        outputs = tower(torch.stack([preprocess(img) for img in images]))
+        out.append(texture_descriptor(dict(zip(tower.names[1:], outputs[1:]))))
+    return np.concatenate(out, axis=1)
+
+
+@dataclass
+class EagerImageFeatures:
+    """Just enough of a Backbone for :func:`core.embeddings.backbone.encode_images` to return the pooled features
+    of eager PyTorch's :class:`ImageTower`: the naive path the benchmarks compare the bulk one with."""
+    tower: ImageTower
+    preprocess: Callable[[Image.Image], torch.Tensor] = dataclasses.field(default_factory=LitImagePreprocess)
+    dim: int = IMAGE_FEATURES
+
+    @torch.inference_mode()
+    def encode_image(self, batch: torch.Tensor) -> np.ndarray:
+        return self.tower(batch).float().numpy()
+
+
+def image_features(tower: ImageTower, paths: Sequence[str], batch_size: int = 32, workers: int = 2,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """(n, 1280) float32 pooled features of photo files by eager PyTorch (zero rows for unreadable ones) and
+    {row: error}; photos are decoded in threads while it runs."""
+    return encode_images(EagerImageFeatures(tower), paths, batch_size, workers, progress)
+
+
+def catalog_features(catalog, cache: ArtefactCache, progress=None, computed: dict[str, int] | None = None,
+                     runners: FeatureRunners | None = None, text: TextTower | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+    """Tower features of every product, computed once and cached per photo and per sentence:
+    image (n, 1280), text (n, 384) float32, has_image (n,) bool, {row: error} for unreadable photos.
+    A photo's texture descriptor is stored in the same pass (see :func:`catalog_texture_features`).
+    ``computed``, if given, receives how many photos and sentences went through a tower this time.
+    ``runners`` and ``text``: the loaded towers to use (held by the caller); new ones for this call when None."""
+    [image, _], [has_image, _], n_images, errors = _catalog_photo_features(catalog, cache, progress, runners)
+    sentences = catalog.products["sentence"].tolist()
+    text = text or TextTower(cache)
+    rows, _, n_texts, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
+        [digest(s) for s in sentences], TEXT_FEATURES,
+        lambda rows, p: (text([sentences[i] for i in rows]), {}),
+        progress=(lambda d, n: progress("text features", d, n)) if progress else None)
+    if computed is not None:
+        computed.update(images=n_images, texts=n_texts)
+    return image, rows, has_image, errors
+
+
+def catalog_texture_features(catalog, cache: ArtefactCache, progress=None, views: Sequence[str] = ("photo",),
+                             runners: FeatureRunners | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Texture descriptors of every product's photo (:func:`texture_descriptor` of :class:`FeatureTower`
+    over TEXTURE_BLOCKS), cached per photo and view: (n, D x len(views)) float32, one descriptor per view
+    side by side, zero rows where there is no readable photo, and has_image (n,) bool. Photos missing from
+    the store are featurised once, filling the pooled features' store (``lit-image-features``) in the
+    same pass; each other view (TEXTURE_VIEWS) is one more pass over the photos it lacks. ``runners``: the
+    loaded photo tower to use (held by the caller); a new one for this call when None."""
+    views = check_views(views)
+    runners = runners or FeatureRunners()
+    [_, photo], [_, has_image], _, _ = _catalog_photo_features(catalog, cache, progress, runners)
+    paths = catalog.products["image_path"].tolist()
+    out = []
+    for view in views:
+        if view == "photo":
+            out.append(photo)
+            continue
+        def encode(rows, step, view=view):
+            _, descriptors, errors = photo_features([paths[i] for i in rows], runners.get(cache), progress=step,
+                                                    preprocess=TEXTURE_VIEWS[view]())
+            return texture_descriptor(descriptors), errors
+        rows, _, _, _ = RowStore(cache, "lit-texture-features", {**texture_cfg(TEXTURE_BLOCKS), "view": view}).fill(
+            cache.file_digests(paths), descriptor_dim(), encode,
+            progress=(lambda d, n, view=view: progress(f"texture features ({view})", d, n)) if progress else None)
+        out.append(rows)
+    return np.concatenate(out, axis=1), has_image
+
+
+def _catalog_photo_features(catalog, cache: ArtefactCache, progress=None, runners: FeatureRunners | None = None):
+    """(pooled, texture) rows, their (n,) bool masks, how many photos were featurised, {row: error}."""
+    paths = catalog.products["image_path"].tolist()
+    runners = runners or FeatureRunners()
+    stores = [RowStore(cache, "lit-image-features", IMAGE_TOWER_CFG),
+              RowStore(cache, "lit-texture-features", texture_cfg(TEXTURE_BLOCKS))]
+
+    def encode(rows: list[int], step) -> tuple[list[np.ndarray], dict[int, str]]:
+        pooled, descriptors, errors = photo_features([paths[i] for i in rows], runners.get(cache), progress=step)
+        return [pooled, texture_descriptor(descriptors)], errors
+
+    return _fill_stores(stores, cache.file_digests(paths), [lambda: IMAGE_FEATURES, lambda: descriptor_dim()],
+                        encode, progress=(lambda d, n: progress("image features", d, n)) if progress else None)
+
+
+def _fill_stores(stores: list[RowStore], keys: list[str], dims: list[Callable[[], int]],
+                 encode: Callable[[list[int], Callable[[int, int], None] | None],
+                                  tuple[list[np.ndarray], dict[int, str]]],
+                 chunk: int = 1024, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], int, dict[int, str]]:
+    """:meth:`RowStore.fill` for several stores filled by one model pass: a key missing from any store is
+    encoded once (``encode(rows, progress)`` -> (one (len(rows), d) array per store, {position: error})),
+    and each store gets the rows it lacks; rows a store already had are kept as stored. ``dims``: each
+    store's width, asked only when the store is empty and nothing is computed. Returns per store the
+    (n, d) float32 rows and the (n,) bool mask of rows present, how many keys were encoded, {row: error}."""
+    got = [store.get(keys) for store in stores]
+    found = [f for _, f in got]
+    matrices = [m for m, _ in got]
+    todo = [i for i, k in enumerate(keys) if k and not all(f[i] for f in found)]
+    computed, errors = 0, {}
+    for start in range(0, len(todo), chunk):
+        part = np.asarray(todo[start:start + chunk])
+        step = (lambda done, _n, start=start: progress(start + done, len(todo))) if progress else None
+        outputs, failed = encode(part.tolist(), step)
+        good = np.array([j for j in range(len(part)) if j not in failed], dtype=np.int64)
+        for s, (store, out) in enumerate(zip(stores, outputs)):
+            if matrices[s] is None:
+                matrices[s] = np.zeros((len(keys), out.shape[1]), dtype=np.float32)
+            new = good[~found[s][part[good]]]
+            matrices[s][part[new]] = out[new]
+            found[s][part[new]] = True
+            store.put([keys[i] for i in part[new]], out[new])
+        computed += len(good)
+        errors |= {int(part[j]): m for j, m in failed.items()}
+        if progress:
+            progress(start + len(part), len(todo))
+    matrices = [m if m is not None else np.zeros((len(keys), dim()), dtype=np.float32)
+                for m, dim in zip(matrices, dims)]
+    return matrices, found, computed, errors
+
+
+def attribute_captions(products) -> list[list[str]]:
+    """Short captions from a product's attributes, e.g. ["a striped dress", "a red dress"]: extra
+    training texts beside the full sentence (caption augmentation), so the heads also align photos
+    with the short phrases people search and prompt with. One list per caption kind, (n,) each."""
+    from core.data.catalog import pattern_phrase
+    kind = [t.lower() or "garment" for t in products["product_type"]] if "product_type" in products \
+        else ["garment"] * len(products)
+    out = []
+    if "pattern" in products:
+        out.append([f"a {pattern_phrase(x)} {k}".replace("  ", " ")
+                    for x, k in zip(products["pattern"], kind)])
+    if "colour" in products:
+        out.append([f"a {x.lower()} {k}".replace("  ", " ") for x, k in zip(products["colour"], kind)])
+    return out
+
+
+def caption_features(catalog, cache: ArtefactCache, progress=None, text: TextTower | None = None) -> list[np.ndarray]:
+    """MiniLM features (n, 384) of each kind of :func:`attribute_captions`, cached per caption. ``text``: the
+    loaded text tower to use (held by the caller); a new one for this call when None."""
+    text = text or TextTower(cache)
+    out = []
+    for captions in attribute_captions(catalog.products):
+        unique = sorted(set(captions))  # few distinct captions: encode each once
+        rows, _, _, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
+            [digest(c) for c in unique], TEXT_FEATURES,
+            lambda r, p, unique=unique: (text([unique[i] for i in r]), {}),
+            progress=(lambda d, n: progress("caption features", d, n)) if progress else None)
+        position = {c: i for i, c in enumerate(unique)}
+        out.append(rows[[position[c] for c in captions]])
+    return out

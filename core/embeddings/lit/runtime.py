@@ -1,0 +1,348 @@
+"""Running offline-lit's towers: ONNX export, ONNX Runtime sessions, the PyTorch fallback, and the runner holders."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from core.cache import ArtefactCache, digest, file_digest, write_atomic
+from core.embeddings.lit.descriptor import feature_names
+from core.embeddings.lit.towers import IMAGE_TOWER_CFG, TEXT_FEATURES, TEXT_INPUTS, TEXT_TOWER_CFG, TEXTURE_BLOCKS, \
+    FeatureTower, ImageTower, SentenceEncoder, garment_weights, image_tower, masked_moments
+from core.embeddings.lit.views import GARMENT_THRESHOLD, IMAGE_SIZE
+
+RUNTIME_ENV = "ATELIER_RUNTIME"  # "torch" or "onnxruntime" forces that runtime; unset: ONNX Runtime, else torch
+ONNX_OPSET = 18
+TEXT_BATCH = 128  # sentences per pass in bulk; each pass is padded to its own longest sentence
+log = logging.getLogger(__name__)
+
+
+def onnx_key(blocks: Sequence[int] = TEXTURE_BLOCKS) -> str:
+    """What identifies an exported :class:`FeatureTower`: the tower, the blocks, the torch version and the
+    source of the code that defines the outputs, so a change to any of them exports it again. Worked out
+    once per process (reading the source takes ~35 ms, and every query photo asks)."""
+    return _onnx_key(tuple(blocks))
+
+
+@functools.cache
+def _onnx_key(blocks: tuple[int, ...]) -> str:
+    try:
+        source = [inspect.getsource(f) for f in (FeatureTower, masked_moments, garment_weights)]
+    except OSError:  # no source files (a frozen install): the compiled code stands in for them
+        source = [f.__code__.co_code for f in (FeatureTower.forward, masked_moments, garment_weights)]
+    return digest(IMAGE_TOWER_CFG, list(blocks), torch.__version__, ONNX_OPSET, GARMENT_THRESHOLD, source)
+
+
+def onnx_path(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> Path:
+    return cache.root / "onnx" / f"{onnx_key(blocks)}.onnx"
+
+
+def export_onnx(model: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: Sequence[str],
+                output_names: Sequence[str], dynamic_axes: dict[str, dict[int, str]], meta: dict) -> str:
+    """Export ``model(*args)`` to ONNX at ``path``, the axes in ``dynamic_axes`` ({name: {axis: label}}) of any
+    size. Written atomically, then ``<path>.json`` with its digest, the exporter, the torch version and ``meta``.
+    Returns the exporter used.
+
+    The TorchScript exporter (``dynamo=False``) needs only ``onnx`` and takes ~1 s; the torch.export one
+    needs ``onnxscript`` too and takes ~10 s, and is tried only if the first fails (on code it cannot
+    trace). Both give outputs equal to PyTorch's within float32 rounding."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # exporters print to stdout
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        try:
+            exporter, buffer = "torchscript", io.BytesIO()
+            torch.onnx.export(model, args, buffer, dynamo=False, input_names=list(input_names),
+                              output_names=list(output_names), dynamic_axes=dynamic_axes, opset_version=ONNX_OPSET)
+            data = buffer.getvalue()
+        except Exception as e:
+            log.warning("onnx: the TorchScript exporter failed (%s: %s); trying torch.export",
+                        e.__class__.__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            exporter = "dynamo"
+            dims = {label: torch.export.Dim(label, min=1) for axes in dynamic_axes.values() for label in axes.values()}
+            shapes = tuple({axis: dims[label] for axis, label in dynamic_axes.get(n, {}).items()} for n in input_names)
+            program = torch.onnx.export(model, args, dynamo=True, input_names=list(input_names),
+                                        output_names=list(output_names), dynamic_shapes=shapes,
+                                        opset_version=ONNX_OPSET, optimize=True, verbose=False)
+            data = program.model_proto.SerializeToString()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda f: f.write(data))
+    sidecar = json.dumps({"digest": file_digest(path), "exporter": exporter, "torch": torch.__version__,
+                          **meta}).encode()
+    write_atomic(path.with_suffix(".json"), lambda f: f.write(sidecar))
+    return exporter
+
+
+def export_feature_tower(tower: ImageTower, blocks: Sequence[int], path: Path) -> str:
+    """Export ``FeatureTower(tower, blocks)`` to ONNX at ``path`` (see :func:`export_onnx`): input ``x``
+    (batch, 3, 224, 224) float32, outputs :func:`feature_names`, any batch size. Returns the exporter used."""
+    names = feature_names(blocks)
+    x = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)  # not 1: torch.export would fix a size-1 batch axis
+    return export_onnx(FeatureTower(tower, blocks).eval(), (x,), path, ["x"], names,
+                       {n: {0: "batch"} for n in ["x", *names]}, {"blocks": list(blocks), "config": IMAGE_TOWER_CFG})
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None):
+    """An ONNX Runtime ``InferenceSession`` of an exported model on the CPU, ``threads`` intra-op threads
+    (default: one per core this process may use)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or _cores()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle threads sleep instead of spinning: with 2 cores shared by photo decoding (and other jobs),
+    # spinning took batch-8 throughput from 58 to 37-44 photos/s on a loaded machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=["CPUExecutionProvider"])
+
+
+class OnnxFeatureTower:
+    """An exported :class:`FeatureTower` run by ONNX Runtime on the CPU, one thread per core.
+
+    call: (b, 3, 224, 224) float32 (numpy or torch) -> tuple of numpy float32 arrays, as FeatureTower's
+    outputs: pooled (b, 1280), then per block mean (b, c) and gram (b, c (c+1)/2).
+    """
+    runtime = "onnxruntime"
+
+    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None):
+        self.session = onnx_session(model, threads)
+        self.input = self.session.get_inputs()[0].name
+        self.names = [o.name for o in self.session.get_outputs()]
+        self.widths = [int(o.shape[1]) for o in self.session.get_outputs()]
+        self.reason = ""
+
+    def __call__(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, ...]:
+        x = x.numpy() if isinstance(x, torch.Tensor) else x
+        return tuple(self.session.run(self.names, {self.input: np.ascontiguousarray(x, dtype=np.float32)}))
+
+
+class TorchFeatureTower:
+    """:class:`FeatureTower` in eager PyTorch, with :class:`OnnxFeatureTower`'s call shape. Photos go one at
+    a time: eager depthwise convolutions run faster so on CPU than in batches. ``reason``: why not ONNX."""
+    runtime = "torch"
+
+    def __init__(self, tower: ImageTower, blocks: Sequence[int] = TEXTURE_BLOCKS, reason: str = ""):
+        self.model = FeatureTower(tower, blocks).eval()
+        self.names = feature_names(blocks)
+        self.reason = reason
+        self.widths = [int(o.shape[1]) for o in self(np.zeros((1, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32))]
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, ...]:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        outs = [self.model(x[i:i + 1]) for i in range(len(x))]
+        return tuple(torch.cat(parts).numpy() for parts in zip(*outs))
+
+
+FeatureRunner = OnnxFeatureTower | TorchFeatureTower
+Runner = TypeVar("Runner")
+
+
+def load_or_export(cache: ArtefactCache, path: Path, export: Callable[[Path], object],
+                   load: Callable[[Path], Runner]) -> Runner:
+    """``load(path)``, an exported model in the cache, calling ``export(path)`` first when the file is missing,
+    or corrupt (its bytes differ from the digest recorded at export, or ``load`` raises: ONNX Runtime rejects
+    it, or its inputs and outputs are not the expected ones). A second process waits for the first one's export."""
+    importlib.import_module("onnxruntime")  # fail here, before a pointless export, when it is not installed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with cache.lock("onnx", path.stem):
+        if path.is_file():
+            try:
+                recorded = json.loads(path.with_suffix(".json").read_text())["digest"]
+                if file_digest(path) != recorded:
+                    raise ValueError("its bytes differ from the digest recorded at export")
+                return load(path)
+            except Exception as e:  # OSError, JSON, KeyError, ONNX Runtime's own errors
+                log.warning("onnx: %s is corrupt (%s); exporting it again", path, e)
+        export(path)
+        return load(path)
+
+
+def load_onnx_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> OnnxFeatureTower:
+    """The ONNX Runtime tower from the cache's exported file (see :func:`load_or_export`)."""
+    def load(path: Path) -> OnnxFeatureTower:
+        tower = OnnxFeatureTower(path)
+        if tower.names != feature_names(blocks):
+            raise ValueError(f"outputs {tower.names}, expected {feature_names(blocks)}")
+        return tower
+
+    return load_or_export(cache, onnx_path(cache, blocks),
+                          lambda path: export_feature_tower(image_tower(), blocks, path), load)
+
+
+def runtime_choice() -> str:
+    """``ATELIER_RUNTIME``, checked: "onnxruntime" or "torch" to force one, "" (or "auto") to let it choose."""
+    choice = os.environ.get(RUNTIME_ENV, "").strip().lower()
+    if choice not in ("", "auto", "onnxruntime", "torch"):
+        raise ValueError(f"{RUNTIME_ENV}={choice!r}: use 'onnxruntime' or 'torch' (or leave it unset)")
+    return choice
+
+
+def onnx_or_torch(task: str, cost: str, onnx: Callable[[], Runner], fallback: Callable[[str], Runner]) -> Runner:
+    """``onnx()``, or ``fallback(reason)`` with a warning when it fails (ONNX Runtime not installed, an exporter
+    or ONNX Runtime error); ``ATELIER_RUNTIME=torch`` goes straight to the fallback and ``=onnxruntime`` raises
+    the error instead. ``task`` and ``cost`` word the warning: "featurising photos", "about 3x slower"."""
+    choice = runtime_choice()
+    if choice == "torch":
+        log.info("%s with PyTorch: %s=torch", task, RUNTIME_ENV)
+        return fallback(f"{RUNTIME_ENV}=torch")
+    try:
+        return onnx()
+    except Exception as e:  # ImportError, an exporter error, an ONNX Runtime error
+        if choice == "onnxruntime":
+            raise
+        reason = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        log.warning("ONNX Runtime unavailable (%s); %s with PyTorch instead (%s)", reason, task, cost)
+        return fallback(reason)
+
+
+def create_feature_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> FeatureRunner:
+    """ONNX Runtime's tower if it can be had (see :func:`load_onnx_tower`), else PyTorch's with a warning;
+    ``ATELIER_RUNTIME`` forces one (see :func:`onnx_or_torch`). The result's ``runtime`` says which:
+    "onnxruntime" or "torch"."""
+    return onnx_or_torch("featurising photos", "about 3x slower", lambda: load_onnx_tower(cache, blocks),
+                         lambda reason: TorchFeatureTower(image_tower(), blocks, reason=reason))
+
+
+class FeatureRunners:
+    """Holds the loaded photo feature runner (an ONNX Runtime session or the PyTorch tower), one model at a time.
+
+    :meth:`get` makes it on first use (:func:`create_feature_tower`, exporting into that cache when it lacks the
+    file) and keeps it for the model and the runtime choice: later calls, with this cache or another, share the
+    loaded session. Whoever holds this object holds the model in memory: offline-lit's model, a build.
+    ``runner``: one already loaded (e.g. a test's), kept for the default blocks and the current runtime choice.
+    """
+
+    def __init__(self, runner: FeatureRunner | None = None):
+        self._held: dict[tuple, FeatureRunner] = {}
+        self._lock = threading.Lock()  # queries arrive on several threads: one export, one session
+        if runner is not None:
+            self._held[(onnx_key(TEXTURE_BLOCKS), runtime_choice())] = runner
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a runner is held (a model in memory)."""
+        return bool(self._held)
+
+    def get(self, cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> FeatureRunner:
+        key = (onnx_key(blocks), runtime_choice())
+        with self._lock:
+            if key not in self._held:
+                self._held.clear()  # one model in memory at a time
+                self._held[key] = create_feature_tower(cache, blocks)
+            return self._held[key]
+
+
+# ---------------------------------------------------------------- the text tower's runners
+
+@functools.cache
+def text_onnx_key(model_dir: Path) -> str:
+    """What identifies an exported :class:`SentenceEncoder`: the model's files (weights, config, module list,
+    pooling config; their bytes), the torch, transformers and sentence-transformers versions (the exporter
+    traces their code) and the opset. Reads the ~90 MB of files once per process (~0.2 s)."""
+    import sentence_transformers
+    import transformers
+    files = [(p.relative_to(model_dir).as_posix(), file_digest(p)) for p in sorted(model_dir.rglob("*")) if p.is_file()]
+    return digest(TEXT_TOWER_CFG, files, torch.__version__, transformers.__version__, sentence_transformers.__version__,
+                  ONNX_OPSET)
+
+
+def text_onnx_path(cache: ArtefactCache, model_dir: Path) -> Path:
+    return cache.root / "onnx" / f"{text_onnx_key(model_dir)}.onnx"
+
+
+def export_sentence_encoder(model: torch.nn.Module, path: Path) -> str:
+    """Export ``SentenceEncoder(model)`` (a SentenceTransformer) to ONNX at ``path`` (see :func:`export_onnx`):
+    inputs TEXT_INPUTS (batch, tokens) int64, output ``features`` (batch, 384) float32, any batch and length.
+    Returns the exporter used."""
+    # Two sentences of different lengths: the traced example has padding, so no mask shortcut is traced in.
+    tokens = model.tokenizer(["a sentence to trace the encoder with", "a dress"], padding=True, return_tensors="pt")
+    return export_onnx(SentenceEncoder(model).eval(), tuple(tokens[n] for n in TEXT_INPUTS), path, TEXT_INPUTS,
+                       ["features"], {**{n: {0: "batch", 1: "tokens"} for n in TEXT_INPUTS}, "features": {0: "batch"}},
+                       {"config": TEXT_TOWER_CFG})
+
+
+def by_length(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """Positions of ``texts`` in batches of ``batch_size``, longest first (by characters, as
+    SentenceTransformer.encode sorts), so each batch, padded to its own longest sentence, pads little."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class OnnxTextTower:
+    """An exported :class:`SentenceEncoder` run by ONNX Runtime on the CPU, one thread per core, on the tokens of
+    the model's own tokenizer (padded per batch, truncated to ``max_length`` as SentenceTransformer does).
+
+    call: n strings -> (n, 384) float32, rows L2-normalised, in the order given
+    """
+    runtime = "onnxruntime"
+
+    def __init__(self, model: str | os.PathLike | bytes, tokenizer: Callable, max_length: int,
+                 threads: int | None = None):
+        self.session = onnx_session(model, threads)
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.widths = [o.shape[1] for o in self.session.get_outputs()]
+        self.reason = ""
+
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), TEXT_FEATURES), dtype=np.float32)
+        for rows in by_length(texts, batch_size):
+            tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
+                                    max_length=self.max_length, return_tensors="np")
+            out[rows] = self.session.run(None, {n: tokens[n].astype(np.int64, copy=False) for n in self.inputs})[0]
+        return out
+
+
+class TorchTextTower:
+    """``SentenceTransformer.encode`` in PyTorch, with :class:`OnnxTextTower`'s call shape. ``reason``: why not ONNX."""
+    runtime = "torch"
+
+    def __init__(self, model, reason: str = ""):
+        self.model, self.reason = model, reason
+
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, TEXT_FEATURES), dtype=np.float32)
+        return self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                 show_progress_bar=False).astype(np.float32)
+
+
+TextRunner = OnnxTextTower | TorchTextTower
+
+
+def load_onnx_text_tower(cache: ArtefactCache, tower) -> OnnxTextTower:
+    """The ONNX Runtime encoder of ``tower``'s model (a :class:`core.embeddings.lit.text.TextTower`) from the
+    cache's exported file (see :func:`load_or_export`)."""
+    def load(path: Path) -> OnnxTextTower:
+        runner = OnnxTextTower(path, tower.model.tokenizer, tower.model.max_seq_length)
+        if runner.inputs != list(TEXT_INPUTS) or runner.widths != [TEXT_FEATURES]:
+            raise ValueError(f"inputs {runner.inputs} and output widths {runner.widths}, "
+                             f"expected {list(TEXT_INPUTS)} and [{TEXT_FEATURES}]")
+        return runner
+
+    return load_or_export(cache, text_onnx_path(cache, tower.model_dir),
+                          lambda path: export_sentence_encoder(tower.model, path), load)
+
+
+def create_text_runner(cache: ArtefactCache, tower) -> TextRunner:
+    """ONNX Runtime's encoder of ``tower``'s model if it can be had (see :func:`load_onnx_text_tower`), else
+    PyTorch's with a warning; ``ATELIER_RUNTIME`` forces one (see :func:`onnx_or_torch`)."""
+    return onnx_or_torch("encoding texts", "3-4x slower per query", lambda: load_onnx_text_tower(cache, tower),
+                         lambda reason: TorchTextTower(tower.model, reason))
