@@ -16,7 +16,8 @@ catalog = current_catalog()
 built = page_build("Clusters")
 
 c1, c2, c3, c4 = st.columns(4)
-kind = c1.selectbox("Embedding", [k for k in ORDER if k in built.kinds], key="clusters_kind", format_func=KIND_NAMES.get)
+kind = c1.selectbox("Embedding", [k for k in ORDER if k in built.kinds], key="clusters_kind",
+                    format_func=KIND_NAMES.get)
 min_size = c2.number_input("Min cluster size (0: automatic)", 0, 5000, 0, key="clusters_min_size",
                            help="HDBSCAN's smallest group; automatic is about one product in 500, at least 5")
 min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_samples",

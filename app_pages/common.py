@@ -299,8 +299,8 @@ def served_evaluation(_built: Built, build_key: tuple, cutoff: str) -> EvalRepor
     evaluation finished meanwhile is served."""
     from core.recs.evaluate import EvalConfig, cached_evaluation
     from core.recs.split import SplitConfig
-    return _typed(cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
-                                    EvalConfig(split=SplitConfig(cutoff=cutoff)), ArtefactCache()))
+    return cached_evaluation(_built.catalog, _built.embeddings, list_recommenders(),
+                                    EvalConfig(split=SplitConfig(cutoff=cutoff)), ArtefactCache())
 
 
 @st.cache_resource(show_spinner="Splitting the purchases at the cutoff…", max_entries=8)
@@ -330,13 +330,8 @@ def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cut
     kept a minute, so a result computed by ``python -m core evaluate`` meanwhile shows up."""
     from core.recs.evaluate import EvalConfig, cached_evaluation
     from core.recs.split import SplitConfig
-    return _typed(cached_evaluation(_built.catalog, _built.embeddings, list(models),
-                                    EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache()))
-
-
-def _typed(result: dict | None) -> EvalReport | None:
-    """An evaluation's JSON (``core.recs.evaluate``) as its typed report."""
-    return None if result is None else EvalReport.from_dict(result)
+    return cached_evaluation(_built.catalog, _built.embeddings, list(models),
+                                    EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache())
 
 
 @st.cache_resource(show_spinner=False)
@@ -361,8 +356,8 @@ def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str,
         from core.recs.evaluate import EvalConfig, evaluate
         from core.recs.split import SplitConfig
         cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
-        jobs[key] = job = Job("evaluate").start(lambda progress: _typed(evaluate(
-            built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress)))
+        jobs[key] = job = Job("evaluate").start(lambda progress: evaluate(
+            built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress))
     return job
 
 

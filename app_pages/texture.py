@@ -11,41 +11,10 @@ from app_pages.common import (build_key, cached_or_job, current_catalog, describ
 from core.data.catalog import filter_products
 from core.embeddings.texture import TYPE_TOLERANCE
 from core.embeddings.quality import MIN_CLASS
-from core.explore.texture import KIND_ABOUT, TextureReport, in_order, verdict
+from core.explore.texture import KIND_ABOUT, TextureReport, in_order, measures, verdict
 SECTIONS = ["Diagnostics", "Worst confusions", "Before / after", "Labels and weights"]
 PAIRS_SHOWN = 12
 HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
-
-
-def metrics(k: int, label: str) -> list[tuple[str, str, str | None, str]]:
-    """(report column, shown title, "max"/"min" for the best value or None, one line on what it measures)."""
-    return [
-        (f"pattern_agreement_at_{k}", f"{label} agreement@{k}", "max",
-         f"share of a product's {k} nearest held-out neighbours (its colour variants left out) with its {label}"),
-        ("pattern_agreement_chance", "chance", None, "the same for a random embedding (sum of squared label shares)"),
-        ("pattern_agreement_lift", "lift", "max", "agreement / chance"),
-        ("pattern_sensitivity", "sensitivity", "max",
-         "when the nearest neighbour has the same type and colour: 1 − (share with another label) / (that share "
-         "for a random such neighbour); 1 tells labels apart, 0 is blind to them"),
-        (f"type_agreement_at_{k}", f"type agreement@{k}", "max",
-         "agreement on product type: what a texture fix must not lose"),
-        ("texture_confusion_rate", "texture confusions", "min",
-         f"share of products whose nearest neighbour has the same type and colour but another {label}"),
-        (f"pattern_agreement_macro_at_{k}", f"macro agreement@{k}", "max",
-         f"agreement averaged over the classes with at least {MIN_CLASS} products, so rare ones count as much"),
-        ("pair_auc", "pair AUC", "max",
-         "pairs of the same type and colour: how often cosine ranks a same-label pair above a different-label "
-         "pair (0.5: blind)"),
-        ("probe_balanced_accuracy", "linear probe", "max",
-         "balanced accuracy of a logistic regression reading the label (cross-validated by group; chance "
-         "1 / classes)"),
-        ("zero_shot_balanced_accuracy", "zero-shot", "max",
-         "balanced accuracy of the closest text prompt, e.g. 'a photo of a striped garment' (pattern only; None "
-         "for the variants, which have no text tower)"),
-        ("zero_shot_corrected_balanced_accuracy", "zero-shot corrected", "max",
-         "the same after removing each prompt's mean similarity, so one prompt close to everything stops winning"),
-        ("n_products", "products", None, "held-out (test) products measured"),
-    ]
 
 
 def points(x: float) -> str:
@@ -58,7 +27,7 @@ def number(x, digits: int = 2) -> str:
 
 # ---------------------------------------------------------------- the report, or how to get it
 
-def report_or_button(label: str) -> dict | None:
+def report_or_button(built, label: str) -> TextureReport | None:
     """The cached report; else its progress while it runs, or what computing it means and a button."""
     try:
         report = get_texture_report(built, build_key(built), label)
@@ -87,7 +56,7 @@ def diagnostics_frame(report: TextureReport) -> tuple[pd.DataFrame, list[tuple[s
     """The report's table, one row per kind in the report's order, numeric columns (a missing value is NaN)."""
     table = report.table.set_index("kind")
     table = table.loc[in_order(table.index)].apply(pd.to_numeric, errors="coerce")
-    shown = [m for m in metrics(report.k, report.label) if m[0] in table.columns]
+    shown = [m for m in measures(report.k, report.label) if m[0] in table.columns]
     return table[[m[0] for m in shown]], shown
 
 
@@ -315,37 +284,44 @@ def labels_and_weights(report: TextureReport) -> None:
 
 # ---------------------------------------------------------------- the page
 
-catalog = current_catalog()
-built = page_build("Texture failures")
-labels = catalog.attribute_columns
-if not labels:
-    st.info("This catalogue has no attribute columns (pattern, material, product type…) to measure the embeddings "
-            "against. Map a shop's columns to Atelier's roles with a columns.json next to its products file.")
-    st.stop()
-c1, c2 = st.columns([1, 3])
-label = c1.selectbox("Label", labels, index=labels.index("pattern") if "pattern" in labels else 0, key="texture_label",
-                     help="The catalogue column whose classes the embeddings should tell apart; product type and "
-                          "colour are held fixed")
-section = c2.radio("Show", SECTIONS, horizontal=True, key="texture_section")
-st.caption(f"Where each embedding confuses the **{label}** of products, above all between products of the same type "
-           "and colour, where only pattern or material tells them apart; measured against the catalogue's labels on "
-           "held-out products, and the texture-aware embedding's fix shown on the same products.")
-if section == "Before / after":
-    try:
-        cached = get_texture_report(built, build_key(built), label)
-    except ValueError:  # no report for this catalogue: the product list simply does not start with confusions
-        cached = None
-    before_after(cached, label, built, catalog)
-else:
-    report = report_or_button(label)
-    if report is not None:
-        s = report.split
-        st.markdown(f"Labelled products with a photo are split by group (colour variants together) into "
-                    f"**{s['train']:,} train** (fits the texture model and heads), **{s['validation']:,} validation** "
-                    f"(chooses the weights) and **{s['test']:,} test**: every number here is on the test products.")
-        if section == "Diagnostics":
-            diagnostics(report)
-        elif section == "Worst confusions":
-            worst_confusions(report, catalog)
-        else:
-            labels_and_weights(report)
+def main() -> None:
+    catalog = current_catalog()
+    built = page_build("Texture failures")
+    labels = catalog.attribute_columns
+    if not labels:
+        st.info("This catalogue has no attribute columns (pattern, material, product type…) to measure the "
+                "embeddings against. Map a shop's columns to Atelier's roles with a columns.json next to its "
+                "products file.")
+        return
+    c1, c2 = st.columns([1, 3])
+    label = c1.selectbox("Label", labels, index=labels.index("pattern") if "pattern" in labels else 0,
+                         key="texture_label",
+                         help="The catalogue column whose classes the embeddings should tell apart; product type "
+                              "and colour are held fixed")
+    section = c2.radio("Show", SECTIONS, horizontal=True, key="texture_section")
+    st.caption(f"Where each embedding confuses the **{label}** of products, above all between products of the same "
+               "type and colour, where only pattern or material tells them apart; measured against the catalogue's "
+               "labels on held-out products, and the texture-aware embedding's fix shown on the same products.")
+    if section == "Before / after":
+        try:
+            cached = get_texture_report(built, build_key(built), label)
+        except ValueError:  # no report for this catalogue: the product list simply does not start with confusions
+            cached = None
+        before_after(cached, label, built, catalog)
+    else:
+        report = report_or_button(built, label)
+        if report is not None:
+            s = report.split
+            st.markdown(f"Labelled products with a photo are split by group (colour variants together) into "
+                        f"**{s['train']:,} train** (fits the texture model and heads), "
+                        f"**{s['validation']:,} validation** (chooses the weights) and **{s['test']:,} test**: every "
+                        "number here is on the test products.")
+            if section == "Diagnostics":
+                diagnostics(report)
+            elif section == "Worst confusions":
+                worst_confusions(report, catalog)
+            else:
+                labels_and_weights(report)
+
+
+main()

@@ -214,7 +214,7 @@ def cmd_evaluate(args) -> None:
     embeddings = _embeddings(catalog, args.backbone, cache)
     cfg = EvalConfig(SplitConfig(cutoff=args.cutoff, end=args.end), exclude_bought=args.exclude_bought,
                      seeds=tuple(range(args.seeds)))
-    print(json.dumps(evaluate(catalog, embeddings, models, cfg, cache, progress=_progress_bars())))
+    print(json.dumps(evaluate(catalog, embeddings, models, cfg, cache, progress=_progress_bars()).to_dict()))
 
 
 def _customer_file(path: str) -> list[str]:

@@ -38,7 +38,8 @@ def bench_backbone(spec: str | None, cache: ArtefactCache, limit: int | None = N
            # cold runs only: photos featurised in this run, and their rate
            "cold_images_featurised": image_stage[2] if image_stage else 0,
            "cold_image_features_s": round(image_stage[1] - t0, 2) if image_stage else None,
-           "cold_images_per_s": round(image_stage[2] / (image_stage[1] - t0), 2) if image_stage else None, "warmup_s": round(warmup_s, 2),
+           "cold_images_per_s": round(image_stage[2] / (image_stage[1] - t0), 2) if image_stage else None,
+           "warmup_s": round(warmup_s, 2),
            "images_per_s": round(images_per_s, 2), "throughput_sample": n}
     return out | lit_evaluation(catalog, cache, recompute=True).to_dict()
 

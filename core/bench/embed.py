@@ -45,8 +45,7 @@ def with_new_products(catalog: Catalog, n: int, image_dir: Path) -> Catalog:
     return dataclasses.replace(catalog, products=pd.concat([catalog.products, src]))
 
 
-def featurisation_rates(paths: list[str], naive_sample: int = 64, sample: int = 512,
-                        cache: ArtefactCache | None = None) -> dict:
+def featurisation_rates(paths: list[str], cache: ArtefactCache, naive_sample: int = 64, sample: int = 512) -> dict:
     """offline-lit photo featurisation, both ways on the same photos (the first ``sample`` of ``paths``):
     ``naive_images_per_s``, the torch eager loop (open, preprocess, ImageTower forward, one photo at a
     time, pooled features only) over the first ``naive_sample``; ``images_per_s``, the bulk path
@@ -61,7 +60,6 @@ def featurisation_rates(paths: list[str], naive_sample: int = 64, sample: int = 
     from core.embeddings.lit.features import FEATURE_BATCH, EagerImageFeatures, photo_features
     from core.embeddings.lit.runtime import create_feature_tower
     from core.embeddings.lit.towers import image_tower
-    cache = cache or ArtefactCache()
     tower = create_feature_tower(cache)
     bulk, naive = paths[:sample], paths[:naive_sample]
     photo_features(bulk[:FEATURE_BATCH], tower=tower)  # warm-up: first-run allocations
@@ -97,7 +95,7 @@ def bench_embed(spec: str | None, backbone: Backbone, cache: ArtefactCache, limi
     first_s = time.perf_counter() - t
     paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()
     if backbone.name == "offline-lit":
-        rates = featurisation_rates(paths, naive_sample, sample, cache)
+        rates = featurisation_rates(paths, cache, naive_sample, sample)
     else:
         encode_images(backbone, paths[:cfg.batch_size], cfg.batch_size, cfg.workers)  # warm-up (and any compile)
         backbone.encode_image(backbone.preprocess(load_image(paths[0]))[None])

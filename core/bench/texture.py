@@ -29,7 +29,7 @@ def bench_texture(spec: str | None, backbone: Backbone, cache: ArtefactCache, li
     catalog = load_catalog(spec, limit)
     reference = reference_s()
     paths = catalog.products["image_path"][catalog.products["image_path"] != ""].tolist()
-    rates = featurisation_rates(paths, cache=cache)
+    rates = featurisation_rates(paths, cache)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         catalog_texture_features(catalog, ArtefactCache(Path(tmp) / "cache"), views=cfg.texture.views)

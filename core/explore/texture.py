@@ -33,6 +33,38 @@ ORDER = ("photo", "texture", "hybrid", "sentence")  # then the variants tried, i
 FROM_TEXT = frozenset({"hybrid", "sentence"})  # they read the label from the product text: references, not fixes
 
 
+def measures(k: int, label: str) -> list[tuple[str, str, str | None, str]]:
+    """The report table's measures, as shown to people: (report column, title, "max"/"min" for the best value or
+    None, one line on what it measures)."""
+    return [
+        (f"pattern_agreement_at_{k}", f"{label} agreement@{k}", "max",
+         f"share of a product's {k} nearest held-out neighbours (its colour variants left out) with its {label}"),
+        ("pattern_agreement_chance", "chance", None, "the same for a random embedding (sum of squared label shares)"),
+        ("pattern_agreement_lift", "lift", "max", "agreement / chance"),
+        ("pattern_sensitivity", "sensitivity", "max",
+         "when the nearest neighbour has the same type and colour: 1 − (share with another label) / (that share "
+         "for a random such neighbour); 1 tells labels apart, 0 is blind to them"),
+        (f"type_agreement_at_{k}", f"type agreement@{k}", "max",
+         "agreement on product type: what a texture fix must not lose"),
+        ("texture_confusion_rate", "texture confusions", "min",
+         f"share of products whose nearest neighbour has the same type and colour but another {label}"),
+        (f"pattern_agreement_macro_at_{k}", f"macro agreement@{k}", "max",
+         f"agreement averaged over the classes with at least {MIN_CLASS} products, so rare ones count as much"),
+        ("pair_auc", "pair AUC", "max",
+         "pairs of the same type and colour: how often cosine ranks a same-label pair above a different-label "
+         "pair (0.5: blind)"),
+        ("probe_balanced_accuracy", "linear probe", "max",
+         "balanced accuracy of a logistic regression reading the label (cross-validated by group; chance "
+         "1 / classes)"),
+        ("zero_shot_balanced_accuracy", "zero-shot", "max",
+         "balanced accuracy of the closest text prompt, e.g. 'a photo of a striped garment' (pattern only; None "
+         "for the variants, which have no text tower)"),
+        ("zero_shot_corrected_balanced_accuracy", "zero-shot corrected", "max",
+         "the same after removing each prompt's mean similarity, so one prompt close to everything stops winning"),
+        ("n_products", "products", None, "held-out (test) products measured"),
+    ]
+
+
 def _frame_json(frame: pd.DataFrame) -> dict:
     return json.loads(frame.to_json(orient="split"))
 

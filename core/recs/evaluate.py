@@ -51,7 +51,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from core.cache import ArtefactCache, digest, json_arrays, json_value
+from core.cache import ArtefactCache, digest, json_arrays
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
 from core.recs.contract import RecData, Recommender, rec_data, top_k
@@ -290,7 +290,7 @@ def _prepare(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: E
 
 
 def evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig = EvalConfig(),
-             cache: ArtefactCache | None = None, progress: Progress | None = None) -> dict:
+             cache: ArtefactCache | None = None, progress: Progress | None = None) -> EvalReport:
     """Fit each named model on the purchases before the cutoff and measure it on the test window.
 
     Choices are made on the validation window (:func:`validation_split`): each baseline with a grid
@@ -303,7 +303,8 @@ def evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: E
     Seeded models (:func:`core.recs.contract.is_seeded`) are fitted once per ``cfg.seeds``, on validation
     and on the test, and their per-customer values averaged over seeds; the others once.
 
-    Returns, JSON-ready: ``{"split": {"cutoff", "end", "exclude_bought", "validation": {window and its
+    Returns the report (:class:`core.recs.report.EvalReport`); its ``to_dict()`` is the JSON ``python -m core
+    evaluate`` prints: ``{"split": {"cutoff", "end", "exclude_bought", "validation": {window and its
     counts}, **Split.counts()}, "coverage_ceiling", "new_customer_reference": {"model", "params",
     "validation_recall_at_10_new_customers"}, "paired": PairedReport.to_dict(), "models": {name:
     evaluate_model's keys (seed-averaged) + seeds, recall_at_10_seed_min / _max,
@@ -312,16 +313,15 @@ def evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: E
     for a deterministic model; ``grid`` lists each setting tried with its validation Recall@k (empty
     when there was one); ``train_s`` is the mean wall time of :func:`core.recs.contract.fitted` per fit (a
     load when the fitted model was cached), ``model_train_s`` the model's own ``train_s_`` when it
-    records one. With a cache the whole result is an artefact (see :func:`cached_evaluation`). Read it typed
-    with :meth:`core.recs.report.EvalReport.from_dict`.
+    records one. With a cache the whole result is an artefact (see :func:`cached_evaluation`).
     """
     split, data, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
 
     def compute() -> dict[str, np.ndarray]:
         return json_arrays(_evaluate(catalog, embeddings, models, cfg, split, data, cache, progress), "json")
     if cache is None:
-        return json_value(compute(), "json")
-    return json_value(cache.get_or_compute(KIND, key_cfg, fingerprint, compute), "json")
+        return EvalReport.from_arrays(compute())
+    return EvalReport.from_arrays(cache.get_or_compute(KIND, key_cfg, fingerprint, compute))
 
 
 def _exclude(both: dict[str, CustomerMetrics], cfg: EvalConfig) -> bool:
@@ -456,11 +456,11 @@ def _evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: 
 
 
 def cached_evaluation(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig,
-                      cache: ArtefactCache) -> dict | None:
+                      cache: ArtefactCache) -> EvalReport | None:
     """The result :func:`evaluate` stored for exactly this catalogue, embeddings, models (any order)
     and config, or None; computes nothing but the data's fingerprint."""
     _, _, key_cfg, fingerprint = _prepare(catalog, embeddings, models, cfg)
-    return json_value(cache.load(KIND, ArtefactCache.key(key_cfg, fingerprint)), "json")
+    return EvalReport.from_arrays(cache.load(KIND, ArtefactCache.key(key_cfg, fingerprint)))
 
 
 def as_evaluated(name: str, data: RecData, result: EvalReport | None, cache: ArtefactCache | None = None,

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.recs.report import EvalReport
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SPEC = "synthetic:40"
 pytestmark = pytest.mark.app
@@ -510,7 +512,7 @@ def test_coldstart_new_product_gets_every_attribute_and_its_colour_group(app_env
 
 
 def fake_evaluation(models, paired: bool = True) -> dict:
-    """An evaluation result of the schema core.recs.evaluate gives (``paired``, seeds, verdicts), with known numbers:
+    """An evaluation result (the JSON of an EvalReport) of the schema core.recs.evaluate gives (``paired``, seeds, verdicts), with known numbers:
     two-tower clearly above the reference (popularity), content level with it, colour variants below."""
     split = {"cutoff": "2020-04-01", "end": "2020-07-01", "train_purchases": 100, "test_purchases": 50,
              "test_customers": 20, "new_customers": 5, "sparse_customers": 5, "warm_customers": 10,
@@ -539,7 +541,7 @@ def test_coldstart_evaluation_shows_paired_differences_seeds_and_verdicts(app_en
     import core.recs.evaluate
     models = ["colour_variants", "content", "popularity", "two_tower"]
     monkeypatch.setattr(core.recs.evaluate, "cached_evaluation",
-                        lambda catalog, embeddings, names, *a: fake_evaluation(names))
+                        lambda catalog, embeddings, names, *a: EvalReport.from_dict(fake_evaluation(names)))
     at = coldstart_page(coldstart_section="How good is it", coldstart_eval_models=models)
     assert "Each model against the best baseline, Popularity" in [s.value for s in at.subheader]
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -565,7 +567,7 @@ def test_coldstart_evaluation_of_an_earlier_format_offers_to_evaluate_again(app_
     import core.recs.evaluate
     models = ["content", "recent_popularity"]
     monkeypatch.setattr(core.recs.evaluate, "cached_evaluation",
-                        lambda catalog, embeddings, names, *a: fake_evaluation(names, paired=False))
+                        lambda catalog, embeddings, names, *a: EvalReport.from_dict(fake_evaluation(names, paired=False)))
     at = coldstart_page(coldstart_section="How good is it", coldstart_eval_models=models)
     assert any("before paired differences and seeds" in w.value for w in at.warning)
     assert at.button(key="coldstart_reevaluate") and not at.get("plotly_chart")

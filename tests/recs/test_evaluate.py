@@ -250,7 +250,7 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
     cfg = EvalConfig(n_bootstrap=200)
     assert cached_evaluation(catalog, emb, ["oracle", "loyal"], cfg, cache) is None
     stages = []
-    result = evaluate(catalog, emb, ["oracle", "loyal"], cfg, cache, lambda *a: stages.append(a))
+    result = evaluate(catalog, emb, ["oracle", "loyal"], cfg, cache, lambda *a: stages.append(a)).to_dict()
     json.dumps(result, allow_nan=False)  # strict JSON: an empty metric is null, never NaN
     assert ("evaluating recommenders", 2, 2) in stages
 
@@ -337,15 +337,15 @@ def test_evaluate_end_to_end_with_exact_values_and_a_cache_hit(tiny_models, tmp_
 
     fits = Loyal.fits
     assert fits == 2  # once on the validation split, once on the training split
-    again = evaluate(catalog, emb, ["loyal", "oracle"], cfg, cache)  # any order: the same artefact
+    again = evaluate(catalog, emb, ["loyal", "oracle"], cfg, cache).to_dict()  # any order: the same artefact
     assert again == result and Loyal.fits == fits
-    assert cached_evaluation(catalog, emb, ["oracle", "loyal"], cfg, cache) == result
+    assert cached_evaluation(catalog, emb, ["oracle", "loyal"], cfg, cache).to_dict() == result
     assert cached_evaluation(catalog, emb, ["oracle", "loyal"], EvalConfig(n_bootstrap=100), cache) is None
 
 
 def test_fixed_exclusion_is_not_chosen_on_validation(tiny_models):
     catalog, emb = _catalog(), _embeddings()
-    result = evaluate(catalog, emb, ["loyal"], EvalConfig(exclude_bought="no", n_bootstrap=50))
+    result = evaluate(catalog, emb, ["loyal"], EvalConfig(exclude_bought="no", n_bootstrap=50)).to_dict()
     loyal = result["models"]["loyal"]
     # validation still runs (the new-customer path, tuning), but excluding's better validation recall is ignored
     assert loyal["validation_recall_at_10_excluding"] > loyal["validation_recall_at_10_including"]
@@ -379,7 +379,7 @@ def test_scoring_in_batches_gives_the_same_numbers(tiny_models, monkeypatch):
 
 def test_seeded_models_are_averaged_over_seeds_per_customer(tiny_models):
     catalog, emb = _catalog(), _embeddings()
-    result = evaluate(catalog, emb, ["noisy", "loyal", "popularity"], EvalConfig(n_bootstrap=50, seeds=(0, 1, 2)))
+    result = evaluate(catalog, emb, ["noisy", "loyal", "popularity"], EvalConfig(n_bootstrap=50, seeds=(0, 1, 2))).to_dict()
     noisy = result["models"]["noisy"]
     assert noisy["seeds"] == [0, 1, 2] and Noisy.fits == 6  # three on validation, three on the test
     assert result["models"]["loyal"]["seeds"] == [] and Loyal.fits == 2  # deterministic: once each
@@ -398,14 +398,14 @@ def test_seeded_models_are_averaged_over_seeds_per_customer(tiny_models):
     # the paired difference uses the seed-averaged per-customer values
     diff = result["paired"]["models"]["noisy"]["recall_at_10"]["diff"]
     assert diff == pytest.approx(noisy["recall_at_10"] - result["models"]["popularity"]["recall_at_10"])
-    one = evaluate(catalog, emb, ["noisy"], EvalConfig(n_bootstrap=50, seeds=(1,)))["models"]["noisy"]
+    one = evaluate(catalog, emb, ["noisy"], EvalConfig(n_bootstrap=50, seeds=(1,))).to_dict()["models"]["noisy"]
     assert one["seeds"] == [1] and one["recall_at_10"] == pytest.approx(0.625)
 
 
 def test_the_best_baseline_is_chosen_on_validation_and_every_model_is_paired_with_it(tiny_models):
     catalog, emb = _catalog(), _embeddings()
     models = ["oracle", "popularity", "segment_popularity", "new_arrivals"]
-    result = evaluate(catalog, emb, models, EvalConfig(n_bootstrap=100))
+    result = evaluate(catalog, emb, models, EvalConfig(n_bootstrap=100)).to_dict()
     val = {n: max(result["models"][n]["validation_recall_at_10_excluding"],
                   result["models"][n]["validation_recall_at_10_including"]) for n in models[1:]}
     paired = result["paired"]

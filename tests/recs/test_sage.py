@@ -168,7 +168,7 @@ def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
                             np.ones(len(noise), dtype=bool))
     cfg = EvalConfig(split=SplitConfig(cutoff="2020-05-01", end="2020-07-01"), exclude_bought="yes",
                      n_bootstrap=50)
-    result = evaluate(catalog, embeddings, ["graphsage", "popularity"], cfg)["models"]
+    result = evaluate(catalog, embeddings, ["graphsage", "popularity"], cfg).to_dict()["models"]
     assert result["graphsage"]["recall_at_10"] > result["popularity"]["recall_at_10"] + 0.05
 
 
