@@ -14,7 +14,7 @@ from core.recs.split import temporal_split
 from core.recs.metrics import coverage, ranking_metrics
 from core.recs.contract import rec_data, top_k, rank_in_lists
 from core.recs.demo import nearest_bought, DemoConfig
-from core.recs.baselines import Content, ContentConfig
+from core.recs.baselines.content import Content, ContentConfig
 
 catalog = load_catalog(default_catalog_spec())
 emb = _embeddings(catalog, "auto", ArtefactCache())

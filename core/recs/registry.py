@@ -48,7 +48,7 @@ ABOUT = {"graphsage": "a graph neural network over customers, products and look-
 HISTORY_FREE = {"popularity": "a bestseller", "recent_popularity": "popular lately",
                 "segment_popularity": "popular lately with customers like them", "new_arrivals": "new arrival"}
 ID_ONLY = "ID-only: cannot rank never-bought products"  # what Recommender.id_only means, in words
-# What each baseline gives a customer with no purchases (core/recs/baselines.py); the learned models' is their own
+# What each baseline gives a customer with no purchases (core/recs/baselines/); the learned models' is their own
 # attribute-only list unless the evaluation chose a fallback on its validation window.
 NEW_CUSTOMER_LISTS = {"recent_popularity": "the last 4 weeks' bestsellers", "segment_popularity": "their segment's "
                       "bestsellers", "new_arrivals": "the newest products"}

@@ -12,7 +12,7 @@ from core.recs.contract import SAVES_STATE
 from core.recs.fusion import RankFusion
 from core.recs.registry import (ABOUT, BASELINES, BLENDS, LABELS, MODELS, SEEDED, create_recommender, data_fingerprint,
                                 fitted, in_order, is_seeded, label, list_recommenders, new_customer_list, tuning_grid)
-from tests.recs.test_baselines import make_data
+from tests.recs.baselines.toydata import make_data
 
 
 def test_the_default_models_and_the_blends():
@@ -53,7 +53,7 @@ def test_every_model_has_a_label_and_a_line_in_the_registry_order():
 
 
 def two_blocks() -> list[tuple[str, int, float]]:
-    """Customers a0..a9 buy 4 of products 0..9, b0..b9 4 of 10..19 (as test_baselines' blocks)."""
+    """Customers a0..a9 buy 4 of products 0..9, b0..b9 4 of 10..19 (as tests/recs/baselines' blocks)."""
     rng = np.random.default_rng(1)
     return [(f"{side}{c}", int(p) + offset, float(rng.uniform(1, 300)))
             for side, offset in (("a", 0), ("b", 10)) for c in range(10) for p in rng.choice(10, size=4, replace=False)]
