@@ -42,7 +42,8 @@ class SageConfig:
     # Whether products hear their buyers at all. Without, a product's vector comes from its content and its
     # content neighbours only, so "has buyers" cannot stand in for "sells"; customers still hear their purchases.
     buyer_messages: bool = True
-    # Negatives only among the products somebody had bought by the end of the task's window (see _tasks);
+    # Negatives only among the products somebody had bought by the end of the task's window (see
+    # core.recs.sage_training.training_tasks);
     # False: the whole catalogue. Measured and not kept (README): never a negative, a never-bought product is
     # free to drift above everything, as it has no buyers to tell it apart.
     negatives_on_sale: bool = False

@@ -172,22 +172,6 @@ def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
     assert result["graphsage"]["recall_at_10"] > result["popularity"]["recall_at_10"] + 0.05
 
 
-def test_window_tasks_predict_each_window_from_the_graph_before_it():
-    data = two_blocks()  # purchases 60, 57 and 54 days before the cutoff
-    model = SageRecommender(SageConfig(**{**TINY.__dict__, "objective": "windows", "window_days": 5,
-                                          "n_windows": 20}))
-    graph = build_graph(data, model.cfg.graph)
-    tasks = model._tasks(data, graph, graph.similar)
-    assert [t.pairs.shape[1] for t in tasks] == [2, 4, 4]  # windows [50, 55), [55, 60), [60, 65) days back
-    for task in tasks:
-        bought = {(int(c), int(p)) for c, p in task.pairs.T}
-        days = data.days_ago[[i for i, pair in enumerate(zip(data.users, data.items)) if pair in bought]]
-        opened = days.max()  # the window opened no later than its oldest purchase
-        messages = {(int(c), int(p)) for c, p in task.graph.buys.T}
-        assert not messages & bought  # nothing a window predicts carries messages
-        assert task.graph.buys.shape[1] == int((data.days_ago > opened).sum())
-
-
 def test_faiss_recommendations_equal_the_full_scores(blocks_model):
     data, model = blocks_model
     ids = ["c0", "c1", "c2", "c3"]
@@ -278,19 +262,3 @@ def test_no_card_says_popular_when_the_prior_has_no_weight():
     liked = np.array([data.product_row["a0"]])
     assert (model.explain(liked, np.arange(data.n_products)) >= 0).all()
     assert (model.explain(np.empty(0, dtype=np.int64), np.arange(data.n_products)) == -2).all()
-
-
-def test_negative_draws_match_their_expected_counts(blocks_model):
-    """The log-Q correction subtracts log(expected count): the counts must be what the draws give."""
-    data, model = blocks_model
-    graph = build_graph(data, model.cfg.graph)
-    task = model._tasks(data, graph, graph.similar)[0]
-    rng = torch.Generator().manual_seed(0)
-    products = task.pairs[1, :4]
-    recent = torch.tensor([3.0, 0, 1, 0, 0, 2, 0, 0])
-    counts, draws = torch.zeros(data.n_products), 2000
-    for _ in range(draws):
-        rows, expected = model._negatives(task, products, recent, rng)
-        counts += torch.bincount(rows, minlength=data.n_products)
-    torch.testing.assert_close(counts / draws, expected, atol=0.6, rtol=0.02)
-    assert expected.sum() == pytest.approx(len(rows))

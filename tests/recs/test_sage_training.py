@@ -1,0 +1,61 @@
+"""GraphSAGE training (core/recs/sage_training.py) on the hand-built 4-customer / 6-product graph of test_sage.py:
+the validation window's truth, the window tasks, the negative draws against their expected counts, the loop."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from core.recs.graph import build_graph
+from core.recs.sage_model import SageConfig
+from core.recs.sage_training import negatives, train, training_tasks, window_truth
+from tests.recs.test_sage import TINY, two_blocks
+
+
+def test_window_truth_holds_the_purchases_of_the_last_days():
+    data = two_blocks()  # purchases 60, 57 and 54 days before the cutoff; only c1 and c2 bought at 54
+    c1, c2, a2, b2 = data.customer_row["c1"], data.customer_row["c2"], data.product_row["a2"], data.product_row["b2"]
+    assert window_truth(data, 55) == {c1: {a2}, c2: {b2}}
+    assert window_truth(data, 0) == {}
+
+
+def test_window_tasks_predict_each_window_from_the_graph_before_it():
+    data = two_blocks()  # purchases 60, 57 and 54 days before the cutoff
+    cfg = SageConfig(**{**TINY.__dict__, "objective": "windows", "window_days": 5, "n_windows": 20})
+    graph = build_graph(data, cfg.graph)
+    tasks = training_tasks(data, graph, graph.similar, cfg)
+    assert [t.pairs.shape[1] for t in tasks] == [2, 4, 4]  # windows [50, 55), [55, 60), [60, 65) days back
+    for task in tasks:
+        bought = {(int(c), int(p)) for c, p in task.pairs.T}
+        days = data.days_ago[[i for i, pair in enumerate(zip(data.users, data.items)) if pair in bought]]
+        opened = days.max()  # the window opened no later than its oldest purchase
+        messages = {(int(c), int(p)) for c, p in task.graph.buys.T}
+        assert not messages & bought  # nothing a window predicts carries messages
+        assert task.graph.buys.shape[1] == int((data.days_ago > opened).sum())
+
+
+def test_negative_draws_match_their_expected_counts():
+    """The log-Q correction subtracts log(expected count): the counts must be what the draws give."""
+    data = two_blocks()
+    graph = build_graph(data, TINY.graph)
+    task = training_tasks(data, graph, graph.similar, TINY)[0]
+    rng = torch.Generator().manual_seed(0)
+    products = task.pairs[1, :4]
+    recent = torch.tensor([3.0, 0, 1, 0, 0, 2, 0, 0])
+    counts, draws = torch.zeros(data.n_products), 2000
+    for _ in range(draws):
+        rows, expected = negatives(task, products, recent, rng, TINY)
+        counts += torch.bincount(rows, minlength=data.n_products)
+    torch.testing.assert_close(counts / draws, expected, atol=0.6, rtol=0.02)
+    assert expected.sum() == pytest.approx(len(rows))
+
+
+def test_training_keeps_the_best_validation_epoch():
+    data = two_blocks()
+    run = train(data, dataclasses.replace(TINY, validation_days=56, epochs=8, patience=2))
+    assert 1 <= len(run.history) <= 8
+    assert run.validation["epoch"] == int(np.argmax(run.history)) + 1
+    assert run.validation["criterion"] == max(run.history)
+    assert run.similar.shape[0] == 2 and run.content.shape == data.hybrid.shape
