@@ -13,6 +13,8 @@ import pytest
 from core.serve.store import ProductStore
 from tests.serve.test_service import png
 
+pytestmark = pytest.mark.faults  # replays of faults, as in test_faults.py
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
