@@ -1,8 +1,8 @@
-"""Tests of image loading, backbones (random, local checkpoint, offline failures) and batched encoding."""
+"""Tests of image loading, batched encoding and fusing (the backbones themselves: test_openclip.py,
+test_registry.py)."""
 from __future__ import annotations
 
 import io
-import socket
 
 import numpy as np
 import pytest
@@ -10,10 +10,8 @@ import torch
 from PIL import Image
 
 import core.embeddings.backbone as embed
-from core.embeddings.backbone import (ImageError, WeightsUnavailable, encode_images, encode_texts, fuse, load_image,
+from core.embeddings.backbone import (ImageError, encode_images, encode_texts, fuse, load_image,
     pad_to_square)
-from core.embeddings.registry import create_backbone
-from core.embeddings.openclip import DEFAULT_BACKBONE
 
 TINY = "random:atelier-tiny"
 WHITE = (255, 255, 255)
@@ -33,21 +31,6 @@ def photos(tmp_path) -> list[str]:
         noise_image(20, 30, seed=i).save(path)
         paths.append(str(path))
     return paths
-
-
-@pytest.fixture
-def no_cached_weights(tmp_path, monkeypatch) -> list:
-    """An empty Hugging Face cache, and a record of DNS look-ups (there should be none offline)."""
-    from huggingface_hub import constants
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
-    lookups: list = []
-
-    def record(*args, **kwargs):
-        lookups.append(args)
-        raise OSError("no network in tests")
-
-    monkeypatch.setattr(socket, "getaddrinfo", record)
-    return lookups
 
 
 def assert_unit_rows(x: np.ndarray) -> None:
@@ -179,90 +162,6 @@ def test_trimmed_text_encoding_equals_the_full_context(tiny_backbone):
     np.testing.assert_allclose(tiny_backbone.encode_text(texts), full, atol=1e-5)
     for i, t in enumerate(texts):  # alone, each text is trimmed to its own length
         np.testing.assert_allclose(tiny_backbone.encode_text([t])[0], full[i], atol=1e-5)
-
-
-# ---------------------------------------------------------------- backbones
-
-def test_random_backbone_is_named_as_such(tiny_backbone):
-    assert tiny_backbone.name == TINY
-    assert tiny_backbone.weights == "random"
-    assert "RANDOM" in tiny_backbone.warning
-    assert tiny_backbone.dim == 64
-    assert tiny_backbone.cache_config()["backbone"] == TINY
-
-
-def test_default_backbone_offline_fails_fast_with_a_fix(no_cached_weights):
-    with pytest.raises(WeightsUnavailable) as e:
-        create_backbone(DEFAULT_BACKBONE)
-    message = str(e.value)
-    assert DEFAULT_BACKBONE in message
-    assert "local cache" in message  # what was tried
-    assert "ATELIER_OFFLINE" in message  # why no download
-    assert "Fix:" in message and "checkpoint" in message
-    assert no_cached_weights == []  # offline means no DNS look-up either
-
-
-def test_auto_offline_uses_offline_lit_and_says_why(no_cached_weights):
-    backbone = create_backbone("auto")
-    assert backbone.name == "offline-lit" and backbone.weights == "pretrained"
-    assert any("offline-lit because" in n and DEFAULT_BACKBONE in n for n in backbone.notes)
-    assert backbone.warning is None  # pretrained towers: no random-weights warning
-    assert no_cached_weights == []
-
-
-def _embeddings(backbone, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    return backbone.encode_image(image), backbone.encode_text(["a red striped dress", "black jacket"])
-
-
-@pytest.fixture(scope="module")
-def probe_image(tiny_backbone) -> torch.Tensor:
-    return torch.stack([tiny_backbone.preprocess(noise_image(40, 60, seed=s)) for s in (1, 2)])
-
-
-def test_local_checkpoint_gives_the_saved_model(tiny_backbone, probe_image, tmp_path):
-    path = tmp_path / "tiny.pt"
-    torch.save(tiny_backbone.model.state_dict(), path)
-    loaded = create_backbone(f"openclip:atelier-tiny/{path}")
-    assert loaded.weights == "pretrained" and loaded.warning is None
-    assert any(str(path) in n for n in loaded.notes)
-    other = create_backbone("random:atelier-tiny/1")  # another seed, other weights
-    for got, saved, different in zip(_embeddings(loaded, probe_image), _embeddings(tiny_backbone, probe_image),
-                                     _embeddings(other, probe_image)):
-        np.testing.assert_allclose(got, saved, atol=1e-5)
-        assert np.abs(got - different).max() > 1e-2
-
-
-def test_local_checkpoint_weights_replace_the_initial_ones(tiny_backbone, probe_image, tmp_path):
-    """Saved from seed 1 and loaded over a seed-0 start: the result must be the seed-1 model."""
-    seed1 = create_backbone("random:atelier-tiny/1")
-    path = tmp_path / "seed1.pt"
-    torch.save(seed1.model.state_dict(), path)
-    loaded = create_backbone(f"openclip:atelier-tiny/{path}")
-    for got, saved, start in zip(_embeddings(loaded, probe_image), _embeddings(seed1, probe_image),
-                                 _embeddings(tiny_backbone, probe_image)):
-        np.testing.assert_allclose(got, saved, atol=1e-5)
-        assert np.abs(got - start).max() > 1e-2
-
-
-def test_missing_or_broken_checkpoint_raises(tmp_path):
-    missing = tmp_path / "nowhere" / "model.pt"
-    with pytest.raises(WeightsUnavailable, match="not found"):
-        create_backbone(f"openclip:atelier-tiny/{missing}")
-    broken = tmp_path / "broken.pt"
-    broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsUnavailable, match="broken.pt"):
-        create_backbone(f"openclip:atelier-tiny/{broken}")
-
-
-def test_openclip_without_weights_named_raises():
-    with pytest.raises(WeightsUnavailable, match="no weights named"):
-        create_backbone("openclip:atelier-tiny")
-
-
-@pytest.mark.parametrize("name", ["clip:ViT-B-32", "ViT-B-32", ""])
-def test_unknown_backbone_kind_raises(name):
-    with pytest.raises(ValueError, match="unknown backbone"):
-        create_backbone(name)
 
 
 # ---------------------------------------------------------------- fuse

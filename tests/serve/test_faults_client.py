@@ -1,17 +1,13 @@
-"""Hostile clients against the retrieval service (issue 20, defects 3, 6, 7, 8 and 10): decompression bombs,
-input that cannot be echoed, deeply nested JSON, connections that never finish their headers, a 413's
-metrics label, non-finite numbers, booleans for integers, bodies that are not UTF-8 and docs with no internet.
-Each test replays one case and asserts the service answers it with a 4xx and keeps serving."""
+"""Hostile clients against the retrieval service (issue 20, defects 3, 6 and 10): decompression bombs,
+input that cannot be echoed, deeply nested JSON, non-finite numbers, booleans for integers and bodies that
+are not UTF-8 (defect 7, headers never finished: test_httpserver.py; 8, a 413's metrics label:
+test_guard.py; docs with no internet: test_api.py). Each test replays one case and asserts the service
+answers it with a 4xx and keeps serving."""
 from __future__ import annotations
 
 import io
 import json
-import re
-import socket
-import threading
-import time
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -176,18 +172,6 @@ def test_error_bodies_do_not_echo_unbounded_input(client):
     assert got.status_code == 422 and len(got.content) < 2_000
 
 
-# ---------------------------------------------------------------- 8. metrics
-
-def test_a_413_by_content_length_is_counted_under_its_route(cache):
-    service = loaded(cache, max_upload_bytes=10_000)
-    with TestClient(create_app(service, start=False)) as client:
-        got = client.post("/search/image", files={"file": ("big.jpg", b"\xff" * 200_000, "image/jpeg")})
-        assert got.status_code == 413
-        text = client.get("/metrics").text
-    assert 'atelier_requests_total{endpoint="/search/image",method="POST",status="413"} 1.0' in text
-    assert 'endpoint="unmatched"' not in text
-
-
 # ---------------------------------------------------------------- 10. small ones
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
@@ -214,77 +198,3 @@ def test_a_body_that_is_not_utf8_gets_the_status_of_malformed_json(client):
     latin1 = posted_json(client, "/search/text", '{"text": "caf\xe9"}'.encode("latin-1"))
     assert malformed.status_code == latin1.status_code == 422
     assert "UTF-8" in latin1.text
-
-
-def test_the_docs_load_nothing_from_another_host(client):
-    page = client.get("/docs")
-    assert page.status_code == 200
-    assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', page.text)
-    assert any(url.endswith(".js") for url in assets) and any(url.endswith(".css") for url in assets)
-    for url in assets:
-        assert url.startswith("/"), url
-        asset = client.get(url)
-        assert asset.status_code == 200 and (len(asset.content) > 10_000 or url.endswith(".png")), url
-    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
-
-
-# ---------------------------------------------------------------- 7. connections that never finish their headers
-
-def test_a_connection_that_never_finishes_its_headers_is_closed(cache):
-    import uvicorn
-
-    from core.serve.httpserver import ServerLimits, uvicorn_config
-    service = loaded(cache)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    limits = ServerLimits(header_timeout_s=0.5)
-    server = uvicorn.Server(uvicorn_config(create_app(service, start=False), "127.0.0.1", port, limits))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 20
-        while not server.started:
-            assert time.time() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        held = []
-        for _ in range(20):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-            held.append(sock)
-        silent = socket.create_connection(("127.0.0.1", port))  # sends nothing at all
-        held.append(silent)
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        for sock in held:
-            sock.settimeout(5 * limits.header_timeout_s)
-            reply = b""
-            while chunk := sock.recv(4096):  # the server closes it: recv returns b"" (a timeout here fails)
-                reply += chunk
-            assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply
-            sock.close()
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        with socket.create_connection(("127.0.0.1", port)) as huge:  # headers without end, quickly
-            huge.settimeout(5)
-            try:
-                for i in range(200):
-                    huge.sendall(b"GET /healthz HTTP/1.1\r\n" if i == 0 else b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000))
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # closed while we were still sending: what it should do
-            try:
-                assert huge.recv(4096).startswith(b"HTTP/1.1 431")
-            except ConnectionResetError:
-                pass  # closed with our unread bytes in its buffer: a reset may overtake the 431 (held: a timeout)
-        with socket.create_connection(("127.0.0.1", port)) as piped:  # a body over the header cap is not headers
-            body = b'{"text": "' + b"x" * 100_000 + b'"}'
-            piped.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                          b"POST /search/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body) + b"GET /healthz HTTP/1.1\r\n")
-            piped.settimeout(5)
-            replies = b""
-            while chunk := piped.recv(65536):
-                replies += chunk
-            statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", replies)  # a response follows the last body directly
-            assert statuses[:2] == [b"200", b"422"], statuses  # the third, never finished, may get its 408
-    finally:
-        server.should_exit = True
-        thread.join(10)
