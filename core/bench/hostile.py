@@ -131,5 +131,5 @@ def ordinary_statuses(url: str, product_id: str, photo: bytes) -> dict[str, int]
 def grey_png(side: int, mode: str = "RGB") -> bytes:
     """A flat grey ``side`` x ``side`` PNG."""
     out = io.BytesIO()
-    Image.new(mode, (side, side), 128).save(out, format="PNG")
+    Image.new(mode, (side, side), (128,) * len(mode)).save(out, format="PNG")  # an int alone fills one band
     return out.getvalue()
