@@ -5,12 +5,16 @@ Definitions are in :mod:`core.recs.evaluate`'s docstring.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
-from torch_geometric.metrics import LinkPredCoverage, LinkPredHitRatio, LinkPredMAP, LinkPredNDCG, LinkPredRecall
-from torch_geometric.metrics.link_pred import LinkPredMetricData
+
+if TYPE_CHECKING:
+    from torch_geometric.metrics.link_pred import LinkPredMetricData
+
+# torch_geometric is imported by the functions that use it: it takes about 2 s, and the pages import this module
+# (through the typed report and the bootstrap) long before anything is ranked.
 
 
 def _pyg_data(top: np.ndarray, truth: Sequence[np.ndarray]) -> LinkPredMetricData:
@@ -20,6 +24,7 @@ def _pyg_data(top: np.ndarray, truth: Sequence[np.ndarray]) -> LinkPredMetricDat
     items = np.concatenate([np.asarray(t, dtype=np.int64) for t in truth]) if len(truth) else \
         np.empty(0, dtype=np.int64)
     pairs = np.unique(np.stack([users, items], axis=1), axis=0) if len(items) else np.empty((0, 2), np.int64)
+    from torch_geometric.metrics.link_pred import LinkPredMetricData
     return LinkPredMetricData(torch.from_numpy(np.ascontiguousarray(top, dtype=np.int64)),
                               torch.from_numpy(np.ascontiguousarray(pairs.T)))
 
@@ -39,6 +44,7 @@ def ranking_metrics(top: np.ndarray, truth: list[np.ndarray], k: int = 10, map_k
         return {name: np.empty(0) for name in ("recall", "ndcg", "ap", "hit")}
     data = _pyg_data(top, truth)  # shared, so PyG matches predictions to truth once
     # PyG's per-example values (what its update() sums), so the bootstrap and the slices can use them
+    from torch_geometric.metrics import LinkPredHitRatio, LinkPredMAP, LinkPredNDCG, LinkPredRecall
     metrics = {"recall": LinkPredRecall(k), "ndcg": LinkPredNDCG(k), "ap": LinkPredMAP(map_k),
                "hit": LinkPredHitRatio(k)}
     return {name: m._compute(data).double().numpy() for name, m in metrics.items()}
@@ -46,6 +52,7 @@ def ranking_metrics(top: np.ndarray, truth: list[np.ndarray], k: int = 10, map_k
 
 def coverage(top: np.ndarray, n_products: int, k: int = 10) -> float:
     """Distinct products across all top-k lists (rows of ``top``, (q, >= k) int64) / n_products."""
+    from torch_geometric.metrics import LinkPredCoverage
     metric = LinkPredCoverage(k, n_products)
     metric.update(torch.from_numpy(np.ascontiguousarray(top, dtype=np.int64)), torch.empty((2, 0), dtype=torch.long))
     return float(metric.compute())
