@@ -98,7 +98,7 @@ def create_recommender(name: str, seed: int = 0, params: dict | None = None) -> 
         raise ValueError(f"'{name}' takes no settings here; got {sorted(params)}")
     # Each model's module is imported when the model is asked for: torch_geometric, scipy and the rest take
     # seconds to import, and the service and every page import this registry (measured: the service's import
-    # 5.3 s with them at the top, 2.5 s without).
+    # 5.3 s with them at the top, 2.3 s without).
     if name == "graphsage":
         from core.recs.sage import SageRecommender
         from core.recs.sage_model import SageConfig
