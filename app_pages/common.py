@@ -19,6 +19,7 @@ from core.embeddings.registry import create_backbone
 from core.embeddings.pipeline import Built, build
 from core.recs.contract import RecData, Recommender, rec_data
 from core.progress import Progress
+from core.warmup import Task
 from core.recs.queries import product_audience, purchase_counts
 from core.recs.registry import create_recommender, list_recommenders
 from core.recs.report import EvalReport
@@ -33,32 +34,23 @@ def get_catalog(spec: str) -> Catalog:
 
 
 @dataclass
-class Job:
-    """A long computation (fitting a recommender, an evaluation) in a background thread: the page shows its
-    progress and stays usable, and leaving the page does not stop it. ``result`` once ``finished``."""
-    what: str
-    stage: str = "starting"
-    done: int = 0
-    total: int = 0
-    finished: bool = False
-    result: Any = None
-    error: str | None = None
+class Job(Task):
+    """A long computation (fitting a recommender, an evaluation, a warm-up stage) in a background thread: the page
+    shows its progress and stays usable, and leaving the page does not stop it. ``result`` once ``finished``."""
     waited: bool = False  # the first page to ask waits a moment, so quick jobs never flash a progress bar
     thread: threading.Thread | None = field(default=None, repr=False)
 
-    def progress(self, stage: str, done: int, total: int) -> None:
-        self.stage, self.done, self.total = stage, done, total
+    @property
+    def finished(self) -> bool:
+        return self.state == "done"
 
-    def start(self, fn: Callable[[Progress], Any]) -> "Job":
-        def run() -> None:
-            try:
-                self.result = fn(self.progress)
-                self.finished = True
-            except WeightsUnavailable as e:  # its message says what was tried and what to do
-                self.error = str(e)
-            except Exception as e:  # shown on the page instead of dying silently in the thread
-                self.error = f"{e.__class__.__name__}: {e}"
-        self.thread = threading.Thread(target=run, daemon=True, name=f"atelier-{self.what}")
+    def describe_error(self, e: Exception) -> str:
+        if isinstance(e, WeightsUnavailable):  # its message says what was tried and what to do
+            return str(e)
+        return super().describe_error(e)
+
+    def start(self) -> "Job":
+        self.thread = threading.Thread(target=self.run, daemon=True, name=f"atelier-{self.name}")
         self.thread.start()
         return self
 
@@ -68,14 +60,27 @@ class Job:
             self.thread.join(seconds)
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def job_line(job: Job) -> str:
+    """What a job is doing, in one line: its step and count, or for how long it has been at it."""
+    if job.state == "queued":
+        return "queued: starts when the computations before it are done"
+    step = job.step or "working"
+    count = f": {job.done:,} / {job.total:,}" if job.total else ""
+    return f"{step}{count} · running for {_minutes(job.seconds())}"
+
+
 @st.fragment(run_every=1.5)
 def job_panel(job: Job, message: str) -> None:
-    """What a running job is doing; reruns the page when it is done."""
+    """What a running (or queued) job is doing; reruns the page when it is done."""
     if job.finished or job.error:
         st.rerun()
     st.info(message)
     fraction = min(job.done / job.total, 1.0) if job.total else 0.0
-    st.progress(fraction, text=f"{job.stage}: {job.done:,} / {job.total:,}" if job.total else job.stage)
+    st.progress(fraction, text=job_line(job))
 
 
 def cached_or_job(cached: Any, job: Job | None, clear: Callable[[], None], running: str,
@@ -96,27 +101,79 @@ def cached_or_job(cached: Any, job: Job | None, clear: Callable[[], None], runni
     return None
 
 
+@st.cache_resource(show_spinner=False)
+def _jobs() -> dict[tuple, Job]:
+    """Every background job of this app process, by (build key, what it computes): the warm-up's stages and the
+    ones pages start, so a page finds the result on its way whoever started it."""
+    return {}
+
+
+def find_job(built: Built, *key) -> Job | None:
+    """The job computing ``key`` (a warm-up stage's key, see core.warmup) for ``built``, if any was started or
+    queued."""
+    return _jobs().get((build_key(built), *key))
+
+
+def start_job(built: Built, key: tuple, job: Job) -> Job:
+    """``job`` started and registered under ``key``, unless one is queued, running or done there already."""
+    jobs = _jobs()
+    known = jobs.get((build_key(built), *key))
+    if known is not None and not known.error:
+        return known
+    jobs[(build_key(built), *key)] = job
+    return job.start()
+
+
+WARM_ENV = "ATELIER_WARM"  # "0": the app computes nothing after the build until a page asks (the tests' setting)
+WARM_MODELS_ENV = "ATELIER_WARM_MODELS"  # comma-separated: the recommenders the warm-up evaluates (default: all)
+
+
 @dataclass
 class BuildJob(Job):
     """Loading the backbone and building, in the background, so pages stay responsive and show progress;
-    the catalogue page never waits for the model."""
+    the catalogue page never waits for the model. Then, unless ATELIER_WARM=0, the warm-up stages
+    (core.warmup) one after the other in the same thread: the page each one warms shows its progress
+    meanwhile, and the sidebar lists them all."""
     backbone: Backbone | None = None
+    warm: list[Job] = field(default_factory=list)
+    models: tuple[str, ...] = ()  # the recommenders the Cold start page offers: the ones the warm-up evaluates
+    registry: dict[tuple, Job] = field(default_factory=dict, repr=False)  # the app's _jobs(), where pages look
 
     @property
     def built(self) -> Built | None:
-        return self.result
+        return self.result if self.finished else None
 
-    def run(self, catalog: Catalog, backbone_name: str, progress: Progress) -> Built:
+    def build(self, catalog: Catalog, backbone_name: str, progress: Progress) -> Built:
         self.backbone = create_backbone(backbone_name)
         progress("loading cached embeddings", 0, 0)
         return build(catalog, self.backbone, ArtefactCache(), progress=progress)
 
+    def run(self, observer: Progress | None = None) -> None:
+        super().run(observer)
+        if self.finished and os.environ.get(WARM_ENV, "1") != "0":
+            self.warm_up(self.result)
+
+    def warm_up(self, built: Built) -> None:
+        from core.warmup import warm_stages
+        jobs = self.registry
+        chosen = os.environ.get(WARM_MODELS_ENV)
+        models = [m.strip() for m in chosen.split(",") if m.strip()] if chosen is not None else list(self.models)
+        self.warm = [Job(stage.name, stage.compute, page=stage.page, key=stage.key)
+                     for stage in warm_stages(built, ArtefactCache(), models=models)]
+        for job in self.warm:  # registered before any runs, so every page knows its result is on the way
+            jobs.setdefault((build_key(built), *job.key), job)
+        for job in self.warm:
+            if jobs.get((build_key(built), *job.key)) is job:  # not when a page started that computation first
+                job.run()
+
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_build_job(spec: str, backbone_name: str) -> BuildJob:
-    job = BuildJob("build", stage="loading the backbone")
     catalog = get_catalog(spec)
-    return job.start(lambda progress: job.run(catalog, backbone_name, progress))
+    job = BuildJob("build", None, step="loading the backbone", models=tuple(sorted(recommender_names()[0])),
+                   registry=_jobs())
+    job.compute = lambda progress: job.build(catalog, backbone_name, progress)
+    return job.start()
 
 
 def current_catalog() -> Catalog:
@@ -220,8 +277,37 @@ def sidebar() -> None:
 
     cache = ArtefactCache()
     n_files, n_bytes = cache.usage()
-    state = "ready" if job.built else ("failed" if job.error else f"computing ({job.stage})")
+    state = "ready" if job.built else ("failed" if job.error else f"computing ({job.step})")
     sb.caption(f"Cache: {n_files} files, {n_bytes / 1e6:,.1f} MB in `{cache.root}` · embeddings {state}")
+    with sb:
+        warm_status()
+
+
+STATE_MARKS = {"done": ":material/check_circle:", "running": ":material/progress_activity:", "queued": "·",
+               "failed": ":material/error:"}
+
+
+@st.fragment(run_every=2)
+def warm_status() -> None:
+    """The warm-up in one place (the sidebar): each stage done, running (with its progress) or queued, and the
+    page it warms; one line once every page is warm."""
+    job = current_job()
+    if not job.warm:
+        return
+    failed = [j for j in job.warm if j.error]
+    if all(j.state in ("done", "failed") for j in job.warm):
+        st.caption(f"Every page is warm: computed in {_minutes(sum(j.seconds() for j in job.warm))} after the build"
+                   + (f"; failed: {', '.join(f'{j.name} ({j.error})' for j in failed)}" if failed else "") + ".")
+        return
+    with st.container(border=True):
+        st.markdown("**Computing what the pages open with**")
+        for j in job.warm:
+            line = f"{STATE_MARKS[j.state]} {j.name} · *{j.page}*"
+            if j.state == "running":
+                st.progress(min(j.done / j.total, 1.0) if j.total else 0.0, text=f"{line}  \n{job_line(j)}")
+            else:
+                st.caption(line + (f" · {_minutes(j.seconds())}" if j.state == "done" else "")
+                           + (f" · failed: {j.error}" if j.error else ""))
 
 
 def report_frame(catalog: Catalog, built: Built | None) -> pd.DataFrame:
@@ -286,10 +372,13 @@ def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> 
     ``core.recs.evaluate.as_evaluated``), else with its defaults; through the artefact cache, so the learned models
     are trained once, then loaded. Started at the first call."""
     from core.recs.evaluate import as_evaluated
+    warm = find_job(_built, "recommender", name, cutoff)
+    if warm is not None and not warm.error:  # the warm-up fits (or fitted) it: the page waits for that fit
+        return warm
     data = get_rec_data(_built, build_key, cutoff)
-    job = Job(f"fit-{name}", stage=f"loading {name} from the cache, or preparing its training data")
-    return job.start(lambda progress: as_evaluated(name, data, served_evaluation(_built, build_key, cutoff),
-                                                   ArtefactCache(), progress=progress))
+    return Job(f"fit-{name}", lambda progress: as_evaluated(name, data, served_evaluation(_built, build_key, cutoff),
+                                                          ArtefactCache(), progress=progress),
+               step=f"loading {name} from the cache, or preparing its training data").start()
 
 
 @st.cache_resource(show_spinner=False, ttl=60, max_entries=8)
@@ -334,30 +423,22 @@ def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cut
                                     EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache())
 
 
-@st.cache_resource(show_spinner=False)
-def _evaluation_jobs() -> dict[tuple, Job]:
-    return {}
-
-
 def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str, start: bool = False,
                    fresh: bool = False) -> Job | None:
-    """The evaluation running (or run) in the background for these models and split; with ``start``, a new
-    one unless one is running or has finished (``core.recs.evaluate.evaluate``, cached as an artefact). With
-    ``fresh`` too, the stored evaluations are dropped first and a finished job is not reused, so a result
-    stored by an earlier version is computed again."""
-    key = (build_key(built), models, cutoff, end)
-    jobs = _evaluation_jobs()
-    job = jobs.get(key)
+    """The evaluation running, queued or run in the background for these models and split (the warm-up's, or
+    one a page started); with ``start``, a new one unless one is there or has finished (``core.recs.evaluate
+    .evaluate``, cached as an artefact). With ``fresh`` too, the stored evaluations are dropped first and a
+    finished job is not reused, so a result stored by an earlier version is computed again."""
+    key = ("evaluation", tuple(sorted(models)), cutoff, end)
+    job = find_job(built, *key)
     if start and fresh and (job is None or job.finished or job.error):
         from core.recs.evaluate import KIND
         ArtefactCache().clear(KIND)
-        job = None
-    if start and (job is None or job.error):
-        from core.recs.evaluate import EvalConfig, evaluate
-        from core.recs.split import SplitConfig
-        cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
-        jobs[key] = job = Job("evaluate").start(lambda progress: evaluate(
-            built.catalog, built.embeddings, list(models), cfg, ArtefactCache(), progress))
+        _jobs().pop((build_key(built), *key), None)
+    if start:
+        from core.warmup import evaluation_stage
+        stage = evaluation_stage(built, ArtefactCache(), models, cutoff, end)
+        job = start_job(built, key, Job("evaluate", stage.compute, page=stage.page, key=key))
     return job
 
 
@@ -372,19 +453,13 @@ def get_texture_report(_built: Built, build_key: tuple, label: str) -> dict | No
     return cached_texture_report(_built, ArtefactCache(), label)
 
 
-@st.cache_resource(show_spinner=False)
-def _texture_jobs() -> dict[tuple, Job]:
-    return {}
-
-
 def texture_report_job(built: Built, label: str, start: bool = False) -> Job | None:
-    """The texture report running (or run) in the background for this build and label; with ``start``, a new
-    one unless one is running or has finished (cached as an artefact)."""
-    key = (build_key(built), label)
-    jobs = _texture_jobs()
-    job = jobs.get(key)
-    if start and (job is None or job.error):
-        from core.explore.texture import texture_report
-        jobs[key] = job = Job("texture-report", stage="reading the texture descriptors of the photos").start(
-            lambda progress: texture_report(built, ArtefactCache(), label, progress=progress))
+    """The texture report running, queued or run in the background for this build and label (the warm-up's, or
+    one a page started); with ``start``, a new one unless one is there (cached as an artefact)."""
+    job = find_job(built, "texture", label)
+    if start:
+        from core.warmup import texture_stage
+        stage = texture_stage(built, ArtefactCache(), label)
+        job = start_job(built, stage.key, Job("texture-report", stage.compute, step="reading the texture descriptors "
+                                              "of the photos", page=stage.page, key=stage.key))
     return job

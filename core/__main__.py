@@ -83,6 +83,8 @@ def cmd_build(args) -> None:
     from core.cache import ArtefactCache
     from core.serve.release import prepare, publish
     models = _model_names(args.models) if args.models.strip() else []
+    eval_models = None if args.eval_models is None else _model_names(args.eval_models) if args.eval_models.strip() \
+        else []
     catalog = _catalog(args)
     print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
     print(catalog.report.summary(), file=sys.stderr)
@@ -93,12 +95,30 @@ def cmd_build(args) -> None:
                       cache, progress=_progress_bars(), catalog=catalog)
     built = release.built
     print(built.report.summary(), file=sys.stderr)
-    maps = _build_maps(built, cache, args.map_kinds)
-    publish(cache, release.manifest)  # last: a running service swaps to a version whose artefacts are all there
+    publish(cache, release.manifest)  # a running service swaps to it now: the stages below serve the app
+    build_s = time.perf_counter() - t
+    warm = _warm_up(built, cache, args.map_kinds, eval_models) if args.warm else {}
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
-                      "texts_embedded": built.stats.texts_embedded, "maps": maps, "models": list(release.models),
-                      "version": release.version, "seconds": round(time.perf_counter() - t, 2)}))
+                      "texts_embedded": built.stats.texts_embedded, "models": list(release.models),
+                      "version": release.version, "seconds": round(build_s, 2), **warm,
+                      "total_seconds": round(time.perf_counter() - t, 2)}))
+
+
+def _warm_up(built, cache, map_kinds: list[str], eval_models: list[str] | None) -> dict:
+    """The warm-up stages after a build (core.warmup): {"warm": {stage: seconds or "failed: ..."}, "maps":
+    {kind: its clusters, noise and seconds}}. ``eval_models``: the recommenders to evaluate (None: every one)."""
+    from core.warmup import run_tasks, warm_stages
+    tasks = warm_stages(built, cache, models=eval_models, map_kinds=map_kinds)
+    seconds = run_tasks(tasks, _progress_bars())
+    maps = {task.key[1]: {"n_clusters": task.result.scores["n_clusters"],
+                          "noise_fraction": task.result.scores["noise_fraction"], "seconds": seconds[task.name]}
+            for task in tasks if task.key[0] == "map" and task.state == "done"}
+    for task in tasks:
+        if task.error:
+            print(f"warm-up: {task.name} failed: {task.error}", file=sys.stderr)
+    return {"warm": {task.name: seconds[task.name] if task.state == "done" else f"failed: {task.error}"
+                     for task in tasks}, "maps": maps}
 
 
 def cmd_serve(args) -> None:
@@ -138,20 +158,6 @@ def _use_own_cores() -> None:
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
-
-
-def _build_maps(built, cache, kinds: list[str]) -> dict[str, dict]:
-    """The cluster map of each kind (UMAP, HDBSCAN, names), and the DBSCAN comparison for the first."""
-    from core.explore.clustermap import MapConfig, cluster_map, dbscan_comparison
-    out = {}
-    for i, kind in enumerate(kinds):
-        t = time.perf_counter()
-        cmap = cluster_map(built, cache, MapConfig(kind=kind), progress=_progress_bars())
-        if i == 0:
-            dbscan_comparison(built, cache, cmap)
-        out[kind] = {"n_clusters": cmap.scores["n_clusters"], "noise_fraction": cmap.scores["noise_fraction"],
-                     "seconds": round(time.perf_counter() - t, 2)}
-    return out
 
 
 def _embeddings(catalog, backbone_name: str, cache):
@@ -371,10 +377,16 @@ def _build_parser(sub) -> None:
                    help="views of each photo the texture descriptor is taken from: photo, gray, centre "
                         "(comma-separated; each beyond photo is one more pass over the photos)")
     p.add_argument("--map-kinds", default="hybrid,image,text,texture", type=_kinds,
-                   help="embedding kinds to map and cluster (comma-separated; '' for none); the first also gets "
-                        "the DBSCAN comparison")
+                   help="embedding kinds to map and cluster after the build (comma-separated; '' for none); the "
+                        "hybrid map comes first, with its DBSCAN comparison, the others last")
     p.add_argument("--models", default="two_tower,graphsage",
                    help="recommenders to fit on every purchase and publish with the version ('' for none)")
+    p.add_argument("--eval-models", default=None,
+                   help="recommenders the warm-up fits on the evaluation split and evaluates (comma-separated; "
+                        "default every model, as the Cold start page shows them; '' for none)")
+    p.add_argument("--no-warm", dest="warm", action="store_false",
+                   help="publish the version and stop: skip the warm-up stages (maps, backbone evaluation, texture "
+                        "report, recommenders on the evaluation split and their evaluation) the app's pages open with")
     p.set_defaults(fn=cmd_build)
 
 

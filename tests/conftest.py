@@ -17,6 +17,7 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("ATELIER_STORE", raising=False)  # added products go beside that cache: tmp_path / "store"
     monkeypatch.setenv("ATELIER_OFFLINE", "1")
     monkeypatch.delenv("ATELIER_CATALOG", raising=False)
+    monkeypatch.setenv("ATELIER_WARM", "0")  # the app warms no page after its build unless a test asks it to
     return tmp_path / "atelier-cache"
 
 

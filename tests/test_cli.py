@@ -31,7 +31,8 @@ def json_line(stdout: str) -> dict:
 def two_builds(tmp_path_factory):
     """The same build run twice against one cache: (cache dir, first run, second run)."""
     cache = tmp_path_factory.mktemp("cli") / "cache"
-    runs = [run_cli(cache, "build", "--catalog", "synthetic:40", "--backbone", TINY) for _ in range(2)]
+    runs = [run_cli(cache, "build", "--catalog", "synthetic:40", "--backbone", TINY, "--eval-models", "popularity,content")
+            for _ in range(2)]
     return cache, runs[0], runs[1]
 
 
@@ -44,10 +45,40 @@ def test_build_then_rebuild(two_builds):
     assert (one["images_embedded"], one["texts_embedded"]) == (40, 40)
     assert (two["images_embedded"], two["texts_embedded"]) == (0, 0)
     assert "RANDOM" in first.stderr  # random weights are never silent
-    assert set(one["maps"]) == {"hybrid", "image", "text", "texture"}  # build also maps and clusters every kind
+    # after publishing, build warms what the pages open with: the hybrid map first, the other kinds last
+    assert list(one["warm"]) == ["cluster map (hybrid)", "texture report", "recommenders and their evaluation",
+                                 "cluster map (image)", "cluster map (text)", "cluster map (texture)"]
+    assert all(isinstance(seconds, float) for seconds in one["warm"].values()), one["warm"]  # none failed
+    assert set(one["maps"]) == {"hybrid", "image", "text", "texture"}
     assert all(0 <= m["noise_fraction"] <= 1 for m in one["maps"].values())
+    assert one["total_seconds"] >= one["seconds"]
     # build fits the served recommenders and publishes a version; the same content is the same version
     assert one["models"] == ["two_tower", "graphsage"] and one["version"] == two["version"]
+
+
+def test_a_second_build_finds_the_warm_stages_cached(two_builds):
+    from core.cache import ArtefactCache
+    cache, first, second = two_builds
+    kinds = [e.kind for e in ArtefactCache(cache).entries()]
+    assert kinds.count("rec-eval") == 1 and kinds.count("texture-report") == 1  # computed once, then loaded
+    assert json_line(second.stdout)["warm"].keys() == json_line(first.stdout)["warm"].keys()
+
+
+def test_build_without_warm_up_publishes_and_stops(tmp_path):
+    got = run_cli(tmp_path / "cache", "build", "--catalog", "synthetic:10", "--backbone", TINY, "--no-warm",
+                  "--models", "")
+    assert got.returncode == 0, got.stderr
+    result = json_line(got.stdout)
+    assert "warm" not in result and "maps" not in result and result["version"]
+    from core.cache import ArtefactCache
+    assert not {"rec-eval", "texture-report", "projection"} & {e.kind for e in ArtefactCache(tmp_path / "cache").entries()}
+
+
+def test_build_rejects_an_unknown_model_to_evaluate_before_building(tmp_path):
+    got = run_cli(tmp_path / "cache", "build", "--catalog", "synthetic:10", "--backbone", TINY,
+                  "--eval-models", "content,nonsense")
+    assert got.returncode != 0 and "unknown model(s) nonsense" in got.stderr and "Traceback" not in got.stderr
+    assert not (tmp_path / "cache" / "rows").exists()  # stopped before embedding anything
 
 
 def test_build_publishes_the_version_a_service_loads(two_builds):

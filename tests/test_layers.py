@@ -13,6 +13,7 @@ LAYERS = [
     ("core.data",),
     ("core.embeddings",),
     ("core.explore", "core.recs"),
+    ("core.warmup",),
     ("core.serve",),
     ("core.bench",),
     ("core.__main__",),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,9 +12,12 @@ from core.cache import json_arrays, json_value
 from core.data.catalog import PATTERN_PROMPT, TYPE_PROMPT, Catalog, pattern_phrase
 from core.embeddings.index import VectorIndex
 
+if TYPE_CHECKING:
+    from core.embeddings.lit.heads import LitHeads, TrainingFeatures
+
 MIN_CLASS = 20  # a class needs ~20 products for a per-class mean and for every fold of a 5-fold probe
 SPLITS = ("train", "validation", "test")
-LIT_EVALUATION_VERSION = 2
+LIT_EVALUATION_VERSION = 3
 
 
 def held_out_split(groups: np.ndarray, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
@@ -228,25 +232,60 @@ class LitEvaluation:
         return cls.from_dict(json_value(arrays, "result"))
 
 
-def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: int = 0,
-                 min_class: int = 50) -> LitEvaluation:
-    """Train offline-lit heads on the products outside a held-out 10% (by ``group_id``) and measure on
-    the held-out ones, against untrained heads and raw ImageNet features."""
-    from core.embeddings.lit.heads import LitConfig, fit_heads_on, random_heads_like, training_features
+@dataclass
+class HeldOutHeads:
+    """offline-lit heads that never saw the held-out products, shared by every held-out measurement (the
+    backbone evaluation, the texture report), so one fit serves them all."""
+    part: np.ndarray  # (n,) str "train" / "validation" / "test" per product: held_out_split of the groups
+    heads: LitHeads  # trained on the "train" products with a photo
+    features: TrainingFeatures  # the catalogue's tower features the heads learned from
+    seconds: float  # the fit's wall time (when it was computed, if it was loaded from the cache)
+    final_loss: float  # the fit's last epoch's mean training loss
+    epochs: int  # epochs the fit ran
+
+
+def held_out_heads(catalog: Catalog, cache, cfg=None, seed: int = 0, runners=None, text=None) -> HeldOutHeads:
+    """Heads fitted on the "train" part (60% of the groups) of :func:`held_out_split`, cached; the other
+    parts stay unseen: "validation" for choices, "test" for the numbers. ``runners``, ``text``: loaded towers
+    to reuse (see :func:`core.embeddings.lit.heads.training_features`)."""
+    from dataclasses import asdict
+
+    from core.cache import digest
+    from core.embeddings.lit.heads import LitConfig, LitHeads, fit_heads_on, training_features
+    cfg = cfg or LitConfig()
+    features = training_features(catalog, cache, cfg, runners=runners, text=text)
+    part = held_out_split(catalog.products["group_id"].to_numpy(str), seed=seed)
+    rows = features.has_image & (part == "train")
+
+    def fit() -> dict[str, np.ndarray]:
+        t = time.perf_counter()
+        heads, history = fit_heads_on(features, rows, cfg)
+        return {**heads.state_arrays(), "fit.seconds": np.float64(time.perf_counter() - t),
+                "fit.loss": np.asarray(history, dtype=np.float64)}
+    arrays = cache.get_or_compute(
+        "lit-heads", {**asdict(cfg), "held_out": "train of held_out_split", "seed": seed},
+        digest(features.image[rows], features.text[rows], [c[rows] for c in features.captions]), fit)
+    loss = np.asarray(arrays["fit.loss"])
+    heads = LitHeads.from_arrays({k: v for k, v in arrays.items() if not k.startswith("fit.")})
+    return HeldOutHeads(part, heads, features, float(arrays["fit.seconds"]),
+                        float(loss[-1]) if len(loss) else float("nan"), len(loss))
+
+
+def evaluate_lit(catalog: Catalog, cache, cfg=None, seed: int = 0, min_class: int = 50) -> LitEvaluation:
+    """offline-lit heads trained on the "train" products of :func:`held_out_heads` (by ``group_id``), measured
+    on its "test" products, against untrained heads and raw ImageNet features."""
+    from core.embeddings.lit.heads import LitConfig, random_heads_like
     from core.embeddings.lit.text import TextTower
     cfg = cfg or LitConfig()
     products = catalog.products
     text_tower = TextTower(cache)
-    features = training_features(catalog, cache, cfg, text=text_tower)
+    held = held_out_heads(catalog, cache, cfg, seed, text=text_tower)
+    features, heads = held.features, held.heads
     image, text, has_image = features.image, features.text, features.has_image
-    held_out = split_by_group(products["group_id"].to_numpy(), holdout, seed)
-    test, train = held_out & has_image, ~held_out & has_image
-    t = time.perf_counter()
-    heads, history = fit_heads_on(features, train, cfg)
+    test, train = (held.part == "test") & has_image, (held.part == "train") & has_image
     out = {"n_train": int(train.sum()), "n_test": int(test.sum()), "holdout_by": "group_id",
-           "caption_augmentation": cfg.captions,
-           "head_training_s": round(time.perf_counter() - t, 2), "epochs": cfg.epochs,
-           "final_train_loss": round(history[-1], 4)}
+           "caption_augmentation": cfg.captions, "head_training_s": round(held.seconds, 2), "epochs": held.epochs,
+           "final_train_loss": round(held.final_loss, 4)}
     patterns = frequent_classes(products["pattern"].to_numpy(), min_class) if "pattern" in products else []
     types = frequent_classes(products["product_type"].to_numpy(), min_class) if "product_type" in products else []
     pattern_prompts = text_tower([PATTERN_PROMPT.format(pattern_phrase(p)) for p in patterns])
@@ -281,15 +320,16 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
 
 
 def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bool = True,
-                   holdout: float = 0.1, seed: int = 0) -> LitEvaluation | None:
+                   seed: int = 0) -> LitEvaluation | None:
     """:func:`evaluate_lit` kept in the artefact cache, keyed by the catalogue's photos and sentences, so
     the app shows the numbers the benchmark measured. ``compute=False`` only looks them up."""
     import dataclasses
 
     from core.cache import digest
     from core.embeddings.lit.heads import LitConfig
-    # version 2: the held-out groups are drawn by held_out_split (one split for every evaluation), not rng.choice
-    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "holdout": holdout, "seed": seed,
+    # version 3: heads trained on the 60% "train" part of held_out_split and measured on its 20% "test" part, the
+    # fit the texture report shares (version 2: trained on 90%, measured on 10%)
+    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "seed": seed,
            "version": LIT_EVALUATION_VERSION}
     fingerprint = digest(cache.file_digests(catalog.products["image_path"].tolist()),
                          [digest(s) for s in catalog.products["sentence"].tolist()],
@@ -300,7 +340,7 @@ def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bo
         return LitEvaluation.from_arrays(hit)
     if not compute:
         return None
-    result = evaluate_lit(catalog, cache, holdout=holdout, seed=seed)
+    result = evaluate_lit(catalog, cache, seed=seed)
     cache.save("evaluation", key, result.to_arrays(), {"config": cfg})
     return result
 

@@ -15,7 +15,7 @@ from core.embeddings.texture import TYPE_TOLERANCE, TextureConfig, TextureModel,
     weighted_blocks
 from core.explore.diagnostics import cluster_purity, diagnose, diagnostics_table, label_overlap
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: heads and parts from the held-out fit the backbone evaluation shares (held_out_heads)
 
 # The kinds the report measures: the build's photo, sentence, hybrid and texture kinds (as a model that
 # never saw the test products gives them), then the texture variants tried. Shown in this order.
@@ -192,36 +192,31 @@ def verdict(report: TextureReport) -> Verdict | None:
                    best, float("nan") if best is None else float(table.at[best, f"pattern_agreement_at_{k}"]))
 
 
-def honest_embeddings(built, cache, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Photo and sentence embeddings (n, d) of every product as a model that learned only from the
-    ``train`` (n,) bool products would give them. offline-lit trains its heads on the catalogue, pattern
-    captions included, so for held-out numbers its heads are refitted without the held-out products
-    (cached like the build's heads); an open_clip backbone learned nothing here and is used as built.
-    Returns photo (zero rows without a photo), sentence, and the refitted heads (None for open_clip),
-    which also place the zero-shot prompts."""
-    from core.cache import digest
+def honest_embeddings(built, cache, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    """Photo and sentence embeddings (n, d) of every product as a model that learned only from the "train"
+    part of :func:`core.embeddings.quality.held_out_split` would give them, and that part per product. offline-lit
+    trains its heads on the catalogue, pattern captions included, so for held-out numbers its heads are the
+    held-out fit every held-out measurement shares (:func:`core.embeddings.quality.held_out_heads`, cached: the
+    backbone evaluation's); an open_clip backbone learned nothing here and is used as built.
+    Returns photo (zero rows without a photo), sentence, the (n,) parts, and the held-out heads (None for
+    open_clip), which also place the zero-shot prompts."""
     from core.embeddings.lit.backbone import LitBackbone
-    from core.embeddings.lit.heads import LitConfig, LitHeads, fit_heads_on, training_features
+    from core.embeddings.lit.heads import LitConfig
+    from core.embeddings.quality import held_out_heads
     emb = built.embeddings
     if not isinstance(built.backbone, LitBackbone):
-        return emb.image, emb.text, None
+        return emb.image, emb.text, held_out_split(built.catalog.products["group_id"].to_numpy(str), seed=seed), None
     import torch
     model = built.backbone.model
     cfg = built.backbone.cfg if isinstance(built.backbone.cfg, LitConfig) else LitConfig()
     # as the build's heads were trained (captions included), through the towers the backbone holds
-    features = training_features(built.catalog, cache, cfg, runners=model.runners,
-                                 text=model.text_tower if model.cache is cache else None)
-    image, text, has_image, captions = features.image, features.text, features.has_image, features.captions
-    rows = has_image & train
-    arrays = cache.get_or_compute("lit-heads", {**dataclasses.asdict(cfg), "held_out": True},
-                                  digest(image[rows], text[rows], [c[rows] for c in captions]),
-                                  lambda: fit_heads_on(features, rows, cfg)[0].state_arrays())
-    heads = LitHeads.from_arrays(arrays)
+    held = held_out_heads(built.catalog, cache, cfg, seed, runners=model.runners,
+                          text=model.text_tower if model.cache is cache else None)
     with torch.inference_mode():
-        photo = heads.embed_image(torch.from_numpy(image)).numpy()
-        sentence = heads.embed_text(torch.from_numpy(text)).numpy()
-    photo[~has_image] = 0
-    return photo, sentence, heads
+        photo = held.heads.embed_image(torch.from_numpy(held.features.image)).numpy()
+        sentence = held.heads.embed_text(torch.from_numpy(held.features.text)).numpy()
+    photo[~held.features.has_image] = 0
+    return photo, sentence, held.part, held.heads
 
 
 def _prompts(built, heads, classes: list[str]) -> np.ndarray:
@@ -295,10 +290,9 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
     groups = products["group_id"].to_numpy(str)
     descriptors, _ = catalog_texture_features(built.catalog, cache, views=(built.cfg.texture or TextureConfig()).views)
     has = built.embeddings.has_image & (labels != "") & (np.abs(descriptors).sum(axis=1) > 0)
-    part = np.full(len(products), "", dtype=object)
-    part[has] = held_out_split(groups[has], seed=seed)
     step("held-out photo and sentence heads", 0, 1)
-    photo, sentence, heads = honest_embeddings(built, cache, part == "train")
+    photo, sentence, parts, heads = honest_embeddings(built, cache, seed)
+    part = np.where(has, parts, "").astype(object)  # the labelled products with a photo and a descriptor
     step("texture model", 0, 1)
     chosen, selection = select_weights(photo[has], descriptors[has], labels[has], groups[has], types[has],
                                        dataclasses.replace(built.cfg.texture or TextureConfig(), seed=seed), k=k)
