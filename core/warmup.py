@@ -9,6 +9,7 @@ publishing its version; the app runs them in the background after its own build.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ STATES = ("queued", "running", "done", "failed")
 # The learned recommenders the Cold start page opens with, fitted before the evaluation (which loads them): the
 # page's demo is warm minutes before its "How good is it" section. The baselines fit in seconds on a visit.
 DEMO_MODELS = ("graphsage", "two_tower")
+# The first evaluation's seeds: one, so "How good is it" has numbers minutes after the demo (its seed-0 fits are the
+# demo's); the full evaluation (three seeds, as the page asks for) comes last and replaces it.
+FIRST_SEEDS = (0,)
 
 
 @dataclass
@@ -120,15 +124,21 @@ def texture_stage(built: Built, cache: ArtefactCache, label: str) -> Task:
                 page="Texture failures", key=("texture", label))
 
 
-def evaluation_stage(built: Built, cache: ArtefactCache, models: Sequence[str], cutoff: str, end: str) -> Task:
+def evaluation_stage(built: Built, cache: ArtefactCache, models: Sequence[str], cutoff: str, end: str,
+                     seeds: tuple[int, ...] | None = None) -> Task:
     """The recommenders fitted on the purchases before ``cutoff`` and evaluated on ``[cutoff, end)`` (the
-    Cold start page): its fitted models are the very ones the page shows, loaded from the cache."""
+    Cold start page's "How good is it"), with the evaluation's seeds (default: EvalConfig's three) or ``seeds``
+    (the quick first evaluation: one seed, shown as such until the full one is there)."""
     from core.recs.evaluate import EvalConfig, evaluate
     from core.recs.split import SplitConfig
     cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
-    return Task("recommenders and their evaluation",
-                lambda progress: evaluate(built.catalog, built.embeddings, list(models), cfg, cache, progress),
-                page="Cold start", key=("evaluation", tuple(sorted(models)), cutoff, end))
+    key = ("evaluation", tuple(sorted(models)), cutoff, end)
+    if seeds is not None and seeds != cfg.seeds:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+        key += (seeds,)
+    name = "evaluation" if len(cfg.seeds) > 1 else "evaluation (first, one seed)"
+    return Task(name, lambda progress: evaluate(built.catalog, built.embeddings, list(models), cfg, cache, progress),
+                page="Cold start", key=key)
 
 
 def recommender_stage(built: Built, cache: ArtefactCache, name: str, cutoff: str) -> Task:
@@ -163,15 +173,16 @@ def texture_label(built: Built) -> str | None:
 def warm_stages(built: Built, cache: ArtefactCache, models: Sequence[str] | None = None,
                 map_kinds: Sequence[str] | None = None) -> list[Task]:
     """The stages after ``built``, in the order pages are warmed: the map the Clusters page opens on (the
-    quickest page to warm), the backbone's held-out evaluation (offline-lit only), the texture report, the
-    recommenders and their evaluation on the default split (when there are purchases before its cutoff and
-    in its test window),
-    then the maps of the other kinds (``map_kinds``, default every kind of the build), which a visitor
-    opens less often. ``models``: the recommenders to evaluate (None: every registered one; empty: none, and no
-    recommender is fitted)."""
+    quickest page to warm), the backbone's held-out evaluation (offline-lit only), the texture report, the Cold
+    start page's learned recommenders and a first evaluation with one seed on the default split (when there
+    are purchases before its cutoff and in its test window), the maps of the other kinds (``map_kinds``,
+    default every kind of the build), which a visitor opens less often, and last the full evaluation (the first
+    is left out when the full one is cached already). ``models``: the recommenders to evaluate (None: every
+    registered one; empty: none, and no recommender is fitted)."""
     from core.embeddings.lit.backbone import LitBackbone
     from core.explore.clustermap import MapConfig
     from core.recs.contract import no_purchases
+    from core.recs.evaluate import EvalConfig, cached_evaluation
     from core.recs.registry import list_recommenders
     from core.recs.split import SplitConfig
     kinds = [k for k in (map_kinds if map_kinds is not None else built.kinds) if k in built.kinds]
@@ -186,8 +197,12 @@ def warm_stages(built: Built, cache: ArtefactCache, models: Sequence[str] | None
     stamps = built.catalog.purchases["timestamp"]
     tested = ((stamps >= pd.Timestamp(split.cutoff)) & (stamps < pd.Timestamp(split.end))).any()
     models = list_recommenders() if models is None else list(models)
-    if models and tested and not no_purchases(built.catalog, split.cutoff):
+    recommend = bool(models) and tested and not no_purchases(built.catalog, split.cutoff)
+    if recommend:
         stages += [recommender_stage(built, cache, name, split.cutoff) for name in DEMO_MODELS if name in models]
-        stages.append(evaluation_stage(built, cache, models, split.cutoff, split.end))
+        if cached_evaluation(built.catalog, built.embeddings, models, EvalConfig(split=split), cache) is None:
+            stages.append(evaluation_stage(built, cache, models, split.cutoff, split.end, seeds=FIRST_SEEDS))
     stages += [map_stage(built, cache, kind) for kind in kinds if kind not in first]
+    if recommend:
+        stages.append(evaluation_stage(built, cache, models, split.cutoff, split.end))
     return stages
