@@ -413,14 +413,46 @@ def get_audience(_model: Recommender, build_key: tuple, name: str, cutoff: str, 
 
 
 @st.cache_data(show_spinner=False, ttl=60, max_entries=16)
-def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cutoff: str, end: str
-                   ) -> EvalReport | None:
-    """The stored evaluation of exactly these models at this split, or None (``core.recs.evaluate.cached_evaluation``);
-    kept a minute, so a result computed by ``python -m core evaluate`` meanwhile shows up."""
+def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cutoff: str, end: str,
+                   seeds: tuple[int, ...] | None = None) -> EvalReport | None:
+    """The stored evaluation of exactly these models at this split (with ``seeds``: of those seeds, e.g. the
+    warm-up's first, one-seed evaluation), or None (``core.recs.evaluate.cached_evaluation``); kept a minute, so a
+    result computed by ``python -m core evaluate`` meanwhile shows up."""
+    import dataclasses
+
     from core.recs.evaluate import EvalConfig, cached_evaluation
     from core.recs.split import SplitConfig
+    cfg = EvalConfig(split=SplitConfig(cutoff=cutoff, end=end))
     return cached_evaluation(_built.catalog, _built.embeddings, list(models),
-                                    EvalConfig(split=SplitConfig(cutoff=cutoff, end=end)), ArtefactCache())
+                             dataclasses.replace(cfg, seeds=seeds) if seeds else cfg, ArtefactCache())
+
+
+def first_evaluation(built: Built, models: tuple[str, ...], cutoff: str, end: str) -> EvalReport | None:
+    """The warm-up's first evaluation (one seed) of these models, while the full one is still on its way: None
+    when there is no full evaluation being computed, or no first one stored."""
+    from core.warmup import FIRST_SEEDS
+    job = find_job(built, "evaluation", tuple(sorted(models)), cutoff, end)
+    if job is None or job.finished or job.error:
+        return None
+    return get_evaluation(built, build_key(built), tuple(models), cutoff, end, FIRST_SEEDS)
+
+
+def backbone_job(built: Built, start: bool = False) -> Job | None:
+    """offline-lit's held-out evaluation running, queued or run in the background (the warm-up's, or the Backbone
+    page's); with ``start``, a new one unless one is there (cached as an artefact)."""
+    job = find_job(built, "backbone")
+    if start:
+        from core.warmup import backbone_stage
+        stage = backbone_stage(built, ArtefactCache())
+        job = start_job(built, stage.key, Job("backbone-evaluation", stage.compute, page=stage.page, key=stage.key))
+    return job
+
+
+def map_job(built: Built, kind: str) -> Job | None:
+    """The warm-up's cluster map of ``kind`` (default settings), if it is queued or computing: the Clusters page
+    waits for it rather than computing the same map beside it."""
+    job = find_job(built, "map", kind)
+    return job if job is not None and job.state in ("queued", "running") else None
 
 
 def evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str, start: bool = False,
