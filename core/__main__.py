@@ -473,6 +473,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--model", default="graphsage", help="recommender (recs bench)")
     p.add_argument("--models", help="demo bench: comma-separated recommenders (default graphsage,two_tower,content,"
                                     "popularity), fitted on the default split as evaluate fits them")
+    p.add_argument("--cache-dir", help="warm bench: the artefact cache to start from (default: an empty one)")
     p.add_argument("--url", help="serve bench: load this running service instead of starting one")
     p.add_argument("--qps", type=float, default=100.0, help="serve bench: offered requests per second")
     p.add_argument("--seconds", type=float, default=60.0, help="serve bench: measured seconds (after the warm-up)")

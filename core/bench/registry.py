@@ -12,6 +12,7 @@ BENCHMARKS = {
     "embed": "core.bench.embed:command",
     "search": "core.bench.search:command",
     "app": "core.bench.app:command",
+    "warm": "core.bench.warm:command",
     "backbone": "core.bench.backbone:command",
     "cluster": "core.bench.cluster:command",
     "recs": "core.bench.recs:command",
