@@ -3,8 +3,12 @@ import streamlit as st
 
 from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError
-from core.embeddings.pipeline import KIND_ABOUT
+from core.embeddings.pipeline import KIND_ABOUT, KIND_NAMES
 from app_pages.common import built_or_progress, current_catalog, describe, product_grid
+from app_pages.product import build_key, get_typical_scores, neighbour_captions, score_note, tile_caption
+
+QUERY = {"Product": None, "Text": "your words'", "Photo": "your photo's"}  # whose embedding is compared
+QUERIED = {"Text": "your words", "Photo": "your photo"}
 
 catalog = current_catalog()
 st.header("Neighbours")
@@ -20,7 +24,7 @@ if mode == "Product":
         st.stop()
     product_id = st.selectbox(f"Product ({len(matches):,} shown)", matches, key="neighbours_product",
                               format_func=lambda pid: describe(catalog, pid))
-    product_grid(catalog, [product_id], [describe(catalog, product_id)])
+    product_grid(catalog, [product_id], [tile_caption(catalog.products.loc[product_id])])
 elif mode == "Text":
     text = st.text_input("Describe what you are looking for", key="neighbours_text",
                          placeholder="e.g. red striped dress")
@@ -43,9 +47,10 @@ kinds = built.kinds
 if mode == "Product":
     results = {kind: built.neighbours(product_id, kind, k) for kind in kinds}
 else:
+    if mode == "Text":  # the texture space places a text on its photo block only: it would repeat the photo column
+        kinds = tuple(kind for kind in kinds if kind != "texture")
     try:
         query = built.text_query(text) if mode == "Text" else built.photo_query(upload)
-        # the texture space places a photo by its texture descriptor too; a text lands on its photo block
         descriptor = built.photo_descriptor(upload) if mode == "Photo" and "texture" in kinds else None
     except (ValueError, ImageError) as e:
         st.error(f"That query could not be used: {e}")
@@ -54,13 +59,22 @@ else:
         st.image(upload, width=160, caption="your photo")
     results = {kind: built.search(built.in_space(kind, query, descriptor), kind, k) for kind in kinds}
 
+ranges = get_typical_scores(built, build_key(built))
+notes = ["Each score compares two embeddings in one space only: every space has its own typical range, so compare "
+         "ranks across spaces, not scores."]
+if mode == "Text" and "texture" in built.kinds:
+    notes.append("No texture-aware column: words have no texture features, so a text lands on that space's photo "
+                 "part only and its list would repeat the photo column.")
+if mode != "Product":
+    notes.append(f"Scores of {QUERIED[mode]} against a product run lower than scores between two "
+                 "products.")
+st.caption(" ".join(notes))
 for column, kind in zip(st.columns(len(kinds)), kinds):
     with column:
-        st.subheader(kind)
-        st.caption(KIND_ABOUT[kind])
+        st.subheader(KIND_NAMES[kind])
+        st.caption(f"{KIND_ABOUT[kind]}. {score_note(kind, ranges, QUERY[mode])}")
         frame = results[kind]
         if frame.empty:
             st.info("This product has no readable photo, so it has no place in the photo space.")
             continue
-        product_grid(catalog, frame["product_id"].tolist(),
-                     [f"{pid} · {score:.3f}" for pid, score in zip(frame["product_id"], frame["score"])], columns=2)
+        product_grid(catalog, frame["product_id"].tolist(), neighbour_captions(catalog, frame), columns=2)

@@ -14,14 +14,10 @@ from core.explore.cluster import NOISE
 from core.explore.clustermap import ClusterMap, MapConfig, cluster_map
 
 TILE_ATTRS = ("product_type", "colour", "pattern")  # what a neighbour tile names besides the title
-# What a neighbour's score is in each space. Every index holds L2-normalised rows, so a score is a cosine
+# What each space's vectors are made of. Every index holds L2-normalised rows, so a score is a cosine similarity
 # (1 = the same vector); each space has its own typical range, so scores are not comparable across spaces.
-SCORE_MEANING = {
-    "image": "cosine similarity of the photo embeddings",
-    "text": "cosine similarity of the product-sentence embeddings",
-    "hybrid": "cosine similarity of the fused photo + sentence embeddings",
-    "texture": "cosine similarity of the texture-aware photo embeddings (photo + texture features + pattern)",
-}
+EMBEDDING_OF = {"image": "photo", "text": "product-sentence", "hybrid": "fused photo + sentence",
+                "texture": "texture-aware photo (photo + texture features + pattern)"}
 NO_LABEL = frozenset({"", "unknown", "nan", "none"})  # pattern values that say nothing
 
 
@@ -85,6 +81,15 @@ def with_names(catalog: Catalog, found: pd.DataFrame) -> pd.DataFrame:
     columns = ["title", *[c for c in TILE_ATTRS if c in products]]
     named = products.reindex(found["product_id"].astype(str))[columns].fillna("").astype(str)
     return pd.concat([found.reset_index(drop=True), named.reset_index(drop=True)], axis=1)
+
+
+def score_meaning(kind: str, query: str | None = None) -> str:
+    """What a score is in ``kind``'s space: between two products, or (``query``: "your words'", "your photo'",
+    ...) between a query and a product."""
+    what = EMBEDDING_OF.get(kind, kind)
+    if query is None:
+        return f"cosine similarity of the two products' {what} embeddings"
+    return f"cosine similarity of {query} embedding and the product's {what} embedding"
 
 
 @dataclass(frozen=True)

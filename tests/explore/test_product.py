@@ -13,7 +13,7 @@ from core.embeddings.pipeline import KINDS, BuildConfig, BuildStats, Built, Embe
 from core.explore.cluster import NOISE, ClusterConfig
 from core.explore.clustermap import MapConfig, cluster_map
 from core.explore.product import (ProductConfig, cluster_place, neighbour_frame, product_facts, purchase_counts,
-                                  stored_cluster_map, texture_check, typical_scores)
+                                  score_meaning, stored_cluster_map, texture_check, typical_scores)
 
 # Striped tops s0..s3 (s0b: s0 in another colour, same group), plain tops p0..p5, and u0 whose pattern is unknown.
 # Photos: s0 sits among the plain tops (a texture confusion); s1..s3 sit apart. Texture-aware: stripes together.
@@ -159,3 +159,10 @@ def test_the_cluster_comes_from_a_stored_map_and_none_is_computed(built, tmp_pat
     else:
         assert place.name == "noise" and place.size == 0
     assert cluster_place(stored, "not-on-the-map") is None
+
+
+def test_score_meaning_names_the_space_and_the_query():
+    assert score_meaning("image") == "cosine similarity of the two products' photo embeddings"
+    assert score_meaning("text", "your words'") == ("cosine similarity of your words' embedding and the product's "
+                                                    "product-sentence embedding")
+    assert "texture-aware" in score_meaning("texture")
