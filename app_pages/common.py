@@ -174,8 +174,8 @@ def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = 
                     st.image(row["image_path"], width="stretch")
                 else:
                     st.markdown("*(no photo)*")
+                view_button(catalog, ids[i], lambda: current_job().built)  # under the photo: aligned along a row
                 st.caption(captions[i] if captions else f"{ids[i]} · {row['title']}")
-                view_button(catalog, ids[i], lambda: current_job().built)
 
 
 def describe(catalog: Catalog, product_id: str) -> str:

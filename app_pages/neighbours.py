@@ -69,10 +69,12 @@ if mode != "Product":
     notes.append(f"Scores of {QUERIED[mode]} against a product run lower than scores between two "
                  "products.")
 st.caption(" ".join(notes))
-for column, kind in zip(st.columns(len(kinds)), kinds):
+for column, kind in zip(st.columns(len(kinds)), kinds):  # headers in one row, lists in the next: tiles line up
     with column:
         st.subheader(KIND_NAMES[kind])
         st.caption(f"{KIND_ABOUT[kind]}. {score_note(kind, ranges, QUERY[mode])}")
+for column, kind in zip(st.columns(len(kinds)), kinds):
+    with column:
         frame = results[kind]
         if frame.empty:
             st.info("This product has no readable photo, so it has no place in the photo space.")

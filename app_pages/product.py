@@ -53,10 +53,11 @@ def build_key(built: Built) -> tuple:
 # ---------------------------------------------------------------- tiles
 
 def tile_caption(row: pd.Series, score: float | None = None, attributes=TILE_ATTRS) -> str:
-    """A product tile's caption: id and title, then its ``attributes`` (type, colour and pattern), then the score."""
+    """A product tile's caption: its title, then its ``attributes`` (type, colour and pattern), then its id and
+    the score if any."""
     attrs = " · ".join(str(row[c]) for c in attributes if c in row and row[c])
-    lines = [f"{row.name} · {row['title']}", attrs, f"score {score:.3f}" if score is not None else ""]
-    return "  \n".join(x for x in lines if x)
+    last = f"{row.name} · score {score:.3f}" if score is not None else str(row.name)
+    return "  \n".join(x for x in (str(row["title"]), attrs, last) if x)
 
 
 def neighbour_captions(catalog: Catalog, found: pd.DataFrame) -> list[str]:
@@ -70,8 +71,7 @@ def score_note(kind: str, ranges: dict[str, ScoreRange] | None, query: str | Non
     note = f"Score: {score_meaning(kind, query)}."
     r = (ranges or {}).get(kind)
     if r is not None:
-        note += (f" Between products in this space it is typically {r.first:.2f} for the nearest and {r.kth:.2f} "
-                 f"for the {ordinal(r.k)} (medians), so compare it within this space only.")
+        note += f" Typical between products here: {r.first:.2f} for the nearest, {r.kth:.2f} for the {ordinal(r.k)}."
     return note
 
 
@@ -168,13 +168,16 @@ def sales(facts, catalog: Catalog) -> None:
     all_time, recent = facts.bought
     c1, c2, c3 = st.columns(3)
     c1.metric("Bought (all time)", f"{all_time:,}", help="Purchase rows of this product in the whole purchase data")
-    window = f"{counts.since:%d %b} – {counts.until:%d %b %Y}" if counts.until is not None else "no purchases"
-    c2.metric(f"Last {facts.weeks} weeks", f"{recent:,}", help=f"The last {facts.weeks} weeks of the data: {window}")
-    c3.metric("Sells more than", f"{facts.share_sold_less:.0%}" if all_time else "–",
-              help="Share of the catalogue's products bought fewer times (all time)")
-    if not all_time:
-        st.caption("Never bought in the purchase data." if counts.until is not None
-                   else "This catalogue has no purchases.")
+    c2.metric(f"Last {facts.weeks} weeks", f"{recent:,}", help=f"The last {facts.weeks} weeks of the purchase data")
+    c3.metric("Sales rank", f"#{facts.rank:,}" if facts.rank else "–",
+              help=f"Among the catalogue's {len(catalog.products):,} products, by purchases over all time (1: the "
+                   "bestseller; ties share a rank)")
+    if counts.until is None:
+        st.caption("This catalogue has no purchases.")
+    else:
+        never = "Never bought. " if not all_time else ""
+        st.caption(f"{never}Sales rank among {len(catalog.products):,} products; the last {facts.weeks} weeks of the "
+                   f"data run {counts.since:%d %b} – {counts.until:%d %b %Y}.")
 
 
 def cluster_line(facts) -> None:
@@ -204,7 +207,7 @@ def neighbours(catalog: Catalog, found: dict[str, pd.DataFrame], built: Built | 
     st.markdown("**Nearest products in each space**")
     for tab, kind in zip(st.tabs([KIND_NAMES[k] for k in found]), found):
         with tab:
-            st.caption(score_note(kind, ranges))
+            st.caption(score_note(kind, ranges) + " Scores compare within one space only: each has its own range.")
             frame = found[kind]
             if frame.empty:
                 st.info("This product has no readable photo, so it has no place in this space.")
@@ -217,6 +220,6 @@ def neighbours(catalog: Catalog, found: dict[str, pd.DataFrame], built: Built | 
                         path = catalog.products.at[ids[i], "image_path"]
                         if path:
                             st.image(path, width="stretch")
-                        st.caption(captions[i])
                         st.button("Open", key=f"product_view_{kind}_{ids[i]}", on_click=_follow, args=(ids[i],),
-                                  icon=":material/open_in_full:", type="tertiary")
+                                  icon=":material/open_in_full:", type="tertiary", help="Show this product here")
+                        st.caption(captions[i])

@@ -45,11 +45,11 @@ class PurchaseCounts:
         row = self.counts.loc[product_id]
         return int(row["all_time"]), int(row["recent"])
 
-    def share_sold_less(self, product_id: str, n_products: int) -> float:
-        """Share of the catalogue's ``n_products`` products bought fewer times than this one (all time)."""
+    def rank(self, product_id: str) -> int | None:
+        """1 + the number of products bought more times (all time): 1 for the bestseller, ties share a rank;
+        None for a product never bought."""
         sold = self.of(product_id)[0]
-        fewer = int((self.counts["all_time"] < sold).sum()) + (n_products - len(self.counts)) * (sold > 0)
-        return fewer / n_products if n_products else 0.0
+        return 1 + int((self.counts["all_time"] > sold).sum()) if sold else None
 
 
 def purchase_counts(purchases: pd.DataFrame, weeks: int = 4) -> PurchaseCounts:
@@ -270,7 +270,7 @@ class ProductFacts:
     attributes: dict[str, str]  # every attribute column, its value ("" where unknown), catalogue order
     bought: tuple[int, int]  # purchases (all time, in the last ``weeks`` weeks of the data)
     weeks: int
-    share_sold_less: float  # share of the catalogue's products bought fewer times
+    rank: int | None  # sales rank over all time (1: the bestseller), None when never bought
     neighbours: dict[str, pd.DataFrame] = field(default_factory=dict)  # kind -> :func:`neighbour_frame`; {} unbuilt
     cluster: ClusterPlace | None = None
     map_computed: bool = False  # whether the cluster map was there to look in
@@ -287,8 +287,7 @@ def product_facts(catalog: Catalog, product_id: str, counts: PurchaseCounts, bui
     row = catalog.products.loc[product_id]
     attributes = {c: "" if pd.isna(row[c]) else str(row[c]) for c in ("group_id", *catalog.attribute_columns)}
     facts = ProductFacts(product_id, str(row["title"]), str(row["description"] or ""), str(row["image_path"] or ""),
-                         attributes, counts.of(product_id), counts.weeks,
-                         counts.share_sold_less(product_id, len(catalog.products)))
+                         attributes, counts.of(product_id), counts.weeks, counts.rank(product_id))
     if built is not None:
         facts.neighbours = {kind: neighbour_frame(built, product_id, kind, cfg.k) for kind in built.kinds}
         facts.texture = texture_check(built, product_id, cfg.label, cfg.k)

@@ -52,6 +52,15 @@ def product_captions(at: AppTest) -> list[str]:
     return [c for c in captions(at) if c.startswith("syn")]
 
 
+def tiles(at: AppTest) -> list[str]:
+    """Captions of the tiles of the Catalogue and Neighbours pages: title, attributes, then "id" or "id · score"."""
+    return [c for c in captions(at) if c.rsplit("\n", 1)[-1].startswith("syn")]
+
+
+def tile_id(caption: str) -> str:
+    return caption.rsplit("\n", 1)[-1].split(" · ")[0]
+
+
 def rerun_until(at: AppTest, done, timeout: float = 120) -> AppTest:
     deadline = time.monotonic() + timeout
     while not done(at):
@@ -79,21 +88,21 @@ def test_sidebar_says_what_runs(app_env):
 def test_catalogue_grid_pages_and_filters(app_env):
     at = run_page()
     assert at.markdown[0].value.startswith("**40** of 40 products")
-    assert len(product_captions(at)) == 40  # default page size 48 holds them all
+    assert len(tiles(at)) == 40  # default page size 48 holds them all
 
     at.selectbox(key="catalogue_page_size").set_value(24).run()
-    assert len(product_captions(at)) == 24
+    assert len(tiles(at)) == 24
     at.number_input(key="catalogue_page").set_value(2).run()
-    assert len(product_captions(at)) == 16
+    assert len(tiles(at)) == 16
 
     at.number_input(key="catalogue_page").set_value(1).run()
     at.multiselect(key="catalogue_f_pattern").set_value(["stripe"]).run()
-    shown = product_captions(at)
-    assert shown and all(c.endswith("· stripe") for c in shown)
+    shown = tiles(at)
+    assert shown and all(c.split("  \n")[1].endswith("· stripe") for c in shown)
 
     at.text_input(key="catalogue_text").input("no-such-word-anywhere").run()
     assert any("No product matches" in i.value for i in at.info)
-    assert not product_captions(at)
+    assert not tiles(at)
 
 
 KINDS = ["image", "text", "hybrid", "texture"]
@@ -106,24 +115,24 @@ def test_neighbours_by_product_shows_four_spaces(app_env):
     assert [s.value for s in at.subheader] == [KIND_NAMES[kind] for kind in KINDS]
     assert any(c.startswith("photo + texture (mid-level features), pattern-aware") for c in captions(at))
     query = at.selectbox(key="neighbours_product").value
-    results = [c for c in product_captions(at)[1:]]  # the first caption is the query product
+    results = tiles(at)[1:]  # the first caption is the query product
     assert len(results) == len(KINDS) * 10
-    assert not any(c.startswith(query + " ") for c in results)
+    assert query not in [tile_id(c) for c in results]
     for space in range(len(KINDS)):
         scores = [float(c.rsplit("score ", 1)[1]) for c in results[space * 10:(space + 1) * 10]]
         assert scores == sorted(scores, reverse=True)
 
     at.slider(key="neighbours_k").set_value(5).run()
-    assert len(product_captions(at)) == 1 + len(KINDS) * 5
+    assert len(tiles(at)) == 1 + len(KINDS) * 5
 
 
 def test_neighbours_by_text_and_empty_query(app_env):
     at = wait_for_build(run_page("app_pages/neighbours.py"))
     at.radio(key="neighbours_mode").set_value("Text").run()
     assert any("Type a few words" in i.value for i in at.info)
-    assert not product_captions(at)
+    assert not tiles(at)
     at.text_input(key="neighbours_text").input("red striped dress").run()
-    assert len(product_captions(at)) == (len(KINDS) - 1) * 10  # no texture column: it would repeat the photo one
+    assert len(tiles(at)) == (len(KINDS) - 1) * 10  # no texture column: it would repeat the photo one
     assert "texture-aware photo (pattern)" not in [s.value for s in at.subheader]
 
 
@@ -136,11 +145,11 @@ def test_neighbours_by_photo_finds_the_product_itself_in_every_photo_space(app_e
     with open(products.at[product, "image_path"], "rb") as f:
         at.file_uploader(key="neighbours_upload").set_value(("mine.png", f.read(), "image/png")).run()
     assert not at.exception and not at.error
-    results = product_captions(at)
+    results = tiles(at)
     assert len(results) == len(KINDS) * 10
     for space, kind in enumerate(KINDS):
         if kind in ("image", "texture"):  # its own photo finds it first (in texture: by its descriptor too)
-            assert results[space * 10].startswith(product + " "), (kind, results[space * 10])
+            assert tile_id(results[space * 10]) == product, (kind, results[space * 10])
 
 
 def test_neighbours_unknown_name_says_so(app_env):
@@ -173,7 +182,7 @@ def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
     at = rerun_until(at, lambda at: len(at.error) > 0)
     message = " ".join(e.value for e in at.error)
     assert "pretrained weights could not be loaded" in message and "Fix:" in message
-    assert len(product_captions(at)) == 1  # the chosen product, and no neighbours
+    assert len(tiles(at)) == 1  # the chosen product, and no neighbours
 
 
 def test_backbone_page_for_a_random_backbone_says_what_it_is(app_env):

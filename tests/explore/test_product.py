@@ -84,9 +84,8 @@ def test_purchase_counts_all_time_and_the_last_four_weeks_of_the_data():
     assert counts.until == pd.Timestamp("2020-06-30") and counts.since == pd.Timestamp("2020-06-03")
     assert counts.of("a") == (3, 1)  # 06-02 is a day before the 28 days that end on 06-30
     assert counts.of("b") == (1, 1) and counts.of("c") == (1, 0) and counts.of("never") == (0, 0)
-    assert counts.share_sold_less("a", 10) == pytest.approx(0.9)  # everything else sold less
-    assert counts.share_sold_less("b", 10) == pytest.approx(0.7)  # the 7 never bought
-    assert counts.share_sold_less("never", 10) == 0.0
+    assert counts.rank("a") == 1 and counts.rank("b") == counts.rank("c") == 2  # ties share a rank
+    assert counts.rank("never") is None
 
 
 def test_purchase_counts_without_purchases():
@@ -124,7 +123,7 @@ def test_product_facts_gathers_everything(built):
     assert facts.title == "Top s0" and facts.attributes["pattern"] == "Stripe" and facts.attributes["group_id"] == "gs0"
     assert set(facts.attributes) == {"group_id", *built.catalog.attribute_columns}
     assert facts.bought == (4, 2)  # the last four weeks: 2020-06-03 to 2020-06-30 (06-01 is before)
-    assert facts.share_sold_less == pytest.approx(11 / 12)
+    assert facts.rank == 1
     assert set(facts.neighbours) == set(KINDS) and all(len(f) == 3 for f in facts.neighbours.values())
     assert facts.texture is not None and facts.texture.confused
     assert not facts.map_computed and facts.cluster is None
