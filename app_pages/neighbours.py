@@ -9,6 +9,18 @@ from app_pages.product import build_key, get_typical_scores, neighbour_captions,
 
 QUERY = {"Product": None, "Text": "your words'", "Photo": "your photo's"}  # whose embedding is compared
 QUERIED = {"Text": "your words", "Photo": "your photo"}
+PER_SPACE = 2  # tiles of one space side by side
+
+
+def interleaved(ids: list[list[str]], captions: list[list[str]], width: int) -> tuple[list[str], list[str]]:
+    """Lists of equal length, one per space, as one grid row by row: ``width`` of the first space's, then of the
+    second's... (a grid of ``width * len(ids)`` columns shows each space in its own ``width`` columns)."""
+    out_ids, out_captions = [], []
+    for start in range(0, len(ids[0]), width):
+        for space_ids, space_captions in zip(ids, captions):
+            out_ids += space_ids[start:start + width]
+            out_captions += space_captions[start:start + width]
+    return out_ids, out_captions
 
 catalog = current_catalog()
 st.header("Neighbours")
@@ -73,10 +85,15 @@ for column, kind in zip(st.columns(len(kinds)), kinds):  # headers in one row, l
     with column:
         st.subheader(KIND_NAMES[kind])
         st.caption(f"{KIND_ABOUT[kind]}. {score_note(kind, ranges, QUERY[mode])}")
-for column, kind in zip(st.columns(len(kinds)), kinds):
-    with column:
-        frame = results[kind]
-        if frame.empty:
-            st.info("This product has no readable photo, so it has no place in the photo space.")
-            continue
-        product_grid(catalog, frame["product_id"].tolist(), neighbour_captions(catalog, frame), columns=2)
+frames = [results[kind] for kind in kinds]
+if len({len(f) for f in frames}) == 1 and len(frames[0]) and len(frames[0]) % PER_SPACE == 0:  # rows line up
+    ids, captions = interleaved([frame["product_id"].tolist() for frame in frames],
+                                [neighbour_captions(catalog, frame) for frame in frames], PER_SPACE)
+    product_grid(catalog, ids, captions, columns=PER_SPACE * len(kinds))
+else:  # a space with fewer (or no) neighbours, or an odd number: one grid per space
+    for column, frame in zip(st.columns(len(kinds)), frames):
+        with column:
+            if frame.empty:
+                st.info("This product has no readable photo, so it has no place in the photo space.")
+                continue
+            product_grid(catalog, frame["product_id"].tolist(), neighbour_captions(catalog, frame), columns=PER_SPACE)

@@ -61,6 +61,11 @@ def tile_id(caption: str) -> str:
     return caption.rsplit("\n", 1)[-1].split(" · ")[0]
 
 
+def by_space(results: list[str], n_spaces: int, per_row: int = 2) -> list[list[str]]:
+    """The Neighbours page's tiles, drawn rank by rank (``per_row`` of each space a row), as one list per space."""
+    return [[c for i, c in enumerate(results) if (i // per_row) % n_spaces == space] for space in range(n_spaces)]
+
+
 def rerun_until(at: AppTest, done, timeout: float = 120) -> AppTest:
     deadline = time.monotonic() + timeout
     while not done(at):
@@ -118,9 +123,9 @@ def test_neighbours_by_product_shows_four_spaces(app_env):
     results = tiles(at)[1:]  # the first caption is the query product
     assert len(results) == len(KINDS) * 10
     assert query not in [tile_id(c) for c in results]
-    for space in range(len(KINDS)):
-        scores = [float(c.rsplit("score ", 1)[1]) for c in results[space * 10:(space + 1) * 10]]
-        assert scores == sorted(scores, reverse=True)
+    for space in by_space(results, len(KINDS)):
+        scores = [float(c.rsplit("score ", 1)[1]) for c in space]
+        assert len(scores) == 10 and scores == sorted(scores, reverse=True)
 
     at.slider(key="neighbours_k").set_value(5).run()
     assert len(tiles(at)) == 1 + len(KINDS) * 5
@@ -147,9 +152,9 @@ def test_neighbours_by_photo_finds_the_product_itself_in_every_photo_space(app_e
     assert not at.exception and not at.error
     results = tiles(at)
     assert len(results) == len(KINDS) * 10
-    for space, kind in enumerate(KINDS):
+    for space, kind in zip(by_space(results, len(KINDS)), KINDS):
         if kind in ("image", "texture"):  # its own photo finds it first (in texture: by its descriptor too)
-            assert tile_id(results[space * 10]) == product, (kind, results[space * 10])
+            assert tile_id(space[0]) == product, (kind, space[0])
 
 
 def test_neighbours_unknown_name_says_so(app_env):

@@ -49,10 +49,10 @@ def bought(product_id: str) -> tuple[int, int]:
 
 
 def test_catalogue_tile_opens_the_view_with_attributes_sales_and_neighbours(app_env, monkeypatch, tmp_path):
-    from app_pages.product import get_stored_map
+    from app_pages.product import map_lookup
     at = pages.wait_for_build(pages.run_page("app_pages/neighbours.py"))  # the build is there
     monkeypatch.setenv("ATELIER_CACHE", str(tmp_path / "no-maps"))  # a cache with no cluster map in it
-    get_stored_map.clear()
+    map_lookup.clear()
     at = pages.run_page()
     keys = tile_keys(at)
     assert len(keys) == 40 and len(set(keys)) == 40 and shown(at) is None
@@ -115,10 +115,10 @@ def test_neighbours_page_tiles_open_the_view_and_keys_stay_unique(app_env):
 
 
 def test_clusters_gallery_tile_opens_the_view_with_its_cluster(app_env):
-    from app_pages.product import get_stored_map
+    from app_pages.product import map_lookup
     chosen = ["syn00003", "syn00017", "syn00029"]
     at = pages.clusters_page(clusters_map=pages.selection(*chosen))  # the default map is computed, and stored
-    get_stored_map.clear()
+    map_lookup.clear()
     at = open_tile(at, "product_open_syn00017")
     assert shown(at) == "syn00017"
     lines = " ".join(m.value for m in view(at).markdown)
