@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError
-from core.embeddings.pipeline import KIND_ABOUT, KIND_NAMES
+from core.embeddings.pipeline import KIND_NAMES
 from app_pages.common import built_or_progress, current_catalog, describe, product_grid
 from app_pages.product import build_key, get_typical_scores, neighbour_captions, score_note, tile_caption
 
@@ -84,7 +84,7 @@ st.caption(" ".join(notes))
 for column, kind in zip(st.columns(len(kinds)), kinds):  # headers in one row, lists in the next: tiles line up
     with column:
         st.subheader(KIND_NAMES[kind])
-        st.caption(f"{KIND_ABOUT[kind]}. {score_note(kind, ranges, QUERY[mode])}")
+        st.caption(score_note(kind, ranges, QUERY[mode]))
 frames = [results[kind] for kind in kinds]
 if len({len(f) for f in frames}) == 1 and len(frames[0]) and len(frames[0]) % PER_SPACE == 0:  # rows line up
     ids, captions = interleaved([frame["product_id"].tolist() for frame in frames],

@@ -157,17 +157,18 @@ class TextureCheck:
         if not self.confused:
             verdict = f"No texture confusion: {photo}."
         else:
-            verdict = f"Texture confusion: only {photo}; {p.commonest_other_n} are {p.commonest_other}."
+            verdict = (f"Texture confusion: only {photo}; {p.commonest_other_n} are {p.commonest_other}, the "
+                       f"commonest other.")
         t = self.texture
         if t is None or t.total == 0:
             return verdict
-        texture = f"{t.same} of {t.total} in the texture-aware space"
+        there = f"{t.same} of its {t.total} nearest there share it"
         if self.fixed:
-            return f"{verdict} Fixed by the texture-aware space: {texture}."
+            return f"{verdict} Fixed by the texture-aware space: {there}."
         if self.confused:
-            better = "better, not fixed" if t.same > p.same else "not fixed"
-            return f"{verdict} Texture-aware space: {better} ({texture})."
-        return f"{verdict} ({texture}.)"
+            helps = "helps but does not fix it" if t.same > p.same else "does not fix it"
+            return f"{verdict} The texture-aware space {helps}: {there}."
+        return f"{verdict} Texture-aware space: {there}."
 
 
 def label_share(built: Built, product_id: str, kind: str, label: str, k: int) -> LabelShare:

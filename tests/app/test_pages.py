@@ -118,7 +118,7 @@ KIND_NAMES = {"image": "photo", "text": "product sentence", "hybrid": "hybrid (p
 def test_neighbours_by_product_shows_four_spaces(app_env):
     at = wait_for_build(run_page("app_pages/neighbours.py"))
     assert [s.value for s in at.subheader] == [KIND_NAMES[kind] for kind in KINDS]
-    assert any(c.startswith("photo + texture (mid-level features), pattern-aware") for c in captions(at))
+    assert any(c.startswith("Score: cosine similarity of the two products' texture-aware photo") for c in captions(at))
     query = at.selectbox(key="neighbours_product").value
     results = tiles(at)[1:]  # the first caption is the query product
     assert len(results) == len(KINDS) * 10

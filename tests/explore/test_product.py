@@ -102,7 +102,8 @@ def test_a_striped_top_among_plain_photos_is_a_texture_confusion_fixed_by_textur
     assert check.confused and check.fixed
     assert (check.texture.same, check.texture.total) == (3, 4)  # s1..s3, then a plain one
     assert check.summary().startswith("Texture confusion: only 0 of its 4 nearest photos share its pattern (Stripe)")
-    assert "Fixed by the texture-aware space: 3 of 4" in check.summary()
+    assert "4 are Solid, the commonest other. Fixed by the texture-aware space: 3 of its 4 nearest there share it." \
+        in check.summary()
 
 
 def test_a_striped_top_among_stripes_is_no_confusion(built):
@@ -165,3 +166,13 @@ def test_score_meaning_names_the_space_and_the_query():
     assert score_meaning("text", "your words'") == ("cosine similarity of your words' embedding and the product's "
                                                     "product-sentence embedding")
     assert "texture-aware" in score_meaning("texture")
+
+
+def test_a_confusion_the_texture_space_does_not_fix_says_so(built):
+    from core.explore.product import LabelShare, TextureCheck
+    photo = LabelShare(1, 10, "Solid", 8)
+    helps = TextureCheck("pattern", "Stripe", photo, LabelShare(4, 10, "Solid", 6))
+    worse = TextureCheck("pattern", "Stripe", photo, LabelShare(0, 10, "Solid", 10))
+    assert helps.confused and not helps.fixed and "helps but does not fix it: 4 of its 10" in helps.summary()
+    assert "does not fix it: 0 of its 10" in worse.summary() and "helps" not in worse.summary()
+    assert TextureCheck("pattern", "Stripe", photo, None).summary().endswith("the commonest other.")
