@@ -24,19 +24,22 @@ def interleaved(ids: list[list[str]], captions: list[list[str]], width: int) -> 
 
 catalog = current_catalog()
 st.header("Neighbours")
-mode = st.radio("Query by", ["Product", "Text", "Photo"], horizontal=True, key="neighbours_mode")
-k = st.slider("Neighbours per space", 4, 30, 10, key="neighbours_k")
+left, right = st.columns([3, 2])  # the controls in two rows, so the neighbours start within the first screen
+mode = left.radio("Query by", ["Product", "Text", "Photo"], horizontal=True, key="neighbours_mode")
+k = right.slider("Neighbours per space", 4, 30, 10, key="neighbours_k")
 
 if mode == "Product":
-    find = st.text_input("Find a product by id or name", key="neighbours_find", placeholder="e.g. 0108775015 or "
-                         "'strap top'")
+    tile, find_col, pick_col = st.columns([1, 3, 4])
+    find = find_col.text_input("Find a product by id or name", key="neighbours_find",
+                               placeholder="e.g. 0108775015 or 'strap top'")
     matches = filter_products(catalog.products, text=find).index[:500].tolist()
     if not matches:
         st.info(f"No product id or name matches '{find}'.")
         st.stop()
-    product_id = st.selectbox(f"Product ({len(matches):,} shown)", matches, key="neighbours_product",
-                              format_func=lambda pid: describe(catalog, pid))
-    product_grid(catalog, [product_id], [tile_caption(catalog.products.loc[product_id])])
+    product_id = pick_col.selectbox(f"Product ({len(matches):,} shown)", matches, key="neighbours_product",
+                                    format_func=lambda pid: describe(catalog, pid))
+    with tile:
+        product_grid(catalog, [product_id], [tile_caption(catalog.products.loc[product_id])], columns=1)
 elif mode == "Text":
     text = st.text_input("Describe what you are looking for", key="neighbours_text",
                          placeholder="e.g. red striped dress")
@@ -83,7 +86,7 @@ if mode != "Product":
 st.caption(" ".join(notes))
 for column, kind in zip(st.columns(len(kinds)), kinds):  # headers in one row, lists in the next: tiles line up
     with column:
-        st.subheader(KIND_NAMES[kind])
+        st.markdown(f"**{KIND_NAMES[kind].capitalize()}**")  # one line each at 1400 px: the lists start sooner
         st.caption(score_note(kind, ranges, QUERY[mode]))
 frames = [results[kind] for kind in kinds]
 if len({len(f) for f in frames}) == 1 and len(frames[0]) and len(frames[0]) % PER_SPACE == 0:  # rows line up

@@ -82,7 +82,7 @@ def score_note(kind: str, ranges: dict[str, ScoreRange] | None, query: str | Non
     note = f"Score: {score_meaning(kind, query)}."
     r = (ranges or {}).get(kind)
     if r is not None:
-        note += f" Typical between products here: {r.first:.2f} for the nearest, {r.kth:.2f} for the {ordinal(r.k)}."
+        note = note[:-1] + f"; between products typically {r.first:.2f} (nearest) to {r.kth:.2f} ({ordinal(r.k)})."
     return note
 
 

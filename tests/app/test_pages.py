@@ -117,7 +117,8 @@ KIND_NAMES = {"image": "photo", "text": "product sentence", "hybrid": "hybrid (p
 
 def test_neighbours_by_product_shows_four_spaces(app_env):
     at = wait_for_build(run_page("app_pages/neighbours.py"))
-    assert [s.value for s in at.subheader] == [KIND_NAMES[kind] for kind in KINDS]
+    assert [m.value for m in at.markdown if m.value.startswith("**") and m.value[2:-2].lower() in KIND_NAMES.values()
+            ] == [f"**{KIND_NAMES[kind].capitalize()}**" for kind in KINDS]
     assert any(c.startswith("Score: cosine similarity of the two products' texture-aware photo") for c in captions(at))
     query = at.selectbox(key="neighbours_product").value
     results = tiles(at)[1:]  # the first caption is the query product
@@ -138,7 +139,8 @@ def test_neighbours_by_text_and_empty_query(app_env):
     assert not tiles(at)
     at.text_input(key="neighbours_text").input("red striped dress").run()
     assert len(tiles(at)) == (len(KINDS) - 1) * 10  # no texture column: it would repeat the photo one
-    assert "texture-aware photo (pattern)" not in [s.value for s in at.subheader]
+    assert "**Texture-aware photo (pattern)**" not in [m.value for m in at.markdown]
+    assert any("No texture-aware column" in c.value for c in at.caption)
 
 
 def test_neighbours_by_photo_finds_the_product_itself_in_every_photo_space(app_env):
