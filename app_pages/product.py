@@ -99,7 +99,7 @@ def _unused_key(base: str) -> str:
     """``base``, or ``base_2``, ``base_3``... when a widget of this run already has it (the same product shown
     twice on one page). Stable across reruns as long as the page draws its tiles in the same order."""
     ctx = get_script_run_ctx()
-    used = ctx.shared.widget_user_keys_this_run if ctx else ()
+    used = getattr(getattr(ctx, "shared", None), "widget_user_keys_this_run", ())  # Streamlit 1.67's run state
     key, n = base, 1
     while key in used:
         n += 1
@@ -145,7 +145,7 @@ def view_button(catalog: Catalog, product_id: str, built: Callable[[], Built | N
 @st.dialog("Product", width="large", on_dismiss=_close)
 def product_view(catalog: Catalog, built: Callable[[], Built | None]) -> None:
     state = st.session_state.get(STATE)
-    if not state:
+    if not state or state["id"] not in catalog.products.index:  # e.g. another catalogue chosen since
         return
     product_id, now = state["id"], built()
     facts = product_facts(catalog, product_id, get_purchase_counts(catalog, catalog_key(catalog)), now,
