@@ -1,10 +1,11 @@
-"""Catalogue: a filterable, searchable, paged grid of product photos."""
+"""Catalogue: a filterable, searchable, paged grid of product photos; *View* under a photo opens the product."""
 import math
 
 import streamlit as st
 
 from core.data.catalog import filter_products
 from app_pages.common import current_catalog, product_grid
+from app_pages.product import tile_caption
 
 catalog = current_catalog()
 products = catalog.products
@@ -29,12 +30,13 @@ page = min(int(page), n_pages)
 start = (page - 1) * page_size
 left.markdown(f"**{len(shown):,}** of {len(products):,} products · showing "
               f"{min(start + 1, len(shown)):,}–{min(start + page_size, len(shown)):,} (page {page} of {n_pages})")
+st.caption("**View** under a photo opens the product: every attribute, its sales, its cluster and the products "
+           "nearest to it in each embedding space (find similar).")
 if shown.empty:
     st.info("No product matches these filters and search words.")
 else:
     view = shown.iloc[start:start + page_size]
     shown_attributes = [c for c in ("product_type", "colour", "pattern") if c in products] \
         or catalog.attribute_columns[:3]
-    captions = [" · ".join(x for x in (pid, row["title"], *(row[c] for c in shown_attributes)) if x)
-                for pid, row in view.iterrows()]
+    captions = [tile_caption(row, attributes=shown_attributes) for _, row in view.iterrows()]
     product_grid(catalog, view.index.tolist(), captions)

@@ -20,6 +20,8 @@ from core.embeddings.pipeline import Built, build
 from core.recs.contract import RecData, Recommender, rec_data
 from core.progress import Progress
 from core.warmup import Task
+from core.explore.product import TILE_ATTRS
+from app_pages.product import view_button
 from core.recs.queries import product_audience, purchase_counts
 from core.recs.registry import create_recommender, list_recommenders
 from core.recs.report import EvalReport
@@ -217,7 +219,8 @@ def page_build(title: str) -> Built:
 
 def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = None,
                  columns: int = GRID_COLUMNS) -> None:
-    """Photos of ``ids`` in rows of ``columns``, each with a caption (id and title by default)."""
+    """Photos of ``ids`` in rows of ``columns``, each with a caption (id and title by default) and a *View*
+    button opening the product view (``app_pages/product.py``)."""
     products = catalog.products
     for start in range(0, len(ids), columns):
         cols = st.columns(columns)
@@ -228,12 +231,14 @@ def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = 
                     st.image(row["image_path"], width="stretch")
                 else:
                     st.markdown("*(no photo)*")
+                view_button(catalog, ids[i], lambda: current_job().built)  # under the photo: aligned along a row
                 st.caption(captions[i] if captions else f"{ids[i]} · {row['title']}")
 
 
 def describe(catalog: Catalog, product_id: str) -> str:
+    """"id · title (type, colour, pattern)": a product in a chooser."""
     row = catalog.products.loc[product_id]
-    attrs = [row[c] for c in ("colour", "pattern", "product_type") if c in row and row[c]]
+    attrs = [row[c] for c in TILE_ATTRS if c in row and row[c]]
     return f"{product_id} · {row['title']}" + (f" ({', '.join(attrs)})" if attrs else "")
 
 

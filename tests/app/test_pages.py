@@ -52,6 +52,20 @@ def product_captions(at: AppTest) -> list[str]:
     return [c for c in captions(at) if c.startswith("syn")]
 
 
+def tiles(at: AppTest) -> list[str]:
+    """Captions of the tiles of the Catalogue and Neighbours pages: title, attributes, then "id" or "id · score"."""
+    return [c for c in captions(at) if c.rsplit("\n", 1)[-1].startswith("syn")]
+
+
+def tile_id(caption: str) -> str:
+    return caption.rsplit("\n", 1)[-1].split(" · ")[0]
+
+
+def by_space(results: list[str], n_spaces: int, per_row: int = 2) -> list[list[str]]:
+    """The Neighbours page's tiles, drawn rank by rank (``per_row`` of each space a row), as one list per space."""
+    return [[c for i, c in enumerate(results) if (i // per_row) % n_spaces == space] for space in range(n_spaces)]
+
+
 def rerun_until(at: AppTest, done, timeout: float = 120) -> AppTest:
     deadline = time.monotonic() + timeout
     while not done(at):
@@ -79,49 +93,54 @@ def test_sidebar_says_what_runs(app_env):
 def test_catalogue_grid_pages_and_filters(app_env):
     at = run_page()
     assert at.markdown[0].value.startswith("**40** of 40 products")
-    assert len(product_captions(at)) == 40  # default page size 48 holds them all
+    assert len(tiles(at)) == 40  # default page size 48 holds them all
 
     at.selectbox(key="catalogue_page_size").set_value(24).run()
-    assert len(product_captions(at)) == 24
+    assert len(tiles(at)) == 24
     at.number_input(key="catalogue_page").set_value(2).run()
-    assert len(product_captions(at)) == 16
+    assert len(tiles(at)) == 16
 
     at.number_input(key="catalogue_page").set_value(1).run()
     at.multiselect(key="catalogue_f_pattern").set_value(["stripe"]).run()
-    shown = product_captions(at)
-    assert shown and all(c.endswith("· stripe") for c in shown)
+    shown = tiles(at)
+    assert shown and all(c.split("  \n")[1].endswith("· stripe") for c in shown)
 
     at.text_input(key="catalogue_text").input("no-such-word-anywhere").run()
     assert any("No product matches" in i.value for i in at.info)
-    assert not product_captions(at)
+    assert not tiles(at)
 
 
 KINDS = ["image", "text", "hybrid", "texture"]
+KIND_NAMES = {"image": "photo", "text": "product sentence", "hybrid": "hybrid (photo + sentence)",
+              "texture": "texture-aware photo (pattern)"}
 
 
 def test_neighbours_by_product_shows_four_spaces(app_env):
     at = wait_for_build(run_page("app_pages/neighbours.py"))
-    assert [s.value for s in at.subheader] == KINDS
-    assert "photo + texture (mid-level features), pattern-aware" in captions(at)
+    assert [m.value for m in at.markdown if m.value.startswith("**") and m.value[2:-2].lower() in KIND_NAMES.values()
+            ] == [f"**{KIND_NAMES[kind].capitalize()}**" for kind in KINDS]
+    assert any(c.startswith("Score: cosine similarity of the two products' texture-aware photo") for c in captions(at))
     query = at.selectbox(key="neighbours_product").value
-    results = [c for c in product_captions(at)[1:]]  # the first caption is the query product
+    results = tiles(at)[1:]  # the first caption is the query product
     assert len(results) == len(KINDS) * 10
-    assert not any(c.startswith(query + " ") for c in results)
-    for space in range(len(KINDS)):
-        scores = [float(c.rsplit("· ", 1)[1]) for c in results[space * 10:(space + 1) * 10]]
-        assert scores == sorted(scores, reverse=True)
+    assert query not in [tile_id(c) for c in results]
+    for space in by_space(results, len(KINDS)):
+        scores = [float(c.rsplit("score ", 1)[1]) for c in space]
+        assert len(scores) == 10 and scores == sorted(scores, reverse=True)
 
     at.slider(key="neighbours_k").set_value(5).run()
-    assert len(product_captions(at)) == 1 + len(KINDS) * 5
+    assert len(tiles(at)) == 1 + len(KINDS) * 5
 
 
 def test_neighbours_by_text_and_empty_query(app_env):
     at = wait_for_build(run_page("app_pages/neighbours.py"))
     at.radio(key="neighbours_mode").set_value("Text").run()
     assert any("Type a few words" in i.value for i in at.info)
-    assert not product_captions(at)
+    assert not tiles(at)
     at.text_input(key="neighbours_text").input("red striped dress").run()
-    assert len(product_captions(at)) == len(KINDS) * 10
+    assert len(tiles(at)) == (len(KINDS) - 1) * 10  # no texture column: it would repeat the photo one
+    assert "**Texture-aware photo (pattern)**" not in [m.value for m in at.markdown]
+    assert any("No texture-aware column" in c.value for c in at.caption)
 
 
 def test_neighbours_by_photo_finds_the_product_itself_in_every_photo_space(app_env):
@@ -133,11 +152,11 @@ def test_neighbours_by_photo_finds_the_product_itself_in_every_photo_space(app_e
     with open(products.at[product, "image_path"], "rb") as f:
         at.file_uploader(key="neighbours_upload").set_value(("mine.png", f.read(), "image/png")).run()
     assert not at.exception and not at.error
-    results = product_captions(at)
+    results = tiles(at)
     assert len(results) == len(KINDS) * 10
-    for space, kind in enumerate(KINDS):
+    for space, kind in zip(by_space(results, len(KINDS)), KINDS):
         if kind in ("image", "texture"):  # its own photo finds it first (in texture: by its descriptor too)
-            assert results[space * 10].startswith(product + " "), (kind, results[space * 10])
+            assert tile_id(space[0]) == product, (kind, space[0])
 
 
 def test_neighbours_unknown_name_says_so(app_env):
@@ -170,7 +189,7 @@ def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
     at = rerun_until(at, lambda at: len(at.error) > 0)
     message = " ".join(e.value for e in at.error)
     assert "pretrained weights could not be loaded" in message and "Fix:" in message
-    assert len(product_captions(at)) == 1  # the chosen product, and no neighbours
+    assert len(tiles(at)) == 1  # the chosen product, and no neighbours
 
 
 def test_backbone_page_for_a_random_backbone_says_what_it_is(app_env):
