@@ -276,8 +276,8 @@ def pick_customer(built: Built, counts: pd.DataFrame) -> str | None:
                                 f"{CUTOFF} first)", ids[:500], key="coldstart_customer",
                                 format_func=lambda c: customer_label(counts, c))
     customers = built.catalog.customers
-    about = [f"{c}: {v}" for c, v in customers.loc[customer].items() if str(v) not in ("", "nan")] \
-        if customer in customers.index else []
+    about = [f"{c.replace('_', ' ')}: {short(str(v))}" for c, v in customers.loc[customer].items()
+             if str(v) not in ("", "nan")] if customer in customers.index else []  # short: H&M's hashed postcodes
     c2.caption(" · ".join([f"id `{customer}`", *about]))  # the whole id, to copy
     return customer
 
