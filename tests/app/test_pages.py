@@ -175,7 +175,7 @@ def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):
 
 def test_backbone_page_for_a_random_backbone_says_what_it_is(app_env):
     at = run_page("app_pages/backbone.py")
-    at = rerun_until(at, lambda at: any("random:atelier-tiny" in m.value for m in at.markdown))
+    at = rerun_until(at, lambda at: any("random:atelier-tiny" in m.value for m in at.main.markdown))  # built
     assert any("RANDOM" in w.value for w in at.warning)
     assert any("offline-lit" in i.value for i in at.info)
 
