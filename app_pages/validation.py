@@ -3,13 +3,12 @@ import streamlit as st
 
 from app_pages.common import current_catalog, current_job, report_frame
 
-PROBLEM_COLUMNS = {
-    "problem": st.column_config.TextColumn("problem", width="medium"),
-    "file": st.column_config.TextColumn("file", width="small"),
-    "count": st.column_config.NumberColumn("rows", format="%d", help="how many rows, ids or photos had it"),
-    "action": st.column_config.TextColumn("what the loader did", width="small"),
-    "examples": st.column_config.TextColumn("examples", width="large",
-                                            help="the first few, as found in the file (hover a cell for all)"),
+PROBLEM_COLUMNS = {  # each as wide as its longest cell: examples (paths, ids) are cut first, and shown whole on hover
+    "problem": st.column_config.TextColumn("problem"),
+    "file": st.column_config.TextColumn("file"),
+    "count": st.column_config.NumberColumn("rows", format="%d", help="How many rows, ids or photos had it"),
+    "action": st.column_config.TextColumn("what the loader did"),
+    "examples": st.column_config.TextColumn("examples", help="The first few, as found in the files"),
 }
 
 catalog = current_catalog()
