@@ -173,10 +173,17 @@ def test_the_fallback_reason_is_one_line_with_the_details_collapsed(no_open_clip
     assert any(LONG in c.value for c in sidebar_details.caption)
 
 
-def test_after_evaluating_the_backbone_page_shows_the_numbers_and_no_longer_asks(app_env, monkeypatch):
+@pytest.fixture
+def not_evaluated(app_env):
+    """No held-out evaluation in the cache, before and after (test_pages' evaluation test expects none either)."""
+    ArtefactCache().clear("evaluation")
+    yield
+    ArtefactCache().clear("evaluation")
+
+
+def test_after_evaluating_the_backbone_page_shows_the_numbers_and_no_longer_asks(not_evaluated, monkeypatch):
     monkeypatch.setenv("ATELIER_BACKBONE", "offline-lit")
     monkeypatch.setenv("ATELIER_COMPILE", "0")
-    ArtefactCache().clear("evaluation")  # not evaluated yet, whatever ran before
     at = backbone_page("offline-lit")
     assert any("Not evaluated" in i.value for i in at.info)
     at.button(key="backbone_evaluate").click().run(timeout=300)
