@@ -5,6 +5,20 @@ from core.cache import ArtefactCache
 from core.embeddings.quality import evaluation_table, lit_evaluation
 from app_pages.common import built_or_progress, current_catalog
 
+NUMBER = st.column_config.NumberColumn(format="%.3f")
+TABLE_COLUMNS = {  # evaluation_table's columns, labelled to fit the page
+    "metric": st.column_config.TextColumn("metric", width="large"),
+    "trained heads": st.column_config.NumberColumn(
+        "trained heads", format="%.3f", help="offline-lit as the app uses it: heads trained on 90% of the products, "
+                                             "measured on the 10% held out"),
+    "untrained heads": st.column_config.NumberColumn(
+        "untrained heads", format="%.3f", help="the same towers with random heads: what the training adds"),
+    "reference (majority class / chance / raw ImageNet features)": st.column_config.NumberColumn(
+        "reference", format="%.3f", help="the number to beat: for accuracy, always answering the most common "
+                                         "class; for balanced accuracy, chance; for photo neighbours, the raw "
+                                         "ImageNet features before any head"),
+}
+
 catalog = current_catalog()
 st.header("Backbone")
 built = built_or_progress()  # shows progress (or the error) until the backbone is loaded and prepared
@@ -14,8 +28,12 @@ backbone = built.backbone
 st.markdown(f"**{backbone.name}**: {backbone.describe()}")
 if backbone.warning:
     st.warning(backbone.warning)
-for note in backbone.notes:
-    st.caption(note)
+if backbone.fallback:
+    st.info(backbone.fallback)
+if backbone.notes:
+    with st.expander("How it was chosen (details)"):
+        for note in backbone.notes:
+            st.caption(note)
 
 if backbone.name != "offline-lit":
     st.info("The held-out evaluation below is computed for the offline-lit backbone "
@@ -29,9 +47,10 @@ if result is None:
             "so does this button.")
     if st.button("Evaluate now (trains heads on 90% of products, about a minute)", key="backbone_evaluate"):
         with st.spinner("Training heads on 90% of the products and measuring on the other 10%…"):
-            result = lit_evaluation(catalog, ArtefactCache())
-if result is not None:
-    st.caption(f"Heads trained on {result.n_train:,} products, measured on {result.n_test:,} held out by "
-               f"product code (colour variants never straddle the split); training took "
-               f"{result.head_training_s} s.")
-    st.dataframe(evaluation_table(result), hide_index=True, width="stretch")
+            lit_evaluation(catalog, ArtefactCache())
+        st.rerun()  # drawn again from the top: the cached numbers, without the message and the button above
+    st.stop()
+st.caption(f"Heads trained on {result.n_train:,} products, measured on {result.n_test:,} held out by "
+           f"product code (colour variants never straddle the split); training took "
+           f"{result.head_training_s} s.")
+st.dataframe(evaluation_table(result), hide_index=True, width="stretch", column_config=TABLE_COLUMNS)

@@ -22,7 +22,7 @@ from core.recs.registry import (ABOUT, HISTORY_FREE, ID_ONLY, LABELS, SELF_TUNED
                                 new_customer_list)
 from core.recs.queries import product_audience
 from core.recs.paired import PairedReport, slice_names
-from core.recs.report import EvalReport, ModelResult, SplitSummary
+from core.recs.report import MAIN_METRICS, MORE_METRICS, EvalReport, ModelResult, SplitSummary
 from core.recs.split import SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
@@ -105,8 +105,9 @@ def times(n: int) -> str:
 
 
 def short(customer_id: str) -> str:
-    """H&M's 64-character customer ids, cut to something a person can read out."""
-    return customer_id if len(customer_id) <= 16 else customer_id[:12] + "…"
+    """H&M's 64-character customer ids as their first and last characters ("00f3a1…9c2e"), which tell a
+    catalogue's customers apart and can be read out; short ids as they are."""
+    return customer_id if len(customer_id) <= 16 else f"{customer_id[:6]}…{customer_id[-4:]}"
 
 
 def unreadable(filename: str) -> str:
@@ -253,7 +254,7 @@ def session(built: Built, data: RecData, name: str, asked: tuple[np.ndarray, str
 def customer_label(counts: pd.DataFrame, customer_id: str) -> str:
     before, after = counts.loc[customer_id, ["before", "after"]].tolist()
     past = f"NEW: nothing before {CUTOFF}" if before == 0 else f"{purchases(before)} before {CUTOFF}"
-    return f"{customer_id} · {past} · {after} after"
+    return f"{short(customer_id)} · {past} · {after} after"
 
 
 def pick_customer(built: Built, counts: pd.DataFrame) -> str | None:
@@ -275,8 +276,9 @@ def pick_customer(built: Built, counts: pd.DataFrame) -> str | None:
                                 f"{CUTOFF} first)", ids[:500], key="coldstart_customer",
                                 format_func=lambda c: customer_label(counts, c))
     customers = built.catalog.customers
-    if customer in customers.index and len(customers.columns):
-        c2.caption(" · ".join(f"{c}: {v}" for c, v in customers.loc[customer].items() if str(v) not in ("", "nan")))
+    about = [f"{c.replace('_', ' ')}: {short(str(v))}" for c, v in customers.loc[customer].items()
+             if str(v) not in ("", "nan")] if customer in customers.index else []  # short: H&M's hashed postcodes
+    c2.caption(" · ".join([f"id `{customer}`", *about]))  # the whole id, to copy
     return customer
 
 
@@ -504,29 +506,50 @@ def ci(m: ModelResult, key: str) -> str:
     value, low, high = m.metric(key), m.metric(f"{key}_ci_low"), m.metric(f"{key}_ci_high")
     if value is None:
         return "–"
-    return f"{value:.3f} ({low:.3f}–{high:.3f})" if low is not None and high is not None else f"{value:.3f}"
+    spread = low is not None and high is not None and low < high  # none where every customer scores the same
+    return f"{value:.4f} ({low:.4f}–{high:.4f})" if spread else f"{value:.4f}"
 
 
-def evaluation_frame(report: EvalReport) -> pd.DataFrame:
+WITH_CI = ("recall_at_10", "recall_at_10_cold_items")  # shown with their 95% interval, as text
+METRIC_COLUMNS = {  # MAIN_METRICS and MORE_METRICS: each column's label and what it measures
+    "recall_at_10": ("recall@10 (95% CI)", "Share of what a test customer bought next that is in their top 10, "
+                     "averaged over customers; 95% bootstrap interval over customers"),
+    "recall_at_10_cold_items": ("never-bought items (95% CI)", "Recall@10 over the products nobody bought before "
+                                "the cutoff (cold items): the cold-start question. ID-only models cannot rank them"),
+    "recall_at_10_new_customers": ("new customers", "Recall@10 of the test customers with no purchase before the "
+                                   "cutoff"),
+    "ndcg_at_10": ("NDCG@10", "Like recall@10, with a purchase higher in the list counting more"),
+    "coverage_at_10": ("coverage@10", "Share of the catalogue in at least one test customer's top 10"),
+    "map_at_12": ("MAP@12", "Mean average precision of the top 12 (the H&M Kaggle metric)"),
+    "hit_rate_at_10": ("hit rate@10", "Share of test customers with at least one purchase in their top 10"),
+    "recall_at_10_sparse_customers": ("sparse cust.", "Recall@10 of customers with 1–5 earlier purchases"),
+    "recall_at_10_warm_customers": ("warm cust.", "Recall@10 of customers with more than 5 earlier purchases"),
+    "recall_at_10_warm_items": ("warm items", "Recall@10 over the products bought before the cutoff (warm items)"),
+    "sampled_recall_at_10": ("SAMPLED", "SAMPLED recall@10: each bought product ranked against only 99 random "
+                             "ones, as some papers report; kinder, not comparable with full ranking, and no claim "
+                             "rests on it"),
+}
+
+
+def metric_frame(report: EvalReport, keys: tuple[str, ...]) -> pd.DataFrame:
+    """One row per model (its label, "(ID-only)" marked), one column per metric key; the keys of
+    :data:`WITH_CI` as "value (low–high)" text."""
     rows = []
     for name in in_order(report.models):
         m = report.models[name]
-        rows.append({
-            "model": label(name) + (" (ID-only)" if m.id_only else ""),
-            "recall@10 (95% CI)": ci(m, "recall_at_10"),
-            "NDCG@10": m.metric("ndcg_at_10"), "MAP@12": m.metric("map_at_12"),
-            "hit rate@10": m.metric("hit_rate_at_10"), "coverage@10": m.metric("coverage_at_10"),
-            "recall@10 new customers": m.metric("recall_at_10_new_customers"),
-            "recall@10 sparse customers": m.metric("recall_at_10_sparse_customers"),
-            "recall@10 warm customers": m.metric("recall_at_10_warm_customers"),
-            "recall@10 cold items (95% CI)": ci(m, "recall_at_10_cold_items"),
-            "recall@10 warm items": m.metric("recall_at_10_warm_items"),
-            "SAMPLED recall@10 (1 vs 99)": m.metric("sampled_recall_at_10"),
-            "hides already bought": bool(m.exclude_bought),
-            "fit s": m.train_s,
-            "note": ID_ONLY if m.id_only else "",
-        })
-    return pd.DataFrame(rows)
+        rows.append({"model": label(name) + (" (ID-only)" if m.id_only else ""),
+                     **{k: ci(m, k) if k in WITH_CI else m.metric(k) for k in keys}})
+    return pd.DataFrame(rows, columns=["model", *keys])
+
+
+def metric_columns(keys) -> dict:
+    """``st.column_config`` of :func:`metric_frame`'s columns: labels, what each measures, 4 decimals."""
+    config = {"model": st.column_config.TextColumn("model")}
+    for k in keys:
+        name, about = METRIC_COLUMNS.get(k, (k, None))
+        config[k] = st.column_config.TextColumn(name, help=about) if k in WITH_CI else \
+            st.column_config.NumberColumn(name, help=about, format="%.4f")
+    return config
 
 
 SLICES = slice_names()  # recall_at_10 and its slices, with whom each measures
@@ -588,20 +611,25 @@ def split_summary(s: SplitSummary) -> None:
     m[3].metric("Of never-bought products", f"{s.cold_item_purchases:,}")
 
 
-def all_metrics(report: EvalReport) -> None:
-    numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in
-               ("NDCG@10", "MAP@12", "hit rate@10", "coverage@10", "recall@10 new customers",
-                "recall@10 sparse customers", "recall@10 warm customers", "recall@10 warm items",
-                "SAMPLED recall@10 (1 vs 99)")}
-    numbers["fit s"] = st.column_config.NumberColumn(format="%.1f")
-    st.dataframe(evaluation_frame(report), hide_index=True, column_config=numbers, key="coldstart_eval_table")
+def main_metrics(report: EvalReport) -> None:
+    """The main columns (:data:`core.recs.report.MAIN_METRICS`), then the others in an expander."""
+    st.dataframe(metric_frame(report, MAIN_METRICS), hide_index=True, height="content",
+                 column_config=metric_columns(MAIN_METRICS), key="coldstart_eval_table")
     st.caption("Full ranking over the whole catalogue, per test customer, then averaged: recall@10 is the share of "
-               "what they bought that is in their top 10 (95% bootstrap interval over customers). **Cold items**: "
-               "recall over the products nobody bought before the cutoff. **ID-only** models (Item kNN, ALS, "
-               f"LightGCN) {ID_ONLY.split(': ')[1]}. The **SAMPLED** recall ranks each bought product against 99 "
-               "random ones, as some papers report: kinder, not comparable with full ranking, and no claim rests on "
-               "it. *Hides already bought*: whether the model's list leaves out earlier purchases (chosen on a "
-               "validation window). *None*: no test customer in that slice.")
+               "what they bought that is in their top 10 (95% bootstrap interval over customers). **Never-bought "
+               "items**: recall over the products nobody bought before the cutoff. **ID-only** models (Item kNN, "
+               f"ALS, LightGCN) {ID_ONLY.split(': ')[1]}. *None*: no test customer in that slice. Hover a column's "
+               "name for what it measures.")
+    with st.expander("More metrics: MAP@12, hit rate, customer slices, sampled recall, fit time"):
+        more = metric_frame(report, MORE_METRICS)
+        more["hides bought"] = [bool(report.models[n].exclude_bought) for n in in_order(report.models)]
+        more["fit s"] = [report.models[n].train_s for n in in_order(report.models)]
+        st.dataframe(more, hide_index=True, height="content", key="coldstart_eval_more", column_config={
+            **metric_columns(MORE_METRICS),
+            "hides bought": st.column_config.CheckboxColumn(
+                "hides bought", help="Whether the model's list leaves out the customer's earlier purchases "
+                                     "(chosen on a validation window)"),
+            "fit s": st.column_config.NumberColumn("fit (s)", format="%.1f", help="Seconds to fit the model")})
 
 
 def ask_to_evaluate(built: Built, models: tuple[str, ...], names: list[str], job) -> None:
@@ -635,6 +663,8 @@ def how_good(built: Built, names: list[str]) -> None:
         return
 
     split_summary(report.split)
+    st.subheader("Main metrics")
+    main_metrics(report)
     if report.paired is None:
         st.warning("This evaluation was stored by an earlier version of Atelier, before paired differences and "
                    "seeds: it cannot say whether a model really beats the baselines. Re-evaluate to see that.")
@@ -643,14 +673,12 @@ def how_good(built: Built, names: list[str]) -> None:
             evaluation_job(built, models, CUTOFF, END, start=True, fresh=True)
             get_evaluation.clear()
             st.rerun()
-        all_metrics(report)
         return
 
     paired = report.paired
     if paired.reference is None:
         st.info("No baseline was evaluated with these models, so there is nothing to compare them with: add one "
                 "(e.g. Popularity) above.")
-        all_metrics(report)
         return
     st.subheader(f"Each model against the best baseline, {label(paired.reference)}")
     key = st.radio("Measured on", list(SLICES), format_func=SLICES.get, horizontal=True, key="coldstart_eval_slice")
@@ -669,15 +697,20 @@ def how_good(built: Built, names: list[str]) -> None:
         if verdict:
             st.markdown(f"**{label(name)}**: {plain_names(verdict)}")
     st.subheader("How much the seed moves it")
-    st.dataframe(seed_frame(report), hide_index=True, key="coldstart_eval_seeds", column_config={
-        c: st.column_config.NumberColumn(format="%.4f") for c in ("recall@10", "lowest seed", "highest seed")})
+    st.dataframe(seed_frame(report), hide_index=True, height="content", key="coldstart_eval_seeds", column_config={
+        "recall@10": st.column_config.NumberColumn("recall@10", format="%.4f", help="Mean over the seeds"),
+        "lowest seed": st.column_config.NumberColumn("lowest", format="%.4f", help="recall@10 of the lowest seed"),
+        "highest seed": st.column_config.NumberColumn("highest", format="%.4f", help="recall@10 of the highest seed"),
+        "seeds": st.column_config.NumberColumn("seeds", width=60),
+        "settings (chosen on validation)": st.column_config.TextColumn(
+            "settings", width=230, help="Chosen on a validation window before the cutoff"),
+        "a new customer gets": st.column_config.TextColumn(
+            "a new customer gets", help="The list a customer with no purchase before the cutoff sees")})
     st.caption("The learned models are trained once per seed; recall@10 is their mean, beside the lowest and the "
                "highest single seed. A gap between two models smaller than a model's own seed range is not one to "
                "act on. Baselines' settings were chosen on a validation window before the cutoff, as the learned "
                "models' were. *Fallback*: a learned model whose own list for customers with no purchases did not "
                "beat that baseline's on the validation window serves them the baseline's.")
-    with st.expander("Every metric"):
-        all_metrics(report)
 
 
 # ---------------------------------------------------------------- the page

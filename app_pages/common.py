@@ -275,7 +275,9 @@ def sidebar() -> None:
         sb.markdown(f"**{backbone.name}** — {backbone.describe()}")
         if backbone.warning:
             sb.warning(backbone.warning)
-        with sb.expander("Why this backbone"):
+        if backbone.fallback:
+            sb.info(backbone.fallback)
+        with sb.expander("Why this backbone (details)"):
             for note in backbone.notes:
                 st.caption(note)
         sb.page_link("app_pages/backbone.py", label="About this backbone (held-out numbers)")

@@ -118,6 +118,11 @@ class Catalog:
             "missing_images": int((self.products["image_path"] == "").sum()),
         }
 
+    def never_bought(self) -> pd.Index:
+        """The ids of the products no purchase names, in catalogue order: what a purchase-trained model
+        knows nothing about (9,470 of the 24,717 products of the H&M sample)."""
+        return self.products.index[~self.products.index.isin(self.purchases["product_id"])]
+
     def head(self, limit: int | None) -> "Catalog":
         """The first ``limit`` products (file order) and the purchases of them."""
         if limit is None or limit >= len(self.products):

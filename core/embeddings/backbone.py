@@ -19,7 +19,12 @@ WHITE = (255, 255, 255)
 log = logging.getLogger(__name__)
 
 class WeightsUnavailable(RuntimeError):
-    """Pretrained weights could not be loaded; the message says what was tried and what to do."""
+    """Pretrained weights could not be loaded; the message says what was tried and what to do, ``why`` says
+    why not in a few words ("no internet"; "" when the message is short already)."""
+
+    def __init__(self, message: str, why: str = ""):
+        super().__init__(message)
+        self.why = why
 
 
 class ImageError(ValueError):
@@ -107,6 +112,8 @@ class Backbone:
     weights: str  # "pretrained" or "random"
     notes: list[str] = field(default_factory=list)  # how it was chosen, warnings to show users
     checkpoint_digest: str = ""  # for a local checkpoint file: its content, so a replaced file is re-embedded
+    # Why it stands in for the backbone asked for, in one line ("" when it is the one asked for); notes say it in full.
+    fallback: str = ""
 
     @functools.cached_property
     def dim(self) -> int:

@@ -96,13 +96,15 @@ def openclip_backbone(spec: str) -> Backbone:
             return Backbone(name, *_create_openclip(model_name, pretrained), "pretrained", ["weights downloaded"])
         except Exception as e:
             tried.append(f"a download: {str(e).splitlines()[0][:200]}")
+        why = "the download failed"
     else:
         tried.append(f"no download: {reason}")
+        why = reason if reason.endswith(" is set") else "no internet"  # downloads turned off, or no route
     raise WeightsUnavailable(
         f"{name}: pretrained weights could not be loaded. Tried " + "; ".join(tried) + ". "
         "Fix: run once with internet access so the weights are cached, or pass a local checkpoint "
         f"(openclip:{model_name}/path/to/open_clip_model.safetensors); random:{model_name} gives random weights "
-        "for testing only.")
+        "for testing only.", why)
 
 
 def random_backbone(spec: str) -> Backbone:

@@ -31,7 +31,16 @@ def _auto(spec: str) -> Backbone:
     except WeightsUnavailable as e:
         backbone = _offline_lit("")
         backbone.notes.insert(0, f"auto: using offline-lit because {e}")
+        backbone.fallback = fallback_reason(DEFAULT_BACKBONE, e.why)
         return backbone
+
+
+def fallback_reason(wanted: str, why: str) -> str:
+    """Why offline-lit stands in for ``wanted`` (an open_clip name), in one line: "open_clip weights for ViT-B-32
+    could not be downloaded (no internet); using offline-lit"."""
+    model = wanted.removeprefix("openclip:").partition("/")[0]
+    return f"open_clip weights for {model} could not be downloaded" + (f" ({why})" if why else "") + \
+        "; using offline-lit"
 
 
 def _offline_lit(spec: str) -> Backbone:

@@ -124,3 +124,15 @@ class EvalReport:
         """The report :meth:`to_arrays` stored, or None for a missing artefact."""
         value = json_value(arrays, "json")
         return None if value is None else cls.from_dict(value)
+
+
+# ---------------------------------------------------------------- the evaluation table
+
+# What a reader compares the models on first, one column each beside the model's name, so that a 1400 px page
+# holds them without sideways scrolling: recall@10 (the headline), its never-bought-products slice (the cold-start
+# question: ID-only models score nothing there) and its new-customers slice, NDCG@10 and coverage@10.
+MAIN_METRICS = ("recall_at_10", "recall_at_10_cold_items", "recall_at_10_new_customers", "ndcg_at_10",
+                "coverage_at_10")
+# The rest of each model's numbers (ModelResult.metrics keys, intervals aside), shown on request.
+MORE_METRICS = ("map_at_12", "hit_rate_at_10", "recall_at_10_sparse_customers", "recall_at_10_warm_customers",
+                "recall_at_10_warm_items", "sampled_recall_at_10")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.data.catalog import filter_products, pattern_phrase
+from core.data.catalog import Catalog, filter_products, pattern_phrase
 
 def test_head_keeps_only_purchases_of_kept_products(synthetic_catalog):
     full = synthetic_catalog
@@ -30,3 +30,13 @@ def test_filter_products_by_attribute_values_and_every_word():
 def test_pattern_phrase_reads_in_a_sentence():
     assert pattern_phrase("Stripe") == "striped" and pattern_phrase("All over pattern") == "all-over patterned"
     assert pattern_phrase("Lace") == "lace"
+
+
+def test_never_bought_lists_the_products_no_purchase_names_in_catalogue_order():
+    products = pd.DataFrame({"title": ["a", "b", "c", "d"], "image_path": ["", "", "", ""]},
+                            index=pd.Index(["p1", "p2", "p3", "p4"], name="product_id"))
+    purchases = pd.DataFrame({"customer_id": ["c1", "c1", "c2"], "product_id": ["p3", "p1", "p3"]})
+    catalog = Catalog("t", "t", products, pd.DataFrame(index=pd.Index(["c1", "c2"], name="customer_id")), purchases)
+    assert catalog.never_bought().tolist() == ["p2", "p4"]
+    nobody = Catalog("t", "t", products, catalog.customers, purchases.iloc[:0])
+    assert nobody.never_bought().tolist() == ["p1", "p2", "p3", "p4"]
