@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (build_key, cached_or_job, current_catalog, describe, evaluation_job, get_audience,
+from app_pages.common import (build_key, cached_or_job, current_catalog, describe, evaluation_job, first_evaluation,
+                              get_audience,
                               page_build, get_evaluation, get_purchase_counts, get_rec_data, get_recommender,
                               get_split, job_panel, product_grid, recommender_names)
 from core.data.catalog import Catalog
@@ -23,6 +24,7 @@ from core.recs.registry import (ABOUT, HISTORY_FREE, ID_ONLY, LABELS, SELF_TUNED
 from core.recs.queries import product_audience
 from core.recs.paired import PairedReport, slice_names
 from core.recs.report import MAIN_METRICS, MORE_METRICS, EvalReport, ModelResult, SplitSummary
+from core.recs.evaluate import EvalConfig
 from core.recs.split import SplitConfig
 
 SPLIT = SplitConfig()  # the evaluation's split: every model here learns from the purchases before its cutoff
@@ -652,13 +654,21 @@ def how_good(built: Built, names: list[str]) -> None:
         st.info("Choose at least one model.")
         return
     models = tuple(sorted(models))
-    report = cached_or_job(
-        get_evaluation(built, build_key(built), models, CUTOFF, END), evaluation_job(built, models, CUTOFF, END),
-        get_evaluation.clear,  # it is in the artefact cache now
-        "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation window before "
-        "it, where its settings are chosen) and ranks the whole catalogue for every test customer, the learned "
-        "models once per seed. Fitted models are cached.",
-        lambda job: ask_to_evaluate(built, models, names, job))
+    full, job = get_evaluation(built, build_key(built), models, CUTOFF, END), evaluation_job(built, models, CUTOFF, END)
+    first = None if full is not None else first_evaluation(built, models, CUTOFF, END)
+    if first is not None:  # the warm-up's quick evaluation, while the full one computes
+        job_panel(job, f"**One seed so far.** These numbers are from the learned models' first seed; the full "
+                       f"evaluation ({len(EvalConfig().seeds)} seeds, each customer's values averaged over them) is "
+                       "computing and replaces them when it is done. A gap smaller than a seed's spread is not one "
+                       "to act on.")
+        report = first
+    else:
+        report = cached_or_job(
+            full, job, get_evaluation.clear,  # it is in the artefact cache now
+            "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation window before "
+            "it, where its settings are chosen) and ranks the whole catalogue for every test customer, the learned "
+            "models once per seed. Fitted models are cached.",
+            lambda job: ask_to_evaluate(built, models, names, job))
     if report is None:
         return
 

@@ -207,6 +207,8 @@ def test_backbone_page_evaluates_offline_lit(app_env, monkeypatch):
     assert any(m.value.startswith("**offline-lit**") for m in at.main.markdown)
     assert not at.warning  # pretrained towers: no random-weights warning
     at.button(key="backbone_evaluate").click().run(timeout=300)
+    assert not any(b.key == "backbone_evaluate" for b in at.button)  # the job's progress instead
+    at = rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=300)
     table = at.dataframe[0].value
     assert "text to image recall@10" in set(table["metric"])
     assert table["trained heads"].between(0, 1).all()
