@@ -140,7 +140,7 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         clusters["prompt_name"] = prompt_names(centres, prompts)
         return frame_arrays(clusters.reset_index())
 
-    arrays = cache.get_or_compute("cluster-names", {"kind": kind, "version": 1, **built.backbone.cache_config()},
+    arrays = cache.get_or_compute("cluster-names", {"kind": kind, "version": 2, **built.backbone.cache_config()},
                                   digest(fingerprint, labels, *sentences), compute)
     return arrays_frame(arrays).set_index("cluster")
 
