@@ -139,7 +139,8 @@ def metadata_names(labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame
     no type dominates), ``top`` (its commonest colour / pattern / type with their shares) and
     ``distinctive`` (the value most over-represented against the whole catalogue).
     Clusters sharing a name get the value that tells them apart appended ("Denim trousers · black",
-    "... · Divided (section)": :func:`telling_values`), a count ("(2 of 3)") only when no attribute does.
+    "Denim trousers · Divided", a section: :func:`telling_values`), a count ("(2 of 3)") only when no
+    attribute does.
     """
     attrs = attributes.astype(str).reset_index(drop=True)
     names = [c for c in NAME_ATTRS if c in attrs and attrs[c].str.len().gt(0).any()]
@@ -179,10 +180,8 @@ def metadata_names(labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame
 
 
 def _suffix(attr: str, value: str) -> str:
-    """How a value reads after a name: "black", "striped", "Divided (section)"."""
-    if attr in NAME_ATTRS:
-        return _phrase(attr, value)
-    return f"{value} ({attr.replace('_', ' ')})"
+    """How a value reads after a name: "black", "striped", "Divided" (other attributes' values as they are)."""
+    return _phrase(attr, value) if attr in NAME_ATTRS else value
 
 
 def telling_values(labels: np.ndarray, values: np.ndarray, siblings: list[int]) -> dict[int, tuple[str, float]]:

@@ -141,7 +141,7 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         return frame_arrays(clusters.reset_index())
 
     # "names": the naming's own version; "version" would be the backbone's (its cache_config has one)
-    key = {"kind": kind, **built.backbone.cache_config(), "names": 2}
+    key = {"kind": kind, **built.backbone.cache_config(), "names": 3}
     arrays = cache.get_or_compute("cluster-names", key, digest(fingerprint, labels, *sentences), compute)
     return arrays_frame(arrays).set_index("cluster")
 

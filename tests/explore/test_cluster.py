@@ -136,8 +136,7 @@ def test_siblings_get_the_section_when_colour_does_not_tell_them_apart():
     labels, attrs = siblings([colours, colours, colours],
                              [["Divided"] * 9 + ["Men"] * 3, ["Men"] * 10 + ["Kids"] * 2, ["Kids"] * 12])
     names = metadata_names(labels, attrs)["name"].tolist()
-    assert names == ["Denim trousers · Divided (section)", "Denim trousers · Men (section)",
-                     "Denim trousers · Kids (section)"]
+    assert names == ["Denim trousers · Divided", "Denim trousers · Men", "Denim trousers · Kids"]
 
 
 def test_siblings_alike_in_every_attribute_are_counted_in_words():
