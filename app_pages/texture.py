@@ -91,9 +91,15 @@ def verdict_line(report: TextureReport) -> str:
 
 
 def heatmap(frame: pd.DataFrame, x: str = "neighbour's label", y: str = "product's label"):
-    fig = px.imshow(frame, zmin=0, zmax=1, text_auto=".2f", aspect="auto", color_continuous_scale="Blues",
-                    labels={"x": x, "y": y, "color": "share"})
-    fig.update_layout(height=120 + 45 * len(frame), margin=dict(t=30, b=10, l=10, r=10), coloraxis_showscale=False)
+    """Shares as a heatmap whose cells read at a glance: whole percent in 13 px type, empty below one percent."""
+    percent = 100 * frame.astype(float)
+    text = percent.map(lambda v: f"{v:.0f}" if v >= 0.5 else "")
+    fig = px.imshow(percent, zmin=0, zmax=100, aspect="auto", color_continuous_scale="Blues",
+                    labels={"x": x, "y": y, "color": "%"})
+    fig.update_traces(text=text.to_numpy(), texttemplate="%{text}", textfont={"size": 13},
+                      hovertemplate=f"{y}: %{{y}}<br>{x}: %{{x}}<br>%{{z:.1f}}%<extra></extra>")
+    fig.update_layout(height=140 + 30 * len(frame), margin=dict(t=30, b=10, l=10, r=10), coloraxis_showscale=False,
+                      font={"size": 13}, xaxis={"side": "top", "tickangle": -40})
     return fig
 
 
@@ -118,13 +124,12 @@ def diagnostics(report: TextureReport) -> None:
         st.info(f"No {label} class has {MIN_CLASS} held-out products, so there is no confusion matrix. A larger "
                 "catalogue (or a coarser label) gives one.")
         return
-    left, right = st.columns(2)
-    left.markdown(f"**{kind}**: the {label} of the {k} nearest neighbours")
-    left.plotly_chart(heatmap(details.confusion), key="texture_confusion", width="stretch")
-    right.markdown("**null**: an embedding that sees only type + colour")
-    right.plotly_chart(heatmap(details.null), key="texture_null", width="stretch")
-    st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, as shares "
-               f"(rows sum to 1). The null is what an embedding that knows only product type and colour would give "
+    st.markdown(f"**{kind}**: the {label} of the {k} nearest neighbours")
+    st.plotly_chart(heatmap(details.confusion), key="texture_confusion", width="stretch")
+    st.markdown("**null**: an embedding that sees only type + colour")
+    st.plotly_chart(heatmap(details.null), key="texture_null", width="stretch")
+    st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, in percent "
+               f"(rows sum to 100; empty: under 1%). The null is what an embedding that knows only product type and colour would give "
                f"(a random other product of the same type and colour): a kind beats it where its diagonal is higher.")
     if not details.probe_confusion.empty:
         with st.expander("Linear probe: which labels a classifier on the embedding mixes up"):
