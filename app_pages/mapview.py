@@ -69,8 +69,8 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
     data = data.iloc[np.argsort(data["group"].to_numpy() != "noise", kind="stable")]  # noise drawn first, below
     colours = [NOISE_COLOUR if g == "noise" else PALETTE[i % len(PALETTE)] for i, g in enumerate(order)]
     scale = alt.Scale(domain=order, range=colours)
-    legend = alt.Legend(title=None, labelLimit=260, symbolLimit=MAX_LEGEND + 1) if len(order) <= MAX_LEGEND \
-        else None
+    legend = alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1) \
+        if len(order) <= MAX_LEGEND else None  # below the map, which keeps its width
     tooltip = [alt.Tooltip(f"{field}:N", title=title) for field, title in HOVER if photos is not None
                or field != "photo"]
     x = alt.X("x:Q", axis=None, scale=alt.Scale(zero=False))
@@ -80,7 +80,7 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
     pick = alt.selection_point(name=PICK, fields=["product_id"], on="click", clear="dblclick")
     view = alt.selection_interval(bind="scales", zoom="wheel!",
                                   translate="[pointerdown[event.shiftKey], window:pointerup] > window:pointermove!")
-    points = alt.Chart(data).mark_point(filled=True, size=16, strokeWidth=1).encode(
+    points = alt.Chart(data).mark_point(filled=True, size=16, strokeWidth=1, clip=True).encode(
         x=x, y=y, color=alt.Color("group:N", scale=scale, legend=legend, sort=order),
         stroke=alt.Stroke("group:N", scale=scale, legend=None),
         fillOpacity=alt.condition("datum.soft", alt.value(0), alt.value(0.8)),
@@ -88,15 +88,15 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
         tooltip=tooltip).add_params(box, pick, view)
     layers = [points]
     if highlight is not None:
-        layers.append(alt.Chart(data[data["cluster"] == highlight]).mark_point(size=40, strokeWidth=1.5, color="black", filled=False)
+        layers.append(alt.Chart(data[data["cluster"] == highlight]).mark_point(size=40, strokeWidth=1.5, color="black", filled=False, clip=True)
                       .encode(x=x, y=y, tooltip=tooltip))
     if colour_by == "cluster":
         clustered = frame[frame["assigned"] != "noise"]
         centres = clustered.groupby("cluster")[["x", "y"]].median().reset_index()
         if len(centres):
             text = alt.Chart(centres).encode(x=x, y=y, text="cluster:N")
-            layers += [text.mark_text(fontSize=11, fontWeight="bold", stroke="white", strokeWidth=3, opacity=0.8),
-                       text.mark_text(fontSize=11, fontWeight="bold", color="#222")]
+            layers += [text.mark_text(fontSize=11, fontWeight="bold", stroke="white", strokeWidth=3, opacity=0.8, clip=True),
+                       text.mark_text(fontSize=11, fontWeight="bold", color="#222", clip=True)]
     return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
 
 
