@@ -88,15 +88,17 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
         tooltip=tooltip).add_params(box, pick, view)
     layers = [points]
     if highlight is not None:
-        layers.append(alt.Chart(data[data["cluster"] == highlight]).mark_point(size=40, strokeWidth=1.5, color="black", filled=False, clip=True)
-                      .encode(x=x, y=y, tooltip=tooltip))
+        outline = alt.Chart(data[data["cluster"] == highlight]).mark_point(size=40, strokeWidth=1.5, color="black",
+                                                                           filled=False, clip=True)
+        layers.append(outline.encode(x=x, y=y, tooltip=tooltip))
     if colour_by == "cluster":
         clustered = frame[frame["assigned"] != "noise"]
         centres = clustered.groupby("cluster")[["x", "y"]].median().reset_index()
         if len(centres):
             text = alt.Chart(centres).encode(x=x, y=y, text="cluster:N")
-            layers += [text.mark_text(fontSize=11, fontWeight="bold", stroke="white", strokeWidth=3, opacity=0.8, clip=True),
-                       text.mark_text(fontSize=11, fontWeight="bold", color="#222", clip=True)]
+            font = {"fontSize": 11, "fontWeight": "bold", "clip": True}
+            layers += [text.mark_text(**font, stroke="white", strokeWidth=3, opacity=0.8),  # a halo, then the id
+                       text.mark_text(**font, color="#222")]
     return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
 
 

@@ -129,8 +129,9 @@ def diagnostics(report: TextureReport) -> None:
     st.markdown("**null**: an embedding that sees only type + colour")
     st.plotly_chart(heatmap(details.null), key="texture_null", width="stretch")
     st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, in percent "
-               f"(rows sum to 100; empty: under 1%). The null is what an embedding that knows only product type and colour would give "
-               f"(a random other product of the same type and colour): a kind beats it where its diagonal is higher.")
+               f"(rows sum to 100; empty: under 1%). The null is what an embedding that knows only product type and "
+               f"colour would give (a random other product of the same type and colour): a kind beats it where its "
+               f"diagonal is higher.")
     if not details.probe_confusion.empty:
         with st.expander("Linear probe: which labels a classifier on the embedding mixes up"):
             st.plotly_chart(heatmap(details.probe_confusion, "predicted label", "true label"),
@@ -217,7 +218,7 @@ def got_worse(gains: pd.DataFrame, catalog, label: str) -> None:
         if worse.empty:
             st.success(f"No product has fewer neighbours with its {label} after than before.")
             return
-        shown = worse.head(WORSE_SHOWN).assign(k=int(gains["k"].iloc[0]))
+        shown = worse.head(WORSE_SHOWN)
         product_grid(catalog, shown["product_id"].tolist(),
                      [f"{row.product_id} · **{row.label}** · :red[{change(row)}]" for row in shown.itertuples()])
 
@@ -257,7 +258,7 @@ def before_after(report: TextureReport | None, label: str, built, catalog) -> No
     rows = gains.set_index("product_id")
     product = st.selectbox(f"Product ({min(len(ids), SHOWN):,} of {len(ids):,} shown)", ids[:SHOWN],
                            key="texture_product",
-                           format_func=lambda pid: f"{describe(catalog, pid)} · {change(rows.loc[pid].rename(pid))}"
+                           format_func=lambda pid: f"{describe(catalog, pid)} · {change(rows.loc[pid])}"
                            + (" · photo confusion" if pid in confused else ""))
     after = st.toggle("After: texture-aware", key="texture_after",
                       help="Off: the photo embedding (image kind). On: the texture-aware embedding (texture kind).")
