@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, page_build,
                               product_grid)
-from app_pages.mapview import map_figure, selected_ids
+from app_pages.mapview import SELECTIONS, list_key, map_chart, map_key, photo_urls, selected_ids
 from core.cache import ArtefactCache
 from core.embeddings.pipeline import KIND_NAMES
 from core.explore.clustermap import HOVER_ATTRS, best_dbscan, dbscan_is_cached
@@ -41,35 +41,37 @@ st.caption(f"{len(cmap.ids):,} products · min cluster size {cmap.config.min_clu
 map_tab, compare_tab = st.tabs(["Map", "DBSCAN vs HDBSCAN"])
 with map_tab:
     frame = cmap.frame(catalog.products, soft=soft)
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with right:
         st.subheader("Clusters")
-        st.caption("**name**: the colour, pattern and type that at least half the cluster shares (catalogue "
-                   "metadata) · **prompt name**: the best-matching text prompt per attribute, from the "
-                   "backbone's text tower (zero-shot) · **keywords**: class-based TF-IDF of product sentences. "
-                   "Click a row to highlight the cluster.")
-        table = cmap.clusters.reset_index()[["cluster", "name", "size", "prompt_name", "keywords"]]
+        st.caption("Named by the colour, pattern and type that at least half the cluster shares (catalogue "
+                   "metadata); clusters of the same name by what tells them apart. Click a row to highlight "
+                   "the cluster and see its products.")
+        table = cmap.clusters.reset_index()[["cluster", "name", "size"]]
         if table.empty:
             st.info("HDBSCAN found no clusters at these settings: every product is noise. Lower the minimum "
                     "cluster size or min samples.")
         picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key="clusters_list", height=560, width="stretch")
+                              key=list_key(kind, int(min_size), int(min_samples)), height=560, width="stretch",
+                              column_config={"cluster": st.column_config.NumberColumn("id", width=36),
+                                             "name": st.column_config.TextColumn("name", width=330),
+                                             "size": st.column_config.NumberColumn("size", width=50)})
         rows = picked["selection"]["rows"] if picked else []
-        # a row picked in another table (other kind or settings) may be past the end of this one
         highlight = int(table["cluster"].iloc[rows[0]]) if rows and rows[0] < len(table) else None
     with left:
         colour_by = st.selectbox("Colour by", ["cluster", *[c for c in HOVER_ATTRS if c in catalog.products],
                                                *[c for c in catalog.attribute_columns if c not in HOVER_ATTRS]],
                                  key="clusters_colour")
-        fig = map_figure(frame, colour_by, highlight)
-        event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"),
-                                key="clusters_map", width="stretch")
+        photos = photo_urls(catalog)
+        event = st.altair_chart(map_chart(frame, colour_by, highlight, photos), on_select="rerun",
+                                selection_mode=SELECTIONS, key=map_key(kind), width="stretch")
+        st.caption("Hover a point for its photo. Drag a box, or click a point (shift-click for more), to see "
+                   "those products; the wheel zooms, shift-drag pans, a double click clears.")
         st.download_button("Download CSV (product, cluster, name, coordinates)",
                            cmap.export(catalog.products, soft).to_csv(index=False).encode(),
                            file_name=f"clusters-{kind}.csv", mime="text/csv", key="clusters_export")
 
-    on_map = set(cmap.ids.tolist())  # a selection made on another map may name products this one lacks
-    chosen = [pid for pid in selected_ids(event["selection"] if event else None, fig) if pid in on_map]
+    chosen = selected_ids(event["selection"] if event else None, frame)
     if chosen:
         st.subheader(f"Selection: {len(chosen):,} products")
         summary = frame.set_index("product_id").loc[chosen]
@@ -83,12 +85,15 @@ with map_tab:
         product_grid(catalog, chosen[:GALLERY])
     elif highlight is not None:
         members = cmap.members(highlight, soft)
-        st.subheader(f"Cluster {highlight}: {cmap.clusters.loc[highlight, 'name']} ({len(members):,} products)")
-        st.caption(cmap.clusters.loc[highlight, "top"])
+        about = cmap.clusters.loc[highlight]
+        st.subheader(f"Cluster {highlight}: {about['name']} ({len(members):,} products)")
+        st.caption(f"{about['top']}  \n**prompt name** (the best-matching text prompt per attribute, from the "
+                   f"backbone's text tower): {about['prompt_name']} · **keywords** (class-based TF-IDF of the "
+                   f"product sentences): {about['keywords'] or '–'}")
         product_grid(catalog, members[:GALLERY])
     else:
-        st.info("Draw a box or a lasso on the map (or click a point) to see those products; click a cluster in "
-                "the list to highlight it.")
+        st.info("Drag a box on the map (or click a point) to see those products; click a cluster in the list "
+                "to highlight it.")
 
 with compare_tab:
     st.caption("DBSCAN with one eps over the raw embeddings against HDBSCAN on their 10-D UMAP, same "

@@ -1,83 +1,168 @@
-"""The cluster map as a plotly WebGL figure, and its selection events read back as product ids."""
+"""The cluster map as a Vega-Lite chart whose hover shows each product's photo, the thumbnails it shows served
+by the app, and its selections read back as product ids."""
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
+import streamlit as st
 from plotly.colors import qualitative
+
+from app_pages.common import Job
+from core.cache import ArtefactCache
+from core.data.catalog import Catalog
+from core.explore.thumbnails import thumbnail_folder, thumbnail_names, write_thumbnails
 
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
 NOISE_COLOUR = "#c8c8c8"
 MAX_CATEGORIES = 40  # colouring by an attribute with more values lumps the rarest into "other"
 MAX_LEGEND = 25  # more groups than this: the legend would crowd out the map (the cluster list names them)
-HOVER = ("<b>%{customdata[1]}</b><br>%{customdata[0]}<br>%{customdata[2]} · %{customdata[3]} · %{customdata[4]}"
-         "<br>cluster: %{customdata[5]}<extra></extra>")
+BOX, PICK = "box", "pick"  # the chart's selections: a box dragged on the map, points clicked (shift: several)
+SELECTIONS = [BOX, PICK]
+# vega-tooltip (the tooltip of Streamlit's Vega-Lite charts) shows a field titled "image" as the photo at that
+# URL and one titled "title" as the heading; the others as rows of a table
+HOVER = [("photo", "image"), ("title", "title"), ("product_id", "product"), ("product_type", "type"),
+         ("colour", "colour"), ("pattern", "pattern"), ("cluster_name", "cluster")]
 
 
-def _customdata(part: pd.DataFrame) -> np.ndarray:
-    # numpy, not lists: plotly validates arrays in one step (17,000 points: 0.1 s instead of 1 s)
-    return part[["product_id", "title", "product_type", "colour", "pattern", "cluster_name"]].astype(str).to_numpy()
+def map_key(kind: str) -> str:
+    """The map's widget key: one per embedding kind, so a selection made on one map is not carried to another
+    (a keyed chart keeps its selection whatever data it is given)."""
+    return f"clusters_map_{kind}"
 
 
-def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | None = None,
-               height: int = 640) -> go.Figure:
-    """A Scattergl map of ``frame`` (``ClusterMap.frame``: product_id, x, y, cluster, cluster_name,
-    assigned, title, product_type, colour, pattern), one trace per colour group so the legend names
-    them; noise in grey, noise placed by soft membership as open circles; ``highlight`` outlines one
-    cluster's products on top. Every point carries its product id as ``customdata[0]``."""
-    fig = go.Figure()
+def list_key(kind: str, min_size: int, min_samples: int) -> str:
+    """The cluster list's widget key: cluster ids mean other clusters for another kind or other settings."""
+    return f"clusters_list_{kind}_{min_size}_{min_samples}"
+
+
+def colour_groups(frame: pd.DataFrame, colour_by: str) -> tuple[pd.Series, list[str]]:
+    """Each point's colour group as the legend names it, and the groups in legend order. By cluster: "3: Black
+    solid dress", noise as "noise" (last); by an attribute: its values, the rarest beyond
+    :data:`MAX_CATEGORIES` lumped into "other"."""
     if colour_by == "cluster":
-        groups = frame["cluster"].where(frame["assigned"] != "noise", -1)
-        order = sorted(set(groups.tolist()) - {-1})
-        names = dict(zip(frame["cluster"], frame["cluster_name"]))
-        labels = {c: f"{c}: {names[c]}" for c in order}
-    else:
-        values = frame[colour_by].fillna("").astype(str).replace("", "(none)")
-        common = values.value_counts().index[:MAX_CATEGORIES]
-        groups = values.where(values.isin(common), "other")
-        order = list(common) + (["other"] if (groups == "other").any() else [])
-        labels = {v: v for v in order}
-    for i, group in enumerate(order):
-        part = frame[groups == group]
-        colour = PALETTE[i % len(PALETTE)]
-        soft = part["assigned"].to_numpy() == "soft"
-        symbols = np.where(soft, "circle-open", "circle") if soft.any() else "circle"
-        fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name=labels[group],
-                                   marker={"size": 4, "color": colour, "symbol": symbols},
-                                   customdata=_customdata(part), hovertemplate=HOVER))
-    if colour_by == "cluster" and (groups == -1).any():
-        part = frame[groups == -1]
-        fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name="noise",
-                                   marker={"size": 3, "color": NOISE_COLOUR}, customdata=_customdata(part),
-                                   hovertemplate=HOVER))
+        clustered = frame["assigned"] != "noise"
+        groups = (frame["cluster"].astype(str) + ": " + frame["cluster_name"]).where(clustered, "noise")
+        ids = frame.loc[clustered, ["cluster", "cluster_name"]].drop_duplicates().sort_values("cluster")
+        order = [f"{c}: {n}" for c, n in ids.itertuples(index=False)]
+        return groups, order + (["noise"] if (~clustered).any() else [])
+    values = frame[colour_by].fillna("").astype(str).replace("", "(none)")
+    common = values.value_counts().index[:MAX_CATEGORIES]
+    groups = values.where(values.isin(common), "other")
+    return groups, list(common) + (["other"] if (groups == "other").any() else [])
+
+
+def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | None = None,
+              photos: pd.Series | None = None, height: int = 600) -> alt.LayerChart:
+    """The map of ``frame`` (``ClusterMap.frame``: product_id, x, y, cluster, cluster_name, assigned, title,
+    product_type, colour, pattern), one colour per group of :func:`colour_groups`, noise in grey under the
+    clusters, noise placed by soft membership as open circles, ``highlight`` outlining one cluster's products
+    and cluster ids at their medians. ``photos`` (product id -> URL) puts each product's photo in its hover.
+    Selections: :data:`BOX` (drag) and :data:`PICK` (click, shift-click for more); the wheel zooms, a
+    shift-drag pans, a double click resets."""
+    groups, order = colour_groups(frame, colour_by)
+    data = frame[["product_id", "x", "y", "cluster", "title", "product_type", "colour", "pattern",
+                  "cluster_name"]].copy()
+    data["group"] = groups.to_numpy()
+    data["soft"] = (frame["assigned"] == "soft").to_numpy()
+    data["photo"] = frame["product_id"].map(photos).fillna("").to_numpy() if photos is not None else ""
+    data = data.iloc[np.argsort(data["group"].to_numpy() != "noise", kind="stable")]  # noise drawn first, below
+    colours = [NOISE_COLOUR if g == "noise" else PALETTE[i % len(PALETTE)] for i, g in enumerate(order)]
+    scale = alt.Scale(domain=order, range=colours)
+    legend = alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1) \
+        if len(order) <= MAX_LEGEND else None  # below the map, which keeps its width
+    tooltip = [alt.Tooltip(f"{field}:N", title=title) for field, title in HOVER if photos is not None
+               or field != "photo"]
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(zero=False))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False))
+    box = alt.selection_interval(name=BOX, encodings=["x", "y"], zoom=False,
+                                 on="[pointerdown[!event.shiftKey], window:pointerup] > window:pointermove!")
+    pick = alt.selection_point(name=PICK, fields=["product_id"], on="click", clear="dblclick")
+    view = alt.selection_interval(bind="scales", zoom="wheel!",
+                                  translate="[pointerdown[event.shiftKey], window:pointerup] > window:pointermove!")
+    points = alt.Chart(data).mark_point(filled=True, size=16, strokeWidth=1, clip=True).encode(
+        x=x, y=y, color=alt.Color("group:N", scale=scale, legend=legend, sort=order),
+        stroke=alt.Stroke("group:N", scale=scale, legend=None),
+        fillOpacity=alt.condition("datum.soft", alt.value(0), alt.value(0.8)),
+        strokeOpacity=alt.condition("datum.soft", alt.value(0.9), alt.value(0)),
+        tooltip=tooltip).add_params(box, pick, view)
+    layers = [points]
     if highlight is not None:
-        part = frame[frame["cluster"] == highlight]
-        fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name="selected cluster",
-                                   marker={"size": 7, "color": "rgba(0,0,0,0)", "line": {"width": 1.5,
-                                                                                         "color": "black"}},
-                                   customdata=_customdata(part), hovertemplate=HOVER))
-    if colour_by == "cluster" and order:  # cluster ids at their medians; the side list names them
-        centres = frame[groups != -1].groupby("cluster")[["x", "y"]].median()
-        for cluster, (x, y) in centres.iterrows():
-            fig.add_annotation(x=x, y=y, text=str(cluster), showarrow=False, font={"size": 10},
-                               bgcolor="rgba(255,255,255,0.6)")
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, dragmode="select",
-                      showlegend=len(order) <= MAX_LEGEND,
-                      legend={"itemsizing": "constant", "font": {"size": 10}},
-                      xaxis={"visible": False}, yaxis={"visible": False})
-    return fig
+        outline = alt.Chart(data[data["cluster"] == highlight]).mark_point(size=40, strokeWidth=1.5, color="black",
+                                                                           filled=False, clip=True)
+        layers.append(outline.encode(x=x, y=y, tooltip=tooltip))
+    if colour_by == "cluster":
+        clustered = frame[frame["assigned"] != "noise"]
+        centres = clustered.groupby("cluster")[["x", "y"]].median().reset_index()
+        if len(centres):
+            text = alt.Chart(centres).encode(x=x, y=y, text="cluster:N")
+            font = {"fontSize": 11, "fontWeight": "bold", "clip": True}
+            layers += [text.mark_text(**font, stroke="white", strokeWidth=3, opacity=0.8),  # a halo, then the id
+                       text.mark_text(**font, color="#222")]
+    return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
 
 
-def selected_ids(selection: dict | None, fig: go.Figure | None = None) -> list[str]:
-    """Product ids of the points in a ``st.plotly_chart`` selection event, in selection order, each
-    once (a highlighted point is drawn twice). Reads ``customdata`` and, where the front end left it
-    out, the trace (``curve_number``) and ``point_index`` of ``fig``."""
-    points = (selection or {}).get("points", []) if isinstance(selection, dict) else []
-    out: dict[str, None] = {}
-    for point in points:
-        data = point.get("customdata")
-        if data is None and fig is not None and "curve_number" in point and "point_index" in point:
-            data = fig.data[point["curve_number"]].customdata[point["point_index"]]
-        if data is not None:
-            out[str(data[0] if isinstance(data, (list, tuple, np.ndarray)) else data)] = None
+def selected_ids(selection: dict | None, frame: pd.DataFrame) -> list[str]:
+    """Product ids selected on a :func:`map_chart` (``st.altair_chart``'s ``event.selection``): the clicked
+    ones first, then those in the box (as in ``frame``), each once."""
+    selection = selection or {}
+    out = dict.fromkeys(str(p["product_id"]) for p in selection.get(PICK) or [] if "product_id" in p)
+    box = selection.get(BOX) or {}
+    if "x" in box and "y" in box:
+        (x0, x1), (y0, y1) = sorted(box["x"]), sorted(box["y"])
+        inside = frame["x"].between(x0, x1) & frame["y"].between(y0, y1)
+        out.update(dict.fromkeys(frame.loc[inside, "product_id"].astype(str)))
     return list(out)
+
+
+# ---------------------------------------------------------------- the photos the hover shows
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def thumbnail_job(_catalog: Catalog, catalog_name: str, cache_root: str) -> Job:
+    """Thumbnails of every photo of the catalogue written to the cache in the background (about 2 ms a photo,
+    skipped when there); ``result``: product id -> thumbnail file name ("" without a photo)."""
+    def run(progress) -> pd.Series:
+        cache = ArtefactCache(cache_root)
+        paths = _catalog.products["image_path"].fillna("").astype(str).tolist()
+        progress("finding the photos' thumbnails", 0, 0)
+        names = thumbnail_names(cache, paths)
+        write_thumbnails(paths, names, thumbnail_folder(cache), progress=progress)
+        return pd.Series(names, index=_catalog.products.index)
+    return Job("thumbnails", stage="finding the photos' thumbnails").start(run)
+
+
+def photo_route(cache: ArtefactCache) -> str:
+    """The URL path (relative to the app's) under which the app serves the thumbnail folder.
+
+    Streamlit serves a custom component's files from its folder at ``component/<name>/<file>``; the folder
+    is declared as such a component (never rendered), so the thumbnails are served from the cache where
+    they are, with nothing copied into the app's folder or configured."""
+    import streamlit.components.v1 as components
+    folder = thumbnail_folder(cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"component/{components.declare_component('thumbnails', path=str(folder)).name}"
+
+
+@st.fragment(run_every=2)
+def _thumbnail_progress(job: Job) -> None:
+    """How far the thumbnails are; reruns the page when they are written."""
+    if job.finished or job.error:
+        st.rerun()
+    fraction = min(job.done / job.total, 1.0) if job.total else 0.0
+    st.progress(fraction, text=f"Photos for the hover: {job.stage} {job.done:,} / {job.total:,}" if job.total
+                else f"Photos for the hover: {job.stage}…")
+
+
+def photo_urls(catalog: Catalog) -> pd.Series | None:
+    """Product id -> URL of its thumbnail ("" without a photo), once the thumbnails are written; until then
+    None after a line saying how far they are."""
+    cache = ArtefactCache()
+    job = thumbnail_job(catalog, catalog.name, str(cache.root))
+    if job.error:
+        st.caption(f"No photos in the hover: {job.error}")
+        return None
+    if not job.finished:
+        _thumbnail_progress(job)
+        return None
+    route = photo_route(cache)
+    return job.result.map(lambda name: f"{route}/{name}" if name else "")

@@ -11,7 +11,7 @@ from app_pages.common import (build_key, cached_or_job, current_catalog, describ
 from core.data.catalog import filter_products
 from core.embeddings.texture import TYPE_TOLERANCE
 from core.embeddings.quality import MIN_CLASS
-from core.explore.texture import KIND_ABOUT, TextureReport, in_order, measures, verdict
+from core.explore.texture import KIND_ABOUT, TextureReport, before_after_gains, in_order, measures, verdict
 SECTIONS = ["Diagnostics", "Worst confusions", "Before / after", "Labels and weights"]
 PAIRS_SHOWN = 12
 HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
@@ -91,9 +91,15 @@ def verdict_line(report: TextureReport) -> str:
 
 
 def heatmap(frame: pd.DataFrame, x: str = "neighbour's label", y: str = "product's label"):
-    fig = px.imshow(frame, zmin=0, zmax=1, text_auto=".2f", aspect="auto", color_continuous_scale="Blues",
-                    labels={"x": x, "y": y, "color": "share"})
-    fig.update_layout(height=120 + 45 * len(frame), margin=dict(t=30, b=10, l=10, r=10), coloraxis_showscale=False)
+    """Shares as a heatmap whose cells read at a glance: whole percent in 13 px type, empty below one percent."""
+    percent = 100 * frame.astype(float)
+    text = percent.map(lambda v: f"{v:.0f}" if v >= 0.5 else "")
+    fig = px.imshow(percent, zmin=0, zmax=100, aspect="auto", color_continuous_scale="Blues",
+                    labels={"x": x, "y": y, "color": "%"})
+    fig.update_traces(text=text.to_numpy(), texttemplate="%{text}", textfont={"size": 13},
+                      hovertemplate=f"{y}: %{{y}}<br>{x}: %{{x}}<br>%{{z:.1f}}%<extra></extra>")
+    fig.update_layout(height=140 + 30 * len(frame), margin=dict(t=30, b=10, l=10, r=10), coloraxis_showscale=False,
+                      font={"size": 13}, xaxis={"side": "top", "tickangle": -40})
     return fig
 
 
@@ -118,14 +124,14 @@ def diagnostics(report: TextureReport) -> None:
         st.info(f"No {label} class has {MIN_CLASS} held-out products, so there is no confusion matrix. A larger "
                 "catalogue (or a coarser label) gives one.")
         return
-    left, right = st.columns(2)
-    left.markdown(f"**{kind}**: the {label} of the {k} nearest neighbours")
-    left.plotly_chart(heatmap(details.confusion), key="texture_confusion", width="stretch")
-    right.markdown("**null**: an embedding that sees only type + colour")
-    right.plotly_chart(heatmap(details.null), key="texture_null", width="stretch")
-    st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, as shares "
-               f"(rows sum to 1). The null is what an embedding that knows only product type and colour would give "
-               f"(a random other product of the same type and colour): a kind beats it where its diagonal is higher.")
+    st.markdown(f"**{kind}**: the {label} of the {k} nearest neighbours")
+    st.plotly_chart(heatmap(details.confusion), key="texture_confusion", width="stretch")
+    st.markdown("**null**: an embedding that sees only type + colour")
+    st.plotly_chart(heatmap(details.null), key="texture_null", width="stretch")
+    st.caption(f"Rows: a product's {label}; columns: the {label} of its {k} nearest held-out neighbours, in percent "
+               f"(rows sum to 100; empty: under 1%). The null is what an embedding that knows only product type and "
+               f"colour would give (a random other product of the same type and colour): a kind beats it where its "
+               f"diagonal is higher.")
     if not details.probe_confusion.empty:
         with st.expander("Linear probe: which labels a classifier on the embedding mixes up"):
             st.plotly_chart(heatmap(details.probe_confusion, "predicted label", "true label"),
@@ -180,49 +186,100 @@ def labelled_captions(frame: pd.DataFrame, label: str, own: str, catalog) -> lis
             for pid, v, score in zip(frame["product_id"], values, frame["score"])]
 
 
+ORDERS = {"gain": "largest gain first", "worse": "got worse first", "confused": "photo's worst confusions first"}
+SHOWN = 500  # products offered in the picker, in the chosen order
+WORSE_SHOWN = 12
+
+
+def change(row) -> str:
+    """A product's change in words: "+3 (2 → 5 of 8)", "got worse: −2 (5 → 3 of 8)", "unchanged (4 of 8)"."""
+    if row.gain == 0:
+        return f"unchanged ({row.after} of {row.k})"
+    sign = "+" if row.gain > 0 else "got worse: −"
+    return f"{sign}{abs(row.gain)} ({row.before} → {row.after} of {row.k})"
+
+
+def ordered_products(gains: pd.DataFrame, order: str, confusions: list[str]) -> list[str]:
+    """Product ids in the chosen order: by gain (largest first), by loss (largest first), or the photo
+    embedding's worst texture confusions first (then by gain)."""
+    if order == "worse":
+        return gains.sort_values(["gain", "before"], ascending=[True, False], kind="stable")["product_id"].tolist()
+    ids = gains["product_id"].tolist()
+    if order == "confused":
+        known = set(ids)
+        return list(dict.fromkeys([*(p for p in confusions if p in known), *ids]))
+    return ids
+
+
+def got_worse(gains: pd.DataFrame, catalog, label: str) -> None:
+    """The products the texture-aware embedding made worse, the largest losses first, labelled as such."""
+    worse = gains[gains["gain"] < 0].sort_values(["gain", "before"], ascending=[True, False], kind="stable")
+    with st.expander(f"Got worse: {len(worse):,} products have fewer neighbours with their {label} after"):
+        if worse.empty:
+            st.success(f"No product has fewer neighbours with its {label} after than before.")
+            return
+        shown = worse.head(WORSE_SHOWN)
+        product_grid(catalog, shown["product_id"].tolist(),
+                     [f"{row.product_id} · **{row.label}** · :red[{change(row)}]" for row in shown.itertuples()])
+
+
 def before_after(report: TextureReport | None, label: str, built, catalog) -> None:
     if "texture" not in built.kinds:
         st.info("This build has no texture kind (it was built with `BuildConfig(texture=None)`), so there is no "
                 "after to show.")
         return
     products = catalog.products
-    worst = report.details["photo"].confusions["product_id"].tolist() if report and "photo" in report.details \
+    confusions = report.details["photo"].confusions["product_id"].tolist() if report and "photo" in report.details \
         else []
-    confused = set(worst)
-    find = st.text_input("Find a product by id or name", key="texture_find",
-                         placeholder="empty: the photo embedding's worst texture confusions come first")
-    matches = filter_products(products, text=find)
-    matches = matches.index[matches["image_path"] != ""]
-    ids = matches[:500].tolist()
-    if not find:  # the photo embedding's worst confusions first
-        ids = list(dict.fromkeys([*(p for p in worst if p in matches), *ids]))
-    if not ids:
-        st.info(f"No product with a photo matches '{find}'.")
+    confused = set(confusions)
+    c1, c2 = st.columns([3, 2])
+    orders = [o for o in ORDERS if o != "confused" or confusions]
+    order = c1.radio("Order", orders, format_func=ORDERS.get, horizontal=True, key="texture_order",
+                     on_change=lambda: st.session_state.pop("texture_product", None))  # open on the new first
+    k = c2.slider("Neighbours", 4, 24, 8, key="texture_k")
+    gains = before_after_gains(built, label, k).assign(k=k)
+    if gains.empty:
+        st.info(f"No product with a photo has a {label}.")
         return
-    c1, c2, c3 = st.columns([4, 2, 2])
-    product = c1.selectbox(f"Product ({len(ids):,} shown)", ids, key="texture_product",
-                           format_func=lambda pid: describe(catalog, pid) + (" · photo confusion" if pid in confused
-                                                                             else ""))
-    after = c2.toggle("After: texture-aware", key="texture_after",
+    better, worse = int((gains["gain"] > 0).sum()), int((gains["gain"] < 0).sum())
+    st.markdown(f"Of the **{k}** nearest neighbours (whole catalogue, colour variants included), the texture-aware "
+                f"embedding gives **{better:,}** of {len(gains):,} products more with their {label}, "
+                f"**{worse:,}** fewer (got worse) and leaves {len(gains) - better - worse:,} unchanged: "
+                f"**{gains['gain'].mean():+.2f}** of {k} on average.")
+    find = st.text_input("Find a product by id or name", key="texture_find",
+                         placeholder="empty: every product with a photo and a label, in the order chosen")
+    ids = ordered_products(gains, order, confusions)
+    if find:
+        matches = set(filter_products(products, text=find).index)
+        ids = [p for p in ids if p in matches]
+    if not ids:
+        st.info(f"No product with a photo and a {label} matches '{find}'.")
+        return
+    rows = gains.set_index("product_id")
+    product = st.selectbox(f"Product ({min(len(ids), SHOWN):,} of {len(ids):,} shown)", ids[:SHOWN],
+                           key="texture_product",
+                           format_func=lambda pid: f"{describe(catalog, pid)} · {change(rows.loc[pid])}"
+                           + (" · photo confusion" if pid in confused else ""))
+    after = st.toggle("After: texture-aware", key="texture_after",
                       help="Off: the photo embedding (image kind). On: the texture-aware embedding (texture kind).")
-    k = c3.slider("Neighbours", 4, 24, 8, key="texture_k")
-    own = products.at[product, label]
+    row = gains.loc[gains["product_id"] == product].iloc[0]
     before_frame, after_frame = built.neighbours(product, "image", k), built.neighbours(product, "texture", k)
-    same_before = sum(v == own for v in products.loc[before_frame["product_id"], label])
-    same_after = sum(v == own for v in products.loc[after_frame["product_id"], label])
-    st.markdown(f"Neighbours with its {label} (**{own or '(none)'}**): **{same_before} of {len(before_frame)}** "
-                f"before (photo) → **{same_after} of {len(after_frame)}** after (texture-aware). Over the whole "
-                "catalogue, colour variants included.")
+    own = products.at[product, label]
+    verdict_text = ("**got worse**" if row.gain < 0 else f"**{row.gain:+d}**" if row.gain else "unchanged")
+    st.markdown(f"Neighbours with its {label} (**{own or '(none)'}**): **{row.before} of {len(before_frame)}** "
+                f"before (photo) → **{row.after} of {len(after_frame)}** after (texture-aware): {verdict_text}.")
     left, right = st.columns([1, 5])
     with left:
         product_grid(catalog, [product], [describe(catalog, product)], columns=1)
     with right:
-        kind, frame = ("texture", after_frame) if after else ("image", before_frame)
+        frame = after_frame if after else before_frame
         st.subheader("After: texture-aware photo embedding" if after else "Before: photo embedding")
         if frame.empty:
             st.info("This product has no readable photo, so it has no place in the photo spaces.")
-            return
-        product_grid(catalog, frame["product_id"].tolist(), labelled_captions(frame, label, own, catalog), columns=4)
+        else:
+            product_grid(catalog, frame["product_id"].tolist(), labelled_captions(frame, label, own, catalog),
+                         columns=4)
+    got_worse(gains, catalog, label)
 
 
 # ---------------------------------------------------------------- 4. labels and weights

@@ -15,6 +15,10 @@ NAME_ATTRS = ("colour", "pattern", "product_type")  # the order a name reads in:
 # A broader attribute stands in for product type when no single type dominates a cluster.
 BROADER = {"product_type": ("product_group", "garment_group")}
 DOMINANT = 0.5  # a value names a cluster when at least half of its products have it
+# A value tells a cluster apart from clusters of the same name when at least a quarter of it holds the value,
+# half as often again as the others do.
+TELLING_SHARE = 0.25
+TELLING_LIFT = 1.5
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,9 @@ def metadata_names(labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame
     vest top": the colour, pattern and type held by at least half the cluster, a broader group when
     no type dominates), ``top`` (its commonest colour / pattern / type with their shares) and
     ``distinctive`` (the value most over-represented against the whole catalogue).
-    Names shared by several clusters get their distinctive value, then a number, appended.
+    Clusters sharing a name get the value that tells them apart appended ("Denim trousers · black",
+    "Denim trousers · Divided", a section: :func:`telling_values`), a count ("(2 of 3)") only when no
+    attribute does.
     """
     attrs = attributes.astype(str).reset_index(drop=True)
     names = [c for c in NAME_ATTRS if c in attrs and attrs[c].str.len().gt(0).any()]
@@ -170,17 +176,74 @@ def metadata_names(labels: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame
         rows.append({"cluster": cluster, "size": len(part), "name": name[:1].upper() + name[1:],
                      "top": " · ".join(top), "distinctive": best})
     frame = pd.DataFrame(rows, columns=["cluster", "size", "name", "top", "distinctive"]).set_index("cluster")
-    return _disambiguate(frame)
+    return _disambiguate(frame, labels, attrs)
 
 
-def _disambiguate(frame: pd.DataFrame) -> pd.DataFrame:
-    names = frame["name"].copy()
-    repeated = names.duplicated(keep=False)
-    names[repeated] = [f"{n} · {d}" if d and d.lower() not in n.lower() else n
-                       for n, d in zip(names[repeated], frame.loc[repeated, "distinctive"])]
-    for name, group in names.groupby(names):
+def _suffix(attr: str, value: str) -> str:
+    """How a value reads after a name: "black", "striped", "Divided" (other attributes' values as they are)."""
+    return _phrase(attr, value) if attr in NAME_ATTRS else value
+
+
+def telling_values(labels: np.ndarray, values: np.ndarray, siblings: list[int]) -> dict[int, tuple[str, float]]:
+    """For each cluster of ``siblings``, the value of one attribute most over-represented in it against the
+    other siblings together, with its share of the cluster; clusters with no value held by at least
+    :data:`TELLING_SHARE` of their products and at least :data:`TELLING_LIFT` times as common as among the
+    other siblings are left out. labels (n,) cluster ids; values (n,) strings ("" unknown)."""
+    rows = np.isin(labels, siblings) & (values != "")
+    if not rows.any():
+        return {}
+    counts = pd.crosstab(labels[rows], values[rows])  # (clusters, values)
+    size = pd.Series(labels[np.isin(labels, siblings)]).value_counts().reindex(counts.index)
+    share = counts.div(size, axis=0)
+    # the other siblings' share, with one pseudo-product per value so a value they never hold stays finite
+    rest = (counts.sum(axis=0) - counts + 1).div(size.sum() - size + counts.shape[1], axis=0)
+    lift = (share / rest).where((share >= TELLING_SHARE) & (share / rest >= TELLING_LIFT))
+    out = {}
+    for cluster, row in lift.iterrows():
+        row = row.dropna()
+        if len(row):
+            best = max(row.index, key=lambda v: (row[v], share.at[cluster, v]))
+            out[int(cluster)] = (str(best), float(share.at[cluster, best]))
+    return out
+
+
+def _tell_apart(names: pd.Series, labels: np.ndarray, attrs: pd.DataFrame, siblings: list[int],
+                candidates: list[str]) -> None:
+    """Gives ``siblings`` (clusters sharing one name in ``names``) distinct names, in place: the name plus the
+    value of the attribute that tells most of them apart (most distinct names, then the largest mean share
+    of the values appended), again with the remaining attributes for those still alike, and a count ("3 of
+    5") only where no attribute separates them."""
+    name = names[siblings[0]]
+    best, best_score = None, (0, 0.0)
+    for attr in candidates:
+        picks = telling_values(labels, attrs[attr].to_numpy(), siblings)
+        picks = {c: (v, s) for c, (v, s) in picks.items() if _phrase(attr, v) not in name.lower()}
+        distinct = len({picks[c][0] if c in picks else None for c in siblings})
+        if distinct < 2:
+            continue
+        score = (distinct, float(np.mean([s for _, s in picks.values()])) if picks else 0.0)
+        if score > best_score:
+            best, best_score = (attr, picks), score
+    if best is None:
+        for i, cluster in enumerate(siblings):
+            names[cluster] = f"{name} ({i + 1} of {len(siblings)})"
+        return
+    attr, picks = best
+    for cluster, (value, _) in picks.items():
+        names[cluster] = f"{name} · {_suffix(attr, value)}"
+    rest = [a for a in candidates if a != attr]
+    for _, group in names[siblings].groupby(names[siblings]):
         if len(group) > 1:
-            names[group.index] = [f"{name} #{i + 1}" for i in range(len(group))]
+            _tell_apart(names, labels, attrs, group.index.tolist(), rest)
+
+
+def _disambiguate(frame: pd.DataFrame, labels: np.ndarray, attrs: pd.DataFrame) -> pd.DataFrame:
+    names = frame["name"].copy()
+    candidates = [c for c in NAME_ATTRS if c in attrs] + [c for c in attrs.columns if c not in NAME_ATTRS]
+    candidates = [c for c in candidates if attrs[c].str.len().gt(0).any()]
+    for _, group in frame.groupby("name"):
+        if len(group) > 1:
+            _tell_apart(names, labels, attrs, group.index.tolist(), candidates)
     return frame.assign(name=names)
 
 

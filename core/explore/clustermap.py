@@ -140,8 +140,9 @@ def _names(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarray, i
         clusters["prompt_name"] = prompt_names(centres, prompts)
         return frame_arrays(clusters.reset_index())
 
-    arrays = cache.get_or_compute("cluster-names", {"kind": kind, "version": 1, **built.backbone.cache_config()},
-                                  digest(fingerprint, labels, *sentences), compute)
+    # "names": the naming's own version; "version" would be the backbone's (its cache_config has one)
+    key = {"kind": kind, **built.backbone.cache_config(), "names": 3}
+    arrays = cache.get_or_compute("cluster-names", key, digest(fingerprint, labels, *sentences), compute)
     return arrays_frame(arrays).set_index("cluster")
 
 

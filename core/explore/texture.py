@@ -352,3 +352,35 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
         label_overlap={name: f.reset_index() if name == "mentions" else f
                        for name, f in overlap.items() if isinstance(f, pd.DataFrame)},
         details=details)
+
+
+def same_label_counts(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """How many of each row's neighbours share its label. rows (n, k) int neighbour rows (-1: none), labels (n,)
+    strings aligned with them; returns (n,) int."""
+    found = rows >= 0
+    theirs = labels[np.where(found, rows, 0)]
+    return (found & (theirs == labels[:, None])).sum(axis=1)
+
+
+def before_after_gains(built, label: str, k: int = 8) -> pd.DataFrame:
+    """What the texture-aware embedding changes for each product, as the Before / after section shows it: of its
+    ``k`` nearest neighbours in the whole catalogue (colour variants included), how many share its ``label``
+    in the photo embedding (``before``, the image kind) and in the texture-aware one (``after``).
+
+    One row per product with a photo and a label: product_id, label, before, after, gain (after − before;
+    negative: it got worse), the largest gain first (then the most same-label neighbours after). Read from the
+    build's neighbour tables (``k`` at most their width), so it equals ``built.neighbours`` product by product."""
+    products = built.catalog.products
+    counts = {}
+    for when, kind in (("before", "image"), ("after", "texture")):
+        ids, rows = built.indexes[kind].ids, built.tables[kind]["rows"]
+        if k > rows.shape[1]:
+            raise ValueError(f"k={k} is more than the {rows.shape[1]} neighbours the build tabulated")
+        counts[when] = pd.Series(same_label_counts(rows[:, :k], products[label].reindex(ids).fillna("")
+                                                   .astype(str).to_numpy()), index=ids)
+    frame = pd.DataFrame(counts).dropna().astype(int)
+    frame.insert(0, "label", products[label].reindex(frame.index).fillna("").astype(str))
+    frame = frame[frame["label"] != ""]
+    frame["gain"] = frame["after"] - frame["before"]
+    return frame.rename_axis("product_id").reset_index().sort_values(["gain", "after"], ascending=False,
+                                                                     kind="stable", ignore_index=True)

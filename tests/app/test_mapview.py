@@ -1,7 +1,13 @@
-"""The cluster map figure and reading plotly selection events back into product ids."""
+"""The cluster map chart (Vega-Lite: photos in the hover, selections read back as product ids) and, headless, the
+Clusters page clearing a selection when the embedding changes."""
 import pandas as pd
+import pytest
 
-from app_pages.mapview import MAX_CATEGORIES, map_figure, selected_ids
+from app_pages.mapview import BOX, MAX_CATEGORIES, PICK, list_key, map_chart, map_key, selected_ids
+from tests.app import test_pages
+from tests.app.test_pages import clusters_page, product_captions
+
+app_env = test_pages.app_env  # the pages' fixture: a synthetic catalogue, the tiny backbone, a shared cache
 
 
 def frame(n: int = 12) -> pd.DataFrame:
@@ -14,47 +20,102 @@ def frame(n: int = 12) -> pd.DataFrame:
                          "colour": ["Red", "Blue"] * (n // 2), "pattern": "Solid"})
 
 
-def ids_of(fig, name):
-    (trace,) = [t for t in fig.data if t.name == name]
-    return [row[0] for row in trace.customdata]
+def layers(chart) -> list[tuple[dict, list[dict]]]:
+    """Each layer's spec and its rows."""
+    spec = chart.to_dict()
+    return [(layer, spec["datasets"][layer.get("data", spec.get("data"))["name"]]) for layer in spec["layer"]]
 
 
-def test_every_product_is_drawn_once_with_its_id():
-    fig = map_figure(frame())
-    assert all(t.type == "scattergl" for t in fig.data)
-    drawn = [row[0] for t in fig.data for row in t.customdata]
-    assert sorted(drawn) == sorted(frame()["product_id"])
-    assert ids_of(fig, "noise") == ["p8", "p9"]
-    (soft,) = [t for t in fig.data if "p10" in [r[0] for r in t.customdata]]
-    assert soft.marker.symbol[[r[0] for r in soft.customdata].index("p10")] == "circle-open"
+def points(chart) -> list[dict]:
+    return layers(chart)[0][1]
 
 
-def test_highlight_outlines_exactly_one_cluster():
-    fig = map_figure(frame(), highlight=1)
-    assert sorted(ids_of(fig, "selected cluster")) == ["p10", "p3", "p4", "p5"]
+def test_every_product_is_drawn_once_noise_below_soft_open():
+    rows = points(map_chart(frame()))
+    assert sorted(r["product_id"] for r in rows) == sorted(frame()["product_id"])
+    assert [r["product_id"] for r in rows[:2]] == ["p8", "p9"] and rows[0]["group"] == "noise"  # drawn first
+    assert [r["product_id"] for r in rows if r["soft"]] == ["p10"]
+    encoding = layers(map_chart(frame()))[0][0]["encoding"]
+    assert encoding["fillOpacity"]["condition"]["value"] == 0  # soft points: open circles
+    assert encoding["color"]["scale"]["domain"] == ["0: name 0", "1: name 1", "2: name 2", "noise"]
+    assert encoding["color"]["scale"]["range"][-1] == "#c8c8c8"
 
 
-def test_colour_by_attribute_lumps_rare_values():
+def test_the_hover_shows_the_photo_when_there_are_photos():
+    photos = pd.Series({f"p{i}": f"component/thumbs/{i}.jpg" for i in range(11)})  # p11 has no photo
+    chart = map_chart(frame(), photos=photos)
+    tooltip = layers(chart)[0][0]["encoding"]["tooltip"]
+    assert tooltip[0] == {"field": "photo", "type": "nominal", "title": "image"}  # vega-tooltip shows it as a photo
+    assert tooltip[1]["title"] == "title"
+    by_id = {r["product_id"]: r["photo"] for r in points(chart)}
+    assert by_id["p3"] == "component/thumbs/3.jpg" and by_id["p11"] == ""
+    plain = layers(map_chart(frame()))[0][0]["encoding"]["tooltip"]
+    assert "image" not in [t["title"] for t in plain]
+
+
+def test_highlight_outlines_exactly_one_cluster_and_ids_label_the_clusters():
+    chart = map_chart(frame(), highlight=1)
+    (outline,) = [rows for layer, rows in layers(chart) if layer["mark"].get("filled") is False]
+    assert sorted(r["product_id"] for r in outline) == ["p10", "p3", "p4", "p5"]
+    labels = [rows for layer, rows in layers(chart) if layer["mark"]["type"] == "text"]
+    assert labels and all(sorted(r["cluster"] for r in rows) == [0, 1, 2] for rows in labels)  # noise: no label
+
+
+def test_colour_by_attribute_lumps_rare_values_and_crowded_legends_hide():
     big = pd.concat([frame()] * 5, ignore_index=True)
     big["product_type"] = [f"type{i}" for i in range(len(big))]
-    fig = map_figure(big, "product_type")
-    assert len(fig.data) == MAX_CATEGORIES + 1 and fig.data[-1].name == "other"
-    assert sum(len(t.customdata) for t in fig.data) == len(big)
-    assert {t.name for t in map_figure(frame(), "colour").data} == {"Red", "Blue"}
+    encoding = layers(map_chart(big, "product_type"))[0][0]["encoding"]
+    domain = encoding["color"]["scale"]["domain"]
+    assert len(domain) == MAX_CATEGORIES + 1 and domain[-1] == "other"
+    assert encoding["color"]["legend"] is None
+    colour = layers(map_chart(frame(), "colour"))[0][0]["encoding"]["color"]
+    assert set(colour["scale"]["domain"]) == {"Red", "Blue"} and colour["legend"] is not None
 
 
-def test_selected_ids_reads_customdata_and_falls_back_to_trace_and_index():
-    fig = map_figure(frame())
-    points = [{"customdata": ["p3", "t"]}, {"customdata": "p4"}, {"curve_number": 0, "point_index": 1},
-              {"customdata": ["p3"]}]
-    assert selected_ids({"points": points}, fig) == ["p3", "p4", ids_of(fig, fig.data[0].name)[1]]
-    assert selected_ids(None) == [] and selected_ids({"points": []}) == []
+def test_selected_ids_reads_clicked_points_then_the_box():
+    f = frame()
+    selection = {PICK: [{"product_id": "p7"}, {"product_id": "p2"}], BOX: {"x": [4.5, 2], "y": [1.5, 9]}}
+    assert selected_ids(selection, f) == ["p7", "p2", "p3", "p4"]  # the box holds x 2..4.5 and y 1.5..9
+    assert selected_ids({PICK: [], BOX: {}}, f) == [] and selected_ids(None, f) == []
+    spec = map_chart(f).to_dict()
+    assert {BOX, PICK} <= {p["name"] for p in spec.get("params", []) + spec["layer"][0].get("params", [])}
 
 
-def test_cluster_ids_label_the_map_and_crowded_legends_hide():
-    fig = map_figure(frame())
-    assert sorted(a.text for a in fig.layout.annotations) == ["0", "1", "2"]  # noise gets no label
-    assert fig.layout.showlegend
-    big = pd.concat([frame()] * 5, ignore_index=True)
-    big["product_type"] = [f"type{i}" for i in range(len(big))]
-    assert not map_figure(big, "product_type").layout.showlegend
+@pytest.mark.app
+def test_a_selection_is_cleared_when_the_embedding_changes(app_env):
+    picked = {"selection": {PICK: [{"product_id": "syn00003"}, {"product_id": "syn00017"}], BOX: {}}}
+    at = clusters_page(**{map_key("hybrid"): picked})
+    assert any(s.value == "Selection: 2 products" for s in at.subheader)
+    assert [c.split(" · ")[0] for c in product_captions(at)] == ["syn00003", "syn00017"]
+
+    at.selectbox(key="clusters_kind").set_value("text").run()
+    assert not any(s.value.startswith("Selection") for s in at.subheader) and not product_captions(at)
+    assert any("Drag a box" in i.value for i in at.info)
+
+
+@pytest.mark.app
+def test_a_picked_cluster_is_cleared_when_the_embedding_changes(app_env):
+    row = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at = clusters_page(clusters_min_samples=2, **{list_key("hybrid", 0, 2): row})
+    assert any(s.value.startswith("Cluster ") for s in at.subheader)
+    at.selectbox(key="clusters_kind").set_value("image").run()
+    assert not any(s.value.startswith("Cluster ") for s in at.subheader) and not product_captions(at)
+
+
+def chart_rows(at) -> pd.DataFrame:
+    """The rows the page's map was given (its Arrow dataset)."""
+    import pyarrow as pa
+    (chart,) = at.get("vega_lite_chart")
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
+
+
+@pytest.mark.app
+def test_the_map_hover_names_photo_thumbnails_written_to_the_cache(app_env):
+    from core.cache import ArtefactCache
+    from core.explore.thumbnails import thumbnail_folder
+    from tests.app.test_pages import rerun_until
+    at = rerun_until(clusters_page(), lambda at: not at.get("progress"), timeout=60)  # thumbnails written
+    rows = chart_rows(at)
+    assert len(rows) == 40 and rows["photo"].str.startswith("component/app_pages.mapview.thumbnails/").all()
+    folder = thumbnail_folder(ArtefactCache())
+    assert all((folder / url.rsplit("/", 1)[1]).is_file() for url in rows["photo"])  # what the route serves

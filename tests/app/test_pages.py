@@ -221,23 +221,29 @@ def clusters_page(**state) -> AppTest:
 
 
 def selection(*ids: str) -> dict:
-    """What the front end sends for a box or lasso selection of these products."""
-    return {"selection": {"points": [{"curve_number": 0, "point_index": i, "customdata": [pid, "title"]}
-                                     for i, pid in enumerate(ids)], "point_indices": [], "box": [], "lasso": []}}
+    """What the front end sends for these products clicked on the (hybrid) map."""
+    from app_pages.mapview import BOX, PICK, map_key
+    return {map_key("hybrid"): {"selection": {PICK: [{"product_id": pid} for pid in ids], BOX: {}}}}
+
+
+def cluster_row(row: int, min_samples: int = 10) -> dict:
+    """What the front end sends for a row clicked in the (hybrid) cluster list."""
+    from app_pages.mapview import list_key
+    return {list_key("hybrid", 0, min_samples): {"selection": {"rows": [row], "columns": [], "cells": []}}}
 
 
 def test_clusters_page_shows_map_list_and_scores(app_env):
     at = clusters_page()
     assert [m.label for m in at.metric][:2] == ["Clusters", "Noise"]
-    assert at.get("plotly_chart") and at.dataframe
-    assert list(at.dataframe[0].value.columns) == ["cluster", "name", "size", "prompt_name", "keywords"]
-    assert any("Draw a box or a lasso" in i.value for i in at.info)
+    assert at.get("vega_lite_chart") and at.dataframe
+    assert list(at.dataframe[0].value.columns) == ["cluster", "name", "size"]
+    assert any("Drag a box" in i.value for i in at.info)
     assert not product_captions(at)  # no gallery before a selection
 
 
 def test_selection_gallery_shows_exactly_the_selected_products(app_env):
     chosen = ["syn00003", "syn00017", "syn00029"]
-    at = clusters_page(clusters_map=selection(*chosen))
+    at = clusters_page(**selection(*chosen))
     assert any(s.value == "Selection: 3 products" for s in at.subheader)
     assert [c.split(" · ")[0] for c in product_captions(at)] == chosen
     summary = at.dataframe[1:]  # attribute summaries of the selection
@@ -248,7 +254,7 @@ def test_clicking_a_cluster_shows_its_products(app_env):
     at = clusters_page(clusters_min_samples=2)  # 40 random-weight embeddings: loose settings find clusters
     table = at.dataframe[0].value
     assert len(table) >= 1
-    at = clusters_page(clusters_min_samples=2, clusters_list={"selection": {"rows": [0], "columns": [], "cells": []}})
+    at = clusters_page(clusters_min_samples=2, **cluster_row(0, min_samples=2))
     cluster, name, size = table.iloc[0][["cluster", "name", "size"]]
     assert any(s.value == f"Cluster {cluster}: {name} ({size} products)" for s in at.subheader)
     assert len(product_captions(at)) == min(size, 48)
@@ -272,12 +278,12 @@ def test_clusters_controls_and_comparison(app_env):
 def test_clusters_of_the_texture_kind(app_env):
     at = clusters_page(clusters_kind="texture", clusters_min_samples=2)
     assert not at.error
-    assert any(m.label == "Pattern purity" for m in at.metric) and at.get("plotly_chart")
+    assert any(m.label == "Pattern purity" for m in at.metric) and at.get("vega_lite_chart")
 
 
 def test_a_stale_cluster_row_is_ignored(app_env):
-    at = clusters_page(clusters_list={"selection": {"rows": [10_000], "columns": [], "cells": []}})
-    assert any("Draw a box or a lasso" in i.value for i in at.info)
+    at = clusters_page(**cluster_row(10_000))
+    assert any("Drag a box" in i.value for i in at.info)
 
 
 # ---------------------------------------------------------------- Cold start
@@ -692,12 +698,12 @@ def test_texture_before_after_toggle_switches_the_neighbours(texture_env):
     at = texture_page(texture_section="Before / after")
     assert [s.value for s in at.subheader] == ["Before: photo embedding"]
     product = at.selectbox(key="texture_product").value
-    before = product_captions(at)[1:]  # the first is the product itself
+    before = product_captions(at)[1:9]  # the first is the product itself; those that got worse follow
     assert len(before) == 8 and all(":green[" in c or ":red[" in c for c in before)
     assert any(m.value.startswith("Neighbours with its pattern") for m in at.markdown)
     at.toggle(key="texture_after").set_value(True).run()
     assert [s.value for s in at.subheader] == ["After: texture-aware photo embedding"]
-    after = product_captions(at)[1:]
+    after = product_captions(at)[1:9]
     assert len(after) == 8 and after != before
     assert at.selectbox(key="texture_product").value == product
 

@@ -7,7 +7,8 @@ import pytest
 
 from core.data.catalog import pattern_phrase
 from core.explore.cluster import (NOISE, ClusterConfig, agreement, ctfidf_keywords, dbscan_labels, eps_grid,
-                                  hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
+                                  hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts,
+                                  telling_values)
 from core.explore.projection import ProjectConfig, umap_project
 from tests.vectors import blobs
 
@@ -112,3 +113,43 @@ def test_prompt_names_pick_the_nearest_prompt():
     assert prompt_names(centres, prompts) == ["Red checked", "Blue striped"]
     texts = prompt_texts(pd.DataFrame({"pattern": ["Stripe"] * 5 + ["Dot"]}), min_count=5)
     assert texts == {"pattern": (["Stripe"], ["a photo of a striped garment"])}
+
+
+def siblings(colours: list[list[str]], sections: list[list[str]]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Clusters of denim trousers (the name they share) with the given colours and sections, one list each."""
+    labels = np.concatenate([np.full(len(c), i) for i, c in enumerate(colours)])
+    colour, section = sum(colours, []), sum(sections, [])
+    return labels, pd.DataFrame({"product_type": "Trousers", "pattern": "Denim", "colour": colour,
+                                 "section": section})
+
+
+def test_siblings_get_the_colour_that_tells_them_apart():
+    mixed = ["Blue", "Grey", "Red", "Green", "Beige", "Pink"]  # no colour holds half of a cluster
+    labels, attrs = siblings([["Black"] * 4 + mixed, ["White"] * 4 + mixed, ["Blue"] * 4 + mixed[1:] + ["Red"]],
+                             [["Divided"] * 10] * 3)
+    names = metadata_names(labels, attrs)["name"].tolist()
+    assert names == ["Denim trousers · black", "Denim trousers · white", "Denim trousers · blue"]
+
+
+def test_siblings_get_the_section_when_colour_does_not_tell_them_apart():
+    colours = ["Black", "White", "Blue", "Grey"] * 3
+    labels, attrs = siblings([colours, colours, colours],
+                             [["Divided"] * 9 + ["Men"] * 3, ["Men"] * 10 + ["Kids"] * 2, ["Kids"] * 12])
+    names = metadata_names(labels, attrs)["name"].tolist()
+    assert names == ["Denim trousers · Divided", "Denim trousers · Men", "Denim trousers · Kids"]
+
+
+def test_siblings_alike_in_every_attribute_are_counted_in_words():
+    colours = ["Black", "White", "Blue", "Grey"] * 3
+    labels, attrs = siblings([colours, colours, ["Red"] * 12], [["Divided"] * 12] * 3)
+    names = metadata_names(labels, attrs)["name"].tolist()
+    # the red one is told apart by its colour; the two alike are numbered, with words, never a bare number
+    assert names == ["Denim trousers (1 of 2)", "Denim trousers (2 of 2)", "Red denim trousers"]
+
+
+def test_telling_values_compare_a_cluster_with_its_siblings_only():
+    labels = np.array([0] * 4 + [1] * 4 + [2] * 4 + [3] * 4)
+    values = np.array(["a", "a", "a", "b"] + ["b"] * 4 + ["a"] * 4 + ["a", "b", "a", "a"])
+    got = telling_values(labels, values, [0, 1])  # clusters 2 and 3 are no siblings here
+    assert got == {0: ("a", 0.75), 1: ("b", 1.0)}
+    assert telling_values(labels, values, [0, 3]) == {}  # alike: nothing tells them apart

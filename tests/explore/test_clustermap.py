@@ -148,3 +148,12 @@ def test_best_dbscan_is_the_dbscan_row_agreeing_best_with_product_type():
     assert best["eps"] == 0.2 and best["ari_product_type"] == 0.6  # HDBSCAN's 0.9 is not a DBSCAN run
     assert best_dbscan(comparison.iloc[:1]) is None
     assert best_dbscan(comparison.drop(columns="ari_product_type")) is None
+
+
+def test_cluster_names_are_keyed_by_the_naming_and_the_backbone(patterned, tmp_path):
+    cache = ArtefactCache(tmp_path)
+    cluster_map(patterned, cache, MapConfig(kind="hybrid"))
+    (entry,) = [e for e in cache.entries() if e.kind == "cluster-names"]
+    config = entry.meta["config"]
+    # the backbone's own "version" must not overwrite the naming's: a new naming is a new artefact
+    assert config["names"] == 3 and config.items() >= patterned.backbone.cache_config().items()

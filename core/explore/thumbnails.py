@@ -1,0 +1,50 @@
+"""Thumbnails of the catalogue's photos, named by each photo's content: what a browser is sent to show a product
+on hover (a few kB) instead of the photo itself."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.cache import ArtefactCache, write_atomic
+from core.progress import Progress
+
+SIDE = 192  # pixels on the longer side; the map's hover shows them at about this size
+QUALITY = 85
+
+
+def thumbnail_folder(cache: ArtefactCache, side: int = SIDE) -> Path:
+    """Where thumbnails of ``side`` pixels live: ``<cache root>/thumbnails/<side>`` (nothing else is written there,
+    so the folder can be served as it is)."""
+    return cache.root / "thumbnails" / str(side)
+
+
+def thumbnail_names(cache: ArtefactCache, paths: list[str]) -> list[str]:
+    """A file name per photo path: ``<digest of the photo's bytes>.jpg``, "" for no or an unreadable photo. The
+    digests come from the cache's memo (:meth:`ArtefactCache.file_digests`), so a built catalogue's photos are
+    only looked at, not read again."""
+    return [f"{d}.jpg" if d else "" for d in cache.file_digests(paths)]
+
+
+def write_thumbnails(paths: list[str], names: list[str], folder: Path, side: int = SIDE,
+                     progress: Progress | None = None) -> int:
+    """Writes ``folder/<name>``, a JPEG at most ``side`` pixels wide and high, for each photo whose thumbnail is
+    missing (a photo that cannot be read is skipped). ``paths`` and ``names`` align (:func:`thumbnail_names`).
+    Returns how many it wrote."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = {name: path for path, name in zip(paths, names) if name and not (folder / name).is_file()}
+    written = 0
+    for i, (name, path) in enumerate(todo.items()):
+        if progress and i % 200 == 0:
+            progress("photo thumbnails for the map", i, len(todo))
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (side, side))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale: several times faster
+                small = image.convert("RGB")
+        except OSError:
+            continue
+        small.thumbnail((side, side))
+        write_atomic(folder / name, lambda f: small.save(f, "JPEG", quality=QUALITY))
+        written += 1
+    if progress:
+        progress("photo thumbnails for the map", len(todo), len(todo))
+    return written
