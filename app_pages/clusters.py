@@ -62,7 +62,7 @@ with map_tab:
         colour_by = st.selectbox("Colour by", ["cluster", *[c for c in HOVER_ATTRS if c in catalog.products],
                                                *[c for c in catalog.attribute_columns if c not in HOVER_ATTRS]],
                                  key="clusters_colour")
-        photos = photo_urls(catalog)
+        photos = photo_urls(built)
         event = st.altair_chart(map_chart(frame, colour_by, highlight, photos), on_select="rerun",
                                 selection_mode=SELECTIONS, key=map_key(kind), width="stretch")
         st.caption("Hover a point for its photo. Drag a box, or click a point (shift-click for more), to see "

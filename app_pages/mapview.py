@@ -8,10 +8,11 @@ import pandas as pd
 import streamlit as st
 from plotly.colors import qualitative
 
-from app_pages.common import Job
+from app_pages.common import Job, find_job, job_line
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog
-from core.explore.thumbnails import thumbnail_folder, thumbnail_names, write_thumbnails
+from core.embeddings.pipeline import Built
+from core.explore.thumbnails import catalog_thumbnails, thumbnail_folder
 
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
 NOISE_COLOUR = "#c8c8c8"
@@ -120,15 +121,9 @@ def selected_ids(selection: dict | None, frame: pd.DataFrame) -> list[str]:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def thumbnail_job(_catalog: Catalog, catalog_name: str, cache_root: str) -> Job:
     """Thumbnails of every photo of the catalogue written to the cache in the background (about 2 ms a photo,
-    skipped when there); ``result``: product id -> thumbnail file name ("" without a photo)."""
-    def run(progress) -> pd.Series:
-        cache = ArtefactCache(cache_root)
-        paths = _catalog.products["image_path"].fillna("").astype(str).tolist()
-        progress("finding the photos' thumbnails", 0, 0)
-        names = thumbnail_names(cache, paths)
-        write_thumbnails(paths, names, thumbnail_folder(cache), progress=progress)
-        return pd.Series(names, index=_catalog.products.index)
-    return Job("thumbnails", stage="finding the photos' thumbnails").start(run)
+    skipped when there); ``result``: each product's thumbnail file name ("" without a photo)."""
+    return Job("thumbnails", lambda progress: catalog_thumbnails(_catalog.products, ArtefactCache(cache_root), progress),
+               step="finding the photos' thumbnails").start()
 
 
 def photo_route(cache: ArtefactCache) -> str:
@@ -149,15 +144,16 @@ def _thumbnail_progress(job: Job) -> None:
     if job.finished or job.error:
         st.rerun()
     fraction = min(job.done / job.total, 1.0) if job.total else 0.0
-    st.progress(fraction, text=f"Photos for the hover: {job.stage} {job.done:,} / {job.total:,}" if job.total
-                else f"Photos for the hover: {job.stage}…")
+    st.progress(fraction, text=f"Photos for the hover: {job_line(job)}")
 
 
-def photo_urls(catalog: Catalog) -> pd.Series | None:
-    """Product id -> URL of its thumbnail ("" without a photo), once the thumbnails are written; until then
-    None after a line saying how far they are."""
-    cache = ArtefactCache()
-    job = thumbnail_job(catalog, catalog.name, str(cache.root))
+def photo_urls(built: Built) -> pd.Series | None:
+    """Product id -> URL of its thumbnail ("" without a photo), once the thumbnails are written (by the warm-up,
+    or else by a job of this page); until then None after a line saying how far they are."""
+    cache, catalog = ArtefactCache(), built.catalog
+    job = find_job(built, "thumbnails")
+    if job is None or job.error:
+        job = thumbnail_job(catalog, catalog.name, str(cache.root))
     if job.error:
         st.caption(f"No photos in the hover: {job.error}")
         return None
@@ -165,4 +161,4 @@ def photo_urls(catalog: Catalog) -> pd.Series | None:
         _thumbnail_progress(job)
         return None
     route = photo_route(cache)
-    return job.result.map(lambda name: f"{route}/{name}" if name else "")
+    return pd.Series([f"{route}/{name}" if name else "" for name in job.result], index=catalog.products.index)

@@ -107,6 +107,13 @@ def map_stage(built: Built, cache: ArtefactCache, kind: str, dbscan: bool = Fals
     return Task(f"cluster map ({kind})", compute, page="Clusters", key=("map", kind))
 
 
+def thumbnail_stage(built: Built, cache: ArtefactCache) -> Task:
+    """Small JPEGs of every product's photo, which the map's hover shows (core.explore.thumbnails)."""
+    from core.explore.thumbnails import catalog_thumbnails
+    return Task("photo thumbnails", lambda progress: catalog_thumbnails(built.catalog.products, cache, progress),
+                page="Clusters", key=("thumbnails",))
+
+
 def backbone_stage(built: Built, cache: ArtefactCache) -> Task:
     """offline-lit's held-out evaluation (the Backbone page)."""
     from core.embeddings.quality import lit_evaluation
@@ -173,7 +180,7 @@ def texture_label(built: Built) -> str | None:
 def warm_stages(built: Built, cache: ArtefactCache, models: Sequence[str] | None = None,
                 map_kinds: Sequence[str] | None = None) -> list[Task]:
     """The stages after ``built``, in the order pages are warmed: the map the Clusters page opens on (the
-    quickest page to warm), the backbone's held-out evaluation (offline-lit only), the texture report, the Cold
+    quickest page to warm) and the photo thumbnails its hover shows, the backbone's held-out evaluation (offline-lit only), the texture report, the Cold
     start page's learned recommenders and a first evaluation with one seed on the default split (when there
     are purchases before its cutoff and in its test window), the maps of the other kinds (``map_kinds``,
     default every kind of the build), which a visitor opens less often, and last the full evaluation (the first
@@ -188,6 +195,8 @@ def warm_stages(built: Built, cache: ArtefactCache, models: Sequence[str] | None
     kinds = [k for k in (map_kinds if map_kinds is not None else built.kinds) if k in built.kinds]
     first = [k for k in kinds if k == MapConfig().kind]
     stages = [map_stage(built, cache, kind, dbscan=True) for kind in first]
+    if kinds and built.embeddings.has_image.any():
+        stages.append(thumbnail_stage(built, cache))
     if isinstance(built.backbone, LitBackbone):
         stages.append(backbone_stage(built, cache))
     label = texture_label(built)

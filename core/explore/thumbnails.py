@@ -48,3 +48,14 @@ def write_thumbnails(paths: list[str], names: list[str], folder: Path, side: int
     if progress:
         progress("photo thumbnails for the map", len(todo), len(todo))
     return written
+
+
+def catalog_thumbnails(products, cache: ArtefactCache, progress: Progress | None = None) -> list[str]:
+    """Thumbnails of every product's photo in ``thumbnail_folder(cache)``, written where missing; returns each
+    product's thumbnail file name ("" without a photo), in the order of ``products``."""
+    paths = products["image_path"].fillna("").astype(str).tolist()
+    if progress:
+        progress("finding the photos' thumbnails", 0, 0)
+    names = thumbnail_names(cache, paths)
+    write_thumbnails(paths, names, thumbnail_folder(cache), progress=progress)
+    return names
