@@ -47,7 +47,8 @@ def test_build_then_rebuild(two_builds):
     assert "RANDOM" in first.stderr  # random weights are never silent
     # after publishing, build warms what the pages open with: the hybrid map first, the other kinds last
     assert list(one["warm"]) == ["cluster map (hybrid)", "photo thumbnails", "texture report",
-                                 "evaluation (first, one seed)", "cluster map (image)", "cluster map (text)", "cluster map (texture)", "evaluation"]
+                                 "evaluation (first, one seed)", "cluster map (image)", "cluster map (text)",
+                                 "cluster map (texture)", "evaluation"]
     assert all(isinstance(seconds, float) for seconds in one["warm"].values()), one["warm"]  # none failed
     assert set(one["maps"]) == {"hybrid", "image", "text", "texture"}
     assert all(0 <= m["noise_fraction"] <= 1 for m in one["maps"].values())

@@ -39,8 +39,8 @@ def test_pages_are_warmed_after_the_build_in_order_and_say_so(warm_env):
     from app_pages.common import get_build_job
     stages = [(j.name, j.state) for j in get_build_job(SPEC, "random:atelier-tiny").warm]  # the app's own job
     assert [name for name, _ in stages] == ["cluster map (hybrid)", "photo thumbnails", "texture report",
-                                            "evaluation (first, one seed)", "cluster map (image)", "cluster map (text)", "cluster map (texture)",
-                                            "evaluation"]
+                                            "evaluation (first, one seed)", "cluster map (image)",
+                                            "cluster map (text)", "cluster map (texture)", "evaluation"]
     assert {state for _, state in stages} == {"done"}
 
     texture = run_page("app_pages/texture.py")
