@@ -2,11 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, page_build,
-                              product_grid)
+from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, job_panel, map_job,
+                              page_build, product_grid)
 from app_pages.mapview import SELECTIONS, list_key, map_chart, map_key, photo_urls, selected_ids
 from core.cache import ArtefactCache
 from core.embeddings.pipeline import KIND_NAMES
+from core.explore.cluster import ClusterConfig
 from core.explore.clustermap import HOVER_ATTRS, best_dbscan, dbscan_is_cached
 
 ORDER = ("hybrid", "image", "text", "texture")  # the hybrid map first: the default choice
@@ -25,6 +26,11 @@ min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_sampl
 soft = c4.toggle("Place noise in its likeliest cluster", key="clusters_soft",
                  help="HDBSCAN's soft membership; such products are drawn as open circles")
 
+warming = map_job(built, kind)
+if warming is not None and (min_size, min_samples) == (ClusterConfig().min_cluster_size, ClusterConfig().min_samples):
+    job_panel(warming, f"The {KIND_NAMES[kind]} map is being computed (UMAP, HDBSCAN, names) after the build; this page "
+                       "shows it when it is done. Other settings or kinds can be chosen meanwhile.")
+    st.stop()
 cmap = get_cluster_map(built, build_key(built), kind, int(min_size), int(min_samples))
 scores = cmap.scores
 m = st.columns(5)
