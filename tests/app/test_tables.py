@@ -63,8 +63,10 @@ def full_evaluation(models: list[str]) -> dict:
 
 def evaluation_page(monkeypatch, models: list[str]) -> AppTest:
     import core.recs.evaluate
+    from app_pages.common import get_evaluation
     monkeypatch.setattr(core.recs.evaluate, "cached_evaluation",
                         lambda catalog, embeddings, names, *a: EvalReport.from_dict(full_evaluation(names)))
+    get_evaluation.clear()  # not an evaluation an earlier test's session looked up (the app keeps them a minute)
     return coldstart_page(coldstart_section="How good is it", coldstart_eval_models=models)
 
 
@@ -175,10 +177,14 @@ def test_the_fallback_reason_is_one_line_with_the_details_collapsed(no_open_clip
 
 @pytest.fixture
 def not_evaluated(app_env):
-    """No held-out evaluation in the cache, before and after (test_pages' evaluation test expects none either)."""
+    """No held-out evaluation in the cache, before and after (test_pages' evaluation test expects none either), nor
+    in the app's finished jobs, which outlive the artefact."""
+    from app_pages.common import _jobs
     ArtefactCache().clear("evaluation")
+    _jobs().clear()
     yield
     ArtefactCache().clear("evaluation")
+    _jobs().clear()
 
 
 def test_after_evaluating_the_backbone_page_shows_the_numbers_and_no_longer_asks(not_evaluated, monkeypatch):
