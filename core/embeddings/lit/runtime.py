@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
@@ -114,6 +115,12 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None):
 class OnnxFeatureTower:
     """An exported :class:`FeatureTower` run by ONNX Runtime on the CPU, one thread per core.
 
+    A batch of several photos is cut into ``threads`` parts run at once, each on one thread (a second session
+    of the same model, of one intra-op thread): EfficientNet's small depthwise convolutions split poorly across
+    threads. On 2 shared cores, 512 H&M photos through :func:`~core.embeddings.lit.features.photo_features`:
+    19-28 photos/s this way against 13-18 with one two-thread call per batch (three rounds, same conditions).
+    One photo (a query) runs on every thread.
+
     call: (b, 3, 224, 224) float32 (numpy or torch) -> tuple of numpy float32 arrays, as FeatureTower's
     outputs: pooled (b, 1280), then per block mean (b, c) and gram (b, c (c+1)/2).
     """
@@ -121,14 +128,24 @@ class OnnxFeatureTower:
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None):
         self.session = onnx_session(model, threads)
+        self.parts = threads or _cores()
+        self._single = onnx_session(model, 1) if self.parts > 1 else self.session
+        self._pool = ThreadPoolExecutor(self.parts, thread_name_prefix="onnx-part") if self.parts > 1 else None
         self.input = self.session.get_inputs()[0].name
         self.names = [o.name for o in self.session.get_outputs()]
         self.widths = [int(o.shape[1]) for o in self.session.get_outputs()]
         self.reason = ""
 
+    def _run(self, session, x: np.ndarray) -> list[np.ndarray]:
+        return session.run(self.names, {self.input: x})
+
     def __call__(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, ...]:
-        x = x.numpy() if isinstance(x, torch.Tensor) else x
-        return tuple(self.session.run(self.names, {self.input: np.ascontiguousarray(x, dtype=np.float32)}))
+        x = np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        if self._pool is None or len(x) < 2:
+            return tuple(self._run(self.session, x))
+        parts = [p for p in np.array_split(x, min(self.parts, len(x))) if len(p)]
+        outs = list(self._pool.map(lambda p: self._run(self._single, p), parts))
+        return tuple(np.concatenate(o) for o in zip(*outs))
 
 
 class TorchFeatureTower:
