@@ -245,7 +245,7 @@ def evaluate_lit(catalog: Catalog, cache, cfg=None, holdout: float = 0.1, seed: 
     heads, history = fit_heads_on(features, train, cfg)
     out = {"n_train": int(train.sum()), "n_test": int(test.sum()), "holdout_by": "group_id",
            "caption_augmentation": cfg.captions,
-           "head_training_s": round(time.perf_counter() - t, 2), "epochs": cfg.epochs,
+           "head_training_s": round(time.perf_counter() - t, 2), "epochs": len(history),
            "final_train_loss": round(history[-1], 4)}
     patterns = frequent_classes(products["pattern"].to_numpy(), min_class) if "pattern" in products else []
     types = frequent_classes(products["product_type"].to_numpy(), min_class) if "product_type" in products else []

@@ -3,8 +3,10 @@ import numpy as np
 import torch
 
 from core.cache import ArtefactCache
-from core.embeddings.lit.heads import LitConfig, LitHeads, TrainingFeatures, fit_heads, fit_heads_on, \
-    random_heads_like, training_features, training_pairs
+import dataclasses
+
+from core.embeddings.lit.heads import LitConfig, LitHeads, TrainingFeatures, choose_epochs, fit_heads, fit_heads_on, \
+    random_heads_like, training_features, training_pairs, validation_recall
 from core.embeddings.lit.runtime import FeatureRunners
 from core.embeddings.quality import retrieval_recall
 
@@ -42,7 +44,7 @@ def test_training_pairs_pair_each_selected_photo_with_its_sentence_and_captions(
 
 
 def test_fit_heads_on_selected_rows_is_fit_heads_on_their_pairs(features, catalog, tmp_path, onnx_tower, text_tower):
-    cfg = LitConfig(epochs=3, batch_size=64)
+    cfg = LitConfig(epochs=3, batch_size=64, patience=0)  # patience 0: always cfg.epochs
     got = training_features(catalog, ArtefactCache(tmp_path / "cache"), cfg, runners=FeatureRunners(onnx_tower),
                             text=text_tower)
     image, text, has_image, _ = features
@@ -57,3 +59,46 @@ def test_fit_heads_on_selected_rows_is_fit_heads_on_their_pairs(features, catalo
     no_captions = training_features(catalog, ArtefactCache(tmp_path / "cache"), LitConfig(captions=False),
                                     runners=FeatureRunners(onnx_tower), text=text_tower)
     assert no_captions.captions == []
+
+
+def paired_features(n: int = 400, seed: int = 0) -> TrainingFeatures:
+    """(n, 1280) photo and (n, 384) sentence features where the sentence is a fixed linear map of the photo plus
+    noise: a pairing heads learn in a few epochs. Each product its own group."""
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((n, 1280)).astype(np.float32)
+    text = (image @ rng.standard_normal((1280, 384)) / 36 + 0.5 * rng.standard_normal((n, 384))).astype(np.float32)
+    return TrainingFeatures(image, text, np.ones(n, dtype=bool), [], {}, np.array([f"g{i}" for i in range(n)]))
+
+
+def test_choose_epochs_stops_once_validation_recall_stops_rising():
+    features, cfg = paired_features(), LitConfig(epochs=40, batch_size=64, patience=3, validation=0.25)
+    rows = np.ones(len(features.image), dtype=bool)
+    choice = choose_epochs(features, rows, cfg)
+    assert 1 <= choice.epochs < cfg.epochs
+    assert choice.scores[choice.epochs - 1] == max(choice.scores)  # the first best epoch
+    assert len(choice.scores) == choice.epochs + cfg.patience  # stopped after `patience` epochs without a better one
+    assert max(choice.scores) > 0.5  # it did learn the pairing on products it never trained on
+    # the final fit: all the rows, the chosen epochs
+    heads, history = fit_heads_on(features, rows, cfg)
+    want, want_history = fit_heads(features.image, features.text, dataclasses.replace(cfg, epochs=choice.epochs))
+    assert history == want_history and len(history) == choice.epochs
+    for name, value in heads.state_arrays().items():
+        np.testing.assert_array_equal(value, want.state_arrays()[name])
+
+
+def test_choose_epochs_keeps_the_configured_epochs_without_groups_or_patience():
+    features = paired_features(60)
+    rows = np.ones(60, dtype=bool)
+    assert choose_epochs(dataclasses.replace(features, groups=None), rows, LitConfig(epochs=7)).epochs == 7
+    assert choose_epochs(features, rows, LitConfig(epochs=7, patience=0)).epochs == 7
+    assert choose_epochs(features, np.arange(60) < 1, LitConfig(epochs=7)).epochs == 7  # too few to hold any out
+
+
+def test_validation_recall_is_the_mean_of_both_directions():
+    heads = LitHeads(dim=8)
+    features = paired_features(50)
+    with torch.inference_mode():
+        img = heads.embed_image(torch.from_numpy(features.image)).numpy()
+        txt = heads.embed_text(torch.from_numpy(features.text)).numpy()
+    want = (retrieval_recall(txt, img)[10] + retrieval_recall(img, txt)[10]) / 2
+    assert abs(validation_recall(heads, features.image, features.text) - want) < 1e-6
