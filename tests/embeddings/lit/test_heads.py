@@ -1,5 +1,6 @@
 """offline-lit's heads: they learn the pairing, round-trip through arrays, and one fit serves build and held-out."""
 import numpy as np
+import pytest
 import torch
 
 from core.cache import ArtefactCache
@@ -61,7 +62,7 @@ def test_fit_heads_on_selected_rows_is_fit_heads_on_their_pairs(features, catalo
     assert no_captions.captions == []
 
 
-def paired_features(n: int = 400, seed: int = 0) -> TrainingFeatures:
+def paired_features(n: int, seed: int = 0) -> TrainingFeatures:
     """(n, 1280) photo and (n, 384) sentence features where the sentence is a fixed linear map of the photo plus
     noise: a pairing heads learn in a few epochs. Each product its own group."""
     rng = np.random.default_rng(seed)
@@ -70,8 +71,19 @@ def paired_features(n: int = 400, seed: int = 0) -> TrainingFeatures:
     return TrainingFeatures(image, text, np.ones(n, dtype=bool), [], {}, np.array([f"g{i}" for i in range(n)]))
 
 
-def test_choose_epochs_stops_once_validation_recall_stops_rising():
-    features, cfg = paired_features(), LitConfig(epochs=40, batch_size=64, patience=3, validation=0.25)
+@pytest.fixture
+def one_torch_thread():
+    """Small matmuls on one thread: on a machine busy with other work, torch's default threads wait on each
+    other at every step (this test took 20-60 s instead of 0.5 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_choose_epochs_stops_once_validation_recall_stops_rising(one_torch_thread):
+    features = paired_features(200)
+    cfg = LitConfig(epochs=40, batch_size=64, lr=1e-2, patience=3, validation=0.25)  # learnt in a few epochs
     rows = np.ones(len(features.image), dtype=bool)
     choice = choose_epochs(features, rows, cfg)
     assert 1 <= choice.epochs < cfg.epochs
