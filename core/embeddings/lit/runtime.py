@@ -294,18 +294,20 @@ def export_sentence_encoder(model: torch.nn.Module, path: Path) -> str:
                        {"config": TEXT_TOWER_CFG})
 
 
-def by_length(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
-    """Positions of ``texts`` in batches of ``batch_size``, longest first (by characters, as
-    SentenceTransformer.encode sorts), so each batch, padded to its own longest sentence, pads little."""
-    order = np.argsort([-len(t) for t in texts], kind="stable")
+def by_length(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Positions of texts of these token ``lengths`` in batches of ``batch_size``, longest first, so each batch,
+    padded to its own longest text, pads little. On the H&M sentences, sorting by tokens rather than characters
+    padded 1.8% instead of 27% in batches of 128."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class OnnxTextTower:
     """An exported :class:`SentenceEncoder` run by ONNX Runtime on the CPU, one thread per core, on the tokens of
-    the model's own tokenizer (padded per batch, truncated to ``max_length`` as SentenceTransformer does).
+    the model's own tokenizer (truncated to ``max_length`` as SentenceTransformer does, padded per batch).
 
-    call: n strings -> (n, 384) float32, rows L2-normalised, in the order given
+    call: n strings -> (n, 384) float32, rows L2-normalised, in the order given; ``progress(done, n)`` after
+    each batch
     """
     runtime = "onnxruntime"
 
@@ -317,13 +319,30 @@ class OnnxTextTower:
         self.widths = [o.shape[1] for o in self.session.get_outputs()]
         self.reason = ""
 
-    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         texts = list(texts)
         out = np.zeros((len(texts), TEXT_FEATURES), dtype=np.float32)
-        for rows in by_length(texts, batch_size):
-            tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
-                                    max_length=self.max_length, return_tensors="np")
-            out[rows] = self.session.run(None, {n: tokens[n].astype(np.int64, copy=False) for n in self.inputs})[0]
+        if not texts:
+            return out
+        # Tokenised once, unpadded; each batch is padded here as the tokenizer pads (right, pad id, mask 0).
+        tokens = self.tokenizer(texts, truncation="longest_first", max_length=self.max_length,
+                                return_attention_mask=True, return_token_type_ids=True)
+        pads = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+        lengths = [len(ids) for ids in tokens["input_ids"]]
+        done = 0
+        for rows in by_length(lengths, batch_size):
+            width = lengths[rows[0]]
+            feed = {}
+            for name in self.inputs:
+                batch = np.full((len(rows), width), pads[name], dtype=np.int64)
+                for j, i in enumerate(rows):
+                    batch[j, :lengths[i]] = tokens[name][i]
+                feed[name] = batch
+            out[rows] = self.session.run(None, feed)[0]
+            done += len(rows)
+            if progress:
+                progress(done, len(texts))
         return out
 
 
@@ -334,11 +353,15 @@ class TorchTextTower:
     def __init__(self, model, reason: str = ""):
         self.model, self.reason = model, reason
 
-    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, TEXT_FEATURES), dtype=np.float32)
-        return self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                 show_progress_bar=False).astype(np.float32)
+        out = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                show_progress_bar=False).astype(np.float32)
+        if progress:
+            progress(len(texts), len(texts))
+        return out
 
 
 TextRunner = OnnxTextTower | TorchTextTower
