@@ -87,8 +87,12 @@ def test_choose_epochs_stops_once_validation_recall_stops_rising(one_torch_threa
     rows = np.ones(len(features.image), dtype=bool)
     choice = choose_epochs(features, rows, cfg)
     assert 1 <= choice.epochs < cfg.epochs
-    assert choice.scores[choice.epochs - 1] == max(choice.scores)  # the first best epoch
+    chosen = choice.scores[choice.epochs - 1]
+    assert all(s < chosen + cfg.min_gain for s in choice.scores[choice.epochs:])  # none later beat it by min_gain
     assert len(choice.scores) == choice.epochs + cfg.patience  # stopped after `patience` epochs without a better one
+    # a gain nothing reaches: the first epoch stays the best
+    never = choose_epochs(features, rows, dataclasses.replace(cfg, min_gain=2.0))
+    assert never.epochs == 1 and len(never.scores) == 1 + cfg.patience
     assert max(choice.scores) > 0.5  # it did learn the pairing on products it never trained on
     # the final fit: all the rows, the chosen epochs
     heads, history = fit_heads_on(features, rows, cfg)
