@@ -141,8 +141,13 @@ def choose_epochs(features: "TrainingFeatures", rows: np.ndarray, cfg: LitConfig
     from core.embeddings.quality import held_out_split
     if features.groups is None or cfg.patience <= 0 or cfg.validation <= 0:
         return EpochChoice(cfg.epochs, [])
-    part = held_out_split(np.asarray(features.groups), (1 - cfg.validation, cfg.validation, 0.0), cfg.seed)
-    held, fit = rows & (part == "validation"), rows & (part != "validation")
+    # Drawn among the rows' own groups: over all groups, the same seed would hold out exactly the groups the
+    # held-out evaluation (split_by_group, also a tenth) leaves out of ``rows``.
+    among = np.flatnonzero(rows)
+    part = held_out_split(np.asarray(features.groups)[among], (1 - cfg.validation, cfg.validation, 0.0), cfg.seed)
+    held = np.zeros(len(rows), dtype=bool)
+    held[among[part == "validation"]] = True
+    fit = rows & ~held
     if held.sum() < 2 or fit.sum() < 2:
         return EpochChoice(cfg.epochs, [])
     scores: list[float] = []

@@ -118,3 +118,13 @@ def test_validation_recall_is_the_mean_of_both_directions():
         txt = heads.embed_text(torch.from_numpy(features.text)).numpy()
     want = (retrieval_recall(txt, img)[10] + retrieval_recall(img, txt)[10]) / 2
     assert abs(validation_recall(heads, features.image, features.text) - want) < 1e-6
+
+
+def test_choose_epochs_holds_out_among_the_rows_given(one_torch_thread):
+    """The held-out evaluation trains on the rows outside split_by_group's tenth: the validation share is drawn
+    from those rows' groups, not from all groups (where the same seed would pick exactly the excluded tenth)."""
+    from core.embeddings.quality import split_by_group
+    features = paired_features(200)
+    rows = ~split_by_group(features.groups, 0.1, seed=0)
+    cfg = LitConfig(epochs=2, batch_size=64, patience=1, validation=0.1, seed=0)
+    assert len(choose_epochs(features, rows, cfg).scores) >= 1  # validation products were found among the rows
