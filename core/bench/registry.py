@@ -10,6 +10,7 @@ from core.bench.command import BenchContext
 # only when run: several benchmarks import the embedding stack, which takes seconds.
 BENCHMARKS = {
     "embed": "core.bench.embed:command",
+    "build": "core.bench.build:command",
     "search": "core.bench.search:command",
     "app": "core.bench.app:command",
     "warm": "core.bench.warm:command",

@@ -5,7 +5,7 @@ from core.bench.registry import BENCHMARKS, list_benchmarks
 
 
 def test_every_benchmark_names_a_command():
-    assert list_benchmarks() == ["embed", "search", "app", "backbone", "cluster", "recs", "texture", "serve", "demo",
+    assert list_benchmarks() == ["embed", "build", "search", "app", "backbone", "cluster", "recs", "texture", "serve", "demo",
                                  "drill", "bombs", "connections"]
     for name, target in BENCHMARKS.items():
         module, function = target.split(":")

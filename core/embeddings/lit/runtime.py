@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
@@ -114,6 +115,12 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None):
 class OnnxFeatureTower:
     """An exported :class:`FeatureTower` run by ONNX Runtime on the CPU, one thread per core.
 
+    A batch of several photos is cut into ``threads`` parts run at once, each on one thread (a second session
+    of the same model, of one intra-op thread): EfficientNet's small depthwise convolutions split poorly across
+    threads. On 2 shared cores, 512 H&M photos through :func:`~core.embeddings.lit.features.photo_features`:
+    19-28 photos/s this way against 13-18 with one two-thread call per batch (three rounds, same conditions).
+    One photo (a query) runs on every thread.
+
     call: (b, 3, 224, 224) float32 (numpy or torch) -> tuple of numpy float32 arrays, as FeatureTower's
     outputs: pooled (b, 1280), then per block mean (b, c) and gram (b, c (c+1)/2).
     """
@@ -121,14 +128,24 @@ class OnnxFeatureTower:
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None):
         self.session = onnx_session(model, threads)
+        self.parts = threads or _cores()
+        self._single = onnx_session(model, 1) if self.parts > 1 else self.session
+        self._pool = ThreadPoolExecutor(self.parts, thread_name_prefix="onnx-part") if self.parts > 1 else None
         self.input = self.session.get_inputs()[0].name
         self.names = [o.name for o in self.session.get_outputs()]
         self.widths = [int(o.shape[1]) for o in self.session.get_outputs()]
         self.reason = ""
 
+    def _run(self, session, x: np.ndarray) -> list[np.ndarray]:
+        return session.run(self.names, {self.input: x})
+
     def __call__(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, ...]:
-        x = x.numpy() if isinstance(x, torch.Tensor) else x
-        return tuple(self.session.run(self.names, {self.input: np.ascontiguousarray(x, dtype=np.float32)}))
+        x = np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        if self._pool is None or len(x) < 2:
+            return tuple(self._run(self.session, x))
+        parts = [p for p in np.array_split(x, min(self.parts, len(x))) if len(p)]
+        outs = list(self._pool.map(lambda p: self._run(self._single, p), parts))
+        return tuple(np.concatenate(o) for o in zip(*outs))
 
 
 class TorchFeatureTower:
@@ -277,18 +294,20 @@ def export_sentence_encoder(model: torch.nn.Module, path: Path) -> str:
                        {"config": TEXT_TOWER_CFG})
 
 
-def by_length(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
-    """Positions of ``texts`` in batches of ``batch_size``, longest first (by characters, as
-    SentenceTransformer.encode sorts), so each batch, padded to its own longest sentence, pads little."""
-    order = np.argsort([-len(t) for t in texts], kind="stable")
+def by_length(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Positions of texts of these token ``lengths`` in batches of ``batch_size``, longest first, so each batch,
+    padded to its own longest text, pads little. On the H&M sentences, sorting by tokens rather than characters
+    padded 1.8% instead of 27% in batches of 128."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class OnnxTextTower:
     """An exported :class:`SentenceEncoder` run by ONNX Runtime on the CPU, one thread per core, on the tokens of
-    the model's own tokenizer (padded per batch, truncated to ``max_length`` as SentenceTransformer does).
+    the model's own tokenizer (truncated to ``max_length`` as SentenceTransformer does, padded per batch).
 
-    call: n strings -> (n, 384) float32, rows L2-normalised, in the order given
+    call: n strings -> (n, 384) float32, rows L2-normalised, in the order given; ``progress(done, n)`` after
+    each batch
     """
     runtime = "onnxruntime"
 
@@ -300,13 +319,30 @@ class OnnxTextTower:
         self.widths = [o.shape[1] for o in self.session.get_outputs()]
         self.reason = ""
 
-    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         texts = list(texts)
         out = np.zeros((len(texts), TEXT_FEATURES), dtype=np.float32)
-        for rows in by_length(texts, batch_size):
-            tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
-                                    max_length=self.max_length, return_tensors="np")
-            out[rows] = self.session.run(None, {n: tokens[n].astype(np.int64, copy=False) for n in self.inputs})[0]
+        if not texts:
+            return out
+        # Tokenised once, unpadded; each batch is padded here as the tokenizer pads (right, pad id, mask 0).
+        tokens = self.tokenizer(texts, truncation="longest_first", max_length=self.max_length,
+                                return_attention_mask=True, return_token_type_ids=True)
+        pads = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+        lengths = [len(ids) for ids in tokens["input_ids"]]
+        done = 0
+        for rows in by_length(lengths, batch_size):
+            width = lengths[rows[0]]
+            feed = {}
+            for name in self.inputs:
+                batch = np.full((len(rows), width), pads[name], dtype=np.int64)
+                for j, i in enumerate(rows):
+                    batch[j, :lengths[i]] = tokens[name][i]
+                feed[name] = batch
+            out[rows] = self.session.run(None, feed)[0]
+            done += len(rows)
+            if progress:
+                progress(done, len(texts))
         return out
 
 
@@ -317,11 +353,15 @@ class TorchTextTower:
     def __init__(self, model, reason: str = ""):
         self.model, self.reason = model, reason
 
-    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, TEXT_FEATURES), dtype=np.float32)
-        return self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                 show_progress_bar=False).astype(np.float32)
+        out = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                show_progress_bar=False).astype(np.float32)
+        if progress:
+            progress(len(texts), len(texts))
+        return out
 
 
 TextRunner = OnnxTextTower | TorchTextTower

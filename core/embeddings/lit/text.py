@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,6 +59,8 @@ class TextTower:
                 self._runners[choice] = create_text_runner(self.cache, self)
             return self._runners[choice]
 
-    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
-        """n strings -> (n, 384) float32, rows L2-normalised, in batches of up to ``batch_size``."""
-        return self.runner()(texts, batch_size)
+    def __call__(self, texts: Sequence[str], batch_size: int = TEXT_BATCH,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """n strings -> (n, 384) float32, rows L2-normalised, in batches of up to ``batch_size`` (``progress(done,
+        n)`` after each)."""
+        return self.runner()(texts, batch_size, progress)

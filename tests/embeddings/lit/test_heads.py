@@ -1,10 +1,13 @@
 """offline-lit's heads: they learn the pairing, round-trip through arrays, and one fit serves build and held-out."""
 import numpy as np
+import pytest
 import torch
 
 from core.cache import ArtefactCache
-from core.embeddings.lit.heads import LitConfig, LitHeads, TrainingFeatures, fit_heads, fit_heads_on, \
-    random_heads_like, training_features, training_pairs
+import dataclasses
+
+from core.embeddings.lit.heads import LitConfig, LitHeads, TrainingFeatures, choose_epochs, fit_heads, fit_heads_on, \
+    random_heads_like, training_features, training_pairs, validation_recall
 from core.embeddings.lit.runtime import FeatureRunners
 from core.embeddings.quality import retrieval_recall
 
@@ -42,7 +45,7 @@ def test_training_pairs_pair_each_selected_photo_with_its_sentence_and_captions(
 
 
 def test_fit_heads_on_selected_rows_is_fit_heads_on_their_pairs(features, catalog, tmp_path, onnx_tower, text_tower):
-    cfg = LitConfig(epochs=3, batch_size=64)
+    cfg = LitConfig(epochs=3, batch_size=64, patience=0)  # patience 0: always cfg.epochs
     got = training_features(catalog, ArtefactCache(tmp_path / "cache"), cfg, runners=FeatureRunners(onnx_tower),
                             text=text_tower)
     image, text, has_image, _ = features
@@ -57,3 +60,71 @@ def test_fit_heads_on_selected_rows_is_fit_heads_on_their_pairs(features, catalo
     no_captions = training_features(catalog, ArtefactCache(tmp_path / "cache"), LitConfig(captions=False),
                                     runners=FeatureRunners(onnx_tower), text=text_tower)
     assert no_captions.captions == []
+
+
+def paired_features(n: int, seed: int = 0) -> TrainingFeatures:
+    """(n, 1280) photo and (n, 384) sentence features where the sentence is a fixed linear map of the photo plus
+    noise: a pairing heads learn in a few epochs. Each product its own group."""
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((n, 1280)).astype(np.float32)
+    text = (image @ rng.standard_normal((1280, 384)) / 36 + 0.5 * rng.standard_normal((n, 384))).astype(np.float32)
+    return TrainingFeatures(image, text, np.ones(n, dtype=bool), [], {}, np.array([f"g{i}" for i in range(n)]))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small matmuls on one thread: on a machine busy with other work, torch's default threads wait on each
+    other at every step (this test took 20-60 s instead of 0.5 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_choose_epochs_stops_once_validation_recall_stops_rising(one_torch_thread):
+    features = paired_features(200)
+    cfg = LitConfig(epochs=40, batch_size=64, lr=1e-2, patience=3, validation=0.25)  # learnt in a few epochs
+    rows = np.ones(len(features.image), dtype=bool)
+    choice = choose_epochs(features, rows, cfg)
+    assert 1 <= choice.epochs < cfg.epochs
+    chosen = choice.scores[choice.epochs - 1]
+    assert all(s < chosen + cfg.min_gain for s in choice.scores[choice.epochs:])  # none later beat it by min_gain
+    assert len(choice.scores) == choice.epochs + cfg.patience  # stopped after `patience` epochs without a better one
+    # a gain nothing reaches: the first epoch stays the best
+    never = choose_epochs(features, rows, dataclasses.replace(cfg, min_gain=2.0))
+    assert never.epochs == 1 and len(never.scores) == 1 + cfg.patience
+    assert max(choice.scores) > 0.5  # it did learn the pairing on products it never trained on
+    # the final fit: all the rows, the chosen epochs
+    heads, history = fit_heads_on(features, rows, cfg)
+    want, want_history = fit_heads(features.image, features.text, dataclasses.replace(cfg, epochs=choice.epochs))
+    assert history == want_history and len(history) == choice.epochs
+    for name, value in heads.state_arrays().items():
+        np.testing.assert_array_equal(value, want.state_arrays()[name])
+
+
+def test_choose_epochs_keeps_the_configured_epochs_without_groups_or_patience():
+    features = paired_features(60)
+    rows = np.ones(60, dtype=bool)
+    assert choose_epochs(dataclasses.replace(features, groups=None), rows, LitConfig(epochs=7)).epochs == 7
+    assert choose_epochs(features, rows, LitConfig(epochs=7, patience=0)).epochs == 7
+    assert choose_epochs(features, np.arange(60) < 1, LitConfig(epochs=7)).epochs == 7  # too few to hold any out
+
+
+def test_validation_recall_is_the_mean_of_both_directions():
+    heads = LitHeads(dim=8)
+    features = paired_features(50)
+    with torch.inference_mode():
+        img = heads.embed_image(torch.from_numpy(features.image)).numpy()
+        txt = heads.embed_text(torch.from_numpy(features.text)).numpy()
+    want = (retrieval_recall(txt, img)[10] + retrieval_recall(img, txt)[10]) / 2
+    assert abs(validation_recall(heads, features.image, features.text) - want) < 1e-6
+
+
+def test_choose_epochs_holds_out_among_the_rows_given(one_torch_thread):
+    """The held-out evaluation trains on the rows outside split_by_group's tenth: the validation share is drawn
+    from those rows' groups, not from all groups (where the same seed would pick exactly the excluded tenth)."""
+    from core.embeddings.quality import split_by_group
+    features = paired_features(200)
+    rows = ~split_by_group(features.groups, 0.1, seed=0)
+    cfg = LitConfig(epochs=2, batch_size=64, patience=1, validation=0.1, seed=0)
+    assert len(choose_epochs(features, rows, cfg).scores) >= 1  # validation products were found among the rows

@@ -17,6 +17,19 @@ def test_preprocess_pads_a_portrait_photo_onto_white():
     np.testing.assert_allclose(x[:, :, 100:124].numpy(), -127 / 128, atol=1e-6)  # the black garment, whole
 
 
+def test_preprocess_values_are_those_the_stored_features_were_made_from():
+    """The scaling moved from torch to numpy for speed: bit for bit the same tensor, so cached rows stay valid."""
+    photo = draw_photo("checks")
+    canvas = Image.new("RGB", (224, 224), (255, 255, 255))
+    small = photo.resize((224, round(224 * photo.height / photo.width)) if photo.width >= photo.height
+                         else (round(224 * photo.width / photo.height), 224), Image.Resampling.BICUBIC)
+    canvas.paste(small, ((224 - small.width) // 2, (224 - small.height) // 2))
+    before = (torch.from_numpy(np.asarray(canvas, dtype=np.float32)).permute(2, 0, 1) - 127.0) / 128.0
+    x = LitImagePreprocess()(photo)
+    assert x.is_contiguous() and x.dtype == torch.float32
+    assert torch.equal(x, before)
+
+
 def test_centre_crop_zooms_into_the_garment_and_gray_has_equal_channels():
     photo = draw_photo("solid")  # a red block on white: the crop holds garment only
     crop, full = CentrePreprocess()(photo), LitImagePreprocess()(photo)
