@@ -4,14 +4,16 @@ import time
 
 import pytest
 
-from tests.app.test_pages import app_env, run_page, wait_for_build  # noqa: F401 (app_env: a fixture)
+from tests.app.test_pages import run_page, wait_for_build
 
 pytestmark = pytest.mark.app
 SPEC = "synthetic:30:7"  # a catalogue no other app test opens: its build job (and warm-up) is this test's own
 
 
 @pytest.fixture
-def warm_env(app_env, monkeypatch):
+def warm_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATELIER_CACHE", str(tmp_path / "cache"))  # cold: nothing warmed by another test
+    monkeypatch.setenv("ATELIER_BACKBONE", "random:atelier-tiny")
     monkeypatch.setenv("ATELIER_CATALOG", SPEC)
     monkeypatch.setenv("ATELIER_WARM", "1")
     monkeypatch.setenv("ATELIER_WARM_MODELS", "popularity,content")  # the evaluation in seconds
