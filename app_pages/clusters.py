@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, job_panel, map_job,
+from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, job_panel, pending_job,
                               page_build, product_grid)
 from app_pages.mapview import SELECTIONS, list_key, map_chart, map_key, photo_urls, selected_ids
 from core.cache import ArtefactCache
@@ -26,8 +26,9 @@ min_samples = c3.number_input("Min samples", 1, 500, 10, key="clusters_min_sampl
 soft = c4.toggle("Place noise in its likeliest cluster", key="clusters_soft",
                  help="HDBSCAN's soft membership; such products are drawn as open circles")
 
-warming = map_job(built, kind)
-if warming is not None and (min_size, min_samples) == (ClusterConfig().min_cluster_size, ClusterConfig().min_samples):
+defaults = (min_size, min_samples) == (ClusterConfig().min_cluster_size, ClusterConfig().min_samples)
+warming = pending_job(built, "map", kind)
+if warming is not None and defaults:
     job_panel(warming, f"The {KIND_NAMES[kind]} map is being computed (UMAP, HDBSCAN, names) after the build; this page "
                        "shows it when it is done. Other settings or kinds can be chosen meanwhile.")
     st.stop()
@@ -105,7 +106,10 @@ with compare_tab:
     st.caption("DBSCAN with one eps over the raw embeddings against HDBSCAN on their 10-D UMAP, same "
                "embeddings and min samples. The eps grid comes from the k-distance heuristic (quantiles of "
                "each product's distance to its k-th neighbour). ARI counts noise as one group.")
-    if dbscan_is_cached(built, ArtefactCache(), cmap) or st.button("Run the comparison", key="clusters_compare"):
+    comparing = pending_job(built, "dbscan", kind) if defaults else None
+    if comparing is not None:
+        job_panel(comparing, "The comparison is being computed after the build; it shows here when it is done.")
+    elif dbscan_is_cached(built, ArtefactCache(), cmap) or st.button("Run the comparison", key="clusters_compare"):
         comparison = get_dbscan_table(built, cmap, (build_key(built), cmap.fingerprint, cmap.config))
         shown = [c for c in comparison.columns if not c.startswith("ari_clustered")]
         st.dataframe(comparison[shown], hide_index=True, width="stretch")

@@ -7,10 +7,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (build_key, cached_or_job, current_catalog, describe, evaluation_job, first_evaluation,
-                              get_audience,
-                              page_build, get_evaluation, get_purchase_counts, get_rec_data, get_recommender,
-                              get_split, job_panel, product_grid, recommender_names)
+from app_pages.common import (build_key, cached_or_job, current_catalog, describe, evaluation_job, first_evaluation_job,
+                              get_audience, page_build, get_evaluation, get_purchase_counts, get_rec_data, get_split,
+                              job_panel, product_grid, recommender_job, recommender_names)
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Built
 from core.recs.contract import RecData
@@ -41,7 +40,7 @@ def pick_model(key: str, names: list[str], text: str = "Model") -> str:
 
 def model_or_progress(built: Built, data: RecData, name: str):
     """The fitted recommender, or None after showing why not (still training, or failed)."""
-    job = get_recommender(built, build_key(built), name, CUTOFF)
+    job = recommender_job(built, name, CUTOFF, END)
     job.wait_once(3.0)
     if job.finished:
         return job.result
@@ -648,27 +647,38 @@ def ask_to_evaluate(built: Built, models: tuple[str, ...], names: list[str], job
         st.rerun()
 
 
+def evaluation_report(built: Built, models: tuple[str, ...], names: list[str]) -> EvalReport | None:
+    """The full evaluation of ``models``; while the warm-up computes it, its first one-seed evaluation once that is
+    done (labelled as such, the full one's progress beside it); else None after showing what is computing, or
+    why there is none and how to compute it."""
+    full, job = get_evaluation(built, build_key(built), models, CUTOFF, END), evaluation_job(built, models, CUTOFF, END)
+    first = first_evaluation_job(built, models, CUTOFF, END)
+    if full is None and job is not None and not job.finished and not job.error and first is not None \
+            and not first.error:
+        if not first.finished:
+            job_panel(first, "Evaluating, a first time with one seed (the full evaluation follows): each model is "
+                             "fitted on the purchases before the cutoff and on a validation window before it.")
+            return None
+        job_panel(job, f"**One seed so far.** These numbers are from the learned models' first seed; the full "
+                       f"evaluation ({len(EvalConfig().seeds)} seeds, each customer's values averaged over them) is "
+                       "computing and replaces them when it is done. A gap smaller than a seed's spread is not one "
+                       "to act on.")
+        return first.result
+    return cached_or_job(
+        full, job, get_evaluation.clear,  # it is in the artefact cache now
+        "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation window before "
+        "it, where its settings are chosen) and ranks the whole catalogue for every test customer, the learned "
+        "models once per seed. Fitted models are cached.",
+        lambda job: ask_to_evaluate(built, models, names, job))
+
+
 def how_good(built: Built, names: list[str]) -> None:
     models = st.multiselect("Models", names, default=names, key="coldstart_eval_models", format_func=label)
     if not models:
         st.info("Choose at least one model.")
         return
     models = tuple(sorted(models))
-    full, job = get_evaluation(built, build_key(built), models, CUTOFF, END), evaluation_job(built, models, CUTOFF, END)
-    first = None if full is not None else first_evaluation(built, models, CUTOFF, END)
-    if first is not None:  # the warm-up's quick evaluation, while the full one computes
-        job_panel(job, f"**One seed so far.** These numbers are from the learned models' first seed; the full "
-                       f"evaluation ({len(EvalConfig().seeds)} seeds, each customer's values averaged over them) is "
-                       "computing and replaces them when it is done. A gap smaller than a seed's spread is not one "
-                       "to act on.")
-        report = first
-    else:
-        report = cached_or_job(
-            full, job, get_evaluation.clear,  # it is in the artefact cache now
-            "Evaluating: each model is fitted on the purchases before the cutoff (and on a validation window before "
-            "it, where its settings are chosen) and ranks the whole catalogue for every test customer, the learned "
-            "models once per seed. Fitted models are cached.",
-            lambda job: ask_to_evaluate(built, models, names, job))
+    report = evaluation_report(built, models, names)
     if report is None:
         return
 

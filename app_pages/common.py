@@ -116,13 +116,17 @@ def find_job(built: Built, *key) -> Job | None:
     return _jobs().get((build_key(built), *key))
 
 
+_JOBS_LOCK = threading.Lock()  # sessions and the warm-up register jobs from several threads
+
+
 def start_job(built: Built, key: tuple, job: Job) -> Job:
     """``job`` started and registered under ``key``, unless one is queued, running or done there already."""
     jobs = _jobs()
-    known = jobs.get((build_key(built), *key))
-    if known is not None and not known.error:
-        return known
-    jobs[(build_key(built), *key)] = job
+    with _JOBS_LOCK:
+        known = jobs.get((build_key(built), *key))
+        if known is not None and not known.error:
+            return known
+        jobs[(build_key(built), *key)] = job
     return job.start()
 
 
@@ -145,27 +149,42 @@ class BuildJob(Job):
     def built(self) -> Built | None:
         return self.result if self.finished else None
 
+    warm_error: str | None = None  # why the warm-up could not be planned (the pages then compute on request)
+
     def build(self, catalog: Catalog, backbone_name: str, progress: Progress) -> Built:
+        """The build, and the warm-up's stages planned and registered before the build counts as finished: a
+        page that sees the build sees too which of its results are on their way, and never starts them again."""
         self.backbone = create_backbone(backbone_name)
         progress("loading cached embeddings", 0, 0)
-        return build(catalog, self.backbone, ArtefactCache(), progress=progress)
+        built = build(catalog, self.backbone, ArtefactCache(), progress=progress)
+        if os.environ.get(WARM_ENV, "1") != "0":
+            progress("planning what the pages open with", 0, 0)
+            self.plan_warm_up(built)
+        return built
+
+    def plan_warm_up(self, built: Built) -> None:
+        from core.warmup import warm_stages
+        chosen = os.environ.get(WARM_MODELS_ENV)
+        models = [m.strip() for m in chosen.split(",") if m.strip()] if chosen is not None else list(self.models)
+        try:
+            stages = warm_stages(built, ArtefactCache(), models=models)
+        except Exception as e:  # planning reads the purchases and the cache: a failure here must not stop the build
+            self.warm_error = f"{e.__class__.__name__}: {e}"
+            return
+        warm = [Job(stage.name, stage.compute, page=stage.page, key=stage.key) for stage in stages]
+        with _JOBS_LOCK:
+            for i, job in enumerate(warm):
+                known = self.registry.get((build_key(built), *job.key))
+                if known is not None and not known.error:  # a page started that computation first: follow it
+                    warm[i] = known
+                else:
+                    self.registry[(build_key(built), *job.key)] = job
+        self.warm = warm
 
     def run(self, observer: Progress | None = None) -> None:
         super().run(observer)
-        if self.finished and os.environ.get(WARM_ENV, "1") != "0":
-            self.warm_up(self.result)
-
-    def warm_up(self, built: Built) -> None:
-        from core.warmup import warm_stages
-        jobs = self.registry
-        chosen = os.environ.get(WARM_MODELS_ENV)
-        models = [m.strip() for m in chosen.split(",") if m.strip()] if chosen is not None else list(self.models)
-        self.warm = [Job(stage.name, stage.compute, page=stage.page, key=stage.key)
-                     for stage in warm_stages(built, ArtefactCache(), models=models)]
-        for job in self.warm:  # registered before any runs, so every page knows its result is on the way
-            jobs.setdefault((build_key(built), *job.key), job)
-        for job in self.warm:
-            if jobs.get((build_key(built), *job.key)) is job:  # not when a page started that computation first
+        for job in self.warm if self.finished else []:
+            if job.state == "queued" and job.thread is None:  # ours to run (a page's own job runs in its thread)
                 job.run()
 
 
@@ -299,6 +318,8 @@ def warm_status() -> None:
     """The warm-up in one place (the sidebar): each stage done, running (with its progress) or queued, and the
     page it warms; one line once every page is warm."""
     job = current_job()
+    if job.warm_error:
+        st.caption(f"The pages were not warmed after the build ({job.warm_error}); each computes on request.")
     if not job.warm:
         return
     failed = [j for j in job.warm if j.error]
@@ -373,19 +394,29 @@ def get_rec_data(_built: Built, build_key: tuple, cutoff: str) -> RecData:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str) -> Job:
+def get_recommender(_built: Built, build_key: tuple, name: str, cutoff: str, evaluated: bool = False) -> Job:
     """A job fitting ``name`` on the purchases before ``cutoff`` as the stored evaluation of the default models
     served it, if there is one (its settings chosen on validation, its new-customer fallback:
     ``core.recs.evaluate.as_evaluated``), else with its defaults; through the artefact cache, so the learned models
-    are trained once, then loaded. Started at the first call."""
+    are trained once, then loaded. Started at the first call. ``evaluated``: whether the warm-up's evaluation
+    was done when asked (a new job then, which serves the evaluation's choices)."""
     from core.recs.evaluate import as_evaluated
-    warm = find_job(_built, "recommender", name, cutoff)
-    if warm is not None and not warm.error:  # the warm-up fits (or fitted) it: the page waits for that fit
-        return warm
     data = get_rec_data(_built, build_key, cutoff)
     return Job(f"fit-{name}", lambda progress: as_evaluated(name, data, served_evaluation(_built, build_key, cutoff),
                                                           ArtefactCache(), progress=progress),
                step=f"loading {name} from the cache, or preparing its training data").start()
+
+
+def recommender_job(built: Built, name: str, cutoff: str, end: str) -> Job:
+    """The job fitting ``name`` for the Cold start page: the warm-up's fit while it runs or until the warm-up's
+    evaluation (at ``cutoff``, ``end``) is done, else :func:`get_recommender`'s, which serves what that
+    evaluation chose."""
+    warm = find_job(built, "recommender", name, cutoff)
+    evaluation = find_job(built, "evaluation", current_job().models, cutoff, end)
+    evaluated = evaluation is not None and evaluation.finished
+    if warm is not None and not warm.error and not (evaluated and warm.finished):
+        return warm
+    return get_recommender(built, build_key(built), name, cutoff, evaluated)
 
 
 @st.cache_resource(show_spinner=False, ttl=60, max_entries=8)
@@ -434,14 +465,11 @@ def get_evaluation(_built: Built, build_key: tuple, models: tuple[str, ...], cut
                              dataclasses.replace(cfg, seeds=seeds) if seeds else cfg, ArtefactCache())
 
 
-def first_evaluation(built: Built, models: tuple[str, ...], cutoff: str, end: str) -> EvalReport | None:
-    """The warm-up's first evaluation (one seed) of these models, while the full one is still on its way: None
-    when there is no full evaluation being computed, or no first one stored."""
+def first_evaluation_job(built: Built, models: tuple[str, ...], cutoff: str, end: str) -> Job | None:
+    """The warm-up's first evaluation (one seed) of these models, if the warm-up planned one: what *How good is
+    it* shows while the full evaluation computes."""
     from core.warmup import FIRST_SEEDS
-    job = find_job(built, "evaluation", tuple(sorted(models)), cutoff, end)
-    if job is None or job.finished or job.error:
-        return None
-    return get_evaluation(built, build_key(built), tuple(models), cutoff, end, FIRST_SEEDS)
+    return find_job(built, "evaluation", tuple(sorted(models)), cutoff, end, FIRST_SEEDS)
 
 
 def backbone_job(built: Built, start: bool = False) -> Job | None:
@@ -455,10 +483,10 @@ def backbone_job(built: Built, start: bool = False) -> Job | None:
     return job
 
 
-def map_job(built: Built, kind: str) -> Job | None:
-    """The warm-up's cluster map of ``kind`` (default settings), if it is queued or computing: the Clusters page
-    waits for it rather than computing the same map beside it."""
-    job = find_job(built, "map", kind)
+def pending_job(built: Built, *key) -> Job | None:
+    """The warm-up's job computing ``key`` (e.g. "map", kind), if it is queued or running: a page waits for it
+    rather than computing the same thing beside it."""
+    job = find_job(built, *key)
     return job if job is not None and job.state in ("queued", "running") else None
 
 

@@ -185,7 +185,9 @@ def sales(facts, catalog: Catalog) -> None:
               help=f"Among the catalogue's {len(catalog.products):,} products, by purchases over all time (1: the "
                    "bestseller; ties share a rank)")
     if counts.until is None:
-        st.caption("This catalogue has no purchases.")
+        st.caption("This catalogue has no purchases." if counts.counts.empty else
+                   f"Sales rank among {len(catalog.products):,} products; the purchases have no dates, so there are "
+                   f"no last {facts.weeks} weeks.")
     else:
         never = "Never bought. " if not all_time else ""
         st.caption(f"{never}Sales rank among {len(catalog.products):,} products; the last {facts.weeks} weeks of the "

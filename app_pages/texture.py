@@ -236,7 +236,8 @@ def before_after(report: TextureReport | None, label: str, built, catalog) -> No
     orders = [o for o in ORDERS if o != "confused" or confusions]
     order = c1.radio("Order", orders, format_func=ORDERS.get, horizontal=True, key="texture_order",
                      on_change=lambda: st.session_state.pop("texture_product", None))  # open on the new first
-    k = c2.slider("Neighbours", 4, 24, 8, key="texture_k")
+    top = min(24, *(built.tables[kind]["rows"].shape[1] for kind in ("image", "texture")))  # the tables' width
+    k = c2.slider("Neighbours", 4, top, min(8, top), key="texture_k") if top > 4 else top  # a tiny catalogue
     gains = before_after_gains(built, label, k).assign(k=k)
     if gains.empty:
         st.info(f"No product with a photo has a {label}.")

@@ -93,18 +93,23 @@ def run_tasks(tasks: Sequence[Task], progress: Progress | None = None) -> dict[s
 
 # ---------------------------------------------------------------- the stages of a build
 
-def map_stage(built: Built, cache: ArtefactCache, kind: str, dbscan: bool = False) -> Task:
-    """The cluster map of ``kind`` with the Clusters page's default settings; with ``dbscan``, also its
-    DBSCAN comparison (the page's second tab)."""
+def map_stage(built: Built, cache: ArtefactCache, kind: str) -> Task:
+    """The cluster map of ``kind`` with the Clusters page's default settings."""
+    from core.explore.clustermap import MapConfig, cluster_map
+    return Task(f"cluster map ({kind})", lambda progress: cluster_map(built, cache, MapConfig(kind=kind),
+                                                                      progress=progress),
+                page="Clusters", key=("map", kind))
+
+
+def dbscan_stage(built: Built, cache: ArtefactCache, kind: str) -> Task:
+    """DBSCAN's comparison with the default map of ``kind`` (the Clusters page's second tab)."""
     from core.explore.clustermap import MapConfig, cluster_map, dbscan_comparison
 
     def compute(progress: Progress):
-        cmap = cluster_map(built, cache, MapConfig(kind=kind), progress=progress)
-        if dbscan:
-            progress("DBSCAN over its eps grid", 0, 0)
-            dbscan_comparison(built, cache, cmap)
-        return cmap
-    return Task(f"cluster map ({kind})", compute, page="Clusters", key=("map", kind))
+        cmap = cluster_map(built, cache, MapConfig(kind=kind))  # cached by the map's stage: a lookup
+        progress("DBSCAN over its eps grid", 0, 0)
+        return dbscan_comparison(built, cache, cmap)
+    return Task(f"DBSCAN comparison ({kind})", compute, page="Clusters", key=("dbscan", kind))
 
 
 def thumbnail_stage(built: Built, cache: ArtefactCache) -> Task:
@@ -180,7 +185,7 @@ def texture_label(built: Built) -> str | None:
 def warm_stages(built: Built, cache: ArtefactCache, models: Sequence[str] | None = None,
                 map_kinds: Sequence[str] | None = None) -> list[Task]:
     """The stages after ``built``, in the order pages are warmed: the map the Clusters page opens on (the
-    quickest page to warm) and the photo thumbnails its hover shows, the backbone's held-out evaluation (offline-lit only), the texture report, the Cold
+    quickest page to warm), the photo thumbnails its hover shows and its DBSCAN comparison, the backbone's held-out evaluation (offline-lit only), the texture report, the Cold
     start page's learned recommenders and a first evaluation with one seed on the default split (when there
     are purchases before its cutoff and in its test window), the maps of the other kinds (``map_kinds``,
     default every kind of the build), which a visitor opens less often, and last the full evaluation (the first
@@ -194,9 +199,10 @@ def warm_stages(built: Built, cache: ArtefactCache, models: Sequence[str] | None
     from core.recs.split import SplitConfig
     kinds = [k for k in (map_kinds if map_kinds is not None else built.kinds) if k in built.kinds]
     first = [k for k in kinds if k == MapConfig().kind]
-    stages = [map_stage(built, cache, kind, dbscan=True) for kind in first]
+    stages = [map_stage(built, cache, kind) for kind in first]
     if kinds and built.embeddings.has_image.any():
         stages.append(thumbnail_stage(built, cache))
+    stages += [dbscan_stage(built, cache, kind) for kind in first]
     if isinstance(built.backbone, LitBackbone):
         stages.append(backbone_stage(built, cache))
     label = texture_label(built)

@@ -46,7 +46,8 @@ def test_build_then_rebuild(two_builds):
     assert (two["images_embedded"], two["texts_embedded"]) == (0, 0)
     assert "RANDOM" in first.stderr  # random weights are never silent
     # after publishing, build warms what the pages open with: the hybrid map first, the other kinds last
-    assert list(one["warm"]) == ["cluster map (hybrid)", "photo thumbnails", "texture report",
+    assert list(one["warm"]) == ["cluster map (hybrid)", "photo thumbnails", "DBSCAN comparison (hybrid)",
+                                 "texture report",
                                  "evaluation (first, one seed)", "cluster map (image)", "cluster map (text)",
                                  "cluster map (texture)", "evaluation"]
     assert all(isinstance(seconds, float) for seconds in one["warm"].values()), one["warm"]  # none failed

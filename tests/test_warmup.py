@@ -20,19 +20,20 @@ def names(tasks: list[Task]) -> list[str]:
 
 def test_stages_come_in_the_order_pages_need_them(built):
     tasks = warm_stages(built, built.cache)
-    assert names(tasks) == ["cluster map (hybrid)", "photo thumbnails", "texture report",
+    assert names(tasks) == ["cluster map (hybrid)", "photo thumbnails", "DBSCAN comparison (hybrid)",
+                            "texture report",
                             "GraphSAGE on the purchases before 2020-04-01", "Two-tower on the purchases before 2020-04-01",
                             "evaluation (first, one seed)", "cluster map (image)", "cluster map (text)",
                             "cluster map (texture)", "evaluation"]
-    assert {t.page for t in tasks} == {"Clusters", "Texture failures", "Cold start"}
+    assert {t.page for t in tasks} == {"Clusters", "Texture failures", "Cold start"}  # offline-lit adds Backbone
     assert tasks[-1].key[0] == "evaluation" and len(tasks[-1].key) == 4  # the key the Cold start page looks up
-    assert tasks[5].key == tasks[-1].key + ((0,),)  # the first evaluation: one seed, a key of its own
+    assert tasks[6].key == tasks[-1].key + ((0,),)  # the first evaluation: one seed, a key of its own
     assert all(t.state == "queued" and t.seconds() == 0 for t in tasks)  # made, not run
 
 
 def test_only_what_the_catalogue_can_have(built):
     assert names(warm_stages(built, built.cache, models=[], map_kinds=["hybrid"])) == [
-        "cluster map (hybrid)", "photo thumbnails", "texture report"]
+        "cluster map (hybrid)", "photo thumbnails", "DBSCAN comparison (hybrid)", "texture report"]
     assert names(warm_stages(built, built.cache, models=["content"], map_kinds=[]))[-2:] == [
         "evaluation (first, one seed)", "evaluation"]  # no learned model named: none fitted for the demo
     no_purchases = dataclasses.replace(built.catalog, purchases=built.catalog.purchases.iloc[:0])

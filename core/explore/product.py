@@ -58,10 +58,15 @@ def purchase_counts(purchases: pd.DataFrame, weeks: int = 4) -> PurchaseCounts:
     if ids.empty:
         empty = pd.DataFrame({"all_time": pd.Series(dtype=np.int64), "recent": pd.Series(dtype=np.int64)})
         return PurchaseCounts(empty.rename_axis("product_id"), weeks, None, None)
-    until = pd.Timestamp(purchases["timestamp"].max())
-    since = until.normalize() - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)  # 4 weeks = 28 days, last one included
     all_time = ids.value_counts()
-    recent = ids[purchases["timestamp"] >= since].value_counts().reindex(all_time.index, fill_value=0)
+    stamps = purchases["timestamp"]
+    if stamps.isna().all():  # a shop export without dates: counts over all time only, no "last weeks"
+        recent = pd.Series(0, index=all_time.index)
+        counts = pd.DataFrame({"all_time": all_time.astype(np.int64), "recent": recent.astype(np.int64)})
+        return PurchaseCounts(counts.rename_axis("product_id"), weeks, None, None)
+    until = pd.Timestamp(stamps.max())
+    since = until.normalize() - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)  # 4 weeks = 28 days, last one included
+    recent = ids[stamps >= since].value_counts().reindex(all_time.index, fill_value=0)
     counts = pd.DataFrame({"all_time": all_time.astype(np.int64), "recent": recent.astype(np.int64)})
     return PurchaseCounts(counts.rename_axis("product_id"), weeks, since, until)
 

@@ -94,6 +94,11 @@ def test_purchase_counts_without_purchases():
     assert counts.of("a") == (0, 0) and counts.until is None
 
 
+def test_purchase_counts_of_purchases_without_dates():
+    counts = purchase_counts(pd.DataFrame({"product_id": ["a", "a", "b"], "timestamp": pd.to_datetime([None] * 3)}))
+    assert counts.of("a") == (2, 0) and counts.rank("a") == 1 and counts.until is None and counts.since is None
+
+
 def test_a_striped_top_among_plain_photos_is_a_texture_confusion_fixed_by_texture(built):
     check = texture_check(built, "s0", k=4)
     assert check.value == "Stripe"
