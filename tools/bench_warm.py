@@ -3,7 +3,8 @@
 Run through ``python -m core bench warm`` (core itself never imports streamlit), which points ATELIER_CACHE at
 an empty folder unless told otherwise. The app is started as a first visitor starts it (one script run, which
 starts the build and, after it, the warm-up); every few seconds each page not yet warm is opened in a new
-session, as a visitor would, and it counts as warm once it shows its content with nothing computing: no
+session, as a visitor would (every ``BENCH_WARM_POLL`` seconds, 20 by default: each check renders pages, which
+takes CPU from the warm-up it measures), and it counts as warm once it shows its content with nothing computing: no
 progress bar, no compute button, no "still being computed" / "not computed yet" message.
 ``<page>_s``: seconds from the app's start to that page warm (null when not within ``--timeout``);
 ``order``: the pages in the order they became warm; ``stages``: each warm-up stage's seconds (core.warmup),
@@ -60,6 +61,7 @@ def why_not_warm(at: AppTest) -> str | None:
 def main() -> None:
     import numpy as np
     timeout = float(os.environ.get("BENCH_WARM_TIMEOUT", "1800"))
+    poll = float(os.environ.get("BENCH_WARM_POLL", "20"))
     t = time.perf_counter()
     ref = time.perf_counter()
     a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
@@ -81,7 +83,7 @@ def main() -> None:
                 print(f"{warm[name]:7.1f} s  {name} warm", file=sys.stderr, flush=True)
             else:
                 waiting[name] = why
-        time.sleep(5)
+        time.sleep(poll)
 
     from app_pages.common import get_build_job
     from core.data.load import default_catalog_spec
