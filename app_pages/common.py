@@ -21,7 +21,7 @@ from core.recs.contract import RecData, Recommender, rec_data
 from core.progress import Progress
 from core.warmup import Task
 from core.explore.product import TILE_ATTRS
-from app_pages.product import view_button
+from app_pages.product import build_key, view_button  # build_key lives there: product cannot import this module
 from core.recs.queries import product_audience, purchase_counts
 from core.recs.registry import create_recommender, list_recommenders
 from core.recs.report import EvalReport
@@ -358,10 +358,6 @@ def get_cluster_map(_built: Built, build_key: tuple, kind: str, min_cluster_size
                max_entries=12)
 def get_dbscan_table(_built: Built, _cmap: ClusterMap, map_key: tuple) -> pd.DataFrame:
     return dbscan_comparison(_built, ArtefactCache(), _cmap)
-
-
-def build_key(built: Built) -> tuple:
-    return built.catalog.name, built.backbone.name, id(built)
 
 
 # ---------------------------------------------------------------- recommenders (the Cold start page)
