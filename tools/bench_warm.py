@@ -21,10 +21,12 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 APP = str(ROOT / "app.py")
-# page -> (file, session state): the Cold start page twice, as it opens and its evaluation section
+# page -> (file, session state): the Cold start page three times: as it opens, with three liked products (its
+# demo, GraphSAGE by default, whose list needs the model fitted) and its evaluation section
 PAGES = {"catalogue": (None, {}), "neighbours": ("app_pages/neighbours.py", {}),
          "clusters": ("app_pages/clusters.py", {}), "backbone": ("app_pages/backbone.py", {}),
          "texture": ("app_pages/texture.py", {}), "coldstart": ("app_pages/coldstart.py", {}),
+         "coldstart_demo": ("app_pages/coldstart.py", {}),  # with liked products: set in main()
          "coldstart_evaluation": ("app_pages/coldstart.py", {"coldstart_section": "How good is it"}),
          "validation": ("app_pages/validation.py", {})}
 WAITING = ("still being computed", "not computed yet", "not evaluated yet", "computing", "preparing", "queued")
@@ -69,6 +71,11 @@ def main() -> None:
         a @ a
     reference_s = time.perf_counter() - ref
 
+    from core.data.load import default_catalog_spec, load_catalog
+    catalog = load_catalog(os.environ.get("ATELIER_CATALOG") or default_catalog_spec())
+    bestsellers = catalog.purchases["product_id"].astype(str).value_counts().index[:3].tolist()
+    PAGES["coldstart_demo"][1]["coldstart_liked"] = bestsellers or catalog.products.index[:3].tolist()
+
     start = time.perf_counter()
     open_page(None, {})  # the first visitor: loads the catalogue, starts the build and the warm-up
     warm: dict[str, float] = {}
@@ -86,7 +93,6 @@ def main() -> None:
         time.sleep(poll)
 
     from app_pages.common import get_build_job
-    from core.data.load import default_catalog_spec
     job = get_build_job(os.environ.get("ATELIER_CATALOG") or default_catalog_spec(),
                         os.environ.get("ATELIER_BACKBONE", "auto"))
     print(json.dumps({
