@@ -97,28 +97,17 @@ def cmd_build(args) -> None:
     print(built.report.summary(), file=sys.stderr)
     publish(cache, release.manifest)  # a running service swaps to it now: the stages below serve the app
     build_s = time.perf_counter() - t
-    warm = _warm_up(built, cache, args.map_kinds, eval_models) if args.warm else {}
+    warm = {}
+    if args.warm:  # what the app's pages open with (core.warmup); a failed stage says so in "warm", the others run
+        from core.warmup import run_tasks, summary, warm_stages
+        tasks = warm_stages(built, cache, models=eval_models, map_kinds=args.map_kinds)
+        run_tasks(tasks, _progress_bars())
+        warm = summary(tasks)
     print(json.dumps({"catalog": catalog.name, "backbone": backbone.name, "weights": backbone.weights,
                       "products": len(catalog.products), "images_embedded": built.stats.images_embedded,
                       "texts_embedded": built.stats.texts_embedded, "models": list(release.models),
                       "version": release.version, "seconds": round(build_s, 2), **warm,
                       "total_seconds": round(time.perf_counter() - t, 2)}))
-
-
-def _warm_up(built, cache, map_kinds: list[str], eval_models: list[str] | None) -> dict:
-    """The warm-up stages after a build (core.warmup): {"warm": {stage: seconds or "failed: ..."}, "maps":
-    {kind: its clusters, noise and seconds}}. ``eval_models``: the recommenders to evaluate (None: every one)."""
-    from core.warmup import run_tasks, warm_stages
-    tasks = warm_stages(built, cache, models=eval_models, map_kinds=map_kinds)
-    seconds = run_tasks(tasks, _progress_bars())
-    maps = {task.key[1]: {"n_clusters": task.result.scores["n_clusters"],
-                          "noise_fraction": task.result.scores["noise_fraction"], "seconds": seconds[task.name]}
-            for task in tasks if task.key[0] == "map" and task.state == "done"}
-    for task in tasks:
-        if task.error:
-            print(f"warm-up: {task.name} failed: {task.error}", file=sys.stderr)
-    return {"warm": {task.name: seconds[task.name] if task.state == "done" else f"failed: {task.error}"
-                     for task in tasks}, "maps": maps}
 
 
 def cmd_serve(args) -> None:

@@ -91,6 +91,16 @@ def run_tasks(tasks: Sequence[Task], progress: Progress | None = None) -> dict[s
     return {task.name: round(task.seconds(), 2) for task in tasks}
 
 
+def summary(tasks: Sequence[Task]) -> dict:
+    """{"warm": {task: seconds, or "failed: <why>"}, "maps": {kind: n_clusters, noise_fraction, seconds}} of tasks
+    that ran: what ``python -m core build`` prints."""
+    maps = {t.key[1]: {"n_clusters": t.result.scores["n_clusters"],
+                       "noise_fraction": t.result.scores["noise_fraction"], "seconds": round(t.seconds(), 2)}
+            for t in tasks if t.key[:1] == ("map",) and t.state == "done"}
+    return {"warm": {t.name: round(t.seconds(), 2) if t.state == "done" else f"failed: {t.error}" for t in tasks},
+            "maps": maps}
+
+
 # ---------------------------------------------------------------- the stages of a build
 
 def map_stage(built: Built, cache: ArtefactCache, kind: str) -> Task:
