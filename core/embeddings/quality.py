@@ -11,25 +11,13 @@ import torch
 from core.cache import json_arrays, json_value
 from core.data.catalog import PATTERN_PROMPT, TYPE_PROMPT, Catalog, pattern_phrase
 from core.embeddings.index import VectorIndex
+from core.embeddings.groupsplit import held_out_split
 
 if TYPE_CHECKING:
     from core.embeddings.lit.heads import LitHeads, TrainingFeatures
 
 MIN_CLASS = 20  # a class needs ~20 products for a per-class mean and for every fold of a 5-fold probe
-SPLITS = ("train", "validation", "test")
 LIT_EVALUATION_VERSION = 3
-
-
-def held_out_split(groups: np.ndarray, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-                   seed: int = 0) -> np.ndarray:
-    """(n,) str array of "train" / "validation" / "test": a seeded split of the distinct groups in
-    the given proportions (of groups, not rows), so colour variants never straddle two parts."""
-    unique, inverse = np.unique(groups, return_inverse=True)
-    position = np.random.default_rng(seed).permutation(len(unique))  # each group's place in a shuffled order
-    share = np.asarray(fractions, dtype=np.float64) / np.sum(fractions)
-    ends = np.round(np.cumsum(share) * len(unique)).astype(int)
-    part = np.searchsorted(ends, position, side="right")  # place -> part 0, 1 or 2
-    return np.asarray(SPLITS)[part][inverse.ravel()]
 
 
 def split_by_group(groups: np.ndarray, holdout: float = 0.1, seed: int = 0) -> np.ndarray:

@@ -10,7 +10,8 @@ import pandas as pd
 
 from core.cache import json_arrays, json_value
 from core.embeddings.backbone import l2_normalise
-from core.embeddings.quality import MIN_CLASS, SPLITS, frequent_classes, held_out_split
+from core.embeddings.groupsplit import SPLITS, held_out_split
+from core.embeddings.quality import MIN_CLASS, frequent_classes
 from core.embeddings.texture import TYPE_TOLERANCE, TextureConfig, TextureModel, hybrid_weights, select_weights, \
     weighted_blocks
 from core.explore.diagnostics import cluster_purity, diagnose, diagnostics_table, label_overlap

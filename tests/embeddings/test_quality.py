@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from core.embeddings.quality import (SPLITS, frequent_classes, held_out_split, label_agreement, label_agreement_at_k,
+from core.embeddings.groupsplit import SPLITS
+from core.embeddings.quality import (frequent_classes, held_out_split, label_agreement, label_agreement_at_k,
                                      neighbours, retrieval_recall, split_by_group, zero_shot)
 from tests.vectors import ANGLES, GROUPS, NEAREST_2, PATTERNS, TYPES, circle, synthetic, unit
 

@@ -134,11 +134,11 @@ class EpochChoice:
 def choose_epochs(features: "TrainingFeatures", rows: np.ndarray, cfg: LitConfig,
                   progress: Callable[[int, int], None] | None = None) -> EpochChoice:
     """How many epochs the heads need: trained on the pairs of ``rows`` ((n,) bool) outside a validation share
-    (``cfg.validation`` of their groups, :func:`core.embeddings.quality.held_out_split`, so colour variants stay
+    (``cfg.validation`` of their groups, :func:`core.embeddings.groupsplit.held_out_split`, so colour variants stay
     on one side), :func:`validation_recall` on the validation products' (photo, sentence) pairs after each
     epoch, stopped once ``cfg.patience`` epochs in a row have not beaten the best by ``cfg.min_gain``; the epoch of
     that best. At most ``cfg.epochs``; all of them with no groups, no patience, or too few products to hold out."""
-    from core.embeddings.quality import held_out_split
+    from core.embeddings.groupsplit import held_out_split
     if features.groups is None or cfg.patience <= 0 or cfg.validation <= 0:
         return EpochChoice(cfg.epochs, [])
     # Drawn among the rows' own groups: over all groups, the same seed would hold out exactly the groups the
