@@ -117,7 +117,7 @@ def test_neighbours_page_tiles_open_the_view_and_keys_stay_unique(app_env):
 def test_clusters_gallery_tile_opens_the_view_with_its_cluster(app_env):
     from app_pages.product import map_lookup
     chosen = ["syn00003", "syn00017", "syn00029"]
-    at = pages.clusters_page(clusters_map=pages.selection(*chosen))  # the default map is computed, and stored
+    at = pages.clusters_page(**pages.selection(*chosen))  # the default map is computed, and stored
     map_lookup.clear()
     at = open_tile(at, "product_open_syn00017")
     assert shown(at) == "syn00017"
