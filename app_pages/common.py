@@ -142,7 +142,7 @@ class BuildJob(Job):
     meanwhile, and the sidebar lists them all."""
     backbone: Backbone | None = None
     warm: list[Job] = field(default_factory=list)
-    models: tuple[str, ...] = ()  # the recommenders the Cold start page offers: the ones the warm-up evaluates
+    models: tuple[str, ...] = ()  # the recommenders the Cold start page offers (set with the warm-up's plan)
     registry: dict[tuple, Job] = field(default_factory=dict, repr=False)  # the app's _jobs(), where pages look
 
     @property
@@ -164,6 +164,7 @@ class BuildJob(Job):
 
     def plan_warm_up(self, built: Built) -> None:
         from core.warmup import warm_stages
+        self.models = tuple(sorted(creatable_recommenders()[0]))  # in this thread: imports the models' modules
         chosen = os.environ.get(WARM_MODELS_ENV)
         models = [m.strip() for m in chosen.split(",") if m.strip()] if chosen is not None else list(self.models)
         try:
@@ -191,8 +192,7 @@ class BuildJob(Job):
 @st.cache_resource(show_spinner=False, max_entries=4)
 def get_build_job(spec: str, backbone_name: str) -> BuildJob:
     catalog = get_catalog(spec)
-    job = BuildJob("build", None, step="loading the backbone", models=tuple(sorted(recommender_names()[0])),
-                   registry=_jobs())
+    job = BuildJob("build", None, step="loading the backbone", registry=_jobs())
     job.compute = lambda progress: job.build(catalog, backbone_name, progress)
     return job.start()
 
@@ -365,6 +365,12 @@ def get_dbscan_table(_built: Built, _cmap: ClusterMap, map_key: tuple) -> pd.Dat
 @st.cache_resource(show_spinner=False)
 def recommender_names() -> tuple[list[str], dict[str, str]]:
     """The recommenders that can be created here, and why each of the others cannot (e.g. a module missing)."""
+    return creatable_recommenders()
+
+
+def creatable_recommenders() -> tuple[list[str], dict[str, str]]:
+    """:func:`recommender_names`, uncached: creating each imports its module (4 s for all of them), so the build's
+    thread asks this, never a page's first run."""
     available, missing = [], {}
     for name in list_recommenders():
         try:
