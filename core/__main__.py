@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+from core.astlock import guard_ast_parse
 from core.data.catalog import CatalogError
 from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
 
@@ -486,6 +487,7 @@ def main(argv: list[str] | None = None) -> None:
                 _bench_parser):
         add(sub)
     args = parser.parse_args(argv)
+    guard_ast_parse()  # the build's thread pools and the service parse in several threads
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from core.recs.contract import NoPurchases

@@ -8,7 +8,7 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parents[1] / "core"
 # Lowest first. A module may import from its own layer (no circle) or from any layer below it.
 LAYERS = [
-    ("core.config", "core.progress"),
+    ("core.config", "core.progress", "core.astlock"),
     ("core.cache",),
     ("core.data",),
     ("core.embeddings",),

@@ -22,6 +22,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.astlock import guard_ast_parse
 from core.embeddings.backbone import ImageError
 from core.recs.contract import ADD_PRODUCT
 from core.serve.errors import echo, listed, validation_errors
@@ -40,6 +41,7 @@ MAX_PROBLEMS = 20  # problems listed by /readyz (n_problems counts them all)
 def create_app(service: Service | None = None, start: bool = True) -> FastAPI:
     """The FastAPI app over ``service`` (a new one of the default config if None). With ``start`` the
     service loads its version and watches for new ones while the app runs (lifespan)."""
+    guard_ast_parse()  # request threads and the release watcher load .npz artefacts (numpy parses their headers)
     service = service or Service()
 
     @contextlib.asynccontextmanager
