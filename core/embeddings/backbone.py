@@ -186,6 +186,26 @@ def _prepare(backbone: Backbone, path: str) -> torch.Tensor | ImageError:
         return e
 
 
+def encode_by_shape(encode: Callable[[torch.Tensor], np.ndarray], tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    """``encode`` ((b, 3, H, W) -> (b, d)) of each group of same-shaped preprocessed photos, stacked: (n, d), rows
+    in the order given. A preprocessing that keeps a photo's shape (offline-lit's canvas) can give a batch of
+    several shapes; a batch of one shape is one call. ``tensors``: at least one."""
+    if len(tensors) == 0:
+        raise ValueError("encode_by_shape: no tensors to encode")
+    shapes: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        shapes.setdefault(tuple(t.shape), []).append(i)
+    if len(shapes) == 1:
+        return np.asarray(encode(torch.stack(list(tensors))))
+    out = None
+    for rows in shapes.values():
+        part = np.asarray(encode(torch.stack([tensors[i] for i in rows])))
+        if out is None:
+            out = np.zeros((len(tensors), *part.shape[1:]), dtype=part.dtype)
+        out[rows] = part
+    return out
+
+
 def encode_images(backbone: Backbone, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                   progress: Ticks | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """Encode image files in batches, decoding the next batch in threads while the model runs.
@@ -211,7 +231,7 @@ def encode_images(backbone: Backbone, paths: Sequence[str], batch_size: int = 64
                 if not isinstance(t, torch.Tensor):
                     errors[start + i] = str(t)
             if good:
-                emb = backbone.encode_image(torch.stack([ready[i] for i in good]))
+                emb = encode_by_shape(backbone.encode_image, [ready[i] for i in good])
                 if out is None:
                     out = np.zeros((n, emb.shape[1]), dtype=np.float32)
                 out[[start + i for i in good]] = emb

@@ -315,9 +315,10 @@ def lit_evaluation(catalog: Catalog, cache, recompute: bool = False, compute: bo
 
     from core.cache import digest
     from core.embeddings.lit.heads import LitConfig
+    from core.embeddings.lit.towers import TOWERS_CFG
     # version 3: heads trained on the 60% "train" part of held_out_split and measured on its 20% "test" part, the
     # fit the texture report shares (version 2: trained on 90%, measured on 10%)
-    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "seed": seed,
+    cfg = {"evaluation": "offline-lit", "lit": dataclasses.asdict(LitConfig()), "towers": TOWERS_CFG, "seed": seed,
            "version": LIT_EVALUATION_VERSION}
     fingerprint = digest(cache.file_digests(catalog.products["image_path"].tolist()),
                          [digest(s) for s in catalog.products["sentence"].tolist()],

@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from core.serve.batching import LRUCache, MicroBatcher, background_pool, lower_priority
 from core.cache import ArtefactCache, digest
 from core.data.load import default_catalog_spec
-from core.embeddings.backbone import ImageError, load_image
+from core.embeddings.backbone import ImageError, encode_by_shape, load_image
 from core.embeddings.pipeline import BuildConfig
 from core.serve.metrics import Metrics
 from core.serve.photos import PHOTO_DRAFT_SIDE, photo_suffix
@@ -262,8 +262,7 @@ class Service:
         return self._grouped(items, lambda r, texts: r.backbone.encode_text(texts))
 
     def _encode_photos(self, items: list[tuple[Release, object]]) -> list[np.ndarray]:
-        import torch
-        return self._grouped(items, lambda r, tensors: r.backbone.encode_image(torch.stack(tensors)))
+        return self._grouped(items, lambda r, tensors: encode_by_shape(r.backbone.encode_image, tensors))
 
     async def background(self, fn, *args):
         """``fn(*args)`` on a heavy-work thread (see ``ServiceConfig.background_nice``), awaited."""

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import core.embeddings.backbone as embed
-from core.embeddings.backbone import (ImageError, encode_images, encode_texts, fuse, load_image,
+from core.embeddings.backbone import (ImageError, encode_by_shape, encode_images, encode_texts, fuse, load_image,
     pad_to_square)
 
 TINY = "random:atelier-tiny"
@@ -139,6 +139,21 @@ def test_encode_images_edge_cases(tiny_backbone, tmp_path):
     bad.write_bytes(b"\xff\xd8 nope")
     rows, errors = encode_images(tiny_backbone, [str(bad)])
     assert rows.shape == (1, tiny_backbone.dim) and np.all(rows == 0) and list(errors) == [0]
+
+
+def test_encode_by_shape_groups_a_batch_of_several_shapes_and_keeps_the_order():
+    tensors = [torch.full((3, 4, w), float(i)) for i, w in enumerate([2, 6, 2, 6, 6])]
+    calls = []
+
+    def encode(x: torch.Tensor) -> np.ndarray:  # (b, 3, 4, w) -> (b, 2): the value and the width
+        calls.append(tuple(x.shape))
+        return np.stack([x[:, 0, 0, 0].numpy(), np.full(len(x), x.shape[-1], dtype=np.float32)], axis=1)
+
+    out = encode_by_shape(encode, tensors)
+    np.testing.assert_array_equal(out, [[0, 2], [1, 6], [2, 2], [3, 6], [4, 6]])
+    assert sorted(calls) == [(2, 3, 4, 2), (3, 3, 4, 6)]
+    calls.clear()
+    assert encode_by_shape(encode, tensors[1::2]).shape == (2, 2) and calls == [(2, 3, 4, 6)]  # one shape: one call
 
 
 def test_encode_texts(tiny_backbone):

@@ -276,6 +276,14 @@ def test_texture_kind_with_more_views_finds_a_products_own_photo(synthetic_catal
     assert untextured.kinds == ("image", "text", "hybrid") and untextured.embeddings.texture is None
 
 
+def test_the_texture_reports_version_is_part_of_its_key(built, monkeypatch):
+    """The backbone's own "version" used to overwrite the report's in the key: a bump recomputed nothing."""
+    from core.explore import texture
+    key = built.cache.key(*texture._report_key(built, "pattern", 10, 0, True))
+    monkeypatch.setattr(texture, "REPORT_VERSION", texture.REPORT_VERSION + 1)
+    assert built.cache.key(*texture._report_key(built, "pattern", 10, 0, True)) != key
+
+
 def test_a_catalogue_without_photos_builds_without_the_texture_kind(synthetic_catalog, tiny_backbone, tmp_path):
     products = synthetic_catalog.products.copy()
     products["image_path"] = ""

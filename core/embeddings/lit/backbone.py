@@ -14,12 +14,13 @@ from core.embeddings.lit.features import attribute_captions
 from core.embeddings.lit.heads import LitConfig, LitHeads, fit_heads_on, training_features
 from core.embeddings.lit.runtime import FeatureRunners
 from core.embeddings.lit.text import TextTower
+from core.embeddings.lit.towers import TOWERS_CFG
 from core.embeddings.lit.views import LitImagePreprocess
 
 
 class LitModel(torch.nn.Module):
-    """The towers and heads behind open_clip's interface: ``encode_image`` on preprocessed (b, 3, 224,
-    224) tensors, ``encode_text`` on strings (its ``tokenizer`` is the identity).
+    """The towers and heads behind open_clip's interface: ``encode_image`` on preprocessed (b, 3, H, W)
+    tensors (:class:`LitImagePreprocess`), ``encode_text`` on strings (its ``tokenizer`` is the identity).
 
     It holds the loaded towers: ``runners`` (the photo tower's runner) and, once a catalogue's heads are
     trained (:meth:`LitBackbone.prepare`), ``text_tower``, both reading their exports from that build's cache."""
@@ -84,7 +85,7 @@ class LitBackbone(Backbone):
         fingerprint = digest(keys[has_image], text_keys[has_image],
                              [list(np.asarray(c)[has_image]) for c in attribute_captions(catalog.products)])
         arrays = cache.get_or_compute(
-            "lit-heads", dataclasses.asdict(self.cfg), fingerprint,
+            "lit-heads", {**dataclasses.asdict(self.cfg), "towers": TOWERS_CFG}, fingerprint,
             lambda: fit_heads_on(features, has_image, self.cfg, stage)[0].state_arrays())
         heads = LitHeads.from_arrays(arrays)
         self.model.heads = heads

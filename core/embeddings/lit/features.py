@@ -10,18 +10,19 @@ import torch
 from PIL import Image
 
 from core.cache import ArtefactCache, RowStore, digest
-from core.embeddings.backbone import encode_images
+from core.embeddings.backbone import encode_by_shape, encode_images
 from core.embeddings.lit.descriptor import descriptor_dim, texture_cfg, texture_descriptor
 from core.embeddings.lit.runtime import FeatureRunner, FeatureRunners
 from core.embeddings.lit.text import TextTower
 from core.embeddings.lit.towers import IMAGE_FEATURES, IMAGE_TOWER_CFG, TEXT_FEATURES, TEXT_TOWER_CFG, \
     TEXTURE_BLOCKS, ImageTower
-from core.embeddings.lit.views import TEXTURE_VIEWS, LitImagePreprocess, check_views
+from core.embeddings.lit.views import TEXTURE_VIEWS, LitImagePreprocess, check_views, photo_canvas
 
-# Photos per ONNX Runtime call in photo_features. Measured on 512 H&M photos, 2 cores, decoding in 2 threads
-# alongside, five rounds: on a quiet machine batch 8, 16 and 32 all gave 105-114 photos/s; while another job
-# ran, batch 8 gave 66 and 101 photos/s where 16 and 32 gave 47-50. Small batches also report progress often.
-FEATURE_BATCH = 8
+# Photos per ONNX Runtime call in photo_features. Measured on 768 H&M photos (2:3, so 160 x 224 canvases),
+# 2 cores, decoding in 2 threads alongside, two rounds: quiet, batch 8, 16 and 32 gave 158-169, 181-189 and
+# 187-192 photos/s; with a busy loop on one core, 91-97, 101-103 and 109-126. (With square 224 x 224 canvases
+# and a heavier neighbour job, batch 8 had done better; it no longer does.)
+FEATURE_BATCH = 32
 # Sentences per chunk saved to the store: sorted by tokens within a chunk, so a larger chunk pads less (H&M, batches
 # of 128: 1.289x the real tokens in chunks of 1,024, 1.018x over all 24,717); about 30 s of a 2-core machine's work.
 TEXT_CHUNK = 8192
@@ -50,8 +51,20 @@ def photo_features(paths: Sequence[str], tower: FeatureRunner, batch_size: int =
     Returns pooled (n, 1280) float32 (as :class:`ImageTower` gives), the texture outputs
     {``mean<b>``: (n, c), ``gram<b>``: (n, c (c+1)/2)} float32, and {row: error} for unreadable photos,
     whose rows are zero. ``preprocess``: a view of the photo (see TEXTURE_VIEWS), the photo itself by default."""
-    rows, errors = encode_images(_StackedFeatures(tower, preprocess or LitImagePreprocess()), paths, batch_size,
-                                 workers, progress)
+    preprocess = preprocess or LitImagePreprocess()
+    order = None
+    # Photos of one canvas shape batched together: a shop's photos of several aspect ratios would otherwise split
+    # each batch into small calls, one per shape. Reading every header costs 0.15 ms a photo, so only when 64 photos
+    # spread over the catalogue show more than one shape (a rare odd shape costs only its own small calls).
+    # Rows and errors come back in the order given.
+    if preprocess.keeps_shape and len({photo_canvas(p) for p in paths[::max(1, len(paths) // 64)]}) > 1:
+        canvases = [photo_canvas(p) for p in paths]
+        order = np.array(sorted(range(len(paths)), key=lambda i: canvases[i]), dtype=np.int64)
+        paths = [paths[i] for i in order]
+    rows, errors = encode_images(_StackedFeatures(tower, preprocess), paths, batch_size, workers, progress)
+    if order is not None:  # back to the order given
+        rows[order] = rows.copy()
+        errors = {int(order[i]): message for i, message in errors.items()}
     parts = np.split(rows, np.cumsum(tower.widths)[:-1], axis=1)
     return parts[0], dict(zip(tower.names[1:], parts[1:])), errors
 
@@ -67,8 +80,8 @@ def photo_descriptors(images: Sequence[Image.Image], tower: FeatureRunner,
     out = []
     for view in views:
         preprocess = TEXTURE_VIEWS[view]()
-        outputs = tower(torch.stack([preprocess(img) for img in images]))
-        out.append(texture_descriptor(dict(zip(tower.names[1:], outputs[1:]))))
+        out.append(encode_by_shape(lambda x: texture_descriptor(dict(zip(tower.names[1:], tower(x)[1:]))),
+                                   [preprocess(img) for img in images]))
     return np.concatenate(out, axis=1)
 
 

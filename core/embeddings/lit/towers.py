@@ -9,13 +9,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.embeddings.lit.views import GARMENT_THRESHOLD, IMAGE_SIZE
+from core.embeddings.lit.views import GARMENT_THRESHOLD
 
 IMAGE_FEATURES = 1280
 TEXT_FEATURES = 384
 TEXTURE_BLOCKS = (4,)  # EfficientNet-Lite0 block 4 ends the stride-8 stage: (40, 28, 28) maps
-IMAGE_TOWER_CFG = {"tower": "efficientnet-lite0/imagenet", "preprocess": "longest-224-pad-white", "version": 1}
+IMAGE_TOWER_CFG = {"tower": "efficientnet-lite0/imagenet", "preprocess": "longest-224-pad-white-to-32", "version": 2}
 TEXT_TOWER_CFG = {"tower": "all-MiniLM-L6-v2", "version": 1}
+# What the towers' features depend on, in the key of everything learned or measured from them (the heads, their
+# held-out evaluation): new tower features are never paired with heads trained on older ones.
+TOWERS_CFG = {"image": IMAGE_TOWER_CFG, "text": TEXT_TOWER_CFG}
 
 
 class ImageTower(torch.nn.Module):
@@ -43,7 +46,7 @@ def image_tower() -> ImageTower:
 
 
 def garment_weights(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """(b, 3, 224, 224) preprocessed photos -> (b, 1, 224 / stride, 224 / stride): the share of each cell's
+    """(b, 3, H, W) preprocessed photos -> (b, 1, H / stride, W / stride): the share of each cell's
     pixels that are garment (not the white background the photos are shot and padded on)."""
     garment = (x.amin(dim=1, keepdim=True) < GARMENT_THRESHOLD).to(x.dtype)
     return torch.nn.functional.avg_pool2d(garment, stride)
@@ -61,17 +64,29 @@ def masked_moments(maps: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Ten
     return mean, gram.flatten(1)[:, upper]
 
 
+def block_stride(net: torch.nn.Module, block: int) -> int:
+    """How many input pixels one cell of EfficientNet block ``block``'s maps spans: the stem's stride times the
+    blocks' up to it (a constant, so an export with free height and width has no shape arithmetic in it)."""
+    stride = int(net._conv_stem.stride[0])
+    for b in net._blocks[:block + 1]:
+        s = b._block_args.stride
+        stride *= int(s[0] if isinstance(s, (list, tuple)) else s)
+    return stride
+
+
 class FeatureTower(torch.nn.Module):
     """One pass of EfficientNet-Lite0: the pooled features :class:`ImageTower` gives, and the mean and Gram
     matrix of mid-level feature maps over the garment's own pixels, where texture lives.
 
-    forward: (b, 3, 224, 224) -> (pooled (b, 1280), then per block of ``blocks``: mean (b, c), gram (b, c (c+1)/2))
+    forward: (b, 3, H, W), sides multiples of 32 -> (pooled (b, 1280), then per block of ``blocks``: mean (b, c),
+    gram (b, c (c+1)/2))
     """
 
     def __init__(self, tower: ImageTower, blocks: Sequence[int] = TEXTURE_BLOCKS):
         super().__init__()
         self.net = tower.net
         self.blocks = tuple(blocks)
+        self.strides = {b: block_stride(tower.net, b) for b in self.blocks}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         net = self.net
@@ -80,7 +95,7 @@ class FeatureTower(torch.nn.Module):
         for i, block in enumerate(net._blocks):
             h = block(h)
             if i in self.blocks:
-                out.extend(masked_moments(h, garment_weights(x, IMAGE_SIZE // int(h.shape[-1]))))
+                out.extend(masked_moments(h, garment_weights(x, self.strides[i])))
         pooled = net._swish(net._bn1(net._conv_head(h))).mean(dim=(2, 3))
         return (pooled, *out)
 

@@ -16,7 +16,7 @@ def catalog(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def photo_batch() -> torch.Tensor:
-    """(5, 3, 224, 224): the drawn photos, preprocessed."""
+    """(5, 3, 224, 160): the drawn photos (2:3), preprocessed."""
     pre = LitImagePreprocess()
     return torch.stack([pre(draw_photo(k)) for k in PHOTO_KINDS])
 

@@ -41,6 +41,18 @@ def test_offline_lit_builds_queries_and_reuses_its_heads(catalog, tmp_path):
     np.testing.assert_array_equal(again.embeddings.text, built.embeddings.text)
 
 
+def test_heads_from_older_tower_features_are_not_reused(catalog, tmp_path, monkeypatch):
+    """A new version of a tower (say, another photo canvas) refits the heads and re-embeds every product, even
+    where the photo and sentence bytes are the ones the cached heads were trained on."""
+    import core.embeddings.lit.backbone as lit_backbone
+    cache = ArtefactCache(tmp_path / "cache")
+    build(catalog, create_backbone("offline-lit"), cache)
+    monkeypatch.setitem(lit_backbone.TOWERS_CFG, "image", {**lit_backbone.TOWERS_CFG["image"], "version": -1})
+    again = build(catalog, create_backbone("offline-lit"), cache)
+    assert [e.kind for e in cache.entries()].count("lit-heads") == 2
+    assert again.stats.images_embedded == 0  # the tower features are cached by their own key; only heads refit
+
+
 def test_offline_lit_loads_no_tower_until_used():
     backbone = create_backbone("offline-lit")
     assert backbone.model.text_tower is None and not backbone.model.runners.loaded

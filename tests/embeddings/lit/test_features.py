@@ -101,6 +101,34 @@ def test_photo_descriptors_of_an_uploaded_photo_match_the_catalogue_pass(synthet
     assert photo_descriptors([], counting).shape == (0, descriptor_dim())
 
 
+def test_a_batch_of_several_photo_shapes_gives_what_each_photo_gives_alone(tmp_path, onnx_tower):
+    """Portrait, landscape and square photos in one batch (canvases 160 x 224, 224 x 160, 224 x 224): one tower
+    call per shape, each row what the photo gives on its own, in the order given; the same for query photos."""
+    from tests.embeddings.lit.helpers import draw_photo
+    paths = []
+    for i, (kind, size) in enumerate([("checks", (160, 240)), ("hstripes", (240, 160)), ("solid", (200, 200)),
+                                      ("vstripes", (160, 240)), ("checks", (240, 160))]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        draw_photo(kind, size=size).save(paths[-1])
+    shapes = []
+
+    def recording(x):  # the tower, noting the shapes of each call
+        shapes.append({tuple(p.shape) for p in x})
+        return onnx_tower(x)
+    recording.names, recording.widths = onnx_tower.names, onnx_tower.widths
+    pooled, descriptors, errors = photo_features(paths, recording, batch_size=2)
+    assert not errors
+    # sorted by canvas before batching: 2 + 2 portrait and landscape photos, 1 square one, never mixed in a call
+    assert all(len(s) == 1 for s in shapes) and len(shapes) == 3
+    for i, path in enumerate(paths):
+        alone, alone_descriptors, _ = photo_features([path], onnx_tower)
+        np.testing.assert_allclose(pooled[i], alone[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(texture_descriptor(descriptors)[i], texture_descriptor(alone_descriptors)[0],
+                                   rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(photo_descriptors([load_image(p) for p in paths], onnx_tower),
+                               texture_descriptor(descriptors), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.integration
 def test_onnx_pooled_features_of_hm_photos_are_the_torch_towers(hm_dir, onnx_tower):
     paths = [str(p) for p in sorted((hm_dir / "images").glob("*/*.jpg"))[:8]]

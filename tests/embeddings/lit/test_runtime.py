@@ -11,7 +11,8 @@ from core.embeddings.lit.descriptor import feature_names
 from core.embeddings.lit.runtime import FeatureRunners, TorchFeatureTower, TorchTextTower, create_feature_tower, \
     create_text_runner, load_onnx_text_tower
 from core.embeddings.lit.towers import IMAGE_FEATURES, TEXT_FEATURES, FeatureTower, image_tower
-from tests.embeddings.lit.helpers import assert_same_outputs
+from core.embeddings.lit.views import LitImagePreprocess
+from tests.embeddings.lit.helpers import assert_same_outputs, draw_photo
 
 
 def test_onnx_and_torch_towers_give_the_same_features(onnx_tower, photo_batch):
@@ -28,6 +29,16 @@ def test_onnx_and_torch_towers_give_the_same_features(onnx_tower, photo_batch):
     # the texture part tells the patterns apart, and the blank photo has no garment: zero moments
     gram = got[2]
     assert not np.allclose(gram[0], gram[2], rtol=1e-2) and np.all(got[1][4] == 0) and np.all(gram[4] == 0)
+
+
+@pytest.mark.parametrize("size", [(240, 160), (200, 200), (90, 300)])
+def test_onnx_tower_takes_every_canvas_the_preprocessing_gives(onnx_tower, size):
+    """Landscape, square and narrow photos: the exported height and width are free, the outputs PyTorch's."""
+    x = torch.stack([LitImagePreprocess()(draw_photo(k, size=size)) for k in ("checks", "solid")])
+    assert x.shape[2] != x.shape[3] or size[0] == size[1]
+    with torch.inference_mode():
+        want = [t.numpy() for t in FeatureTower(image_tower())(x)]
+    assert_same_outputs(onnx_tower(x), want)
 
 
 def test_export_is_cached_and_a_corrupt_file_is_replaced(tmp_path, monkeypatch, photo_batch, onnx_tower):

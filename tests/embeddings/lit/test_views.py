@@ -4,26 +4,37 @@ import pytest
 import torch
 from PIL import Image
 
-from core.embeddings.lit.views import CentrePreprocess, GrayPreprocess, LitImagePreprocess, check_views
+from core.embeddings.lit.views import CentrePreprocess, GrayPreprocess, LitImagePreprocess, canvas_of, \
+    check_views
 from tests.embeddings.lit.helpers import draw_photo
 
 
-def test_preprocess_pads_a_portrait_photo_onto_white():
-    img = Image.new("RGB", (128, 192), (0, 0, 0))
+def test_preprocess_pads_a_portrait_photo_onto_white_up_to_a_multiple_of_32():
+    img = Image.new("RGB", (128, 192), (0, 0, 0))  # 2:3 -> 149 x 224, on a 160 x 224 canvas
     x = LitImagePreprocess()(img)
-    assert x.shape == (3, 224, 224)
+    assert x.shape == (3, 224, 160)
     assert torch.all(x >= -1) and torch.all(x <= 1)
-    np.testing.assert_allclose(x[:, :, :30].numpy(), 128 / 128, atol=1e-6)  # white side bands: (255-127)/128
-    np.testing.assert_allclose(x[:, :, 100:124].numpy(), -127 / 128, atol=1e-6)  # the black garment, whole
+    np.testing.assert_allclose(x[:, :, :5].numpy(), 128 / 128, atol=1e-6)  # white side bands: (255-127)/128
+    np.testing.assert_allclose(x[:, :, -6:].numpy(), 128 / 128, atol=1e-6)
+    np.testing.assert_allclose(x[:, :, 6:153].numpy(), -127 / 128, atol=1e-6)  # the black garment, whole
 
 
-def test_preprocess_values_are_those_the_stored_features_were_made_from():
-    """The scaling moved from torch to numpy for speed: bit for bit the same tensor, so cached rows stay valid."""
+@pytest.mark.parametrize("size, shape", [((300, 300), (224, 224)), ((300, 200), (160, 224)),
+                                         ((1000, 50), (32, 224)), ((224, 225), (224, 224))])
+def test_canvas_keeps_the_photo_shape_sides_multiples_of_32(size, shape):
+    x = LitImagePreprocess()(Image.new("RGB", size, (10, 20, 30)))
+    assert tuple(x.shape[1:]) == shape and canvas_of(*size) == shape[::-1]  # (width, height) from the header
+
+
+def test_preprocess_values_are_the_resized_photo_centred_on_white():
+    """Bit for bit the photo resized as PIL does (bicubic), centred on white and scaled: the tower sees the
+    same pixels whichever path (bulk, query, service) preprocessed them."""
     photo = draw_photo("checks")
-    canvas = Image.new("RGB", (224, 224), (255, 255, 255))
     small = photo.resize((224, round(224 * photo.height / photo.width)) if photo.width >= photo.height
                          else (round(224 * photo.width / photo.height), 224), Image.Resampling.BICUBIC)
-    canvas.paste(small, ((224 - small.width) // 2, (224 - small.height) // 2))
+    side = [-(-v // 32) * 32 for v in small.size]
+    canvas = Image.new("RGB", tuple(side), (255, 255, 255))
+    canvas.paste(small, ((side[0] - small.width) // 2, (side[1] - small.height) // 2))
     before = (torch.from_numpy(np.asarray(canvas, dtype=np.float32)).permute(2, 0, 1) - 127.0) / 128.0
     x = LitImagePreprocess()(photo)
     assert x.is_contiguous() and x.dtype == torch.float32
