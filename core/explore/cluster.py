@@ -76,11 +76,40 @@ def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -
 
 def dbscan_labels(vectors: np.ndarray, eps: float, min_samples: int = 10) -> np.ndarray:
     """DBSCAN on raw embeddings (n, d) with cosine distance: (n,) labels, NOISE for noise."""
+    return dbscan_runs(vectors, [eps], min_samples)[0]
+
+
+def dbscan_runs(vectors: np.ndarray, grid: list[float], min_samples: int = 10) -> list[np.ndarray]:
+    """DBSCAN on raw embeddings (n, d) rows L2-normalised, with cosine distance, at each eps of ``grid``: one (n,)
+    labels array per eps, in the grid's order.
+
+    Every eps-neighbourhood lies inside the largest one, so the pairs within the largest eps are found once (a
+    sparse distance graph, by the same brute-force cosine search DBSCAN runs itself) and each run reads its own
+    from them (``metric="precomputed"``, where only stored pairs can be neighbours; a duplicate's stored distance 0
+    counts): the same labels as a search per eps, at the cost of one. Largest eps first, the graph shrinking to
+    each eps in turn, so no run holds more pairs than its own search would."""
     from sklearn.cluster import DBSCAN
-    if len(vectors) == 0:
-        return np.zeros(0, np.int64)
-    return DBSCAN(eps=eps, min_samples=min_samples, metric="cosine", algorithm="brute",
-                  n_jobs=-1).fit(vectors).labels_.astype(np.int64)
+    from sklearn.neighbors import NearestNeighbors
+    if len(vectors) == 0 or not len(grid):
+        return [np.zeros(0, np.int64) for _ in grid]
+    graph = NearestNeighbors(radius=max(grid), metric="cosine", algorithm="brute", n_jobs=-1).fit(vectors) \
+        .radius_neighbors_graph(vectors, mode="distance")
+    labels: dict[float, np.ndarray] = {}
+    for eps in sorted(set(grid), reverse=True):
+        graph = _within(graph, eps)
+        labels[eps] = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph).labels_ \
+            .astype(np.int64)
+    return [labels[eps] for eps in grid]
+
+
+def _within(graph, eps: float):
+    """The CSR distance graph with only its stored pairs at most ``eps`` apart (explicit zeros kept)."""
+    from scipy.sparse import csr_matrix
+    keep = graph.data <= eps
+    if keep.all():
+        return graph
+    indptr = np.concatenate([[0], np.cumsum(keep)])[graph.indptr]
+    return csr_matrix((graph.data[keep], graph.indices[keep], indptr), shape=graph.shape)
 
 
 def eps_grid(neighbour_scores: np.ndarray, min_samples: int = 10,

@@ -2,6 +2,7 @@
 on hover (a few kB) instead of the photo itself."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.cache import ArtefactCache, write_atomic
@@ -24,27 +25,40 @@ def thumbnail_names(cache: ArtefactCache, paths: list[str]) -> list[str]:
     return [f"{d}.jpg" if d else "" for d in cache.file_digests(paths)]
 
 
-def write_thumbnails(paths: list[str], names: list[str], folder: Path, side: int = SIDE,
-                     progress: Progress | None = None) -> int:
-    """Writes ``folder/<name>``, a JPEG at most ``side`` pixels wide and high, for each photo whose thumbnail is
-    missing (a photo that cannot be read is skipped). ``paths`` and ``names`` align (:func:`thumbnail_names`).
-    Returns how many it wrote."""
+def write_thumbnail(path: str, target: Path, side: int = SIDE) -> bool:
+    """``target``: a JPEG of the photo at ``path``, at most ``side`` pixels wide and high; False when the photo
+    cannot be read."""
     from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (side, side))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale: several times faster
+            small = image.convert("RGB")
+    except OSError:
+        return False
+    # Bilinear (antialiased when shrinking, as every PIL filter is) rather than thumbnail()'s default bicubic:
+    # 0.4 ms a photo instead of 0.9 for a thumbnail shown at about its own size.
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    write_atomic(target, lambda f: small.save(f, "JPEG", quality=QUALITY))
+    return True
+
+
+def write_thumbnails(paths: list[str], names: list[str], folder: Path, side: int = SIDE,
+                     progress: Progress | None = None, workers: int = 2) -> int:
+    """Writes ``folder/<name>`` (:func:`write_thumbnail`) for each photo whose thumbnail is missing, in ``workers``
+    threads (decoding, resizing and encoding release the GIL); a photo that cannot be read is skipped. ``paths``
+    and ``names`` align (:func:`thumbnail_names`). Returns how many it wrote."""
     folder.mkdir(parents=True, exist_ok=True)
     todo = {name: path for path, name in zip(paths, names) if name and not (folder / name).is_file()}
     written = 0
-    for i, (name, path) in enumerate(todo.items()):
-        if progress and i % 200 == 0:
-            progress("photo thumbnails for the map", i, len(todo))
-        try:
-            with Image.open(path) as image:
-                image.draft("RGB", (side, side))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale: several times faster
-                small = image.convert("RGB")
-        except OSError:
-            continue
-        small.thumbnail((side, side))
-        write_atomic(folder / name, lambda f: small.save(f, "JPEG", quality=QUALITY))
-        written += 1
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
+        done = pool.map(lambda item: write_thumbnail(item[1], folder / item[0], side), todo.items())
+        for i, ok in enumerate(done):
+            if progress and i % 200 == 0:
+                progress("photo thumbnails for the map", i, len(todo))
+            written += ok
+    finally:  # an error (or a stopped page's progress) leaves the photos not yet started unstarted
+        pool.shutdown(cancel_futures=True)
     if progress:
         progress("photo thumbnails for the map", len(todo), len(todo))
     return written

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from core.data.catalog import pattern_phrase
-from core.explore.cluster import (NOISE, ClusterConfig, agreement, ctfidf_keywords, dbscan_labels, eps_grid,
-                                  hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts,
+from core.explore.cluster import (NOISE, ClusterConfig, agreement, ctfidf_keywords, dbscan_labels, dbscan_runs,
+                                  eps_grid, hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts,
                                   telling_values)
 from core.explore.projection import ProjectConfig, umap_project
 from tests.vectors import blobs
@@ -45,6 +45,23 @@ def test_dbscan_finds_blobs_only_at_the_right_eps():
     assert (dbscan_labels(x, eps=1e-6, min_samples=5) == NOISE).all()  # too small: all noise
     assert (dbscan_labels(x, eps=1.5, min_samples=5) == 0).all()  # too large: one cluster
 
+
+
+def test_dbscan_runs_from_one_graph_equal_a_search_per_eps():
+    from sklearn.cluster import DBSCAN
+    rng = np.random.default_rng(3)
+    x, _ = blobs(spread=0.05)
+    scattered = rng.normal(size=(40, x.shape[1]))
+    scattered /= np.linalg.norm(scattered, axis=1, keepdims=True)
+    x = np.vstack([x, scattered.astype(np.float32), x[:4], x[:4]])  # noise, borders, and duplicates (distance 0)
+    grid = [0.03, 0.002, 0.01, 0.3, 0.08]  # in no order: the runs come back in the grid's
+    runs = dbscan_runs(x, grid, min_samples=5)
+    for eps, labels in zip(grid, runs):
+        alone = DBSCAN(eps=eps, min_samples=5, metric="cosine", algorithm="brute").fit(x).labels_
+        assert np.array_equal(labels, alone), eps
+    assert len({int(r.max()) for r in runs}) > 2  # the grid spans all-noise to merged: the runs really differ
+    empty = dbscan_runs(x[:0], grid)
+    assert len(empty) == len(grid) and all(len(r) == 0 for r in empty)
 
 
 def test_eps_grid_is_the_k_distance_quantiles():

@@ -102,6 +102,14 @@ def test_dbscan_comparison_rows_and_cache(patterned, tmp_path):
     assert (table["noise_fraction"].between(0, 1)).all()
     assert table.iloc[1:]["eps"].is_monotonic_increasing
     assert table.equals(dbscan_comparison(patterned, cache, cmap))
+    # its version is part of the key (the backbone's own "version" used to overwrite it): a bump recomputes
+    import core.explore.clustermap as clustermap
+    clustermap_version = clustermap.DBSCAN_VERSION
+    try:
+        clustermap.DBSCAN_VERSION = clustermap_version + 1
+        assert not dbscan_is_cached(patterned, cache, cmap)
+    finally:
+        clustermap.DBSCAN_VERSION = clustermap_version
 
 
 
