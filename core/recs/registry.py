@@ -137,11 +137,14 @@ def _as_text(frame: pd.DataFrame, rows: int = FINGERPRINT_ROWS) -> np.ndarray | 
 
 
 def data_fingerprint(data: RecData) -> str:
-    """Hash of everything a recommender learns from: candidates, customers, training purchases, content."""
-    attrs = _as_text(data.products.drop(columns=["image_path", "description"], errors="ignore"))
-    return digest(data.product_ids, data.customer_ids, attrs, _as_text(data.customers),
-                  data.items, data.users, data.days_ago, str(data.cutoff), data.image, data.text,
-                  float(data.hybrid_weight))
+    """Hash of everything a recommender learns from: candidates, customers, training purchases, content. Kept on
+    ``data`` (read-only once built): an evaluation asks for it at every fit, and it takes about 1 s on H&M."""
+    if data.fingerprint_ is None:
+        attrs = _as_text(data.products.drop(columns=["image_path", "description"], errors="ignore"))
+        data.fingerprint_ = digest(data.product_ids, data.customer_ids, attrs, _as_text(data.customers),
+                                   data.items, data.users, data.days_ago, str(data.cutoff), data.image, data.text,
+                                   float(data.hybrid_weight))
+    return data.fingerprint_
 
 
 def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: int = 0,

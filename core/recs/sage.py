@@ -138,7 +138,8 @@ class SageRecommender(Recommender):
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         state = {f"param.{k}": v.numpy() for k, v in self.model_.state_dict().items()}
-        return state | {"history": np.asarray(self.history_, dtype=np.float32), "train_s": np.float64(self.train_s_),
+        return state | {"similar": self.graph_.similar.numpy(),  # the content edges: 2 s to find again on H&M
+                        "history": np.asarray(self.history_, dtype=np.float32), "train_s": np.float64(self.train_s_),
                         "prior_weight": np.float64(self.prior_weight_),
                         "new_prior_weight": np.float64(self.new_prior_weight_),
                         "validation": np.array([self.validation_.get(k, np.nan) for k in VALIDATION_KEYS])}
@@ -146,7 +147,10 @@ class SageRecommender(Recommender):
     def load_state(self, data: RecData, arrays: dict[str, np.ndarray]) -> "SageRecommender":
         params = {k[len("param."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
                   if k.startswith("param.")}
-        similar = content_edges(data.hybrid, data.products["group_id"].to_numpy(str), self.cfg.graph)
+        similar = np.asarray(arrays.get("similar", np.empty((0, 0))), dtype=np.int64)
+        if similar.ndim != 2 or similar.shape[0] != 2 or (similar.size and similar.max() >= data.n_products):
+            # stored before the edges were, or not for these products: found again (2 s on H&M)
+            similar = content_edges(data.hybrid, data.products["group_id"].to_numpy(str), self.cfg.graph)
         self.spec_ = feature_spec(data, self.cfg.graph)
         graph = build_graph(data, self.cfg.graph, similar=similar, spec=self.spec_)
         self.content_ = torch.from_numpy(np.ascontiguousarray(data.hybrid, dtype=np.float32))

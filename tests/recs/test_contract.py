@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.recs.contract import (ADD_PRODUCT, CAPABILITIES, CUSTOMER_VECTORS, PRODUCT_VECTOR, SAVES_STATE, SESSION,
-                                NotSupported, Recommender)
+                                NotSupported, Recommender, top_k)
 from core.recs.fusion import RankFusion
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.registry import create_recommender, declares, list_recommenders
@@ -89,3 +89,19 @@ def test_a_rank_fusion_declares_nothing_whatever_its_parts():
     assert all(not fused.supports(c) for c in CAPABILITIES)
     with pytest.raises(NotSupported):
         fused.customer_vectors()
+
+
+def test_top_k_equals_a_full_sort_with_ties_by_row_nan_last_and_exclusions():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, size=(40, 300)).astype(np.float32)  # many ties, also at the k-th place
+    scores[rng.random(scores.shape) < 0.05] = np.nan
+    exclude = [rng.choice(300, size=int(rng.integers(0, 20)), replace=False) for _ in range(40)]
+    for k in (1, 10, 299, 300, 400):
+        rows, got = top_k(scores, k, exclude)
+        for i in range(40):
+            s = np.nan_to_num(scores[i], nan=-np.inf)
+            s[exclude[i]] = -np.inf
+            want = np.lexsort((np.arange(300), -s))[:min(k, 300)]  # best first, then the lower row
+            assert np.array_equal(rows[i], want), (k, i)
+            assert np.array_equal(got[i], s[want])
+    assert top_k(scores[:0], 5)[0].shape == (0, 5) and top_k(scores, 0)[0].shape == (40, 0)

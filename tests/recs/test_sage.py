@@ -149,9 +149,17 @@ def test_trained_model_is_a_cache_artefact(isolated_env, monkeypatch):
     cache = ArtefactCache(isolated_env)
     first = fitted("graphsage", data, cache)
     monkeypatch.setattr(SageRecommender, "fit", lambda *a, **k: pytest.fail("trained again"))
-    second = fitted("graphsage", data, cache)
+    import core.recs.sage as sage
+    real_edges = sage.content_edges
+    monkeypatch.setattr(sage, "content_edges", lambda *a: pytest.fail("content edges found again"))
+    second = fitted("graphsage", data, cache)  # its content edges come with its state
     np.testing.assert_allclose(first.item_vectors(), second.item_vectors(), atol=1e-6)
     np.testing.assert_allclose(first.customer_vectors(), second.customer_vectors(), atol=1e-6)
+    assert torch.equal(first.graph_.similar, second.graph_.similar)
+    monkeypatch.setattr(sage, "content_edges", real_edges)
+    older = {k: v for k, v in first.state_arrays().items() if k != "similar"}  # stored before the edges were
+    third = SageRecommender(first.cfg).load_state(data, older)
+    np.testing.assert_allclose(first.item_vectors(), third.item_vectors(), atol=1e-6)
 
 
 def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
