@@ -269,7 +269,7 @@ def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = Non
     break by product row (the lower row first), also at the k-th place, so results are deterministic;
     NaN scores count as -inf."""
     scores = np.array(scores, dtype=np.float32, order="C", copy=True)  # rows contiguous for torch.topk
-    np.nan_to_num(scores, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+    np.copyto(scores, -np.inf, where=np.isnan(scores))  # nan_to_num: 33 ms against 5 (500 x 24,717)
     if exclude is not None:
         for i, rows in enumerate(exclude):
             if len(rows):
