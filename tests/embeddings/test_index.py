@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.embeddings.index import IndexConfig, VectorIndex, brute_force_topk, neighbour_table
+from core.embeddings.index import IndexConfig, VectorIndex, brute_force_topk, neighbour_table, table_recall
 
 N, D, K = 200, 32, 10
 
@@ -125,3 +125,37 @@ def test_added_rows_are_found_and_named(factory):
     with pytest.raises(ValueError, match="already indexed: p3"):
         index.add(vectors[:1], np.array(["p3"]))
     assert len(index) == 200
+
+
+def test_a_neighbour_table_holds_no_missing_rows_score(vectors):
+    # IVF with one list visited finds fewer than k + 1 rows for some queries: FAISS's -1 becomes -1 with score 0
+    table = neighbour_table(VectorIndex(vectors, ids_of(N), IndexConfig("IVF16,Flat", nprobe=1)), vectors, k=40)
+    missing = table["rows"] < 0
+    assert missing.any() and (table["rows"] >= -1).all()
+    assert (table["scores"][missing] == 0).all() and (table["scores"][~missing] > -1.01).all()
+    for i in range(N):  # what was found comes first, the query itself never
+        found = table["rows"][i][table["rows"][i] >= 0]
+        assert i not in found and (table["rows"][i][len(found):] == -1).all()
+
+
+def test_tables_past_the_exact_limit_come_from_a_graph(monkeypatch):
+    from core.embeddings import index
+    assert index.table_index_config(index.EXACT_TABLE_LIMIT) == IndexConfig()
+    assert index.table_index_config(index.EXACT_TABLE_LIMIT + 1) == index.TABLE_APPROXIMATE
+    assert "HNSW" in index.TABLE_APPROXIMATE.factory
+    ivf = IndexConfig("IVF16,Flat")
+    assert index.table_index_config(10 * index.EXACT_TABLE_LIMIT, ivf) == ivf  # already approximate: kept
+
+
+def test_table_recall_against_exact_search():
+    vectors = unit_rows(2000, 16, seed=4)
+    exact = neighbour_table(VectorIndex(vectors, ids_of(2000)), vectors, k=20)
+    assert table_recall(vectors, exact["rows"], k=10, sample=300) == 1.0
+    shifted = exact["rows"].copy()
+    shifted[:, :10] = exact["rows"][:, 10:20]  # the 11th to 20th neighbours in place of the first ten
+    assert table_recall(vectors, shifted, k=10, sample=300) == 0.0
+    half = exact["rows"].copy()
+    half[:, 5:10] = exact["rows"][:, 10:15]
+    assert table_recall(vectors, half, k=10, sample=2000) == pytest.approx(0.5)
+    graph = neighbour_table(VectorIndex(vectors, ids_of(2000), IndexConfig("HNSW8", ef_search=16)), vectors, k=20)
+    assert 0.5 < table_recall(vectors, graph["rows"], k=10, sample=300) < 1.0  # a small beam misses some

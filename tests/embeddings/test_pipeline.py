@@ -293,3 +293,23 @@ def test_a_catalogue_without_photos_builds_without_the_texture_kind(synthetic_ca
     from core.explore.texture import texture_report
     with pytest.raises(ValueError, match="no texture kind"):
         texture_report(got, ArtefactCache(tmp_path / "cache"))
+
+
+def test_past_the_exact_limit_tables_come_from_a_graph_and_say_their_recall(synthetic_catalog, tiny_backbone,
+                                                                             tmp_path, monkeypatch):
+    from core.embeddings import index
+    cache = ArtefactCache(tmp_path / "cache")
+    exact = build(synthetic_catalog, tiny_backbone, cache, BuildConfig(texture=None))
+    assert "recall_at_10" not in exact.tables["image"]
+    monkeypatch.setattr(index, "EXACT_TABLE_LIMIT", N - 1)  # the catalogue is now "large"
+    graph = build(synthetic_catalog, tiny_backbone, cache, BuildConfig(texture=None))
+    for kind in graph.kinds:
+        table = graph.tables[kind]
+        assert 0.5 <= float(table["recall_at_10"]) <= 1.0  # measured against exact search, not taken from it
+        assert table["rows"].shape == exact.tables[kind]["rows"].shape
+        assert not (table["rows"] == np.arange(N)[:, None]).any()
+    result = graph.neighbours("syn00001", "image", 5)
+    assert len(result) == 5 and "syn00001" not in set(result["product_id"])
+    monkeypatch.setattr(index, "EXACT_TABLE_LIMIT", N)  # small again: the exact tables, from the cache
+    again = build(synthetic_catalog, tiny_backbone, cache, BuildConfig(texture=None))
+    assert "recall_at_10" not in again.tables["image"]
