@@ -1,6 +1,7 @@
 """Clustering embeddings (HDBSCAN, with DBSCAN as the baseline), agreement with labels, and cluster names."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass
@@ -52,13 +53,26 @@ class Clustering:
         return float(np.mean(self.labels == NOISE)) if len(self.labels) else 0.0
 
 
-def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -> Clustering:
-    """HDBSCAN on ``points`` (n, d), e.g. UMAP-reduced embeddings, with soft membership for every point."""
+# Past this many points HDBSCAN is fitted on a random sample of this many and the rest are placed by its
+# approximate_predict: the exact fit's time and memory grow faster than the points.
+FIT_SAMPLE_LIMIT = 100_000
+MEMBERSHIP_CHUNK = 20_000  # points whose soft membership (points x clusters) is computed at once
+
+
+def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
+                     sample_limit: int | None = None, seed: int = 0) -> Clustering:
+    """HDBSCAN on ``points`` (n, d), e.g. UMAP-reduced embeddings, with soft membership for every point.
+    Past ``sample_limit`` points (default :data:`FIT_SAMPLE_LIMIT`) it is fitted on that many drawn with
+    ``seed`` (an automatic min_cluster_size resolved on the sample) and the others are placed by
+    ``approximate_predict``."""
     import hdbscan
     n = len(points)
     if n < 3:
         zeros = np.zeros(n, np.float32)
         return Clustering(np.full(n, NOISE), zeros, np.full(n, NOISE), zeros)
+    limit = FIT_SAMPLE_LIMIT if sample_limit is None else sample_limit
+    if n > limit:
+        return _fit_sample_predict_rest(points, cfg, limit, seed)
     cfg = cfg.resolved(n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -72,6 +86,41 @@ def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig()) -
             soft, strength = membership.argmax(axis=1), membership.max(axis=1).astype(np.float32)
             soft = np.where(labels >= 0, labels, soft)  # a clustered point keeps its own cluster
     return Clustering(labels, model.probabilities_.astype(np.float32), soft, strength)
+
+
+def _soft(model, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's most likely cluster and its membership (HDBSCAN's soft clustering), in chunks."""
+    import hdbscan
+    soft, strength = np.empty(len(points), np.int64), np.empty(len(points), np.float32)
+    for start in range(0, len(points), MEMBERSHIP_CHUNK):
+        part = hdbscan.membership_vector(model, points[start:start + MEMBERSHIP_CHUNK])
+        part = part.reshape(len(points[start:start + MEMBERSHIP_CHUNK]), -1)
+        soft[start:start + len(part)], strength[start:start + len(part)] = part.argmax(axis=1), part.max(axis=1)
+    return soft, strength
+
+
+def _fit_sample_predict_rest(points: np.ndarray, cfg: ClusterConfig, limit: int, seed: int) -> Clustering:
+    import hdbscan
+    n = len(points)
+    rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    if cfg.min_cluster_size:  # a size asked for in products of the whole: the same share of the sample
+        cfg = dataclasses.replace(cfg, min_cluster_size=max(2, round(cfg.min_cluster_size * limit / n)))
+    cfg = cfg.resolved(limit)
+    labels, probabilities = np.empty(n, np.int64), np.empty(n, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hdbscan.HDBSCAN(min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
+                                cluster_selection_method=cfg.selection, prediction_data=True).fit(points[rows])
+        labels[rows], probabilities[rows] = model.labels_, model.probabilities_
+        rest = np.setdiff1d(np.arange(n), rows)
+        for start in range(0, len(rest), MEMBERSHIP_CHUNK):
+            chunk = rest[start:start + MEMBERSHIP_CHUNK]
+            labels[chunk], probabilities[chunk] = hdbscan.approximate_predict(model, points[chunk])
+        if labels.max() < 0:
+            return Clustering(labels, probabilities, labels.copy(), np.zeros(n, np.float32))
+        soft, strength = _soft(model, points)
+    soft = np.where(labels >= 0, labels, soft)
+    return Clustering(labels, probabilities, soft, strength)
 
 
 def dbscan_labels(vectors: np.ndarray, eps: float, min_samples: int = 10) -> np.ndarray:

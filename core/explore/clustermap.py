@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, RowStore, arrays_frame, digest, frame_arrays
-from core.explore.cluster import (NOISE, ClusterConfig, Clustering, centroids, ctfidf_keywords, dbscan_runs, eps_grid,
-                          hdbscan_clusters, label_agreement, metadata_names, prompt_names, prompt_texts)
+from core.explore.cluster import (FIT_SAMPLE_LIMIT, NOISE, ClusterConfig, Clustering, centroids, ctfidf_keywords,
+                                  dbscan_runs, eps_grid, hdbscan_clusters, label_agreement, metadata_names,
+                                  prompt_names, prompt_texts)
 from core.embeddings.backbone import encode_texts
 from core.embeddings.pipeline import KINDS, Built
 from core.progress import Progress
@@ -89,12 +90,17 @@ def _projection(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarr
     table = built.tables[kind]
     key = {"kind": kind, "dims": dims, "min_dist": min_dist, "n_neighbors": cfg.n_neighbors, "seed": cfg.seed,
            **built.backbone.cache_config()}
+    if len(vectors) > cfg.sample_limit:  # fitted on a sample, the rest placed (umap_project)
+        key["sample"] = cfg.sample_limit
     return cache.get_or_compute("projection", key, fingerprint, lambda: {"points": umap_project(
         vectors, dims, min_dist, cfg, knn_from_table(table["rows"], table["scores"], cfg.n_neighbors))})["points"]
 
 
 def _clustering(cache: ArtefactCache, reduced: np.ndarray, cfg: ClusterConfig) -> Clustering:
-    arrays = cache.get_or_compute("clusters", asdict(cfg), digest(reduced),
+    key = asdict(cfg)
+    if len(reduced) > FIT_SAMPLE_LIMIT:  # fitted on a sample, the rest predicted (hdbscan_clusters)
+        key["sample"] = FIT_SAMPLE_LIMIT
+    arrays = cache.get_or_compute("clusters", key, digest(reduced),
                                   lambda: asdict(hdbscan_clusters(reduced, cfg)))
     return Clustering(**{k: arrays[k] for k in ("labels", "probabilities", "soft_labels", "soft_strength")})
 

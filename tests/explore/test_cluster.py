@@ -170,3 +170,22 @@ def test_telling_values_compare_a_cluster_with_its_siblings_only():
     got = telling_values(labels, values, [0, 1])  # clusters 2 and 3 are no siblings here
     assert got == {0: ("a", 0.75), 1: ("b", 1.0)}
     assert telling_values(labels, values, [0, 3]) == {}  # alike: nothing tells them apart
+
+
+def test_past_the_sample_limit_hdbscan_is_fitted_on_a_sample_and_predicts_the_rest():
+    x, truth = blobs(200)
+    reduced = umap_project(x, 5, 0.0, ProjectConfig(seed=0))
+    cfg = ClusterConfig(min_cluster_size=60, min_samples=5)
+    full = hdbscan_clusters(reduced, cfg, sample_limit=len(reduced))
+    sampled = hdbscan_clusters(reduced, cfg, sample_limit=200, seed=1)
+    assert sampled.labels.shape == (600,) and full.n_clusters == sampled.n_clusters == 3
+    assert agreement(sampled.labels, truth)["ari_clustered"] == pytest.approx(1.0)
+    assert agreement(sampled.labels, full.labels)["ari_clustered"] == pytest.approx(1.0)
+    assert (sampled.soft_labels >= 0).all() and ((sampled.soft_strength >= 0) & (sampled.soft_strength <= 1)).all()
+    clustered = sampled.labels != NOISE
+    assert (sampled.soft_labels[clustered] == sampled.labels[clustered]).all()
+    # a size asked for is in products of the whole: 150 of 600 (groups of 200) is 50 of the 200 sampled; taken as 150
+    # of the sample (about 67 a group) it would find no three groups
+    big = ClusterConfig(min_cluster_size=150, min_samples=5)
+    assert hdbscan_clusters(reduced, big, sample_limit=200).n_clusters == 3
+    assert hdbscan_clusters(reduced, big, sample_limit=600).n_clusters == 3

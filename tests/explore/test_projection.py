@@ -28,3 +28,19 @@ def test_knn_from_table_fills_missing_neighbours_with_self():
     idx, dist = knn_from_table(rows, np.array([[0.9, 0.0], [0.9, 0.0]], np.float32), 3)
     assert idx.tolist() == [[0, 1, 0], [1, 0, 1]]
     assert dist[:, 2].tolist() == [0, 0] and dist[0, 1] == pytest.approx(0.1)
+
+
+def test_past_the_sample_limit_umap_is_fitted_on_a_sample_and_places_the_rest():
+    from core.explore.projection import sample_rows
+    x, truth = blobs(200)  # 600 points in three groups
+    cfg = ProjectConfig(sample_limit=150)
+    xy = umap_project(x, 2, 0.0, cfg)
+    assert xy.shape == (600, 2) and np.isfinite(xy).all()
+    rows = sample_rows(600, 150, cfg.seed)
+    assert len(rows) == 150 and len(np.unique(rows)) == 150
+    placed = np.setdiff1d(np.arange(600), rows)
+    # a placed point lands among the sampled points of its own group: its nearest sampled point is of that group
+    nearest = rows[np.argmin(((xy[placed, None, :] - xy[None, rows, :]) ** 2).sum(-1), axis=1)]
+    assert (truth[nearest] == truth[placed]).mean() > 0.95
+    got = hdbscan_clusters(xy, ClusterConfig(min_cluster_size=30, min_samples=5))
+    assert got.n_clusters == 3 and agreement(got.labels, truth)["ari_clustered"] > 0.95
