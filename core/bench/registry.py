@@ -16,6 +16,7 @@ BENCHMARKS = {
     "warm": "core.bench.warm:command",
     "backbone": "core.bench.backbone:command",
     "cluster": "core.bench.cluster:command",
+    "scale": "core.bench.scale:command",
     "recs": "core.bench.recs:command",
     "texture": "core.bench.texture:command",
     "serve": "core.bench.loadtest:command",

@@ -54,8 +54,9 @@ class Clustering:
 
 
 # Past this many points HDBSCAN is fitted on a random sample of this many and the rest are placed by its
-# approximate_predict: the exact fit's time and memory grow faster than the points.
-FIT_SAMPLE_LIMIT = 100_000
+# approximate_predict: the exact fit grows faster than the points (10-d UMAP points of ``python -m core bench
+# scale``, 2 cores: 0.7 s for 10,000, 151 s for 100,000).
+FIT_SAMPLE_LIMIT = 50_000
 MEMBERSHIP_CHUNK = 20_000  # points whose soft membership (points x clusters) is computed at once
 
 

@@ -1,0 +1,270 @@
+"""The scaling benchmark (``python -m core bench scale --sizes 10000,100000,1000000``): each stage's wall time and
+peak memory at each catalogue size, and the growth exponent b of time ~ n^b across sizes.
+
+Features-only mode: photos for a million products cannot be drawn and featurised on 2 cores in a benchmark's time,
+so the stages after featurisation run on synthetic features (:func:`synthetic_features`: cluster-structured unit
+vectors in place of the embeddings, named as such in the output). Each (size, stage) runs in a fresh process that
+reads its inputs from a scratch folder and writes its outputs there, so its peak RSS is its own (its inputs
+included), and a stage that runs out of time or memory is reported as such while the others go on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.bench.command import BenchContext
+from core.bench.measure import reference_s
+
+DIM = 256  # the shared space of the offline-lit heads (LitConfig.dim): what every stage after them sees
+FEATURES = "features-only: synthetic cluster-structured unit vectors (core.bench.scale.synthetic_features)"
+
+
+def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> np.ndarray:
+    """(n, d) float32 unit rows shaped like a catalogue's embeddings: product types of about 400 products, each
+    made of groups of about 8 variants around a type centre, each product near its group's centre. Neighbour
+    similarities come out close to the H&M sample's hybrid embeddings (mean cosine of the 1st, 10th and 50th
+    neighbour 0.82, 0.67, 0.58 at 20,000 rows; H&M 0.81, 0.71, 0.63), and the local structure does not thin out
+    as n grows (the number of types and groups grows with n). Generated in chunks: memory is the output's."""
+    rng = np.random.default_rng(seed)
+    types = rng.standard_normal((max(1, n // 400), d)).astype(np.float32)
+    groups = types[rng.integers(0, len(types), max(1, n // 8))]
+    groups += np.float32(0.65) * rng.standard_normal(groups.shape, dtype=np.float32)
+    out = np.empty((n, d), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        x = groups[rng.integers(0, len(groups), m)] + np.float32(0.6) * rng.standard_normal((m, d), dtype=np.float32)
+        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+# ---------------------------------------------------------------- the stages, each in a process of its own
+
+def _features(scratch: Path, n: int) -> dict:
+    np.save(scratch / "vectors.npy", synthetic_features(n))
+    return {}
+
+
+def _vectors(scratch: Path) -> np.ndarray:
+    return np.load(scratch / "vectors.npy")
+
+
+def _index(scratch: Path, n: int) -> dict:
+    from core.embeddings.index import VectorIndex
+    vectors = _vectors(scratch)
+    t = time.perf_counter()
+    VectorIndex(vectors, np.arange(n).astype(str))  # the build's own (exact) index, for queries
+    return {"seconds": time.perf_counter() - t}
+
+
+def _table(scratch: Path, n: int) -> dict:
+    from core.embeddings.index import VectorIndex, neighbour_table, table_index_config, table_recall
+    from core.embeddings.pipeline import BuildConfig
+    vectors = _vectors(scratch)
+    t = time.perf_counter()
+    on = table_index_config(n, BuildConfig().index)
+    table = neighbour_table(VectorIndex(vectors, np.arange(n).astype(str), on), vectors, BuildConfig().table_k)
+    seconds = time.perf_counter() - t
+    np.save(scratch / "rows.npy", table["rows"])
+    np.save(scratch / "scores.npy", table["scores"])
+    t = time.perf_counter()
+    recall = table_recall(vectors, table["rows"], 10)  # not part of the stage's time: a check on it
+    return {"seconds": seconds, "index": on.factory, "recall_at_10": round(recall, 4),
+            "recall_s": round(time.perf_counter() - t, 2)}
+
+
+def _compile_umap(dims: int, min_dist: float) -> None:
+    """UMAP's numba functions compiled on a tiny input, both ways (a full fit from a neighbour table, a sampled fit
+    placing the rest): compiling takes tens of seconds once per process, the same at every size, and would
+    otherwise count as the stage's time and flatten its growth."""
+    from core.embeddings.index import VectorIndex, neighbour_table
+    from core.explore.projection import ProjectConfig, knn_from_table, umap_project
+    x = synthetic_features(600, 16, seed=1)
+    table = neighbour_table(VectorIndex(x, np.arange(600).astype(str)), x, 15)
+    umap_project(x, dims, min_dist, ProjectConfig(), knn_from_table(table["rows"], table["scores"], 15))
+    umap_project(x, dims, min_dist, ProjectConfig(sample_limit=300))
+
+
+def _projection(dims: int, min_dist: float, out: str) -> Callable[[Path, int], dict]:
+    def run(scratch: Path, n: int) -> dict:
+        from core.explore.projection import ProjectConfig, knn_from_table, umap_project
+        _compile_umap(dims, min_dist)
+        vectors, cfg = _vectors(scratch), ProjectConfig()
+        knn = knn_from_table(np.load(scratch / "rows.npy"), np.load(scratch / "scores.npy"), cfg.n_neighbors)
+        t = time.perf_counter()
+        points = umap_project(vectors, dims, min_dist, cfg, knn)
+        np.save(scratch / out, points)
+        return {"seconds": time.perf_counter() - t, "fitted_on": min(n, cfg.sample_limit)}
+    return run
+
+
+def _clustering(scratch: Path, n: int) -> dict:
+    from core.explore.cluster import FIT_SAMPLE_LIMIT, hdbscan_clusters
+    points = np.load(scratch / "points10.npy")
+    hdbscan_clusters(synthetic_features(600, 10, seed=1), sample_limit=300)  # its first call imports and warms up
+    t = time.perf_counter()
+    got = hdbscan_clusters(points)
+    return {"seconds": time.perf_counter() - t, "fitted_on": min(n, FIT_SAMPLE_LIMIT),
+            "n_clusters": got.n_clusters, "noise_fraction": round(got.noise_fraction, 4)}
+
+
+AGREEMENT_MAX = 200_000  # the largest size at which the sampled map is compared with a full fit (minutes there)
+
+
+def _agreement(scratch: Path, n: int) -> dict:
+    """The sampled path against a full fit at ``n`` (at most AGREEMENT_MAX): clusters of a full 10-D UMAP and a
+    full HDBSCAN against those of UMAP fitted on half the rows placing the rest and HDBSCAN fitted on half the
+    points predicting the rest (adjusted Rand index; 1 is the same partition, noise counted as a cluster of its
+    own). Half, so that the sampled path runs at a size where the full one can be afforded."""
+    from sklearn.metrics import adjusted_rand_score
+    from core.explore.cluster import hdbscan_clusters
+    from core.explore.projection import ProjectConfig, umap_project
+    if n > AGREEMENT_MAX:
+        return {"seconds": 0.0, "skipped": f"a full fit past {AGREEMENT_MAX:,} products takes too long here"}
+    _compile_umap(10, 0.0)
+    full_points = np.load(scratch / "points10.npy")  # the projection 10-D stage's (a full fit up to its limit)
+    t = time.perf_counter()
+    full = hdbscan_clusters(full_points, sample_limit=n)
+    half = n // 2
+    sampled_points = umap_project(_vectors(scratch), 10, 0.0, ProjectConfig(sample_limit=half))
+    sampled = hdbscan_clusters(sampled_points, sample_limit=half)
+    both_full_umap = hdbscan_clusters(full_points, sample_limit=half)
+    return {"seconds": time.perf_counter() - t, "sample": half,
+            "full_umap_fitted_on": min(n, ProjectConfig().sample_limit),
+            "ari_sampled_umap_and_hdbscan": round(adjusted_rand_score(full.labels, sampled.labels), 4),
+            "ari_sampled_hdbscan_only": round(adjusted_rand_score(full.labels, both_full_umap.labels), 4),
+            "clusters_full": full.n_clusters, "clusters_sampled": sampled.n_clusters,
+            "noise_full": round(full.noise_fraction, 4), "noise_sampled": round(sampled.noise_fraction, 4)}
+
+
+# name -> run; in order: a stage after the ones it reads from (NEEDS)
+STAGES: dict[str, Callable[[Path, int], dict]] = {
+    "index": _index,
+    "neighbour table": _table,
+    "projection 2-D": _projection(2, 0.1, "points2.npy"),
+    "projection 10-D": _projection(10, 0.0, "points10.npy"),
+    "clustering": _clustering,
+    "sampled against full": _agreement,
+}
+NEEDS = {"neighbour table": (), "index": (), "projection 2-D": ("neighbour table",),
+         "projection 10-D": ("neighbour table",), "clustering": ("projection 10-D",),
+         "sampled against full": ("projection 10-D",)}
+CHECKS = {"sampled against full"}  # a measurement of the others, not a stage of a build: no growth exponent
+
+
+def peak_rss_now_mb() -> float:
+    """This process's peak resident memory in MB: VmHWM, which starts anew at exec (a spawned process's
+    ``ru_maxrss`` keeps the peak of the process it was forked from), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child(name: str, scratch: str, n: int, result: str) -> None:
+    """A stage in this (fresh) process; its result, with this process's peak RSS, as JSON in ``result``."""
+    rss_before = peak_rss_now_mb()  # the interpreter and the modules it imported on start
+    fn = _features if name == "features" else STAGES[name]
+    t = time.perf_counter()
+    out = fn(Path(scratch), n)
+    out.setdefault("seconds", time.perf_counter() - t)
+    out["seconds"] = round(out["seconds"], 2)
+    out["peak_rss_mb"] = round(peak_rss_now_mb(), 1)
+    out["rss_at_start_mb"] = round(rss_before, 1)
+    Path(result).write_text(json.dumps(out))
+
+
+def run_stage(name: str, scratch: Path, n: int, timeout_s: float) -> dict:
+    """One stage at size ``n`` in a fresh (spawned) process: its result, or {"failed": why}."""
+    result = scratch / f"{name}.json"
+    result.unlink(missing_ok=True)
+    process = multiprocessing.get_context("spawn").Process(target=_child, args=(name, str(scratch), n, str(result)))
+    process.start()
+    process.join(timeout_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        return {"failed": f"not done after {timeout_s:.0f} s"}
+    if process.exitcode != 0 or not result.exists():
+        why = "killed (out of memory?)" if process.exitcode and process.exitcode < 0 else f"exit code {process.exitcode}"
+        return {"failed": why}
+    return json.loads(result.read_text())
+
+
+def growth_exponent(sizes: list[int], seconds: list[float]) -> float | None:
+    """b of the least-squares fit of log(seconds) = a + b log(size); None with fewer than two sizes."""
+    pairs = [(n, s) for n, s in zip(sizes, seconds) if s is not None and s > 0]
+    if len(pairs) < 2:
+        return None
+    x, y = np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])
+    return round(float(np.polyfit(x, y, 1)[0]), 3)
+
+
+def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: float = 3600.0,
+                root: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Every stage (default all of :data:`STAGES`) at every size, in features-only mode: per stage and size the
+    seconds and peak RSS (MB) of its process, per stage the growth exponent over all sizes and between the two
+    largest ("exponent_last"), and ``reference_s`` (:func:`core.bench.measure.reference_s`) before and after."""
+    stages = list(STAGES) if stages is None else stages
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+    wanted = set(stages)
+    for s in stages:  # a stage's inputs are computed too, and reported
+        wanted.update(NEEDS[s])
+        for t in NEEDS[s]:
+            wanted.update(NEEDS[t])
+    order = [s for s in STAGES if s in wanted]
+    before = reference_s()
+    table: dict[str, dict] = {s: {} for s in order}
+    setup = {}
+    steps, done = len(sizes) * (len(order) + 1), 0
+    for n in sorted(sizes):
+        scratch = Path(tempfile.mkdtemp(prefix="atelier-bench-scale-", dir=root))
+        try:
+            setup[str(n)] = run_stage("features", scratch, n, timeout_s)
+            done += 1
+            for name in order:
+                if progress:  # one step name: one bar
+                    progress("stages x sizes", done, steps)
+                failed = [t for t in NEEDS[name] if "failed" in table[t].get(str(n), {"failed": "not run"})]
+                failed = ["features"] if "failed" in setup[str(n)] else failed
+                table[name][str(n)] = {"failed": f"needs {failed[0]}"} if failed else run_stage(name, scratch, n,
+                                                                                               timeout_s)
+                done += 1
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    for name, runs in table.items():
+        if name in CHECKS:
+            continue
+        measured = sorted((int(n), r["seconds"]) for n, r in runs.items() if "seconds" in r)
+        runs["exponent"] = growth_exponent([m[0] for m in measured], [m[1] for m in measured])
+        runs["exponent_last"] = growth_exponent([m[0] for m in measured[-2:]], [m[1] for m in measured[-2:]])
+    if progress:
+        progress("stages x sizes", steps, steps)
+    after = reference_s()
+    return {"mode": FEATURES, "dim": DIM, "sizes": sorted(sizes), "features": setup, "stages": table,
+            "reference_s": round(min(before, after), 4), "reference_s_before": round(before, 4),
+            "reference_s_after": round(after, 4)}
+
+
+def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    if not sizes or min(sizes) < 100:
+        raise SystemExit("error: --sizes takes comma-separated catalogue sizes of at least 100 products")
+    stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+    try:
+        return bench_scale(sizes, stages, args.stage_timeout, progress=ctx.progress())
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
