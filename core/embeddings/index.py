@@ -125,18 +125,34 @@ def neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int = 50,
     return {"rows": rows, "scores": scores}
 
 
-def table_recall(vectors: np.ndarray, rows: np.ndarray, k: int = 10, sample: int = 1000, seed: int = 0) -> float:
+def build_neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int, on: IndexConfig) -> dict[str, np.ndarray]:
+    """The neighbour table (:func:`neighbour_table`) of ``index``'s rows ``vectors``, searched in ``index`` itself or,
+    when ``on`` (see :func:`table_index_config`) differs from its layout, in an index of layout ``on`` built for it
+    and dropped after. An approximate table also holds ``recall_at_10``, measured against exact search on 1,000
+    rows (:func:`table_recall`; ``index`` serves as the exact one when it is)."""
+    search = index if on == index.cfg else VectorIndex(vectors, index.ids, on)
+    table = neighbour_table(search, vectors, k)
+    del search
+    if on.factory != "Flat":
+        exact = index if index.cfg.factory == "Flat" else None
+        table["recall_at_10"] = np.float32(table_recall(vectors, table["rows"], 10, exact=exact))
+    return table
+
+
+def table_recall(vectors: np.ndarray, rows: np.ndarray, k: int = 10, sample: int = 1000, seed: int = 0,
+                 exact: VectorIndex | None = None) -> float:
     """Recall@k of a neighbour table's ``rows`` (n, >= k) against exact search, on ``sample`` rows drawn at
     random (all when fewer): the share of each sampled row's exact top-k (itself excluded) that its first k
-    table entries hold. Costs ``sample`` exact queries against every row."""
+    table entries hold. Costs ``sample`` exact queries against every row, in ``exact`` (an exact index of
+    ``vectors``) or in one built here."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
     k = min(k, n - 1, rows.shape[1])
     if k <= 0:
         return 1.0
     picked = np.sort(np.random.default_rng(seed).choice(n, min(sample, n), replace=False))
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
+    if exact is None:
+        exact = VectorIndex(vectors, np.arange(n))
     _, found = exact.search(vectors[picked], k + 1)
     hits = 0
     for p, r in zip(picked, found):

@@ -15,8 +15,7 @@ from core.cache import ArtefactCache, RowStore, digest
 from core.progress import Progress, Ticks
 from core.data.catalog import Catalog, ValidationReport
 from core.embeddings.backbone import Backbone, encode_images, encode_texts, fuse, load_image
-from core.embeddings.index import (IndexConfig, VectorIndex, neighbour_table, table_index_config,
-                                   table_recall)
+from core.embeddings.index import IndexConfig, VectorIndex, build_neighbour_table, table_index_config
 from core.embeddings.texture import TextureConfig, TextureModel, fit_texture_model
 
 if TYPE_CHECKING:
@@ -234,25 +233,15 @@ def build(catalog: Catalog, backbone: Backbone, cache: ArtefactCache, cfg: Build
         index = indexes[kind] = VectorIndex(vectors, ids, cfg.index)
         table_on = table_index_config(len(ids), cfg.index)  # past EXACT_TABLE_LIMIT products: an HNSW graph
         table_cfg = {"kind": kind, "k": cfg.table_k, "index": asdict(table_on), **backbone.cache_config()}
+        if table_on.factory != "Flat":  # 2: missing neighbours stored as -1 with score 0, and the table's recall
+            table_cfg["table_version"] = 2
         tables[kind] = cache.get_or_compute("neighbours", table_cfg, digest(vectors, ids),
-                                            lambda index=index, vectors=vectors, ids=ids, table_on=table_on:
-                                            _table(index, vectors, ids, table_on, cfg.table_k))
+                                            lambda index=index, vectors=vectors, table_on=table_on:
+                                            build_neighbour_table(index, vectors, cfg.table_k, table_on))
         stats.seconds[f"index_{kind}"] = time.perf_counter() - t
         if progress:
             progress("indexing", i + 1, len(kinds))
     return Built(catalog, backbone, cfg, embeddings, indexes, tables, stats, report, model, selection, cache, runners)
-
-
-def _table(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, on: IndexConfig,
-           k: int) -> dict[str, np.ndarray]:
-    """The neighbour table of ``vectors`` searched in ``index``, or in an index of layout ``on`` when that differs
-    from the build's; an approximate table also holds its ``recall_at_10`` against exact search (1,000 rows)."""
-    if on != index.cfg:
-        index = VectorIndex(vectors, ids, on)
-    table = neighbour_table(index, vectors, k)
-    if on.factory != "Flat":
-        table["recall_at_10"] = np.float32(table_recall(vectors, table["rows"], 10))
-    return table
 
 
 MIN_TEXTURE_PHOTOS = 10  # fewer readable photos than this: no texture kind (nothing to fit its PCA on)

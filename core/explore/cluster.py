@@ -57,7 +57,7 @@ class Clustering:
 # approximate_predict: the exact fit grows faster than the points (10-d UMAP points of ``python -m core bench
 # scale``, 2 cores: 0.7 s for 10,000, 151 s for 100,000).
 FIT_SAMPLE_LIMIT = 50_000
-MEMBERSHIP_CHUNK = 20_000  # points whose soft membership (points x clusters) is computed at once
+PREDICT_CHUNK = 100_000  # points placed per approximate_predict call: its neighbour arrays bounded by the chunk
 
 
 def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
@@ -73,6 +73,8 @@ def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
         return Clustering(np.full(n, NOISE), zeros, np.full(n, NOISE), zeros)
     limit = FIT_SAMPLE_LIMIT if sample_limit is None else sample_limit
     if n > limit:
+        if limit < 2 * cfg.min_samples + 2:
+            raise ValueError(f"sample_limit {limit} is too small for min_samples {cfg.min_samples}")
         return _fit_sample_predict_rest(points, cfg, limit, seed)
     cfg = cfg.resolved(n)
     with warnings.catch_warnings():
@@ -89,18 +91,11 @@ def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
     return Clustering(labels, model.probabilities_.astype(np.float32), soft, strength)
 
 
-def _soft(model, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each point's most likely cluster and its membership (HDBSCAN's soft clustering), in chunks."""
-    import hdbscan
-    soft, strength = np.empty(len(points), np.int64), np.empty(len(points), np.float32)
-    for start in range(0, len(points), MEMBERSHIP_CHUNK):
-        part = hdbscan.membership_vector(model, points[start:start + MEMBERSHIP_CHUNK])
-        part = part.reshape(len(points[start:start + MEMBERSHIP_CHUNK]), -1)
-        soft[start:start + len(part)], strength[start:start + len(part)] = part.argmax(axis=1), part.max(axis=1)
-    return soft, strength
-
-
 def _fit_sample_predict_rest(points: np.ndarray, cfg: ClusterConfig, limit: int, seed: int) -> Clustering:
+    """HDBSCAN fitted on ``limit`` of ``points`` drawn with ``seed``; the others get their label and strength from
+    ``approximate_predict`` and the soft membership of the sampled point they connect to (its nearest in the
+    sample's mutual-reachability sense). hdbscan's own ``membership_vector`` for new points runs a Python loop per
+    point (minutes for 100,000 of them); the sample's memberships are computed at once."""
     import hdbscan
     n = len(points)
     rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
@@ -108,19 +103,25 @@ def _fit_sample_predict_rest(points: np.ndarray, cfg: ClusterConfig, limit: int,
         cfg = dataclasses.replace(cfg, min_cluster_size=max(2, round(cfg.min_cluster_size * limit / n)))
     cfg = cfg.resolved(limit)
     labels, probabilities = np.empty(n, np.int64), np.empty(n, np.float32)
+    soft, strength = np.empty(n, np.int64), np.zeros(n, np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hdbscan.HDBSCAN(min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
                                 cluster_selection_method=cfg.selection, prediction_data=True).fit(points[rows])
         labels[rows], probabilities[rows] = model.labels_, model.probabilities_
+        if model.labels_.max() < 0:
+            sample_soft, sample_strength = model.labels_.astype(np.int64), np.zeros(limit, np.float32)
+        else:
+            membership = hdbscan.all_points_membership_vectors(model).reshape(limit, -1)
+            sample_soft, sample_strength = membership.argmax(axis=1), membership.max(axis=1).astype(np.float32)
+        soft[rows], strength[rows] = sample_soft, sample_strength
         rest = np.setdiff1d(np.arange(n), rows)
-        for start in range(0, len(rest), MEMBERSHIP_CHUNK):
-            chunk = rest[start:start + MEMBERSHIP_CHUNK]
-            labels[chunk], probabilities[chunk] = hdbscan.approximate_predict(model, points[chunk])
-        if labels.max() < 0:
-            return Clustering(labels, probabilities, labels.copy(), np.zeros(n, np.float32))
-        soft, strength = _soft(model, points)
-    soft = np.where(labels >= 0, labels, soft)
+        for start in range(0, len(rest), PREDICT_CHUNK):
+            chunk = rest[start:start + PREDICT_CHUNK]
+            labels[chunk], probabilities[chunk], via = hdbscan.approximate_predict(model, points[chunk],
+                                                                                   return_connecting_points=True)
+            soft[chunk], strength[chunk] = sample_soft[via], sample_strength[via]
+    soft = np.where(labels >= 0, labels, soft)  # a clustered point keeps its own cluster
     return Clustering(labels, probabilities, soft, strength)
 
 

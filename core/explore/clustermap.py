@@ -14,9 +14,10 @@ from core.explore.cluster import (FIT_SAMPLE_LIMIT, NOISE, ClusterConfig, Cluste
                                   dbscan_runs, eps_grid, hdbscan_clusters, label_agreement, metadata_names,
                                   prompt_names, prompt_texts)
 from core.embeddings.backbone import encode_texts
+from core.embeddings.index import table_index_config
 from core.embeddings.pipeline import KINDS, Built
 from core.progress import Progress
-from core.explore.projection import ProjectConfig, knn_from_table, umap_project
+from core.explore.projection import TRANSFORM_CHUNK, ProjectConfig, knn_from_table, umap_project
 
 HOVER_ATTRS = ("product_type", "colour", "pattern")
 
@@ -90,10 +91,17 @@ def _projection(built: Built, cache: ArtefactCache, kind: str, vectors: np.ndarr
     table = built.tables[kind]
     key = {"kind": kind, "dims": dims, "min_dist": min_dist, "n_neighbors": cfg.n_neighbors, "seed": cfg.seed,
            **built.backbone.cache_config()}
-    if len(vectors) > cfg.sample_limit:  # fitted on a sample, the rest placed (umap_project)
-        key["sample"] = cfg.sample_limit
-    return cache.get_or_compute("projection", key, fingerprint, lambda: {"points": umap_project(
-        vectors, dims, min_dist, cfg, knn_from_table(table["rows"], table["scores"], cfg.n_neighbors))})["points"]
+    table_on = table_index_config(len(vectors), built.cfg.index)
+    if table_on.factory != "Flat":  # UMAP's neighbours come from an approximate table
+        key["table"] = table_on.factory
+    sampled = len(vectors) > cfg.sample_limit  # fitted on a sample, the rest placed (umap_project)
+    if sampled:
+        key["sample"] = [cfg.sample_limit, TRANSFORM_CHUNK]
+
+    def compute():
+        knn = None if sampled else knn_from_table(table["rows"], table["scores"], cfg.n_neighbors)
+        return {"points": umap_project(vectors, dims, min_dist, cfg, knn)}
+    return cache.get_or_compute("projection", key, fingerprint, compute)["points"]
 
 
 def _clustering(cache: ArtefactCache, reduced: np.ndarray, cfg: ClusterConfig) -> Clustering:

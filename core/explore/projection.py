@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+MIN_SAMPLE_LIMIT = 100  # the smallest sample UMAP may be fitted on (ProjectConfig.sample_limit)
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     n_neighbors: int = 15  # UMAP's default; the exact neighbour table (50 per product) already holds them
@@ -18,6 +21,11 @@ class ProjectConfig:
     # Past this many rows UMAP is fitted on a random sample of this many and places the rest (UMAP.transform):
     # a full fit's time and memory grow with every row. A full fit of 100,000 rows takes about a minute on 2 cores.
     sample_limit: int = 100_000
+
+    def __post_init__(self):
+        if self.sample_limit < MIN_SAMPLE_LIMIT:
+            raise ValueError(f"sample_limit must be at least {MIN_SAMPLE_LIMIT} (got {self.sample_limit}): a "
+                             f"sample that small holds too few neighbours to place the rest by")
 
 
 def knn_from_table(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +72,9 @@ def umap_project(vectors: np.ndarray, n_components: int, min_dist: float, cfg: P
         return reducer.fit_transform(vectors).astype(np.float32)
 
 
-TRANSFORM_CHUNK = 100_000  # rows placed per UMAP.transform call: memory bounded by the chunk, not the catalogue
+# Rows placed per UMAP.transform call: memory bounded by the chunk, not the catalogue. Each call normalises its
+# own neighbour graph and draws its own negative samples, so the chunk is part of what a sampled map is (its key).
+TRANSFORM_CHUNK = 100_000
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.embeddings.index import IndexConfig, VectorIndex, brute_force_topk, neighbour_table, table_recall
+from core.embeddings.index import (IndexConfig, VectorIndex, brute_force_topk, build_neighbour_table, neighbour_table,
+                                   table_recall)
 
 N, D, K = 200, 32, 10
 
@@ -138,7 +139,7 @@ def test_a_neighbour_table_holds_no_missing_rows_score(vectors):
         assert i not in found and (table["rows"][i][len(found):] == -1).all()
 
 
-def test_tables_past_the_exact_limit_come_from_a_graph(monkeypatch):
+def test_tables_past_the_exact_limit_come_from_a_graph():
     from core.embeddings import index
     assert index.table_index_config(index.EXACT_TABLE_LIMIT) == IndexConfig()
     assert index.table_index_config(index.EXACT_TABLE_LIMIT + 1) == index.TABLE_APPROXIMATE
@@ -158,4 +159,11 @@ def test_table_recall_against_exact_search():
     half[:, 5:10] = exact["rows"][:, 10:15]
     assert table_recall(vectors, half, k=10, sample=2000) == pytest.approx(0.5)
     graph = neighbour_table(VectorIndex(vectors, ids_of(2000), IndexConfig("HNSW8", ef_search=16)), vectors, k=20)
-    assert 0.5 < table_recall(vectors, graph["rows"], k=10, sample=300) < 1.0  # a small beam misses some
+    recall = table_recall(vectors, graph["rows"], k=10, sample=300)
+    assert 0.5 < recall < 1.0  # a small beam misses some
+    flat = VectorIndex(vectors, ids_of(2000))
+    assert table_recall(vectors, graph["rows"], k=10, sample=300, exact=flat) == recall  # the build's exact index
+    built = build_neighbour_table(flat, vectors, 20, IndexConfig("HNSW8", ef_search=16))
+    np.testing.assert_array_equal(built["rows"], graph["rows"])
+    assert float(built["recall_at_10"]) == table_recall(vectors, graph["rows"], k=10)
+    assert "recall_at_10" not in build_neighbour_table(flat, vectors, 20, IndexConfig())  # exact: no check

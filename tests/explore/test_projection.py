@@ -44,3 +44,10 @@ def test_past_the_sample_limit_umap_is_fitted_on_a_sample_and_places_the_rest():
     assert (truth[nearest] == truth[placed]).mean() > 0.95
     got = hdbscan_clusters(xy, ClusterConfig(min_cluster_size=30, min_samples=5))
     assert got.n_clusters == 3 and agreement(got.labels, truth)["ari_clustered"] > 0.95
+
+
+def test_a_sample_too_small_to_place_by_is_refused():
+    with pytest.raises(ValueError, match="sample_limit"):
+        ProjectConfig(sample_limit=20)
+    with pytest.raises(ValueError, match="sample_limit"):
+        hdbscan_clusters(np.zeros((50, 2), np.float32), ClusterConfig(min_samples=10), sample_limit=10)
