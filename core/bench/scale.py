@@ -18,6 +18,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -192,6 +193,11 @@ def _child(name: str, scratch: str, n: int, result: str) -> None:
     out["peak_rss_mb"] = round(peak_rss_now_mb(), 1)
     out["rss_at_start_mb"] = round(rss_before, 1)
     Path(result).write_text(json.dumps(out))
+    # Out now, past the exit handlers: multiprocessing's joins loky's resource tracker (started by HDBSCAN's
+    # core-distance workers), which waits for this process to end first, and the stage would hang there.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_stage(name: str, scratch: Path, n: int, timeout_s: float) -> dict:
