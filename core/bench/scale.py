@@ -3,7 +3,7 @@ peak memory at each catalogue size, and the growth exponent b of time ~ n^b acro
 
 Features-only mode: photos for a million products cannot be drawn and featurised on 2 cores in a benchmark's time,
 so the stages after featurisation run on synthetic features (:func:`synthetic_features`: cluster-structured unit
-vectors in place of the embeddings, named as such in the output). Each (size, stage) runs in a fresh process that
+vectors in place of the embeddings, named as such in the output). Each (size, stage) runs in a fresh interpreter that
 reads its inputs from a scratch folder and writes its outputs there, so its peak RSS is its own (its inputs and
 the modules it imports included; not that of worker processes it starts: HDBSCAN computes core distances in
 joblib workers past 16,384 points), and a stage that runs out of time or memory is reported as such while the
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -180,10 +180,9 @@ def peak_rss_now_mb() -> float:
 
 
 def _child(name: str, scratch: str, n: int, result: str) -> None:
-    """A stage in this (fresh) process, leading a process group of its own (so a timeout stops the workers it
-    may start, such as HDBSCAN's core-distance processes); its result, with this process's peak RSS (not its
+    """A stage in this (fresh) process, which leads a session of its own (so a timeout stops the workers it may
+    start, such as HDBSCAN's core-distance processes); its result, with this process's peak RSS (not its
     workers'), as JSON in ``result``."""
-    os.setsid()
     rss_before = peak_rss_now_mb()  # the interpreter and the modules it imported on start
     fn = _features if name == "features" else STAGES[name]
     t = time.perf_counter()
@@ -200,23 +199,31 @@ def _child(name: str, scratch: str, n: int, result: str) -> None:
     os._exit(0)
 
 
+ROOT = Path(__file__).resolve().parents[2]  # the project: what a stage process imports ``core`` from
+
+
 def run_stage(name: str, scratch: Path, n: int, timeout_s: float) -> dict:
-    """One stage at size ``n`` in a fresh (spawned) process: its result, or {"failed": why}."""
+    """One stage at size ``n`` in a fresh interpreter (not multiprocessing: its spawn would run the parent's
+    ``__main__`` again, which under pytest after an AppTest is the app script), leading a session of its own:
+    its result, or {"failed": why}."""
     result = scratch / f"{name}.json"
     result.unlink(missing_ok=True)
-    process = multiprocessing.get_context("spawn").Process(target=_child, args=(name, str(scratch), n, str(result)))
-    process.start()
-    process.join(timeout_s)
-    if process.is_alive():
+    code = f"from core.bench.scale import _child; _child({name!r}, {str(scratch)!r}, {n}, {str(result)!r})"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
         try:
             os.killpg(process.pid, signal.SIGKILL)  # the stage and any workers it started
         except ProcessLookupError:
             pass
-        process.join()
+        process.wait()
         return {"failed": f"not done after {timeout_s:.0f} s"}
-    if process.exitcode != 0 or not result.exists():
-        killed = process.exitcode is not None and process.exitcode < 0
-        return {"failed": "killed (out of memory?)" if killed else f"exit code {process.exitcode}"}
+    if process.returncode != 0 or not result.exists():
+        killed = process.returncode < 0
+        return {"failed": "killed (out of memory?)" if killed else f"exit code {process.returncode}"}
     return json.loads(result.read_text())
 
 
