@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -45,3 +46,15 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident memory in MB (ru_maxrss: KB on Linux) of this process, or with RUSAGE_CHILDREN of
     its largest finished child."""
     return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak resident memory in MB: VmHWM, which starts anew at exec (``ru_maxrss`` of a
+    process started by fork and exec keeps the peak of the process it was forked from), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()

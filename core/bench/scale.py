@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from core.bench.command import BenchContext
-from core.bench.measure import reference_s
+from core.bench.measure import own_peak_rss_mb, reference_s
 
 DIM = 256  # the shared space of the offline-lit heads (LitConfig.dim): what every stage after them sees
 TABLE_K = 50  # neighbours per product in the build's table (BuildConfig.table_k)
@@ -167,29 +166,17 @@ NEEDS = {"neighbour table": (), "index": (), "projection 2-D": ("neighbour table
 CHECKS = {"sampled against full"}  # a measurement of the others, not a stage of a build: no growth exponent
 
 
-def peak_rss_now_mb() -> float:
-    """This process's peak resident memory in MB: VmHWM, which starts anew at exec (a spawned process's
-    ``ru_maxrss`` keeps the peak of the process it was forked from), else ``ru_maxrss``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _child(name: str, scratch: str, n: int, result: str) -> None:
     """A stage in this (fresh) process, which leads a session of its own (so a timeout stops the workers it may
     start, such as HDBSCAN's core-distance processes); its result, with this process's peak RSS (not its
     workers'), as JSON in ``result``."""
-    rss_before = peak_rss_now_mb()  # the interpreter and the modules it imported on start
+    rss_before = own_peak_rss_mb()  # the interpreter and the modules it imported on start
     fn = _features if name == "features" else STAGES[name]
     t = time.perf_counter()
     out = fn(Path(scratch), n)
     out.setdefault("seconds", time.perf_counter() - t)
     out["seconds"] = round(out["seconds"], 2)
-    out["peak_rss_mb"] = round(peak_rss_now_mb(), 1)
+    out["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
     out["rss_at_start_mb"] = round(rss_before, 1)
     Path(result).write_text(json.dumps(out))
     # Out now, past the exit handlers: multiprocessing's joins loky's resource tracker (started by HDBSCAN's
@@ -245,11 +232,9 @@ def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: fl
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
-    wanted = set(stages)
-    for s in stages:  # a stage's inputs are computed too, and reported
-        wanted.update(NEEDS[s])
-        for t in NEEDS[s]:
-            wanted.update(NEEDS[t])
+    wanted = set(stages)  # with the stages whose outputs they read, and theirs: computed too, and reported
+    while needed := {t for s in wanted for t in NEEDS[s]} - wanted:
+        wanted |= needed
     order = [s for s in STAGES if s in wanted]
     before = reference_s()
     table: dict[str, dict] = {s: {} for s in order}

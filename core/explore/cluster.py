@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.catalog import PATTERN_PROMPT, TYPE_PROMPT, pattern_phrase
+from core.explore.projection import sample_rows
 
 NOISE = -1
 NAME_ATTRS = ("colour", "pattern", "product_type")  # the order a name reads in: "Black striped vest top"
@@ -98,7 +99,7 @@ def _fit_sample_predict_rest(points: np.ndarray, cfg: ClusterConfig, limit: int,
     point (minutes for 100,000 of them); the sample's memberships are computed at once."""
     import hdbscan
     n = len(points)
-    rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    rows = sample_rows(n, limit, seed)
     if cfg.min_cluster_size:  # a size asked for in products of the whole: the same share of the sample
         cfg = dataclasses.replace(cfg, min_cluster_size=max(2, round(cfg.min_cluster_size * limit / n)))
     cfg = cfg.resolved(limit)
