@@ -4,7 +4,8 @@ import streamlit as st
 
 from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, job_panel, pending_job,
                               page_build, product_grid)
-from app_pages.mapview import SELECTIONS, list_key, map_chart, map_key, photo_urls, selected_ids
+from app_pages.mapview import (DENSITY_POINTS, SELECTIONS, density_chart, list_key, map_chart, map_key, photo_urls,
+                               selected_ids)
 from core.cache import ArtefactCache
 from core.embeddings.pipeline import KIND_NAMES
 from core.explore.cluster import ClusterConfig
@@ -69,11 +70,18 @@ with map_tab:
         colour_by = st.selectbox("Colour by", ["cluster", *[c for c in HOVER_ATTRS if c in catalog.products],
                                                *[c for c in catalog.attribute_columns if c not in HOVER_ATTRS]],
                                  key="clusters_colour")
-        photos = photo_urls(built)
-        event = st.altair_chart(map_chart(frame, colour_by, highlight, photos), on_select="rerun",
-                                selection_mode=SELECTIONS, key=map_key(kind), width="stretch")
-        st.caption("Hover a point for its photo. Drag a box, or click a point (shift-click for more), to see "
-                   "those products; the wheel zooms, shift-drag pans, a double click clears.")
+        dense = len(frame) > DENSITY_POINTS
+        chart = density_chart(frame, colour_by, highlight) if dense else \
+            map_chart(frame, colour_by, highlight, photo_urls(built))
+        event = st.altair_chart(chart, on_select="rerun", selection_mode=SELECTIONS, key=map_key(kind),
+                                width="stretch")
+        if dense:
+            st.caption(f"{len(frame):,} products, more than a browser draws one by one: each pixel has the colour "
+                       "of its products, more opaque where there are more. Drag a box to see those products "
+                       f"(hover, click and zoom work on maps of up to {DENSITY_POINTS:,}).")
+        else:
+            st.caption("Hover a point for its photo. Drag a box, or click a point (shift-click for more), to see "
+                       "those products; the wheel zooms, shift-drag pans, a double click clears.")
         st.download_button("Download CSV (product, cluster, name, coordinates)",
                            cmap.export(catalog.products, soft).to_csv(index=False).encode(),
                            file_name=f"clusters-{kind}.csv", mime="text/csv", key="clusters_export")

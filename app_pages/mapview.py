@@ -12,6 +12,7 @@ from app_pages.common import Job, find_job, job_line
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Built
+from core.explore.density import NONE, density_image, png_data_uri
 from core.explore.thumbnails import catalog_thumbnails, thumbnail_folder
 
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
@@ -20,6 +21,11 @@ MAX_CATEGORIES = 40  # colouring by an attribute with more values lumps the rare
 MAX_LEGEND = 25  # more groups than this: the legend would crowd out the map (the cluster list names them)
 BOX, PICK = "box", "pick"  # the chart's selections: a box dragged on the map, points clicked (shift: several)
 SELECTIONS = [BOX, PICK]
+MAX_OUTLINED = 5000  # a highlighted cluster's products outlined on the map; a larger one by every n-th
+# More points than this: the map is a density image (density_chart). A Vega-Lite scatter of the H&M sample's 24,717
+# points draws in about a second in headless Chromium; a million would take minutes.
+DENSITY_POINTS = 50_000
+DENSITY_WIDTH = 900  # the density image's pixels across: about the map's width at 1400 px (it is stretched to fit)
 # vega-tooltip (the tooltip of Streamlit's Vega-Lite charts) shows a field titled "image" as the photo at that
 # URL and one titled "title" as the heading; the others as rows of a table
 HOVER = [("photo", "image"), ("title", "title"), ("product_id", "product"), ("product_type", "type"),
@@ -76,30 +82,77 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
                or field != "photo"]
     x = alt.X("x:Q", axis=None, scale=alt.Scale(zero=False))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False))
-    box = alt.selection_interval(name=BOX, encodings=["x", "y"], zoom=False,
-                                 on="[pointerdown[!event.shiftKey], window:pointerup] > window:pointermove!")
-    pick = alt.selection_point(name=PICK, fields=["product_id"], on="click", clear="dblclick")
-    view = alt.selection_interval(bind="scales", zoom="wheel!",
-                                  translate="[pointerdown[event.shiftKey], window:pointerup] > window:pointermove!")
+    box, pick, view = _selections()
     points = alt.Chart(data).mark_point(filled=True, size=16, strokeWidth=1, clip=True).encode(
         x=x, y=y, color=alt.Color("group:N", scale=scale, legend=legend, sort=order),
         stroke=alt.Stroke("group:N", scale=scale, legend=None),
         fillOpacity=alt.condition("datum.soft", alt.value(0), alt.value(0.8)),
         strokeOpacity=alt.condition("datum.soft", alt.value(0.9), alt.value(0)),
         tooltip=tooltip).add_params(box, pick, view)
-    layers = [points]
-    if highlight is not None:
-        outline = alt.Chart(data[data["cluster"] == highlight]).mark_point(size=40, strokeWidth=1.5, color="black",
-                                                                           filled=False, clip=True)
-        layers.append(outline.encode(x=x, y=y, tooltip=tooltip))
+    layers = [points, *_outline(data, highlight, x, y, tooltip)]
     if colour_by == "cluster":
-        clustered = frame[frame["assigned"] != "noise"]
-        centres = clustered.groupby("cluster")[["x", "y"]].median().reset_index()
-        if len(centres):
-            text = alt.Chart(centres).encode(x=x, y=y, text="cluster:N")
-            font = {"fontSize": 11, "fontWeight": "bold", "clip": True}
-            layers += [text.mark_text(**font, stroke="white", strokeWidth=3, opacity=0.8),  # a halo, then the id
-                       text.mark_text(**font, color="#222")]
+        layers += _cluster_ids(frame, x, y)
+    return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
+
+
+def _selections() -> tuple:
+    """The map's selections: :data:`BOX` (a drag without shift), :data:`PICK` (a click) and the view's zoom (the
+    wheel) and pan (a drag with shift)."""
+    box = alt.selection_interval(name=BOX, encodings=["x", "y"], zoom=False,
+                                 on="[pointerdown[!event.shiftKey], window:pointerup] > window:pointermove!")
+    pick = alt.selection_point(name=PICK, fields=["product_id"], on="click", clear="dblclick")
+    view = alt.selection_interval(bind="scales", zoom="wheel!",
+                                  translate="[pointerdown[event.shiftKey], window:pointerup] > window:pointermove!")
+    return box, pick, view
+
+
+def _outline(data: pd.DataFrame, highlight: int | None, x: alt.X, y: alt.Y, tooltip: list) -> list[alt.Chart]:
+    """The products of cluster ``highlight`` (at most :data:`MAX_OUTLINED`, evenly drawn) outlined in black."""
+    if highlight is None:
+        return []
+    members = data[data["cluster"] == highlight]
+    members = members.iloc[::max(1, -(-len(members) // MAX_OUTLINED))]
+    return [alt.Chart(members).mark_point(size=40, strokeWidth=1.5, color="black", filled=False, clip=True)
+            .encode(x=x, y=y, tooltip=tooltip)]
+
+
+def _cluster_ids(frame: pd.DataFrame, x: alt.X, y: alt.Y) -> list[alt.Chart]:
+    """Each cluster's id at the median of its products, dark on a white halo."""
+    clustered = frame[frame["assigned"] != "noise"]
+    centres = clustered.groupby("cluster")[["x", "y"]].median().reset_index()
+    if not len(centres):
+        return []
+    text = alt.Chart(centres).encode(x=x, y=y, text="cluster:N")
+    font = {"fontSize": 11, "fontWeight": "bold", "clip": True}
+    return [text.mark_text(**font, stroke="white", strokeWidth=3, opacity=0.8), text.mark_text(**font, color="#222")]
+
+
+def density_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | None = None,
+                  height: int = 600) -> alt.LayerChart:
+    """The map of ``frame`` (as :func:`map_chart`'s) for more points than a browser draws one by one
+    (:data:`DENSITY_POINTS`): an image made on the server (:func:`core.explore.density.density_image`), each
+    pixel in the colour of its points' group (:func:`colour_groups`, the same colours as :func:`map_chart`), with
+    the cluster ids and the ``highlight`` outline on top. :data:`BOX` selects as on :func:`map_chart`; there is
+    no hover, no pick and no zoom (the image would not redraw)."""
+    groups, order = colour_groups(frame, colour_by)
+    codes = pd.Categorical(groups, categories=order).codes.astype(np.int32)
+    codes[groups.to_numpy() == "noise"] = NONE
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(order))]
+    xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
+    x0, x1, y0, y1 = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
+    width = DENSITY_WIDTH
+    image = density_image(xs, ys, codes, colours, width, height, (x0, x1, y0, y1), NOISE_COLOUR)
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False))
+    picture = alt.Chart(pd.DataFrame({"x": [x0], "x2": [x1], "y": [y1], "y2": [y0], "url": [png_data_uri(image)]})
+                        ).mark_image(aspect=False, smooth=False).encode(x=x, x2="x2:Q", y=y, y2="y2:Q", url="url:N")
+    box, pick, _ = _selections()
+    corners = alt.Chart(pd.DataFrame({"x": [x0, x1], "y": [y0, y1], "product_id": ["", ""]})).mark_point(
+        opacity=0).encode(x=x, y=y).add_params(box, pick)  # the selections' layer: two invisible points
+    data = frame[["x", "y", "cluster"]]
+    layers = [picture, corners, *_outline(data, highlight, x, y, [])]
+    if colour_by == "cluster":
+        layers += _cluster_ids(frame, x, y)
     return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
 
 

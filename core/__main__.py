@@ -478,9 +478,12 @@ def _bench_parser(sub) -> None:
                    "catalogue during the load and report the swap window's latencies apart")
     p.add_argument("--publish-at", type=float, help="serve bench with --publish-during: seconds into the measured "
                                                     "window (default: half of --seconds)")
-    p.add_argument("--sizes", default="10000,100000,1000000", help="scale bench: comma-separated catalogue sizes")
+    p.add_argument("--sizes", default="10000,100000,1000000", help="scale and map benches: comma-separated catalogue sizes")
     p.add_argument("--stages", help="scale bench: comma-separated stages (default all)")
-    p.add_argument("--stage-timeout", type=float, default=3600.0, help="scale bench: seconds a stage may take")
+    p.add_argument("--stage-timeout", type=float, default=3600.0,
+                   help="scale bench: seconds a stage may take; map bench: seconds a page may take (at most 600)")
+    p.add_argument("--browser", help="map bench: the Chromium to drive (default: chromium on the PATH)")
+    p.add_argument("--screenshots", help="map bench: a folder for a screenshot of each size's map after the selection")
     p.set_defaults(fn=cmd_bench)
 
 def main(argv: list[str] | None = None) -> None:

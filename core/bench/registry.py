@@ -17,6 +17,7 @@ BENCHMARKS = {
     "backbone": "core.bench.backbone:command",
     "cluster": "core.bench.cluster:command",
     "scale": "core.bench.scale:command",
+    "map": "core.bench.mapview:command",
     "recs": "core.bench.recs:command",
     "texture": "core.bench.texture:command",
     "serve": "core.bench.loadtest:command",

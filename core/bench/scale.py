@@ -33,28 +33,35 @@ TABLE_K = 50  # neighbours per product in the build's table (BuildConfig.table_k
 FEATURES = "features-only: synthetic cluster-structured unit vectors (core.bench.scale.synthetic_features)"
 
 
-def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> np.ndarray:
-    """(n, d) float32 unit rows shaped like a catalogue's embeddings: product types of about 400 products, each
-    made of groups of about 8 variants around a type centre, each product near its group's centre. Neighbour
-    similarities come out close to the H&M sample's hybrid embeddings (mean cosine of the 1st, 10th and 50th
-    neighbour 0.82, 0.67, 0.58 at 20,000 rows; H&M 0.81, 0.71, 0.63), and the local structure does not thin out
-    as n grows (the number of types and groups grows with n). Generated in chunks: memory is the output's."""
+def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) float32 unit rows shaped like a catalogue's embeddings, and (n,) int32 the product type each was
+    drawn around: product types of about 400 products, each made of groups of about 8 variants around a type
+    centre, each product near its group's centre. Neighbour similarities come out close to the H&M sample's hybrid
+    embeddings (mean cosine of the 1st, 10th and 50th neighbour 0.82, 0.67, 0.58 at 20,000 rows; H&M 0.81, 0.71,
+    0.63), and the local structure does not thin out as n grows (the number of types and groups grows with n).
+    Generated in chunks: memory is the output's."""
     rng = np.random.default_rng(seed)
     types = rng.standard_normal((max(1, n // 400), d)).astype(np.float32)
-    groups = types[rng.integers(0, len(types), max(1, n // 8))]
+    group_type = rng.integers(0, len(types), max(1, n // 8))
+    groups = types[group_type]
     groups += np.float32(0.65) * rng.standard_normal(groups.shape, dtype=np.float32)
     out = np.empty((n, d), np.float32)
+    labels = np.empty(n, np.int32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        x = groups[rng.integers(0, len(groups), m)] + np.float32(0.6) * rng.standard_normal((m, d), dtype=np.float32)
+        group = rng.integers(0, len(groups), m)
+        x = groups[group] + np.float32(0.6) * rng.standard_normal((m, d), dtype=np.float32)
         out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+        labels[start:start + m] = group_type[group]
+    return out, labels
 
 
 # ---------------------------------------------------------------- the stages, each in a process of its own
 
 def _features(scratch: Path, n: int) -> dict:
-    np.save(scratch / "vectors.npy", synthetic_features(n))
+    vectors, types = synthetic_features(n)
+    np.save(scratch / "vectors.npy", vectors)
+    np.save(scratch / "types.npy", types)
     return {}
 
 
@@ -92,7 +99,7 @@ def _compile_umap(dims: int, min_dist: float) -> None:
     otherwise count as the stage's time and flatten its growth."""
     from core.embeddings.index import VectorIndex, neighbour_table
     from core.explore.projection import ProjectConfig, knn_from_table, umap_project
-    x = synthetic_features(5000, 16, seed=1)  # past 4,096 rows UMAP takes the path of large inputs (NN-descent)
+    x, _ = synthetic_features(5000, 16, seed=1)  # past 4,096 rows UMAP takes the path of large inputs (NN-descent)
     table = neighbour_table(VectorIndex(x, np.arange(len(x)).astype(str)), x, 15)
     umap_project(x, dims, min_dist, ProjectConfig(), knn_from_table(table["rows"], table["scores"], 15))
     umap_project(x, dims, min_dist, ProjectConfig(sample_limit=4500))
@@ -114,7 +121,7 @@ def _projection(dims: int, min_dist: float, out: str) -> Callable[[Path, int], d
 def _clustering(scratch: Path, n: int) -> dict:
     from core.explore.cluster import FIT_SAMPLE_LIMIT, hdbscan_clusters
     points = np.load(scratch / "points10.npy")
-    hdbscan_clusters(synthetic_features(600, 10, seed=1), sample_limit=300)  # its first call imports and warms up
+    hdbscan_clusters(synthetic_features(600, 10, seed=1)[0], sample_limit=300)  # its first call imports and warms up
     t = time.perf_counter()
     got = hdbscan_clusters(points)
     return {"seconds": time.perf_counter() - t, "fitted_on": min(n, FIT_SAMPLE_LIMIT),
@@ -129,7 +136,9 @@ def _agreement(scratch: Path, n: int) -> dict:
     """The sampled path against a full fit at ``n`` (at most AGREEMENT_MAX): clusters of a full 10-D UMAP and a
     full HDBSCAN against those of UMAP fitted on half the rows placing the rest and HDBSCAN fitted on half the
     points predicting the rest (adjusted Rand index; 1 is the same partition, noise counted as a cluster of its
-    own). Half, so that the sampled path runs at a size where the full one can be afforded."""
+    own). Half, so that the sampled path runs at a size where the full one can be afforded. Both against the
+    product types the features were drawn around too (``ari_*_vs_types``): where the two paths disagree, this says
+    which of them found the structure that is there."""
     from sklearn.metrics import adjusted_rand_score
     from core.explore.cluster import hdbscan_clusters
     from core.explore.projection import ProjectConfig, umap_project
@@ -143,7 +152,12 @@ def _agreement(scratch: Path, n: int) -> dict:
     sampled_points = umap_project(_vectors(scratch), 10, 0.0, ProjectConfig(sample_limit=half))
     sampled = hdbscan_clusters(sampled_points, sample_limit=half)
     both_full_umap = hdbscan_clusters(full_points, sample_limit=half)
-    return {"seconds": time.perf_counter() - t, "sample": half,
+    types = np.load(scratch / "types.npy")
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "sample": half, "types": int(len(np.unique(types))),
+            "ari_full_vs_types": round(adjusted_rand_score(types, full.labels), 4),
+            "ari_sampled_umap_and_hdbscan_vs_types": round(adjusted_rand_score(types, sampled.labels), 4),
+            "ari_sampled_hdbscan_only_vs_types": round(adjusted_rand_score(types, both_full_umap.labels), 4),
             "full_umap_fitted_on": min(n, ProjectConfig().sample_limit),
             "ari_sampled_umap_and_hdbscan": round(adjusted_rand_score(full.labels, sampled.labels), 4),
             "ari_sampled_hdbscan_only": round(adjusted_rand_score(full.labels, both_full_umap.labels), 4),

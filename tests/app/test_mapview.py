@@ -3,7 +3,8 @@ Clusters page clearing a selection when the embedding changes."""
 import pandas as pd
 import pytest
 
-from app_pages.mapview import BOX, MAX_CATEGORIES, PICK, list_key, map_chart, map_key, selected_ids
+from app_pages.mapview import (BOX, MAX_CATEGORIES, MAX_OUTLINED, PICK, density_chart, list_key, map_chart, map_key,
+                               selected_ids)
 from tests.app import test_pages
 from tests.app.test_pages import clusters_page, product_captions
 
@@ -79,6 +80,46 @@ def test_selected_ids_reads_clicked_points_then_the_box():
     assert selected_ids({PICK: [], BOX: {}}, f) == [] and selected_ids(None, f) == []
     spec = map_chart(f).to_dict()
     assert {BOX, PICK} <= {p["name"] for p in spec.get("params", []) + spec["layer"][0].get("params", [])}
+
+
+def test_the_density_map_is_one_image_over_the_points_extent_with_the_box_selection():
+    f = frame()
+    spec = density_chart(f).to_dict()
+    image, corners = spec["layer"][:2]
+    assert image["mark"]["type"] == "image"
+    (url,) = {r["url"] for r in spec["datasets"][image["data"]["name"]]}
+    assert url.startswith("data:image/png;base64,")  # drawn on the server, no request for it
+    assert image["encoding"]["x"]["scale"]["domain"] == [0.0, 11.0] and image["encoding"]["x"]["scale"]["nice"] is False
+    assert {BOX, PICK} <= {p["name"] for p in spec.get("params", []) + corners.get("params", [])}
+    assert not any("tooltip" in layer.get("encoding", {}) for layer in spec["layer"][:2])
+    labels = [spec["datasets"][layer["data"]["name"]] for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+    assert labels and all(sorted(r["cluster"] for r in rows) == [0, 1, 2] for rows in labels)
+
+
+def test_a_large_highlighted_cluster_is_outlined_by_a_sample_of_its_products():
+    big = pd.DataFrame({"product_id": [f"p{i}" for i in range(3 * MAX_OUTLINED)], "x": range(3 * MAX_OUTLINED),
+                        "y": 0.0, "cluster": 1, "cluster_name": "one", "assigned": "cluster", "title": "",
+                        "product_type": "", "colour": "", "pattern": ""})
+    spec = density_chart(big, highlight=1).to_dict()
+    (outline,) = [spec["datasets"][layer["data"]["name"]] for layer in spec["layer"]
+                  if layer["mark"].get("filled") is False]
+    assert MAX_OUTLINED // 2 < len(outline) <= MAX_OUTLINED
+    assert min(r["x"] for r in outline) == 0 and max(r["x"] for r in outline) > 2.9 * MAX_OUTLINED  # spread over it
+
+
+@pytest.mark.app
+def test_past_the_density_threshold_the_clusters_page_draws_an_image_and_a_box_selects(app_env, monkeypatch):
+    monkeypatch.setattr("app_pages.mapview.DENSITY_POINTS", 10)  # the synthetic catalogue counts as a large one
+    box = {"selection": {PICK: [], BOX: {"x": [-1e9, 1e9], "y": [-1e9, 1e9]}}}
+    at = clusters_page(**{map_key("hybrid"): box})
+    assert not at.exception
+    (chart,) = at.get("vega_lite_chart")
+    assert '"type": "image"' in chart.proto.spec.replace('"type":"image"', '"type": "image"')
+    assert any("more than a browser draws one by one" in c.value for c in at.caption)
+    (shown,) = [c.value for c in at.caption if "more than a browser" in c.value]
+    everything = int(shown.split(" products")[0].replace(",", ""))
+    assert any(s.value == f"Selection: {everything:,} products" for s in at.subheader)  # the box holds them all
+    assert product_captions(at)
 
 
 @pytest.mark.app

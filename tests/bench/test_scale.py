@@ -10,16 +10,22 @@ from core.bench.scale import bench_scale, growth_exponent, run_stage, synthetic_
 
 
 def test_synthetic_features_are_unit_rows_with_near_neighbours():
-    x = synthetic_features(4000, 64, seed=3)
+    x, types = synthetic_features(4000, 64, seed=3)
     assert x.shape == (4000, 64) and x.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(x, synthetic_features(4000, 64, seed=3))
+    again, again_types = synthetic_features(4000, 64, seed=3)
+    np.testing.assert_array_equal(x, again)
+    np.testing.assert_array_equal(types, again_types)
     sims = x[:500] @ x.T
     sims[np.arange(500), np.arange(500)] = -1
     top = -np.sort(-sims, axis=1)
     # groups of variants: a near neighbour well above the typical pair, and the 50th still above it
     assert top[:, 0].mean() > 0.6 and top[:, 49].mean() > np.median(sims) + 0.2
     assert np.median(sims) < 0.2
+    # the types are the structure: rows of one type are closer than rows of two (10 types of about 400 rows)
+    assert types.shape == (4000,) and len(np.unique(types)) == 10
+    same = types[:500, None] == types[None, :]
+    assert sims[same & (sims > -1)].mean() > sims[~same].mean() + 0.2
 
 
 def test_growth_exponent_of_a_power_law():

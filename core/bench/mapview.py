@@ -1,0 +1,140 @@
+"""The map benchmark: the Clusters page's map (``tools/bench_map.py``) at each of ``--sizes`` points, opened in
+headless Chromium; per size, seconds from asking for the page to the map drawn, and from releasing a dragged box
+to the page showing how many products it holds.
+
+Needs Chromium (Debian's ``chromium``, or ``--browser PATH``) and Playwright's Python client
+(``pip install -r requirements-browser.txt``), which drives the browser already on the machine: nothing is
+downloaded. Core never imports streamlit: the app runs in a child process (``streamlit run``)."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from core.bench.command import BenchContext
+from core.bench.measure import reference_s
+from core.config import PROJECT_ROOT
+
+# What Chromium needs here: no sandbox as root, no GPU (software WebGL/canvas), and none of its background
+# connections, which a closed network refuses many at a time.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 900}
+SELECTED = re.compile(r"selected products: (\d+)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(points: int, port: int) -> subprocess.Popen:
+    env = dict(os.environ, BENCH_MAP_POINTS=str(points))
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "tools" / "bench_map.py"),
+                             "--server.headless", "true", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_listening(port: int, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise SystemExit(f"error: the map page's server ended with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"error: the map page's server did not listen on port {port} within {timeout_s:.0f} s")
+
+
+def _selected(page) -> int | None:
+    found = SELECTED.search(page.inner_text("body"))
+    return int(found.group(1)) if found else None
+
+
+def _open(browser, port: int, timeout_s: float):
+    """A new page on the map, and the seconds until it is drawn: the chart is there (Streamlit's Vega-Lite draws
+    to SVG or canvas) and the script run that made it has finished (the selection's count shown below it)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    t = time.perf_counter()
+    page.goto(f"http://127.0.0.1:{port}/", timeout=timeout_s * 1000)
+    page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=timeout_s * 1000)
+    page.wait_for_function("() => /selected products: 0/.test(document.body.innerText)", timeout=timeout_s * 1000)
+    page.wait_for_timeout(50)  # one frame: the image mark paints once its data URI has decoded
+    return page, time.perf_counter() - t
+
+
+def measure(browser, points: int, timeout_s: float, screenshot: str | None = None) -> dict:
+    """One size on a fresh server: the first visit (the server's first run of the page: imports, datashader's
+    compilation, the synthetic points), then a second visitor's page, timed as a user opening the map of a running
+    app, on which a box is dragged."""
+    port = _free_port()
+    server = _serve(points, port)
+    try:
+        _wait_listening(port, server)
+        page, cold_s = _open(browser, port, timeout_s)
+        page.close()
+        page, first_render_s = _open(browser, port, timeout_s)
+        chart = page.query_selector(".vega-embed svg, .vega-embed canvas").bounding_box()
+        x0, y0 = chart["x"] + chart["width"] * 0.35, chart["y"] + chart["height"] * 0.35
+        x1, y1 = chart["x"] + chart["width"] * 0.55, chart["y"] + chart["height"] * 0.6
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x1, y1, steps=8)
+        t = time.perf_counter()
+        page.mouse.up()
+        page.wait_for_function("() => { const m = /selected products: (\\d+)/.exec(document.body.innerText);"
+                               " return m && +m[1] > 0; }", timeout=timeout_s * 1000)
+        box_select_s = time.perf_counter() - t
+        if screenshot:
+            page.screenshot(path=screenshot, full_page=True)
+        selected = _selected(page)
+        page.close()
+        return {"points": points, "first_visit_s": round(cold_s, 2), "first_render_s": round(first_render_s, 2),
+                "box_select_s": round(box_select_s, 2), "selected": selected}
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def bench_map(sizes: list[int], browser_path: str, timeout_s: float = 120.0, screenshots: str | None = None
+              ) -> dict:
+    from playwright.sync_api import sync_playwright
+    reference = reference_s()
+    results = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            for n in sizes:
+                shot = os.path.join(screenshots, f"map-{n}.png") if screenshots else None
+                try:
+                    results.append(measure(browser, n, timeout_s, shot))
+                except Exception as e:  # a size the browser cannot draw in time: said so, the others still run
+                    results.append({"points": n, "failed": f"{e.__class__.__name__}: {str(e).splitlines()[0]}"})
+        finally:
+            browser.close()
+    for r in results:
+        for key in ("first_visit_s", "first_render_s", "box_select_s"):
+            if key in r:
+                r[key.removesuffix("_s") + "_per_reference"] = round(r[key] / reference, 1)
+    return {"browser": browser_path, "viewport": VIEWPORT, "reference_s": round(reference, 4), "sizes": results}
+
+
+def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    browser = args.browser or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        raise SystemExit("error: no Chromium found: install Debian's chromium, or name one with --browser PATH")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        raise SystemExit("error: the map bench drives Chromium with Playwright: pip install -r requirements-browser.txt")
+    return bench_map(sizes, browser, min(args.stage_timeout, 600.0), args.screenshots)
