@@ -22,9 +22,10 @@ MAX_LEGEND = 25  # more groups than this: the legend would crowd out the map (th
 BOX, PICK = "box", "pick"  # the chart's selections: a box dragged on the map, points clicked (shift: several)
 SELECTIONS = [BOX, PICK]
 MAX_OUTLINED = 5000  # a highlighted cluster's products outlined on the map; a larger one by every n-th
-# More points than this: the map is a density image (density_chart). A Vega-Lite scatter of the H&M sample's 24,717
-# points draws in about a second in headless Chromium; a million would take minutes.
-DENSITY_POINTS = 50_000
+# More points than this: the map is a density image (density_chart). A new page's Vega-Lite scatter in headless
+# Chromium on 2 cores (python -m core bench map, BENCH_MAP_DRAW=points): 2.9 s at 25,000 points, 3.7 s at 30,000,
+# 5.7 s at 50,000, 7.9 s at 100,000; the density image: 2.2-2.7 s from 10,000 to 1,000,000.
+DENSITY_POINTS = 30_000
 DENSITY_WIDTH = 900  # the density image's pixels across: about the map's width at 1400 px (it is stretched to fit)
 # vega-tooltip (the tooltip of Streamlit's Vega-Lite charts) shows a field titled "image" as the photo at that
 # URL and one titled "title" as the heading; the others as rows of a table

@@ -1,7 +1,8 @@
 """The Clusters page's map alone, at ``BENCH_MAP_POINTS`` synthetic points: what ``python -m core bench map`` opens in
 headless Chromium (a catalogue of a million products cannot be built on this machine to open the page itself).
 The points are 250 clusters of 2-D Gaussian blobs with 5% noise, drawn by ``app_pages.mapview`` as the page draws
-them: one point per product below ``DENSITY_POINTS``, a density image above. Below the map, the number of products
+them: one point per product below ``DENSITY_POINTS``, a density image above (``BENCH_MAP_DRAW=points`` or ``density``:
+that way at any size). Below the map, the number of products
 the selection holds, which the benchmark waits for."""
 import os
 import sys
@@ -37,7 +38,9 @@ def synthetic_map(n: int, seed: int = 0) -> pd.DataFrame:
 st.set_page_config(layout="wide")  # as the app
 n = int(os.environ.get("BENCH_MAP_POINTS", "1000000"))
 frame = synthetic_map(n)
-chart = density_chart(frame) if n > DENSITY_POINTS else map_chart(frame)
+draw = os.environ.get("BENCH_MAP_DRAW", "auto")  # "points" or "density": one way whatever the size
+dense = n > DENSITY_POINTS if draw == "auto" else draw == "density"
+chart = density_chart(frame) if dense else map_chart(frame)
 event = st.altair_chart(chart, on_select="rerun", selection_mode=SELECTIONS, key="bench_map", width="stretch")
 chosen = selected_ids(event["selection"] if event else None, frame)
 st.markdown(f"selected products: {len(chosen)}")

@@ -2,6 +2,8 @@
 headless Chromium; per size, seconds from asking for the page to the map drawn, and from releasing a dragged box
 to the page showing how many products it holds.
 
+``BENCH_MAP_DRAW=points`` (or ``density``) draws every size one way, to compare the two.
+
 Needs Chromium (Debian's ``chromium``, or ``--browser PATH``) and Playwright's Python client
 (``pip install -r requirements-browser.txt``), which drives the browser already on the machine: nothing is
 downloaded. Core never imports streamlit: the app runs in a child process (``streamlit run``)."""
