@@ -71,7 +71,8 @@ with map_tab:
                                                *[c for c in catalog.attribute_columns if c not in HOVER_ATTRS]],
                                  key="clusters_colour")
         dense = len(frame) > DENSITY_POINTS
-        chart = density_chart(frame, colour_by, highlight) if dense else \
+        chart = density_chart(frame, colour_by, highlight, key=(build_key(built), cmap.fingerprint, cmap.config,
+                                                                soft)) if dense else \
             map_chart(frame, colour_by, highlight, photo_urls(built))
         event = st.altair_chart(chart, on_select="rerun", selection_mode=SELECTIONS, key=map_key(kind),
                                 width="stretch")

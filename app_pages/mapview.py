@@ -12,7 +12,7 @@ from app_pages.common import Job, find_job, job_line
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Built
-from core.explore.density import NONE, density_image, png_data_uri
+from core.explore.density import NONE, density_image, map_extent, png_data_uri
 from core.explore.thumbnails import catalog_thumbnails, thumbnail_folder
 
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
@@ -23,10 +23,9 @@ BOX, PICK = "box", "pick"  # the chart's selections: a box dragged on the map, p
 SELECTIONS = [BOX, PICK]
 MAX_OUTLINED = 5000  # a highlighted cluster's products outlined on the map; a larger one by every n-th
 # More points than this: the map is a density image (density_chart). A new page's Vega-Lite scatter in headless
-# Chromium on 2 cores (python -m core bench map, BENCH_MAP_DRAW=points): 2.9 s at 25,000 points, 3.7 s at 30,000,
-# 5.7 s at 50,000, 7.9 s at 100,000; the density image: 2.2-2.7 s from 10,000 to 1,000,000.
+# Chromium on 2 cores (python -m core bench map, BENCH_MAP_DRAW=points): see README, How it scales.
 DENSITY_POINTS = 30_000
-DENSITY_WIDTH = 900  # the density image's pixels across: about the map's width at 1400 px (it is stretched to fit)
+DENSITY_WIDTH = 650  # the density image's pixels across: the map's width in its column at 1400 px
 # vega-tooltip (the tooltip of Streamlit's Vega-Lite charts) shows a field titled "image" as the photo at that
 # URL and one titled "title" as the heading; the others as rows of a table
 HOVER = [("photo", "image"), ("title", "title"), ("product_id", "product"), ("product_type", "type"),
@@ -75,8 +74,7 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
     data["soft"] = (frame["assigned"] == "soft").to_numpy()
     data["photo"] = frame["product_id"].map(photos).fillna("").to_numpy() if photos is not None else ""
     data = data.iloc[np.argsort(data["group"].to_numpy() != "noise", kind="stable")]  # noise drawn first, below
-    colours = [NOISE_COLOUR if g == "noise" else PALETTE[i % len(PALETTE)] for i, g in enumerate(order)]
-    scale = alt.Scale(domain=order, range=colours)
+    scale = alt.Scale(domain=order, range=group_colours(order))
     legend = alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1) \
         if len(order) <= MAX_LEGEND else None  # below the map, which keeps its width
     tooltip = [alt.Tooltip(f"{field}:N", title=title) for field, title in HOVER if photos is not None
@@ -128,30 +126,57 @@ def _cluster_ids(frame: pd.DataFrame, x: alt.X, y: alt.Y) -> list[alt.Chart]:
     return [text.mark_text(**font, stroke="white", strokeWidth=3, opacity=0.8), text.mark_text(**font, color="#222")]
 
 
-def density_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | None = None,
-                  height: int = 600) -> alt.LayerChart:
-    """The map of ``frame`` (as :func:`map_chart`'s) for more points than a browser draws one by one
-    (:data:`DENSITY_POINTS`): an image made on the server (:func:`core.explore.density.density_image`), each
-    pixel in the colour of its points' group (:func:`colour_groups`, the same colours as :func:`map_chart`), with
-    the cluster ids and the ``highlight`` outline on top. :data:`BOX` selects as on :func:`map_chart`; there is
-    no hover, no pick and no zoom (the image would not redraw)."""
+def density_uri(frame: pd.DataFrame, colour_by: str, width: int, height: int
+                ) -> tuple[str, tuple[float, float, float, float]]:
+    """The density image of ``frame`` coloured by ``colour_by`` as a PNG data URI, and the extent it covers."""
     groups, order = colour_groups(frame, colour_by)
     codes = pd.Categorical(groups, categories=order).codes.astype(np.int32)
     codes[groups.to_numpy() == "noise"] = NONE
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(order))]
     xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
-    x0, x1, y0, y1 = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
-    width = DENSITY_WIDTH
-    image = density_image(xs, ys, codes, colours, width, height, (x0, x1, y0, y1), NOISE_COLOUR)
+    extent = map_extent(xs, ys)
+    image = density_image(xs, ys, codes, group_colours(order), width, height, extent, NOISE_COLOUR)
+    return png_data_uri(image), extent
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def kept_density_uri(_frame: pd.DataFrame, key: tuple, colour_by: str, width: int, height: int
+                     ) -> tuple[str, tuple[float, float, float, float]]:
+    """:func:`density_uri`, kept for ``key`` (what makes the frame: the map's fingerprint, settings, soft
+    membership), so a box dragged on a million-point map does not draw it again."""
+    return density_uri(_frame, colour_by, width, height)
+
+
+def group_colours(order: list[str]) -> list[str]:
+    """The colour of each group of :func:`colour_groups`' order: the palette's, grey for noise."""
+    return [NOISE_COLOUR if g == "noise" else PALETTE[i % len(PALETTE)] for i, g in enumerate(order)]
+
+
+def density_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | None = None,
+                  height: int = 600, key: tuple = ()) -> alt.LayerChart:
+    """The map of ``frame`` (as :func:`map_chart`'s) for more points than a browser draws one by one
+    (:data:`DENSITY_POINTS`): an image made on the server (:func:`density_uri`), each pixel in the colour of the
+    commonest group of its points (:func:`colour_groups`, coloured as on :func:`map_chart`), with the legend
+    (for at most :data:`MAX_LEGEND` groups), the cluster ids and the ``highlight`` outline on top. :data:`BOX`
+    selects as on :func:`map_chart`; there is no hover, no pick and no zoom (the image would not redraw).
+    ``key``: what makes ``frame``, under which its image is kept (empty: drawn every time)."""
+    args = (colour_by, DENSITY_WIDTH, height)
+    uri, (x0, x1, y0, y1) = kept_density_uri(frame, key, *args) if key else density_uri(frame, *args)
     x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False))
-    picture = alt.Chart(pd.DataFrame({"x": [x0], "x2": [x1], "y": [y1], "y2": [y0], "url": [png_data_uri(image)]})
-                        ).mark_image(aspect=False, smooth=False).encode(x=x, x2="x2:Q", y=y, y2="y2:Q", url="url:N")
+    picture = alt.Chart(pd.DataFrame({"x": [x0], "x2": [x1], "y": [y1], "y2": [y0], "url": [uri]})).mark_image(
+        aspect=False).encode(x=x, x2="x2:Q", y=y, y2="y2:Q", url="url:N")
     box, pick, _ = _selections()
-    corners = alt.Chart(pd.DataFrame({"x": [x0, x1], "y": [y0, y1], "product_id": ["", ""]})).mark_point(
-        opacity=0).encode(x=x, y=y).add_params(box, pick)  # the selections' layer: two invisible points
-    data = frame[["x", "y", "cluster"]]
-    layers = [picture, corners, *_outline(data, highlight, x, y, [])]
+    # the selections' layer: two invisible corner points with no product id (a click on one selects nothing)
+    corners = alt.Chart(pd.DataFrame({"x": [x0, x1], "y": [y0, y1]})).mark_point(opacity=0).encode(
+        x=x, y=y).add_params(box, pick)
+    layers = [picture, corners, *_outline(frame[["x", "y", "cluster"]], highlight, x, y, [])]
+    _, order = colour_groups(frame, colour_by)
+    if len(order) <= MAX_LEGEND:  # the legend alone: symbols of no size at the first corner
+        keyed = pd.DataFrame({"x": x0, "y": y0, "group": order})
+        scale = alt.Scale(domain=order, range=group_colours(order))
+        legend = alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1)
+        layers.append(alt.Chart(keyed).mark_point(size=0, filled=True).encode(
+            x=x, y=y, color=alt.Color("group:N", scale=scale, legend=legend, sort=order)))
     if colour_by == "cluster":
         layers += _cluster_ids(frame, x, y)
     return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
@@ -161,7 +186,7 @@ def selected_ids(selection: dict | None, frame: pd.DataFrame) -> list[str]:
     """Product ids selected on a :func:`map_chart` (``st.altair_chart``'s ``event.selection``): the clicked
     ones first, then those in the box (as in ``frame``), each once."""
     selection = selection or {}
-    out = dict.fromkeys(str(p["product_id"]) for p in selection.get(PICK) or [] if "product_id" in p)
+    out = dict.fromkeys(str(p["product_id"]) for p in selection.get(PICK) or [] if p.get("product_id"))
     box = selection.get(BOX) or {}
     if "x" in box and "y" in box:
         (x0, x1), (y0, y1) = sorted(box["x"]), sorted(box["y"])

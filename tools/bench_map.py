@@ -40,7 +40,9 @@ n = int(os.environ.get("BENCH_MAP_POINTS", "1000000"))
 frame = synthetic_map(n)
 draw = os.environ.get("BENCH_MAP_DRAW", "auto")  # "points" or "density": one way whatever the size
 dense = n > DENSITY_POINTS if draw == "auto" else draw == "density"
-chart = density_chart(frame) if dense else map_chart(frame)
-event = st.altair_chart(chart, on_select="rerun", selection_mode=SELECTIONS, key="bench_map", width="stretch")
+chart = density_chart(frame, key=(n,)) if dense else map_chart(frame)
+left, _ = st.columns(2)  # as on the Clusters page, whose cluster list takes the right half
+with left:
+    event = st.altair_chart(chart, on_select="rerun", selection_mode=SELECTIONS, key="bench_map", width="stretch")
 chosen = selected_ids(event["selection"] if event else None, frame)
 st.markdown(f"selected products: {len(chosen)}")

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from core.bench.command import BenchContext
@@ -36,25 +37,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(points: int, port: int) -> subprocess.Popen:
+def _serve(points: int, port: int, log) -> subprocess.Popen:
     env = dict(os.environ, BENCH_MAP_POINTS=str(points))
     return subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "tools" / "bench_map.py"),
                              "--server.headless", "true", "--server.port", str(port),
                              "--browser.gatherUsageStats", "false"],
-                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _wait_listening(port: int, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if process.poll() is not None:
-            raise SystemExit(f"error: the map page's server ended with status {process.returncode}")
+            raise RuntimeError(f"the map page's server ended with status {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit(f"error: the map page's server did not listen on port {port} within {timeout_s:.0f} s")
+    raise RuntimeError(f"the map page's server did not listen on port {port} within {timeout_s:.0f} s")
 
 
 def _selected(page) -> int | None:
@@ -62,49 +63,75 @@ def _selected(page) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _open(browser, port: int, timeout_s: float):
-    """A new page on the map, and the seconds until it is drawn: the chart is there (Streamlit's Vega-Lite draws
-    to SVG or canvas) and the script run that made it has finished (the selection's count shown below it)."""
-    page = browser.new_page(viewport=VIEWPORT)
+# The map is painted: Streamlit's Vega-Lite draws to SVG here; the density image's <image> has its size, or the
+# scatter's symbols are there (a canvas renderer: some pixel of it is not blank).
+PAINTED = """() => {
+  const svg = document.querySelector('.vega-embed svg');
+  if (svg) {
+    const image = svg.querySelector('.mark-image image');
+    if (image) return image.getBBox().width > 0 && image.getAttribute('href');
+    return svg.querySelectorAll('.mark-symbol path').length > 0;
+  }
+  const canvas = document.querySelector('.vega-embed canvas');
+  if (!canvas || !canvas.width) return false;
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i]) return true;
+  return false;
+}"""
+
+
+def _open(context, port: int, timeout_s: float):
+    """A new page on the map, and the seconds until it is painted (:data:`PAINTED`) and the script run that
+    made it has finished (the selection's count shown below it)."""
+    page = context.new_page()
     t = time.perf_counter()
     page.goto(f"http://127.0.0.1:{port}/", timeout=timeout_s * 1000)
-    page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=timeout_s * 1000)
     page.wait_for_function("() => /selected products: 0/.test(document.body.innerText)", timeout=timeout_s * 1000)
-    page.wait_for_timeout(50)  # one frame: the image mark paints once its data URI has decoded
+    page.wait_for_function(PAINTED, timeout=timeout_s * 1000)
     return page, time.perf_counter() - t
 
 
 def measure(browser, points: int, timeout_s: float, screenshot: str | None = None) -> dict:
-    """One size on a fresh server: the first visit (the server's first run of the page: imports, datashader's
-    compilation, the synthetic points), then a second visitor's page, timed as a user opening the map of a running
-    app, on which a box is dragged."""
+    """One size on a fresh server and in a fresh browser context (closed whatever happens): the first visit (the
+    server's first run of the page: imports and the synthetic points), then a second visitor's page, timed as a
+    user opening the map of a running app, on which a box is dragged."""
     port = _free_port()
-    server = _serve(points, port)
-    try:
-        _wait_listening(port, server)
-        page, cold_s = _open(browser, port, timeout_s)
-        page.close()
-        page, first_render_s = _open(browser, port, timeout_s)
-        chart = page.query_selector(".vega-embed svg, .vega-embed canvas").bounding_box()
-        x0, y0 = chart["x"] + chart["width"] * 0.35, chart["y"] + chart["height"] * 0.35
-        x1, y1 = chart["x"] + chart["width"] * 0.55, chart["y"] + chart["height"] * 0.6
-        page.mouse.move(x0, y0)
-        page.mouse.down()
-        page.mouse.move(x1, y1, steps=8)
-        t = time.perf_counter()
-        page.mouse.up()
-        page.wait_for_function("() => { const m = /selected products: (\\d+)/.exec(document.body.innerText);"
-                               " return m && +m[1] > 0; }", timeout=timeout_s * 1000)
-        box_select_s = time.perf_counter() - t
-        if screenshot:
-            page.screenshot(path=screenshot, full_page=True)
-        selected = _selected(page)
-        page.close()
-        return {"points": points, "first_visit_s": round(cold_s, 2), "first_render_s": round(first_render_s, 2),
-                "box_select_s": round(box_select_s, 2), "selected": selected}
-    finally:
-        server.terminate()
-        server.wait()
+    with tempfile.TemporaryFile() as log:
+        server = _serve(points, port, log)
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            _wait_listening(port, server)
+            page, cold_s = _open(context, port, timeout_s)
+            page.close()
+            page, first_render_s = _open(context, port, timeout_s)
+            chart = page.query_selector(".vega-embed svg, .vega-embed canvas").bounding_box()
+            x0, y0 = chart["x"] + chart["width"] * 0.35, chart["y"] + chart["height"] * 0.35
+            x1, y1 = chart["x"] + chart["width"] * 0.55, chart["y"] + chart["height"] * 0.6
+            page.mouse.move(x0, y0)
+            page.mouse.down()
+            page.mouse.move(x1, y1, steps=8)
+            t = time.perf_counter()
+            page.mouse.up()  # Streamlit sends the selection on release
+            page.wait_for_function("() => { const m = /selected products: (\\d+)/.exec(document.body.innerText);"
+                                   " return m && +m[1] > 0; }", timeout=timeout_s * 1000)
+            box_select_s = time.perf_counter() - t
+            if screenshot:
+                page.screenshot(path=screenshot, full_page=True)
+            return {"points": points, "first_visit_s": round(cold_s, 2), "first_render_s": round(first_render_s, 2),
+                    "box_select_s": round(box_select_s, 2), "selected": _selected(page)}
+        except Exception as e:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
+                               + (f" (server: {' / '.join(tail)})" if tail else "")) from e
+        finally:
+            context.close()
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def bench_map(sizes: list[int], browser_path: str, timeout_s: float = 120.0, screenshots: str | None = None
@@ -120,14 +147,15 @@ def bench_map(sizes: list[int], browser_path: str, timeout_s: float = 120.0, scr
                 try:
                     results.append(measure(browser, n, timeout_s, shot))
                 except Exception as e:  # a size the browser cannot draw in time: said so, the others still run
-                    results.append({"points": n, "failed": f"{e.__class__.__name__}: {str(e).splitlines()[0]}"})
+                    results.append({"points": n, "failed": str(e)})
         finally:
             browser.close()
     for r in results:
         for key in ("first_visit_s", "first_render_s", "box_select_s"):
             if key in r:
                 r[key.removesuffix("_s") + "_per_reference"] = round(r[key] / reference, 1)
-    return {"browser": browser_path, "viewport": VIEWPORT, "reference_s": round(reference, 4), "sizes": results}
+    return {"browser": browser_path, "viewport": VIEWPORT, "draw": os.environ.get("BENCH_MAP_DRAW", "auto"),
+            "reference_s": round(reference, 4), "sizes": results}
 
 
 def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
@@ -136,7 +164,7 @@ def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
     if not browser:
         raise SystemExit("error: no Chromium found: install Debian's chromium, or name one with --browser PATH")
     try:
-        import playwright  # noqa: F401
+        import playwright  # noqa: F401  (only whether it is there)
     except ImportError:
         raise SystemExit("error: the map bench drives Chromium with Playwright: pip install -r requirements-browser.txt")
     return bench_map(sizes, browser, min(args.stage_timeout, 600.0), args.screenshots)

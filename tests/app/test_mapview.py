@@ -87,13 +87,34 @@ def test_the_density_map_is_one_image_over_the_points_extent_with_the_box_select
     spec = density_chart(f).to_dict()
     image, corners = spec["layer"][:2]
     assert image["mark"]["type"] == "image"
-    (url,) = {r["url"] for r in spec["datasets"][image["data"]["name"]]}
-    assert url.startswith("data:image/png;base64,")  # drawn on the server, no request for it
+    (row,) = spec["datasets"][image["data"]["name"]]
+    assert row["url"].startswith("data:image/png;base64,")  # drawn on the server, no request for it
+    assert (row["x"], row["x2"], row["y"], row["y2"]) == (0.0, 11.0, 11.0, 0.0)  # north up: y at the top
     assert image["encoding"]["x"]["scale"]["domain"] == [0.0, 11.0] and image["encoding"]["x"]["scale"]["nice"] is False
     assert {BOX, PICK} <= {p["name"] for p in spec.get("params", []) + corners.get("params", [])}
+    assert all("product_id" not in r for r in spec["datasets"][corners["data"]["name"]])  # a click selects nothing
     assert not any("tooltip" in layer.get("encoding", {}) for layer in spec["layer"][:2])
     labels = [spec["datasets"][layer["data"]["name"]] for layer in spec["layer"] if layer["mark"]["type"] == "text"]
     assert labels and all(sorted(r["cluster"] for r in rows) == [0, 1, 2] for rows in labels)
+    (legend,) = [layer for layer in spec["layer"] if "color" in layer.get("encoding", {})]
+    assert legend["encoding"]["color"]["scale"] == layers(map_chart(f))[0][0]["encoding"]["color"]["scale"]
+
+
+def test_a_flat_map_still_spans_its_image_and_a_click_on_a_corner_selects_nothing():
+    f = frame()
+    f["y"] = 0.0
+    spec = density_chart(f).to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["domain"] == [-0.5, 0.5]
+    assert selected_ids({PICK: [{}], BOX: {}}, f) == []  # what the front end sends for a corner's click
+
+
+def test_the_density_image_is_drawn_once_per_key():
+    import app_pages.mapview as mapview
+    f = frame()
+    first = mapview.kept_density_uri(f, ("test-key", 1), "cluster", 20, 10)
+    f2 = f.assign(x=f["x"] * 2)  # another frame under the same key: the kept image
+    assert mapview.kept_density_uri(f2, ("test-key", 1), "cluster", 20, 10) == first
+    assert mapview.kept_density_uri(f2, ("test-key", 2), "cluster", 20, 10)[1][1] == 22.0
 
 
 def test_a_large_highlighted_cluster_is_outlined_by_a_sample_of_its_products():
@@ -120,6 +141,10 @@ def test_past_the_density_threshold_the_clusters_page_draws_an_image_and_a_box_s
     everything = int(shown.split(" products")[0].replace(",", ""))
     assert any(s.value == f"Selection: {everything:,} products" for s in at.subheader)  # the box holds them all
     assert product_captions(at)
+    at.selectbox(key="clusters_colour").set_value("colour").run()  # coloured by an attribute: a legend of colours
+    assert not at.exception
+    (chart,) = at.get("vega_lite_chart")
+    assert '"image"' in chart.proto.spec and '"legend"' in chart.proto.spec
 
 
 @pytest.mark.app

@@ -1,12 +1,13 @@
-"""The density image of a map too large to draw point by point (core.explore.density): each pixel in its points'
-group colour, more opaque where more points fall, groups over noise, empty pixels transparent, north up."""
+"""The density image of a map too large to draw point by point (core.explore.density): each pixel in the colour of
+its points' commonest group, more opaque where more points fall, groups over noise, empty pixels transparent, north
+up."""
 import base64
 import io
 
 import numpy as np
 from PIL import Image
 
-from core.explore.density import MIN_ALPHA, NONE, density_image, png_data_uri
+from core.explore.density import MIN_ALPHA, NONE, density_image, map_extent, png_data_uri
 
 RED, BLUE, GREY = "#ff0000", "#0000ff", "#808080"
 
@@ -31,13 +32,26 @@ def test_a_group_shows_over_noise_in_the_same_pixel_and_noise_alone_is_grey():
     assert tuple(image[2, 7, :3]) == (128, 128, 128)
 
 
-def test_a_million_points_and_a_degenerate_extent():
+def test_the_commonest_group_colours_a_shared_pixel_and_ties_go_to_the_smaller_id():
+    x = y = np.full(6, 0.5)
+    three_blue = density_image(x, y, np.array([1, 1, 1, 0, 0, NONE]), [RED, BLUE], 1, 1, (0, 1, 0, 1))
+    assert tuple(three_blue[0, 0]) == (0, 0, 255, 255)
+    tie = density_image(x[:4], y[:4], np.array([1, 1, 0, 0]), [RED, BLUE], 1, 1, (0, 1, 0, 1))
+    assert tuple(tie[0, 0, :3]) == (255, 0, 0)
+
+
+def test_a_dense_middle_an_outside_point_and_a_degenerate_extent():
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=1_000_000), rng.normal(size=1_000_000)
-    image = density_image(x, y, (x > 0).astype(np.int32), [RED, BLUE], 300, 200)
-    centre = image[90:110, 140:160]
-    assert centre[..., 3].min() > 200  # the dense middle is near opaque
-    assert tuple(image[100, 100, :3]) == (255, 0, 0) and tuple(image[100, 200, :3]) == (0, 0, 255)
+    x, y = rng.normal(size=20_000), rng.normal(size=20_000)
+    image = density_image(x, y, (x > 0).astype(np.int32), [RED, BLUE], 60, 40)
+    assert image[18:22, 28:32, 3].min() > 200  # the dense middle is near opaque
+    assert tuple(image[20, 10, :3]) == (255, 0, 0) and tuple(image[20, 50, :3]) == (0, 0, 255)
+    assert (image[..., 3] > 0).sum() > 0.3 * 60 * 40  # a Gaussian fills less than half of its bounding box
+    # the extreme points are drawn (the far edges belong to the last pixel), a point outside the extent is not
+    edge = density_image(np.array([0.0, 1.0, 5.0]), np.array([0.0, 1.0, 5.0]), np.zeros(3, np.int32), [RED], 2, 2,
+                         (0, 1, 0, 1))
+    assert edge[1, 0, 3] > 0 and edge[0, 1, 3] > 0 and (edge[..., 3] > 0).sum() == 2
+    assert map_extent(np.ones(5), np.arange(5.0)) == (0.5, 1.5, 0.0, 4.0)  # a flat axis widened to 1
     one = density_image(np.ones(5), np.ones(5), np.zeros(5, np.int32), [RED], 4, 4)  # all points on one spot
     assert (one[..., 3] > 0).sum() == 1
 
