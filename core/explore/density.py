@@ -5,8 +5,8 @@ A browser draws a Vega-Lite scatter of some tens of thousands of points; a milli
 is a few hundred kB whatever the number of points, and a box selection is a range query on the coordinates.
 
 Plain NumPy rather than datashader: the pixel's commonest group is what the map needs, and datashader's per-group
-count (``count_cat``) holds a width x height x groups array (540 MB and 2.5 s for 250 clusters on 900 x 600 pixels,
-measured) where a sort of the points' (pixel, group) keys takes 0.1 s for a million points.
+count (``count_cat``) holds a width x height x groups array (540 MB for 250 clusters on 900 x 600 pixels; 2.5 s for a
+million points, measured), where a sort of the points' (pixel, group) keys takes 0.1 s for a million points.
 """
 from __future__ import annotations
 
