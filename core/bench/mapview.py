@@ -18,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from core.bench.command import BenchContext
 from core.bench.measure import reference_s
+from core.bench.process import free_port, log_tail, stop_process
 from core.config import PROJECT_ROOT
 
 # What Chromium needs here: no sandbox as root, no GPU (software WebGL/canvas), and none of its background
@@ -29,12 +31,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
 SELECTED = re.compile(r"selected products: (\d+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(points: int, port: int, log) -> subprocess.Popen:
@@ -95,8 +91,8 @@ def measure(browser, points: int, timeout_s: float, screenshot: str | None = Non
     """One size on a fresh server and in a fresh browser context (closed whatever happens): the first visit (the
     server's first run of the page: imports and the synthetic points), then a second visitor's page, timed as a
     user opening the map of a running app, on which a box is dragged."""
-    port = _free_port()
-    with tempfile.TemporaryFile() as log:
+    port = free_port()
+    with tempfile.NamedTemporaryFile(prefix="atelier-map-", suffix=".log") as log:
         server = _serve(points, port, log)
         context = browser.new_context(viewport=VIEWPORT)
         try:
@@ -120,18 +116,12 @@ def measure(browser, points: int, timeout_s: float, screenshot: str | None = Non
             return {"points": points, "first_visit_s": round(cold_s, 2), "first_render_s": round(first_render_s, 2),
                     "box_select_s": round(box_select_s, 2), "selected": _selected(page)}
         except Exception as e:
-            log.seek(0)
-            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            tail = log_tail(Path(log.name), 600).strip().splitlines()[-3:]
             raise RuntimeError(f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
                                + (f" (server: {' / '.join(tail)})" if tail else "")) from e
         finally:
             context.close()
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server)
 
 
 def bench_map(sizes: list[int], browser_path: str, timeout_s: float = 120.0, screenshots: str | None = None
