@@ -116,13 +116,14 @@ def _outline(data: pd.DataFrame, highlight: int | None, x: alt.X, y: alt.Y, tool
 
 
 def _cluster_ids(frame: pd.DataFrame, x: alt.X, y: alt.Y) -> list[alt.Chart]:
-    """Each cluster's id at the median of its products, dark on a white halo."""
+    """Each cluster's id just above the median of its products (a small cluster squeezed into a few pixels stays
+    visible under it), dark on a white halo."""
     clustered = frame[frame["assigned"] != "noise"]
     centres = clustered.groupby("cluster")[["x", "y"]].median().reset_index()
     if not len(centres):
         return []
     text = alt.Chart(centres).encode(x=x, y=y, text="cluster:N")
-    font = {"fontSize": 11, "fontWeight": "bold", "clip": True}
+    font = {"fontSize": 11, "fontWeight": "bold", "clip": True, "dy": -9}
     return [text.mark_text(**font, stroke="white", strokeWidth=3, opacity=0.8), text.mark_text(**font, color="#222")]
 
 
