@@ -78,8 +78,8 @@ with map_tab:
                                 width="stretch")
         if dense:
             st.caption(f"{len(frame):,} products, more than a browser draws one by one: each pixel has the colour "
-                       "of its products, more opaque where there are more. Drag a box to see those products "
-                       f"(hover, click and zoom work on maps of up to {DENSITY_POINTS:,}).")
+                       "most of its products have, more opaque where there are more. Drag a box to see those "
+                       f"products (hover, click and zoom work on maps of up to {DENSITY_POINTS:,}).")
         else:
             st.caption("Hover a point for its photo. Drag a box, or click a point (shift-click for more), to see "
                        "those products; the wheel zooms, shift-drag pans, a double click clears.")

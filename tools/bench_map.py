@@ -1,9 +1,9 @@
 """The Clusters page's map alone, at ``BENCH_MAP_POINTS`` synthetic points: what ``python -m core bench map`` opens in
 headless Chromium (a catalogue of a million products cannot be built on this machine to open the page itself).
 The points are 250 clusters of 2-D Gaussian blobs with 5% noise, drawn by ``app_pages.mapview`` as the page draws
-them: one point per product below ``DENSITY_POINTS``, a density image above (``BENCH_MAP_DRAW=points`` or ``density``:
-that way at any size). Below the map, the number of products
-the selection holds, which the benchmark waits for."""
+them, in the left half as there: one point per product below ``DENSITY_POINTS``, a density image above
+(``BENCH_MAP_DRAW=points`` or ``density``: that way at any size). Below the map, the number of products the
+selection holds, which the benchmark waits for."""
 import os
 import sys
 from pathlib import Path
