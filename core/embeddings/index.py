@@ -103,26 +103,49 @@ def table_index_config(n: int, cfg: IndexConfig = IndexConfig()) -> IndexConfig:
     return cfg if cfg.factory != "Flat" or n <= EXACT_TABLE_LIMIT else TABLE_APPROXIMATE
 
 
-def neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int = 50,
-                    batch_size: int = 2048) -> dict[str, np.ndarray]:
+def neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int = 50, batch_size: int = 2048,
+                    order: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every row's top-k neighbours, itself excluded: ``rows`` (n, k) int32 (-1: none) and
-    ``scores`` (n, k) float32 (0 where none). Queries are batched, so FAISS uses matrix products."""
+    ``scores`` (n, k) float32 (0 where none). Queries are batched, so FAISS uses matrix products; ``order``
+    (a permutation of the rows, e.g. :func:`locality_order`) is the order they are asked in, which changes
+    nothing in the table, only how fast it comes."""
     n = len(vectors)
     k = max(min(k, n - 1), 0)
     rows = np.full((n, k), -1, dtype=np.int32)
     scores = np.zeros((n, k), dtype=np.float32)
     if k == 0:
         return {"rows": rows, "scores": scores}
+    order = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
-        s, r = index.search(vectors[start:start + batch_size], k + 1)
-        own = np.arange(start, start + len(r))[:, None]
+        asked = order[start:start + batch_size]
+        s, r = index.search(vectors[asked], k + 1)
         # drop the query itself wherever it ranks (duplicates may tie with it), and FAISS's -1 (none found)
-        keep = (r != own) & (r >= 0)
+        keep = (r != asked[:, None]) & (r >= 0)
         first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # each row's kept places, in rank order
         found = np.take_along_axis(keep, first, axis=1)
-        rows[start:start + len(r)] = np.where(found, np.take_along_axis(r, first, axis=1), -1)
-        scores[start:start + len(r)] = np.where(found, np.take_along_axis(s, first, axis=1), 0.0)
+        rows[asked] = np.where(found, np.take_along_axis(r, first, axis=1), -1)
+        scores[asked] = np.where(found, np.take_along_axis(s, first, axis=1), 0.0)
     return {"rows": rows, "scores": scores}
+
+
+LOCALITY_CELLS = 1024  # coarse k-means cells of :func:`locality_order`
+LOCALITY_SAMPLE = 50_000  # rows the cells are fitted on
+
+
+def locality_order(vectors: np.ndarray, cells: int = LOCALITY_CELLS, sample: int = LOCALITY_SAMPLE,
+                   seed: int = 0) -> np.ndarray:
+    """(n,) int64 the rows grouped by their coarse k-means cell (spherical, fitted on ``sample`` rows): asked in this
+    order, queries one after another walk the same region of an approximate index, which stays in the CPU's
+    caches. Searching a million rows' table in HNSW32 took 148 s in this order against 227 s in the rows' own
+    (synthetic features, 2 cores; 4 s for the cells)."""
+    n = len(vectors)
+    cells = min(cells, max(1, n // 40))  # FAISS wants about 39 training rows a cell
+    rng = np.random.default_rng(seed)
+    fit_on = vectors[np.sort(rng.choice(n, min(n, sample), replace=False))]
+    kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=10, spherical=True, seed=seed)
+    kmeans.train(np.ascontiguousarray(fit_on, dtype=np.float32))
+    _, cell = kmeans.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    return np.argsort(cell[:, 0], kind="stable")
 
 
 def build_neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int, on: IndexConfig) -> dict[str, np.ndarray]:
@@ -131,7 +154,8 @@ def build_neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int, on: I
     and dropped after. An approximate table also holds ``recall_at_10``, measured against exact search on 1,000
     rows (:func:`table_recall`; ``index`` serves as the exact one when it is)."""
     search = index if on == index.cfg else VectorIndex(vectors, index.ids, on)
-    table = neighbour_table(search, vectors, k)
+    order = locality_order(vectors) if on.factory != "Flat" else None  # exact scans gain nothing from it
+    table = neighbour_table(search, vectors, k, order=order)
     del search
     if on.factory != "Flat":
         exact = index if index.cfg.factory == "Flat" else None

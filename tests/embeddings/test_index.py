@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.embeddings.index import (IndexConfig, VectorIndex, brute_force_topk, build_neighbour_table, neighbour_table,
-                                   table_recall)
+from core.embeddings.index import (IndexConfig, VectorIndex, brute_force_topk, build_neighbour_table, locality_order,
+                                   neighbour_table, table_recall)
 
 N, D, K = 200, 32, 10
 
@@ -76,6 +76,26 @@ def test_neighbour_table_matches_brute_force(vectors):
     assert np.all(true_rows[:, 0] == np.arange(N))  # random vectors: each is its own nearest
     np.testing.assert_array_equal(table["rows"], true_rows[:, 1:])
     np.testing.assert_allclose(table["scores"], true_scores[:, 1:], atol=1e-5)
+
+
+def test_the_order_queries_are_asked_in_changes_nothing_in_the_table(vectors):
+    index = VectorIndex(vectors, ids_of(N), IndexConfig("HNSW32"))
+    natural = neighbour_table(index, vectors, k=K, batch_size=64)
+    shuffled = neighbour_table(index, vectors, k=K, batch_size=64, order=np.random.default_rng(5).permutation(N))
+    local = neighbour_table(index, vectors, k=K, batch_size=64, order=locality_order(vectors))
+    for table in (shuffled, local):
+        np.testing.assert_array_equal(table["rows"], natural["rows"])
+        np.testing.assert_array_equal(table["scores"], natural["scores"])
+
+
+def test_locality_order_is_a_permutation_that_keeps_nearby_rows_together():
+    centres = unit_rows(8, D, seed=4)
+    group = np.random.default_rng(6).integers(0, 8, 800)
+    x = centres[group] + 0.05 * unit_rows(800, D, seed=7)
+    order = locality_order(x / np.linalg.norm(x, axis=1, keepdims=True))
+    assert np.array_equal(np.sort(order), np.arange(800))
+    runs = 1 + np.count_nonzero(group[order][1:] != group[order][:-1])
+    assert runs <= 3 * 8  # rows of one group asked one after another (in random order: about 700 runs)
 
 
 def test_neighbour_table_excludes_the_query_among_duplicates():
