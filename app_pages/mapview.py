@@ -75,8 +75,7 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
     data["photo"] = frame["product_id"].map(photos).fillna("").to_numpy() if photos is not None else ""
     data = data.iloc[np.argsort(data["group"].to_numpy() != "noise", kind="stable")]  # noise drawn first, below
     scale = alt.Scale(domain=order, range=group_colours(order))
-    legend = alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1) \
-        if len(order) <= MAX_LEGEND else None  # below the map, which keeps its width
+    legend = _legend(order)
     tooltip = [alt.Tooltip(f"{field}:N", title=title) for field, title in HOVER if photos is not None
                or field != "photo"]
     x = alt.X("x:Q", axis=None, scale=alt.Scale(zero=False))
@@ -92,6 +91,12 @@ def map_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: int | 
     if colour_by == "cluster":
         layers += _cluster_ids(frame, x, y)
     return alt.layer(*layers).properties(height=height).configure_view(stroke=None)
+
+
+def _legend(order: list[str]) -> alt.Legend | None:
+    """The groups' legend below the map (which keeps its width), or None past :data:`MAX_LEGEND` groups."""
+    return alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1) \
+        if len(order) <= MAX_LEGEND else None
 
 
 def _selections() -> tuple:
@@ -128,22 +133,23 @@ def _cluster_ids(frame: pd.DataFrame, x: alt.X, y: alt.Y) -> list[alt.Chart]:
 
 
 def density_uri(frame: pd.DataFrame, colour_by: str, width: int, height: int
-                ) -> tuple[str, tuple[float, float, float, float]]:
-    """The density image of ``frame`` coloured by ``colour_by`` as a PNG data URI, and the extent it covers."""
+                ) -> tuple[str, tuple[float, float, float, float], list[str]]:
+    """The density image of ``frame`` coloured by ``colour_by`` as a PNG data URI, the extent it covers and the
+    groups it is coloured by (:func:`colour_groups`' order)."""
     groups, order = colour_groups(frame, colour_by)
     codes = pd.Categorical(groups, categories=order).codes.astype(np.int32)
     codes[groups.to_numpy() == "noise"] = NONE
     xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
     extent = map_extent(xs, ys)
     image = density_image(xs, ys, codes, group_colours(order), width, height, extent, NOISE_COLOUR)
-    return png_data_uri(image), extent
+    return png_data_uri(image), extent, order
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def kept_density_uri(_frame: pd.DataFrame, key: tuple, colour_by: str, width: int, height: int
-                     ) -> tuple[str, tuple[float, float, float, float]]:
+                     ) -> tuple[str, tuple[float, float, float, float], list[str]]:
     """:func:`density_uri`, kept for ``key`` (what makes the frame: the map's fingerprint, settings, soft
-    membership), so a box dragged on a million-point map does not draw it again."""
+    membership), so a box dragged on a million-point map neither draws it nor groups its points again."""
     return density_uri(_frame, colour_by, width, height)
 
 
@@ -161,7 +167,7 @@ def density_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: in
     selects as on :func:`map_chart`; there is no hover, no pick and no zoom (the image would not redraw).
     ``key``: what makes ``frame``, under which its image is kept (empty: drawn every time)."""
     args = (colour_by, DENSITY_WIDTH, height)
-    uri, (x0, x1, y0, y1) = kept_density_uri(frame, key, *args) if key else density_uri(frame, *args)
+    uri, (x0, x1, y0, y1), order = kept_density_uri(frame, key, *args) if key else density_uri(frame, *args)
     x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False))
     picture = alt.Chart(pd.DataFrame({"x": [x0], "x2": [x1], "y": [y1], "y2": [y0], "url": [uri]})).mark_image(
@@ -171,11 +177,10 @@ def density_chart(frame: pd.DataFrame, colour_by: str = "cluster", highlight: in
     corners = alt.Chart(pd.DataFrame({"x": [x0, x1], "y": [y0, y1]})).mark_point(opacity=0).encode(
         x=x, y=y).add_params(box, pick)
     layers = [picture, corners, *_outline(frame[["x", "y", "cluster"]], highlight, x, y, [])]
-    _, order = colour_groups(frame, colour_by)
-    if len(order) <= MAX_LEGEND:  # the legend alone: symbols of no size at the first corner
+    legend = _legend(order)
+    if legend is not None:  # the legend alone: symbols of no size at the first corner
         keyed = pd.DataFrame({"x": x0, "y": y0, "group": order})
         scale = alt.Scale(domain=order, range=group_colours(order))
-        legend = alt.Legend(title=None, orient="bottom", columns=3, labelLimit=150, symbolLimit=MAX_LEGEND + 1)
         layers.append(alt.Chart(keyed).mark_point(size=0, filled=True).encode(
             x=x, y=y, color=alt.Color("group:N", scale=scale, legend=legend, sort=order)))
     if colour_by == "cluster":

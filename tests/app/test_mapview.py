@@ -114,7 +114,8 @@ def test_the_density_image_is_drawn_once_per_key():
     first = mapview.kept_density_uri(f, ("test-key", 1), "cluster", 20, 10)
     f2 = f.assign(x=f["x"] * 2)  # another frame under the same key: the kept image
     assert mapview.kept_density_uri(f2, ("test-key", 1), "cluster", 20, 10) == first
-    assert mapview.kept_density_uri(f2, ("test-key", 2), "cluster", 20, 10)[1][1] == 22.0
+    uri, extent, order = mapview.kept_density_uri(f2, ("test-key", 2), "cluster", 20, 10)
+    assert extent[1] == 22.0 and order == ["0: name 0", "1: name 1", "2: name 2", "noise"]
 
 
 def test_a_large_highlighted_cluster_is_outlined_by_a_sample_of_its_products():
