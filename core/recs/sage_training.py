@@ -104,26 +104,28 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
     n_pairs = sum(t.pairs.shape[1] for t in tasks)
     best, best_state, waited = -1.0, None, 0
     history, validation = [], {}
-    for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
-        model.train()
-        for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
-            task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
-            loss = _step(model, content, task, task.batch(cfg.batch_size, rng), rng, cfg)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        found = validate(model, content, train_graph, truth, cfg)
-        history.append(found["criterion"])
-        if progress:
-            progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
-                     f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
-        if found["criterion"] > best or not truth:
-            best, waited, validation = found["criterion"], 0, found | {"epoch": epoch + 1}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
+    # the catalogue's features are standardised once, not at every step
+    with model.keeping_inputs():
+        for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
+            model.train()
+            for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
+                task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
+                loss = _step(model, content, task, task.batch(cfg.batch_size, rng), rng, cfg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            found = validate(model, content, train_graph, truth, cfg)
+            history.append(found["criterion"])
+            if progress:
+                progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
+                         f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
+            if found["criterion"] > best or not truth:
+                best, waited, validation = found["criterion"], 0, found | {"epoch": epoch + 1}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= cfg.patience:
+                    break
     if best_state is not None and truth:  # with no validation purchases the last epoch stands
         model.load_state_dict(best_state)
     return SageTraining(model, spec, content, similar, history, validation)
