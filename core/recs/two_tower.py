@@ -126,6 +126,13 @@ class Towers(torch.nn.Module):
         return torch.nn.functional.normalize(out + pooled if self.residual else out, dim=-1)
 
 
+def bag_positions(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(lengths.sum(),) int64 positions in the flat bags of :func:`history_bags` of the bags that start at
+    ``starts`` with ``lengths`` (q,) each, one after another: what concatenating their slices gives."""
+    before = torch.cumsum(lengths, 0) - lengths  # where each bag starts in the output
+    return torch.arange(int(lengths.sum())) + torch.repeat_interleave(starts - before, lengths)
+
+
 def commonest(values: np.ndarray) -> str:
     """The most frequent of some strings; ties go to the smallest (as pandas' ``mode().iloc[0]``)."""
     counts = Counter(values.tolist())
@@ -219,8 +226,8 @@ class TwoTowerRecommender(Recommender):
                     if len(batch) < 2:
                         continue
                     negatives = torch.randint(data.n_products, (cfg.random_negatives,), generator=g)
-                    member = torch.cat([bag_items[starts[i]:starts[i] + lengths[i]] for i in batch.tolist()])
-                    age = torch.cat([bag_age[starts[i]:starts[i] + lengths[i]] for i in batch.tolist()])
+                    at = bag_positions(starts[batch], lengths[batch])
+                    member, age = bag_items[at], bag_age[at]
                     needed, where = torch.unique(torch.cat([targets[batch], negatives, member]), return_inverse=True)
                     vectors = self.towers_.items(self.item_features_[needed], self.item_content_[needed])
                     b, m = len(batch), len(negatives)

@@ -74,6 +74,16 @@ def test_history_bags_hold_only_earlier_days_and_the_latest_few():
     assert none.tolist() == [0] * 5
 
 
+def test_bag_positions_concatenate_the_chosen_bags_in_order():
+    from core.recs.two_tower import bag_positions
+    flat = torch.tensor([7, 8, 9, 5, 6, 4])  # bags: [7, 8, 9], [], [5, 6], [4]
+    starts, lengths = torch.tensor([0, 3, 3, 5]), torch.tensor([3, 0, 2, 1])
+    for rows in ([2, 0, 3], [1, 1], [3, 2, 1, 0], []):
+        rows = torch.tensor(rows, dtype=torch.long)
+        expected = [x for r in rows.tolist() for x in flat[starts[r]:starts[r] + lengths[r]].tolist()]
+        assert flat[bag_positions(starts[rows], lengths[rows])].tolist() == expected
+
+
 @pytest.fixture(scope="module")
 def tastes(tmp_path_factory):
     """Synthetic customers who buy mostly one hidden (pattern, colour); the content vectors are noise, so
