@@ -46,11 +46,12 @@ def knn_from_table(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.nda
 
 
 def umap_project(vectors: np.ndarray, n_components: int, min_dist: float, cfg: ProjectConfig = ProjectConfig(),
-                 knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                 knn: tuple[np.ndarray, np.ndarray] | None = None, n_epochs: int | None = None) -> np.ndarray:
     """Seeded UMAP (cosine) of ``vectors`` (n, d) to (n, n_components) float32.
 
     ``knn`` is an optional exact neighbour list from ``knn_from_table``, which spares UMAP its own
-    approximate nearest-neighbour search (the slowest step on 17,000 products).
+    approximate nearest-neighbour search (the slowest step on 17,000 products). ``n_epochs``: UMAP's layout
+    epochs (None: its default, 200 past 10,000 rows and 500 below).
     Tiny inputs (fewer than 4 rows) are returned as a deterministic spread: UMAP needs a few points.
     """
     import umap  # numba compiles on first import: keep it off the import path of everything else
@@ -66,7 +67,8 @@ def umap_project(vectors: np.ndarray, n_components: int, min_dist: float, cfg: P
     if knn is not None and knn[0].shape[1] >= k:
         kwargs["precomputed_knn"] = (knn[0][:, :k], knn[1][:, :k], None)
     reducer = umap.UMAP(n_components=n_components, n_neighbors=k, min_dist=min_dist, metric="cosine",
-                        random_state=cfg.seed, init="spectral" if n > n_components + 1 else "random", **kwargs)
+                        random_state=cfg.seed, init="spectral" if n > n_components + 1 else "random",
+                        n_epochs=n_epochs, **kwargs)
     with warnings.catch_warnings():  # "n_jobs overridden by random_state" and spectral-init notes
         warnings.simplefilter("ignore")
         return reducer.fit_transform(vectors).astype(np.float32)

@@ -23,6 +23,22 @@ def test_umap_uses_a_precomputed_neighbour_table():
 
 
 
+def test_umap_runs_the_layout_epochs_asked_for(monkeypatch):
+    import umap
+    seen = []
+    fit_embed = umap.UMAP._fit_embed_data
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.n_epochs)
+        return fit_embed(self, *args, **kwargs)
+
+    monkeypatch.setattr(umap.UMAP, "_fit_embed_data", spy)
+    x, _ = blobs(20)
+    few, default = umap_project(x, 2, 0.1, n_epochs=5), umap_project(x, 2, 0.1)
+    assert seen == [5, None] and few.shape == default.shape == (60, 2)
+    assert not np.allclose(few, default)  # 5 epochs are not UMAP's default 500
+
+
 def test_knn_from_table_fills_missing_neighbours_with_self():
     rows = np.array([[1, -1], [0, -1]])
     idx, dist = knn_from_table(rows, np.array([[0.9, 0.0], [0.9, 0.0]], np.float32), 3)
