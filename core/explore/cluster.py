@@ -62,11 +62,12 @@ PREDICT_CHUNK = 100_000  # points placed per approximate_predict call: its neigh
 
 
 def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
-                     sample_limit: int | None = None, seed: int = 0) -> Clustering:
+                     sample_limit: int | None = None, seed: int = 0, soft: bool = True) -> Clustering:
     """HDBSCAN on ``points`` (n, d), e.g. UMAP-reduced embeddings, with soft membership for every point.
     Past ``sample_limit`` points (default :data:`FIT_SAMPLE_LIMIT`) it is fitted on that many drawn with
     ``seed`` (an automatic min_cluster_size resolved on the sample) and the others are placed by
-    ``approximate_predict``."""
+    ``approximate_predict``. ``soft=False`` (within the limit) skips the soft membership, the larger part of a
+    small fit's time, for a caller that reads the labels only: ``soft_labels`` are then the labels, strength 0."""
     import hdbscan
     n = len(points)
     if n < 3:
@@ -81,15 +82,15 @@ def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hdbscan.HDBSCAN(min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
-                                cluster_selection_method=cfg.selection, prediction_data=True).fit(points)
+                                cluster_selection_method=cfg.selection, prediction_data=soft).fit(points)
         labels = model.labels_.astype(np.int64)
-        if labels.max() < 0:
-            soft, strength = labels.copy(), np.zeros(n, np.float32)
+        if labels.max() < 0 or not soft:
+            soft_labels, strength = labels.copy(), np.zeros(n, np.float32)
         else:
             membership = hdbscan.all_points_membership_vectors(model).reshape(n, -1)
-            soft, strength = membership.argmax(axis=1), membership.max(axis=1).astype(np.float32)
-            soft = np.where(labels >= 0, labels, soft)  # a clustered point keeps its own cluster
-    return Clustering(labels, model.probabilities_.astype(np.float32), soft, strength)
+            soft_labels, strength = membership.argmax(axis=1), membership.max(axis=1).astype(np.float32)
+            soft_labels = np.where(labels >= 0, labels, soft_labels)  # a clustered point keeps its own cluster
+    return Clustering(labels, model.probabilities_.astype(np.float32), soft_labels, strength)
 
 
 def _fit_sample_predict_rest(points: np.ndarray, cfg: ClusterConfig, limit: int, seed: int) -> Clustering:

@@ -251,7 +251,8 @@ def _purity(vectors: np.ndarray, attributes: dict[str, np.ndarray], seed: int) -
     unit = l2_normalise(vectors)
     table = neighbour_table(VectorIndex(unit, np.arange(len(unit)).astype(str)), unit, k=cfg.n_neighbors)
     knn = knn_from_table(table["rows"], table["scores"], cfg.n_neighbors)
-    labels = hdbscan_clusters(umap_project(vectors, cfg.cluster_dims, 0.0, cfg, knn=knn, n_epochs=PURITY_EPOCHS)).labels
+    points = umap_project(vectors, cfg.cluster_dims, 0.0, cfg, knn=knn, n_epochs=PURITY_EPOCHS)
+    labels = hdbscan_clusters(points, soft=False).labels  # purity reads the labels only
     return {name: cluster_purity(labels, values) for name, values in attributes.items()}
 
 

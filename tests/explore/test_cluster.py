@@ -25,6 +25,9 @@ def test_three_blobs_give_three_clusters():
     assert (got.soft_labels != NOISE).all()  # soft membership places every point
     assert (got.soft_labels[clustered] == got.labels[clustered]).all()
     assert ((got.probabilities > 0) == clustered).all()
+    hard = hdbscan_clusters(reduced, ClusterConfig(min_cluster_size=20, min_samples=5), soft=False)
+    assert np.array_equal(hard.labels, got.labels) and np.array_equal(hard.probabilities, got.probabilities)
+    assert np.array_equal(hard.soft_labels, got.labels) and not hard.soft_strength.any()  # no soft membership
 
 
 
