@@ -63,7 +63,8 @@ PREDICT_CHUNK = 100_000  # points placed per approximate_predict call: its neigh
 
 def hdbscan_clusters(points: np.ndarray, cfg: ClusterConfig = ClusterConfig(),
                      sample_limit: int | None = None, seed: int = 0, soft: bool = True) -> Clustering:
-    """HDBSCAN on ``points`` (n, d), e.g. UMAP-reduced embeddings, with soft membership for every point.
+    """HDBSCAN on ``points`` (n, d), e.g. UMAP-reduced embeddings, with soft membership for every point (unless
+    ``soft`` is False).
     Past ``sample_limit`` points (default :data:`FIT_SAMPLE_LIMIT`) it is fitted on that many drawn with
     ``seed`` (an automatic min_cluster_size resolved on the sample) and the others are placed by
     ``approximate_predict``. ``soft=False`` (within the limit) skips the soft membership, the larger part of a

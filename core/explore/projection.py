@@ -51,7 +51,8 @@ def umap_project(vectors: np.ndarray, n_components: int, min_dist: float, cfg: P
 
     ``knn`` is an optional exact neighbour list from ``knn_from_table``, which spares UMAP its own
     approximate nearest-neighbour search (the slowest step on 17,000 products). ``n_epochs``: UMAP's layout
-    epochs (None: its default, 200 past 10,000 rows and 500 below).
+    epochs (None: its default, 200 past 10,000 rows and 500 up to that; fewer epochs also drop more of the
+    weakest graph edges); not used past ``cfg.sample_limit``, where the sample's fit keeps UMAP's default.
     Tiny inputs (fewer than 4 rows) are returned as a deterministic spread: UMAP needs a few points.
     """
     import umap  # numba compiles on first import: keep it off the import path of everything else

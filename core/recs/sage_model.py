@@ -2,7 +2,6 @@
 edge type, residual content towers and a popularity prior apart from the embeddings (PyTorch Geometric)."""
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -115,32 +114,18 @@ class SageModel(nn.Module):
             getattr(self, f"mean_{name}").copy_(mean)
             getattr(self, f"std_{name}").copy_(std)
 
-    def inputs(self, x_c: torch.Tensor, x_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return F.relu(self.in_c(self.standardised("c", x_c))), F.relu(self.in_p(self.standardised("p", x_p)))
+    def standardise(self, x_c: torch.Tensor, x_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Customer and product features standardised with the buffers (row by row, so rows of the result are
+        the result for those rows)."""
+        return (x_c - self.mean_c) / self.std_c, (x_p - self.mean_p) / self.std_p
 
-    def standardised(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """``x`` standardised with the ``name`` ("c" or "p") buffers; inside :meth:`keeping_inputs`, the last
-        result is reused while neither ``x`` (the same tensor) nor the buffers have changed (tensor versions)."""
-        mean, std = getattr(self, f"mean_{name}"), getattr(self, f"std_{name}")
-        kept = self.__dict__.get("_kept")
-        if kept is None:
-            return (x - mean) / std
-        versions = (x._version, mean._version, std._version)
-        if name in kept and kept[name][0] is x and kept[name][1] == versions:
-            return kept[name][2]
-        kept[name] = (x, versions, (x - mean) / std)
-        return kept[name][2]
-
-    @contextlib.contextmanager
-    def keeping_inputs(self):
-        """Within, standardised inputs are kept between calls: a full-graph training step passes the same
-        feature tensors every time, and standardising the catalogue's (n_products, f_p) inputs once per step
-        was about a tenth of a fit (H&M sample). The same numbers; the kept copies go on leaving."""
-        self.__dict__["_kept"] = {}
-        try:
-            yield self
-        finally:
-            self.__dict__["_kept"] = None
+    def inputs(self, x_c: torch.Tensor, x_p: torch.Tensor, standardised: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's inputs from raw features, or from features already put through :meth:`standardise`
+        (``standardised``: a training loop does that once rather than at every step)."""
+        if not standardised:
+            x_c, x_p = self.standardise(x_c, x_p)
+        return F.relu(self.in_c(x_c)), F.relu(self.in_p(x_p))
 
     def layer(self, i: int, h_c: torch.Tensor, h_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
               bought: torch.Tensor | None = None, variants: torch.Tensor | None = None
@@ -159,9 +144,10 @@ class SageModel(nn.Module):
 
     def forward(self, x_c: torch.Tensor, x_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
                 bought: torch.Tensor | None = None, variants: torch.Tensor | None = None,
-                content: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Customer and product vectors; ``content`` (n_p, d) the products' content vectors (residual)."""
-        h_c, h_p = self.inputs(x_c, x_p)
+                content: torch.Tensor | None = None, standardised: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Customer and product vectors; ``content`` (n_p, d) the products' content vectors (residual);
+        ``standardised``: ``x_c`` and ``x_p`` come from :meth:`standardise`."""
+        h_c, h_p = self.inputs(x_c, x_p, standardised)
         for i in range(self.cfg.layers):
             h_c, h_p = self.layer(i, h_c, h_p, buys, similar, bought, variants)
         if self.cfg.residual:

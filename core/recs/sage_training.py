@@ -104,28 +104,29 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
     n_pairs = sum(t.pairs.shape[1] for t in tasks)
     best, best_state, waited = -1.0, None, 0
     history, validation = [], {}
-    # the catalogue's features are standardised once, not at every step
-    with model.keeping_inputs():
-        for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
-            model.train()
-            for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
-                task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
-                loss = _step(model, content, task, task.batch(cfg.batch_size, rng), rng, cfg)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            found = validate(model, content, train_graph, truth, cfg)
-            history.append(found["criterion"])
-            if progress:
-                progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
-                         f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
-            if found["criterion"] > best or not truth:
-                best, waited, validation = found["criterion"], 0, found | {"epoch": epoch + 1}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= cfg.patience:
-                    break
+    # standardised once, not at every step: every task's graph shares train_graph's features (training_tasks
+    # gives each its own edges only), and the standardisation does not change during the fit
+    inputs = model.standardise(train_graph.x_customer, train_graph.x_product)
+    for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
+        model.train()
+        for _ in range(max(math.ceil(n_pairs / cfg.batch_size), cfg.min_steps)):
+            task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
+            loss = _step(model, content, inputs, task, task.batch(cfg.batch_size, rng), rng, cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        found = validate(model, content, train_graph, inputs, truth, cfg)
+        history.append(found["criterion"])
+        if progress:
+            progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
+                     f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
+        if found["criterion"] > best or not truth:
+            best, waited, validation = found["criterion"], 0, found | {"epoch": epoch + 1}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= cfg.patience:
+                break
     if best_state is not None and truth:  # with no validation purchases the last epoch stands
         model.load_state_dict(best_state)
     return SageTraining(model, spec, content, similar, history, validation)
@@ -229,12 +230,14 @@ def negatives(task: Task, products: torch.Tensor, recent: torch.Tensor, rng: tor
     return torch.cat(rows), expected
 
 
-def _step(model: SageModel, content: torch.Tensor, task: Task, batch: torch.Tensor, rng: torch.Generator,
-          cfg: SageConfig) -> torch.Tensor:
+def _step(model: SageModel, content: torch.Tensor, inputs: tuple[torch.Tensor, torch.Tensor], task: Task,
+          batch: torch.Tensor, rng: torch.Generator, cfg: SageConfig) -> torch.Tensor:
     """The sampled-softmax loss of one batch of positive pairs. Every candidate's logit is its affinity
     plus the prior minus log(how many times it is expected among the candidates: as a batch positive,
-    and from each negative source), so the loss estimates a softmax over the whole catalogue."""
+    and from each negative source), so the loss estimates a softmax over the whole catalogue. ``inputs``:
+    the task graph's customer and product features through :meth:`SageModel.standardise`."""
     graph, sampler = task.graph, task.sampler
+    x_c, x_p = inputs
     customers, products = task.pairs[:, batch]
     own = torch.zeros(graph.buys.shape[1], dtype=torch.bool)
     if task.own is not None:
@@ -253,15 +256,14 @@ def _step(model: SageModel, content: torch.Tensor, task: Task, batch: torch.Tens
     if float(torch.rand((), generator=rng)) < cfg.content_only or not cfg.buyer_messages:
         gone_p = torch.ones_like(gone_p)
     if sampler is None:
-        h_c, h_p = model(graph.x_customer, graph.x_product, graph.buys[:, ~gone_p], graph.similar_adj,
-                         bought=graph.buys[:, ~gone_c].flip(0), variants=graph.variant_adj, content=content)
+        h_c, h_p = model(x_c, x_p, graph.buys[:, ~gone_p], graph.similar_adj, bought=graph.buys[:, ~gone_c].flip(0),
+                         variants=graph.variant_adj, content=content, standardised=True)
         at_c, at_p = customers, torch.arange(graph.n_products)
     else:
         seed_c = customers.unique()
         sub = sampler.sample({"customer": seed_c, "product": candidates}, {BUYS: gone_p, REV_BUYS: gone_c}, rng)
-        h_c, h_p = model(graph.x_customer[sub.nodes["customer"]], graph.x_product[sub.nodes["product"]],
-                         sub.edges[BUYS], sub.edges[SIMILAR], sub.edges[REV_BUYS], sub.edges.get(VARIANT),
-                         content[sub.nodes["product"]])
+        h_c, h_p = model(x_c[sub.nodes["customer"]], x_p[sub.nodes["product"]], sub.edges[BUYS], sub.edges[SIMILAR],
+                         sub.edges[REV_BUYS], sub.edges.get(VARIANT), content[sub.nodes["product"]], standardised=True)
         at_c = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
         at_p = torch.full((graph.n_products,), -1, dtype=torch.long)
         at_p[candidates] = torch.arange(len(candidates))
@@ -271,18 +273,19 @@ def _step(model: SageModel, content: torch.Tensor, task: Task, batch: torch.Tens
 
 
 @torch.no_grad()
-def validate(model: SageModel, content: torch.Tensor, graph: Graph, truth: dict[int, set[int]], cfg: SageConfig
-             ) -> dict[str, float]:
+def validate(model: SageModel, content: torch.Tensor, graph: Graph, inputs: tuple[torch.Tensor, torch.Tensor],
+             truth: dict[int, set[int]], cfg: SageConfig) -> dict[str, float]:
     """The validation window's Recall@10 and cold-item Recall@10 at the prior weights that maximise their
     sum (``criterion``), and those weights: one for the customers with purchases before the window
     (``prior_weight``) and one for those with none (``new_prior_weight``: with nothing known of a person
-    but a few attributes, what sells may be worth more)."""
+    but a few attributes, what sells may be worth more). ``inputs``: ``graph``'s features through
+    :meth:`SageModel.standardise`."""
     model.eval()
     if not truth:
         return {"criterion": 0.0, "recall": 0.0, "cold_recall": 0.0, "prior_weight": cfg.prior_weights[0],
                 "new_prior_weight": cfg.prior_weights[0]}
-    h_c, h_p = model(graph.x_customer, graph.x_product, heard(graph.buys, cfg), graph.similar_adj,
-                     bought=graph.buys.flip(0), variants=graph.variant_adj, content=content)
+    h_c, h_p = model(*inputs, heard(graph.buys, cfg), graph.similar_adj, bought=graph.buys.flip(0),
+                     variants=graph.variant_adj, content=content, standardised=True)
     popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
     prior = model.prior(popularity).numpy()
     rows = np.fromiter(truth, dtype=np.int64)

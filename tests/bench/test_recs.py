@@ -10,8 +10,9 @@ RECS_KEYS = {"train_s", "peak_rss_mb", "known_customer_p50_ms", "known_customer_
 
 
 def assert_ratio_of_rounded(ratio, seconds, reference):
-    """``ratio`` (2 places) was taken before rounding: ``seconds`` (3 places) and ``reference`` (4) may each be off
-    by half a unit, so the ratio of the printed numbers may differ from it by that much carried through the division."""
+    """``ratio`` (2 places) came from unrounded numbers (or from ``seconds`` as printed): ``seconds`` (3 places) and
+    ``reference`` (4) may each be off by half a unit, so the ratio of the printed numbers may differ from it by that
+    much carried through the division (to first order)."""
     slack = 0.005 + (0.0005 + 0.00005 * seconds / reference) / reference + 1e-9
     assert abs(ratio - seconds / reference) <= slack
 

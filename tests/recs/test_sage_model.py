@@ -19,20 +19,16 @@ def test_mean_content_averages_each_customers_products():
     assert mean_content(content, bought, 3).tolist() == [[2.0, 1.0], [5.0, 4.0], [0.0, 0.0]]
 
 
-def test_kept_inputs_are_the_standardised_inputs_until_the_features_or_the_buffers_change():
+def test_inputs_from_features_standardised_once_equal_the_inputs_from_raw_features():
     from core.recs.sage_model import SageConfig, SageModel
     model = SageModel(3, 4, SageConfig(residual=False))
-    x_c, x_p = torch.rand(5, 3), torch.rand(7, 4)
+    x_c, x_p = torch.rand(5, 3) * 10, torch.rand(7, 4) - 3
     model.standardise_with(x_c, x_p)
-    expected = (x_p - x_p.mean(0)) / x_p.std(0, unbiased=False)
-    with model.keeping_inputs():
-        first = model.standardised("p", x_p)
-        assert torch.allclose(first, expected) and model.standardised("p", x_p) is first  # kept, not recomputed
-        assert model.standardised("p", x_p.clone()) is not first  # another tensor, even with equal values
-        x_p.add_(1.0)  # the features changed in place
-        assert torch.allclose(model.standardised("p", x_p), expected + 1.0 / x_p.std(0, unbiased=False))
-        model.std_p.mul_(2.0)  # the buffers changed (as load_state_dict does)
-        assert torch.allclose(model.standardised("p", x_p), (expected + 1.0 / x_p.std(0, unbiased=False)) / 2.0)
-        h_c, h_p = model.inputs(x_c, x_p)
-    assert model.standardised("p", x_p) is not model.standardised("p", x_p)  # outside: nothing is kept
-    assert torch.equal(model.inputs(x_c, x_p)[1], h_p) and torch.equal(model.inputs(x_c, x_p)[0], h_c)
+    z_c, z_p = model.standardise(x_c, x_p)
+    assert torch.allclose(z_p, (x_p - x_p.mean(0)) / x_p.std(0, unbiased=False))
+    raw, once = model.inputs(x_c, x_p), model.inputs(z_c, z_p, standardised=True)
+    assert torch.equal(raw[0], once[0]) and torch.equal(raw[1], once[1])  # the same bits, not just close
+    rows_c, rows_p = torch.tensor([4, 0]), torch.tensor([6, 1, 1])  # a sampled step's rows
+    sampled = model.standardise(x_c[rows_c], x_p[rows_p])
+    assert torch.equal(sampled[0], z_c[rows_c]) and torch.equal(sampled[1], z_p[rows_p])
+    assert not torch.equal(model.inputs(z_c, z_p)[1], once[1])  # standardised twice is something else
