@@ -15,6 +15,9 @@ from core.explore.texture import KIND_ABOUT, TextureReport, before_after_gains, 
 SECTIONS = ["Diagnostics", "Worst confusions", "Before / after", "Labels and weights"]
 PAIRS_SHOWN = 12
 HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: 600"
+# The diagnostics table's columns past what fits 1400 px (report columns): shown in an expander below it
+MORE_MEASURES = ("pair_auc", "probe_balanced_accuracy", "zero_shot_balanced_accuracy",
+                 "zero_shot_corrected_balanced_accuracy", "n_products")
 
 
 def points(x: float) -> str:
@@ -106,14 +109,20 @@ def heatmap(frame: pd.DataFrame, x: str = "neighbour's label", y: str = "product
 def diagnostics(report: TextureReport) -> None:
     label, k = report.label, report.k
     table, shown = diagnostics_frame(report)
+    main = [m for m in shown if m[0] not in MORE_MEASURES]
+    more = [m for m in shown if m[0] in MORE_MEASURES]
     st.subheader("Diagnostics per embedding")
-    st.dataframe(styled(table, shown), key="texture_table", width="stretch")
+    st.dataframe(styled(table[[m[0] for m in main]], main), key="texture_table", width="stretch")
     line = verdict_line(report)
     if line:
         st.markdown(line)
-    st.caption(" · ".join(f"**{title}**: {about}" for _, title, _, about in shown) +
+    st.caption(" · ".join(f"**{title}**: {about}" for _, title, _, about in main) +
                ". Best value per column highlighted.")
     st.caption(" · ".join(f"**{kind}**: {KIND_ABOUT.get(kind, kind)}" for kind in table.index))
+    if more:
+        with st.expander("More measures: " + ", ".join(title for _, title, _, _ in more)):
+            st.dataframe(styled(table[[m[0] for m in more]], more), key="texture_table_more", width="stretch")
+            st.caption(" · ".join(f"**{title}**: {about}" for _, title, _, about in more))
 
     st.subheader("Which labels the neighbours have")
     kinds = in_order(report.details)

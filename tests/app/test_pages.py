@@ -658,6 +658,11 @@ def test_texture_report_computes_on_request_then_comes_from_the_cache(texture_en
     assert list(table.index[:4]) == ["photo", "texture", "hybrid", "sentence"]
     assert {"pattern agreement@10", "chance", "lift", "sensitivity", "type agreement@10"} <= set(table.columns)
     assert table.loc["texture", "pattern agreement@10"] > table.loc["texture", "chance"]
+    assert "pair AUC" not in table.columns and "products" not in table.columns  # past 1400 px: in the expander
+    more_box = next(e for e in at.expander if e.label.startswith("More measures"))
+    more = more_box.dataframe[0].value
+    assert {"pair AUC", "linear probe", "products"} <= set(more.columns) and list(more.index) == list(table.index)
+    assert not set(more.columns) & set(table.columns)
     assert any(m.value.startswith("**texture**: pattern agreement@10") and "for the photo" in m.value
                for m in at.markdown)
     charts = lambda at: [c.key for c in at.get("plotly_chart")]
