@@ -20,7 +20,7 @@ from core.explore.diagnostics import cluster_purity, diagnose, diagnostics_table
 # on exact neighbours; 4: that UMAP at 200 layout epochs (PURITY_EPOCHS)
 REPORT_VERSION = 4
 
-# UMAP's layout epochs for cluster purity. Its default for fewer than 10,000 rows (a report's test products) is
+# UMAP's layout epochs for cluster purity. Its default for up to 10,000 rows (a report's test products) is
 # 500; 200, its default past that, gave purities within the spread of UMAP's seeds at 500 (H&M sample, 4 kinds x 3
 # attributes, seeds 0-2: e.g. hybrid pattern 0.661 / 0.615 / 0.674 at 500, 0.655 / 0.651 / 0.622 at 200) and the
 # report 63 -> 43 s.
