@@ -13,7 +13,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from core.bench.command import BenchContext
 from core.bench.measure import reference_s
-from core.bench.process import free_port, log_tail, stop_process
+from core.bench.process import free_port, log_tail, stop_process, wait_ready
 from core.config import PROJECT_ROOT
 
 # What Chromium needs here: no sandbox as root, no GPU (software WebGL/canvas), and none of its background
@@ -39,19 +38,6 @@ def _serve(points: int, port: int, log) -> subprocess.Popen:
                              "--server.headless", "true", "--server.port", str(port),
                              "--browser.gatherUsageStats", "false"],
                             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait_listening(port: int, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise RuntimeError(f"the map page's server ended with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the map page's server did not listen on port {port} within {timeout_s:.0f} s")
 
 
 def _selected(page) -> int | None:
@@ -96,7 +82,8 @@ def measure(browser, points: int, timeout_s: float, screenshot: str | None = Non
         server = _serve(points, port, log)
         context = browser.new_context(viewport=VIEWPORT)
         try:
-            _wait_listening(port, server)
+            wait_ready(f"http://127.0.0.1:{port}", server, Path(log.name), 60.0, interval_s=0.2,
+                       path="/_stcore/health")
             page, cold_s = _open(context, port, timeout_s)
             page.close()
             page, first_render_s = _open(context, port, timeout_s)

@@ -57,9 +57,10 @@ def log_tail(path: Path, n_bytes: int = 4000) -> str:
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None, log: Path | None, timeout_s: float,
-                interval_s: float = 0.5) -> dict:
-    """Poll GET /readyz every ``interval_s`` until it answers 200; its JSON (or {}). Raises RuntimeError if
-    ``proc`` exits first, TimeoutError after ``timeout_s``, both with the end of the service's log."""
+               interval_s: float = 0.5, path: str = "/readyz") -> dict:
+    """Poll GET ``path`` (the service's /readyz; a Streamlit app's is /_stcore/health) every ``interval_s`` until it
+    answers 200; its JSON (or {}). Raises RuntimeError if ``proc`` exits first, TimeoutError after ``timeout_s``,
+    both with the end of the service's log."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=url, timeout=5.0, trust_env=False) as client:
         while True:
@@ -67,7 +68,7 @@ def wait_ready(url: str, proc: subprocess.Popen | None, log: Path | None, timeou
                 raise RuntimeError(f"the service exited with code {proc.returncode} before it was ready "
                                    f"(command: {' '.join(proc.args)}); its log {log} ends:\n{log_tail(log)}")
             try:
-                response = client.get("/readyz")
+                response = client.get(path)
                 if response.status_code == 200:
                     try:
                         body = response.json()
@@ -78,7 +79,7 @@ def wait_ready(url: str, proc: subprocess.Popen | None, log: Path | None, timeou
                 pass  # not listening yet
             if time.monotonic() > deadline:
                 tail = f"; its log {log} ends:\n{log_tail(log)}" if log else ""
-                raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout_s:.0f} s{tail}")
+                raise TimeoutError(f"{url}{path} did not answer 200 within {timeout_s:.0f} s{tail}")
             time.sleep(interval_s)
 
 
