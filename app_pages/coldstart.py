@@ -604,7 +604,10 @@ def split_summary(s: SplitSummary) -> None:
                 f"{s.cutoff}** and are tested on the **{s.test_purchases:,} purchases from {s.cutoff} to "
                 f"{s.end}** by **{s.test_customers:,} customers** ({s.new_customers:,} new, "
                 f"{s.sparse_customers:,} with 1–5 earlier purchases, {s.warm_customers:,} with more). "
-                f"{s.cold_item_purchases:,} test purchases are of products nobody bought before the cutoff.")
+                f"{s.cold_item_purchases:,} test purchases are of products nobody bought before the cutoff."
+                + (f" The test customers are a random sample of the **{s.window_customers:,}** who bought in the "
+                   "window (their means estimate everyone's; the intervals include the sampling)."
+                   if s.window_customers and s.window_customers > s.test_customers else ""))
     m = st.columns(4)
     m[0].metric("Test customers", f"{s.test_customers:,}")
     m[1].metric("New customers", f"{s.new_customers:,}")

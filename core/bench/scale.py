@@ -3,11 +3,13 @@ peak memory at each catalogue size, and the growth exponent b of time ~ n^b acro
 
 Features-only mode: photos for a million products cannot be drawn and featurised on 2 cores in a benchmark's time,
 so the stages after featurisation run on synthetic features (:func:`synthetic_features`: cluster-structured unit
-vectors in place of the embeddings, named as such in the output). Each (size, stage) runs in a fresh interpreter that
-reads its inputs from a scratch folder and writes its outputs there, so its peak RSS is its own (its inputs and
-the modules it imports included; not that of worker processes it starts: HDBSCAN computes core distances in
-joblib workers past 16,384 points), and a stage that runs out of time or memory is reported as such while the
-others go on.
+vectors in place of the embeddings, named as such in the output). The stages that learn from purchases (the purchase
+graph, each registered recommender's training, the evaluation's scoring) run on a simulated shop over the same
+catalogue (:mod:`core.bench.scale_shop`: customers and purchases in proportion to the products). Each (size, stage)
+runs in a fresh interpreter that reads its inputs from a scratch folder and writes its outputs there, so its peak
+RSS is its own (its inputs and the modules it imports included; not that of worker processes it starts: HDBSCAN
+computes core distances in joblib workers past 16,384 points), and a stage that runs out of time or memory is
+reported as such while the others go on.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.bench import scale_shop
 from core.bench.command import BenchContext
 from core.bench.measure import own_peak_rss_mb, reference_s
 
@@ -33,13 +36,13 @@ TABLE_K = 50  # neighbours per product in the build's table (BuildConfig.table_k
 FEATURES = "features-only: synthetic cluster-structured unit vectors (core.bench.scale.synthetic_features)"
 
 
-def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) float32 unit rows shaped like a catalogue's embeddings, and (n,) int32 the product type each was
-    drawn around: product types of about 400 products, each made of groups of about 8 variants around a type
-    centre, each product near its group's centre. Neighbour similarities come out close to the H&M sample's hybrid
-    embeddings (mean cosine of the 1st, 10th and 50th neighbour 0.82, 0.67, 0.58 at 20,000 rows; H&M 0.81, 0.71,
-    0.63), and the local structure does not thin out as n grows (the number of types and groups grows with n).
-    Generated in chunks: memory is the output's."""
+def synthetic_catalogue(n: int, d: int = DIM, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, d) float32 unit rows shaped like a catalogue's embeddings, (n,) int32 the product type each was drawn
+    around and (n,) int32 its variant group: product types of about 400 products, each made of groups of about 8
+    variants around a type centre, each product near its group's centre. Neighbour similarities come out close to
+    the H&M sample's hybrid embeddings (mean cosine of the 1st, 10th and 50th neighbour 0.82, 0.67, 0.58 at 20,000
+    rows; H&M 0.81, 0.71, 0.63), and the local structure does not thin out as n grows (the number of types and
+    groups grows with n). Generated in chunks: memory is the output's."""
     rng = np.random.default_rng(seed)
     types = rng.standard_normal((max(1, n // 400), d)).astype(np.float32)
     group_type = rng.integers(0, len(types), max(1, n // 8))
@@ -47,22 +50,35 @@ def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> tuple[np.ndarray,
     groups += np.float32(0.65) * rng.standard_normal(groups.shape, dtype=np.float32)
     out = np.empty((n, d), np.float32)
     labels = np.empty(n, np.int32)
+    members = np.empty(n, np.int32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
         group = rng.integers(0, len(groups), m)
         x = groups[group] + np.float32(0.6) * rng.standard_normal((m, d), dtype=np.float32)
         out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
         labels[start:start + m] = group_type[group]
-    return out, labels
+        members[start:start + m] = group
+    return out, labels, members
+
+
+def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors and product types of :func:`synthetic_catalogue`."""
+    return synthetic_catalogue(n, d, seed)[:2]
 
 
 # ---------------------------------------------------------------- the stages, each in a process of its own
 
 def _features(scratch: Path, n: int) -> dict:
-    vectors, types = synthetic_features(n)
+    vectors, types, groups = synthetic_catalogue(n)
     np.save(scratch / "vectors.npy", vectors)
     np.save(scratch / "types.npy", types)
+    np.save(scratch / "groups.npy", groups)
     return {}
+
+
+def _shop(scratch: Path, n: int) -> dict:
+    from core.bench.scale_shop import save_shop
+    return save_shop(scratch, np.load(scratch / "types.npy"), np.load(scratch / "groups.npy"))
 
 
 def _vectors(scratch: Path) -> np.ndarray:
@@ -173,11 +189,17 @@ STAGES: dict[str, Callable[[Path, int], dict]] = {
     "projection 10-D": _projection(10, 0.0, "points10.npy"),
     "clustering": _clustering,
     "sampled against full": _agreement,
+    "shop": _shop,
+    "graph": scale_shop.graph_stage,
+    **{f"fit {name}": scale_shop.fit_stage(name) for name in scale_shop.RECOMMENDERS},
+    "evaluation scoring": scale_shop.scoring_stage,
 }
 NEEDS = {"neighbour table": (), "index": (), "projection 2-D": ("neighbour table",),
          "projection 10-D": ("neighbour table",), "clustering": ("projection 10-D",),
-         "sampled against full": ("projection 10-D",)}
-CHECKS = {"sampled against full"}  # a measurement of the others, not a stage of a build: no growth exponent
+         "sampled against full": ("projection 10-D",), "shop": (), "graph": ("shop",),
+         **{f"fit {name}": ("shop",) for name in scale_shop.RECOMMENDERS}, "evaluation scoring": ("shop",)}
+# not stages of a build, so no growth exponent: a measurement of the others, and the simulated shop's purchases
+CHECKS = {"sampled against full", "shop"}
 
 
 def _child(name: str, scratch: str, n: int, result: str) -> None:

@@ -263,6 +263,18 @@ class Recommender:
         raise self._unsupported(SAVES_STATE)
 
 
+# Scores held at once when many customers are ranked (the evaluation, validation windows): (customers, n_products)
+# float32 of at most this many entries (64 MB), so the batch shrinks as the catalogue grows and memory stays bounded:
+# 256 customers up to 65,536 products (the H&M sample's 24,717 among them), 16 at a million.
+SCORE_ENTRIES = 256 * 65_536
+
+
+def scoring_batch(n_products: int) -> int:
+    """Customers scored at once against ``n_products`` candidates: at most :data:`SCORE_ENTRIES` scores, at most
+    256 customers, at least one."""
+    return max(1, min(256, SCORE_ENTRIES // max(n_products, 1)))
+
+
 def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows (q, k) int64 and scores (q, k) float32 of the k best products per query, best first;
     ``exclude[i]`` are product rows never returned for query i (e.g. products already bought). Ties

@@ -4,7 +4,9 @@ and plain-words verdicts; the result is typed by :mod:`core.recs.report`.
 
 Protocol. Models learn from the purchases before ``cutoff`` and are tested on the purchases in
 ``[cutoff, end)``. Every product of the catalogue is a candidate (full ranking); a customer's truth is
-the distinct products they bought in the test window. Choices (whether to drop a customer's earlier
+the distinct products they bought in the test window. A window with more customers than
+``SplitConfig.max_customers`` is measured on a seeded random sample of them (:func:`core.recs.split.sample_customers`;
+``window_customers`` in the counts says how many there were). Choices (whether to drop a customer's earlier
 purchases from their list) are made on a validation window cut from before the cutoff, never on the
 test window.
 
@@ -54,16 +56,16 @@ import pandas as pd
 from core.cache import ArtefactCache, digest, json_arrays
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
-from core.recs.contract import RecData, Recommender, rec_data, top_k
+from core.recs.contract import RecData, Recommender, rec_data, scoring_batch, top_k
 from core.progress import Progress
 from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.paired import paired_keys, paired_report, verdict
 from core.recs.report import EvalReport
 from core.recs.registry import BASELINES, data_fingerprint, fitted, is_seeded, tuning_grid
-from core.recs.split import Split, SplitConfig, customer_slice, temporal_split, validation_split
+from core.recs.split import (Split, SplitConfig, customer_slice, sample_customers, temporal_split,
+                             validation_split)
 
-BATCH = 256  # test customers scored at once: (256, n_products) float32 is 17 MB on the full H&M catalogue
 KIND = "rec-eval"
 EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
 EXCLUDE_CHOICES = ("auto", "yes", "no")
@@ -89,7 +91,7 @@ class EvalConfig:
 # ---------------------------------------------------------------- one model
 
 @dataclass
-class _Ranked:
+class Ranked:
     """A model's lists for the test customers, both with and without their earlier purchases."""
     customers: np.ndarray  # (q,) str, sorted
     truth: list[np.ndarray]  # q arrays of distinct product rows bought in the test window
@@ -100,9 +102,9 @@ class _Ranked:
     ranks_including: np.ndarray | None = None
 
 
-def _rank(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig,
-          sampled: bool = False) -> _Ranked:
-    """Score the test customers in batches of :data:`BATCH` and keep their top lists (and, if
+def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig,
+                   sampled: bool = False) -> Ranked:
+    """Score the test customers in batches of :func:`scoring_batch` and keep their top lists (and, if
     ``sampled``, the sampled ranks of every distinct test pair)."""
     rows = test["product_id"].astype(str).map(data.product_row)
     pairs = pd.DataFrame({"c": test["customer_id"].astype(str).to_numpy(), "p": rows.to_numpy()})
@@ -120,8 +122,9 @@ def _rank(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig
         negatives = sample_negatives(data.n_products, bought, owner, cfg.n_sampled, cfg.seed)
         targets = pairs["p"].to_numpy()
         ranks_ex, ranks_in = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
-    for start in range(0, len(customers), BATCH):
-        stop = min(start + BATCH, len(customers))
+    batch = scoring_batch(data.n_products)
+    for start in range(0, len(customers), batch):
+        stop = min(start + batch, len(customers))
         scores = np.asarray(model.score(customers[start:stop].tolist()), dtype=np.float32)
         top_in[start:stop] = top_k(scores, width)[0]
         masked = scores.copy()
@@ -133,7 +136,7 @@ def _rank(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig
             query = owner[j] - start
             ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
             ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
-    ranked = _Ranked(customers, truth, earlier, top_ex, top_in)
+    ranked = Ranked(customers, truth, earlier, top_ex, top_in)
     if sampled:
         ranked.ranks_excluding, ranked.ranks_including = ranks_ex, ranks_in
     return ranked
@@ -179,7 +182,7 @@ class CustomerMetrics:
         return np.where(self.slices == name, self.recall, np.nan)
 
 
-def _customer_metrics(ranked: _Ranked, data: RecData, cfg: EvalConfig) -> dict[str, CustomerMetrics]:
+def _customer_metrics(ranked: Ranked, data: RecData, cfg: EvalConfig) -> dict[str, CustomerMetrics]:
     """Both ways' per-customer metrics of ranked lists: ``{"excluding": ..., "including": ...}``."""
     k, mk = cfg.k, cfg.map_k
     n_earlier = np.array([len(data.history(c)) for c in ranked.customers.tolist()], dtype=np.int64)
@@ -239,7 +242,7 @@ def evaluate_model(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     for recall, ndcg, map, hit rate and cold-item recall, ``recall_at_10_excluding`` /
     ``recall_at_10_including`` (both ways), ``exclude_bought`` and ``id_only``. A metric over no
     customers is None."""
-    both = _customer_metrics(_rank(model, data, test, cfg, sampled=True), data, cfg)
+    both = _customer_metrics(rank_customers(model, data, test, cfg, sampled=True), data, cfg)
     return _flat(both, cfg, exclude_bought, model.id_only)
 
 
@@ -282,7 +285,8 @@ def _prepare(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: E
         raise ValueError(f"exclude_bought must be one of {EXCLUDE_CHOICES}, not {cfg.exclude_bought!r}")
     if not cfg.seeds:
         raise ValueError("seeds is empty: learned models need at least one seed")
-    split = temporal_split(catalog.purchases, cfg.split.cutoff, cfg.split.end)
+    split = sample_customers(temporal_split(catalog.purchases, cfg.split.cutoff, cfg.split.end),
+                             cfg.split.max_customers, cfg.seed)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, embeddings,
                     cfg.hybrid_weight)
     key_cfg = {**asdict(cfg), "models": sorted(models), "version": EVAL_VERSION}
@@ -343,7 +347,8 @@ class _Validator:
     def __init__(self, catalog: Catalog, embeddings: Embeddings, cfg: EvalConfig, cache: ArtefactCache | None,
                  progress: Progress | None):
         self.cfg, self.cache, self.progress = cfg, cache, progress
-        self.split = validation_split(catalog.purchases, cfg.split)
+        self.split = sample_customers(validation_split(catalog.purchases, cfg.split), cfg.split.max_customers,
+                                      cfg.seed)
         self.data = rec_data(catalog.products, catalog.customers, catalog.purchases, self.split.cutoff,
                              embeddings, cfg.hybrid_weight)
         self._done: dict[tuple, dict[str, CustomerMetrics]] = {}
@@ -356,8 +361,8 @@ class _Validator:
             key = (name, json.dumps(params, sort_keys=True), seed)
             if key not in self._done:
                 model = fitted(name, self.data, self.cache, seed, self.progress, params)
-                self._done[key] = _customer_metrics(_rank(model, self.data, self.split.test, self.cfg), self.data,
-                                                    self.cfg)
+                ranked = rank_customers(model, self.data, self.split.test, self.cfg)
+                self._done[key] = _customer_metrics(ranked, self.data, self.cfg)
             each.append(self._done[key])
         return {way: CustomerMetrics.average([b[way] for b in each]) for way in ("excluding", "including")}
 
@@ -421,7 +426,8 @@ def _evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: 
                 own.append(float(model.train_s_))
             if path != "model":
                 model = NewCustomerFallback(model, fallback)
-            per_seed.append(_customer_metrics(_rank(model, data, split.test, cfg, sampled=True), data, cfg))
+            ranked = rank_customers(model, data, split.test, cfg, sampled=True)
+            per_seed.append(_customer_metrics(ranked, data, cfg))
         way = "excluding" if exclude else "including"
         both = {w: CustomerMetrics.average([b[w] for b in per_seed]) for w in ("excluding", "including")}
         values[name] = paired_values(both[way], k)

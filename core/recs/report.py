@@ -35,6 +35,7 @@ class SplitSummary:
     train_purchases: int | None = None
     test_purchases: int | None = None
     test_customers: int | None = None
+    window_customers: int | None = None  # who bought in the window; more than test_customers when they are a sample
     new_customers: int | None = None
     sparse_customers: int | None = None
     warm_customers: int | None = None

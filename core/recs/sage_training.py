@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from core.progress import Progress
-from core.recs.contract import RecData, top_k
+from core.recs.contract import RecData, scoring_batch, top_k
 from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, FeatureSpec, Graph, NeighbourSampler, build_graph,
                              content_edges, degree_features, feature_spec, purchase_edges)
 from core.recs.metrics import ranking_metrics
-from core.recs.sage_model import SageConfig, SageModel
+from core.recs.sage_model import SageConfig, SageModel, training_mode
 from core.recs.two_tower import logq_softmax_loss
 
 
@@ -34,18 +34,17 @@ def heard(buys: torch.Tensor, cfg: SageConfig) -> torch.Tensor:
     return buys if cfg.buyer_messages else buys[:, :0]
 
 
-def validation_score(scores: np.ndarray, truth: list[np.ndarray], cold: np.ndarray, k: int = 10
-                     ) -> tuple[float, float]:
-    """Recall@k over all products and over cold products only (``cold`` (n_products,) bool: nobody bought
-    them before the window; averaged over the customers who bought one), of (q, n_products) ``scores``
-    against each customer's bought product rows ``truth``."""
-    top, _ = top_k(scores, k)
+def validation_recalls(top: np.ndarray, truth: list[np.ndarray], cold: np.ndarray, k: int = 10
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer, Recall@k over all products, and Recall@k over cold products only (``cold`` (n_products,) bool:
+    nobody bought them before the window) for the customers who bought one, of top lists (q, >= k) against each
+    customer's bought product rows ``truth``."""
     overall = ranking_metrics(top, truth, k)["recall"]
     cold_truth = [t[cold[t]] for t in truth]
     has = np.array([len(t) > 0 for t in cold_truth], dtype=bool)
     cold_recall = ranking_metrics(top[has], [t for t, h in zip(cold_truth, has) if h], k)["recall"] if has.any() \
         else np.zeros(0)
-    return float(overall.mean()) if len(overall) else 0.0, float(cold_recall.mean()) if len(cold_recall) else 0.0
+    return overall, cold_recall
 
 
 @dataclass
@@ -88,6 +87,7 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
                          "build the data with core.recs.contract.rec_data")
     if cfg.affinity not in ("cosine", "dot"):
         raise ValueError(f"unknown affinity '{cfg.affinity}': cosine or dot")
+    training_mode(cfg, data.n_products)  # an unknown mode said before any work
     # the global seed draws the initial weights and the dropout masks, ``rng`` everything else, in this order
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -95,7 +95,7 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
     spec = feature_spec(data, cfg.graph)
     # train on the graph as it stood before the validation window; early-stop on that window
     train_graph = build_graph(data, cfg.graph, before_days=cfg.validation_days, similar=similar, spec=spec)
-    truth = window_truth(data, cfg.validation_days)
+    truth = some_customers(window_truth(data, cfg.validation_days), cfg.validation_customers, cfg.seed)
     tasks = training_tasks(data, train_graph, torch.from_numpy(similar), cfg)
     content = torch.from_numpy(np.ascontiguousarray(data.hybrid, dtype=np.float32))
     model = SageModel(train_graph.x_customer.shape[1], train_graph.x_product.shape[1], cfg, content.shape[1])
@@ -130,6 +130,14 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
     if best_state is not None and truth:  # with no validation purchases the last epoch stands
         model.load_state_dict(best_state)
     return SageTraining(model, spec, content, similar, history, validation)
+
+
+def some_customers(truth: dict[int, set[int]], most: int, seed: int = 0) -> dict[int, set[int]]:
+    """``truth`` with at most ``most`` of its customers, drawn at random (``seed``) when there are more."""
+    if len(truth) <= most:
+        return truth
+    kept = np.random.default_rng(seed).choice(np.fromiter(truth, dtype=np.int64), most, replace=False)
+    return {int(c): truth[int(c)] for c in np.sort(kept)}
 
 
 def window_truth(data: RecData, days: float) -> dict[int, set[int]]:
@@ -191,7 +199,7 @@ def training_tasks(data: RecData, graph: Graph, similar: torch.Tensor, cfg: Sage
 
 
 def _sampler(graph: Graph, cfg: SageConfig) -> NeighbourSampler | None:
-    if cfg.mode != "sampled":
+    if training_mode(cfg, graph.n_products) != "sampled":
         return None
     return NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), **graph.product_edges()},
                             {"customer": graph.n_customers, "product": graph.n_products}, cfg.fanouts)
@@ -289,18 +297,33 @@ def validate(model: SageModel, content: torch.Tensor, graph: Graph, inputs: tupl
     popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
     prior = model.prior(popularity).numpy()
     rows = np.fromiter(truth, dtype=np.int64)
-    affinity = (h_c[rows] @ h_p.T * model.scale()).numpy()
     bought = [np.fromiter(truth[r], dtype=np.int64) for r in rows.tolist()]
     cold = popularity[:, 0].numpy() == 0
     known = torch.bincount(graph.buys[0], minlength=graph.n_customers).numpy()[rows] > 0
+    # the window's customers scored a batch at a time (every customer against every product at once grows as n^2):
+    # per customer part and prior weight, each customer's recalls (validation_recalls), in batch order
+    found = {(part, w): ([], []) for part in ("known", "new") for w in cfg.prior_weights}
+    batch = scoring_batch(graph.n_products)
+    for start in range(0, len(rows), batch):
+        at = slice(start, start + batch)
+        affinity = (h_c[rows[at]] @ h_p.T * model.scale()).numpy()
+        for weight in cfg.prior_weights:
+            top = top_k(affinity + weight * prior[None, :], 10)[0]
+            for part, keep in (("known", known[at]), ("new", ~known[at])):
+                if keep.any():
+                    overall, cold_recall = validation_recalls(top[keep], [b for b, k in zip(bought[at], keep) if k],
+                                                              cold)
+                    found[part, weight][0].append(overall)
+                    found[part, weight][1].append(cold_recall)
     best = {}
     for weight in cfg.prior_weights:
-        scores = affinity + weight * prior[None, :]
         for part, keep in (("known", known), ("new", ~known)):
             if keep.any():
-                recall, cold_recall = validation_score(scores[keep], [b for b, k in zip(bought, keep) if k], cold)
-                if part not in best or recall + cold_recall > best[part][0] + best[part][1]:
-                    best[part] = (recall, cold_recall, float(weight), int(keep.sum()))
+                overall, cold_recall = (np.concatenate(f) for f in found[part, weight])
+                recall = float(overall.mean())
+                cold_mean = float(cold_recall.mean()) if len(cold_recall) else 0.0
+                if part not in best or recall + cold_mean > best[part][0] + best[part][1]:
+                    best[part] = (recall, cold_mean, float(weight), int(keep.sum()))
     fallback = (0.0, 0.0, cfg.prior_weights[0], 0)
     (r, rc, w, n), (r_new, rc_new, w_new, n_new) = best.get("known", fallback), best.get("new", fallback)
     recall, cold_recall = (r * n + r_new * n_new) / (n + n_new), (rc * n + rc_new * n_new) / (n + n_new)

@@ -2,6 +2,7 @@
 cut from before the cutoff, where choices are made; customers sliced by how much they bought before."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,11 @@ class SplitConfig:
     cutoff: str = "2020-04-01"
     end: str = "2020-07-01"
     validation_days: int = 0  # 0: as long as the test window
+    # Customers a window is measured on at most; past this, a seeded random sample of them with all their purchases in
+    # the window (sample_customers). Metrics are means over customers, so a sample estimates them and the bootstrap
+    # interval says how well; scoring every product for every customer of a window grows as n^2 when customers and
+    # products both grow with the shop. The H&M sample's windows have about 500 customers.
+    max_customers: int = 10_000
 
 
 
@@ -37,6 +43,7 @@ class Split:
     end: pd.Timestamp
     train: pd.DataFrame  # purchases with timestamp < cutoff
     test: pd.DataFrame  # purchases with cutoff <= timestamp < end
+    window_customers: int | None = None  # customers who bought in the window when ``test`` holds a sample of them
 
     def test_customers(self) -> np.ndarray:
         """(q,) str sorted ids of the customers with a purchase in the test window."""
@@ -68,6 +75,7 @@ class Split:
             "train_purchases": len(self.train),
             "test_purchases": len(self.test),
             "test_customers": len(slices),
+            "window_customers": len(slices) if self.window_customers is None else self.window_customers,
             "new_customers": int((slices == "new").sum()),
             "sparse_customers": int((slices == "sparse").sum()),
             "warm_customers": int((slices == "warm").sum()),
@@ -91,6 +99,17 @@ def temporal_split(purchases: pd.DataFrame, cutoff, end) -> Split:
     t = purchases["timestamp"]
     return Split(cutoff, end, purchases[t < cutoff].reset_index(drop=True),
                  purchases[(t >= cutoff) & (t < end)].reset_index(drop=True))
+
+
+def sample_customers(split: Split, max_customers: int, seed: int = 0) -> Split:
+    """``split`` with its test purchases those of at most ``max_customers`` of its test customers, drawn at random
+    (``seed``) when there are more (0: all); ``window_customers`` then says how many there were."""
+    customers = split.test_customers()
+    if not 0 < max_customers < len(customers):
+        return split
+    kept = np.random.default_rng(seed).choice(customers, max_customers, replace=False)
+    test = split.test[split.test["customer_id"].astype(str).isin(kept)].reset_index(drop=True)
+    return dataclasses.replace(split, test=test, window_customers=len(customers))
 
 
 def validation_split(purchases: pd.DataFrame, cfg: SplitConfig) -> Split:

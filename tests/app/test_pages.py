@@ -590,6 +590,20 @@ def test_coldstart_evaluation_shows_paired_differences_seeds_and_verdicts(app_en
     assert "never-bought products" in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
 
 
+def test_coldstart_evaluation_says_when_its_customers_are_a_sample(app_env, monkeypatch):
+    import core.recs.evaluate
+    models = ["two_tower", "popularity"]
+
+    def sampled(catalog, embeddings, names, *a):
+        report = fake_evaluation(names)
+        report["split"]["window_customers"] = 80  # 20 of them measured
+        return EvalReport.from_dict(report)
+    monkeypatch.setattr(core.recs.evaluate, "cached_evaluation", sampled)
+    at = coldstart_page(coldstart_section="How good is it", coldstart_eval_models=models)
+    split = next(m.value for m in at.markdown if m.value.startswith("**Temporal split.**"))
+    assert "by **20 customers**" in split and "a random sample of the **80** who bought in the window" in split
+
+
 def test_coldstart_evaluation_of_an_earlier_format_offers_to_evaluate_again(app_env, monkeypatch):
     import core.recs.evaluate
     models = ["content", "recent_popularity"]
@@ -608,6 +622,7 @@ def test_coldstart_evaluation_table(app_env):
     at = rerun_until(at, lambda at: len(at.dataframe) > 0, timeout=600)
     split = next(m.value for m in at.markdown if m.value.startswith("**Temporal split.**"))
     assert "before 2020-04-01" in split and "from 2020-04-01 to 2020-07-01" in split
+    assert "random sample" not in split  # every customer of the window was measured
     table = next(d.value for d in at.dataframe if "recall_at_10_cold_items" in d.value.columns).set_index("model")
     assert set(table.index) == {"Popularity", "Content (photo + text)", "Item kNN (ID-only)"}
     numbers = [float(x) for x in table.loc["Popularity", "recall_at_10"].replace("(", " ").replace(")", " ")

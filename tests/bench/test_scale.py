@@ -71,3 +71,43 @@ def test_a_stage_out_of_time_is_reported_and_what_needs_it_is_not_run(tmp_path, 
 def test_unknown_stages_are_named():
     with pytest.raises(ValueError, match="unknown stage"):
         bench_scale([400], ["neighbours"])
+
+
+def test_the_simulated_shop_buys_mostly_within_each_customers_taste():
+    from core.bench.scale import synthetic_catalogue
+    from core.bench.scale_shop import CUSTOMERS_PER_PRODUCT, TASTE_SHARE, synthetic_shop
+    _, types, groups = synthetic_catalogue(8000, 16, seed=2)
+    products, customers, purchases = synthetic_shop(types, groups, seed=1)
+    assert len(products) == 8000 and len(customers) == round(8000 * CUSTOMERS_PER_PRODUCT)
+    assert len(purchases) == 8000 and purchases["timestamp"].is_monotonic_increasing
+    assert set(purchases["customer_id"]) <= set(customers.index) and set(purchases["product_id"]) <= set(products.index)
+    # variants share a group and a type
+    assert (products.groupby("group_id")["product_type"].nunique() == 1).all()
+    # each customer's commonest product type holds about TASTE_SHARE of their purchases (the rest is anything)
+    bought = purchases.join(products["product_type"], on="product_id")
+    share = bought.groupby("customer_id")["product_type"].agg(lambda t: t.value_counts().iloc[0] / len(t))
+    assert TASTE_SHARE - 0.1 < share.mean() < TASTE_SHARE + 0.15
+    # a few bestsellers and a long tail, as in a real catalogue: many products are never bought
+    counts = purchases["product_id"].value_counts()
+    assert counts.iloc[0] > 20 * counts.median() and products.index.isin(counts.index).mean() < 0.7
+
+
+def test_every_registered_recommender_has_a_fit_stage():
+    from core.bench.scale import STAGES
+    from core.bench.scale_shop import RECOMMENDERS
+    from core.recs.registry import MODELS
+    assert RECOMMENDERS == MODELS and all(f"fit {name}" in STAGES for name in MODELS)
+
+
+def test_the_stages_that_learn_from_purchases_run_on_the_shop(tmp_path):
+    out = bench_scale([600], ["graph", "fit popularity", "fit lightgcn", "evaluation scoring"], root=str(tmp_path))
+    stages = out["stages"]
+    assert list(stages) == ["shop", "graph", "fit popularity", "fit lightgcn", "evaluation scoring"]
+    assert stages["shop"]["600"]["customers"] == 50 and stages["shop"]["600"]["purchases"] == 600
+    assert "exponent" not in stages["shop"]  # setup, not a stage of a build
+    assert stages["graph"]["600"]["purchase_edges"] > 0 and stages["graph"]["600"]["content_edges"] >= 600 * 9
+    assert stages["fit lightgcn"]["600"]["purchases"] > 0
+    scoring = stages["evaluation scoring"]["600"]
+    assert scoring["model"] == "content" and 0 < scoring["test_customers"] == scoring["window_customers"] <= 50
+    assert scoring["batch"] == 256 and all(r["600"]["seconds"] >= 0 for r in stages.values())
+    assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.recs.contract import (ADD_PRODUCT, CAPABILITIES, CUSTOMER_VECTORS, PRODUCT_VECTOR, SAVES_STATE, SESSION,
-                                NotSupported, Recommender, top_k)
+                                NotSupported, Recommender, scoring_batch, top_k)
 from core.recs.fusion import RankFusion
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.registry import create_recommender, declares, list_recommenders
@@ -105,3 +105,11 @@ def test_top_k_equals_a_full_sort_with_ties_by_row_nan_last_and_exclusions():
             assert np.array_equal(rows[i], want), (k, i)
             assert np.array_equal(got[i], s[want])
     assert top_k(scores[:0], 5)[0].shape == (0, 5) and top_k(scores, 0)[0].shape == (40, 0)
+
+
+def test_the_scoring_batch_shrinks_as_the_catalogue_grows():
+    assert scoring_batch(24_717) == 256  # the H&M sample: as many customers at once as ever
+    assert scoring_batch(1_000_000) == 16  # a million products: 64 MB of scores, not 1 GB
+    assert scoring_batch(10**9) == 1  # never none
+    sizes = [100, 10_000, 100_000, 1_000_000, 10_000_000]
+    assert all(scoring_batch(n) * n <= max(256 * 65_536, n) for n in sizes)

@@ -13,13 +13,13 @@ from core.recs import registry
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
-from core.recs.evaluate import (CustomerMetrics, EvalConfig, _rank, cached_evaluation, coverage_ceiling, evaluate,
-    evaluate_model)
+from core.recs.evaluate import (CustomerMetrics, EvalConfig, cached_evaluation, coverage_ceiling, evaluate,
+    evaluate_model, rank_customers)
 from core.recs.split import temporal_split
 from core.recs.paired import PairedReport, paired_keys
 from core.recs.report import EvalReport
 from tests.recs.test_split import purchase_frame as _frame
-from core.recs.contract import POPULAR, Recommender, rec_data
+from core.recs.contract import POPULAR, Recommender, rec_data, scoring_batch
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.registry import create_recommender
 
@@ -131,7 +131,7 @@ def test_exclusion_removes_earlier_purchases_from_the_lists(tiny_models):
     catalog, cfg = _catalog(), EvalConfig()
     split = temporal_split(catalog.purchases, "2020-04-01", "2020-07-01")
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, _embeddings())
-    ranked = _rank(Loyal().fit(data), data, split.test, cfg)
+    ranked = rank_customers(Loyal().fit(data), data, split.test, cfg)
     assert ranked.customers.tolist() == ["new", "rep", "sparse", "warm"]
     rows = data.product_row
     earlier = {"new": [], "rep": ["p00"] + [f"p{i}" for i in range(10, 20)], "sparse": ["p26", "p27"],
@@ -264,12 +264,13 @@ def test_evaluate_model_on_an_empty_test_window(tiny_models):
 
 
 def test_scoring_in_batches_gives_the_same_numbers(tiny_models, monkeypatch):
-    import core.recs.evaluate as receval
+    import core.recs.contract as contract
     catalog, cfg = _catalog(), EvalConfig(n_bootstrap=50)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, "2020-04-01", _embeddings())
     test = temporal_split(catalog.purchases, "2020-04-01", "2020-07-01").test
     whole = evaluate_model(Loyal().fit(data), data, test, cfg, exclude_bought=True)
-    monkeypatch.setattr(receval, "BATCH", 3)  # 4 test customers: batches of 3 and 1
+    monkeypatch.setattr(contract, "SCORE_ENTRIES", 3 * data.n_products)  # 4 test customers: batches of 3 and 1
+    assert scoring_batch(data.n_products) == 3
     assert evaluate_model(Loyal().fit(data), data, test, cfg, exclude_bought=True) == whole
     assert whole["sampled_recall_at_10"] == pytest.approx(3 / 5)
 

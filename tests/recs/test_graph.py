@@ -88,3 +88,25 @@ def test_colour_variants_are_a_relation_of_their_own():
     assert graph.variants is not None and VARIANT in graph.to_hetero().edge_types
     mixed = build_graph(data, GraphConfig(variant_relation=False))
     assert mixed.variants is None
+
+
+def test_content_edges_past_the_exact_limit_come_from_the_approximate_index(monkeypatch):
+    from core.bench.scale import synthetic_features
+    from core.embeddings import index as vector_index
+    vectors, _ = synthetic_features(1200, 32, seed=4)
+    groups = np.arange(1200).astype(str)  # no variants: content edges only
+    cfg = GraphConfig(content_k=5, variant_cap=0)
+    exact = content_edges(vectors, groups, cfg)
+    built, init = [], vector_index.VectorIndex.__init__
+
+    def recording(self, vectors, ids, cfg=vector_index.IndexConfig()):
+        built.append(cfg.factory)
+        init(self, vectors, ids, cfg)
+    monkeypatch.setattr(vector_index, "EXACT_TABLE_LIMIT", 1000)
+    monkeypatch.setattr(vector_index.VectorIndex, "__init__", recording)
+    approximate = content_edges(vectors, groups, cfg)
+    assert built == ["HNSW32"]  # no exact index beside it
+    assert exact.shape[1] == 1200 * 5 and approximate.shape[1] <= 1200 * 5
+    same = set(map(tuple, exact.T.tolist())) & set(map(tuple, approximate.T.tolist()))
+    assert len(same) >= 0.95 * exact.shape[1]  # the same neighbours, nearly all
+

@@ -10,7 +10,7 @@ import torch
 
 from core.recs.graph import build_graph
 from core.recs.sage_model import SageConfig
-from core.recs.sage_training import negatives, train, training_tasks, window_truth
+from core.recs.sage_training import negatives, some_customers, train, training_tasks, window_truth
 from tests.recs.test_sage import TINY, two_blocks
 
 
@@ -19,6 +19,14 @@ def test_window_truth_holds_the_purchases_of_the_last_days():
     c1, c2, a2, b2 = data.customer_row["c1"], data.customer_row["c2"], data.product_row["a2"], data.product_row["b2"]
     assert window_truth(data, 55) == {c1: {a2}, c2: {b2}}
     assert window_truth(data, 0) == {}
+
+
+def test_validation_measures_a_seeded_sample_of_a_large_window():
+    truth = {c: {c % 7} for c in range(50)}
+    assert some_customers(truth, 50) is truth
+    some = some_customers(truth, 10, seed=1)
+    assert len(some) == 10 and all(truth[c] == some[c] for c in some)
+    assert some == some_customers(truth, 10, seed=1) and some != some_customers(truth, 10, seed=2)
 
 
 def test_window_tasks_predict_each_window_from_the_graph_before_it():
@@ -59,3 +67,37 @@ def test_training_keeps_the_best_validation_epoch():
     assert run.validation["epoch"] == int(np.argmax(run.history)) + 1
     assert run.validation["criterion"] == max(run.history)
     assert run.similar.shape[0] == 2 and run.content.shape == data.hybrid.shape
+
+
+def test_auto_mode_trains_on_sampled_mini_batches_past_its_limit():
+    from core.recs.sage_model import training_mode
+    limit = SageConfig().sampled_past
+    assert training_mode(SageConfig(), limit) == "full" and training_mode(SageConfig(), limit + 1) == "sampled"
+    assert training_mode(SageConfig(mode="full"), 10**7) == "full"  # asked for: kept
+    with pytest.raises(ValueError, match="unknown GraphSAGE mode 'fast'"):
+        train(two_blocks(), dataclasses.replace(TINY, mode="fast"))
+    data = two_blocks()
+    cfg = dataclasses.replace(TINY, mode="auto", epochs=3)
+    graph = build_graph(data, cfg.graph)
+    assert all(t.sampler is None for t in training_tasks(data, graph, graph.similar, cfg))
+    cfg = dataclasses.replace(cfg, sampled_past=data.n_products - 1)
+    tasks = training_tasks(data, graph, graph.similar, cfg)
+    assert tasks and all(t.sampler is not None for t in tasks)
+    run = train(data, cfg)  # trains through the sampler
+    assert len(run.history) == 3 and all(np.isfinite(run.history))
+
+
+def test_validation_in_batches_of_customers_is_validation_all_at_once(monkeypatch):
+    from core.recs import contract
+    from core.recs.sage_training import validate
+    data = two_blocks()
+    cfg = dataclasses.replace(TINY, validation_days=56, epochs=2)  # the window holds c1's and c2's last purchases
+    run = train(data, cfg)
+    graph = build_graph(data, cfg.graph, before_days=cfg.validation_days, similar=run.similar, spec=run.spec)
+    inputs = run.model.standardise(graph.x_customer, graph.x_product)
+    truth = window_truth(data, cfg.validation_days)
+    assert len(truth) == 2
+    whole = validate(run.model, run.content, graph, inputs, truth, cfg)
+    monkeypatch.setattr(contract, "SCORE_ENTRIES", data.n_products)  # one customer at a time
+    assert validate(run.model, run.content, graph, inputs, truth, cfg) == whole
+    assert all(isinstance(v, float) for v in whole.values())

@@ -7,7 +7,7 @@ import pytest
 
 from core.embeddings.pipeline import Embeddings
 from core.recs.contract import rec_data
-from core.recs.split import SplitConfig, customer_slice, temporal_split, validation_split
+from core.recs.split import SplitConfig, customer_slice, sample_customers, temporal_split, validation_split
 
 
 def purchase_frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
@@ -58,11 +58,27 @@ def test_slices_and_counts_on_a_hand_built_table():
     split = temporal_split(purchase_frame(earlier + later), "2020-04-01", "2020-07-01")
     assert split.customer_slices().to_dict() == {"five": "sparse", "new": "new", "sparse": "sparse", "warm": "warm"}
     assert split.counts() == {
-        "train_purchases": 14, "test_purchases": 7, "test_customers": 4,
+        "train_purchases": 14, "test_purchases": 7, "test_customers": 4, "window_customers": 4,
         "new_customers": 1, "sparse_customers": 2, "warm_customers": 1,
         "cold_item_purchases": 3, "warm_item_purchases": 4,
         "cold_item_customers": 3, "warm_item_customers": 3,  # cold: new, sparse, five; warm: new, sparse, warm
         "repurchases": 3}
+
+
+def test_a_window_past_max_customers_is_measured_on_a_seeded_sample_of_them():
+    rows = [(f"c{i}", f"p{i % 7}", f"2020-05-{1 + i % 28:02d}") for i in range(40)]
+    rows += [(f"c{i}", "p9", "2020-06-29") for i in range(0, 40, 3)]  # some customers buy twice in the window
+    split = temporal_split(purchase_frame(rows), "2020-04-01", "2020-07-01")
+    assert sample_customers(split, 0) is split and sample_customers(split, 40) is split  # all of them: as it is
+    sampled = sample_customers(split, 10, seed=3)
+    kept = sampled.test_customers()
+    assert len(kept) == 10 and set(kept) <= set(split.test_customers())
+    # every purchase of a kept customer in the window, and nobody else's
+    want = split.test[split.test["customer_id"].isin(kept)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sampled.test, want)
+    assert sampled.counts()["test_customers"] == 10 and sampled.counts()["window_customers"] == 40
+    assert sample_customers(split, 10, seed=3).test_customers().tolist() == kept.tolist()  # seeded
+    assert sample_customers(split, 10, seed=4).test_customers().tolist() != kept.tolist()
 
 
 def test_customer_slices_by_earlier_purchases():

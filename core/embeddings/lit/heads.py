@@ -72,29 +72,56 @@ def random_heads_like(heads: LitHeads, seed: int = 0) -> LitHeads:
     return LitHeads(int(heads.image.out_features), seed=seed).eval()
 
 
+class TrainingPairs:
+    """The heads' (photo, text) pairs of selected products, gathered a batch at a time rather than copied: pair j is
+    the photo of the (j mod m)-th of the m selected products with text kind j div m of the same product (its sentence,
+    then each caption). Memory stays the features' own: a copy of every pair would hold the photos once per text kind
+    (15 GB for a million products with two captions)."""
+
+    def __init__(self, image: np.ndarray, texts: list[np.ndarray], rows: np.ndarray | None = None):
+        self.image, self.texts = image, texts
+        self.rows = np.arange(len(image)) if rows is None else np.arange(len(image))[rows]  # a mask or rows
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.texts)
+
+    def batch(self, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, 1280) photo and (b, 384) text float32 features of the pairs numbered ``pairs`` (b,)."""
+        pairs = np.asarray(pairs)
+        rows, kinds = self.rows[pairs % len(self.rows)], pairs // len(self.rows)
+        texts = np.empty((len(pairs), self.texts[0].shape[1]), dtype=np.float32)
+        for kind in np.unique(kinds):
+            texts[kinds == kind] = self.texts[kind][rows[kinds == kind]]
+        return torch.from_numpy(np.asarray(self.image[rows], dtype=np.float32)), torch.from_numpy(texts)
+
+
 def fit_heads(image_features: np.ndarray, text_features: np.ndarray, cfg: LitConfig = LitConfig(),
               progress: Callable[[int, int], None] | None = None,
               stop: Callable[[int, LitHeads], bool] | None = None) -> tuple[LitHeads, list[float]]:
-    """Train heads on aligned pairs: image_features (n, 1280), text_features (n, 384) float32, ``cfg.epochs``
-    epochs, or fewer when ``stop(epochs done, heads)`` (heads in eval mode) says so after an epoch.
-    Returns the heads (eval mode) and the mean loss per epoch."""
+    """Train heads on aligned pairs: image_features (n, 1280), text_features (n, 384) float32 (:func:`fit_pairs`)."""
+    return fit_pairs(TrainingPairs(image_features, [text_features]), cfg, progress, stop)
+
+
+def fit_pairs(pairs: TrainingPairs, cfg: LitConfig = LitConfig(), progress: Callable[[int, int], None] | None = None,
+              stop: Callable[[int, LitHeads], bool] | None = None) -> tuple[LitHeads, list[float]]:
+    """Train heads on ``pairs``, ``cfg.epochs`` epochs, or fewer when ``stop(epochs done, heads)`` (heads in eval mode)
+    says so after an epoch. Returns the heads (eval mode) and the mean loss per epoch."""
     torch.manual_seed(cfg.seed)
     heads = LitHeads(cfg.dim, cfg.temperature, cfg.seed)
-    img = torch.from_numpy(np.ascontiguousarray(image_features, dtype=np.float32))
-    txt = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32))
     opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     history = []
     with torch.enable_grad():
         for epoch in range(cfg.epochs):
             heads.train()
-            order = torch.randperm(len(img), generator=g)
+            order = torch.randperm(len(pairs), generator=g).numpy()
             losses = []
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
                 if len(batch) < 2:
                     continue
-                loss = clip_loss(heads.embed_image(img[batch]), heads.embed_text(txt[batch]), heads.logit_scale)
+                img, txt = pairs.batch(batch)
+                loss = clip_loss(heads.embed_image(img), heads.embed_text(txt), heads.logit_scale)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -111,16 +138,29 @@ def fit_heads(image_features: np.ndarray, text_features: np.ndarray, cfg: LitCon
     return heads.eval(), history
 
 
+VALIDATION_ROWS = 1024  # sentences compared with every photo at once: (1024, n) similarities, not (n, n)
+
+
 def validation_recall(heads: LitHeads, image_features: np.ndarray, text_features: np.ndarray, k: int = 10) -> float:
     """Mean of text-to-image and image-to-text recall@k of matching (n, 1280) photo and (n, 384) sentence
-    features (row i with row i) through ``heads``: what :func:`choose_epochs` watches."""
+    features (row i with row i) through ``heads``: what :func:`choose_epochs` watches. The similarities are
+    computed :data:`VALIDATION_ROWS` sentences at a time (twice: once for each pair's own), so memory grows as n,
+    not n^2."""
     with torch.no_grad():
         img = heads.embed_image(torch.from_numpy(np.ascontiguousarray(image_features, dtype=np.float32)))
         txt = heads.embed_text(torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)))
-        sims = txt @ img.T
-    true = torch.diagonal(sims)[:, None]
-    t2i = (sims > true).sum(dim=1) < k  # fewer than k photos beat the sentence's own
-    i2t = (sims.T > true).sum(dim=1) < k
+        n = len(img)
+        blocks = range(0, n, VALIDATION_ROWS)
+        # each pair's own similarity, from the same products as the comparisons below (a row-wise dot product rounds
+        # differently, and a duplicate photo or sentence would then beat its twin's pair by an ulp): a first pass
+        true = torch.cat([(txt[s:s + VALIDATION_ROWS] @ img.T).diagonal(s) for s in blocks]) if n else img[:, 0]
+        t2i_beaten, i2t_beaten = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+        for s in blocks:
+            block = txt[s:s + VALIDATION_ROWS] @ img.T
+            t2i_beaten[s:s + len(block)] = (block > true[s:s + len(block), None]).sum(dim=1)
+            i2t_beaten += (block > true[None, :]).sum(dim=0)  # photo i beaten by the sentences of this block
+    t2i = t2i_beaten < k  # fewer than k photos beat the sentence's own
+    i2t = i2t_beaten < k
     return float((t2i.float().mean() + i2t.float().mean()) / 2)
 
 
@@ -151,25 +191,23 @@ def choose_epochs(features: "TrainingFeatures", rows: np.ndarray, cfg: LitConfig
     if held.sum() < 2 or fit.sum() < 2:
         return EpochChoice(cfg.epochs, [])
     scores: list[float] = []
-
+    held_image, held_text = features.image[held], features.text[held]  # copied once, not at every epoch
     best = 0  # the epoch (1-based) that last beat the best before it by cfg.min_gain
 
     def stop(epoch: int, heads: LitHeads) -> bool:
         nonlocal best
-        scores.append(validation_recall(heads, features.image[held], features.text[held]))
+        scores.append(validation_recall(heads, held_image, held_text))
         if best == 0 or scores[-1] >= scores[best - 1] + cfg.min_gain:
             best = epoch
         return epoch - best >= cfg.patience
 
-    fit_heads(*training_pairs(features.image, features.text, features.captions, fit), cfg, progress, stop)
+    fit_pairs(training_pairs(features.image, features.text, features.captions, fit), cfg, progress, stop)
     return EpochChoice(best, scores)
 
 
-def training_pairs(image: np.ndarray, text: np.ndarray, captions: list[np.ndarray],
-                   rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def training_pairs(image: np.ndarray, text: np.ndarray, captions: list[np.ndarray], rows: np.ndarray) -> TrainingPairs:
     """(photo, text) pairs for the heads: each selected photo with its sentence and with each caption."""
-    texts = [text[rows]] + [c[rows] for c in captions]
-    return np.concatenate([image[rows]] * len(texts)), np.concatenate(texts)
+    return TrainingPairs(image, [text, *captions], rows)
 
 
 @dataclass
@@ -203,5 +241,5 @@ def fit_heads_on(features: TrainingFeatures, rows: np.ndarray, cfg: LitConfig,
     early), then on all of them. Returns the heads (eval mode) and the mean loss per epoch of the final fit;
     ``progress`` sees both fits (the first one's total is ``cfg.epochs``)."""
     epochs = choose_epochs(features, rows, cfg, progress).epochs
-    return fit_heads(*training_pairs(features.image, features.text, features.captions, rows),
+    return fit_pairs(training_pairs(features.image, features.text, features.captions, rows),
                      dataclasses.replace(cfg, epochs=epochs), progress)

@@ -21,6 +21,11 @@ class LightGCNConfig:
     # 2020), never on the test window: 30 epochs were within seed noise of 20
     epochs: int = 20
     batch_size: int = 2048
+    # Steps per epoch at most. Every step propagates over the whole graph, so with a fixed batch an epoch costs
+    # pairs / batch_size whole-graph passes and grows as n^2; past max_steps * batch_size distinct pairs (32,768;
+    # the H&M sample has fewer than its 28,006 purchases) the batch grows instead, and an epoch costs max_steps
+    # passes.
+    max_steps: int = 16
     lr: float = 0.005
     lambda_reg: float = 1e-4  # PyG's default L2 weight on the batch's layer-0 embeddings
     seed: int = 0
@@ -93,6 +98,7 @@ def train_lightgcn(users: np.ndarray, items: np.ndarray, n_users: int, n_items: 
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": used here for one product
         warnings.simplefilter("ignore", UserWarning)
         adj_t = torch.sparse_coo_tensor(edge_index.flip(0), edge_weight, (n_nodes, n_nodes)).coalesce().to_sparse_csr()
+    batch_size = max(cfg.batch_size, -(-len(pairs) // max(cfg.max_steps, 1)))
     threads = torch.get_num_threads()
     # One intra-op thread: the graph is small, and spinning thread pools thrash a shared 2-core CPU. Measured beside
     # other work (a synthetic graph of the sample's size, 5 epochs): 2-3 s on one thread, 23-33 s on two; on an idle
@@ -106,7 +112,7 @@ def train_lightgcn(users: np.ndarray, items: np.ndarray, n_users: int, n_items: 
             # same embeddings to float rounding)
             optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
             for epoch in range(cfg.epochs):
-                for batch in torch.randperm(len(pairs)).split(cfg.batch_size):
+                for batch in torch.randperm(len(pairs)).split(batch_size):
                     u, pos = user_nodes[batch], item_nodes[batch]
                     neg = torch.randint(0, n_items, (len(batch),)) + n_users
                     emb = model.get_embedding(adj_t)
