@@ -168,6 +168,18 @@ def test_tables_past_the_exact_limit_come_from_a_graph():
     assert index.table_index_config(10 * index.EXACT_TABLE_LIMIT, ivf) == ivf  # already approximate: kept
 
 
+def test_an_hnsw_graph_is_built_with_the_beam_asked_for():
+    import faiss
+    vectors = unit_rows(1500, 16, seed=5)
+    graphs = {ef: VectorIndex(vectors, ids_of(1500), IndexConfig("HNSW8", ef_search=16, ef_construction=ef))
+              for ef in (8, 200)}
+    assert [faiss.downcast_index(g.index).hnsw.efConstruction for g in graphs.values()] == [8, 200]
+    # a wider beam while building makes a better graph: the same narrow search finds more of the true neighbours
+    recall = {ef: table_recall(vectors, neighbour_table(g, vectors, k=10)["rows"], k=10, sample=300)
+              for ef, g in graphs.items()}
+    assert recall[200] > recall[8]
+
+
 def test_table_recall_against_exact_search():
     vectors = unit_rows(2000, 16, seed=4)
     exact = neighbour_table(VectorIndex(vectors, ids_of(2000)), vectors, k=20)
