@@ -154,16 +154,18 @@ def locality_order(vectors: np.ndarray, cells: int = LOCALITY_CELLS, sample: int
     return np.argsort(cell[:, 0], kind="stable")
 
 
-def build_neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int, on: IndexConfig) -> dict[str, np.ndarray]:
+def build_neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int, on: IndexConfig,
+                          measure_recall: bool = True) -> dict[str, np.ndarray]:
     """The neighbour table (:func:`neighbour_table`) of ``index``'s rows ``vectors``, searched in ``index`` itself or,
     when ``on`` (see :func:`table_index_config`) differs from its layout, in an index of layout ``on`` built for it
     and dropped after. An approximate table also holds ``recall_at_10``, measured against exact search on 1,000
-    rows (:func:`table_recall`; ``index`` serves as the exact one when it is)."""
+    rows (:func:`table_recall`; ``index`` serves as the exact one when it is), unless ``measure_recall`` is off (a
+    table used on the way, such as GraphSAGE's content edges, whose build stores its own)."""
     search = index if on == index.cfg else VectorIndex(vectors, index.ids, on)
     order = locality_order(vectors) if on.factory != "Flat" else None  # exact scans gain nothing from it
     table = neighbour_table(search, vectors, k, order=order)
     del search
-    if on.factory != "Flat":
+    if on.factory != "Flat" and measure_recall:
         exact = index if index.cfg.factory == "Flat" else None
         table["recall_at_10"] = np.float32(table_recall(vectors, table["rows"], 10, exact=exact))
     return table

@@ -27,7 +27,7 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
 
-from core.embeddings.index import VectorIndex, locality_order, neighbour_table, table_index_config
+from core.embeddings.index import VectorIndex, build_neighbour_table, table_index_config
 from core.recs.contract import RecData
 
 BUYS = ("customer", "buys", "product")
@@ -164,16 +164,16 @@ def content_edges(vectors: np.ndarray, groups: np.ndarray, cfg: GraphConfig) -> 
     """Product→product edges (2, E) int64 (row 0 source, row 1 destination): each product receives
     messages from its ``content_k`` nearest products by cosine of ``vectors`` (n, d) rows
     L2-normalised (weaker than ``min_content_sim`` dropped) and from up to ``variant_cap`` colour
-    variants (same entry of ``groups``). No self-loops, no duplicate edges. The neighbours come from the index the
-    build's tables use at this size (:func:`core.embeddings.index.table_index_config`): exact up to its limit, an
-    approximate one past it (its queries grouped by :func:`locality_order`), since every product against every product grows as
-    n^2. Their recall is not measured here: the build's own table stores it."""
+    variants (same entry of ``groups``). No self-loops, no duplicate edges. The neighbours are a table of the
+    build's kind (:func:`core.embeddings.index.build_neighbour_table` in the index
+    :func:`~core.embeddings.index.table_index_config` names): exact up to its limit, approximate past it, since every
+    product against every product grows as n^2. Their recall is not measured here: the build's own table stores it."""
     n = len(vectors)
     src, dst = [], []
     if cfg.content_k and n > 1:
         on = table_index_config(n)
-        order = locality_order(vectors) if on.factory != "Flat" else None
-        table = neighbour_table(VectorIndex(vectors, np.arange(n), on), vectors, cfg.content_k, order=order)
+        table = build_neighbour_table(VectorIndex(vectors, np.arange(n), on), vectors, cfg.content_k, on,
+                                      measure_recall=False)
         rows, scores = table["rows"], table["scores"]
         ok = (rows >= 0) & (scores >= cfg.min_content_sim)
         dst.append(np.repeat(np.arange(n), ok.sum(1)))

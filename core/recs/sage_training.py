@@ -133,8 +133,8 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
 
 
 def some_customers(truth: dict[int, set[int]], most: int, seed: int = 0) -> dict[int, set[int]]:
-    """``truth`` with at most ``most`` of its customers, drawn at random (``seed``) when there are more."""
-    if len(truth) <= most:
+    """``truth`` with at most ``most`` of its customers, drawn at random (``seed``) when there are more (0: all)."""
+    if not 0 < most < len(truth):
         return truth
     kept = np.random.default_rng(seed).choice(np.fromiter(truth, dtype=np.int64), most, replace=False)
     return {int(c): truth[int(c)] for c in np.sort(kept)}

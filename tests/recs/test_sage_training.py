@@ -23,7 +23,7 @@ def test_window_truth_holds_the_purchases_of_the_last_days():
 
 def test_validation_measures_a_seeded_sample_of_a_large_window():
     truth = {c: {c % 7} for c in range(50)}
-    assert some_customers(truth, 50) is truth
+    assert some_customers(truth, 50) is truth and some_customers(truth, 0) is truth  # all of them, or no limit
     some = some_customers(truth, 10, seed=1)
     assert len(some) == 10 and all(truth[c] == some[c] for c in some)
     assert some == some_customers(truth, 10, seed=1) and some != some_customers(truth, 10, seed=2)
