@@ -66,6 +66,55 @@ def synthetic_features(n: int, d: int = DIM, seed: int = 0) -> tuple[np.ndarray,
     return synthetic_catalogue(n, d, seed)[:2]
 
 
+TEXTURE_DIM = 860  # the offline-lit texture descriptor of one view (core.embeddings.lit.descriptor.descriptor_dim)
+PATTERNS = ("solid", "stripe", "check", "melange", "dot", "print", "lace", "denim")
+PATTERN_SHARES = (0.6, 0.1, 0.08, 0.07, 0.05, 0.04, 0.03, 0.03)  # most garments are plain, as on H&M
+
+
+def synthetic_descriptors(groups: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features-only texture descriptors for the products of :func:`synthetic_catalogue` (``groups`` (n,) their
+    variant groups): (n, TEXTURE_DIM) float32 and (n,) str pattern labels. Each group has a pattern (most of them
+    "solid"), and a descriptor is the square of its pattern's centre plus noise, non-negative as a Gram's entries
+    mostly are; the catalogue's vectors do not see the pattern, the situation the texture model is for. Generated
+    in chunks: memory is the output's."""
+    rng = np.random.default_rng(seed + 1)
+    pattern = rng.choice(len(PATTERNS), int(groups.max()) + 1, p=PATTERN_SHARES)[groups]
+    centres = rng.standard_normal((len(PATTERNS), TEXTURE_DIM)).astype(np.float32)
+    out = np.empty((len(groups), TEXTURE_DIM), np.float32)
+    for start in range(0, len(groups), 100_000):
+        stop = min(start + 100_000, len(groups))
+        x = centres[pattern[start:stop]] + rng.standard_normal((stop - start, TEXTURE_DIM), dtype=np.float32)
+        out[start:stop] = x * x
+    return out, np.asarray(PATTERNS)[pattern]
+
+
+def synthetic_tower_features(n: int, seed: int = 0
+                             ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    """Features-only inputs of the offline-lit heads for ``n`` products: (n, 1280) photo features shaped as
+    :func:`synthetic_catalogue`'s vectors (scaled to entries of about 1); (n, 384) sentence features, a fixed linear
+    map of the photo's plus noise (a pairing to learn); two caption kinds (n, 384), the same map of the product
+    type's centre plus noise (as "a striped dress" names a kind, not a product); and (n,) str variant groups."""
+    from scipy.sparse import csr_matrix
+
+    from core.embeddings.lit.towers import IMAGE_FEATURES, TEXT_FEATURES
+    image, types, groups = synthetic_catalogue(n, IMAGE_FEATURES, seed)
+    image *= np.float32(np.sqrt(IMAGE_FEATURES))  # entries of about unit size, as pooled features have
+    rng = np.random.default_rng(seed + 2)
+    to_text = (rng.standard_normal((IMAGE_FEATURES, TEXT_FEATURES)) / np.sqrt(IMAGE_FEATURES)).astype(np.float32)
+    members = csr_matrix((np.ones(n, np.float32), (types, np.arange(n))))  # (types, n): each type's products
+    centres = ((members @ image) @ to_text / np.maximum(np.bincount(types), 1)[:, None]).astype(np.float32)
+    text = np.empty((n, TEXT_FEATURES), np.float32)
+    captions = [np.empty((n, TEXT_FEATURES), np.float32) for _ in range(2)]
+    for start in range(0, n, 100_000):
+        stop = min(start + 100_000, n)
+        shape = (stop - start, TEXT_FEATURES)
+        text[start:stop] = image[start:stop] @ to_text + np.float32(0.5) * rng.standard_normal(shape, dtype=np.float32)
+        for caption in captions:
+            noise = np.float32(0.5) * rng.standard_normal(shape, dtype=np.float32)
+            caption[start:stop] = centres[types[start:stop]] + noise
+    return image, text, captions, groups.astype(str)
+
+
 # ---------------------------------------------------------------- the stages, each in a process of its own
 
 def _features(scratch: Path, n: int) -> dict:
@@ -91,6 +140,36 @@ def _index(scratch: Path, n: int) -> dict:
     t = time.perf_counter()
     VectorIndex(vectors, np.arange(n).astype(str))  # the build's own (exact) index, for queries
     return {"seconds": time.perf_counter() - t}
+
+
+def _heads(scratch: Path, n: int) -> dict:
+    """The offline-lit heads' training (:func:`core.embeddings.lit.heads.fit_heads_on`: the epochs chosen on a
+    held-out share of the groups, then a fit on every product) over :func:`synthetic_tower_features` (made before
+    the clock starts)."""
+    from core.embeddings.lit.heads import LitConfig, TrainingFeatures, fit_heads_on
+    image, text, captions, groups = synthetic_tower_features(n)
+    features = TrainingFeatures(image, text, np.ones(n, bool), captions, {}, groups)
+    t = time.perf_counter()
+    _, history = fit_heads_on(features, np.ones(n, bool), LitConfig())
+    return {"seconds": time.perf_counter() - t, "epochs": len(history), "pairs": n * (1 + len(captions))}
+
+
+def _texture(scratch: Path, n: int) -> dict:
+    """The texture model (:func:`core.embeddings.texture.fit_texture_model`: weights chosen on a validation split of
+    the labelled products, then the PCA and the pattern head fitted on all of them) over synthetic descriptors
+    (:func:`synthetic_descriptors`; made before the clock starts)."""
+    from core.embeddings.texture import fit_texture_model
+    groups = np.load(scratch / "groups.npy")
+    descriptors, patterns = synthetic_descriptors(groups)
+    types = np.load(scratch / "types.npy").astype(str)
+    vectors = _vectors(scratch)
+    t = time.perf_counter()
+    state = fit_texture_model(vectors, descriptors, patterns, groups.astype(str), types)
+    chosen = state["selection.chosen"].astype(bool)
+    return {"seconds": time.perf_counter() - t, "descriptor_dim": TEXTURE_DIM,
+            "weights": [round(float(w), 2) for w in state["weights"]],
+            "pattern_agreement": round(float(state["selection.pattern_agreement"][chosen][0]), 4),
+            "photo_pattern_agreement": round(float(state["selection.pattern_agreement"][0]), 4)}
 
 
 def _table(scratch: Path, n: int) -> dict:
@@ -184,6 +263,8 @@ def _agreement(scratch: Path, n: int) -> dict:
 # name -> run; in order: a stage after the ones it reads from (NEEDS)
 STAGES: dict[str, Callable[[Path, int], dict]] = {
     "index": _index,
+    "heads": _heads,
+    "texture model": _texture,
     "neighbour table": _table,
     "projection 2-D": _projection(2, 0.1, "points2.npy"),
     "projection 10-D": _projection(10, 0.0, "points10.npy"),
@@ -194,7 +275,7 @@ STAGES: dict[str, Callable[[Path, int], dict]] = {
     **{f"fit {name}": scale_shop.fit_stage(name) for name in scale_shop.RECOMMENDERS},
     "evaluation scoring": scale_shop.scoring_stage,
 }
-NEEDS = {"neighbour table": (), "index": (), "projection 2-D": ("neighbour table",),
+NEEDS = {"neighbour table": (), "index": (), "heads": (), "texture model": (), "projection 2-D": ("neighbour table",),
          "projection 10-D": ("neighbour table",), "clustering": ("projection 10-D",),
          "sampled against full": ("projection 10-D",), "shop": (), "graph": ("shop",),
          **{f"fit {name}": ("shop",) for name in scale_shop.RECOMMENDERS}, "evaluation scoring": ("shop",)}

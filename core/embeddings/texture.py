@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.embeddings.backbone import fuse, l2_normalise
+from core.embeddings.groupsplit import some_groups
 from core.embeddings.quality import MIN_CLASS, frequent_classes, held_out_split, label_agreement, neighbours
 
 # ---- the texture-aware embedding
@@ -34,7 +35,27 @@ class TextureConfig:
     # one beyond "photo" is one more pass over every photo. On H&M neither grayscale nor a zoomed centre crop
     # added to "photo" alone (README, "Tried and not kept").
     views: tuple[str, ...] = ("photo",)
+    # Products the PCA and the pattern head are fitted on at most, a random sample past it: a fit on every product
+    # holds copies of every descriptor (860 floats each: 3.4 GB a copy at a million) for components and a linear head
+    # that a sample finds as well. The H&M sample has 24,717 products.
+    fit_sample: int = 50_000
+    # Validation products the weights are scored on at most, whole groups drawn at random past it: each weight triple
+    # searches exact neighbours among all of them, which grows as their number squared. The H&M sample has about
+    # 4,900 (a fifth of its labelled products with a photo).
+    selection_products: int = 10_000
     seed: int = 0
+
+
+CHUNK = 65_536  # descriptor rows normalised and projected at a time
+
+
+def described(descriptors: np.ndarray) -> np.ndarray:
+    """(n,) bool: the rows of (n, D) ``descriptors`` that are not all zero (a product without a photo has none), a
+    :data:`CHUNK` of rows at a time."""
+    out = np.empty(len(descriptors), dtype=bool)
+    for start in range(0, len(descriptors), CHUNK):
+        out[start:start + CHUNK] = (descriptors[start:start + CHUNK] != 0).any(axis=1)
+    return out
 
 
 def power_normalise(x: np.ndarray) -> np.ndarray:
@@ -68,11 +89,12 @@ class TextureModel:
 
     def fit(self, photo: np.ndarray, descriptors: np.ndarray, labels: np.ndarray | None = None,
             rows: np.ndarray | None = None) -> "TextureModel":
-        """``rows`` (n,) bool: the products to learn from (e.g. a training split); default all with a photo."""
+        """``rows`` (n,) bool: the products to learn from (e.g. a training split); default all with a photo. The PCA
+        and the head each learn from at most ``cfg.fit_sample`` of them, drawn at random."""
         from sklearn.decomposition import PCA
         rows = np.ones(len(photo), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
-        rows &= np.abs(descriptors).sum(axis=1) > 0  # products without a photo have zero descriptors
-        x = power_normalise(descriptors[rows])
+        rows = rows & described(descriptors)  # products without a photo have zero descriptors
+        x = power_normalise(descriptors[self._some(rows)])
         pca = PCA(min(self.cfg.pca_dim, len(x) - 1, x.shape[1]), whiten=True, random_state=self.cfg.seed).fit(x)
         # Fewer distinct photos than components (a small shop reusing photos) leaves components of zero
         # variance: whitening by them would divide by zero, so they are dropped (the first is always kept).
@@ -87,8 +109,21 @@ class TextureModel:
             self._fit_head(photo, descriptors, np.asarray(labels).astype(str), rows)
         return self
 
+    def _some(self, rows: np.ndarray) -> np.ndarray:
+        """The row numbers of ``rows`` ((n,) bool), at most ``cfg.fit_sample`` of them drawn at random, in order."""
+        rows = np.flatnonzero(rows)
+        if 0 < self.cfg.fit_sample < len(rows):
+            rows = np.sort(np.random.default_rng(self.cfg.seed).choice(rows, self.cfg.fit_sample, replace=False))
+        return rows
+
     def _texture(self, descriptors: np.ndarray) -> np.ndarray:
-        return (power_normalise(descriptors) - self.pca_mean_) @ self.pca_components_.T / self.pca_scale_
+        """(n, pca) the descriptors' whitened components, :data:`CHUNK` rows at a time (the power normalisation's
+        temporaries are the size of the rows it is given)."""
+        out = np.empty((len(descriptors), len(self.pca_scale_)), np.float32)
+        for start in range(0, len(descriptors), CHUNK):
+            part = power_normalise(descriptors[start:start + CHUNK])
+            out[start:start + CHUNK] = (part - self.pca_mean_) @ self.pca_components_.T / self.pca_scale_
+        return out
 
     def _head_input(self, photo: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
         return np.hstack([l2_normalise(photo), l2_normalise(self._texture(descriptors))])
@@ -96,7 +131,7 @@ class TextureModel:
     def _fit_head(self, photo: np.ndarray, descriptors: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
         from threadpoolctl import threadpool_limits
-        keep = rows & np.isin(labels, frequent_classes(labels[rows], self.cfg.min_class))
+        keep = self._some(rows & np.isin(labels, frequent_classes(labels[rows], self.cfg.min_class)))
         if len(np.unique(labels[keep])) < 2:
             return
         x = self._head_input(photo[keep], descriptors[keep])
@@ -131,7 +166,7 @@ class TextureModel:
     def transform(self, photo: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
         """(n, d') texture-aware photo embedding, rows L2-normalised; rows without a photo stay zero."""
         fused = weighted_blocks(self.blocks(photo, descriptors), self.weights())
-        fused[np.abs(descriptors).sum(axis=1) == 0] = 0
+        fused[~described(descriptors)] = 0
         return fused
 
     def text_query(self, text_vector: np.ndarray) -> np.ndarray:
@@ -175,17 +210,20 @@ def select_weights(photo: np.ndarray, descriptors: np.ndarray, labels: np.ndarra
                    types: np.ndarray, cfg: TextureConfig = TextureConfig(), grid=WEIGHT_GRID, k: int = 10
                    ) -> tuple[TextureConfig, pd.DataFrame]:
     """Choose the block weights on a validation split (by group) of the labelled products with a photo:
-    fit on "train", score each weight triple on "validation" (neighbours among validation products only),
+    fit on "train" (at most ``cfg.fit_sample`` products), score each weight triple on "validation" (neighbours among
+    validation products only, at most ``cfg.selection_products`` of them in whole groups),
     keep the best pattern agreement@k whose type agreement@k is within TYPE_TOLERANCE of the photo
     alone. Returns the chosen config and one row per triple (photo, texture, head, pattern_agreement,
     type_agreement, pattern_sensitivity, chosen)."""
     labels, groups, types = (np.asarray(a).astype(str) for a in (labels, groups, types))
-    has = (np.abs(descriptors).sum(axis=1) > 0) & (labels != "")
+    has = np.flatnonzero(described(descriptors) & (labels != ""))  # rows, not copies of the descriptors
     part = held_out_split(groups[has], seed=cfg.seed)
-    model = TextureModel(cfg).fit(photo[has], descriptors[has], labels[has], rows=part == "train")
-    val = part == "validation"
-    blocks = model.blocks(photo[has][val], descriptors[has][val])
-    v_labels, v_groups, v_types = labels[has][val], groups[has][val], types[has][val]
+    train = np.zeros(len(labels), dtype=bool)
+    train[has[part == "train"]] = True
+    model = TextureModel(cfg).fit(photo, descriptors, labels, rows=train)
+    val = has[some_groups(groups[has], part == "validation", cfg.selection_products, cfg.seed)]
+    blocks = model.blocks(photo[val], descriptors[val])
+    v_labels, v_groups, v_types = labels[val], groups[val], types[val]
     rows_out = []
     for wp, wt, wh in grid:
         if wh > 0 and "head" not in blocks:

@@ -12,8 +12,8 @@ from core.cache import json_arrays, json_value
 from core.embeddings.backbone import l2_normalise
 from core.embeddings.groupsplit import SPLITS, held_out_split
 from core.embeddings.quality import MIN_CLASS, frequent_classes
-from core.embeddings.texture import TYPE_TOLERANCE, TextureConfig, TextureModel, hybrid_weights, select_weights, \
-    weighted_blocks
+from core.embeddings.texture import TYPE_TOLERANCE, TextureConfig, TextureModel, described, hybrid_weights, \
+    select_weights, weighted_blocks
 from core.explore.diagnostics import cluster_purity, diagnose, diagnostics_table, label_overlap
 
 # 2: heads and parts from the held-out fit the backbone evaluation shares (held_out_heads); 3: cluster purity from UMAP
@@ -307,7 +307,7 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
     types, colours = products["product_type"].to_numpy(str), products["colour"].to_numpy(str)
     groups = products["group_id"].to_numpy(str)
     descriptors, _ = catalog_texture_features(built.catalog, cache, views=(built.cfg.texture or TextureConfig()).views)
-    has = built.embeddings.has_image & (labels != "") & (np.abs(descriptors).sum(axis=1) > 0)
+    has = built.embeddings.has_image & (labels != "") & described(descriptors)
     step("held-out photo and sentence heads", 0, 1)
     photo, sentence, parts, heads = honest_embeddings(built, cache, seed)
     part = np.where(has, parts, "").astype(object)  # the labelled products with a photo and a descriptor

@@ -111,3 +111,21 @@ def test_the_stages_that_learn_from_purchases_run_on_the_shop(tmp_path):
     assert scoring["model"] == "content" and 0 < scoring["test_customers"] == scoring["window_customers"] <= 50
     assert scoring["batch"] == 256 and all(r["600"]["seconds"] >= 0 for r in stages.values())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_heads_and_the_texture_model_run_on_synthetic_features(tmp_path):
+    out = bench_scale([800], ["heads", "texture model"], root=str(tmp_path))
+    heads, texture = out["stages"]["heads"]["800"], out["stages"]["texture model"]["800"]
+    assert heads["pairs"] == 800 * 3 and heads["epochs"] >= 1 and heads["seconds"] > 0
+    assert texture["descriptor_dim"] == 860 and sum(texture["weights"]) == pytest.approx(1.0)
+    # the descriptors carry the pattern the vectors do not see: the chosen weights find more of it
+    assert texture["pattern_agreement"] > texture["photo_pattern_agreement"]
+
+
+def test_synthetic_texture_descriptors_carry_their_group_s_pattern():
+    from core.bench.scale import PATTERNS, synthetic_catalogue, synthetic_descriptors
+    _, _, groups = synthetic_catalogue(2000)
+    descriptors, patterns = synthetic_descriptors(groups)
+    assert descriptors.shape == (2000, 860) and (descriptors >= 0).all() and set(patterns) <= set(PATTERNS)
+    assert all(len(set(patterns[groups == g])) == 1 for g in np.unique(groups)[:50])  # variants share a pattern
+    assert (patterns == "solid").mean() > 0.4  # most are plain

@@ -232,3 +232,17 @@ def test_evaluation_table_rows():
     assert row.tolist() == pytest.approx([0.5, 0.3, 0.5])
     assert table.set_index("metric").loc["photo neighbours sharing the pattern (@10)"].tolist() == \
         pytest.approx([0.7, 0.4, 0.5])
+
+
+def test_some_groups_takes_whole_groups_of_the_rows_within_the_limit():
+    from core.embeddings.groupsplit import some_groups
+    groups = np.repeat(np.arange(100), 3).astype(str)  # 100 groups of 3 variants
+    rows = np.arange(300) >= 60  # the first 20 groups are not in play
+    kept = some_groups(groups, rows, 45, seed=1)
+    assert kept.sum() == 45 and not kept[:60].any()
+    assert all(kept[groups == g].all() or not kept[groups == g].any() for g in np.unique(groups))
+    assert (some_groups(groups, rows, 45, seed=1) == kept).all()
+    assert (some_groups(groups, rows, 45, seed=2) != kept).any()
+    assert (some_groups(groups, rows, 240, seed=1) == rows).all() and (some_groups(groups, rows, 0) == rows).all()
+    big = np.array(["a"] * 20 + ["b"] * 5)  # the group drawn first may be larger than the limit: it is kept
+    assert all(some_groups(big, np.ones(25, bool), 10, seed).sum() in (5, 20) for seed in range(6))

@@ -123,3 +123,39 @@ def test_texture_embedding_separates_patterns_of_one_garment_where_the_pooled_ve
     assert aware["micro"] >= plain["micro"] + 0.08, (plain, aware)
     assert aware["per_class"]["stripe"] > plain["per_class"]["stripe"]
     assert aware["micro"] >= 0.8
+
+
+def test_weights_are_chosen_on_a_sample_of_groups_and_the_model_fitted_on_a_sample(monkeypatch):
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    from core.embeddings import texture
+    from core.embeddings.texture import TextureConfig, select_weights
+    photo, descriptors, patterns, groups, types, _ = _pattern_blind_photo(900)
+    searched, fitted, heads = [], [], []
+    search, fit, head = texture.neighbours, PCA.fit, LogisticRegression.fit
+    monkeypatch.setattr(texture, "neighbours", lambda v, g, k: searched.append(len(v)) or search(v, g, k))
+    monkeypatch.setattr(PCA, "fit", lambda self, x, *a: fitted.append(len(x)) or fit(self, x, *a))
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, x, y: heads.append(len(x)) or head(self, x, y))
+    select_weights(photo, descriptors, patterns, groups, types, TextureConfig(pca_dim=16, min_class=5))
+    assert min(searched) > 100 and min(fitted) > 300 and min(heads) > 300  # a fifth and three fifths of 900
+    searched.clear(), fitted.clear(), heads.clear()
+    cfg, table = select_weights(photo, descriptors, patterns, groups, types,
+                                TextureConfig(pca_dim=16, min_class=5, selection_products=100, fit_sample=300))
+    assert max(searched) <= 100 and fitted == [300] and heads == [300]
+    best = table[table["chosen"]].iloc[0]  # the sample still finds the texture blocks' worth
+    assert cfg.texture_weight + cfg.head_weight > 0
+    assert best["pattern_agreement"] >= table.iloc[0]["pattern_agreement"] + 0.2
+
+
+def test_descriptors_are_projected_a_chunk_at_a_time_as_all_at_once(monkeypatch):
+    from core.embeddings import texture
+    from core.embeddings.texture import TextureConfig, TextureModel, described
+    photo, descriptors, patterns, *_ = _pattern_blind_photo(300)
+    descriptors[::7] = 0  # no photo
+    model = TextureModel(TextureConfig(pca_dim=16)).fit(photo, descriptors, patterns)
+    whole = model.transform(photo, descriptors)
+    monkeypatch.setattr(texture, "CHUNK", 32)
+    np.testing.assert_allclose(model.transform(photo, descriptors), whole, atol=1e-6)
+    assert (described(descriptors) == (np.abs(descriptors).sum(axis=1) > 0)).all()
+    assert (whole[::7] == 0).all()

@@ -87,9 +87,9 @@ def test_auto_mode_trains_on_sampled_mini_batches_past_its_limit():
     assert len(run.history) == 3 and all(np.isfinite(run.history))
 
 
-def test_validation_in_batches_of_customers_is_validation_all_at_once(monkeypatch):
-    from core.recs import contract
-    from core.recs.sage_training import validate
+def test_validation_through_the_index_is_validation_over_every_score():
+    from core.recs.contract import top_k
+    from core.recs.sage_training import heard, popularity_features, validate, validation_recalls
     data = two_blocks()
     cfg = dataclasses.replace(TINY, validation_days=56, epochs=2)  # the window holds c1's and c2's last purchases
     run = train(data, cfg)
@@ -97,7 +97,52 @@ def test_validation_in_batches_of_customers_is_validation_all_at_once(monkeypatc
     inputs = run.model.standardise(graph.x_customer, graph.x_product)
     truth = window_truth(data, cfg.validation_days)
     assert len(truth) == 2
-    whole = validate(run.model, run.content, graph, inputs, truth, cfg)
-    monkeypatch.setattr(contract, "SCORE_ENTRIES", data.n_products)  # one customer at a time
-    assert validate(run.model, run.content, graph, inputs, truth, cfg) == whole
-    assert all(isinstance(v, float) for v in whole.values())
+    found = validate(run.model, run.content, graph, inputs, truth, cfg)
+    assert all(isinstance(v, float) for v in found.values())
+    # the same recalls from every product's score, sorted, at the weights validation chose
+    with torch.no_grad():
+        h_c, h_p = run.model(*inputs, heard(graph.buys, cfg), graph.similar_adj, bought=graph.buys.flip(0),
+                             variants=graph.variant_adj, content=run.content, standardised=True)
+        popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
+        prior = run.model.prior(popularity).numpy()
+        affinity = (h_c @ h_p.T * run.model.scale()).numpy()
+    known = torch.bincount(graph.buys[0], minlength=graph.n_customers).numpy() > 0
+    recalls, cold = [], popularity[:, 0].numpy() == 0
+    for row, bought in truth.items():
+        weight = found["prior_weight"] if known[row] else found["new_prior_weight"]
+        top = top_k(affinity[[row]] + weight * prior[None, :], 10)[0]
+        recalls.append(validation_recalls(top, [np.fromiter(bought, dtype=np.int64)], cold)[0][0])
+    assert found["recall"] == pytest.approx(float(np.mean(recalls))) and found["recall"] > 0
+
+
+def test_an_epoch_takes_at_most_max_steps_steps(monkeypatch):
+    from core.recs import sage_training
+    from core.recs.sage_training import steps_per_epoch
+    cfg = SageConfig()
+    assert steps_per_epoch(10 * cfg.batch_size + 1, cfg) == 11  # every pair once
+    assert steps_per_epoch(1, cfg) == cfg.min_steps
+    assert steps_per_epoch(10**7, cfg) == cfg.max_steps  # then an epoch trains on a sample of the pairs
+    assert steps_per_epoch(10**7, dataclasses.replace(cfg, max_steps=0)) == -(-10**7 // cfg.batch_size)
+    steps = []
+    step = sage_training._step
+    monkeypatch.setattr(sage_training, "_step", lambda *args: steps.append(1) or step(*args))
+    run = train(two_blocks(), dataclasses.replace(TINY, epochs=2, patience=5, min_steps=10, max_steps=3))
+    assert len(run.history) == 2 and len(steps) == 2 * 3
+
+
+@pytest.mark.parametrize("customers", [5, 50])  # FAISS scores fewer than 20 queries one way, more through BLAS
+def test_tops_with_prior_are_the_best_whole_scores(customers):
+    from core.recs.contract import top_k
+    from core.recs.sage_training import tops_with_prior
+    gen = torch.Generator().manual_seed(0)
+    c, p, prior = (torch.randn(customers, 8, generator=gen), torch.randn(300, 8, generator=gen),
+                   torch.randn(300, generator=gen))
+    tops = tops_with_prior(c, p, prior, (0.0, 2.0))
+    for weight, top in tops.items():
+        expected = top_k((c @ p.T + weight * prior).numpy(), 10)[0]
+        assert top.shape == (customers, 10) and (top == expected).all()
+    assert not (tops[0.0] == tops[2.0]).all()  # the prior's weight moves the lists
+    few = tops_with_prior(c, p[:6], prior[:6], (1.0,))[1.0]  # fewer products than k: all of them, no padding
+    assert few.shape == (customers, 6) and (np.sort(few, axis=1) == np.arange(6)).all()
+    with pytest.raises(FloatingPointError, match="not finite"):
+        tops_with_prior(c, p.clone().fill_(float("nan")), prior, (0.0,))

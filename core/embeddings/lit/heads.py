@@ -28,6 +28,10 @@ class LitConfig:
     # follow (text-to-image Recall@10 0.286 at epoch 9, 0.288 after 40; image-to-text 0.247 against 0.235).
     min_gain: float = 0.01
     validation: float = 0.1  # share of the groups held out to choose the epochs on
+    # Held-out products at most, whole groups drawn at random past it (the others train): every epoch compares each
+    # held-out sentence with every held-out photo, which grows as their number squared (a tenth of a million
+    # products: 10^10 similarities an epoch). The H&M sample holds out about 2,500.
+    validation_products: int = 10_000
     batch_size: int = 1024  # in-batch negatives: larger batches give a harder, better contrastive task
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -177,8 +181,9 @@ def choose_epochs(features: "TrainingFeatures", rows: np.ndarray, cfg: LitConfig
     (``cfg.validation`` of their groups, :func:`core.embeddings.groupsplit.held_out_split`, so colour variants stay
     on one side), :func:`validation_recall` on the validation products' (photo, sentence) pairs after each
     epoch, stopped once ``cfg.patience`` epochs in a row have not beaten the best by ``cfg.min_gain``; the epoch of
-    that best. At most ``cfg.epochs``; all of them with no groups, no patience, or too few products to hold out."""
-    from core.embeddings.groupsplit import held_out_split
+    that best (at most ``cfg.validation_products`` of them are held out). At most ``cfg.epochs``; all of them with no
+    groups, no patience, or too few products to hold out."""
+    from core.embeddings.groupsplit import held_out_split, some_groups
     if features.groups is None or cfg.patience <= 0 or cfg.validation <= 0:
         return EpochChoice(cfg.epochs, [])
     # Drawn among the rows' own groups: over all groups, the same seed would hold out exactly the groups the
@@ -187,6 +192,7 @@ def choose_epochs(features: "TrainingFeatures", rows: np.ndarray, cfg: LitConfig
     part = held_out_split(np.asarray(features.groups)[among], (1 - cfg.validation, cfg.validation, 0.0), cfg.seed)
     held = np.zeros(len(rows), dtype=bool)
     held[among[part == "validation"]] = True
+    held = some_groups(features.groups, held, cfg.validation_products, cfg.seed)
     fit = rows & ~held
     if held.sum() < 2 or fit.sum() < 2:
         return EpochChoice(cfg.epochs, [])

@@ -110,6 +110,25 @@ def test_choose_epochs_stops_once_validation_recall_stops_rising(one_torch_threa
         np.testing.assert_array_equal(value, want.state_arrays()[name])
 
 
+def test_choose_epochs_holds_out_at_most_validation_products_whole_groups(one_torch_thread, monkeypatch):
+    from core.embeddings.lit import heads as lit_heads
+    features = dataclasses.replace(paired_features(200), groups=np.repeat([f"g{i}" for i in range(50)], 4))
+    rows = np.ones(200, dtype=bool)
+    seen, trained = [], []
+    recall, pairs = lit_heads.validation_recall, lit_heads.training_pairs
+    monkeypatch.setattr(lit_heads, "validation_recall", lambda h, i, t: seen.append(len(i)) or recall(h, i, t))
+    monkeypatch.setattr(lit_heads, "training_pairs", lambda i, t, c, r: trained.append(r.copy()) or pairs(i, t, c, r))
+    cfg = LitConfig(epochs=2, batch_size=64, patience=3, validation=0.5)
+    choose_epochs(features, rows, cfg)
+    assert seen[0] > 60  # about half of 200
+    seen.clear(), trained.clear()
+    choose_epochs(features, rows, dataclasses.replace(cfg, validation_products=30))
+    assert 0 < seen[0] <= 30 and trained[0].sum() == 200 - seen[0]  # the rest of the held-out share trains
+    held = ~trained[0]
+    groups = np.asarray(features.groups)
+    assert not set(groups[held]) & set(groups[~held])  # whole groups on each side
+
+
 def test_choose_epochs_keeps_the_configured_epochs_without_groups_or_patience():
     features = paired_features(60)
     rows = np.ones(60, dtype=bool)
