@@ -162,7 +162,8 @@ def worst_confusions(report: TextureReport, catalog) -> None:
     confusions = report.details[kind].confusions
     st.caption(f"Held-out products whose nearest neighbour has the **same type and colour but another {label}**, "
                f"most similar first: the product (left) and that neighbour (right). {kind} makes "
-               f"{len(confusions):,} such confusions among {report.split['test']:,} test products"
+               f"{len(confusions):,} such confusions among {report.split.get('test_measured', report.split['test']):,} "
+               "test products"
                + (" (the 500 most similar are kept)." if len(confusions) >= 500 else "."))
     if confusions.empty:
         st.success(f"No texture confusion for {kind}: no nearest neighbour of the same type and colour has "
@@ -379,10 +380,13 @@ def main() -> None:
         report = report_or_button(built, label)
         if report is not None:
             s = report.split
+            measured = s.get("test_measured", s["test"])
+            on = "the test products" if measured == s["test"] else \
+                f"a random {measured:,} of the test products (whole groups; searching them all grows as their square)"
             st.markdown(f"Labelled products with a photo are split by group (colour variants together) into "
                         f"**{s['train']:,} train** (fits the texture model and heads), "
                         f"**{s['validation']:,} validation** (chooses the weights) and **{s['test']:,} test**: every "
-                        "number here is on the test products.")
+                        f"number here is on {on}.")
             if section == "Diagnostics":
                 diagnostics(report)
             elif section == "Worst confusions":

@@ -10,7 +10,7 @@ import pandas as pd
 
 from core.cache import json_arrays, json_value
 from core.embeddings.backbone import l2_normalise
-from core.embeddings.groupsplit import SPLITS, held_out_split
+from core.embeddings.groupsplit import SPLITS, held_out_split, some_groups
 from core.embeddings.quality import MIN_CLASS, frequent_classes
 from core.embeddings.texture import TYPE_TOLERANCE, TextureConfig, TextureModel, described, hybrid_weights, \
     select_weights, weighted_blocks
@@ -19,6 +19,10 @@ from core.explore.diagnostics import cluster_purity, diagnose, diagnostics_table
 # 2: heads and parts from the held-out fit the backbone evaluation shares (held_out_heads); 3: cluster purity from UMAP
 # on exact neighbours; 4: that UMAP at 200 layout epochs (PURITY_EPOCHS)
 REPORT_VERSION = 4
+# Validation and test products the report measures at most, whole groups drawn at random past it: each embedding
+# kind's diagnostics search exact neighbours among all of them, which grows as their number squared. The H&M sample
+# has about 4,900 of each.
+REPORT_PRODUCTS = 10_000
 
 # UMAP's layout epochs for cluster purity. Its default for up to 10,000 rows (a report's test products) is
 # 500; 200, its default past that, gave purities within the spread of UMAP's seeds at 500 (H&M sample, 4 kinds x 3
@@ -120,7 +124,9 @@ class TextureReport:
     k: int  # neighbours per product
     kinds: list[str]  # in the report's order
     weights: dict[str, float]  # the texture kind's chosen weights: photo, texture, head
-    split: dict[str, int]  # labelled products with a photo in each part: train, validation, test
+    # labelled products with a photo in each part: train, validation, test; and how many of the last two were
+    # measured ("validation_measured", "test_measured": at most REPORT_PRODUCTS; absent from reports stored before)
+    split: dict[str, int]
     table: pd.DataFrame  # one row per kind ("kind" column), the scalar diagnostics of ``diagnose`` as columns
     selection: pd.DataFrame  # the texture weights tried on validation, the chosen row marked
     hybrid: pd.DataFrame  # the hybrid kind's photo weights tried on validation
@@ -268,6 +274,7 @@ def _report_key(built, label: str, k: int, seed: int, clusters: bool) -> tuple[d
         raise ValueError("this build has no texture kind (it was left out, or the catalogue has too few "
                          "readable photos)")
     cfg = {"label": label, "k": k, "seed": seed, "clusters": clusters, "version": REPORT_VERSION,
+           "products": REPORT_PRODUCTS,
            "build": dataclasses.asdict(built.cfg),
            "embeddings": built.backbone.cache_config()}  # nested: its own "version" must not replace ours
     emb = built.embeddings
@@ -312,17 +319,17 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
     photo, sentence, parts, heads = honest_embeddings(built, cache, seed)
     part = np.where(has, parts, "").astype(object)  # the labelled products with a photo and a descriptor
     step("texture model", 0, 1)
-    chosen, selection = select_weights(photo[has], descriptors[has], labels[has], groups[has], types[has],
+    chosen, selection = select_weights(photo, descriptors, np.where(has, labels, ""), groups, types,  # no copies
                                        dataclasses.replace(built.cfg.texture or TextureConfig(), seed=seed), k=k)
     # one fit with a head, whatever the weights: the variants tried are read from its blocks
     fitted = TextureModel(dataclasses.replace(chosen, head_weight=1.0)).fit(photo, descriptors, labels,
                                                                           rows=part == "train")
     model = TextureModel.from_arrays(fitted.state_arrays(), chosen)  # the chosen weights (its head may weigh 0)
-    val = part == "validation"
+    val = some_groups(groups, part == "validation", REPORT_PRODUCTS, seed)
     step("hybrid weight", 0, 1)
     hybrid = hybrid_weights(photo[val], sentence[val], {label: labels[val], "product_type": types[val],
                                                         "colour": colours[val]}, groups[val], k=k)
-    test = part == "test"
+    test = some_groups(groups, part == "test", REPORT_PRODUCTS, seed)
     blocks = fitted.blocks(photo[test], descriptors[test])
     kinds = {
         "photo": photo[test],
@@ -364,7 +371,8 @@ def _report(built, cache, label: str, k: int, seed: int, clusters: bool, progres
     return TextureReport(
         label, k, list(kinds),
         weights={"photo": chosen.photo_weight, "texture": chosen.texture_weight, "head": chosen.head_weight},
-        split={p: int(counts.get(p, 0)) for p in SPLITS},
+        split={p: int(counts.get(p, 0)) for p in SPLITS} | {"validation_measured": int(val.sum()),
+                                                            "test_measured": int(test.sum())},
         table=table.reset_index(), selection=selection, hybrid=hybrid,
         purity=pd.DataFrame(purity).T.rename_axis("kind").reset_index(),
         label_overlap={name: f.reset_index() if name == "mentions" else f

@@ -690,6 +690,28 @@ def test_texture_report_computes_on_request_then_comes_from_the_cache(texture_en
     assert at.dataframe and "texture" in at.dataframe[0].value.index
 
 
+def forget_texture_reports() -> None:
+    """This process's texture report lookups (kept a minute) and finished report jobs, so the page looks again."""
+    from app_pages.common import _jobs, get_texture_report
+    get_texture_report.clear()
+    for key in [k for k in _jobs() if "texture" in k]:
+        del _jobs()[key]
+
+
+def test_texture_report_says_when_it_measured_a_sample_of_the_test_products(texture_env, monkeypatch):
+    import core.explore.texture as texture_module
+    monkeypatch.setattr(texture_module, "REPORT_PRODUCTS", 40)  # ~100 test products: a sample of them
+    forget_texture_reports()  # an earlier test's full report
+    try:
+        at = with_report(texture_page())
+    finally:
+        forget_texture_reports()  # the sampled one is not for the tests after this
+    split = next(m.value for m in at.markdown if m.value.startswith("Labelled products with a photo are split"))
+    assert "every number here is on a random" in split and "of the test products (whole groups" in split
+    measured = int(split.split("on a random ")[1].split(" ")[0])
+    assert 0 < measured < int(split.split("and **")[1].split(" test**")[0].replace(",", ""))
+
+
 def test_texture_worst_confusions_and_labels_sections(texture_env):
     at = with_report(texture_page())
     at.radio(key="texture_section").set_value("Worst confusions").run()

@@ -29,6 +29,15 @@ def test_backbone_evaluation_and_texture_report_share_one_held_out_fit(catalog, 
     labelled = has_image & (catalog.products["pattern"].to_numpy(str) != "")
     assert report.split["test"] == (labelled & (part == "test")).sum()  # measured on the same test products
     assert report.split["train"] == (labelled & (part == "train")).sum()
+    assert report.split["test_measured"] == report.split["test"]  # all of them, below REPORT_PRODUCTS
+
+    # past REPORT_PRODUCTS the report measures a sample of whole groups (another cache entry)
+    import core.explore.texture as texture_module
+    monkeypatch.setattr(texture_module, "REPORT_PRODUCTS", 12)
+    sampled = texture_report(built, cache, "pattern", clusters=False)
+    assert sampled.split["test"] == report.split["test"] and 0 < sampled.split["test_measured"] < report.split["test"]
+    assert sampled.split["validation_measured"] < report.split["validation"]
+    assert set(sampled.table["kind"]) == set(report.table["kind"])
 
     again = held_out_heads(catalog, cache)  # loaded, with the fit's record
     assert again.epochs > 0 and again.seconds > 0 and np.isfinite(again.final_loss)
