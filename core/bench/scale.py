@@ -156,7 +156,8 @@ def _heads(scratch: Path, n: int) -> dict:
 
 def _texture(scratch: Path, n: int) -> dict:
     """The texture model (:func:`core.embeddings.texture.fit_texture_model`: weights chosen on a validation split of
-    the labelled products, then the PCA and the pattern head fitted on all of them) over synthetic descriptors
+    the labelled products, then the PCA and the pattern head fitted on them, on a sample past
+    ``TextureConfig.fit_sample``) over synthetic descriptors
     (:func:`synthetic_descriptors`; made before the clock starts)."""
     from core.embeddings.texture import fit_texture_model
     groups = np.load(scratch / "groups.npy")

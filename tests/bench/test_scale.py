@@ -123,7 +123,9 @@ def test_the_heads_and_the_texture_model_run_on_synthetic_features(tmp_path):
 
 
 def test_synthetic_texture_descriptors_carry_their_group_s_pattern():
-    from core.bench.scale import PATTERNS, synthetic_catalogue, synthetic_descriptors
+    from core.bench.scale import PATTERNS, TEXTURE_DIM, synthetic_catalogue, synthetic_descriptors
+    from core.embeddings.lit.descriptor import descriptor_dim
+    assert TEXTURE_DIM == descriptor_dim()  # named, not imported: its module loads torch
     _, _, groups = synthetic_catalogue(2000)
     descriptors, patterns = synthetic_descriptors(groups)
     assert descriptors.shape == (2000, 860) and (descriptors >= 0).all() and set(patterns) <= set(PATTERNS)

@@ -144,5 +144,18 @@ def test_tops_with_prior_are_the_best_whole_scores(customers):
     assert not (tops[0.0] == tops[2.0]).all()  # the prior's weight moves the lists
     few = tops_with_prior(c, p[:6], prior[:6], (1.0,))[1.0]  # fewer products than k: all of them, no padding
     assert few.shape == (customers, 6) and (np.sort(few, axis=1) == np.arange(6)).all()
-    with pytest.raises(FloatingPointError, match="not finite"):
-        tops_with_prior(c, p.clone().fill_(float("nan")), prior, (0.0,))
+
+
+def test_a_diverged_epoch_validates_as_nothing_rather_than_stopping_the_fit():
+    from core.recs.sage_training import validate
+    data = two_blocks()
+    cfg = dataclasses.replace(TINY, validation_days=56, epochs=1)
+    run = train(data, cfg)
+    graph = build_graph(data, cfg.graph, before_days=cfg.validation_days, similar=run.similar, spec=run.spec)
+    inputs = run.model.standardise(graph.x_customer, graph.x_product)
+    truth = window_truth(data, cfg.validation_days)
+    assert validate(run.model, run.content, graph, inputs, truth, cfg)["recall"] > 0
+    with torch.no_grad():
+        run.model.in_p.weight.fill_(float("nan"))
+    found = validate(run.model, run.content, graph, inputs, truth, cfg)
+    assert found["criterion"] == 0.0 and found["recall"] == 0.0
