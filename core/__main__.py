@@ -480,6 +480,9 @@ def _bench_parser(sub) -> None:
                                                     "window (default: half of --seconds)")
     p.add_argument("--sizes", default="10000,100000,1000000", help="scale and map benches: comma-separated catalogue sizes")
     p.add_argument("--stages", help="scale bench: comma-separated stages (default all)")
+    p.add_argument("--photo-sizes", default="2000,20000", help="scale bench: comma-separated numbers of the "
+                   "catalogue's real products whose photos and sentences are featurised (its photo and sentence "
+                   "feature stages; empty: none)")
     p.add_argument("--stage-timeout", type=float, default=3600.0,
                    help="scale bench: seconds a stage may take; map bench: seconds a page may take (at most 600)")
     p.add_argument("--browser", help="map bench: the Chromium to drive (default: chromium on the PATH)")

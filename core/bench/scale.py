@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.bench import scale_shop
+from core.bench import scale_photos, scale_shop
 from core.bench.command import BenchContext
 from core.bench.measure import own_peak_rss_mb, reference_s
 
@@ -274,12 +274,14 @@ STAGES: dict[str, Callable[[Path, int], dict]] = {
     "shop": _shop,
     "graph": scale_shop.graph_stage,
     **{f"fit {name}": scale_shop.fit_stage(name) for name in scale_shop.RECOMMENDERS},
-    "evaluation scoring": scale_shop.scoring_stage,
+    "evaluation scoring": scale_shop.scoring_stage("content"),  # its fit is a copy: the stage is the scoring
+    "evaluation scoring by index": scale_shop.scoring_stage("two_tower"),
 }
 NEEDS = {"neighbour table": (), "index": (), "heads": (), "texture model": (), "projection 2-D": ("neighbour table",),
          "projection 10-D": ("neighbour table",), "clustering": ("projection 10-D",),
          "sampled against full": ("projection 10-D",), "shop": (), "graph": ("shop",),
-         **{f"fit {name}": ("shop",) for name in scale_shop.RECOMMENDERS}, "evaluation scoring": ("shop",)}
+         **{f"fit {name}": ("shop",) for name in scale_shop.RECOMMENDERS}, "evaluation scoring": ("shop",),
+         "evaluation scoring by index": ("shop",)}
 # not stages of a build, so no growth exponent: a measurement of the others, and the simulated shop's purchases
 CHECKS = {"sampled against full", "shop"}
 
@@ -289,7 +291,7 @@ def _child(name: str, scratch: str, n: int, result: str) -> None:
     start, such as HDBSCAN's core-distance processes); its result, with this process's peak RSS (not its
     workers'), as JSON in ``result``."""
     rss_before = own_peak_rss_mb()  # the interpreter and the modules it imported on start
-    fn = _features if name == "features" else STAGES[name]
+    fn = _features if name == "features" else STAGES.get(name) or scale_photos.STAGES[name]
     t = time.perf_counter()
     out = fn(Path(scratch), n)
     out.setdefault("seconds", time.perf_counter() - t)
@@ -342,14 +344,21 @@ def growth_exponent(sizes: list[int], seconds: list[float]) -> float | None:
 
 
 def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: float = 3600.0,
-                root: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Every stage (default all of :data:`STAGES`) at every size, in features-only mode: per stage and size the
-    seconds and peak RSS (MB) of its process, per stage the growth exponent over all sizes and between the two
-    largest ("exponent_last"), and ``reference_s`` (:func:`core.bench.measure.reference_s`) before and after."""
-    stages = list(STAGES) if stages is None else stages
-    unknown = [s for s in stages if s not in STAGES]
+                root: str | None = None, progress: Callable[[str, int, int], None] | None = None,
+                photo_sizes: list[int] = (), catalogue: str | None = None) -> dict:
+    """Every stage (default all of :data:`STAGES` and of :data:`core.bench.scale_photos.STAGES`) at every size:
+    per stage and size the seconds and peak RSS (MB) of its process, per stage the growth exponent over all sizes
+    and between the two largest ("exponent_last"), and ``reference_s`` (:func:`core.bench.measure.reference_s`)
+    before and after. The stages after featurisation run in features-only mode at ``sizes``; featurisation runs
+    on the real photos and sentences of ``catalogue`` (a spec for :func:`core.data.load.load_catalog`) at
+    ``photo_sizes`` (under "featurisation")."""
+    everything = [*STAGES, *scale_photos.STAGES]
+    stages = everything if stages is None else stages
+    unknown = [s for s in stages if s not in everything]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+        raise ValueError(f"unknown stage(s) {unknown}; the stages are {everything}")
+    real = [s for s in scale_photos.STAGES if s in stages and photo_sizes]
+    stages = [s for s in stages if s in STAGES]
     wanted = set(stages)  # with the stages whose outputs they read, and theirs: computed too, and reported
     while needed := {t for s in wanted for t in NEEDS[s]} - wanted:
         wanted |= needed
@@ -357,8 +366,11 @@ def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: fl
     before = reference_s()
     table: dict[str, dict] = {s: {} for s in order}
     setup = {}
-    steps, done = len(sizes) * (len(order) + 1), 0
-    for n in sorted(sizes):
+    steps, done = (len(sizes) * (len(order) + 1) if order else 0) + len(real) * len(photo_sizes), 0
+    featurisation = _featurisation(real, sorted(photo_sizes), catalogue, timeout_s, root,
+                                   lambda: progress("stages x sizes", done, steps) if progress else None)
+    done += len(real) * len(photo_sizes)
+    for n in sorted(sizes) if order else []:
         scratch = Path(tempfile.mkdtemp(prefix="atelier-bench-scale-", dir=root))
         try:
             setup[str(n)] = run_stage("features", scratch, n, timeout_s)
@@ -374,25 +386,61 @@ def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: fl
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     for name, runs in table.items():
-        if name in CHECKS:
-            continue
-        measured = sorted((int(n), r["seconds"]) for n, r in runs.items() if "seconds" in r)
-        runs["exponent"] = growth_exponent([m[0] for m in measured], [m[1] for m in measured])
-        runs["exponent_last"] = growth_exponent([m[0] for m in measured[-2:]], [m[1] for m in measured[-2:]])
+        if name not in CHECKS:
+            _exponents(runs)
     if progress:
         progress("stages x sizes", steps, steps)
     after = reference_s()
     return {"mode": FEATURES, "dim": DIM, "sizes": sorted(sizes), "features": setup, "stages": table,
+            **({"featurisation": featurisation} if real else {}),
             "reference_s": round(min(before, after), 4), "reference_s_before": round(before, 4),
             "reference_s_after": round(after, 4)}
+
+
+def _exponents(runs: dict[str, dict]) -> None:
+    """A stage's growth exponents over its sizes' runs (those that finished), added to ``runs``."""
+    measured = sorted((int(n), r["seconds"]) for n, r in runs.items() if "seconds" in r)
+    runs["exponent"] = growth_exponent([m[0] for m in measured], [m[1] for m in measured])
+    runs["exponent_last"] = growth_exponent([m[0] for m in measured[-2:]], [m[1] for m in measured[-2:]])
+
+
+def _featurisation(stages: list[str], sizes: list[int], catalogue: str | None, timeout_s: float, root: str | None,
+                   step: Callable[[], None]) -> dict:
+    """The featurisation stages (:mod:`core.bench.scale_photos`) at each size the catalogue has photos for, each
+    in a process of its own sharing one folder (its store, emptied of features before each stage, and the towers'
+    ONNX exports, made once)."""
+    if not stages:
+        return {}
+    from core.data.load import default_catalog_spec
+    catalogue = catalogue or default_catalog_spec()
+    available = scale_photos.photo_count(catalogue)
+    table: dict[str, dict] = {s: {} for s in stages}
+    shared = Path(tempfile.mkdtemp(prefix="atelier-bench-scale-photos-", dir=root))
+    try:
+        (shared / scale_photos.CATALOGUE_FILE).write_text(catalogue)
+        for n in sizes:
+            for name in stages:
+                step()
+                table[name][str(n)] = run_stage(name, shared, n, timeout_s) if n <= available else {
+                    "failed": f"the catalogue has {available:,} products with a photo"}
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    for runs in table.values():
+        _exponents(runs)
+    return {"mode": scale_photos.REAL, "catalogue": catalogue, "products_with_photo": available, "sizes": sizes,
+            "stages": table}
 
 
 def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     if not sizes or min(sizes) < 100:
         raise SystemExit("error: --sizes takes comma-separated catalogue sizes of at least 100 products")
+    photo_sizes = [int(s.replace("_", "")) for s in args.photo_sizes.split(",") if s.strip()]
+    if photo_sizes and min(photo_sizes) < 1:
+        raise SystemExit("error: --photo-sizes takes comma-separated numbers of products, at least 1")
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
     try:
-        return bench_scale(sizes, stages, args.stage_timeout, progress=ctx.progress())
+        return bench_scale(sizes, stages, args.stage_timeout, progress=ctx.progress(), photo_sizes=photo_sizes,
+                           catalogue=ctx.spec)
     except ValueError as e:
         raise SystemExit(f"error: {e}")

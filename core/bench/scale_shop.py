@@ -137,23 +137,29 @@ def fit_stage(name: str) -> Callable[[Path, int], dict]:
     return run
 
 
-SCORED_BY = "content"  # the model the scoring stage ranks with: its fit is a copy, so the stage times the scoring
-
-
-def scoring_stage(scratch: Path, n: int) -> dict:
-    """The evaluation's scoring of the test window's customers (:func:`core.recs.evaluate.rank_customers`: every
-    product scored for a batch of customers at a time, top lists with and without earlier purchases; at most
-    ``SplitConfig.max_customers`` of them, a sample past that, as the evaluation measures) with the content model."""
-    from core.recs.contract import scoring_batch
-    from core.recs.evaluate import EvalConfig, rank_customers
-    from core.recs.registry import create_recommender
-    from core.recs.split import Split, sample_customers
-    data, test = shop_data(scratch)
-    cfg = EvalConfig()
-    window = Split(data.cutoff, END, data.purchases, test)
-    measured = sample_customers(window, cfg.split.max_customers, cfg.seed)
-    model = create_recommender(SCORED_BY).fit(data)
-    t = time.perf_counter()
-    ranked = rank_customers(model, data, measured.test, cfg)
-    return {"seconds": time.perf_counter() - t, "model": SCORED_BY, "test_customers": len(ranked.customers),
-            "window_customers": len(window.test_customers()), "batch": scoring_batch(data.n_products)}
+def scoring_stage(model_name: str) -> Callable[[Path, int], dict]:
+    """The stage timing the evaluation's ranking of the test window's customers by the registered recommender
+    ``model_name``, fitted first with its defaults (not timed): :func:`core.recs.evaluate.rank_customers` with the
+    sampled metric's pairs, as the test window is ranked; at most ``SplitConfig.max_customers`` customers, a sample
+    past that, as the evaluation measures. A model with customer vectors gives its lists from its index and scores
+    only the sampled pairs; any other scores every product for a batch of customers at a time."""
+    def run(scratch: Path, n: int) -> dict:
+        from core.recs.contract import CUSTOMER_VECTORS, scoring_batch
+        from core.recs.evaluate import INDEX_BATCH, EvalConfig, rank_customers
+        from core.recs.registry import create_recommender
+        from core.recs.split import Split, sample_customers
+        data, test = shop_data(scratch)
+        cfg = EvalConfig()
+        window = Split(data.cutoff, END, data.purchases, test)
+        measured = sample_customers(window, cfg.split.max_customers, cfg.seed)
+        model = create_recommender(model_name).fit(data)
+        t = time.perf_counter()
+        ranked = rank_customers(model, data, measured.test, cfg, sampled=True)
+        seconds = time.perf_counter() - t
+        indexed = model.supports(CUSTOMER_VECTORS)
+        return {"seconds": seconds, "model": model_name, "test_customers": len(ranked.customers),
+                "window_customers": len(window.test_customers()), "test_pairs": len(ranked.ranks_including),
+                "ms_per_customer": round(1000 * seconds / max(1, len(ranked.customers)), 3),
+                "lists_from": "index" if indexed else "every score",
+                "batch": INDEX_BATCH if indexed else scoring_batch(data.n_products)}
+    return run

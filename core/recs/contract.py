@@ -145,7 +145,8 @@ def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.Data
 
 # What a recommender can do beyond scoring, declared in ``Recommender.capabilities`` (the methods of each are on
 # :class:`Recommender`, where they raise :class:`NotSupported`):
-CUSTOMER_VECTORS = "customer_vectors"  # customer_vectors(): a customer's score is their vector · item_vectors()
+CUSTOMER_VECTORS = "customer_vectors"  # customer_vectors(), query_vectors(...): a customer's score is their vector ·
+# item_vectors(), and recommend(...) searches an index of the item vectors
 PRODUCT_VECTOR = "product_vector"  # product_vector(...): a product outside the catalogue placed among the items
 ADD_PRODUCT = "add_product"  # add_product(...): such a product joins the candidates, without retraining
 SESSION = "session"  # session_vector(...) and search(...): a typed text or a photo alone as a customer
@@ -199,6 +200,18 @@ class Recommender:
         """Top-k product rows (q, k) int64 and scores (q, k) float32 for known customers, best first."""
         return top_k(self.score(customer_ids), k, exclude)
 
+    def score_pairs(self, customer_ids: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        """(m, r) float32 scores of product rows ``rows`` (m, r) int64, row i's for customer ``customer_ids[i]``
+        (ids may repeat): what :meth:`score` gives at those rows. A model with customer vectors
+        (:data:`CUSTOMER_VECTORS`) computes only those products' scores; any other scores the customers' rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.supports(CUSTOMER_VECTORS):
+            vectors = np.asarray(self.query_vectors(customer_ids), dtype=np.float32)
+            return np.einsum("md,mrd->mr", vectors, self.item_vectors()[rows]).astype(np.float32, copy=False)
+        distinct, which = np.unique(np.asarray(customer_ids, dtype=str), return_inverse=True)
+        scores = np.asarray(self.score(distinct.tolist()), dtype=np.float32)
+        return scores[which[:, None], rows]
+
     def recommend_histories(self, histories: Sequence[np.ndarray], k: int, customer_ids: Sequence[str | None] | None
                             = None, exclude: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k product rows and scores for customers given as histories (see :meth:`score_histories`)."""
@@ -225,6 +238,12 @@ class Recommender:
     def customer_vectors(self) -> np.ndarray:
         """(n_customers, d) float32 every known customer's vector (rows of ``data_.customer_ids``), such that
         ``customer_vectors() @ item_vectors().T`` are their scores (:data:`CUSTOMER_VECTORS`)."""
+        raise self._unsupported(CUSTOMER_VECTORS)
+
+    def query_vectors(self, customer_ids: Sequence[str]) -> np.ndarray:
+        """(q, d) float32 vectors of customers by id, such that ``query_vectors(ids) @ item_vectors().T`` is
+        ``score(ids)``; an id with no purchases (or not in the data) as :meth:`score` takes it
+        (:data:`CUSTOMER_VECTORS`). :meth:`recommend` searches the model's index with them."""
         raise self._unsupported(CUSTOMER_VECTORS)
 
     def product_vector(self, image: np.ndarray | None, text: np.ndarray | None,

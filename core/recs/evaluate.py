@@ -56,9 +56,10 @@ import pandas as pd
 from core.cache import ArtefactCache, digest, json_arrays
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
-from core.recs.contract import RecData, Recommender, rec_data, scoring_batch, top_k
+from core.recs.contract import CUSTOMER_VECTORS, RecData, Recommender, rec_data, scoring_batch, top_k
 from core.progress import Progress
-from core.recs.metrics import bootstrap_ci, coverage, ranking_metrics, sample_negatives, sampled_ranks
+from core.recs.metrics import (bootstrap_ci, coverage, ranking_metrics, ranks_among, sample_negatives,
+                              sampled_ranks)
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.paired import paired_keys, paired_report, verdict
 from core.recs.report import EvalReport
@@ -69,6 +70,7 @@ from core.recs.split import (Split, SplitConfig, customer_slice, sample_customer
 KIND = "rec-eval"
 EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
 EXCLUDE_CHOICES = ("auto", "yes", "no")
+INDEX_BATCH = 256  # customers whose lists a model with an index is asked for at once
 
 
 # ---------------------------------------------------------------- configuration
@@ -104,8 +106,11 @@ class Ranked:
 
 def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig,
                    sampled: bool = False) -> Ranked:
-    """Score the test customers in batches of :func:`scoring_batch` and keep their top lists (and, if
-    ``sampled``, the sampled ranks of every distinct test pair)."""
+    """The test customers' top lists (and, if ``sampled``, the sampled ranks of every distinct test pair), in
+    batches. A model with customer vectors (:data:`~core.recs.contract.CUSTOMER_VECTORS`: two-tower, GraphSAGE)
+    is asked for its lists, which it answers from its inner-product index (FAISS; exact unless the model was
+    given another layout), :data:`INDEX_BATCH` customers at a time, and for the sampled pairs' scores alone; any
+    other model scores every product for :func:`scoring_batch` customers at a time."""
     rows = test["product_id"].astype(str).map(data.product_row)
     pairs = pd.DataFrame({"c": test["customer_id"].astype(str).to_numpy(), "p": rows.to_numpy()})
     pairs = pairs[rows.notna().to_numpy()].astype({"p": np.int64}).drop_duplicates().sort_values(["c", "p"])
@@ -122,24 +127,51 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
         negatives = sample_negatives(data.n_products, bought, owner, cfg.n_sampled, cfg.seed)
         targets = pairs["p"].to_numpy()
         ranks_ex, ranks_in = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
-    batch = scoring_batch(data.n_products)
+        # pairs whose product the customer had bought before (in pair order, as truth is)
+        again = np.concatenate([np.isin(t, e) for t, e in zip(truth, earlier)]) if len(pairs) else np.zeros(0, bool)
+    indexed = model.supports(CUSTOMER_VECTORS)
+    batch = INDEX_BATCH if indexed else scoring_batch(data.n_products)
     for start in range(0, len(customers), batch):
         stop = min(start + batch, len(customers))
-        scores = np.asarray(model.score(customers[start:stop].tolist()), dtype=np.float32)
-        top_in[start:stop] = top_k(scores, width)[0]
-        masked = scores.copy()
-        for i, e in enumerate(earlier[start:stop]):
-            masked[i, e] = -np.inf
-        top_ex[start:stop] = top_k(masked, width)[0]
+        ids = customers[start:stop].tolist()
+        listed = _index_lists(model, ids, earlier[start:stop], top_in.shape[1]) if indexed else None
+        if listed is not None:
+            top_in[start:stop], top_ex[start:stop] = listed
+        else:
+            scores = np.asarray(model.score(ids), dtype=np.float32)
+            top_in[start:stop] = top_k(scores, width)[0]
+            masked = scores.copy()
+            for i, e in enumerate(earlier[start:stop]):
+                masked[i, e] = -np.inf
+            top_ex[start:stop] = top_k(masked, width)[0]
         if sampled:
             j = slice(starts[start], starts[stop] if stop < len(customers) else len(pairs))
-            query = owner[j] - start
-            ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
-            ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
+            if indexed:  # the pairs' scores alone: the target first, then its negatives
+                candidates = np.concatenate([targets[j, None], np.maximum(negatives[j], 0)], axis=1)
+                s = model.score_pairs(customers[owner[j]].tolist(), candidates)
+                ranks_in[j] = ranks_among(s[:, 0], s[:, 1:], targets[j], negatives[j])
+                # a product bought again is one of the earlier purchases a list without them never shows
+                ranks_ex[j] = ranks_among(np.where(again[j], -np.inf, s[:, 0]), s[:, 1:], targets[j], negatives[j])
+            else:
+                query = owner[j] - start
+                ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
+                ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
     ranked = Ranked(customers, truth, earlier, top_ex, top_in)
     if sampled:
         ranked.ranks_excluding, ranked.ranks_including = ranks_ex, ranks_in
     return ranked
+
+
+def _index_lists(model: Recommender, ids: list[str], earlier: list[np.ndarray], width: int
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The customers' top ``width`` with and without their earlier purchases from the model's own
+    :meth:`~core.recs.contract.Recommender.recommend`; None when a list comes back short (a catalogue with fewer
+    products than a list and its exclusions), which the caller then ranks from the scores."""
+    with_earlier = model.recommend(ids, width)[0]
+    without = model.recommend(ids, width, earlier)[0]
+    if with_earlier.shape[1] < width or without.shape[1] < width or (with_earlier < 0).any() or (without < 0).any():
+        return None
+    return with_earlier[:, :width], without[:, :width]
 
 
 def _mean(values: np.ndarray) -> float | None:

@@ -105,11 +105,17 @@ def sampled_ranks(model_scores: np.ndarray, query: np.ndarray, target: np.ndarra
     :func:`core.recs.contract.top_k` (the lower product row first), so the sampled order is the full
     ranking's order restricted to the 1 + n candidates; NaN counts as -inf.
     """
-    s = np.nan_to_num(np.asarray(model_scores, dtype=np.float32), nan=-np.inf)
+    s = np.asarray(model_scores, dtype=np.float32)
     query, target = np.asarray(query, dtype=np.int64), np.asarray(target, dtype=np.int64)
-    own = s[query, target][:, None]
-    other = s[query[:, None], np.maximum(negatives, 0)]
-    beats = (other > own) | ((other == own) & (negatives < target[:, None]))
+    return ranks_among(s[query, target], s[query[:, None], np.maximum(negatives, 0)], target, negatives)
+
+
+def ranks_among(own: np.ndarray, other: np.ndarray, target: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """:func:`sampled_ranks` from the scores themselves: ``own`` (m,) each pair's target's score, ``other``
+    (m, n) its negatives' (any value where ``negatives`` is -1)."""
+    own = np.nan_to_num(np.asarray(own, dtype=np.float32), nan=-np.inf)[:, None]
+    other = np.nan_to_num(np.asarray(other, dtype=np.float32), nan=-np.inf)
+    beats = (other > own) | ((other == own) & (negatives < np.asarray(target, dtype=np.int64)[:, None]))
     return (beats & (negatives >= 0)).sum(axis=1)
 
 

@@ -238,12 +238,18 @@ class SageRecommender(Recommender):
         rest = h[0] - messages.sum(0)
         return liked.numpy(), (messages * factor).numpy(), (rest * factor).numpy()
 
+    def query_vectors(self, customer_ids) -> np.ndarray:
+        """(q, width + 1) vectors of customers by id: a known customer's is a lookup; anyone else's (no purchases
+        before the cutoff, or not in the data) is :meth:`customer_vector` of their (empty) history."""
+        rows = [self.data_.customer_row.get(c) for c in customer_ids]
+        if all(r is not None for r in rows):
+            return self.customer_vectors_[rows]
+        return np.stack([self.customer_vectors_[r] if r is not None else self.customer_vector(self.data_.history(c), c)
+                         for r, c in zip(rows, customer_ids)])
+
     def recommend(self, customer_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by the whole score through FAISS (PyG's ``MIPSKNNIndex``), excluded rows dropped."""
-        rows = [self.data_.customer_row.get(c) for c in customer_ids]
-        if any(r is None for r in rows):
-            return super().recommend(customer_ids, k, exclude)
-        return self._search(self.customer_vectors_[rows], k, exclude)
+        return self._search(self.query_vectors(customer_ids), k, exclude)
 
     def recommend_histories(self, histories, k, customer_ids=None, exclude=None) -> tuple[np.ndarray, np.ndarray]:
         ids = list(customer_ids) if customer_ids is not None else [None] * len(histories)
@@ -258,10 +264,7 @@ class SageRecommender(Recommender):
         return out.index.numpy().astype(np.int64), out.score.numpy().astype(np.float32)
 
     def score(self, customer_ids) -> np.ndarray:
-        rows = [self.data_.customer_row.get(c) for c in customer_ids]
-        if all(r is not None for r in rows):
-            return self.customer_vectors_[rows] @ self.product_vectors_.T
-        return super().score(customer_ids)
+        return self.query_vectors(customer_ids) @ self.product_vectors_.T
 
     def score_histories(self, histories, customer_ids=None) -> np.ndarray:
         ids = list(customer_ids) if customer_ids is not None else [None] * len(histories)

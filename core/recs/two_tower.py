@@ -395,7 +395,7 @@ class TwoTowerRecommender(Recommender):
             out_rows[i, :len(r)], out_scores[i, :len(r)] = r, s
         return out_rows, out_scores
 
-    def _known(self, customer_ids: Sequence[str]) -> np.ndarray:
+    def query_vectors(self, customer_ids: Sequence[str]) -> np.ndarray:
         """(q, dim) vectors of customers by id; an unknown id is a customer with nothing known."""
         rows = [self.data_.customer_row.get(c) for c in customer_ids]
         out = np.empty((len(rows), self.item_vectors_.shape[1]), dtype=np.float32)
@@ -408,11 +408,11 @@ class TwoTowerRecommender(Recommender):
         return out
 
     def score(self, customer_ids: Sequence[str]) -> np.ndarray:
-        return self._known(customer_ids) @ self.item_vectors_.T
+        return self.query_vectors(customer_ids) @ self.item_vectors_.T
 
     def recommend(self, customer_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k from the FAISS index for known customers (their purchases before the cutoff, dated)."""
-        return self.search(self._known(customer_ids), k, exclude)
+        return self.search(self.query_vectors(customer_ids), k, exclude)
 
     def _histories(self, histories: Sequence[np.ndarray], customer_ids) -> np.ndarray:
         latest = [np.asarray(h, np.int64)[-self.cfg.max_history:] for h in histories]

@@ -100,16 +100,21 @@ def test_every_registered_recommender_has_a_fit_stage():
 
 
 def test_the_stages_that_learn_from_purchases_run_on_the_shop(tmp_path):
-    out = bench_scale([600], ["graph", "fit popularity", "fit lightgcn", "evaluation scoring"], root=str(tmp_path))
+    out = bench_scale([600], ["graph", "fit popularity", "fit lightgcn", "evaluation scoring",
+                              "evaluation scoring by index"], root=str(tmp_path))
     stages = out["stages"]
-    assert list(stages) == ["shop", "graph", "fit popularity", "fit lightgcn", "evaluation scoring"]
+    assert list(stages) == ["shop", "graph", "fit popularity", "fit lightgcn", "evaluation scoring",
+                            "evaluation scoring by index"]
     assert stages["shop"]["600"]["customers"] == 50 and stages["shop"]["600"]["purchases"] == 600
     assert "exponent" not in stages["shop"]  # setup, not a stage of a build
     assert stages["graph"]["600"]["purchase_edges"] > 0 and stages["graph"]["600"]["content_edges"] >= 600 * 9
     assert stages["fit lightgcn"]["600"]["purchases"] > 0
-    scoring = stages["evaluation scoring"]["600"]
+    scoring, by_index = stages["evaluation scoring"]["600"], stages["evaluation scoring by index"]["600"]
     assert scoring["model"] == "content" and 0 < scoring["test_customers"] == scoring["window_customers"] <= 50
-    assert scoring["batch"] == 256 and all(r["600"]["seconds"] >= 0 for r in stages.values())
+    assert scoring["batch"] == 256 and scoring["lists_from"] == "every score" and scoring["test_pairs"] > 0
+    assert by_index["model"] == "two_tower" and by_index["lists_from"] == "index"
+    assert by_index["test_customers"] == scoring["test_customers"] and by_index["test_pairs"] == scoring["test_pairs"]
+    assert all(r["600"]["seconds"] >= 0 for r in stages.values())
     assert list(tmp_path.iterdir()) == []
 
 
@@ -131,3 +136,43 @@ def test_synthetic_texture_descriptors_carry_their_group_s_pattern():
     assert descriptors.shape == (2000, 860) and (descriptors >= 0).all() and set(patterns) <= set(PATTERNS)
     assert all(len(set(patterns[groups == g])) == 1 for g in np.unique(groups)[:50])  # variants share a pattern
     assert (patterns == "solid").mean() > 0.4  # most are plain
+
+
+def test_featurisation_runs_on_the_catalogue_s_own_photos_from_an_empty_store(tmp_path):
+    (tmp_path / "scratch").mkdir()
+    out = bench_scale([], ["photo features", "sentence features"], root=str(tmp_path / "scratch"),
+                      photo_sizes=[12, 24, 200], catalogue="synthetic:40")
+    assert out["stages"] == {} and out["features"] == {}  # no features-only stage asked for
+    real = out["featurisation"]
+    assert real["catalogue"] == "synthetic:40" and real["products_with_photo"] == 40 and real["sizes"] == [12, 24, 200]
+    photos, sentences = real["stages"]["photo features"], real["stages"]["sentence features"]
+    from core.bench.scale_photos import CATALOGUE_FILE, sampled_catalogue
+    from core.cache import file_digest
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / CATALOGUE_FILE).write_text("synthetic:40")
+    for n in (12, 24):
+        # every product through the tower each time (the store was emptied of the last size's rows); a sentence
+        # or photo two products share, once
+        sample = sampled_catalogue(tmp_path / "spec", n).products
+        assert photos[str(n)]["featurised"] == len({file_digest(p) for p in sample["image_path"]})
+        assert sentences[str(n)]["featurised"] == sample["sentence"].nunique()
+        assert photos[str(n)]["output_mb"] == pytest.approx(n * (1280 + 860) * 4 / 2 ** 20, abs=0.05)
+        assert sentences[str(n)]["output_mb"] == pytest.approx(n * 384 * 4 / 2 ** 20, abs=0.05)
+        assert photos[str(n)]["per_s"] > 0 and photos[str(n)]["peak_rss_mb"] > photos[str(n)]["rss_loaded_mb"] > 0
+    assert photos["200"] == {"failed": "the catalogue has 40 products with a photo"}
+    assert photos["exponent"] is not None and sentences["exponent_last"] is not None
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_sampled_catalogue_keeps_products_with_a_photo_in_catalogue_order(tmp_path):
+    from core.bench.scale_photos import CATALOGUE_FILE, sampled_catalogue
+    from core.data.load import load_catalog
+    (tmp_path / CATALOGUE_FILE).write_text("synthetic:30")
+    full = load_catalog("synthetic:30").products
+    sample = sampled_catalogue(tmp_path, 10).products
+    assert len(sample) == 10 and (sample["image_path"] != "").all()
+    rows = full.index.get_indexer(sample.index)
+    assert (rows >= 0).all() and (np.diff(rows) > 0).all()
+    assert sampled_catalogue(tmp_path, 10).products.index.equals(sample.index)  # seeded
+    with pytest.raises(ValueError, match="30 with a photo"):
+        sampled_catalogue(tmp_path, 31)

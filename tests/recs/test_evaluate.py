@@ -385,3 +385,35 @@ def test_as_evaluated_serves_a_model_with_its_chosen_settings_and_fallback():
     stranger = content.score_histories([np.empty(0, dtype=np.int64)])
     np.testing.assert_allclose(stranger, content.fallback.score_histories([np.empty(0, dtype=np.int64)]))
     assert as_evaluated("itemknn", data, None).cfg.k == fitted("itemknn", data).cfg.k  # no result: defaults
+
+
+def assert_index_ranks_as_scores(model: Recommender, data, test: pd.DataFrame) -> None:
+    """rank_customers of a model with customer vectors (lists from its index, only the sampled pairs scored)
+    against the same model ranked from every product's score, as every other model is: the same lists up to the
+    order of tied products, earlier purchases left out, the same sampled ranks; ``score`` never called."""
+    import copy
+    from core.recs.contract import CUSTOMER_VECTORS
+    assert model.supports(CUSTOMER_VECTORS)
+    cfg = EvalConfig()
+    buyer = next(c for c in test["customer_id"].unique() if len(data.history(c)))
+    repeat = test.iloc[[0]].assign(customer_id=buyer, product_id=data.product_ids[data.history(buyer)[0]])
+    test = pd.concat([test, repeat], ignore_index=True)  # a product bought again in the window
+    flat = copy.copy(model)
+    flat.capabilities = frozenset()  # no index: every product scored
+    want = rank_customers(flat, data, test, cfg, sampled=True)
+    indexed = copy.copy(model)
+    indexed.score = None  # never asked for a full row of scores
+    got = rank_customers(indexed, data, test, cfg, sampled=True)
+    assert got.customers.tolist() == want.customers.tolist() and len(got.customers) >= 10
+    scores = model.score(got.customers.tolist())
+    for mine, theirs in ((got.top_including, want.top_including), (got.top_excluding, want.top_excluding)):
+        assert mine.shape == theirs.shape == (len(got.customers), 12)
+        np.testing.assert_allclose(np.take_along_axis(scores, mine, 1), np.take_along_axis(scores, theirs, 1),
+                                   rtol=1e-5, atol=1e-5)
+    assert not any(np.isin(top, e).any() for top, e in zip(got.top_excluding, got.earlier))
+    assert any(np.isin(top, e).any() for top, e in zip(got.top_including, got.earlier))  # the lists differ
+    again = np.concatenate([np.isin(t, e) for t, e in zip(got.truth, got.earlier)])
+    assert again.sum() >= 1  # the repeat: ranked last among its negatives when earlier purchases are out
+    assert (got.ranks_excluding[again] == (want.ranks_excluding[again])).all()
+    for mine, theirs in ((got.ranks_including, want.ranks_including), (got.ranks_excluding, want.ranks_excluding)):
+        assert (mine == theirs).mean() >= 0.99  # a near tie may round the other way

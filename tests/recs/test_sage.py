@@ -180,6 +180,24 @@ def test_recovers_simulated_tastes_better_than_popularity(tmp_path):
     assert result["graphsage"]["recall_at_10"] > result["popularity"]["recall_at_10"] + 0.05
 
 
+def test_the_evaluation_ranks_through_the_faiss_index_as_through_every_score(tmp_path):
+    """Customers with no purchase before the cutoff among them: their vectors are leaves, as their scores are."""
+    import dataclasses
+    from core.embeddings.pipeline import Embeddings
+    from core.data.synthetic import make_catalog
+    from core.recs.contract import rec_data
+    from core.recs.split import temporal_split
+    from tests.recs.test_evaluate import assert_index_ranks_as_scores
+    catalog = make_catalog(300, seed=1, image_dir=tmp_path / "photos")
+    noise = unit(np.random.default_rng(0).normal(size=(len(catalog.products), 16)))
+    embeddings = Embeddings(catalog.products.index.to_numpy(str), noise, noise.copy(), np.ones(len(noise), bool))
+    split = temporal_split(catalog.purchases, "2020-05-01", "2020-07-01")
+    data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, embeddings)
+    assert any(not len(data.history(c)) for c in split.test["customer_id"].unique())
+    model = SageRecommender(dataclasses.replace(TINY, batch_size=512, epochs=5)).fit(data)
+    assert_index_ranks_as_scores(model, data, split.test)
+
+
 def test_faiss_recommendations_equal_the_full_scores(blocks_model):
     data, model = blocks_model
     ids = ["c0", "c1", "c2", "c3"]

@@ -245,3 +245,9 @@ def test_the_trained_towers_are_a_cache_artefact(tastes, tmp_path):
     np.testing.assert_allclose(second.item_vectors(), first.item_vectors(), atol=1e-6)
     np.testing.assert_allclose(second.customer_vectors(), first.customer_vectors(), atol=1e-6)
     assert second.train_s_ == first.train_s_ and second.losses_ == first.losses_
+
+
+def test_the_evaluation_ranks_through_the_faiss_index_as_through_every_score(tastes):
+    from tests.recs.test_evaluate import assert_index_ranks_as_scores
+    _, data, split, model = tastes
+    assert_index_ranks_as_scores(model, data, split.test)

@@ -114,28 +114,41 @@ def catalog_features(catalog, cache: ArtefactCache, progress=None, computed: dic
     ``computed``, if given, receives how many photos and sentences went through a tower this time.
     ``runners`` and ``text``: the loaded towers to use (held by the caller); new ones for this call when None."""
     [image, _], [has_image, _], n_images, errors = _catalog_photo_features(catalog, cache, progress, runners)
+    rows, n_texts = sentence_features(catalog, cache, progress, text)
+    if computed is not None:
+        computed.update(images=n_images, texts=n_texts)
+    return image, rows, has_image, errors
+
+
+def sentence_features(catalog, cache: ArtefactCache, progress=None, text: TextTower | None = None
+                      ) -> tuple[np.ndarray, int]:
+    """MiniLM features (n, 384) float32 of every product's sentence, cached per sentence and saved every
+    TEXT_CHUNK sentences, and how many went through the tower this time. ``text``: the loaded text tower to use
+    (held by the caller); a new one for this call when None."""
     sentences = catalog.products["sentence"].tolist()
     text = text or TextTower(cache)
     rows, _, n_texts, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
         [digest(s) for s in sentences], TEXT_FEATURES,
         lambda rows, p: (text([sentences[i] for i in rows], progress=p), {}), TEXT_CHUNK,
         progress=(lambda d, n: progress("text features", d, n)) if progress else None)
-    if computed is not None:
-        computed.update(images=n_images, texts=n_texts)
-    return image, rows, has_image, errors
+    return rows, n_texts
 
 
 def catalog_texture_features(catalog, cache: ArtefactCache, progress=None, views: Sequence[str] = ("photo",),
-                             runners: FeatureRunners | None = None) -> tuple[np.ndarray, np.ndarray]:
+                             runners: FeatureRunners | None = None, computed: dict[str, int] | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
     """Texture descriptors of every product's photo (:func:`texture_descriptor` of :class:`FeatureTower`
     over TEXTURE_BLOCKS), cached per photo and view: (n, D x len(views)) float32, one descriptor per view
     side by side, zero rows where there is no readable photo, and has_image (n,) bool. Photos missing from
     the store are featurised once, filling the pooled features' store (``lit-image-features``) in the
     same pass; each other view (TEXTURE_VIEWS) is one more pass over the photos it lacks. ``runners``: the
-    loaded photo tower to use (held by the caller); a new one for this call when None."""
+    loaded photo tower to use (held by the caller); a new one for this call when None. ``computed``, if given,
+    receives how many photos went through the tower in the first pass (``images``)."""
     views = check_views(views)
     runners = runners or FeatureRunners()
-    [_, photo], [_, has_image], _, _ = _catalog_photo_features(catalog, cache, progress, runners)
+    [_, photo], [_, has_image], n_images, _ = _catalog_photo_features(catalog, cache, progress, runners)
+    if computed is not None:
+        computed.update(images=n_images)
     paths = catalog.products["image_path"].tolist()
     out = []
     for view in views:
