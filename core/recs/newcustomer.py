@@ -84,6 +84,35 @@ class NewCustomerFallback(Recommender):
                            lambda rows: self.fallback.score_histories([histories[i] for i in rows],
                                                                       [ids[i] for i in rows]))
 
+    def _served(self, ids: list[str]) -> list[tuple[np.ndarray, Recommender]]:
+        """(positions in ``ids``, the recommender serving them): the model for customers with a history, the
+        fallback for the others; only the non-empty parts."""
+        new = np.asarray([not len(self.data_.history(c)) for c in ids], dtype=bool)
+        return [(np.flatnonzero(part), model) for part, model in ((~new, self.model), (new, self.fallback))
+                if part.any()]
+
+    def recommend(self, customer_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        """The model's lists (from its index, where it has one) for customers with a history, the fallback's for
+        the others."""
+        ids = list(customer_ids)
+        parts = [(at, model.recommend([ids[i] for i in at], k, [exclude[i] for i in at] if exclude is not None
+                                      else None)) for at, model in self._served(ids)]
+        if len(parts) < 2:
+            return parts[0][1] if parts else self.model.recommend(ids, k, exclude)
+        width = min(rows.shape[1] for _, (rows, _) in parts)  # the same, unless one catalogue runs out first
+        out_rows, out_scores = np.empty((len(ids), width), np.int64), np.empty((len(ids), width), np.float32)
+        for at, (rows, scores) in parts:
+            out_rows[at], out_scores[at] = rows[:, :width], scores[:, :width]
+        return out_rows, out_scores
+
+    def score_pairs(self, customer_ids, rows) -> np.ndarray:
+        """The model's scores of the pairs of customers with a history, the fallback's of the others'."""
+        ids, rows = list(customer_ids), np.asarray(rows, dtype=np.int64)
+        out = np.empty(rows.shape, np.float32)
+        for at, model in self._served(ids):
+            out[at] = model.score_pairs([ids[i] for i in at], rows[at])
+        return out
+
     def item_vectors(self) -> np.ndarray | None:
         return self.model.item_vectors()
 
@@ -100,6 +129,15 @@ class NewCustomerFallback(Recommender):
 
     def customer_vectors(self) -> np.ndarray:
         return self.model.customer_vectors()
+
+    def query_vectors(self, customer_ids) -> np.ndarray:
+        """The model's vectors of customers with a history; a customer without one is the fallback's, which has
+        no vector (ValueError)."""
+        new = [c for c in customer_ids if not len(self.data_.history(c))]
+        if new:
+            raise ValueError(f"{len(new)} customer(s) without a history (e.g. {new[0]}) are served by "
+                             f"{self.fallback.name}, which scores without vectors")
+        return self.model.query_vectors(customer_ids)
 
     def product_vector(self, image, text, attributes=None, has_image=True, hide_row=None) -> np.ndarray:
         return self.model.product_vector(image, text, attributes, has_image, hide_row)

@@ -248,6 +248,16 @@ def test_the_trained_towers_are_a_cache_artefact(tastes, tmp_path):
 
 
 def test_the_evaluation_ranks_through_the_faiss_index_as_through_every_score(tastes):
+    """Alone, and with its customers without a history served by segment popularity, as the evaluation serves
+    them when the model's own lists for them lose to it on the validation window."""
+    from core.recs.newcustomer import NewCustomerFallback
+    from core.recs.registry import create_recommender
     from tests.recs.test_evaluate import assert_index_ranks_as_scores
     _, data, split, model = tastes
     assert_index_ranks_as_scores(model, data, split.test)
+    new = [c for c in split.test["customer_id"].unique() if not len(data.history(c))]
+    assert new  # so the fallback serves some of them
+    served = NewCustomerFallback(model, create_recommender("segment_popularity").fit(data))
+    assert_index_ranks_as_scores(served, data, split.test)
+    with pytest.raises(ValueError, match="segment_popularity"):
+        served.query_vectors(new[:1])
