@@ -368,7 +368,7 @@ def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: fl
     setup = {}
     steps, done = (len(sizes) * (len(order) + 1) if order else 0) + len(real) * len(photo_sizes), 0
     featurisation = _featurisation(real, sorted(photo_sizes), catalogue, timeout_s, root,
-                                   lambda: progress("stages x sizes", done, steps) if progress else None)
+                                   lambda i: progress("stages x sizes", i, steps) if progress else None)
     done += len(real) * len(photo_sizes)
     for n in sorted(sizes) if order else []:
         scratch = Path(tempfile.mkdtemp(prefix="atelier-bench-scale-", dir=root))
@@ -405,7 +405,7 @@ def _exponents(runs: dict[str, dict]) -> None:
 
 
 def _featurisation(stages: list[str], sizes: list[int], catalogue: str | None, timeout_s: float, root: str | None,
-                   step: Callable[[], None]) -> dict:
+                   step: Callable[[int], None]) -> dict:
     """The featurisation stages (:mod:`core.bench.scale_photos`) at each size the catalogue has photos for, each
     in a process of its own sharing one folder (its store, emptied of features before each stage, and the towers'
     ONNX exports, made once)."""
@@ -418,11 +418,10 @@ def _featurisation(stages: list[str], sizes: list[int], catalogue: str | None, t
     shared = Path(tempfile.mkdtemp(prefix="atelier-bench-scale-photos-", dir=root))
     try:
         (shared / scale_photos.CATALOGUE_FILE).write_text(catalogue)
-        for n in sizes:
-            for name in stages:
-                step()
-                table[name][str(n)] = run_stage(name, shared, n, timeout_s) if n <= available else {
-                    "failed": f"the catalogue has {available:,} products with a photo"}
+        for i, (n, name) in enumerate((n, name) for n in sizes for name in stages):
+            step(i)
+            table[name][str(n)] = run_stage(name, shared, n, timeout_s) if n <= available else {
+                "failed": f"the catalogue has {available:,} products with a photo"}
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     for runs in table.values():
@@ -431,13 +430,23 @@ def _featurisation(stages: list[str], sizes: list[int], catalogue: str | None, t
             "stages": table}
 
 
+def _sizes(text: str, least: int, flag: str = "--sizes") -> list[int]:
+    """Comma-separated sizes (``_`` allowed as a separator of thousands), each at least ``least``."""
+    try:
+        sizes = [int(s.strip().replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = [-1]
+    if sizes and min(sizes) < least:
+        raise SystemExit(f"error: {flag} takes comma-separated whole numbers of products, each at least {least} "
+                         f"(got '{text}')")
+    return sizes
+
+
 def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    if not sizes or min(sizes) < 100:
+    sizes = _sizes(args.sizes, 100)
+    if not sizes:
         raise SystemExit("error: --sizes takes comma-separated catalogue sizes of at least 100 products")
-    photo_sizes = [int(s.replace("_", "")) for s in args.photo_sizes.split(",") if s.strip()]
-    if photo_sizes and min(photo_sizes) < 1:
-        raise SystemExit("error: --photo-sizes takes comma-separated numbers of products, at least 1")
+    photo_sizes = _sizes(args.photo_sizes, 1, "--photo-sizes")
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
     try:
         return bench_scale(sizes, stages, args.stage_timeout, progress=ctx.progress(), photo_sizes=photo_sizes,

@@ -176,3 +176,11 @@ def test_a_sampled_catalogue_keeps_products_with_a_photo_in_catalogue_order(tmp_
     assert sampled_catalogue(tmp_path, 10).products.index.equals(sample.index)  # seeded
     with pytest.raises(ValueError, match="30 with a photo"):
         sampled_catalogue(tmp_path, 31)
+
+
+def test_sizes_are_read_with_thousands_separators_and_refused_when_not_numbers():
+    from core.bench.scale import _sizes
+    assert _sizes("2_000, 20000", 1, "--photo-sizes") == [2000, 20000] and _sizes("", 1) == []
+    for bad in ("2000,abc", "0", "50"):
+        with pytest.raises(SystemExit, match="--photo-sizes takes .* at least 100 .*got"):
+            _sizes(bad, 100, "--photo-sizes")
