@@ -51,10 +51,31 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 def own_peak_rss_mb() -> float:
     """This process's own peak resident memory in MB: VmHWM, which starts anew at exec (``ru_maxrss`` of a
     process started by fork and exec keeps the peak of the process it was forked from), else ``ru_maxrss``."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else peak_rss_mb()
+
+
+def _status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (e.g. "VmRSS") in MB; None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return peak_rss_mb()
+    return None
+
+
+def reset_peak_rss() -> tuple[float, bool]:
+    """Start this process's peak RSS (VmHWM) anew from its current RSS (Linux: ``5`` into ``/proc/self/clear_refs``),
+    so :func:`own_peak_rss_mb` then counts from here: a stage's memory apart from what it loaded first. Returns the
+    current RSS in MB and whether the reset took (the peak fell to the current RSS; a kernel or sandbox may refuse
+    or ignore the write)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    now, peak = _status_mb("VmRSS"), _status_mb("VmHWM")
+    if now is None or peak is None:
+        return own_peak_rss_mb(), False
+    return now, peak <= now + 1.0

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -291,7 +291,8 @@ def _child(name: str, scratch: str, n: int, result: str) -> None:
     start, such as HDBSCAN's core-distance processes); its result, with this process's peak RSS (not its
     workers'), as JSON in ``result``."""
     rss_before = own_peak_rss_mb()  # the interpreter and the modules it imported on start
-    fn = _features if name == "features" else STAGES.get(name) or scale_photos.STAGES[name]
+    setup = {"features": _features, "towers": scale_photos.export_stage}
+    fn = setup.get(name) or STAGES.get(name) or scale_photos.STAGES[name]
     t = time.perf_counter()
     out = fn(Path(scratch), n)
     out.setdefault("seconds", time.perf_counter() - t)
@@ -345,7 +346,7 @@ def growth_exponent(sizes: list[int], seconds: list[float]) -> float | None:
 
 def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: float = 3600.0,
                 root: str | None = None, progress: Callable[[str, int, int], None] | None = None,
-                photo_sizes: list[int] = (), catalogue: str | None = None) -> dict:
+                photo_sizes: Sequence[int] = (), catalogue: str | None = None) -> dict:
     """Every stage (default all of :data:`STAGES` and of :data:`core.bench.scale_photos.STAGES`) at every size:
     per stage and size the seconds and peak RSS (MB) of its process, per stage the growth exponent over all sizes
     and between the two largest ("exponent_last"), and ``reference_s`` (:func:`core.bench.measure.reference_s`)
@@ -353,10 +354,12 @@ def bench_scale(sizes: list[int], stages: list[str] | None = None, timeout_s: fl
     on the real photos and sentences of ``catalogue`` (a spec for :func:`core.data.load.load_catalog`) at
     ``photo_sizes`` (under "featurisation")."""
     everything = [*STAGES, *scale_photos.STAGES]
-    stages = everything if stages is None else stages
-    unknown = [s for s in stages if s not in everything]
+    unknown = [s for s in stages or [] if s not in everything]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; the stages are {everything}")
+    if stages is not None and not photo_sizes and any(s in scale_photos.STAGES for s in stages):
+        raise ValueError(f"{[s for s in stages if s in scale_photos.STAGES]} run at the photo sizes; none were given")
+    stages = everything if stages is None else stages
     real = [s for s in scale_photos.STAGES if s in stages and photo_sizes]
     stages = [s for s in stages if s in STAGES]
     wanted = set(stages)  # with the stages whose outputs they read, and theirs: computed too, and reported
@@ -408,7 +411,7 @@ def _featurisation(stages: list[str], sizes: list[int], catalogue: str | None, t
                    step: Callable[[int], None]) -> dict:
     """The featurisation stages (:mod:`core.bench.scale_photos`) at each size the catalogue has photos for, each
     in a process of its own sharing one folder (its store, emptied of features before each stage, and the towers'
-    ONNX exports, made once)."""
+    ONNX exports, made once first in a process of their own: "towers" in the output)."""
     if not stages:
         return {}
     from core.data.load import default_catalog_spec
@@ -418,16 +421,21 @@ def _featurisation(stages: list[str], sizes: list[int], catalogue: str | None, t
     shared = Path(tempfile.mkdtemp(prefix="atelier-bench-scale-photos-", dir=root))
     try:
         (shared / scale_photos.CATALOGUE_FILE).write_text(catalogue)
+        towers = run_stage("towers", shared, 0, timeout_s)
         for i, (n, name) in enumerate((n, name) for n in sizes for name in stages):
             step(i)
-            table[name][str(n)] = run_stage(name, shared, n, timeout_s) if n <= available else {
-                "failed": f"the catalogue has {available:,} products with a photo"}
+            if "failed" in towers:
+                table[name][str(n)] = {"failed": "needs towers"}
+            elif n > available:
+                table[name][str(n)] = {"failed": f"the catalogue has {available:,} products with a photo"}
+            else:
+                table[name][str(n)] = run_stage(name, shared, n, timeout_s)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     for runs in table.values():
         _exponents(runs)
     return {"mode": scale_photos.REAL, "catalogue": catalogue, "products_with_photo": available, "sizes": sizes,
-            "stages": table}
+            "towers": towers, "stages": table}
 
 
 def _sizes(text: str, least: int, flag: str = "--sizes") -> list[int]:

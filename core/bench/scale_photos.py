@@ -1,13 +1,17 @@
 """Featurisation in the scaling benchmark (:mod:`core.bench.scale`), on real photos and sentences: the one part of a
 build the features-only catalogue cannot stand in for, measured at the sizes a real catalogue allows.
 
-Each stage featurises a seeded random sample of the catalogue's products with a photo (``--catalog``; the H&M sample
-by default) from an empty store, in a process of its own, as a cold build does: the photos hashed, decoded and run
-through offline-lit's image tower (pooled features and texture descriptors in one pass), or the sentences through its
-text tower, saved in chunks as they go. The towers are loaded (and exported to ONNX, once per run) before the clock
-starts, and the peak RSS is reset after loading them, so ``peak_rss_mb`` is what featurising adds on top of the
-loaded towers. Streaming means that this stays near the arrays the stage returns (``output_mb``) whatever the size:
-``beyond_output_mb`` is the rest.
+Each stage featurises the first ``n`` of one seeded random order of the catalogue's products with a photo
+(``--catalog``; the H&M sample by default), so a larger size holds the smaller ones, from an emptied store, in a
+process of its own, as a build does: the photos hashed, decoded and run through offline-lit's image tower (pooled
+features and texture descriptors in one pass), or the sentences through its text tower, saved in chunks as they go.
+The photo files are read through the operating system's page cache, which earlier stages (and earlier runs) leave
+warm, so the rate is that of a machine whose disk keeps up. The towers are exported to ONNX once, in a process of
+their own (:func:`export_stage`), before any stage is measured; each stage loads them before its clock starts and then
+restarts its peak RSS from there (:func:`core.bench.measure.reset_peak_rss`; ``peak_reset`` says whether the kernel
+allowed it). So ``peak_rss_mb`` is the loaded towers plus what featurising added, and ``beyond_output_mb`` is the
+part of that addition which is not the arrays the stage returns (``output_mb``): streaming means it stays about the
+same whatever the size.
 """
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bench.measure import own_peak_rss_mb
+from core.bench.measure import own_peak_rss_mb, reset_peak_rss
 
-REAL = "real photos and sentences: a seeded random sample of the catalogue's products with a photo"
+REAL = "real photos and sentences: the first n of a seeded random order of the catalogue's products with a photo"
 CATALOGUE_FILE = "catalogue.txt"  # in the stages' shared folder: the --catalog spec the stages load
 # what a stage computes, cleared before each: every photo hashed and featurised, every sentence encoded
 FEATURE_KINDS = ("file-digests", "rows/lit-image-features", "rows/lit-texture-features", "rows/lit-text-features")
@@ -32,52 +36,54 @@ def photo_count(spec: str) -> int:
 
 
 def sampled_catalogue(shared: Path, n: int, seed: int = 0):
-    """The catalogue named in ``shared``/:data:`CATALOGUE_FILE`, cut to a seeded random ``n`` of its products with a
-    photo (in catalogue order)."""
+    """The catalogue named in ``shared``/:data:`CATALOGUE_FILE`, cut to the first ``n`` of a seeded random order of its
+    products with a photo (kept in catalogue order)."""
     from core.data.load import load_catalog
     catalog = load_catalog((shared / CATALOGUE_FILE).read_text())
     with_photo = np.flatnonzero(catalog.products["image_path"].to_numpy() != "")
     if n > len(with_photo):
         raise ValueError(f"{n:,} products asked for; the catalogue has {len(with_photo):,} with a photo")
-    rows = np.sort(np.random.default_rng(seed).choice(with_photo, n, replace=False))
+    rows = np.sort(np.random.default_rng(seed).permutation(with_photo)[:n])
     return dataclasses.replace(catalog, products=catalog.products.iloc[rows])
+
+
+def _store(shared: Path):
+    """The stages' artefact cache, where the towers' ONNX exports live."""
+    from core.cache import ArtefactCache
+    return ArtefactCache(shared / "cache")
 
 
 def _empty_store(shared: Path):
     """The stages' artefact cache with every feature row and photo digest removed (the ONNX exports stay)."""
-    from core.cache import ArtefactCache
-    cache = ArtefactCache(shared / "cache")
+    cache = _store(shared)
     for kind in FEATURE_KINDS:
         cache.clear(kind)
     return cache
 
 
-def _reset_peak_rss() -> float:
-    """Start this process's peak RSS (VmHWM) anew from its current RSS (Linux: ``/proc/self/clear_refs``); the
-    current RSS in MB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return own_peak_rss_mb()
+def export_stage(shared: Path, n: int) -> dict:
+    """Setup, not measured: both towers exported to ONNX into the stages' store (their cost is a build's once)."""
+    from core.embeddings.lit.runtime import FeatureRunners
+    from core.embeddings.lit.text import TextTower
+    cache = _store(shared)
+    image, text = FeatureRunners().get(cache), TextTower(cache).runner()
+    return {"image_runtime": image.runtime, "text_runtime": text.runtime}
 
 
-def _measured(seconds: float, n: int, loaded_mb: float, output_width: int, computed: int) -> dict:
-    """The stage's numbers: ``output_width`` float32 columns per product are the arrays it returns."""
-    peak = own_peak_rss_mb()
+def _measured(seconds: float, n: int, computed: int, loaded: tuple[float, bool], output_width: int) -> dict:
+    """A stage's numbers: ``computed`` items went through a tower (a photo or sentence two products share, once);
+    ``output_width`` float32 columns per product are the arrays it returns."""
     output_mb = n * output_width * 4 / 2 ** 20
     return {"seconds": seconds, "per_s": round(n / seconds, 1), "featurised": computed,
-            "rss_loaded_mb": round(loaded_mb, 1), "output_mb": round(output_mb, 1),
-            "beyond_output_mb": round(peak - loaded_mb - output_mb, 1)}
+            "featurised_per_s": round(computed / seconds, 1), "rss_loaded_mb": round(loaded[0], 1),
+            "peak_reset": loaded[1], "output_mb": round(output_mb, 1),
+            "beyond_output_mb": round(own_peak_rss_mb() - loaded[0] - output_mb, 1)}
 
 
 def photo_stage(shared: Path, n: int) -> dict:
-    """Photo featurisation of ``n`` real products from an empty store (:func:`core.embeddings.lit.features.
+    """Photo featurisation of ``n`` real products from an emptied store (:func:`core.embeddings.lit.features.
     catalog_texture_features`: digests, decoding in threads, the image tower through ONNX Runtime, pooled features
-    and texture descriptors saved every 1,024 photos). Output: both (n, d) float32 matrices."""
+    and texture descriptors saved every 1,024 photos). Output: both (n, d) float32 matrices, held to the pass's end."""
     from core.embeddings.lit.features import catalog_texture_features
     from core.embeddings.lit.runtime import FeatureRunners
     from core.embeddings.lit.towers import IMAGE_FEATURES
@@ -85,19 +91,16 @@ def photo_stage(shared: Path, n: int) -> dict:
     cache = _empty_store(shared)
     runners = FeatureRunners()
     tower = runners.get(cache)
-    loaded = _reset_peak_rss()
+    loaded = reset_peak_rss()
     t = time.perf_counter()
     computed: dict[str, int] = {}
     descriptors, _ = catalog_texture_features(catalog, cache, runners=runners, computed=computed)
-    seconds = time.perf_counter() - t
-    # the pass fills the pooled features beside the descriptors, both held to its end
-    out = _measured(seconds, n, loaded, IMAGE_FEATURES + descriptors.shape[1], computed["images"])
-    out["runtime"] = getattr(tower, "runtime", type(tower).__name__)
-    return out
+    out = _measured(time.perf_counter() - t, n, computed["images"], loaded, IMAGE_FEATURES + descriptors.shape[1])
+    return {**out, "runtime": tower.runtime}
 
 
 def sentence_stage(shared: Path, n: int) -> dict:
-    """Sentence featurisation of ``n`` real products from an empty store (:func:`core.embeddings.lit.features.
+    """Sentence featurisation of ``n`` real products from an emptied store (:func:`core.embeddings.lit.features.
     sentence_features`: MiniLM through ONNX Runtime, saved every TEXT_CHUNK sentences). Output: the (n, 384) matrix."""
     from core.embeddings.lit.features import sentence_features
     from core.embeddings.lit.text import TextTower
@@ -105,12 +108,10 @@ def sentence_stage(shared: Path, n: int) -> dict:
     cache = _empty_store(shared)
     text = TextTower(cache)
     runner = text.runner()
-    loaded = _reset_peak_rss()
+    loaded = reset_peak_rss()
     t = time.perf_counter()
     rows, computed = sentence_features(catalog, cache, text=text)
-    out = _measured(time.perf_counter() - t, n, loaded, rows.shape[1], computed)
-    out["runtime"] = getattr(runner, "runtime", type(runner).__name__)
-    return out
+    return {**_measured(time.perf_counter() - t, n, computed, loaded, rows.shape[1]), "runtime": runner.runtime}
 
 
 STAGES = {"photo features": photo_stage, "sentence features": sentence_stage}

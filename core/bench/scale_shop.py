@@ -142,8 +142,11 @@ def scoring_stage(model_name: str) -> Callable[[Path, int], dict]:
     ``model_name``, fitted first with its defaults (not timed): :func:`core.recs.evaluate.rank_customers` with the
     sampled metric's pairs, as the test window is ranked; at most ``SplitConfig.max_customers`` customers, a sample
     past that, as the evaluation measures. A model with customer vectors gives its lists from its index and scores
-    only the sampled pairs; any other scores every product for a batch of customers at a time."""
+    only the sampled pairs; any other scores every product for a batch of customers at a time. The peak RSS restarts
+    once the model is fitted (``rss_fitted_mb``; ``peak_reset`` says whether the kernel allowed it), so
+    ``peak_rss_mb`` is the fitted model and data plus what the ranking added, not the fit's own peak."""
     def run(scratch: Path, n: int) -> dict:
+        from core.bench.measure import reset_peak_rss
         from core.recs.contract import CUSTOMER_VECTORS, scoring_batch
         from core.recs.evaluate import INDEX_BATCH, EvalConfig, rank_customers
         from core.recs.registry import create_recommender
@@ -153,6 +156,7 @@ def scoring_stage(model_name: str) -> Callable[[Path, int], dict]:
         window = Split(data.cutoff, END, data.purchases, test)
         measured = sample_customers(window, cfg.split.max_customers, cfg.seed)
         model = create_recommender(model_name).fit(data)
+        fitted, reset = reset_peak_rss()
         t = time.perf_counter()
         ranked = rank_customers(model, data, measured.test, cfg, sampled=True)
         seconds = time.perf_counter() - t
@@ -160,6 +164,7 @@ def scoring_stage(model_name: str) -> Callable[[Path, int], dict]:
         return {"seconds": seconds, "model": model_name, "test_customers": len(ranked.customers),
                 "window_customers": len(window.test_customers()), "test_pairs": len(ranked.ranks_including),
                 "ms_per_customer": round(1000 * seconds / max(1, len(ranked.customers)), 3),
-                "lists_from": "index" if indexed else "every score",
+                "lists_from": "index" if indexed else "every score", "rss_fitted_mb": round(fitted, 1),
+                "peak_reset": reset,
                 "batch": INDEX_BATCH if indexed else scoring_batch(data.n_products)}
     return run

@@ -145,8 +145,7 @@ def rec_data(products: pd.DataFrame, customers: pd.DataFrame, purchases: pd.Data
 
 # What a recommender can do beyond scoring, declared in ``Recommender.capabilities`` (the methods of each are on
 # :class:`Recommender`, where they raise :class:`NotSupported`):
-CUSTOMER_VECTORS = "customer_vectors"  # customer_vectors(), query_vectors(...): a customer's score is their vector ·
-# item_vectors(), and recommend(...) searches an index of the item vectors
+CUSTOMER_VECTORS = "customer_vectors"  # customer_vectors(), query_vectors(...): score = vector · item_vectors()
 PRODUCT_VECTOR = "product_vector"  # product_vector(...): a product outside the catalogue placed among the items
 ADD_PRODUCT = "add_product"  # add_product(...): such a product joins the candidates, without retraining
 SESSION = "session"  # session_vector(...) and search(...): a typed text or a photo alone as a customer
@@ -205,10 +204,10 @@ class Recommender:
         (ids may repeat): what :meth:`score` gives at those rows. A model with customer vectors
         (:data:`CUSTOMER_VECTORS`) computes only those products' scores; any other scores the customers' rows."""
         rows = np.asarray(rows, dtype=np.int64)
-        if self.supports(CUSTOMER_VECTORS):
-            vectors = np.asarray(self.query_vectors(customer_ids), dtype=np.float32)
-            return np.einsum("md,mrd->mr", vectors, self.item_vectors()[rows]).astype(np.float32, copy=False)
         distinct, which = np.unique(np.asarray(customer_ids, dtype=str), return_inverse=True)
+        if self.supports(CUSTOMER_VECTORS):
+            vectors = np.asarray(self.query_vectors(distinct.tolist()), dtype=np.float32)[which]
+            return np.einsum("md,mrd->mr", vectors, self.item_vectors()[rows]).astype(np.float32, copy=False)
         scores = np.asarray(self.score(distinct.tolist()), dtype=np.float32)
         return scores[which[:, None], rows]
 
@@ -243,7 +242,9 @@ class Recommender:
     def query_vectors(self, customer_ids: Sequence[str]) -> np.ndarray:
         """(q, d) float32 vectors of customers by id, such that ``query_vectors(ids) @ item_vectors().T`` is
         ``score(ids)``; an id with no purchases (or not in the data) as :meth:`score` takes it
-        (:data:`CUSTOMER_VECTORS`). :meth:`recommend` searches the model's index with them."""
+        (:data:`CUSTOMER_VECTORS`). :meth:`recommend` searches the model's index with them. A model serving some
+        customers by something without vectors (:class:`core.recs.newcustomer.NewCustomerFallback`) raises
+        ValueError for those."""
         raise self._unsupported(CUSTOMER_VECTORS)
 
     def product_vector(self, image: np.ndarray | None, text: np.ndarray | None,

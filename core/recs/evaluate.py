@@ -68,7 +68,9 @@ from core.recs.split import (Split, SplitConfig, customer_slice, sample_customer
                              validation_split)
 
 KIND = "rec-eval"
-EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
+# bump when a metric's definition or a model's ranking changes, so cached evaluations are recomputed (3: two-tower's
+# and GraphSAGE's lists from their FAISS indexes, which can order exact ties and last-bit near-ties differently)
+EVAL_VERSION = 3
 EXCLUDE_CHOICES = ("auto", "yes", "no")
 INDEX_BATCH = 256  # customers whose lists a model with an index is asked for at once
 
@@ -131,19 +133,17 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
         again = np.concatenate([np.isin(t, e) for t, e in zip(truth, earlier)]) if len(pairs) else np.zeros(0, bool)
     indexed = model.supports(CUSTOMER_VECTORS)
     batch = INDEX_BATCH if indexed else scoring_batch(data.n_products)
+    short: list[np.ndarray] = []  # customers whose lists from the index came back short
     for start in range(0, len(customers), batch):
         stop = min(start + batch, len(customers))
         ids = customers[start:stop].tolist()
-        listed = _index_lists(model, ids, earlier[start:stop], top_in.shape[1]) if indexed else None
-        if listed is not None:
-            top_in[start:stop], top_ex[start:stop] = listed
+        if indexed:
+            top_in[start:stop], top_ex[start:stop], lacking = _index_lists(model, ids, earlier[start:stop],
+                                                                           top_in.shape[1])
+            short.append(start + lacking)
         else:
-            scores = np.asarray(model.score(ids), dtype=np.float32)
-            top_in[start:stop] = top_k(scores, width)[0]
-            masked = scores.copy()
-            for i, e in enumerate(earlier[start:stop]):
-                masked[i, e] = -np.inf
-            top_ex[start:stop] = top_k(masked, width)[0]
+            top_in[start:stop], top_ex[start:stop], scores, masked = _score_lists(model, ids, earlier[start:stop],
+                                                                                  width)
         if sampled:
             j = slice(starts[start], starts[stop] if stop < len(customers) else len(pairs))
             if indexed:  # the pairs' scores alone: the target first, then its negatives
@@ -156,22 +156,37 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
                 query = owner[j] - start
                 ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
                 ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
+    short_rows = np.concatenate(short) if short else np.zeros(0, np.int64)
+    for start in range(0, len(short_rows), scoring_batch(data.n_products)):  # ranked from every score instead
+        at = short_rows[start:start + scoring_batch(data.n_products)]
+        top_in[at], top_ex[at], _, _ = _score_lists(model, customers[at].tolist(), [earlier[i] for i in at], width)
     ranked = Ranked(customers, truth, earlier, top_ex, top_in)
     if sampled:
         ranked.ranks_excluding, ranked.ranks_including = ranks_ex, ranks_in
     return ranked
 
 
+def _score_lists(model: Recommender, ids: list[str], earlier: list[np.ndarray], width: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The customers' top ``width`` with and without their earlier purchases from every product's score, and the
+    scores both ways (earlier purchases at -inf in the second)."""
+    scores = np.asarray(model.score(ids), dtype=np.float32)
+    masked = scores.copy()
+    for i, e in enumerate(earlier):
+        masked[i, e] = -np.inf
+    return top_k(scores, width)[0], top_k(masked, width)[0], scores, masked
+
+
 def _index_lists(model: Recommender, ids: list[str], earlier: list[np.ndarray], width: int
-                 ) -> tuple[np.ndarray, np.ndarray] | None:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The customers' top ``width`` with and without their earlier purchases from the model's own
-    :meth:`~core.recs.contract.Recommender.recommend`; None when a list comes back short (a catalogue with fewer
-    products than a list and its exclusions), which the caller then ranks from the scores."""
-    with_earlier = model.recommend(ids, width)[0]
-    without = model.recommend(ids, width, earlier)[0]
-    if with_earlier.shape[1] < width or without.shape[1] < width or (with_earlier < 0).any() or (without < 0).any():
-        return None
-    return with_earlier[:, :width], without[:, :width]
+    :meth:`~core.recs.contract.Recommender.recommend`, and the positions of the customers for whom either came back
+    short (-1 where a list ran out: a catalogue with fewer products than a list and its exclusions)."""
+    lists = []
+    for exclude in (None, earlier):
+        rows = model.recommend(ids, width, exclude)[0][:, :width]
+        lists.append(np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=-1))
+    return lists[0], lists[1], np.flatnonzero((lists[0] < 0).any(axis=1) | (lists[1] < 0).any(axis=1))
 
 
 def _mean(values: np.ndarray) -> float | None:

@@ -52,7 +52,7 @@ from torch_geometric.nn.pool import MIPSKNNIndex
 from core.embeddings.backbone import fuse
 from core.progress import Progress
 from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULAR, PRODUCT_VECTOR, SAVES_STATE,
-                                RecData, Recommender)
+                                RecData, Recommender, top_k)
 from core.recs.graph import build_graph, content_edges, customer_features, feature_spec, new_node_sources, \
     product_features
 from core.recs.sage_model import SageConfig, SageModel, mean_content
@@ -239,8 +239,8 @@ class SageRecommender(Recommender):
         return liked.numpy(), (messages * factor).numpy(), (rest * factor).numpy()
 
     def query_vectors(self, customer_ids) -> np.ndarray:
-        """(q, width + 1) vectors of customers by id: a known customer's is a lookup; anyone else's (no purchases
-        before the cutoff, or not in the data) is :meth:`customer_vector` of their (empty) history."""
+        """(q, width + 1) vectors of customers by id: a customer of the data (with purchases before the cutoff or
+        not) is a lookup; an id not in the data is a new leaf with no history (:meth:`customer_vector`)."""
         rows = [self.data_.customer_row.get(c) for c in customer_ids]
         if all(r is not None for r in rows):
             return self.customer_vectors_[rows]
@@ -261,7 +261,16 @@ class SageRecommender(Recommender):
             pairs = [(i, int(r)) for i, rows in enumerate(exclude) for r in np.unique(rows)]
             links = torch.tensor(pairs, dtype=torch.long).T if pairs else None
         out = self.index_.search(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)), k, exclude_links=links)
-        return out.index.numpy().astype(np.int64), out.score.numpy().astype(np.float32)
+        rows, scores = out.index.numpy().astype(np.int64), out.score.numpy().astype(np.float32)
+        if exclude is not None and len(rows):
+            # PyG asks FAISS for at most 2,048: past that many exclusions a list comes back short (-1); such a
+            # customer's list from every score, unless the catalogue itself runs out
+            n = len(self.product_vectors_)
+            short = [i for i in np.flatnonzero((rows < 0).any(axis=1)) if n - len(np.unique(exclude[i])) >= k]
+            if short:
+                rows[short], scores[short] = top_k(vectors[short] @ self.product_vectors_.T, k,
+                                                   [exclude[i] for i in short])
+        return rows, scores
 
     def score(self, customer_ids) -> np.ndarray:
         return self.query_vectors(customer_ids) @ self.product_vectors_.T

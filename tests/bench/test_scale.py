@@ -145,6 +145,7 @@ def test_featurisation_runs_on_the_catalogue_s_own_photos_from_an_empty_store(tm
     assert out["stages"] == {} and out["features"] == {}  # no features-only stage asked for
     real = out["featurisation"]
     assert real["catalogue"] == "synthetic:40" and real["products_with_photo"] == 40 and real["sizes"] == [12, 24, 200]
+    assert real["towers"]["image_runtime"] == real["towers"]["text_runtime"] == "onnxruntime"  # exported first
     photos, sentences = real["stages"]["photo features"], real["stages"]["sentence features"]
     from core.bench.scale_photos import CATALOGUE_FILE, sampled_catalogue
     from core.cache import file_digest
@@ -159,6 +160,7 @@ def test_featurisation_runs_on_the_catalogue_s_own_photos_from_an_empty_store(tm
         assert photos[str(n)]["output_mb"] == pytest.approx(n * (1280 + 860) * 4 / 2 ** 20, abs=0.05)
         assert sentences[str(n)]["output_mb"] == pytest.approx(n * 384 * 4 / 2 ** 20, abs=0.05)
         assert photos[str(n)]["per_s"] > 0 and photos[str(n)]["peak_rss_mb"] > photos[str(n)]["rss_loaded_mb"] > 0
+        assert photos[str(n)]["peak_reset"] and sentences[str(n)]["peak_reset"]  # counted from the loaded towers
     assert photos["200"] == {"failed": "the catalogue has 40 products with a photo"}
     assert photos["exponent"] is not None and sentences["exponent_last"] is not None
     assert list((tmp_path / "scratch").iterdir()) == []
@@ -174,6 +176,7 @@ def test_a_sampled_catalogue_keeps_products_with_a_photo_in_catalogue_order(tmp_
     rows = full.index.get_indexer(sample.index)
     assert (rows >= 0).all() and (np.diff(rows) > 0).all()
     assert sampled_catalogue(tmp_path, 10).products.index.equals(sample.index)  # seeded
+    assert set(sample.index) <= set(sampled_catalogue(tmp_path, 20).products.index)  # a larger size holds it
     with pytest.raises(ValueError, match="30 with a photo"):
         sampled_catalogue(tmp_path, 31)
 
@@ -184,3 +187,16 @@ def test_sizes_are_read_with_thousands_separators_and_refused_when_not_numbers()
     for bad in ("2000,abc", "0", "50"):
         with pytest.raises(SystemExit, match="--photo-sizes takes .* at least 100 .*got"):
             _sizes(bad, 100, "--photo-sizes")
+
+
+def test_featurisation_stages_need_photo_sizes():
+    with pytest.raises(ValueError, match="photo features.*none were given"):
+        bench_scale([400], ["neighbour table", "photo features"])
+
+
+def test_the_peak_rss_restarts_from_what_is_loaded():
+    from core.bench.measure import own_peak_rss_mb, reset_peak_rss
+    big = np.ones(50_000_000 // 8)  # 50 MB, then freed: the peak keeps it until reset
+    del big
+    now, reset = reset_peak_rss()
+    assert reset and own_peak_rss_mb() < now + 20

@@ -410,7 +410,10 @@ def assert_index_ranks_as_scores(model: Recommender, data, test: pd.DataFrame) -
     test = pd.concat([test, repeat], ignore_index=True)  # a product bought again in the window
     want = rank_customers(EveryScore(model), data, test, cfg, sampled=True)
     indexed = copy.copy(model)
-    indexed.score = None  # never asked for a full row of scores
+    indexed.score = None  # never asked for a full row of scores, nor is a model it wraps
+    if hasattr(model, "fallback"):
+        indexed.model = copy.copy(model.model)
+        indexed.model.score = None
     got = rank_customers(indexed, data, test, cfg, sampled=True)
     assert got.customers.tolist() == want.customers.tolist() and len(got.customers) >= 10
     scores = model.score(got.customers.tolist())

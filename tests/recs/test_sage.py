@@ -198,6 +198,36 @@ def test_the_evaluation_ranks_through_the_faiss_index_as_through_every_score(tmp
     assert_index_ranks_as_scores(model, data, split.test)
 
 
+def test_an_id_not_in_the_data_is_a_leaf_without_history(blocks_model):
+    data, model = blocks_model
+    np.testing.assert_allclose(model.query_vectors(["nobody", "c0"]),
+                               np.stack([model.customer_vector(np.zeros(0, np.int64), "nobody"),
+                                         model.customer_vectors()[data.customer_row["c0"]]]), atol=1e-6)
+    np.testing.assert_allclose(model.recommend(["nobody"], 3)[1], top_k(model.score(["nobody"]), 3)[1], rtol=1e-5)
+
+
+def test_a_list_faiss_returns_short_is_ranked_from_every_score(blocks_model, monkeypatch):
+    """PyG asks FAISS for at most 2,048 products, so a customer excluding more gets a short list (-1 padded)."""
+    import copy
+    data, model = blocks_model
+    model = copy.copy(model)
+    model.index_ = copy.copy(model.index_)
+    search = model.index_.search
+
+    def capped(emb, k, exclude_links=None):  # what PyG returns past its cap: the first customer's list runs out
+        out = search(emb, k, exclude_links)
+        out.index[0, 1:] = -1
+        out.score[0, 1:] = float("-inf")
+        return out
+    monkeypatch.setattr(model.index_, "search", capped)
+    ids = ["c0", "c1"]
+    bought = [data.history(c) for c in ids]
+    rows, scores = model.recommend(ids, 3, exclude=bought)
+    want_rows, want_scores = top_k(model.score(ids), 3, exclude=bought)
+    assert (rows >= 0).all()
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5)
+
+
 def test_faiss_recommendations_equal_the_full_scores(blocks_model):
     data, model = blocks_model
     ids = ["c0", "c1", "c2", "c3"]
