@@ -297,27 +297,41 @@ class ArtefactCache:
         return n
 
 
+def _size(path: Path) -> int:
+    """A file's size in bytes; 0 when it has gone (another process merged it)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 class RowStore:
     """Rows of one model's output per content key, e.g. image embeddings keyed by the photo's digest.
 
     Stored as shards ``<root>/rows/<name>/<config key>/shard-*.npz`` (arrays ``keys``
-    (n,) str and ``rows`` (n, d) float32); new rows go into a new shard, and shards
-    are merged once there are more than ``max_shards``.
+    (n,) str and ``rows`` (n, d) float32); new rows go into a new shard, and the shards smaller than
+    ``merge_bytes`` are merged into one once there are more than ``max_shards`` of them. A merged shard
+    past ``merge_bytes`` is left as it is, so a merge reads and writes at most about ``merge_bytes`` plus
+    the small shards, whatever the store holds: rows are rewritten a bounded number of times (merging
+    every shard each time rewrote the whole store every ``max_shards`` puts, n² over a build) and a
+    merge's memory does not grow with the catalogue.
     """
 
-    def __init__(self, cache: ArtefactCache, name: str, cfg: dict, max_shards: int = 8):
+    def __init__(self, cache: ArtefactCache, name: str, cfg: dict, max_shards: int = 8,
+                 merge_bytes: int = 64 * 2 ** 20):
         self.cache = cache
         self.kind = f"rows/{name}/{ArtefactCache.key(cfg, '')}"
         self.dir = cache.root / self.kind
         self.cfg = cfg
         self.max_shards = max_shards
+        self.merge_bytes = merge_bytes
 
     def _shards(self) -> list[Path]:
         return sorted(self.dir.glob("shard-*.npz")) if self.dir.is_dir() else []
 
-    def _load_all(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _load_all(self, shards: list[Path] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
         keys, rows = [], []
-        for path in self._shards():
+        for path in self._shards() if shards is None else shards:
             got = _read_npz(path)
             if got is not None:
                 keys.append(got["keys"])
@@ -327,19 +341,25 @@ class RowStore:
     def get(self, keys: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
         """Rows for ``keys`` in order, (n, d) float32 (None if the store is empty), and a (n,) bool
         mask of the keys found; rows of missing keys are zero."""
+        codes, distinct = pd.factorize(np.asarray(keys, dtype=str))  # a key asked for twice is looked up once
+        distinct = pd.Index(distinct)
+        out, hit = None, np.zeros(len(distinct), dtype=bool)
         with self.cache.lock(self.kind, "store", shared=True):
-            skeys, srows = self._load_all()
-        found = np.zeros(len(keys), dtype=bool)
-        if not skeys:
-            return None, found
-        all_keys = np.concatenate(skeys)
-        all_rows = np.concatenate(srows)
-        position = {k: i for i, k in enumerate(all_keys.tolist())}
-        idx = np.array([position.get(k, -1) for k in keys], dtype=np.int64)
-        found = idx >= 0
-        out = np.zeros((len(keys), all_rows.shape[1]), dtype=np.float32)
-        out[found] = all_rows[idx[found]]
-        return out, found
+            for path in self._shards():  # one shard in memory at a time beside the output
+                got = _read_npz(path)
+                if got is None:
+                    continue
+                if out is None:
+                    out = np.zeros((len(distinct), got["rows"].shape[1]), dtype=np.float32)
+                at = distinct.get_indexer(got["keys"])
+                mine = at >= 0
+                out[at[mine]] = got["rows"][mine]  # a key in two shards: the later one's row, as merges keep
+                hit[at[mine]] = True
+        if out is None:
+            return None, np.zeros(len(keys), dtype=bool)
+        if len(distinct) == len(keys):
+            return out, hit  # factorize numbers distinct keys in order: codes are 0..n-1
+        return out[codes], hit[codes]
 
     def put(self, keys: list[str], rows: np.ndarray) -> None:
         """Add rows (n, d) for ``keys``; merges shards when there are too many."""
@@ -349,13 +369,14 @@ class RowStore:
             _write_npz(self.dir / f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz",
                        {"keys": np.asarray(keys, dtype=str), "rows": np.asarray(rows, dtype=np.float32)},
                        {"config": self.cfg})
-            shards = self._shards()
+            shards = [p for p in self._shards() if _size(p) < self.merge_bytes]
             if len(shards) > self.max_shards:
-                skeys, srows = self._load_all()
-                all_keys = np.concatenate(skeys)
-                _, first = np.unique(all_keys, return_index=True)
-                _write_npz(self.dir / f"shard-{time.time_ns():020d}-merged.npz",
-                           {"keys": all_keys[first], "rows": np.concatenate(srows)[first]}, {"config": self.cfg})
+                skeys, srows = self._load_all(shards)
+                if skeys:
+                    all_keys = np.concatenate(skeys)
+                    _, first = np.unique(all_keys, return_index=True)
+                    _write_npz(self.dir / f"shard-{time.time_ns():020d}-merged.npz",
+                               {"keys": all_keys[first], "rows": np.concatenate(srows)[first]}, {"config": self.cfg})
                 for p in shards:
                     p.unlink(missing_ok=True)  # _load_all already deleted corrupt ones
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.cache import ArtefactCache, RowStore, file_digest, json_arrays, json_value
+from core.cache import ArtefactCache, RowStore, _size, file_digest, json_arrays, json_value
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CFG = {"what": "test", "k": 3}
@@ -304,3 +304,28 @@ def test_a_json_report_round_trips_through_one_artefact(cache):
     assert back["scores"][2] is None
     assert json_value(cache.load("evaluation", "missing"), "result") is None
     assert json_value(json_arrays([1, 2])) == [1, 2]  # the array is called "report" unless named
+
+
+def test_rowstore_merges_only_the_small_shards(cache):
+    """A merged shard past merge_bytes stays as it is: later merges take only the shards still small, so a
+    build's rows are not rewritten again and again, and nothing is lost."""
+    store = RowStore(cache, "text", {"m": 1}, max_shards=2, merge_bytes=2_000)  # a few puts of 10 rows
+    for i in range(30):
+        store.put([f"k{i}-{j}" for j in range(10)], _rows(list(range(10 * i, 10 * i + 10))))
+        assert sum(_size(p) < 2_000 for p in store._shards()) <= 2
+    big = [p for p in store._shards() if _size(p) >= 2_000]
+    assert len(big) >= 2  # sealed shards, each left alone once past the size
+    rows, found = store.get([f"k{i}-{j}" for i in range(30) for j in range(10)])
+    assert found.all()
+    np.testing.assert_array_equal(rows, _rows(list(range(300))))
+    assert len(store) == 300 and not _tmp_files(cache.root)
+
+
+def test_rowstore_gives_a_key_asked_twice_both_times(cache):
+    store = RowStore(cache, "text", {"m": 1})
+    store.put(["a", "b"], _rows([1, 2]))
+    store.put(["c"], _rows([3]))
+    rows, found = store.get(["c", "a", "zz", "a", ""])
+    assert found.tolist() == [True, True, False, True, False]
+    np.testing.assert_array_equal(rows, _rows([3, 1, 0, 1, 0]))
+    assert store.get([])[0].shape == (0, 4)
