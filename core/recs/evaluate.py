@@ -179,14 +179,19 @@ def _score_lists(model: Recommender, ids: list[str], earlier: list[np.ndarray], 
 
 def _index_lists(model: Recommender, ids: list[str], earlier: list[np.ndarray], width: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The customers' top ``width`` with and without their earlier purchases from the model's own
-    :meth:`~core.recs.contract.Recommender.recommend`, and the positions of the customers for whom either came back
-    short (-1 where a list ran out: a catalogue with fewer products than a list and its exclusions)."""
-    lists = []
-    for exclude in (None, earlier):
-        rows = model.recommend(ids, width, exclude)[0][:, :width]
-        lists.append(np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=-1))
-    return lists[0], lists[1], np.flatnonzero((lists[0] < 0).any(axis=1) | (lists[1] < 0).any(axis=1))
+    """The customers' top ``width`` with and without their earlier purchases (distinct rows) from one search of the
+    model's own :meth:`~core.recs.contract.Recommender.recommend`, deep enough for both, and the positions of the
+    customers for whom either came short (a catalogue with fewer products than a list and its exclusions, or an
+    index that caps how deep it searches)."""
+    deep = model.recommend(ids, width + max((len(e) for e in earlier), default=0))[0]
+    with_earlier = np.full((len(ids), width), -1, dtype=np.int64)
+    without = np.full((len(ids), width), -1, dtype=np.int64)
+    for i, (rows, e) in enumerate(zip(deep, earlier)):
+        rows = rows[rows >= 0]
+        with_earlier[i, :min(width, len(rows))] = rows[:width]
+        kept = rows[~np.isin(rows, e)][:width]
+        without[i, :len(kept)] = kept
+    return with_earlier, without, np.flatnonzero((with_earlier < 0).any(axis=1) | (without < 0).any(axis=1))
 
 
 def _mean(values: np.ndarray) -> float | None:
