@@ -275,7 +275,7 @@ STAGES: dict[str, Callable[[Path, int], dict]] = {
     "graph": scale_shop.graph_stage,
     **{f"fit {name}": scale_shop.fit_stage(name) for name in scale_shop.RECOMMENDERS},
     "evaluation scoring": scale_shop.scoring_stage("content"),  # its fit is a copy: the stage is the scoring
-    "evaluation scoring by index": scale_shop.scoring_stage("two_tower"),
+    "evaluation scoring by index": scale_shop.scoring_stage("two_tower", from_index=True),
 }
 NEEDS = {"neighbour table": (), "index": (), "heads": (), "texture model": (), "projection 2-D": ("neighbour table",),
          "projection 10-D": ("neighbour table",), "clustering": ("projection 10-D",),

@@ -137,12 +137,13 @@ def fit_stage(name: str) -> Callable[[Path, int], dict]:
     return run
 
 
-def scoring_stage(model_name: str) -> Callable[[Path, int], dict]:
+def scoring_stage(model_name: str, from_index: bool = False) -> Callable[[Path, int], dict]:
     """The stage timing the evaluation's ranking of the test window's customers by the registered recommender
     ``model_name``, fitted first with its defaults (not timed): :func:`core.recs.evaluate.rank_customers` with the
     sampled metric's pairs, as the test window is ranked; at most ``SplitConfig.max_customers`` customers, a sample
-    past that, as the evaluation measures. A model with customer vectors gives its lists from its index and scores
-    only the sampled pairs; any other scores every product for a batch of customers at a time. The peak RSS restarts
+    past that, as the evaluation measures. Every product is scored for a batch of customers at a time, or with
+    ``from_index`` a model with customer vectors gives its lists from its index and scores only the sampled
+    pairs. The peak RSS restarts
     once the model is fitted (``rss_fitted_mb``; ``peak_reset`` says whether the kernel allowed it), so
     ``peak_rss_mb`` is the fitted model and data plus what the ranking added, not the fit's own peak."""
     def run(scratch: Path, n: int) -> dict:
@@ -158,9 +159,9 @@ def scoring_stage(model_name: str) -> Callable[[Path, int], dict]:
         model = create_recommender(model_name).fit(data)
         fitted, reset = reset_peak_rss()
         t = time.perf_counter()
-        ranked = rank_customers(model, data, measured.test, cfg, sampled=True)
+        ranked = rank_customers(model, data, measured.test, cfg, sampled=True, from_index=from_index)
         seconds = time.perf_counter() - t
-        indexed = model.supports(CUSTOMER_VECTORS)
+        indexed = from_index and model.supports(CUSTOMER_VECTORS)
         return {"seconds": seconds, "model": model_name, "test_customers": len(ranked.customers),
                 "window_customers": len(window.test_customers()), "test_pairs": len(ranked.ranks_including),
                 "ms_per_customer": round(1000 * seconds / max(1, len(ranked.customers)), 3),

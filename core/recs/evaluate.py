@@ -68,9 +68,7 @@ from core.recs.split import (Split, SplitConfig, customer_slice, sample_customer
                              validation_split)
 
 KIND = "rec-eval"
-# bump when a metric's definition or a model's ranking changes, so cached evaluations are recomputed (3: two-tower's
-# and GraphSAGE's lists from their FAISS indexes, which can order exact ties and last-bit near-ties differently)
-EVAL_VERSION = 3
+EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
 EXCLUDE_CHOICES = ("auto", "yes", "no")
 INDEX_BATCH = 256  # customers whose lists a model with an index is asked for at once
 
@@ -107,12 +105,15 @@ class Ranked:
 
 
 def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: EvalConfig,
-                   sampled: bool = False) -> Ranked:
+                   sampled: bool = False, from_index: bool = False) -> Ranked:
     """The test customers' top lists (and, if ``sampled``, the sampled ranks of every distinct test pair), in
-    batches. A model with customer vectors (:data:`~core.recs.contract.CUSTOMER_VECTORS`: two-tower, GraphSAGE)
-    is asked for its lists, which it answers from its inner-product index (FAISS; exact unless the model was
-    given another layout), :data:`INDEX_BATCH` customers at a time, and for the sampled pairs' scores alone; any
-    other model scores every product for :func:`scoring_batch` customers at a time."""
+    batches: every product scored for :func:`scoring_batch` customers at a time. With ``from_index``, a model with
+    customer vectors (:data:`~core.recs.contract.CUSTOMER_VECTORS`: two-tower, GraphSAGE) is asked for its lists
+    instead, which it answers from its inner-product index (FAISS), :data:`INDEX_BATCH` customers at a time, and
+    for the sampled pairs' scores alone. Not the default: the models' indexes are exact (flat), and FAISS's flat
+    search took 1.8x as long per customer as scoring every product in NumPy and ranking with torch (two-tower
+    against content, 10,000 customers of a million products, ``bench scale``; 5.7x on 200,000 x 256 rows alone),
+    while the scores held at once are bounded either way (``SCORE_ENTRIES``). An approximate index would turn it."""
     rows = test["product_id"].astype(str).map(data.product_row)
     pairs = pd.DataFrame({"c": test["customer_id"].astype(str).to_numpy(), "p": rows.to_numpy()})
     pairs = pairs[rows.notna().to_numpy()].astype({"p": np.int64}).drop_duplicates().sort_values(["c", "p"])
@@ -131,7 +132,7 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
         ranks_ex, ranks_in = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
         # pairs whose product the customer had bought before (in pair order, as truth is)
         again = np.concatenate([np.isin(t, e) for t, e in zip(truth, earlier)]) if len(pairs) else np.zeros(0, bool)
-    indexed = model.supports(CUSTOMER_VECTORS)
+    indexed = from_index and model.supports(CUSTOMER_VECTORS)
     batch = INDEX_BATCH if indexed else scoring_batch(data.n_products)
     short: list[np.ndarray] = []  # customers whose lists from the index came back short
     for start in range(0, len(customers), batch):

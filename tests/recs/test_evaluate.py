@@ -409,12 +409,13 @@ def assert_index_ranks_as_scores(model: Recommender, data, test: pd.DataFrame) -
     repeat = test.iloc[[0]].assign(customer_id=buyer, product_id=data.product_ids[data.history(buyer)[0]])
     test = pd.concat([test, repeat], ignore_index=True)  # a product bought again in the window
     want = rank_customers(EveryScore(model), data, test, cfg, sampled=True)
+    np.testing.assert_array_equal(rank_customers(model, data, test, cfg).top_including, want.top_including)  # default
     indexed = copy.copy(model)
     indexed.score = None  # never asked for a full row of scores, nor is a model it wraps
     if hasattr(model, "fallback"):
         indexed.model = copy.copy(model.model)
         indexed.model.score = None
-    got = rank_customers(indexed, data, test, cfg, sampled=True)
+    got = rank_customers(indexed, data, test, cfg, sampled=True, from_index=True)
     assert got.customers.tolist() == want.customers.tolist() and len(got.customers) >= 10
     scores = model.score(got.customers.tolist())
     for mine, theirs in ((got.top_including, want.top_including), (got.top_excluding, want.top_excluding)):
