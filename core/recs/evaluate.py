@@ -113,7 +113,8 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     for the sampled pairs' scores alone. Not the default: the models' indexes are exact (flat), and FAISS's flat
     search took 1.8x as long per customer as scoring every product in NumPy and ranking with torch (two-tower
     against content, 10,000 customers of a million products, ``bench scale``; 5.7x on 200,000 x 256 rows alone),
-    while the scores held at once are bounded either way (``SCORE_ENTRIES``). An approximate index would turn it."""
+    while the scores held at once are bounded either way (``SCORE_ENTRIES``). With an approximate index it would be
+    the faster path."""
     rows = test["product_id"].astype(str).map(data.product_row)
     pairs = pd.DataFrame({"c": test["customer_id"].astype(str).to_numpy(), "p": rows.to_numpy()})
     pairs = pairs[rows.notna().to_numpy()].astype({"p": np.int64}).drop_duplicates().sort_values(["c", "p"])
