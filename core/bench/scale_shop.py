@@ -143,9 +143,9 @@ def scoring_stage(model_name: str, from_index: bool = False) -> Callable[[Path, 
     sampled metric's pairs, as the test window is ranked; at most ``SplitConfig.max_customers`` customers, a sample
     past that, as the evaluation measures. Every product is scored for a batch of customers at a time, or with
     ``from_index`` a model with customer vectors gives its lists from its index and scores only the sampled
-    pairs. The peak RSS restarts
-    once the model is fitted (``rss_fitted_mb``; ``peak_reset`` says whether the kernel allowed it), so
-    ``peak_rss_mb`` is the fitted model and data plus what the ranking added, not the fit's own peak."""
+    pairs. The peak RSS restarts once the model is fitted (``rss_fitted_mb``; ``peak_reset`` says whether the
+    kernel allowed it), so ``peak_rss_mb`` is the fitted model and data plus what the ranking added, not the fit's
+    own peak."""
     def run(scratch: Path, n: int) -> dict:
         from core.bench.measure import reset_peak_rss
         from core.recs.contract import CUSTOMER_VECTORS, scoring_batch

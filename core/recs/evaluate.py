@@ -131,9 +131,9 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
         negatives = sample_negatives(data.n_products, bought, owner, cfg.n_sampled, cfg.seed)
         targets = pairs["p"].to_numpy()
         ranks_ex, ranks_in = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
-        # pairs whose product the customer had bought before (in pair order, as truth is)
-        again = np.concatenate([np.isin(t, e) for t, e in zip(truth, earlier)]) if len(pairs) else np.zeros(0, bool)
     indexed = from_index and model.supports(CUSTOMER_VECTORS)
+    if sampled and indexed:  # pairs whose product the customer had bought before (in pair order, as truth is)
+        again = np.concatenate([np.isin(t, e) for t, e in zip(truth, earlier)]) if len(pairs) else np.zeros(0, bool)
     batch = INDEX_BATCH if indexed else scoring_batch(data.n_products)
     short: list[np.ndarray] = []  # customers whose lists from the index came back short
     for start in range(0, len(customers), batch):
