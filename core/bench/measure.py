@@ -66,6 +66,11 @@ def _status_mb(field: str) -> float | None:
     return None
 
 
+def current_rss_mb() -> float | None:
+    """This process's resident memory now (VmRSS) in MB; None where ``/proc`` does not tell it."""
+    return _status_mb("VmRSS")
+
+
 def reset_peak_rss() -> tuple[float, bool]:
     """Start this process's peak RSS (VmHWM) anew from its current RSS (Linux: ``5`` into ``/proc/self/clear_refs``),
     so :func:`own_peak_rss_mb` then counts from here: a stage's memory apart from what it loaded first. Returns the

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bench.measure import own_peak_rss_mb, reset_peak_rss
+from core.bench.measure import current_rss_mb, own_peak_rss_mb, reset_peak_rss
 
 REAL = "real photos and sentences: the first n of a seeded random order of the catalogue's products with a photo"
 CATALOGUE_FILE = "catalogue.txt"  # in the stages' shared folder: the --catalog spec the stages load
@@ -80,23 +80,54 @@ def _measured(seconds: float, n: int, computed: int, loaded: tuple[float, bool],
             "beyond_output_mb": round(own_peak_rss_mb() - loaded[0] - output_mb, 1)}
 
 
+class HeldTrace:
+    """What a featurising stage holds beyond the rows it has filled so far, as it goes: called as a progress callback
+    (``(label, done, total)``), it reads the process's RSS about every ``every`` items and subtracts the loaded towers
+    (``loaded_mb``) and ``done`` rows of ``width`` float32 columns. The output matrices are zero-filled by the
+    kernel page by page as rows land in them, so a stage that streams holds about the same at every point of its run,
+    whatever the catalogue's size: :meth:`summary` gives the first and last point and the growth per 1,000 items fitted
+    over the run's second half (a step, such as a store's merge, shows as a jump between points)."""
+
+    def __init__(self, loaded_mb: float, width: int, label: str, every: int = 1024):
+        self.loaded_mb, self.width, self.label, self.every = loaded_mb, width, label, every
+        self.points: list[tuple[int, float]] = []
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        now = current_rss_mb()
+        if label != self.label or now is None or (self.points and done - self.points[-1][0] < self.every):
+            return
+        self.points.append((done, now - self.loaded_mb - done * self.width * 4 / 2 ** 20))
+
+    def summary(self) -> dict:
+        if not self.points:
+            return {}
+        done, held = np.array(self.points, dtype=float).T
+        half = done >= done[-1] / 2
+        slope = round(float(np.polyfit(done[half], held[half], 1)[0]) * 1000, 2) if half.sum() >= 2 else None
+        return {"held_first_mb": round(float(held[0]), 1), "held_last_mb": round(float(held[-1]), 1),
+                "held_growth_mb_per_1000": slope,
+                "held_trace": [[int(d), round(float(h), 1)] for d, h in self.points]}
+
+
 def photo_stage(shared: Path, n: int) -> dict:
     """Photo featurisation of ``n`` real products from an emptied store (:func:`core.embeddings.lit.features.
     catalog_texture_features`: digests, decoding in threads, the image tower through ONNX Runtime, pooled features
     and texture descriptors saved every 1,024 photos). Output: both (n, d) float32 matrices, held to the pass's end."""
     from core.embeddings.lit.features import catalog_texture_features
     from core.embeddings.lit.runtime import FeatureRunners
+    from core.embeddings.lit.descriptor import descriptor_dim
     from core.embeddings.lit.towers import IMAGE_FEATURES
     catalog = sampled_catalogue(shared, n)
     cache = _empty_store(shared)
     runners = FeatureRunners()
     tower = runners.get(cache)
     loaded = reset_peak_rss()
+    trace = HeldTrace(loaded[0], IMAGE_FEATURES + descriptor_dim(), "image features")
     t = time.perf_counter()
     computed: dict[str, int] = {}
-    descriptors, _ = catalog_texture_features(catalog, cache, runners=runners, computed=computed)
+    descriptors, _ = catalog_texture_features(catalog, cache, trace, runners=runners, computed=computed)
     out = _measured(time.perf_counter() - t, n, computed["images"], loaded, IMAGE_FEATURES + descriptors.shape[1])
-    return {**out, "runtime": tower.runtime}
+    return {**out, **trace.summary(), "runtime": tower.runtime}
 
 
 def sentence_stage(shared: Path, n: int) -> dict:
@@ -104,14 +135,17 @@ def sentence_stage(shared: Path, n: int) -> dict:
     sentence_features`: MiniLM through ONNX Runtime, saved every TEXT_CHUNK sentences). Output: the (n, 384) matrix."""
     from core.embeddings.lit.features import sentence_features
     from core.embeddings.lit.text import TextTower
+    from core.embeddings.lit.towers import TEXT_FEATURES
     catalog = sampled_catalogue(shared, n)
     cache = _empty_store(shared)
     text = TextTower(cache)
     runner = text.runner()
     loaded = reset_peak_rss()
+    trace = HeldTrace(loaded[0], TEXT_FEATURES, "text features")
     t = time.perf_counter()
-    rows, computed = sentence_features(catalog, cache, text=text)
-    return {**_measured(time.perf_counter() - t, n, computed, loaded, rows.shape[1]), "runtime": runner.runtime}
+    rows, computed = sentence_features(catalog, cache, trace, text=text)
+    return {**_measured(time.perf_counter() - t, n, computed, loaded, rows.shape[1]), **trace.summary(),
+            "runtime": runner.runtime}
 
 
 STAGES = {"photo features": photo_stage, "sentence features": sentence_stage}

@@ -161,6 +161,8 @@ def test_featurisation_runs_on_the_catalogue_s_own_photos_from_an_empty_store(tm
         assert sentences[str(n)]["output_mb"] == pytest.approx(n * 384 * 4 / 2 ** 20, abs=0.05)
         assert photos[str(n)]["per_s"] > 0 and photos[str(n)]["peak_rss_mb"] > photos[str(n)]["rss_loaded_mb"] > 0
         assert photos[str(n)]["peak_reset"] and sentences[str(n)]["peak_reset"]  # counted from the loaded towers
+        for stage in (photos, sentences):  # traced through the featurisation's own progress ticks
+            assert 0 < stage[str(n)]["held_trace"][0][0] <= n
     assert photos["200"] == {"failed": "the catalogue has 40 products with a photo"}
     assert photos["exponent"] is not None and sentences["exponent_last"] is not None
     assert list((tmp_path / "scratch").iterdir()) == []
@@ -200,3 +202,37 @@ def test_the_peak_rss_restarts_from_what_is_loaded():
     del big
     now, reset = reset_peak_rss()
     assert reset and own_peak_rss_mb() < now + 20
+
+
+def _traced(monkeypatch, rss_at) -> dict:
+    """A HeldTrace of 256-column rows (1 KB each) fed every 256 rows up to 8,192, the RSS then being ``rss_at(done)``."""
+    from core.bench import scale_photos
+    done = [0]
+    monkeypatch.setattr(scale_photos, "current_rss_mb", lambda: rss_at(done[0]))
+    trace = scale_photos.HeldTrace(100.0, 256, "image features", every=1024)
+    for done[0] in range(256, 8193, 256):
+        trace("image features", done[0], 8192)
+        trace("text features", done[0], 8192)  # another stage's ticks are not this one's
+    return trace.summary()
+
+
+def test_what_a_stage_holds_beyond_its_filled_rows_is_traced_as_it_goes(monkeypatch):
+    # the rows filled so far (done KB) are the output, not held; 50 MB on top stays 50 MB however far it gets
+    streams = _traced(monkeypatch, lambda done: 100.0 + 50.0 + done / 1024)
+    assert [d for d, _ in streams["held_trace"]] == [256, 1280, 2304, 3328, 4352, 5376, 6400, 7424]
+    assert streams["held_first_mb"] == streams["held_last_mb"] == 50.0
+    assert streams["held_growth_mb_per_1000"] == pytest.approx(0.0, abs=1e-6)
+    # a stage keeping 20 KB more per row than its output grows by 20 MB per 1,000 rows (1,000 x 20 KB = 19.5 MB)
+    leaks = _traced(monkeypatch, lambda done: 100.0 + 50.0 + done / 1024 + done * 20 / 1024)
+    assert leaks["held_growth_mb_per_1000"] == pytest.approx(1000 * 20 / 1024, rel=0.01)
+    assert leaks["held_last_mb"] > leaks["held_first_mb"] + 100
+
+
+def test_a_trace_of_one_point_has_no_growth(monkeypatch):
+    from core.bench import scale_photos
+    monkeypatch.setattr(scale_photos, "current_rss_mb", lambda: 130.0)
+    trace = scale_photos.HeldTrace(100.0, 256, "text features")
+    assert trace.summary() == {}
+    trace("text features", 12, 12)
+    assert trace.summary() == {"held_first_mb": 30.0, "held_last_mb": 30.0, "held_growth_mb_per_1000": None,
+                               "held_trace": [[12, 30.0]]}

@@ -163,7 +163,8 @@ def catalog_texture_features(catalog, cache: ArtefactCache, progress=None, views
             cache.file_digests(paths), descriptor_dim(), encode,
             progress=(lambda d, n, view=view: progress(f"texture features ({view})", d, n)) if progress else None)
         out.append(rows)
-    return np.concatenate(out, axis=1), has_image
+    # one view (the usual case) is returned as it is: a concatenated copy would hold the descriptors twice
+    return (out[0] if len(out) == 1 else np.concatenate(out, axis=1)), has_image
 
 
 def _catalog_photo_features(catalog, cache: ArtefactCache, progress=None, runners: FeatureRunners | None = None):
