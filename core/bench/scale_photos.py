@@ -82,23 +82,39 @@ def _measured(seconds: float, n: int, computed: int, loaded: tuple[float, bool],
 
 class HeldTrace:
     """What a featurising stage holds beyond the rows it has filled so far, as it goes: called as a progress callback
-    (``(label, done, total)``), it reads the process's RSS about every ``every`` items and subtracts the loaded towers
-    (``loaded_mb``) and ``done`` rows of ``width`` float32 columns. The output matrices are zero-filled by the
-    kernel page by page as rows land in them, so a stage that streams holds about the same at every point of its run,
-    whatever the catalogue's size: :meth:`summary` gives the first and last point and the growth per 1,000 items fitted
-    over the run's second half (a step, such as a store's merge, shows as a jump between points)."""
+    (``(label, done, total)``; other labels' ticks are ignored), it reads the process's RSS at least ``every`` items
+    apart and at the end, and subtracts the loaded towers (``loaded_mb``) and ``done`` rows of ``width`` float32
+    columns. The output matrices are zero-filled by the kernel page by page as rows land in them, so a stage that
+    streams holds about the same at every point of its run, whatever the catalogue's size.
+
+    Rows land in the output at the end of each chunk the stage saves, and a chunk's last tick comes twice (once from
+    the tower, once after the rows landed): a point keeps the later of ticks with the same ``done``. A point inside a
+    chunk counts that chunk's rows encoded so far as held: with ``every`` the chunk's size (photos: 1,024) the points
+    fall one batch into the next chunk (32 photos' rows, 0.3 MB); with a larger chunk (sentences: 8,192), up to one
+    chunk's rows (12.6 MB).
+    :meth:`summary` gives the first and last point and the growth per 1,000 items fitted over the run's second half
+    (a step, such as a store's merge, shows as a jump between points)."""
 
     def __init__(self, loaded_mb: float, width: int, label: str, every: int = 1024):
         self.loaded_mb, self.width, self.label, self.every = loaded_mb, width, label, every
         self.points: list[tuple[int, float]] = []
 
     def __call__(self, label: str, done: int, total: int) -> None:
-        now = current_rss_mb()
-        if label != self.label or now is None or (self.points and done - self.points[-1][0] < self.every):
+        if label != self.label:
             return
+        again = bool(self.points) and done == self.points[-1][0]
+        if self.points and not again and done < total and done - self.points[-1][0] < self.every:
+            return
+        now = current_rss_mb()
+        if now is None:
+            return
+        if again:
+            self.points.pop()
         self.points.append((done, now - self.loaded_mb - done * self.width * 4 / 2 ** 20))
 
     def summary(self) -> dict:
+        """{} with no point, else ``held_first_mb``, ``held_last_mb``, ``held_growth_mb_per_1000`` (None with fewer
+        than two points in the second half) and ``held_trace`` [[done, held MB], ...]."""
         if not self.points:
             return {}
         done, held = np.array(self.points, dtype=float).T
@@ -115,14 +131,14 @@ def photo_stage(shared: Path, n: int) -> dict:
     and texture descriptors saved every 1,024 photos). Output: both (n, d) float32 matrices, held to the pass's end."""
     from core.embeddings.lit.features import catalog_texture_features
     from core.embeddings.lit.runtime import FeatureRunners
-    from core.embeddings.lit.descriptor import descriptor_dim
     from core.embeddings.lit.towers import IMAGE_FEATURES
     catalog = sampled_catalogue(shared, n)
     cache = _empty_store(shared)
     runners = FeatureRunners()
     tower = runners.get(cache)
     loaded = reset_peak_rss()
-    trace = HeldTrace(loaded[0], IMAGE_FEATURES + descriptor_dim(), "image features")
+    # the pooled features and the texture descriptor (its means and Grams, side by side): the tower's outputs
+    trace = HeldTrace(loaded[0], sum(tower.widths), "image features")
     t = time.perf_counter()
     computed: dict[str, int] = {}
     descriptors, _ = catalog_texture_features(catalog, cache, trace, runners=runners, computed=computed)

@@ -204,28 +204,45 @@ def test_the_peak_rss_restarts_from_what_is_loaded():
     assert reset and own_peak_rss_mb() < now + 20
 
 
-def _traced(monkeypatch, rss_at) -> dict:
-    """A HeldTrace of 256-column rows (1 KB each) fed every 256 rows up to 8,192, the RSS then being ``rss_at(done)``."""
+def _traced(monkeypatch, rss_at, ticks=range(256, 8193, 256), total=8192) -> dict:
+    """A HeldTrace of 256-column rows (1 KB each) fed ``ticks``, the RSS then being ``rss_at(done)``; before each, a
+    tick of another stage, 512 further on and 1 GB higher, which it must ignore."""
     from core.bench import scale_photos
     done = [0]
     monkeypatch.setattr(scale_photos, "current_rss_mb", lambda: rss_at(done[0]))
     trace = scale_photos.HeldTrace(100.0, 256, "image features", every=1024)
-    for done[0] in range(256, 8193, 256):
-        trace("image features", done[0], 8192)
-        trace("text features", done[0], 8192)  # another stage's ticks are not this one's
+    for tick in ticks:
+        done[0] = tick + 512
+        monkeypatch.setattr(scale_photos, "current_rss_mb", lambda: rss_at(done[0]) + 1000)
+        trace("text features", done[0], total)
+        done[0] = tick
+        monkeypatch.setattr(scale_photos, "current_rss_mb", lambda: rss_at(done[0]))
+        trace("image features", tick, total)
     return trace.summary()
 
 
 def test_what_a_stage_holds_beyond_its_filled_rows_is_traced_as_it_goes(monkeypatch):
     # the rows filled so far (done KB) are the output, not held; 50 MB on top stays 50 MB however far it gets
     streams = _traced(monkeypatch, lambda done: 100.0 + 50.0 + done / 1024)
-    assert [d for d, _ in streams["held_trace"]] == [256, 1280, 2304, 3328, 4352, 5376, 6400, 7424]
+    assert [d for d, _ in streams["held_trace"]] == [256, 1280, 2304, 3328, 4352, 5376, 6400, 7424, 8192]  # + the end
     assert streams["held_first_mb"] == streams["held_last_mb"] == 50.0
     assert streams["held_growth_mb_per_1000"] == pytest.approx(0.0, abs=1e-6)
     # a stage keeping 20 KB more per row than its output grows by 20 MB per 1,000 rows (1,000 x 20 KB = 19.5 MB)
     leaks = _traced(monkeypatch, lambda done: 100.0 + 50.0 + done / 1024 + done * 20 / 1024)
     assert leaks["held_growth_mb_per_1000"] == pytest.approx(1000 * 20 / 1024, rel=0.01)
     assert leaks["held_last_mb"] > leaks["held_first_mb"] + 100
+
+
+def test_the_growth_is_fitted_on_the_second_half_and_a_repeated_tick_keeps_the_later(monkeypatch):
+    # 300 MB taken once early on (a bounded step) is no growth in the second half
+    step = _traced(monkeypatch, lambda done: 100.0 + done / 1024 + (300.0 if done > 1500 else 0.0))
+    assert step["held_first_mb"] == 0.0 and step["held_last_mb"] == 300.0
+    assert step["held_growth_mb_per_1000"] == pytest.approx(0.0, abs=1e-6)
+    # a chunk's last tick comes twice, before and after its rows land (here 64 MB more before): the later one stays
+    rss = {1024: [164.0 + 1.0, 100.0 + 1.0], 2048: [164.0 + 2.0, 100.0 + 2.0]}
+    twice = _traced(monkeypatch, lambda done: rss[done].pop(0) if done in rss else 0.0,
+                    ticks=[1024, 1024, 2048, 2048], total=2048)
+    assert twice["held_trace"] == [[1024, 0.0], [2048, 0.0]] and twice["held_growth_mb_per_1000"] == 0.0
 
 
 def test_a_trace_of_one_point_has_no_growth(monkeypatch):
