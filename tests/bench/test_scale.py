@@ -209,7 +209,6 @@ def _traced(monkeypatch, rss_at, ticks=range(256, 8193, 256), total=8192) -> dic
     tick of another stage, 512 further on and 1 GB higher, which it must ignore."""
     from core.bench import scale_photos
     done = [0]
-    monkeypatch.setattr(scale_photos, "current_rss_mb", lambda: rss_at(done[0]))
     trace = scale_photos.HeldTrace(100.0, 256, "image features", every=1024)
     for tick in ticks:
         done[0] = tick + 512
