@@ -159,8 +159,9 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
                 ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
                 ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
     short_rows = np.concatenate(short) if short else np.zeros(0, np.int64)
-    for start in range(0, len(short_rows), scoring_batch(data.n_products)):  # ranked from every score instead
-        at = short_rows[start:start + scoring_batch(data.n_products)]
+    every = scoring_batch(data.n_products)
+    for start in range(0, len(short_rows), every):  # ranked from every score instead
+        at = short_rows[start:start + every]
         top_in[at], top_ex[at], _, _ = _score_lists(model, customers[at].tolist(), [earlier[i] for i in at], width)
     ranked = Ranked(customers, truth, earlier, top_ex, top_in)
     if sampled:
