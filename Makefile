@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-requirements
+RAY_STAMP := $(VENV)/.installed-requirements-ray
 
-.PHONY: run test test-fast setup build bench clean-cache
+.PHONY: run test test-fast test-ray setup setup-ray build bench clean-cache
 
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -12,6 +13,13 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
+# Optional: Ray, for --ray / ATELIER_RAY (core/distributed/), pinned together with requirements.txt
+$(RAY_STAMP): $(STAMP) requirements-ray.txt
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-ray.txt -c requirements.txt
+	cp requirements-ray.txt $@
+
+setup-ray: $(RAY_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/python -m streamlit run app.py
 
@@ -19,7 +27,11 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not integration and not app"
+	$(VENV)/bin/python -m pytest -q -m "not integration and not app and not ray"
+
+# the cluster tests: a simulated Ray cluster on this machine (installs requirements-ray.txt first)
+test-ray: $(RAY_STAMP)
+	$(VENV)/bin/python -m pytest -q -m ray
 
 build: $(STAMP)
 	$(VENV)/bin/python -m core build

@@ -8,13 +8,14 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parents[1] / "core"
 # Lowest first. A module may import from its own layer (no circle) or from any layer below it.
 LAYERS = [
-    ("core.config", "core.progress", "core.astlock"),
+    ("core.config", "core.progress", "core.astlock", "core.executor"),
     ("core.cache",),
     ("core.data",),
     ("core.embeddings",),
     ("core.explore", "core.recs"),
     ("core.warmup",),
     ("core.serve",),
+    ("core.distributed",),
     ("core.bench",),
     ("core.__main__",),
 ]

@@ -12,11 +12,12 @@ from PIL import Image
 from core.cache import ArtefactCache, RowStore, digest
 from core.embeddings.backbone import encode_by_shape, encode_images
 from core.embeddings.lit.descriptor import descriptor_dim, texture_cfg, texture_descriptor
-from core.embeddings.lit.runtime import FeatureRunner, FeatureRunners
+from core.embeddings.lit.runtime import FeatureRunner, FeatureRunners, create_feature_tower
 from core.embeddings.lit.text import TextTower
 from core.embeddings.lit.towers import IMAGE_FEATURES, IMAGE_TOWER_CFG, TEXT_FEATURES, TEXT_TOWER_CFG, \
     TEXTURE_BLOCKS, ImageTower
 from core.embeddings.lit.views import TEXTURE_VIEWS, LitImagePreprocess, check_views, photo_canvas
+from core.executor import current
 
 # Photos per ONNX Runtime call in photo_features. Measured on 768 H&M photos (2:3, so 160 x 224 canvases),
 # 2 cores, decoding in 2 threads alongside, two rounds: quiet, batch 8, 16 and 32 gave 158-169, 181-189 and
@@ -127,10 +128,11 @@ def sentence_features(catalog, cache: ArtefactCache, progress=None, text: TextTo
     (held by the caller); a new one for this call when None."""
     sentences = catalog.products["sentence"].tolist()
     text = text or TextTower(cache)
-    rows, _, n_texts, _ = RowStore(cache, "lit-text-features", TEXT_TOWER_CFG).fill(
-        [digest(s) for s in sentences], TEXT_FEATURES,
-        lambda rows, p: (text([sentences[i] for i in rows], progress=p), {}), TEXT_CHUNK,
-        progress=(lambda d, n: progress("text features", d, n)) if progress else None)
+    [rows], _, n_texts, _ = _fill_stores(
+        [RowStore(cache, "lit-text-features", TEXT_TOWER_CFG)], [digest(s) for s in sentences], [lambda: TEXT_FEATURES],
+        lambda rows, p: ([text([sentences[i] for i in rows], progress=p)], {}), TEXT_CHUNK,
+        progress=(lambda d, n: progress("text features", d, n)) if progress else None,
+        work=SentenceBatch(str(cache.root)), inputs=sentences)
     return rows, n_texts
 
 
@@ -158,10 +160,12 @@ def catalog_texture_features(catalog, cache: ArtefactCache, progress=None, views
         def encode(rows, step, view=view):
             _, descriptors, errors = photo_features([paths[i] for i in rows], runners.get(cache), progress=step,
                                                     preprocess=TEXTURE_VIEWS[view]())
-            return texture_descriptor(descriptors), errors
-        rows, _, _, _ = RowStore(cache, "lit-texture-features", {**texture_cfg(TEXTURE_BLOCKS), "view": view}).fill(
-            cache.file_digests(paths), descriptor_dim(), encode,
-            progress=(lambda d, n, view=view: progress(f"texture features ({view})", d, n)) if progress else None)
+            return [texture_descriptor(descriptors)], errors
+        [rows], _, _, _ = _fill_stores(
+            [RowStore(cache, "lit-texture-features", {**texture_cfg(TEXTURE_BLOCKS), "view": view})],
+            cache.file_digests(paths), [descriptor_dim], encode,
+            progress=(lambda d, n, view=view: progress(f"texture features ({view})", d, n)) if progress else None,
+            work=PhotoBatch(str(cache.root), view, outputs=("descriptor",)), inputs=paths)
         out.append(rows)
     # one view (the usual case) is returned as it is: a concatenated copy would hold the descriptors twice
     return (out[0] if len(out) == 1 else np.concatenate(out, axis=1)), has_image
@@ -179,28 +183,33 @@ def _catalog_photo_features(catalog, cache: ArtefactCache, progress=None, runner
         return [pooled, texture_descriptor(descriptors)], errors
 
     return _fill_stores(stores, cache.file_digests(paths), [lambda: IMAGE_FEATURES, lambda: descriptor_dim()],
-                        encode, progress=(lambda d, n: progress("image features", d, n)) if progress else None)
+                        encode, progress=(lambda d, n: progress("image features", d, n)) if progress else None,
+                        work=PhotoBatch(str(cache.root)), inputs=paths)
 
 
 def _fill_stores(stores: list[RowStore], keys: list[str], dims: list[Callable[[], int]],
                  encode: Callable[[list[int], Callable[[int, int], None] | None],
                                   tuple[list[np.ndarray], dict[int, str]]],
-                 chunk: int = 1024, progress: Callable[[int, int], None] | None = None
+                 chunk: int = 1024, progress: Callable[[int, int], None] | None = None,
+                 work: PhotoBatch | SentenceBatch | None = None, inputs: Sequence[str] = ()
                  ) -> tuple[list[np.ndarray], list[np.ndarray], int, dict[int, str]]:
     """:meth:`RowStore.fill` for several stores filled by one model pass: a key missing from any store is
     encoded once (``encode(rows, progress)`` -> (one (len(rows), d) array per store, {position: error})),
     and each store gets the rows it lacks; rows a store already had are kept as stored. ``dims``: each
     store's width, asked only when the store is empty and nothing is computed. Returns per store the
-    (n, d) float32 rows and the (n,) bool mask of rows present, how many keys were encoded, {row: error}."""
+    (n, d) float32 rows and the (n,) bool mask of rows present, how many keys were encoded, {row: error}.
+
+    With a cluster's executor installed (:func:`core.executor.current`), ``work`` (one output per store, in
+    order) runs on its workers over chunks of ``inputs`` (the photo paths or sentences, one per key) instead of
+    ``encode``; each chunk is saved here as it comes back, so an interrupted run keeps every chunk it got."""
     got = [store.get(keys) for store in stores]
     found = [f for _, f in got]
     matrices = [m for m, _ in got]
     todo = [i for i, k in enumerate(keys) if k and not all(f[i] for f in found)]
     computed, errors = 0, {}
-    for start in range(0, len(todo), chunk):
-        part = np.asarray(todo[start:start + chunk])
-        step = (lambda done, _n, start=start: progress(start + done, len(todo))) if progress else None
-        outputs, failed = encode(part.tolist(), step)
+
+    def take(part: np.ndarray, outputs: list[np.ndarray], failed: dict[int, str]) -> None:
+        nonlocal computed
         good = np.array([j for j in range(len(part)) if j not in failed], dtype=np.int64)
         for s, (store, out) in enumerate(zip(stores, outputs)):
             if matrices[s] is None:
@@ -210,12 +219,66 @@ def _fill_stores(stores: list[RowStore], keys: list[str], dims: list[Callable[[]
             found[s][part[new]] = True
             store.put([keys[i] for i in part[new]], out[new])
         computed += len(good)
-        errors |= {int(part[j]): m for j, m in failed.items()}
-        if progress:
-            progress(start + len(part), len(todo))
+        errors.update({int(part[j]): m for j, m in failed.items()})
+
+    executor = current()
+    if executor is not None and work is not None and todo:
+        todo = np.asarray(todo, dtype=np.int64)
+        for positions, out in executor.map(work, np.asarray([inputs[i] for i in todo]), chunk, progress,
+                                           cpus=work.threads):
+            take(todo[positions], [out[name] for name in work.outputs],
+                 {j: str(m) for j, m in enumerate(out["error"]) if m})
+    else:
+        for start in range(0, len(todo), chunk):
+            part = np.asarray(todo[start:start + chunk])
+            step = (lambda done, _n, start=start: progress(start + done, len(todo))) if progress else None
+            take(part, *encode(part.tolist(), step))
+            if progress:
+                progress(start + len(part), len(todo))
     matrices = [m if m is not None else np.zeros((len(keys), dim()), dtype=np.float32)
                 for m, dim in zip(matrices, dims)]
     return matrices, found, computed, errors
+
+
+WORKER_THREADS = 1  # ONNX Runtime threads (and CPUs asked for) per cluster worker featurising photos or sentences
+
+
+@dataclass
+class PhotoBatch:
+    """Featurising photos on a cluster's worker (see :mod:`core.executor`): paths (b,) -> ``pooled`` (b, 1280),
+    ``descriptor`` (b, D) of the photo's ``view`` (TEXTURE_VIEWS), ``error`` (b,) str ("" where the photo was read;
+    zero rows where not). The tower is loaded from the cache at ``cache_root`` (exported there when missing) on
+    the first batch and kept, on ``threads`` ONNX Runtime threads."""
+    cache_root: str
+    view: str = "photo"
+    threads: int = WORKER_THREADS
+    outputs: tuple[str, ...] = ("pooled", "descriptor")
+    _runner: FeatureRunner | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, paths: np.ndarray) -> dict[str, np.ndarray]:
+        if self._runner is None:
+            self._runner = create_feature_tower(ArtefactCache(self.cache_root), threads=self.threads)
+        pooled, descriptors, errors = photo_features([str(p) for p in paths], self._runner, workers=self.threads,
+                                                     preprocess=TEXTURE_VIEWS[self.view]())
+        return {"pooled": pooled, "descriptor": texture_descriptor(descriptors),
+                "error": np.array([errors.get(i, "") for i in range(len(paths))], dtype=object)}
+
+
+@dataclass
+class SentenceBatch:
+    """Featurising sentences on a cluster's worker (see :mod:`core.executor`): sentences (b,) -> ``features``
+    (b, 384), ``error`` (b,) str (all ""). MiniLM is loaded (its ONNX export from the cache at ``cache_root``) on
+    the first batch and kept, on ``threads`` ONNX Runtime threads."""
+    cache_root: str
+    threads: int = WORKER_THREADS
+    outputs: tuple[str, ...] = ("features",)
+    _text: TextTower | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, sentences: np.ndarray) -> dict[str, np.ndarray]:
+        if self._text is None:
+            self._text = TextTower(ArtefactCache(self.cache_root), threads=self.threads)
+        return {"features": self._text([str(s) for s in sentences]),
+                "error": np.full(len(sentences), "", dtype=object)}
 
 
 def attribute_captions(products) -> list[list[str]]:

@@ -196,10 +196,12 @@ def load_or_export(cache: ArtefactCache, path: Path, export: Callable[[Path], ob
         return load(path)
 
 
-def load_onnx_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> OnnxFeatureTower:
-    """The ONNX Runtime tower from the cache's exported file (see :func:`load_or_export`)."""
+def load_onnx_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS,
+                    threads: int | None = None) -> OnnxFeatureTower:
+    """The ONNX Runtime tower from the cache's exported file (see :func:`load_or_export`), on ``threads`` threads
+    (default: one per core)."""
     def load(path: Path) -> OnnxFeatureTower:
-        tower = OnnxFeatureTower(path)
+        tower = OnnxFeatureTower(path, threads)
         if tower.names != feature_names(blocks):
             raise ValueError(f"outputs {tower.names}, expected {feature_names(blocks)}")
         return tower
@@ -234,11 +236,12 @@ def onnx_or_torch(task: str, cost: str, onnx: Callable[[], Runner], fallback: Ca
         return fallback(reason)
 
 
-def create_feature_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> FeatureRunner:
-    """ONNX Runtime's tower if it can be had (see :func:`load_onnx_tower`), else PyTorch's with a warning;
-    ``ATELIER_RUNTIME`` forces one (see :func:`onnx_or_torch`). The result's ``runtime`` says which:
-    "onnxruntime" or "torch"."""
-    return onnx_or_torch("featurising photos", "about 3x slower", lambda: load_onnx_tower(cache, blocks),
+def create_feature_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS,
+                         threads: int | None = None) -> FeatureRunner:
+    """ONNX Runtime's tower if it can be had (see :func:`load_onnx_tower`; ``threads``: its threads, default one
+    per core), else PyTorch's with a warning; ``ATELIER_RUNTIME`` forces one (see :func:`onnx_or_torch`). The
+    result's ``runtime`` says which: "onnxruntime" or "torch"."""
+    return onnx_or_torch("featurising photos", "about 3x slower", lambda: load_onnx_tower(cache, blocks, threads),
                          lambda reason: TorchFeatureTower(image_tower(), blocks, reason=reason))
 
 
@@ -377,7 +380,7 @@ def load_onnx_text_tower(cache: ArtefactCache, tower) -> OnnxTextTower:
     """The ONNX Runtime encoder of ``tower``'s model (a :class:`core.embeddings.lit.text.TextTower`) from the
     cache's exported file (see :func:`load_or_export`)."""
     def load(path: Path) -> OnnxTextTower:
-        runner = OnnxTextTower(path, tower.model.tokenizer, tower.model.max_seq_length)
+        runner = OnnxTextTower(path, tower.model.tokenizer, tower.model.max_seq_length, tower.threads)
         if runner.inputs != list(TEXT_INPUTS) or runner.widths != [TEXT_FEATURES]:
             raise ValueError(f"inputs {runner.inputs} and output widths {runner.widths}, "
                              f"expected {list(TEXT_INPUTS)} and [{TEXT_FEATURES}]")

@@ -33,11 +33,13 @@ class TextTower:
     Runs in ONNX Runtime (the model exported once into ``<cache>/onnx/``; 3-4x faster than PyTorch on a short
     query) when it can be had, else in PyTorch with a warning; ``ATELIER_RUNTIME`` forces one, as for photos
     (see :func:`core.embeddings.lit.runtime.onnx_or_torch`). ``cache``: where the export lives. The tower holds
-    its runner (the loaded session) once made; nothing is loaded before the first texts.
+    its runner (the loaded session) once made; nothing is loaded before the first texts. ``threads``: ONNX
+    Runtime's threads (default: one per core).
     """
 
-    def __init__(self, cache: ArtefactCache):
+    def __init__(self, cache: ArtefactCache, threads: int | None = None):
         self.cache = cache
+        self.threads = threads
         self._runners: dict[str, TextRunner] = {}
         self._lock = threading.Lock()  # queries arrive on several threads: one export, one session
 
