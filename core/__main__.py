@@ -37,6 +37,21 @@ def _progress_bars():
     return progress
 
 
+def _cluster(args) -> None:
+    """Connect to the Ray cluster that ``--ray`` or ATELIER_RAY names, if any: batch work goes there from now on."""
+    from core.distributed.connect import ClusterError, ray_address
+    address = ray_address(getattr(args, "ray", None))
+    if address is None:
+        return
+    from core.config import cache_root
+    from core.distributed.connect import connect
+    try:
+        cluster = connect(address, cache_root())
+    except ClusterError as e:
+        sys.exit(f"error: {e}")
+    print(f"ray: on {cluster.address} ({cluster.nodes} nodes, {cluster.cpus:g} CPUs)", file=sys.stderr)
+
+
 def _catalog(args):
     spec = args.catalog or default_catalog_spec()
     catalog = load_catalog(spec, args.limit)
@@ -348,6 +363,9 @@ def _catalog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", help=f"catalogue folder (H&M or generic layout) or 'synthetic[:n[:seed]]'; "
                                      f"default ${CATALOG_ENV}, else ../shared/data/hm, else synthetic")
     p.add_argument("--limit", type=int, help="use only the first N products")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the batch stages (and training, the service) on a Ray "
+                   "cluster: auto (the running one), local (start one here), ray://host:10001; default "
+                   "$ATELIER_RAY, else this process. Needs requirements-ray.txt and a cache every node sees")
 
 
 def _validate_parser(sub) -> None:
@@ -500,6 +518,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from core.recs.contract import NoPurchases
+    _cluster(args)
     try:
         args.fn(args)
     except (CatalogError, NoPurchases) as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,9 @@ def connect(address: str, cache_root: str | os.PathLike) -> Cluster:
 
 
 def _url_scheme(root: str) -> str | None:
-    head, sep, _ = root.partition("://")
-    return head if sep and head.isalpha() else None
+    """``s3`` of ``s3://bucket/x``, also as a Path has folded it (``s3:/bucket/x``); None for a path."""
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):/", root)
+    return found.group(1) if found else None
 
 
 def node_sees(path: str, token: str) -> str:
