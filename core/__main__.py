@@ -43,10 +43,10 @@ def _cluster(args) -> None:
     address = ray_address(getattr(args, "ray", None))
     if address is None:
         return
-    from core.config import cache_root
+    from core.config import CACHE_ENV, cache_root
     from core.distributed.connect import connect
     try:
-        cluster = connect(address, cache_root())
+        cluster = connect(address, os.environ.get(CACHE_ENV, "").strip() or cache_root())
     except ClusterError as e:
         sys.exit(f"error: {e}")
     print(f"ray: on {cluster.address} ({cluster.nodes} nodes, {cluster.cpus:g} CPUs)", file=sys.stderr)

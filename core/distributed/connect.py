@@ -58,6 +58,7 @@ def connect(address: str, cache_root: str | os.PathLike) -> Cluster:
     node sees ``cache_root`` (:func:`check_shared_cache`), and send batch work there from now on (:class:`RayData`
     installed as :func:`core.executor.current`)."""
     ray = import_ray()
+    _check_not_url(str(cache_root))  # before starting anything
     if not ray.is_initialized():
         try:
             if address == "local":
@@ -80,6 +81,14 @@ def _url_scheme(root: str) -> str | None:
     return found.group(1) if found else None
 
 
+def _check_not_url(root: str) -> None:
+    scheme = _url_scheme(root)
+    if scheme:
+        raise ClusterError(f"the artefact cache {root!r} is a {scheme}:// URL: Atelier's cache is a filesystem "
+                           f"(atomic renames, file locks). Mount the bucket at one path on every node (e.g. "
+                           f"mountpoint-s3, gcsfuse, blobfuse2) and set ATELIER_CACHE to that path")
+
+
 def node_sees(path: str, token: str) -> str:
     """On a node: "" when ``path`` holds ``token``, else what the node finds there instead."""
     try:
@@ -96,11 +105,7 @@ def check_shared_cache(cache_root: str | os.PathLike) -> None:
     bucket mounted with a FUSE driver such as mountpoint-s3 or gcsfuse)."""
     ray = import_ray()
     root = str(cache_root)
-    scheme = _url_scheme(root)
-    if scheme:
-        raise ClusterError(f"the artefact cache {root!r} is a {scheme}:// URL: Atelier's cache is a filesystem "
-                           f"(atomic renames, file locks). Mount the bucket at one path on every node (e.g. "
-                           f"mountpoint-s3, gcsfuse, blobfuse2) and set ATELIER_CACHE to that path")
+    _check_not_url(root)
     probe = Path(root) / PROBE_DIR / f"{uuid.uuid4().hex}.txt"
     token = uuid.uuid4().hex
     probe.parent.mkdir(parents=True, exist_ok=True)

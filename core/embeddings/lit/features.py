@@ -27,6 +27,7 @@ FEATURE_BATCH = 32
 # Sentences per chunk saved to the store: sorted by tokens within a chunk, so a larger chunk pads less (H&M, batches
 # of 128: 1.289x the real tokens in chunks of 1,024, 1.018x over all 24,717); about 30 s of a 2-core machine's work.
 TEXT_CHUNK = 8192
+PHOTO_CHUNK = 1024  # photos per chunk saved to the stores (and per batch of a cluster's worker)
 
 
 @dataclass
@@ -132,7 +133,7 @@ def sentence_features(catalog, cache: ArtefactCache, progress=None, text: TextTo
         [RowStore(cache, "lit-text-features", TEXT_TOWER_CFG)], [digest(s) for s in sentences], [lambda: TEXT_FEATURES],
         lambda rows, p: ([text([sentences[i] for i in rows], progress=p)], {}), TEXT_CHUNK,
         progress=(lambda d, n: progress("text features", d, n)) if progress else None,
-        work=SentenceBatch(str(cache.root)), inputs=sentences)
+        work=SentenceBatch(str(cache.root.absolute())), inputs=sentences)
     return rows, n_texts
 
 
@@ -165,7 +166,7 @@ def catalog_texture_features(catalog, cache: ArtefactCache, progress=None, views
             [RowStore(cache, "lit-texture-features", {**texture_cfg(TEXTURE_BLOCKS), "view": view})],
             cache.file_digests(paths), [descriptor_dim], encode,
             progress=(lambda d, n, view=view: progress(f"texture features ({view})", d, n)) if progress else None,
-            work=PhotoBatch(str(cache.root), view, outputs=("descriptor",)), inputs=paths)
+            work=PhotoBatch(str(cache.root.absolute()), view, outputs=("descriptor",)), inputs=paths)
         out.append(rows)
     # one view (the usual case) is returned as it is: a concatenated copy would hold the descriptors twice
     return (out[0] if len(out) == 1 else np.concatenate(out, axis=1)), has_image
@@ -183,8 +184,9 @@ def _catalog_photo_features(catalog, cache: ArtefactCache, progress=None, runner
         return [pooled, texture_descriptor(descriptors)], errors
 
     return _fill_stores(stores, cache.file_digests(paths), [lambda: IMAGE_FEATURES, lambda: descriptor_dim()],
-                        encode, progress=(lambda d, n: progress("image features", d, n)) if progress else None,
-                        work=PhotoBatch(str(cache.root)), inputs=paths)
+                        encode, PHOTO_CHUNK,
+                        progress=(lambda d, n: progress("image features", d, n)) if progress else None,
+                        work=PhotoBatch(str(cache.root.absolute())), inputs=paths)
 
 
 def _fill_stores(stores: list[RowStore], keys: list[str], dims: list[Callable[[], int]],
