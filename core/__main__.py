@@ -129,6 +129,7 @@ def cmd_build(args) -> None:
 def cmd_serve(args) -> None:
     import uvicorn
 
+    from core.distributed.connect import ray_address
     from core.serve.httpserver import ServerLimits, uvicorn_config
     from core.serve.release import SERVED_MODELS
     from core.serve.service import Service, ServiceConfig
@@ -148,6 +149,19 @@ def cmd_serve(args) -> None:
     print(f"serving {spec} on http://{args.host}:{args.port} (docs at /docs); ready when /readyz says so",
           file=sys.stderr)
     given = {"limit_concurrency": args.limit_concurrency, "header_timeout_s": args.header_timeout}
+    if ray_address(args.ray):  # a Ray Serve deployment of --replicas replicas, until Ctrl-C or SIGTERM
+        from core.config import cache_root
+        from core.distributed.serving import ServeConfig, run, stop, wait_for_stop_signal
+        unused = [k for k, v in given.items() if v is not None]
+        if unused:  # Serve's HTTP proxy, not this process's uvicorn, holds the connections
+            print(f"note: {', '.join(unused)} not applied on Ray Serve", file=sys.stderr)
+        url = run(cache_root(), cfg, ServeConfig(replicas=args.replicas, host=args.host, port=args.port))
+        print(f"ready: {url} ({args.replicas} replicas on Ray Serve); Ctrl-C stops it", file=sys.stderr)
+        try:
+            wait_for_stop_signal()
+        finally:
+            stop()
+        return
     limits = ServerLimits(**{k: v for k, v in given.items() if v is not None})
     server = uvicorn.Server(uvicorn_config(create_app(Service(cfg)), args.host, args.port, limits,
                                            log_level="warning", access_log=args.access_log))
@@ -248,31 +262,6 @@ def _customer_file(path: str) -> list[str]:
     return list(dict.fromkeys(i.strip() for i in ids if i.strip()))
 
 
-RECOMMEND_BATCH = 512  # customers scored at once: (512, n_products) float32 is 51 MB on the H&M sample
-
-
-def recommendation_batches(model, data, customer_ids: list[str], k: int, exclude_bought: bool,
-                           batch: int = RECOMMEND_BATCH, progress=None):
-    """Top-k lists of ``customer_ids`` in batches: DataFrames customer_id, product_id, rank (1 = best),
-    score. A customer not in ``data`` (or with no purchases before its cutoff) is scored as the model
-    scores a new customer. With ``exclude_bought`` a customer's earlier purchases are never listed."""
-    import numpy as np
-    import pandas as pd
-    for start in range(0, len(customer_ids), batch):
-        ids = customer_ids[start:start + batch]
-        exclude = [data.history(c) for c in ids] if exclude_bought else None
-        rows, scores = model.recommend(ids, k, exclude)
-        frame = pd.DataFrame({"customer_id": np.repeat(np.asarray(ids, dtype=object), rows.shape[1]),
-                              "product_id": data.product_ids[rows.ravel()],
-                              "rank": np.tile(np.arange(1, rows.shape[1] + 1), len(ids)),
-                              "score": scores.ravel()})
-        if exclude_bought:  # a customer who bought nearly everything has fewer than k products left
-            frame = frame[np.isfinite(frame["score"].to_numpy())]
-        if progress:
-            progress("recommending", min(start + batch, len(customer_ids)), len(customer_ids))
-        yield frame
-
-
 def cmd_recommend(args) -> None:
     from pathlib import Path
 
@@ -315,6 +304,7 @@ def cmd_recommend(args) -> None:
 def _write_recommendations(out, model, data, customers: list[str], k: int, exclude: bool) -> int:
     """The CSV of :func:`recommendation_batches` written to ``out`` whole or not at all; its number of rows."""
     from core.cache import write_atomic
+    from core.recs.lists import recommendation_batches
     n_rows = 0
 
     def write(f) -> None:
@@ -416,6 +406,8 @@ def _serve_parser(sub) -> None:
                    "beyond which a request gets 503 (default 2048)")
     p.add_argument("--header-timeout", type=float, help="seconds a connection may take to send a request's "
                    "headers before it gets 408 and is closed (default 5)")
+    p.add_argument("--replicas", type=int, default=2, help="with --ray: replicas of the Ray Serve deployment, each "
+                                                            "loading the version once (default 2)")
     p.set_defaults(fn=cmd_serve)
 
 

@@ -6,10 +6,12 @@ Layouts are FAISS factory strings: ``"Flat"`` (exact, the default), ``"IVF<nlist
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
+
+from core.executor import current
 
 DEFAULT_FACTORY = "Flat"
 FEW_QUERIES = 20  # FAISS's own threshold for switching from per-query scans to BLAS
@@ -58,6 +60,15 @@ class VectorIndex:
             faiss.extract_index_ivf(self.index).make_direct_map()  # so reconstruct() works, as for Flat/HNSW
         if "HNSW" in cfg.factory:
             params.set_index_parameter(self.index, "efSearch", cfg.ef_search)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray, ids: np.ndarray, cfg: IndexConfig) -> VectorIndex:
+        """The index built elsewhere, from ``faiss.serialize_index``'s bytes (uint8): not built again."""
+        self = cls.__new__(cls)
+        self.ids, self.cfg = np.asarray(ids), cfg
+        self.row = {pid: i for i, pid in enumerate(self.ids.tolist())}
+        self.index = faiss.deserialize_index(data)
+        return self
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -118,7 +129,8 @@ def neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int = 50, batch_
     """Every row's top-k neighbours, itself excluded: ``rows`` (n, k) int32 (-1: none) and
     ``scores`` (n, k) float32 (0 where none). Queries are batched, so FAISS uses matrix products; ``order``
     (a permutation of the rows, e.g. :func:`locality_order`) is the order they are asked in, which changes
-    nothing in the table, only how fast it comes."""
+    nothing in the table, only how fast it comes. With a cluster's executor installed
+    (:func:`core.executor.current`), the batches are asked on its workers, each holding a copy of the index."""
     n = len(vectors)
     k = max(min(k, n - 1), 0)
     rows = np.full((n, k), -1, dtype=np.int32)
@@ -126,16 +138,50 @@ def neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int = 50, batch_
     if k == 0:
         return {"rows": rows, "scores": scores}
     order = np.arange(n) if order is None else order
+    executor = current()
+    if executor is not None:
+        work = TableQueries(faiss.serialize_index(index.index), np.ascontiguousarray(vectors, dtype=np.float32), k,
+                            index.cfg)
+        for positions, out in executor.map(work, order, batch_size, cpus=work.threads):
+            rows[order[positions]], scores[order[positions]] = out["rows"], out["scores"]
+        return {"rows": rows, "scores": scores}
     for start in range(0, n, batch_size):
         asked = order[start:start + batch_size]
-        s, r = index.search(vectors[asked], k + 1)
-        # drop the query itself wherever it ranks (duplicates may tie with it), and FAISS's -1 (none found)
-        keep = (r != asked[:, None]) & (r >= 0)
-        first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # each row's kept places, in rank order
-        found = np.take_along_axis(keep, first, axis=1)
-        rows[asked] = np.where(found, np.take_along_axis(r, first, axis=1), -1)
-        scores[asked] = np.where(found, np.take_along_axis(s, first, axis=1), 0.0)
+        rows[asked], scores[asked] = _table_rows(index.search(vectors[asked], k + 1), asked, k)
     return {"rows": rows, "scores": scores}
+
+
+def _table_rows(found: tuple[np.ndarray, np.ndarray], asked: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The table's rows (b, k) int32 and scores (b, k) float32 of the rows ``asked`` (b,) from their top-(k + 1)
+    ``found`` (scores, rows): the query itself dropped wherever it ranks (duplicates may tie with it), and FAISS's
+    -1 (none found)."""
+    s, r = found
+    keep = (r != asked[:, None]) & (r >= 0)
+    first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # each row's kept places, in rank order
+    kept = np.take_along_axis(keep, first, axis=1)
+    return (np.where(kept, np.take_along_axis(r, first, axis=1), -1).astype(np.int32),
+            np.where(kept, np.take_along_axis(s, first, axis=1), 0.0).astype(np.float32))
+
+
+@dataclass
+class TableQueries:
+    """A neighbour table's queries on a cluster's worker (see :mod:`core.executor`): row numbers (b,) -> ``rows``
+    (b, k) int32 and ``scores`` (b, k) float32 as :func:`neighbour_table` gives them. Carries the index
+    (``faiss.serialize_index``'s bytes) and the (n, d) rows, sent once to each worker; FAISS there on ``threads``."""
+    index: np.ndarray
+    vectors: np.ndarray
+    k: int
+    cfg: IndexConfig
+    threads: int = 1
+    _search: VectorIndex | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, asked: np.ndarray) -> dict[str, np.ndarray]:
+        if self._search is None:
+            faiss.omp_set_num_threads(self.threads)
+            self._search = VectorIndex.from_bytes(self.index, np.arange(len(self.vectors)), self.cfg)
+        asked = np.asarray(asked, dtype=np.int64)
+        rows, scores = _table_rows(self._search.search(self.vectors[asked], self.k + 1), asked, self.k)
+        return {"rows": rows, "scores": scores}
 
 
 LOCALITY_CELLS = 1024  # coarse k-means cells of :func:`locality_order`

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from core.cache import ArtefactCache, digest, json_arrays
+from core.executor import current
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
 from core.recs.contract import CUSTOMER_VECTORS, RecData, Recommender, rec_data, scoring_batch, top_k
@@ -129,35 +130,29 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     if sampled:
         bought = [np.concatenate([e, t]) for e, t in zip(earlier, truth)]
         negatives = sample_negatives(data.n_products, bought, owner, cfg.n_sampled, cfg.seed)
-        targets = pairs["p"].to_numpy()
         ranks_ex, ranks_in = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
     indexed = from_index and model.supports(CUSTOMER_VECTORS)
+    again = None
     if sampled and indexed:  # pairs whose product the customer had bought before (in pair order, as truth is)
         again = np.concatenate([np.isin(t, e) for t, e in zip(truth, earlier)]) if len(pairs) else np.zeros(0, bool)
     batch = INDEX_BATCH if indexed else scoring_batch(data.n_products)
+    work = RankBatch(model, customers, earlier, top_in.shape[1], indexed, np.append(starts, len(pairs)), owner,
+                     pairs["p"].to_numpy() if sampled else None, negatives, again)
     short: list[np.ndarray] = []  # customers whose lists from the index came back short
-    for start in range(0, len(customers), batch):
-        stop = min(start + batch, len(customers))
-        ids = customers[start:stop].tolist()
-        if indexed:
-            top_in[start:stop], top_ex[start:stop], lacking = _index_lists(model, ids, earlier[start:stop],
-                                                                           top_in.shape[1])
-            short.append(start + lacking)
-        else:
-            top_in[start:stop], top_ex[start:stop], scores, masked = _score_lists(model, ids, earlier[start:stop],
-                                                                                  width)
-        if sampled:
-            j = slice(starts[start], starts[stop] if stop < len(customers) else len(pairs))
-            if indexed:  # the pairs' scores alone: the target first, then its negatives
-                candidates = np.concatenate([targets[j, None], np.maximum(negatives[j], 0)], axis=1)
-                s = model.score_pairs(customers[owner[j]].tolist(), candidates)
-                ranks_in[j] = ranks_among(s[:, 0], s[:, 1:], targets[j], negatives[j])
-                # a product bought again is one of the earlier purchases a list without them never shows
-                ranks_ex[j] = ranks_among(np.where(again[j], -np.inf, s[:, 0]), s[:, 1:], targets[j], negatives[j])
-            else:
-                query = owner[j] - start
-                ranks_in[j] = sampled_ranks(scores, query, targets[j], negatives[j])
-                ranks_ex[j] = sampled_ranks(masked, query, targets[j], negatives[j])
+    executor = current()
+    if executor is not None:  # batches on a cluster's workers, each holding the model
+        done = executor.map(work, np.arange(len(customers)), batch, cpus=work.threads)
+    else:
+        done = ((np.arange(start, min(start + batch, len(customers))),
+                 work(np.arange(start, min(start + batch, len(customers)))))
+                for start in range(0, len(customers), batch))
+    for at, out in done:
+        top_in[at], top_ex[at] = out["top_including"], out["top_excluding"]
+        short.append(at[out["short"]])
+        if sampled:  # every test customer has at least one pair
+            j = np.concatenate([np.arange(work.stops[i], work.stops[i + 1]) for i in at])
+            ranks_in[j] = np.concatenate(list(out["ranks_including"]))
+            ranks_ex[j] = np.concatenate(list(out["ranks_excluding"]))
     short_rows = np.concatenate(short) if short else np.zeros(0, np.int64)
     every = scoring_batch(data.n_products)
     for start in range(0, len(short_rows), every):  # ranked from every score instead
@@ -167,6 +162,66 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     if sampled:
         ranked.ranks_excluding, ranked.ranks_including = ranks_ex, ranks_in
     return ranked
+
+
+@dataclass
+class RankBatch:
+    """The body of :func:`rank_customers` for a batch of consecutive test customers (positions (b,)), here or on a
+    cluster's worker (:mod:`core.executor`, which sends it once to each worker): ``top_including`` and
+    ``top_excluding`` (b, width) int64, ``short`` (b,) bool (an index's list came back short: ranked again from
+    every score), and, when ``targets`` are given, each customer's sampled ranks of their test pairs, with and
+    without earlier purchases (b,) object arrays of int64 arrays."""
+    model: Recommender
+    customers: np.ndarray  # (q,) the test customers' ids
+    earlier: list[np.ndarray]  # q arrays of distinct product rows bought before the cutoff
+    width: int  # the lists' length (at most the number of products)
+    indexed: bool  # lists from the model's index (:func:`_index_lists`), else from every score
+    stops: np.ndarray  # (q + 1,) customer i's test pairs are pairs[stops[i]:stops[i + 1]]; stops[q] = their number
+    owner: np.ndarray  # (m,) the customer of each test pair
+    targets: np.ndarray | None = None  # (m,) the pairs' product rows: sampled ranks wanted
+    negatives: np.ndarray | None = None  # (m, n_sampled) each pair's sampled negatives
+    again: np.ndarray | None = None  # (m,) bool, indexed only: the pair's product was bought before the cutoff
+    threads: int = 1  # CPUs of a cluster's worker (Ray sets its OpenMP and torch threads to them)
+
+    def __call__(self, at: np.ndarray) -> dict[str, np.ndarray]:
+        at = np.asarray(at, dtype=np.int64)
+        if len(at) == 0:
+            return {"top_including": np.zeros((0, self.width), np.int64),
+                    "top_excluding": np.zeros((0, self.width), np.int64), "short": np.zeros(0, bool)}
+        start, stop = int(at[0]), int(at[-1]) + 1  # consecutive
+        ids, earlier = self.customers[start:stop].tolist(), self.earlier[start:stop]
+        lacking = np.zeros(len(at), dtype=bool)
+        if self.indexed:
+            top_in, top_ex, short = _index_lists(self.model, ids, earlier, self.width)
+            lacking[short] = True
+        else:
+            top_in, top_ex, scores, masked = _score_lists(self.model, ids, earlier, self.width)
+        out = {"top_including": top_in, "top_excluding": top_ex, "short": lacking}
+        if self.targets is None:
+            return out
+        j = slice(self.stops[start], self.stops[stop])
+        targets, negatives = self.targets[j], self.negatives[j]
+        if self.indexed:  # the pairs' scores alone: the target first, then its negatives
+            candidates = np.concatenate([targets[:, None], np.maximum(negatives, 0)], axis=1)
+            s = self.model.score_pairs(self.customers[self.owner[j]].tolist(), candidates)
+            ranks_in = ranks_among(s[:, 0], s[:, 1:], targets, negatives)
+            # a product bought again is one of the earlier purchases a list without them never shows
+            ranks_ex = ranks_among(np.where(self.again[j], -np.inf, s[:, 0]), s[:, 1:], targets, negatives)
+        else:
+            query = self.owner[j] - start
+            ranks_in = sampled_ranks(scores, query, targets, negatives)
+            ranks_ex = sampled_ranks(masked, query, targets, negatives)
+        cuts = self.stops[start + 1:stop] - self.stops[start]
+        out["ranks_including"] = _ragged(np.split(ranks_in, cuts))
+        out["ranks_excluding"] = _ragged(np.split(ranks_ex, cuts))
+        return out
+
+
+def _ragged(parts: list[np.ndarray]) -> np.ndarray:
+    """(len(parts),) object array holding the arrays as they are (np.array would stack equal lengths)."""
+    out = np.empty(len(parts), dtype=object)
+    out[:] = parts
+    return out
 
 
 def _score_lists(model: Recommender, ids: list[str], earlier: list[np.ndarray], width: int
