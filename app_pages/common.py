@@ -13,6 +13,9 @@ from core.astlock import guard_ast_parse
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog, CatalogError
 from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
+from core.distributed.batches import RayData
+from core.distributed.connect import RAY_ENV, Cluster, ClusterError, connect, ray_address
+from core.executor import use
 from core.explore.cluster import ClusterConfig
 from core.explore.clustermap import ClusterMap, MapConfig, cluster_map, dbscan_comparison
 from core.embeddings.backbone import Backbone, WeightsUnavailable
@@ -303,12 +306,40 @@ def sidebar() -> None:
                 st.caption(note)
         sb.page_link("app_pages/backbone.py", label="About this backbone (held-out numbers)")
 
+    cluster_setting(sb)
     cache = ArtefactCache()
     n_files, n_bytes = cache.usage()
     state = "ready" if job.built else ("failed" if job.error else f"computing ({job.step})")
     sb.caption(f"Cache: {n_files} files, {n_bytes / 1e6:,.1f} MB in `{cache.root}` · embeddings {state}")
     with sb:
         warm_status()
+
+
+@st.cache_resource(show_spinner="Connecting to the Ray cluster…", max_entries=1)
+def get_cluster(address: str, cache_root: str) -> Cluster:
+    """The connection to the Ray cluster at ``address`` (see :func:`core.distributed.connect.connect`): batch work
+    goes there from then on, for every session of this app."""
+    return connect(address, cache_root)
+
+
+def cluster_setting(sb) -> None:
+    """The one switch in the app: a Ray cluster's address (default ``$ATELIER_RAY``), or nothing to run here."""
+    sb.text_input("Ray cluster", value=os.environ.get(RAY_ENV, ""), key="app_ray",
+                  help="Where builds run their batch stages: empty for this process; auto (the running cluster), "
+                       "local (start one here), ray://host:10001. Needs requirements-ray.txt and a cache every "
+                       "node sees")
+    address = ray_address(st.session_state["app_ray"])
+    if address is None:
+        use(None)
+        return
+    try:
+        cluster = get_cluster(address, str(ArtefactCache().root))
+    except ClusterError as e:
+        use(None)
+        sb.error(str(e))
+        return
+    use(RayData())  # again: an address cleared and typed back finds the connection cached
+    sb.caption(f"Batch stages on Ray at `{cluster.address}`: {cluster.nodes} nodes, {cluster.cpus:g} CPUs")
 
 
 STATE_MARKS = {"done": ":material/check_circle:", "running": ":material/progress_activity:", "queued": "·",
