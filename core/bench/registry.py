@@ -25,6 +25,7 @@ BENCHMARKS = {
     "drill": "core.bench.drill:command",
     "bombs": "core.bench.bombs:command",
     "connections": "core.bench.connections:command",
+    "ray": "core.bench.raycluster:command",
 }
 
 
