@@ -8,15 +8,19 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from core.executor import BatchWork
+from core.distributed import train as ray_train
+from core.executor import BatchWork, TrainLoop
 from core.progress import Ticks
 
 
 class _Actor:
-    """One worker of the pool: ``work`` kept for its life, batches of {"position", "item"} through it."""
+    """One worker of the pool: the work (``held``: [its object ref], sent once to the object store and fetched by
+    each actor; nested in a list, so Ray passes the ref rather than the object) kept for the actor's life, batches
+    of {"position", "item"} through it."""
 
-    def __init__(self, work: BatchWork):
-        self.work = work
+    def __init__(self, held: list):
+        import ray
+        self.work = ray.get(held[0])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"position": batch["position"], **self.work(batch["item"])}
@@ -25,7 +29,8 @@ class _Actor:
 class RayData:
     """Runs batch work on the connected Ray cluster's CPUs: ``workers`` actors at most (default: as many as its
     CPUs hold at ``cpus`` each). An actor that dies (its process killed, its node lost) is restarted and its
-    batches in flight run again; batches already returned are not (Ray Data's actor pools retry by default)."""
+    batches in flight run again; batches already returned are not (Ray Data's actor pools retry by default).
+    Training runs on Ray Train (:mod:`core.distributed.train`), on ``workers`` workers (default: one per CPU)."""
     name = "ray"
 
     def __init__(self, workers: int | None = None):
@@ -47,13 +52,22 @@ class RayData:
         workers = min(workers, -(-n // batch_size))
         frames = [pd.DataFrame({"position": np.arange(start, min(start + batch_size, n), dtype=np.int64),
                                 "item": items[start:start + batch_size]}) for start in range(0, n, batch_size)]
+        held = ray.put(work)  # referenced here until the last batch: a restarted actor fetches it again
         data = ray.data.from_pandas(frames).map_batches(
-            _Actor, fn_constructor_kwargs={"work": work}, batch_size=batch_size, batch_format="numpy",
+            _Actor, fn_constructor_kwargs={"held": [held]}, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), num_cpus=cpus)
         done = 0
+        if progress:
+            progress(0, n)
         for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
             positions = np.asarray(batch.pop("position"), dtype=np.int64)
             yield positions, batch
             done += len(positions)
             if progress:
                 progress(done, n)
+
+    def train_workers(self) -> int:
+        return self.workers or ray_train.cluster_workers()
+
+    def train(self, loop: TrainLoop, config: dict):
+        return ray_train.train(loop, config, self.train_workers())
