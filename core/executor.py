@@ -1,19 +1,25 @@
-"""Where batch work runs: in this process, unless an upper layer installs a cluster's executor (``--ray``).
+"""Where batch work and training run: in this process, unless an upper layer installs a cluster's executor (--ray).
 
 The stages that split into independent batches (featurising photos and sentences, the neighbour table's queries,
 scoring customers) ask :func:`current` and, when it names an executor, hand it their batches instead of running
 them in a loop of their own. The work they hand over is a picklable callable: it carries what it needs (a model's
 path, a broadcast index) rather than reaching for this process's state.
+
+The learned recommenders hand over their training loop instead (:meth:`Executor.train`): it runs on several workers
+at once, joined in one ``torch.distributed`` process group, each taking its shard of every batch. The loop itself
+needs nothing from the cluster (:mod:`core.recs.dataparallel` reads the process group when there is one and does
+nothing in this process), so one loop serves both.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
 from core.progress import Ticks
 
 BatchWork = Callable[[np.ndarray], dict[str, np.ndarray]]  # items (b,) -> arrays of b rows each
+TrainLoop = Callable[[dict], Any]  # config -> what this worker's training gives (rank 0's is kept); picklable
 
 
 class Executor(Protocol):
@@ -26,6 +32,17 @@ class Executor(Protocol):
         """``work(items[positions])`` for consecutive batches of ``batch_size`` items, yielding each batch's
         (positions (b,) int64, outputs) as it finishes, in any order; ``progress(done, len(items))`` after each.
         ``work`` is built once per worker and kept for its batches (a model loaded once); ``cpus`` per worker."""
+        ...
+
+    def train_workers(self) -> int:
+        """How many workers :meth:`train` runs a loop on. A data-parallel fit's result depends on it (each worker
+        sees its shard of a batch as the batch's negatives), so the learned models' cache keys carry it past 1."""
+        ...
+
+    def train(self, loop: TrainLoop, config: dict) -> Any:
+        """``loop(config)`` on :meth:`train_workers` workers at once (one CPU each), joined in a ``torch.distributed``
+        process group (gloo), and what rank 0's returns. Each worker seeds itself from ``config`` as a local fit
+        does, so all start from the same weights."""
         ...
 
 
@@ -42,3 +59,11 @@ def use(executor: Executor | None) -> Executor | None:
     global _current
     previous, _current = _current, executor
     return previous
+
+
+def training_key() -> dict:
+    """What a learned model's cache key adds for where it trains: ``{"train_workers": R}`` when the installed
+    executor trains on R > 1 workers (a model of its own, see :meth:`Executor.train_workers`), else nothing (one
+    worker is the local fit)."""
+    workers = _current.train_workers() if _current is not None else 1
+    return {"train_workers": workers} if workers > 1 else {}

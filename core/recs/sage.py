@@ -50,13 +50,14 @@ import torch.nn.functional as F
 from torch_geometric.nn.pool import MIPSKNNIndex
 
 from core.embeddings.backbone import fuse
+from core.executor import current, training_key
 from core.progress import Progress
 from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULAR, PRODUCT_VECTOR, SAVES_STATE,
                                 RecData, Recommender, top_k)
 from core.recs.graph import build_graph, content_edges, customer_features, feature_spec, new_node_sources, \
     product_features
 from core.recs.sage_model import SageConfig, SageModel, mean_content
-from core.recs.sage_training import heard, popularity_features, train
+from core.recs.sage_training import heard, popularity_features, train, train_worker
 
 
 class SageRecommender(Recommender):
@@ -77,15 +78,21 @@ class SageRecommender(Recommender):
         self.cfg = cfg
 
     def cache_config(self) -> dict:
-        return {"model": self.name, **asdict(self.cfg)}
+        return {"model": self.name, **asdict(self.cfg)} | training_key()  # data-parallel workers train another model
 
     # ------------------------------------------------------------ training
 
     def fit(self, data: RecData, progress: Progress | None = None) -> "SageRecommender":
-        """Train the network (:func:`core.recs.sage_training.train`), then embed everything with every purchase
-        before the cutoff as messages."""
+        """Train the network (:func:`core.recs.sage_training.train`; data-parallel on the installed cluster's workers
+        when :func:`core.executor.current` names one), then embed everything with every purchase before the cutoff as
+        messages."""
         t0 = time.perf_counter()
-        run = train(data, self.cfg, progress)
+        executor = current()
+        if executor is None:
+            run = train(data, self.cfg, progress)
+        else:
+            run = executor.train(train_worker, {"cfg": self.cfg, "data": data})
+            run.similar = np.array(run.similar)  # Ray's object store hands arrays back read-only
         self.spec_, self.content_, self.model_ = run.spec, run.content, run.model
         self.history_, self.validation_ = run.history, run.validation
         self.prior_weight_ = float(self.validation_.get("prior_weight", self.cfg.prior_weights[0]))

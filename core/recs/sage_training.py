@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch_geometric.nn.pool import MIPSKNNIndex
 
+from core.recs.dataparallel import data_parallel, rank_zero_says, worker
 from core.progress import Progress
 from core.recs.contract import RecData
 from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, FeatureSpec, Graph, NeighbourSampler, build_graph,
@@ -92,7 +93,8 @@ class SageTraining:
 
 
 def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> SageTraining:
-    """Train the network on the purchases before the validation window, early-stopping on that window."""
+    """Train the network on the purchases before the validation window, early-stopping on that window; in a
+    data-parallel fit, this rank's part of it (:func:`train_worker`)."""
     if len(data.purchases) and data.purchases["timestamp"].max() >= data.cutoff:
         raise ValueError(f"purchases at or after the cutoff {data.cutoff} would leak into training; "
                          "build the data with core.recs.contract.rec_data")
@@ -118,29 +120,58 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
     # standardised once, not at every step: every task's graph shares train_graph's features (training_tasks
     # gives each its own edges only), and the standardisation does not change during the fit
     inputs = model.standardise(train_graph.x_customer, train_graph.x_product)
+    # Data-parallel (core.recs.dataparallel.worker): every rank draws the same task and batch from ``rng`` and takes its
+    # shard of the batch; a step's negatives, dropout and neighbour sample come from the rank's own stream, as
+    # their draws depend on the shard (one rank alone: ``rng`` itself, as the local fit has always drawn them).
+    # Rank 0 validates and decides when to stop, for every rank.
+    rank, world = worker()
+    own = rng if world == 1 else torch.Generator().manual_seed(
+        int(np.random.SeedSequence([cfg.seed, rank]).generate_state(1)[0]))
+    # a step may leave parameters out (no variant edges in a neighbour sample, the scale of "dot" affinity)
+    step = data_parallel(model, lambda task, batch: _step(model, content, inputs, task, batch, own, cfg),
+                         find_unused_parameters=True)
     for epoch in range(cfg.epochs if n_pairs else 0):  # no purchases: content alone, untrained
         model.train()
         for _ in range(steps_per_epoch(n_pairs, cfg)):
             task = tasks[int(torch.randint(len(tasks), (1,), generator=rng))]
-            loss = _step(model, content, inputs, task, task.batch(cfg.batch_size, rng), rng, cfg)
+            batch = task.batch(cfg.batch_size, rng)
+            if len(batch) < world:  # a rank without pairs has no loss; every rank skips alike
+                continue
+            loss = step(task, batch.tensor_split(world)[rank])
             opt.zero_grad()
             loss.backward()
             opt.step()
-        found = validate(model, content, train_graph, inputs, truth, cfg)
-        history.append(found["criterion"])
-        if progress:
-            progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
-                     f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
-        if found["criterion"] > best or not truth:
-            best, waited, validation = found["criterion"], 0, found | {"epoch": epoch + 1}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
+        stop = False
+        if rank == 0:
+            found = validate(model, content, train_graph, inputs, truth, cfg)
+            history.append(found["criterion"])
+            if progress:
+                progress(f"training GraphSAGE (validation recall@10 {found['recall']:.4f}, cold items "
+                         f"{found['cold_recall']:.4f})", epoch + 1, cfg.epochs)
+            if found["criterion"] > best or not truth:
+                best, waited, validation = found["criterion"], 0, found | {"epoch": epoch + 1}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                waited += 1
+                stop = waited >= cfg.patience
+        if rank_zero_says(stop):
+            break
     if best_state is not None and truth:  # with no validation purchases the last epoch stands
         model.load_state_dict(best_state)
     return SageTraining(model, spec, content, similar, history, validation)
+
+
+def train_worker(config: dict) -> SageTraining:
+    """One worker of a data-parallel fit (:meth:`core.executor.Executor.train`; ``config``: ``cfg`` the SageConfig,
+    ``data`` the RecData): :func:`train` on this rank's shards; rank 0's is the fit.
+
+    What data parallelism changes: DDP averages the ranks' gradients, so R workers take the steps of one batch of
+    ``batch_size`` pairs, but a pair's in-batch negatives are its shard's products (the sampled negatives, drawn per
+    rank, stay as many), and each rank's neighbour sample is its shard's. One worker is the local fit itself (same
+    draws, same steps); two or more train on other draws and stop where rank 0's validation says, as good by the
+    validation criterion within the tolerance tests/distributed/test_train.py states. In "full" mode every rank
+    passes messages over the whole graph for its shard, so only "sampled" mode gains from more workers."""
+    return train(config["data"], config["cfg"])
 
 
 def steps_per_epoch(n_pairs: int, cfg: SageConfig) -> int:
