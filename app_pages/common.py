@@ -13,7 +13,6 @@ from core.astlock import guard_ast_parse
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog, CatalogError
 from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
-from core.distributed.batches import RayData
 from core.distributed.connect import RAY_ENV, Cluster, ClusterError, connect, ray_address
 from core.executor import use
 from core.explore.cluster import ClusterConfig
@@ -315,31 +314,51 @@ def sidebar() -> None:
         warm_status()
 
 
-@st.cache_resource(show_spinner="Connecting to the Ray cluster…", max_entries=1)
-def get_cluster(address: str, cache_root: str) -> Cluster:
-    """The connection to the Ray cluster at ``address`` (see :func:`core.distributed.connect.connect`): batch work
-    goes there from then on, for every session of this app."""
-    return connect(address, cache_root)
+@dataclass
+class ClusterSwitch:
+    """Where this app process runs its builds' batch stages and training: a Ray cluster's address, or "" for this
+    process. One for the process (every session's builds share the executor), set from the sidebar's box."""
+    address: str = ""
+    cluster: Cluster | None = None
+    error: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def set(self, address: str) -> None:
+        """Connect to ``address`` (see :func:`core.distributed.connect.connect`), or run here when it is empty; an
+        address that cannot be used leaves the batch stages here, with ``error`` saying why."""
+        with self._lock:
+            self.address, self.cluster, self.error = address.strip(), None, ""
+            if ray_address(self.address) is None:
+                use(None)
+                return
+            try:
+                self.cluster = connect(self.address, ArtefactCache().root.absolute())
+            except (ClusterError, ValueError) as e:
+                use(None)
+                self.error = str(e)
+
+
+@st.cache_resource(show_spinner="Connecting to the Ray cluster…")
+def cluster_switch(initial: str) -> ClusterSwitch:
+    """The process's switch, first set to ``initial`` ($ATELIER_RAY when the app started)."""
+    switch = ClusterSwitch()
+    switch.set(initial)
+    return switch
 
 
 def cluster_setting(sb) -> None:
     """The one switch in the app: a Ray cluster's address (default ``$ATELIER_RAY``), or nothing to run here."""
-    sb.text_input("Ray cluster", value=os.environ.get(RAY_ENV, ""), key="app_ray",
-                  help="Where builds run their batch stages: empty for this process; auto (the running cluster), "
-                       "local (start one here), ray://host:10001. Needs requirements-ray.txt and a cache every "
-                       "node sees")
-    address = ray_address(st.session_state["app_ray"])
-    if address is None:
-        use(None)
-        return
-    try:
-        cluster = get_cluster(address, str(ArtefactCache().root))
-    except ClusterError as e:
-        use(None)
-        sb.error(str(e))
-        return
-    use(RayData())  # again: an address cleared and typed back finds the connection cached
-    sb.caption(f"Batch stages on Ray at `{cluster.address}`: {cluster.nodes} nodes, {cluster.cpus:g} CPUs")
+    switch = cluster_switch(os.environ.get(RAY_ENV, ""))
+    sb.text_input("Ray cluster", value=switch.address, key="app_ray",
+                  on_change=lambda: switch.set(st.session_state["app_ray"]),
+                  help="Where builds run their batch stages and training, for every session of this app: empty for "
+                       "this process; auto (the running cluster), local (start one here), ray://host:10001. Needs "
+                       "requirements-ray.txt and a cache every node sees")
+    if switch.error:
+        sb.error(switch.error)
+    elif switch.cluster is not None:
+        sb.caption(f"Batch stages and training on Ray at `{switch.cluster.address}`: {switch.cluster.nodes} nodes, "
+                   f"{switch.cluster.cpus:g} CPUs")
 
 
 STATE_MARKS = {"done": ":material/check_circle:", "running": ":material/progress_activity:", "queued": "·",

@@ -40,14 +40,16 @@ def _progress_bars():
 def _cluster(args) -> None:
     """Connect to the Ray cluster that ``--ray`` or ATELIER_RAY names, if any: batch work goes there from now on."""
     from core.distributed.connect import ClusterError, ray_address
-    address = ray_address(getattr(args, "ray", None))
+    if not hasattr(args, "ray"):  # a command that runs nothing on a cluster (cache)
+        return
+    address = ray_address(args.ray)
     if address is None:
         return
-    from core.config import CACHE_ENV, cache_root
+    from core.config import cache_root
     from core.distributed.connect import connect
     try:
-        cluster = connect(address, os.environ.get(CACHE_ENV, "").strip() or cache_root())
-    except ClusterError as e:
+        cluster = connect(address, cache_root().absolute())
+    except (ClusterError, ValueError) as e:  # ValueError: ATELIER_CACHE is a URL
         sys.exit(f"error: {e}")
     print(f"ray: on {cluster.address} ({cluster.nodes} nodes, {cluster.cpus:g} CPUs)", file=sys.stderr)
 
@@ -509,7 +511,12 @@ def main(argv: list[str] | None = None) -> None:
     guard_ast_parse()  # the build's thread pools and the service parse in several threads
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from core.config import cache_root
     from core.recs.contract import NoPurchases
+    try:
+        cache_root()
+    except ValueError as e:  # ATELIER_CACHE is a URL
+        sys.exit(f"error: {e}")
     _cluster(args)
     try:
         args.fn(args)

@@ -18,7 +18,16 @@ import numpy as np
 
 from core.progress import Ticks
 
-BatchWork = Callable[[np.ndarray], dict[str, np.ndarray]]  # items (b,) -> arrays of b rows each
+class BatchWork(Protocol):
+    """One batch stage's work, picklable: what it needs (a model's path, an index's bytes) travels with it."""
+
+    threads: int  # the CPUs (and threads) a worker running it takes
+
+    def __call__(self, items: np.ndarray) -> dict[str, np.ndarray]:
+        """items (b,) -> arrays of b rows each."""
+        ...
+
+
 TrainLoop = Callable[[dict], Any]  # config -> what this worker's training gives (rank 0's is kept); picklable
 
 
@@ -27,11 +36,12 @@ class Executor(Protocol):
 
     name: str
 
-    def map(self, work: BatchWork, items: np.ndarray, batch_size: int, progress: Ticks | None = None,
-            cpus: float = 1.0) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """``work(items[positions])`` for consecutive batches of ``batch_size`` items, yielding each batch's
-        (positions (b,) int64, outputs) as it finishes, in any order; ``progress(done, len(items))`` after each.
-        ``work`` is built once per worker and kept for its batches (a model loaded once); ``cpus`` per worker."""
+    def map(self, work: BatchWork, items: np.ndarray, batch_size: int, progress: Ticks | None = None
+            ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """``work(items[positions])`` for batches of at most ``batch_size`` items, yielding each batch's (positions
+        (b,) int64, outputs) as it finishes, in any order; ``progress(done, len(items))`` after each. ``work`` is
+        sent once to each worker and kept for its batches (a model loaded once), each worker ``work.threads``
+        CPUs."""
         ...
 
     def train_workers(self) -> int:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from core.config import CACHE_ENV, PROJECT_ROOT, cache_root
 
 
@@ -17,3 +19,9 @@ def test_cache_root_is_the_environment_s_else_the_project_s(monkeypatch, tmp_pat
         assert cache_root() == PROJECT_ROOT / "cache"
     monkeypatch.delenv(CACHE_ENV)
     assert cache_root() == PROJECT_ROOT / "cache"
+
+
+def test_a_url_as_cache_root_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setenv("ATELIER_CACHE", "s3://bucket/atelier")
+    with pytest.raises(ValueError, match="s3:// URL.*shared filesystem"):
+        cache_root()

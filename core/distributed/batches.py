@@ -27,17 +27,18 @@ class _Actor:
 
 
 class RayData:
-    """Runs batch work on the connected Ray cluster's CPUs: ``workers`` actors at most (default: as many as its
-    CPUs hold at ``cpus`` each). An actor that dies (its process killed, its node lost) is restarted and its
+    """Runs batch work on the connected Ray cluster's CPUs, ``workers`` actors at most (default: as many as its CPUs
+    hold at ``work.threads`` each). An actor that dies (its process killed, its node lost) is restarted and its
     batches in flight run again; batches already returned are not (Ray Data's actor pools retry by default).
-    Training runs on Ray Train (:mod:`core.distributed.train`), on ``workers`` workers (default: one per CPU)."""
+    Training runs on Ray Train (:mod:`core.distributed.train`) on ``train_workers`` workers (default: one per CPU,
+    at most :data:`~core.distributed.train.MAX_TRAIN_WORKERS`)."""
     name = "ray"
 
-    def __init__(self, workers: int | None = None):
-        self.workers = workers
+    def __init__(self, workers: int | None = None, train_workers: int | None = None):
+        self.workers, self._train_workers = workers, train_workers
 
-    def map(self, work: BatchWork, items: np.ndarray, batch_size: int, progress: Ticks | None = None,
-            cpus: float = 1.0) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def map(self, work: BatchWork, items: np.ndarray, batch_size: int, progress: Ticks | None = None
+            ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         import ray
         import ray.data
         context = ray.data.DataContext.get_current()
@@ -47,6 +48,7 @@ class RayData:
         n = len(items)
         if n == 0:
             return
+        cpus = work.threads
         workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         batch_size = max(1, min(batch_size, -(-n // workers)))  # a small job still spreads over the workers
         workers = min(workers, -(-n // batch_size))
@@ -67,7 +69,7 @@ class RayData:
                 progress(done, n)
 
     def train_workers(self) -> int:
-        return self.workers or ray_train.cluster_workers()
+        return self._train_workers or ray_train.cluster_workers()
 
     def train(self, loop: TrainLoop, config: dict):
         return ray_train.train(loop, config, self.train_workers())

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import PROJECT_ROOT
+from core.config import PROJECT_ROOT, url_scheme
 from core.distributed.batches import RayData
 from core.executor import use
 
 RAY_ENV = "ATELIER_RAY"
 INSTALL_HINT = "pip install -r requirements-ray.txt"
 PROBE_DIR = ".cluster-probe"
+SHARED_FS = "a shared filesystem every node mounts at that one path (NFS, EFS, Filestore, Azure Files over NFS)"
 
 
 class ClusterError(RuntimeError):
@@ -48,45 +48,47 @@ class Cluster:
 
 def runtime_env() -> dict:
     """What every worker gets: Atelier's own package (``core/``) shipped to each node, so a node needs the same
-    Python environment (requirements.txt and requirements-ray.txt) but not the checkout."""
-    return {"py_modules": [str(PROJECT_ROOT / "core")],
-            "excludes": ["__pycache__", "*.pyc"]}
+    Python environment (requirements.txt and requirements-ray.txt) but not the checkout; and this process's
+    ``ATELIER_*`` settings (``ATELIER_RUNTIME``, ``ATELIER_OFFLINE``, ...), so a worker runs as this process would."""
+    return {"py_modules": [str(PROJECT_ROOT / "core")], "excludes": ["__pycache__", "*.pyc"],
+            "env_vars": {k: v for k, v in os.environ.items() if k.startswith("ATELIER_")}}
+
+
+_connected: str | None = None  # the address this process connected to
 
 
 def connect(address: str, cache_root: str | os.PathLike) -> Cluster:
-    """Connect to the cluster at ``address`` (see :func:`ray_address`) unless already connected, check that every
-    node sees ``cache_root`` (:func:`check_shared_cache`), and send batch work there from now on (:class:`RayData`
-    installed as :func:`core.executor.current`)."""
+    """Connect to the cluster at ``address`` (see :func:`ray_address`; connected to another one, leave it first),
+    check that every node sees ``cache_root`` (:func:`check_shared_cache`), and send batch work and training there
+    from now on (:class:`RayData` installed as :func:`core.executor.current`)."""
+    global _connected
     ray = import_ray()
     _check_not_url(str(cache_root))  # before starting anything
+    if ray.is_initialized() and _connected not in (None, address):
+        disconnect()
     if not ray.is_initialized():
         try:
-            if address == "local":
-                ray.init(runtime_env=runtime_env(), include_dashboard=False, logging_level="WARNING",
-                         log_to_driver=False)
-            else:
-                ray.init(address=address, runtime_env=runtime_env(), logging_level="WARNING", log_to_driver=False)
-        except ConnectionError as e:
-            raise ClusterError(f"cannot reach the Ray cluster at {address!r} ({e}). Start one with "
-                               f"`ray start --head`, or use --ray local for one on this machine") from None
+            # "local" always starts a cluster here (not one RAY_ADDRESS names)
+            ray.init(address=address, runtime_env=runtime_env(), logging_level="WARNING", log_to_driver=False,
+                     **({"include_dashboard": False} if address == "local" else {}))
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError, OSError) as e:
+            raise ClusterError(f"cannot use the Ray cluster at {address!r} ({e.__class__.__name__}: "
+                               f"{str(e).splitlines()[0][:300] if str(e) else ''}). Start one with `ray start "
+                               f"--head`, join it with --ray auto (on its machines) or --ray ray://HEAD:10001, or "
+                               f"use --ray local for one on this machine") from None
+    _connected = address
     check_shared_cache(cache_root)
     use(RayData())
     resources = ray.cluster_resources()
     return Cluster(address, len([n for n in ray.nodes() if n["Alive"]]), float(resources.get("CPU", 0)))
 
 
-def _url_scheme(root: str) -> str | None:
-    """``s3`` of ``s3://bucket/x``, also as a Path has folded it (``s3:/bucket/x``); None for a path."""
-    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):/", root)
-    return found.group(1) if found else None
-
-
 def _check_not_url(root: str) -> None:
-    scheme = _url_scheme(root)
+    scheme = url_scheme(root)
     if scheme:
-        raise ClusterError(f"the artefact cache {root!r} is a {scheme}:// URL: Atelier's cache is a filesystem "
-                           f"(atomic renames, file locks). Mount the bucket at one path on every node (e.g. "
-                           f"mountpoint-s3, gcsfuse, blobfuse2) and set ATELIER_CACHE to that path")
+        raise ClusterError(f"the artefact cache {root!r} is a {scheme}:// URL: Atelier's cache is a folder written "
+                           f"with atomic renames and file locks, which object stores (and the FUSE mounts of "
+                           f"buckets) do not give. Put it on {SHARED_FS} and set ATELIER_CACHE to that path")
 
 
 def node_sees(path: str, token: str) -> str:
@@ -99,17 +101,23 @@ def node_sees(path: str, token: str) -> str:
 
 
 def check_shared_cache(cache_root: str | os.PathLike) -> None:
-    """Raise a ClusterError unless every alive node of the connected cluster reads, at the same path, a probe file
-    written here into ``cache_root``: workers write features and tables into the cache and this process reads
-    them back, so the cache must be one filesystem every node mounts at one path (NFS, a cloud file share, a
-    bucket mounted with a FUSE driver such as mountpoint-s3 or gcsfuse)."""
+    """Raise a ClusterError unless every alive node of the connected cluster reads, at the same absolute path, a
+    probe file written here into ``cache_root`` (written as the cache writes: to a temporary name, then renamed):
+    workers read models from the cache and Ray Train keeps its runs there, and this process saves what they compute
+    into it, so the cache must be one filesystem every node mounts at one path."""
     ray = import_ray()
-    root = str(cache_root)
-    _check_not_url(root)
-    probe = Path(root) / PROBE_DIR / f"{uuid.uuid4().hex}.txt"
+    _check_not_url(str(cache_root))
+    root = Path(cache_root).expanduser().absolute()
+    probe = root / PROBE_DIR / f"{uuid.uuid4().hex}.txt"
     token = uuid.uuid4().hex
-    probe.parent.mkdir(parents=True, exist_ok=True)
-    probe.write_text(token)
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        written = probe.with_suffix(".tmp")
+        written.write_text(token)
+        os.replace(written, probe)
+    except OSError as e:
+        raise ClusterError(f"cannot write into the artefact cache {root} ({e}): it must be a writable folder on "
+                           f"{SHARED_FS}") from None
     try:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         check = ray.remote(num_cpus=0)(node_sees)
@@ -122,13 +130,14 @@ def check_shared_cache(cache_root: str | os.PathLike) -> None:
     if blind:
         raise ClusterError(f"the artefact cache {root} is not shared with every node of the cluster: a file written "
                            f"there by this process is not seen at the same path by " + "; ".join(blind)
-                           + ". Put the cache on storage every node mounts at one path (NFS, a cloud file share, a "
-                           "bucket through mountpoint-s3 or gcsfuse) and set ATELIER_CACHE to it")
+                           + f". Put the cache on {SHARED_FS} and set ATELIER_CACHE to it")
 
 
 def disconnect() -> None:
     """Leave the cluster (and stop it when ``local`` started it here); batch work runs in this process again."""
+    global _connected
     use(None)
+    _connected = None
     ray = import_ray()
     if ray.is_initialized():
         ray.shutdown()

@@ -11,10 +11,17 @@ from core.executor import TrainLoop
 RUNS_DIR = "ray-train"  # under the artefact cache, which every node sees (connect checks it)
 
 
+# Workers a fit takes by default, at most. Each takes its shard of every batch and a row's in-batch negatives are its
+# shard's products: at two-tower's batch of 512, 8 workers leave 64 each. Two workers were measured (tests/distributed
+# /test_train.py); more, on a cluster that has them, is RayData(train_workers=N).
+MAX_TRAIN_WORKERS = 8
+
+
 def cluster_workers(cpus_per_worker: float = 1.0) -> int:
-    """Training workers the connected cluster holds at ``cpus_per_worker`` each (at least 1)."""
+    """Training workers the connected cluster holds at ``cpus_per_worker`` each, at least 1 and at most
+    MAX_TRAIN_WORKERS."""
     import ray
-    return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
+    return max(1, min(MAX_TRAIN_WORKERS, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker)))
 
 
 def _per_worker(config: dict) -> Any:

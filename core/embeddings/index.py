@@ -142,7 +142,7 @@ def neighbour_table(index: VectorIndex, vectors: np.ndarray, k: int = 50, batch_
     if executor is not None:
         work = TableQueries(faiss.serialize_index(index.index), np.ascontiguousarray(vectors, dtype=np.float32), k,
                             index.cfg)
-        for positions, out in executor.map(work, order, batch_size, cpus=work.threads):
+        for positions, out in executor.map(work, order, batch_size):
             rows[order[positions]], scores[order[positions]] = out["rows"], out["scores"]
         return {"rows": rows, "scores": scores}
     for start in range(0, n, batch_size):

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-
 
 def worker() -> tuple[int, int]:
     """(rank, world size) of this process in a data-parallel fit (:meth:`core.executor.Executor.train`); (0, 1)
     outside one."""
+    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -25,6 +22,8 @@ def data_parallel(module, loss: Callable, find_unused_parameters: bool = False) 
     leave parameters out of the loss (DDP waits for their gradients otherwise)."""
     if worker()[1] == 1:
         return loss
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
 
     class Step(torch.nn.Module):
         def __init__(self):
@@ -42,6 +41,8 @@ def rank_zero_says(flag: bool) -> bool:
     that every rank must take at the same step, or the next gradient average waits for a rank that left."""
     if worker()[1] == 1:
         return flag
+    import torch
+    import torch.distributed as dist
     said = torch.tensor([int(flag)])
     dist.broadcast(said, src=0)
     return bool(said.item())
@@ -51,6 +52,8 @@ def mean_over_workers(value: float) -> float:
     """The mean of ``value`` over the ranks (``value`` outside a process group): an epoch's loss over every shard."""
     if worker()[1] == 1:
         return value
+    import torch
+    import torch.distributed as dist
     total = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(total)
     return float(total.item()) / worker()[1]

@@ -141,7 +141,7 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     short: list[np.ndarray] = []  # customers whose lists from the index came back short
     executor = current()
     if executor is not None:  # batches on a cluster's workers, each holding the model
-        done = executor.map(work, np.arange(len(customers)), batch, cpus=work.threads)
+        done = executor.map(work, np.arange(len(customers)), batch)
     else:
         done = ((np.arange(start, min(start + batch, len(customers))),
                  work(np.arange(start, min(start + batch, len(customers)))))
@@ -166,7 +166,7 @@ def rank_customers(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
 
 @dataclass
 class RankBatch:
-    """The body of :func:`rank_customers` for a batch of consecutive test customers (positions (b,)), here or on a
+    """The body of :func:`rank_customers` for a batch of test customers (positions (b,), in any order), here or on a
     cluster's worker (:mod:`core.executor`, which sends it once to each worker): ``top_including`` and
     ``top_excluding`` (b, width) int64, ``short`` (b,) bool (an index's list came back short: ranked again from
     every score), and, when ``targets`` are given, each customer's sampled ranks of their test pairs, with and
@@ -185,11 +185,7 @@ class RankBatch:
 
     def __call__(self, at: np.ndarray) -> dict[str, np.ndarray]:
         at = np.asarray(at, dtype=np.int64)
-        if len(at) == 0:
-            return {"top_including": np.zeros((0, self.width), np.int64),
-                    "top_excluding": np.zeros((0, self.width), np.int64), "short": np.zeros(0, bool)}
-        start, stop = int(at[0]), int(at[-1]) + 1  # consecutive
-        ids, earlier = self.customers[start:stop].tolist(), self.earlier[start:stop]
+        ids, earlier = self.customers[at].tolist(), [self.earlier[i] for i in at]
         lacking = np.zeros(len(at), dtype=bool)
         if self.indexed:
             top_in, top_ex, short = _index_lists(self.model, ids, earlier, self.width)
@@ -199,7 +195,8 @@ class RankBatch:
         out = {"top_including": top_in, "top_excluding": top_ex, "short": lacking}
         if self.targets is None:
             return out
-        j = slice(self.stops[start], self.stops[stop])
+        counts = self.stops[at + 1] - self.stops[at]  # each customer's test pairs, in the order of ``at``
+        j = np.concatenate([np.arange(self.stops[i], self.stops[i + 1]) for i in at]) if len(at) else at
         targets, negatives = self.targets[j], self.negatives[j]
         if self.indexed:  # the pairs' scores alone: the target first, then its negatives
             candidates = np.concatenate([targets[:, None], np.maximum(negatives, 0)], axis=1)
@@ -208,10 +205,10 @@ class RankBatch:
             # a product bought again is one of the earlier purchases a list without them never shows
             ranks_ex = ranks_among(np.where(self.again[j], -np.inf, s[:, 0]), s[:, 1:], targets, negatives)
         else:
-            query = self.owner[j] - start
+            query = np.repeat(np.arange(len(at)), counts)  # each pair's row in this batch's scores
             ranks_in = sampled_ranks(scores, query, targets, negatives)
             ranks_ex = sampled_ranks(masked, query, targets, negatives)
-        cuts = self.stops[start + 1:stop] - self.stops[start]
+        cuts = np.cumsum(counts)[:-1]
         out["ranks_including"] = _ragged(np.split(ranks_in, cuts))
         out["ranks_excluding"] = _ragged(np.split(ranks_ex, cuts))
         return out

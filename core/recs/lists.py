@@ -42,7 +42,7 @@ def recommendation_batches(model: Recommender, data: RecData, customer_ids: list
     ids = np.asarray(customer_ids, dtype=object)
     executor = current()
     if executor is not None:
-        done = _in_order(executor.map(work, ids, batch, cpus=work.threads))
+        done = _in_order(executor.map(work, ids, batch))
     else:
         done = ((np.arange(start, min(start + batch, len(ids))), work(ids[start:start + batch]))
                 for start in range(0, len(ids), batch))

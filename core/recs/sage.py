@@ -267,6 +267,9 @@ class SageRecommender(Recommender):
         if exclude is not None:
             pairs = [(i, int(r)) for i, rows in enumerate(exclude) for r in np.unique(rows)]
             links = torch.tensor(pairs, dtype=torch.long).T if pairs else None
+        # PyG imports this (FAISS answering torch queries with tensors, as its search expects) when it adds rows; a
+        # model unpickled in another process, a cluster's worker, has added none there
+        import faiss.contrib.torch_utils  # noqa: F401
         out = self.index_.search(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)), k, exclude_links=links)
         rows, scores = out.index.numpy().astype(np.int64), out.score.numpy().astype(np.float32)
         if exclude is not None and len(rows):

@@ -1,5 +1,4 @@
-"""The app's Ray switch against the simulated cluster: the sidebar says where batch stages run, and a build from
-the app featurises on the cluster into the same cache."""
+"""The app's Ray switch against the simulated cluster: the sidebar says where batch stages run, for the process."""
 import pytest
 
 from core.executor import current, use
@@ -12,7 +11,7 @@ def test_sidebar_connects_and_says_where_batches_run(app_env, ray_cluster, monke
     monkeypatch.setenv("ATELIER_RAY", ray_cluster.address)
     try:
         at = run_page()
-        assert any("Batch stages on Ray" in c.value and "3 nodes" in c.value for c in at.sidebar.caption)
+        assert any("on Ray at" in c.value and "3 nodes" in c.value for c in at.sidebar.caption)
         assert current() is not None and current().name == "ray"
         at.sidebar.text_input(key="app_ray").set_value("").run()
         assert current() is None

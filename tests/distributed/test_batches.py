@@ -18,17 +18,17 @@ def test_neighbour_table_on_the_cluster_equals_local(factory, on_cluster):
     vectors = unit(np.random.default_rng(1).normal(size=(600, 32)).astype(np.float32))
     index = VectorIndex(vectors, np.arange(600).astype(str), IndexConfig(factory=factory))
     order = np.random.default_rng(0).permutation(600)
-    remote = neighbour_table(index, vectors, k=10, batch_size=64, order=order)
+    remote = neighbour_table(index, vectors, k=10, order=order)  # batches cut to 200: one for each worker
     use(None)
-    here = neighbour_table(index, vectors, k=10, batch_size=64, order=order)
+    here = neighbour_table(index, vectors, k=10, order=order)
     np.testing.assert_array_equal(remote["rows"], here["rows"])
     np.testing.assert_allclose(remote["scores"], here["scores"], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
 def fitted_models(tmp_path_factory):
-    """RecData of synthetic:120:0 before its last fortnight, the purchases after, and fitted two-tower and
-    content models (tiny backbone)."""
+    """RecData of synthetic:120:0 before its last fortnight, the purchases after, and fitted two-tower, GraphSAGE,
+    content and popularity models (tiny backbone), fitted here."""
     from core.cache import ArtefactCache
     from core.data.load import load_catalog
     from core.embeddings.pipeline import embed_catalog
@@ -41,10 +41,11 @@ def fitted_models(tmp_path_factory):
     cutoff = catalog.purchases["timestamp"].max() - pd.Timedelta(days=14)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, cutoff, embeddings)
     test = catalog.purchases[catalog.purchases["timestamp"] >= cutoff]
-    return data, test, {name: fitted(name, data, cache) for name in ("two_tower", "content")}
+    return data, test, {name: fitted(name, data, cache) for name in ("two_tower", "graphsage", "content", "popularity")}
 
 
-@pytest.mark.parametrize("name, from_index", [("content", False), ("two_tower", False), ("two_tower", True)])
+@pytest.mark.parametrize("name, from_index", [("content", False), ("popularity", False), ("two_tower", False),
+                                              ("two_tower", True), ("graphsage", True)])
 def test_evaluation_lists_on_the_cluster_equal_local(fitted_models, name, from_index, on_cluster, monkeypatch):
     from core.recs import evaluate
     from core.recs.evaluate import EvalConfig, rank_customers
@@ -59,16 +60,16 @@ def test_evaluation_lists_on_the_cluster_equal_local(fitted_models, name, from_i
         np.testing.assert_array_equal(getattr(remote, field), getattr(here, field))
 
 
-@pytest.mark.parametrize("exclude_bought", [False, True])
-def test_recommend_lists_on_the_cluster_equal_local_in_order(fitted_models, exclude_bought, on_cluster):
+@pytest.mark.parametrize("name, exclude_bought", [("two_tower", False), ("two_tower", True), ("graphsage", True)])
+def test_recommend_lists_on_the_cluster_equal_local_in_order(fitted_models, name, exclude_bought, on_cluster):
     from core.recs.lists import recommendation_batches
     data, _, models = fitted_models
     customers = data.customer_ids.tolist()[::-1] + ["nobody-knows-me"]  # an unknown id: a new customer
     ticks = []
-    remote = pd.concat(recommendation_batches(models["two_tower"], data, customers, 12, exclude_bought, batch=9,
+    remote = pd.concat(recommendation_batches(models[name], data, customers, 12, exclude_bought, batch=9,
                                               progress=lambda s, d, n: ticks.append((d, n))))
     use(None)
-    here = pd.concat(recommendation_batches(models["two_tower"], data, customers, 12, exclude_bought, batch=9))
+    here = pd.concat(recommendation_batches(models[name], data, customers, 12, exclude_bought, batch=9))
     pd.testing.assert_frame_equal(remote.reset_index(drop=True), here.reset_index(drop=True))
     assert remote["customer_id"].drop_duplicates().tolist() == customers  # in the order asked
     assert ticks[-1] == (len(customers), len(customers))

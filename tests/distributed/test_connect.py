@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from core.distributed.connect import ClusterError, _url_scheme, check_shared_cache, import_ray, node_sees, \
-    ray_address
+from core.config import url_scheme
+from core.distributed.connect import ClusterError, check_shared_cache, import_ray, node_sees, ray_address
 
 
 def test_address_from_argument_then_environment(monkeypatch):
@@ -42,10 +42,10 @@ def test_no_cluster_named_runs_in_process(monkeypatch, capsys):
 
 
 def test_object_store_url_is_refused_with_the_fix(monkeypatch):
-    assert _url_scheme("s3://bucket/cache") == "s3" and _url_scheme("s3:/bucket/cache") == "s3"
-    assert _url_scheme("/mnt/shared/cache") is None and _url_scheme("cache") is None
+    assert url_scheme("s3://bucket/cache") == "s3" and url_scheme("s3:/bucket/cache") == "s3"
+    assert url_scheme("/mnt/shared/cache") is None and url_scheme("cache") is None
     monkeypatch.setitem(sys.modules, "ray", object())  # stands in: the URL is refused before Ray is used
-    with pytest.raises(ClusterError, match="mountpoint-s3"):
+    with pytest.raises(ClusterError, match="shared filesystem"):
         check_shared_cache("gs://bucket/cache")
 
 

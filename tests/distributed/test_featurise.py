@@ -126,3 +126,4 @@ def test_interrupted_run_resumes_where_it_stopped(catalog, local, on_cluster, is
     image, _, _, _ = catalog_features(catalog, cache, computed=computed)
     assert computed["images"] == 46 - kept
     np.testing.assert_allclose(image, local[0], atol=1e-5)
+

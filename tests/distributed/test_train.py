@@ -63,7 +63,7 @@ def fit_on(workers: int | None, make, data):
     """``make()`` fitted here (``workers`` None) or on that many Ray Train workers; (model, seconds)."""
     from core.distributed.batches import RayData
     from core.executor import use
-    previous = use(None if workers is None else RayData(workers=workers))
+    previous = use(None if workers is None else RayData(train_workers=workers))
     try:
         t0 = time.perf_counter()
         model = make().fit(data)
@@ -159,10 +159,10 @@ def test_data_parallel_fits_carry_their_workers_in_the_cache_key():
     from core.recs.two_tower import TwoTowerRecommender
     for model in (TwoTowerRecommender(), SageRecommender()):
         local = model.cache_config()
-        previous = use(RayData(workers=1))
+        previous = use(RayData(train_workers=1))
         try:
             assert model.cache_config() == local
-            use(RayData(workers=2))
+            use(RayData(train_workers=2))
             assert model.cache_config() == local | {"train_workers": 2}
         finally:
             use(previous)

@@ -226,8 +226,8 @@ def _fill_stores(stores: list[RowStore], keys: list[str], dims: list[Callable[[]
     executor = current()
     if executor is not None and work is not None and todo:
         todo = np.asarray(todo, dtype=np.int64)
-        for positions, out in executor.map(work, np.asarray([inputs[i] for i in todo]), chunk, progress,
-                                           cpus=work.threads):
+        work.prepare()
+        for positions, out in executor.map(work, np.asarray([inputs[i] for i in todo]), chunk, progress):
             take(todo[positions], [out[name] for name in work.outputs],
                  {j: str(m) for j, m in enumerate(out["error"]) if m})
     else:
@@ -257,6 +257,11 @@ class PhotoBatch:
     outputs: tuple[str, ...] = ("pooled", "descriptor")
     _runner: FeatureRunner | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
+    def prepare(self) -> None:
+        """Export the tower into the cache here, once, before the workers load it: on a first run every worker
+        would otherwise export it at once."""
+        create_feature_tower(ArtefactCache(self.cache_root), threads=1)
+
     def __call__(self, paths: np.ndarray) -> dict[str, np.ndarray]:
         if self._runner is None:
             self._runner = create_feature_tower(ArtefactCache(self.cache_root), threads=self.threads)
@@ -275,6 +280,10 @@ class SentenceBatch:
     threads: int = WORKER_THREADS
     outputs: tuple[str, ...] = ("features",)
     _text: TextTower | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def prepare(self) -> None:
+        """Export MiniLM into the cache here, once, before the workers load it (see :meth:`PhotoBatch.prepare`)."""
+        TextTower(ArtefactCache(self.cache_root), threads=1).runner()
 
     def __call__(self, sentences: np.ndarray) -> dict[str, np.ndarray]:
         if self._text is None:
