@@ -13,6 +13,7 @@ import numpy as np
 from core.bench.command import BenchContext
 from core.bench.measure import reference_s
 from core.cache import ArtefactCache
+from core.config import cache_root
 from core.data.load import load_catalog
 from core.executor import current, use
 
@@ -57,7 +58,9 @@ def bench_ray(spec: str, limit: int, address: str | None) -> dict:
     given = current()  # --ray: connected by the CLI already
     use(None)
     reference = reference_s()
-    with tempfile.TemporaryDirectory() as tmp:
+    # under the artefact cache: on a real cluster (--ray) only a folder every node sees will do
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-ray-", dir=cache_root()) as tmp:
         here, there = ArtefactCache(Path(tmp) / "here"), ArtefactCache(Path(tmp) / "there")
         create_feature_tower(here)  # the ONNX exports, once, outside the timings; both caches start with them
         TextTower(here).runner()
@@ -83,6 +86,7 @@ def bench_ray(spec: str, limit: int, address: str | None) -> dict:
                 disconnect()
                 cluster.shutdown()
         warm_s, _, warm = _features(catalog, there)  # back in this process, on the cluster's cache
+    use(given)
     image_diff = float(np.abs(local[0] - remote[0]).max())
     text_diff = float(np.abs(local[1] - remote[1]).max())
     return {"catalog": catalog.name, "products": len(catalog.products), "photos": int(local[2].sum()),
