@@ -45,14 +45,16 @@ class Executor(Protocol):
         ...
 
     def train_workers(self) -> int:
-        """How many workers :meth:`train` runs a loop on. A data-parallel fit's result depends on it (each worker
-        sees its shard of a batch as the batch's negatives), so the learned models' cache keys carry it past 1."""
+        """How many workers :meth:`train` runs a loop on."""
         ...
 
     def train(self, loop: TrainLoop, config: dict) -> Any:
         """``loop(config)`` on :meth:`train_workers` workers at once (one CPU each), joined in a ``torch.distributed``
         process group (gloo), and what rank 0's returns. Each worker seeds itself from ``config`` as a local fit
-        does, so all start from the same weights."""
+        does, so all start from the same weights. A fit on several workers is another trajectory than the local
+        one (a worker's shard of a batch gives its in-batch negatives), within the tolerance its tests state, as a
+        fit on another machine is not bit-identical either: it is cached under the same key as the local fit, so
+        the service, the app and a later run load the model the cluster trained rather than training again."""
         ...
 
 
@@ -69,11 +71,3 @@ def use(executor: Executor | None) -> Executor | None:
     global _current
     previous, _current = _current, executor
     return previous
-
-
-def training_key() -> dict:
-    """What a learned model's cache key adds for where it trains: ``{"train_workers": R}`` when the installed
-    executor trains on R > 1 workers (a model of its own, see :meth:`Executor.train_workers`), else nothing (one
-    worker is the local fit)."""
-    workers = _current.train_workers() if _current is not None else 1
-    return {"train_workers": workers} if workers > 1 else {}

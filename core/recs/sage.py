@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch_geometric.nn.pool import MIPSKNNIndex
 
 from core.embeddings.backbone import fuse
-from core.executor import current, training_key
+from core.executor import current
 from core.progress import Progress
 from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULAR, PRODUCT_VECTOR, SAVES_STATE,
                                 RecData, Recommender, top_k)
@@ -78,7 +78,7 @@ class SageRecommender(Recommender):
         self.cfg = cfg
 
     def cache_config(self) -> dict:
-        return {"model": self.name, **asdict(self.cfg)} | training_key()  # data-parallel workers train another model
+        return {"model": self.name, **asdict(self.cfg)}  # where it trained is not (see core.executor.Executor.train)
 
     # ------------------------------------------------------------ training
 
@@ -269,7 +269,7 @@ class SageRecommender(Recommender):
             links = torch.tensor(pairs, dtype=torch.long).T if pairs else None
         # PyG imports this (FAISS answering torch queries with tensors, as its search expects) when it adds rows; a
         # model unpickled in another process, a cluster's worker, has added none there
-        import faiss.contrib.torch_utils  # noqa: F401
+        import faiss.contrib.torch_utils  # noqa: F401 (imported for its effect)
         out = self.index_.search(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)), k, exclude_links=links)
         rows, scores = out.index.numpy().astype(np.int64), out.score.numpy().astype(np.float32)
         if exclude is not None and len(rows):

@@ -28,7 +28,7 @@ from core.recs.graph import GraphConfig, customer_features, feature_spec, produc
 from core.embeddings.index import IndexConfig, VectorIndex
 from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, PRODUCT_VECTOR, SAVES_STATE, SESSION,
                                 RecData, Recommender, top_k)
-from core.executor import current, training_key
+from core.executor import current
 from core.recs.dataparallel import data_parallel, mean_over_workers, worker
 from core.progress import Progress
 
@@ -183,8 +183,8 @@ class TwoTowerRecommender(Recommender):
         self.index_cfg = index
 
     def cache_config(self) -> dict:
-        # the index layout is not trained; data-parallel workers are (training_key)
-        return {"model": self.name, **dataclasses.asdict(self.cfg)} | training_key()
+        # the index layout is not trained; nor is where it trained part of the key (see core.executor.Executor.train)
+        return {"model": self.name, **dataclasses.asdict(self.cfg)}
 
     # ------------------------------------------------------------ training
 
