@@ -45,6 +45,9 @@ def _cluster(args) -> None:
     address = ray_address(args.ray)
     if address is None:
         return
+    if getattr(args, "ingress", None):  # serve: in the environment before a local cluster or Serve starts
+        from core.distributed.serving import INGRESS
+        os.environ.update(INGRESS[args.ingress])
     from core.config import cache_root
     from core.distributed.connect import connect
     try:
@@ -408,6 +411,10 @@ def _serve_parser(sub) -> None:
                    "beyond which a request gets 503 (default 2048)")
     p.add_argument("--header-timeout", type=float, help="seconds a connection may take to send a request's "
                    "headers before it gets 408 and is closed (default 5)")
+    p.add_argument("--ingress", choices=["python", "haproxy"], default="python",
+                   help="with --ray: Serve's HTTP ingress: its Python proxy (Serve's default), or HAProxy routing "
+                        "straight to the replicas (a Ray 2.60 feature flag; about a third of the proxy's lookup p99 "
+                        "here). A running cluster must have been started with it (RAY_SERVE_ENABLE_HA_PROXY=1)")
     p.add_argument("--replicas", type=int, default=2, help="with --ray: replicas of the Ray Serve deployment, each "
                                                             "loading the version once (default 2)")
     p.set_defaults(fn=cmd_serve)

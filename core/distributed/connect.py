@@ -49,9 +49,10 @@ class Cluster:
 def runtime_env() -> dict:
     """What every worker gets: Atelier's own package (``core/``) shipped to each node, so a node needs the same
     Python environment (requirements.txt and requirements-ray.txt) but not the checkout; and this process's
-    ``ATELIER_*`` settings (``ATELIER_RUNTIME``, ``ATELIER_OFFLINE``, ...), so a worker runs as this process would."""
+    ``ATELIER_*`` settings (``ATELIER_RUNTIME``, ``ATELIER_OFFLINE``, ...), so a worker runs as this process would,
+    and its ``RAY_SERVE_*`` ones (the service's ingress, see :data:`core.distributed.serving.INGRESS`)."""
     return {"py_modules": [str(PROJECT_ROOT / "core")], "excludes": ["__pycache__", "*.pyc"],
-            "env_vars": {k: v for k, v in os.environ.items() if k.startswith("ATELIER_")}}
+            "env_vars": {k: v for k, v in os.environ.items() if k.startswith(("ATELIER_", "RAY_SERVE_"))}}
 
 
 _connected: str | None = None  # the address this process connected to

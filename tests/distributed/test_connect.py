@@ -2,6 +2,7 @@
 (no Ray needed)."""
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -55,3 +56,19 @@ def test_a_node_reports_what_it_sees(tmp_path):
     probe.write_text("token")
     assert node_sees(str(probe), "token") == ""
     assert node_sees(str(probe), "another") == "it holds another run's probe"
+
+
+def test_serve_ingress_is_in_the_environment_before_the_cluster_starts(monkeypatch):
+    from core import __main__ as cli
+    from core.distributed import connect
+    seen = {}
+
+    def refuse(address, root):
+        seen["env"] = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY")
+        raise ClusterError("no cluster in this test")
+
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    monkeypatch.setattr(connect, "connect", refuse)
+    with pytest.raises(SystemExit, match="no cluster in this test"):
+        cli.main(["serve", "--catalog", "synthetic:10:0", "--ray", "local", "--ingress", "haproxy"])
+    assert seen["env"] == "1"  # (monkeypatch's record of the variable's absence removes it again after the test)
