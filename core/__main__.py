@@ -155,6 +155,8 @@ def cmd_serve(args) -> None:
           file=sys.stderr)
     given = {"limit_concurrency": args.limit_concurrency, "header_timeout_s": args.header_timeout}
     if ray_address(args.ray):  # a Ray Serve deployment of --replicas replicas, until Ctrl-C or SIGTERM
+        if args.replicas < 1:
+            sys.exit("error: --replicas must be at least 1")
         from core.config import cache_root
         from core.distributed.serving import ServeConfig, run, stop, wait_for_stop_signal
         unused = [k for k, v in given.items() if v is not None]
