@@ -67,6 +67,8 @@ def _in_order(batches: Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]
     consecutive positions is held until every position before it has been yielded."""
     waiting, expected = {}, 0
     for at, out in batches:
+        if len(at) == 0:
+            continue
         order = np.argsort(at, kind="stable")
         at, out = at[order], {name: value[order] for name, value in out.items()}
         for run in np.split(np.arange(len(at)), np.flatnonzero(np.diff(at) != 1) + 1):

@@ -11,7 +11,7 @@ def test_batches_come_back_in_order_whatever_order_they_finish_in():
         at = np.asarray(positions)
         return at, {"rows": at * 10}
 
-    finished = [batch([6, 7]), batch([2, 3]), batch([8, 9, 0, 1]), batch([4, 5])]  # one block of two batches
+    finished = [batch([6, 7]), batch([2, 3]), batch([]), batch([8, 9, 0, 1]), batch([4, 5])]  # a block of two
     got = list(_in_order(iter(finished)))
     assert np.concatenate([at for at, _ in got]).tolist() == list(range(10))
     assert np.concatenate([out["rows"] for _, out in got]).tolist() == [p * 10 for p in range(10)]

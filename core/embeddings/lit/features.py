@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -12,12 +13,15 @@ from PIL import Image
 from core.cache import ArtefactCache, RowStore, digest
 from core.embeddings.backbone import encode_by_shape, encode_images
 from core.embeddings.lit.descriptor import descriptor_dim, texture_cfg, texture_descriptor
-from core.embeddings.lit.runtime import FeatureRunner, FeatureRunners, create_feature_tower
+from core.embeddings.lit.runtime import FeatureRunner, FeatureRunners, create_feature_tower, export_onnx_text_tower, \
+    export_onnx_tower, runtime_choice
 from core.embeddings.lit.text import TextTower
 from core.embeddings.lit.towers import IMAGE_FEATURES, IMAGE_TOWER_CFG, TEXT_FEATURES, TEXT_TOWER_CFG, \
     TEXTURE_BLOCKS, ImageTower
 from core.embeddings.lit.views import TEXTURE_VIEWS, LitImagePreprocess, check_views, photo_canvas
 from core.executor import current
+
+log = logging.getLogger(__name__)
 
 # Photos per ONNX Runtime call in photo_features. Measured on 768 H&M photos (2:3, so 160 x 224 canvases),
 # 2 cores, decoding in 2 threads alongside, two rounds: quiet, batch 8, 16 and 32 gave 158-169, 181-189 and
@@ -260,7 +264,7 @@ class PhotoBatch:
     def prepare(self) -> None:
         """Export the tower into the cache here, once, before the workers load it: on a first run every worker
         would otherwise export it at once."""
-        create_feature_tower(ArtefactCache(self.cache_root), threads=1)
+        _export_here(lambda: export_onnx_tower(ArtefactCache(self.cache_root)))
 
     def __call__(self, paths: np.ndarray) -> dict[str, np.ndarray]:
         if self._runner is None:
@@ -283,13 +287,25 @@ class SentenceBatch:
 
     def prepare(self) -> None:
         """Export MiniLM into the cache here, once, before the workers load it (see :meth:`PhotoBatch.prepare`)."""
-        TextTower(ArtefactCache(self.cache_root), threads=1).runner()
+        cache = ArtefactCache(self.cache_root)
+        _export_here(lambda: export_onnx_text_tower(cache, TextTower(cache)))
 
     def __call__(self, sentences: np.ndarray) -> dict[str, np.ndarray]:
         if self._text is None:
             self._text = TextTower(ArtefactCache(self.cache_root), threads=self.threads)
         return {"features": self._text([str(s) for s in sentences]),
                 "error": np.full(len(sentences), "", dtype=object)}
+
+
+def _export_here(export: Callable[[], object]) -> None:
+    """``export()`` unless PyTorch is asked for (nothing to export); when it fails, each worker tries and falls back
+    to PyTorch as it would here (:func:`~core.embeddings.lit.runtime.onnx_or_torch`), with its warning."""
+    if runtime_choice() == "torch":
+        return
+    try:
+        export()
+    except Exception as e:  # ImportError (no onnxruntime), an exporter error
+        log.warning("exporting a tower to ONNX before the workers start failed (%s: %s)", e.__class__.__name__, e)
 
 
 def attribute_captions(products) -> list[list[str]]:

@@ -210,6 +210,13 @@ def load_onnx_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS
                           lambda path: export_feature_tower(image_tower(), blocks, path), load)
 
 
+def export_onnx_tower(cache: ArtefactCache, blocks: Sequence[int] = TEXTURE_BLOCKS) -> Path:
+    """The tower's ONNX file in the cache, exported now when missing or corrupt (see :func:`load_or_export`), no
+    session loaded: for processes elsewhere (a cluster's workers) to load."""
+    return load_or_export(cache, onnx_path(cache, blocks),
+                          lambda path: export_feature_tower(image_tower(), blocks, path), lambda path: path)
+
+
 def runtime_choice() -> str:
     """``ATELIER_RUNTIME``, checked: "onnxruntime" or "torch" to force one, "" (or "auto") to let it choose."""
     choice = os.environ.get(RUNTIME_ENV, "").strip().lower()
@@ -388,6 +395,13 @@ def load_onnx_text_tower(cache: ArtefactCache, tower) -> OnnxTextTower:
 
     return load_or_export(cache, text_onnx_path(cache, tower.model_dir),
                           lambda path: export_sentence_encoder(tower.model, path), load)
+
+
+def export_onnx_text_tower(cache: ArtefactCache, tower) -> Path:
+    """``tower``'s encoder as an ONNX file in the cache, exported now when missing or corrupt (the model loaded only
+    then), no session loaded: for processes elsewhere (a cluster's workers) to load."""
+    return load_or_export(cache, text_onnx_path(cache, tower.model_dir),
+                          lambda path: export_sentence_encoder(tower.model, path), lambda path: path)
 
 
 def create_text_runner(cache: ArtefactCache, tower) -> TextRunner:
