@@ -5,19 +5,24 @@ customers from their attributes and what they bought; there are no id embeddings
 nobody bought, a product added from a photo and a sentence, and a customer with no purchases all
 get vectors by a forward pass, with no retraining.
 
-A score has two parts (:class:`SageModel`):
+A score has three parts (:class:`SageModel`), in one inner product:
 
-- **personal affinity**: customer vector · product vector (cosine with a learned temperature by
-  default, or the raw inner product), from inputs that say nothing about how often anything sold:
-  content, attributes and the graph's messages, each input column standardised on the catalogue;
+- **content similarity**: the cosine between the product's content vector and the customer's content
+  profile, the recency-weighted mean of what they bought (``profile_half_life``), times a learned scale;
+- **graph affinity**: the cosine of the graph's customer and product vectors (content, attributes and
+  the graph's messages, each input column standardised on the catalogue; nothing that says how often
+  anything sold), times its own learned scale, the customer's vector centred on the mean customer so
+  that no direction shared by every customer lives in it (``content_apart``; without it, the first
+  repair's residual towers: one cosine of content vectors moved by the graph);
 - **a popularity prior**, the same for every customer: a learned weighting of log(1 + all-time
   purchases) and log(1 + purchases in the last ``recent_days``), weighted at inference by
   ``prior_weight_`` for customers with purchases and ``new_prior_weight_`` for those without, both
   chosen on the validation window (0 drops it).
 
-Before this split the degree counts were inputs beside unit-norm content vectors, and BPR against
+Before the prior was split off, the degree counts were inputs beside unit-norm content vectors, and BPR against
 uniform negatives learned "sold lately" as one customer-independent direction: every list held the
-same ~30 recent sellers and a never-bought product could not climb past them.
+same ~30 recent sellers and a never-bought product could not climb past them. The residual towers that
+followed still let training wear the content ranking away (README: 0.0029 on the test window).
 
 Training (:meth:`SageRecommender.fit`, run by :func:`core.recs.sage_training.train`):
 
@@ -28,8 +33,8 @@ Training (:meth:`SageRecommender.fit`, run by :func:`core.recs.sage_training.tra
   negatives), each candidate's logit corrected by the log of how many times it is expected among the
   candidates (log-Q, :func:`core.recs.two_tower.logq_softmax_loss`); the prior is added to every logit, so
   the affinity is free to learn taste rather than popularity;
-- residual towers (default): a product is its content vector plus what the graph adds, a customer the
-  mean content vector of what they bought plus the same, the graph's part starting at zero;
+- negatives among the products on sale by the task's window (somebody had bought them by its end), so a
+  product nobody has bought yet is not taught to be unwanted by the customers it resembles;
 - DropoutNet: a share of the products in a step (positives and negatives alike) and of its customers
   lose their purchase neighbourhood, and a share of the steps runs with no buyer messages to any
   product at all, which is how a never-bought product looks at test time;
@@ -56,7 +61,7 @@ from core.recs.contract import (ADD_PRODUCT, CUSTOMER_VECTORS, NO_REASON, POPULA
                                 RecData, Recommender, top_k)
 from core.recs.graph import build_graph, content_edges, customer_features, feature_spec, new_node_sources, \
     product_features
-from core.recs.sage_model import SageConfig, SageModel, mean_content
+from core.recs.sage_model import SageConfig, SageModel, mean_content, profile_weights
 from core.recs.sage_training import heard, popularity_features, train, train_worker
 
 
@@ -96,7 +101,7 @@ class SageRecommender(Recommender):
         self.spec_, self.content_, self.model_ = run.spec, run.content, run.model
         self.history_, self.validation_ = run.history, run.validation
         self.prior_weight_ = float(self.validation_.get("prior_weight", self.cfg.prior_weights[0]))
-        self.new_prior_weight_ = float(self.validation_.get("new_prior_weight", self.cfg.prior_weights[0]))
+        self.new_prior_weight_ = float(self.validation_.get("new_prior_weight", self.cfg.new_prior_weights[0]))
         self.best_epoch_ = int(np.argmax(self.history_)) + 1 if self.history_ else 0
         self.validation_recall_ = float(self.validation_.get("recall", 0.0))
         self._embed(data, run.similar)
@@ -124,14 +129,16 @@ class SageRecommender(Recommender):
             h_c, h_p = self.model_.layer(i, h_c, h_p, heard(graph.buys, self.cfg), graph.similar_adj,
                                          bought=graph.buys.flip(0), variants=graph.variant_adj)
             self.product_states_.append(h_p)
-        if self.cfg.residual:
-            h_c, h_p = h_c + mean_content(self.content_, graph.buys.flip(0), len(h_c)), h_p + self.content_
+        profile = mean_content(self.content_, graph.buys.flip(0), len(h_c), profile_weights(graph.days, self.cfg))
+        if self.cfg.content_apart and self.cfg.centre:  # the centre of every customer as finally embedded
+            self.model_.graph_mean_c.copy_(F.normalize(h_c, dim=-1).mean(0))
+        h_c, h_p = self.model_.customer_tower(h_c, profile), self.model_.product_tower(h_p, self.content_)
         popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
         self.scale_ = float(self.model_.scale())
         self.prior_ = self.model_.prior(popularity).numpy().astype(np.float32)
         has_purchases = torch.bincount(graph.buys[0], minlength=graph.n_customers).numpy() > 0
-        self.customer_vectors_ = self._customer_row(self.model_.finish(h_c), has_purchases)
-        self.product_vectors_ = np.hstack([self.model_.finish(h_p).numpy(), self.prior_[:, None]]).astype(np.float32)
+        self.customer_vectors_ = self._customer_row(h_c, has_purchases)
+        self.product_vectors_ = np.hstack([h_p.numpy(), self.prior_[:, None]]).astype(np.float32)
         self.index_ = MIPSKNNIndex(torch.from_numpy(self.product_vectors_))
 
     def _customer_row(self, vectors: torch.Tensor, has_purchases: np.ndarray) -> np.ndarray:
@@ -139,7 +146,7 @@ class SageRecommender(Recommender):
         weight ``prior_weight_`` for a customer with purchases (``has_purchases`` (q,) bool), else
         ``new_prior_weight_``."""
         weight = np.where(has_purchases, self.prior_weight_, self.new_prior_weight_).astype(np.float32)
-        return np.hstack([vectors.numpy() * self.scale_, weight[:, None]]).astype(np.float32)
+        return np.hstack([vectors.detach().numpy() * self.scale_, weight[:, None]]).astype(np.float32)
 
     # ------------------------------------------------------------ cache
 
@@ -182,10 +189,10 @@ class SageRecommender(Recommender):
         return self.customer_vectors_
 
     @torch.no_grad()
-    def _leaf(self, history: np.ndarray, customer_id: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _leaf(self, history: np.ndarray, customer_id: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A customer as a new leaf node over liked product rows (product states stay as they are): the
-        distinct liked rows and the customer's state (1, out) (with the residual mean content of the liked
-        products), before :meth:`SageModel.finish`."""
+        distinct liked rows, the customer's graph state (1, out) and their content profile (1, d), the mean
+        content vector of the liked products (zeros for none); :meth:`SageModel.customer_tower` makes the vector."""
         row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
         liked = torch.as_tensor(np.unique(np.asarray(history, dtype=np.int64)))
         static = self.graph_.x_customer[[row]] if row is not None else self.new_customer_x_
@@ -194,9 +201,23 @@ class SageRecommender(Recommender):
             h_c = self.model_.to_customer[i]((self.product_states_[i][liked], h_c), _to_one(len(liked)))
             if i < self.cfg.layers - 1:
                 h_c = F.relu(h_c)
-        if self.cfg.residual and len(liked):
-            h_c = h_c + self.content_[liked].mean(0, keepdim=True)
-        return liked, h_c
+        weights = self._profile_weights(liked, row)
+        return liked, h_c, weights @ self.content_[liked] if len(liked) else torch.zeros(1, self.content_.shape[1])
+
+    def _profile_weights(self, liked: torch.Tensor, row: int | None) -> torch.Tensor:
+        """(1, n) each liked product's weight in the customer's content profile, summing to 1: by the age of the
+        customer's latest purchase of it (``row``, None for a customer the data does not know) at
+        ``profile_half_life``, as the catalogue's customers are embedded; a product not bought before is
+        liked now (age 0)."""
+        ages = torch.zeros(len(liked))
+        if row is not None and self.cfg.profile_half_life and len(liked):
+            data = self.data_
+            own = data.users == row
+            latest = pd.Series(data.days_ago[own]).groupby(data.items[own]).min()
+            ages = torch.from_numpy(latest.reindex(liked.numpy()).fillna(0.0).to_numpy(np.float32))
+        weights = profile_weights(ages, self.cfg)
+        weights = torch.ones(len(liked)) if weights is None else weights
+        return (weights / weights.sum().clamp_min(1e-12))[None]
 
     def customer_vector(self, history: np.ndarray, customer_id: str | None = None) -> np.ndarray:
         """(width + 1,) vector of a customer given as liked product rows (may be empty) and, if known, their id
@@ -206,8 +227,8 @@ class SageRecommender(Recommender):
         if row is not None and np.array_equal(np.unique(np.asarray(history, dtype=np.int64)),
                                               np.unique(self.data_.history(customer_id))):
             return self.customer_vectors_[row]
-        liked, h = self._leaf(history, customer_id)
-        return self._customer_row(self.model_.finish(h), np.array([len(liked) > 0]))[0]
+        liked, h, profile = self._leaf(history, customer_id)
+        return self._customer_row(self.model_.customer_tower(h, profile), np.array([len(liked) > 0]))[0]
 
     @torch.no_grad()
     def explain(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> np.ndarray:
@@ -233,17 +254,25 @@ class SageRecommender(Recommender):
         to the customer's vector before its prior weight (``customer_vector(...)[:-1]``). The last layer's
         message from each liked product, and its share of the residual mean content, are linear in that
         product's state, and the cosine's normalisation is one factor for all of them."""
-        liked, h = self._leaf(history, customer_id)
-        factor = self.scale_ / float(h.norm().clamp_min(1e-12)) if self.cfg.affinity == "cosine" else 1.0
+        liked, h, profile = self._leaf(history, customer_id)
+        vector = self.model_.customer_tower(h, profile)[0] * self.scale_  # customer_vector(...)[:-1]
         if not len(liked):
-            return liked.numpy(), np.zeros((0, h.shape[1]), np.float32), (h[0] * factor).numpy()
+            return liked.numpy(), np.zeros((0, len(vector)), np.float32), vector.numpy()
         last = self.model_.to_customer[self.cfg.layers - 1]
-        messages = self.product_states_[-2][liked] @ last.lin_l.weight.T
-        if self.cfg.residual:
-            messages = messages + self.content_[liked]  # the residual mean of the liked products' content
-        messages = messages / len(liked)  # mean aggregation: each liked product's part of the customer's state
-        rest = h[0] - messages.sum(0)
-        return liked.numpy(), (messages * factor).numpy(), (rest * factor).numpy()
+        # mean aggregation: each liked product's part of the graph state, and of the content profile
+        messages = self.product_states_[-2][liked] @ last.lin_l.weight.T / len(liked)
+        row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
+        contents = self.content_[liked] * self._profile_weights(liked, row)[0][:, None]
+        if self.cfg.content_apart:  # [content scale * profile / |profile|, graph scale * state / |state| - centre]
+            each = torch.cat([contents * self.model_.log_scale.exp() / profile.norm().clamp_min(1e-12),
+                              messages * self.model_.log_graph_scale.exp() / h.norm().clamp_min(1e-12)], 1)
+        else:
+            whole = h + profile if self.cfg.residual else h
+            if self.cfg.residual:
+                messages = messages + contents
+            factor = self.scale_ / float(whole.norm().clamp_min(1e-12)) if self.cfg.affinity == "cosine" else 1.0
+            each = messages * factor
+        return liked.numpy(), each.numpy(), (vector - each.sum(0)).numpy()
 
     def query_vectors(self, customer_ids) -> np.ndarray:
         """(q, width + 1) vectors of customers by id: a customer of the data (with purchases before the cutoff or
@@ -325,10 +354,9 @@ class SageRecommender(Recommender):
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
             states.append(h)
-        if self.cfg.residual:
-            h = h + torch.from_numpy(hybrid[None])
         never_bought = float(self.model_.prior(torch.zeros(1, 2))[0])
-        vector = np.append(self.model_.finish(h)[0].numpy(), np.float32(never_bought)).astype(np.float32)
+        vector = np.append(self.model_.product_tower(h, torch.from_numpy(hybrid[None]))[0].numpy(),
+                           np.float32(never_bought)).astype(np.float32)
         return vector, states, hybrid
 
     def add_product(self, product_id: str, image: np.ndarray | None, text: np.ndarray | None,

@@ -20,7 +20,7 @@ from core.recs.contract import RecData
 from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, FeatureSpec, Graph, NeighbourSampler, build_graph,
                              content_edges, degree_features, feature_spec, purchase_edges)
 from core.recs.metrics import ranking_metrics
-from core.recs.sage_model import SageConfig, SageModel, training_mode
+from core.recs.sage_model import SageConfig, SageModel, profile_weights, training_mode
 from core.recs.two_tower import logq_softmax_loss
 
 
@@ -113,7 +113,13 @@ def train(data: RecData, cfg: SageConfig, progress: Progress | None = None) -> S
     content = torch.from_numpy(np.ascontiguousarray(data.hybrid, dtype=np.float32))
     model = SageModel(train_graph.x_customer.shape[1], train_graph.x_product.shape[1], cfg, content.shape[1])
     model.standardise_with(train_graph.x_customer, train_graph.x_product)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the scales (how far to trust content, and the graph) move scale_lr times faster than the network: they settle
+    # which part leads within the epochs early stopping leaves, where content is noise as where it is most of the
+    # signal
+    scales = [p for n, p in model.named_parameters() if n.startswith("log_")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("log_")]
+    opt = torch.optim.Adam([{"params": rest}, {"params": scales, "lr": cfg.lr * cfg.scale_lr, "weight_decay": 0.0}],
+                           lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_pairs = sum(t.pairs.shape[1] for t in tasks)
     best, best_state, waited = -1.0, None, 0
     history, validation = [], {}
@@ -305,6 +311,7 @@ def _step(model: SageModel, content: torch.Tensor, inputs: tuple[torch.Tensor, t
         popularity = task.popularity
     drawn, expected = negatives(task, products, popularity[:, 1].expm1(), rng, cfg)
     log_expected = (expected + len(batch) * task.log_q.exp()).log()
+    weights = profile_weights(graph.days, cfg)  # each purchase's weight in its customer's content profile
     # DropoutNet: positives and negatives alike lose their buyers; some steps hear no buyers at all
     candidates = torch.cat([products, drawn]).unique()
     dropped_p = candidates[torch.rand(len(candidates), generator=rng) < cfg.item_dropout]
@@ -316,13 +323,15 @@ def _step(model: SageModel, content: torch.Tensor, inputs: tuple[torch.Tensor, t
         gone_p = torch.ones_like(gone_p)
     if sampler is None:
         h_c, h_p = model(x_c, x_p, graph.buys[:, ~gone_p], graph.similar_adj, bought=graph.buys[:, ~gone_c].flip(0),
-                         variants=graph.variant_adj, content=content, standardised=True)
+                         variants=graph.variant_adj, content=content, standardised=True,
+                         bought_weight=None if weights is None else weights[~gone_c])
         at_c, at_p = customers, torch.arange(graph.n_products)
     else:
         seed_c = customers.unique()
         sub = sampler.sample({"customer": seed_c, "product": candidates}, {BUYS: gone_p, REV_BUYS: gone_c}, rng)
         h_c, h_p = model(x_c[sub.nodes["customer"]], x_p[sub.nodes["product"]], sub.edges[BUYS], sub.edges[SIMILAR],
-                         sub.edges[REV_BUYS], sub.edges.get(VARIANT), content[sub.nodes["product"]], standardised=True)
+                         sub.edges[REV_BUYS], sub.edges.get(VARIANT), content[sub.nodes["product"]], standardised=True,
+                         bought_weight=None if weights is None else weights[sub.edge_ids[REV_BUYS]])
         at_c = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
         at_p = torch.full((graph.n_products,), -1, dtype=torch.long)
         at_p[candidates] = torch.arange(len(candidates))
@@ -336,16 +345,17 @@ def validate(model: SageModel, content: torch.Tensor, graph: Graph, inputs: tupl
              truth: dict[int, set[int]], cfg: SageConfig) -> dict[str, float]:
     """The validation window's Recall@10 and cold-item Recall@10 at the prior weights that maximise their
     sum (``criterion``), and those weights: one for the customers with purchases before the window
-    (``prior_weight``) and one for those with none (``new_prior_weight``: with nothing known of a person
-    but a few attributes, what sells may be worth more). ``inputs``: ``graph``'s features through
+    (``prior_weight``, from ``cfg.prior_weights``) and one for those with none (``new_prior_weight``, from
+    ``cfg.new_prior_weights``: with nothing known of a person but a few attributes, what sells may be worth more). ``inputs``: ``graph``'s features through
     :meth:`SageModel.standardise`."""
     model.eval()
     nothing = {"criterion": 0.0, "recall": 0.0, "cold_recall": 0.0, "prior_weight": cfg.prior_weights[0],
-               "new_prior_weight": cfg.prior_weights[0]}
+               "new_prior_weight": cfg.new_prior_weights[0]}
     if not truth:
         return nothing
     h_c, h_p = model(*inputs, heard(graph.buys, cfg), graph.similar_adj, bought=graph.buys.flip(0),
-                     variants=graph.variant_adj, content=content, standardised=True)
+                     variants=graph.variant_adj, content=content, standardised=True,
+                     bought_weight=profile_weights(graph.days, cfg))
     popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
     prior = model.prior(popularity).numpy()
     if not (torch.isfinite(h_c).all() and torch.isfinite(h_p).all() and np.isfinite(prior).all()):
@@ -355,17 +365,18 @@ def validate(model: SageModel, content: torch.Tensor, graph: Graph, inputs: tupl
     cold = popularity[:, 0].numpy() == 0
     known = torch.bincount(graph.buys[0], minlength=graph.n_customers).numpy()[rows] > 0
     best = {}
+    grids = {"known": cfg.prior_weights, "new": cfg.new_prior_weights}
     for weight, top in tops_with_prior(h_c[rows] * model.scale(), h_p, torch.from_numpy(prior),
-                                       cfg.prior_weights).items():
+                                       tuple(sorted(set(cfg.prior_weights) | set(cfg.new_prior_weights)))).items():
         for part, keep in (("known", known), ("new", ~known)):
-            if keep.any():
+            if keep.any() and weight in grids[part]:
                 overall, cold_recall = validation_recalls(top[keep], [b for b, k in zip(bought, keep) if k], cold)
                 recall = float(overall.mean())
                 cold_mean = float(cold_recall.mean()) if len(cold_recall) else 0.0
                 if part not in best or recall + cold_mean > best[part][0] + best[part][1]:
                     best[part] = (recall, cold_mean, float(weight), int(keep.sum()))
-    fallback = (0.0, 0.0, cfg.prior_weights[0], 0)
-    (r, rc, w, n), (r_new, rc_new, w_new, n_new) = best.get("known", fallback), best.get("new", fallback)
+    (r, rc, w, n) = best.get("known", (0.0, 0.0, cfg.prior_weights[0], 0))
+    (r_new, rc_new, w_new, n_new) = best.get("new", (0.0, 0.0, cfg.new_prior_weights[0], 0))
     recall, cold_recall = (r * n + r_new * n_new) / (n + n_new), (rc * n + rc_new * n_new) / (n + n_new)
     return {"criterion": recall + cold_recall, "recall": recall, "cold_recall": cold_recall, "prior_weight": w,
             "new_prior_weight": w_new, "new_recall": r_new}

@@ -80,11 +80,29 @@ def test_new_customer_from_liked_products_and_from_attributes_alone(blocks_model
     scores = model.score_histories([liked, np.empty(0, dtype=np.int64)], [None, None])
     assert scores.shape == (2, data.n_products) and scores.dtype == np.float32
     top, _ = top_k(scores[:1], 3, exclude=[liked])
-    assert data.product_ids[top[0, 0]] == "b2"  # block B's other bought product; never-bought b3 was a negative
-    assert scores[0, data.product_row["b2"]] > scores[0, [data.product_row[p] for p in ("a0", "a1", "a2", "a3")]].max()
+    # the rest of block B first, bought (b2) or not (b3: never a negative, as it was not on sale)
+    assert set(data.product_ids[top[0, :2]]) == {"b2", "b3"}
+    for p in ("b2", "b3"):
+        assert scores[0, data.product_row[p]] > scores[0, [data.product_row[a] for a in ("a0", "a1", "a2", "a3")]].max()
     assert np.isfinite(scores[1]).all()  # nothing liked, no attributes: still a ranking
-    leaf = model._customer_row(model.model_.finish(model._leaf(data.history("c2"), "c2")[1]), np.array([True]))
+    _, state, profile = model._leaf(data.history("c2"), "c2")
+    leaf = model._customer_row(model.model_.customer_tower(state, profile), np.array([True]))
     np.testing.assert_allclose(leaf[0], model.customer_vectors()[data.customer_row["c2"]], atol=1e-5)
+
+
+def test_the_score_is_content_similarity_plus_a_centred_graph_affinity(blocks_model):
+    """content_apart: [content scale x recency-weighted profile, graph scale x (graph vector - mean customer's)]."""
+    data, model = blocks_model
+    d, vectors = data.hybrid.shape[1], model.customer_vectors()
+    row = data.customer_row["c2"]  # bought b0, b1, b2 at 60, 57 and 54 days before the cutoff
+    weights = 0.5 ** (np.array([60.0, 57.0, 54.0]) / TINY.profile_half_life)
+    profile = weights @ data.hybrid[[data.product_row[p] for p in ("b0", "b1", "b2")]]
+    content_scale = float(model.model_.log_scale.exp())
+    np.testing.assert_allclose(vectors[row, :d], content_scale * profile / np.linalg.norm(profile), atol=1e-5)
+    np.testing.assert_allclose(model.item_vectors()[:, :d], data.hybrid, atol=1e-6)  # products: their content
+    graph_part = vectors[:, d:-1] / float(model.model_.log_graph_scale.exp())
+    np.testing.assert_allclose(graph_part.mean(0), 0.0, atol=1e-5)  # no direction every customer shares
+    assert np.linalg.norm(graph_part, axis=1).max() > 0.1
 
 
 def test_product_added_from_content_reaches_the_customers_whose_taste_it_matches(blocks_model):
@@ -117,7 +135,8 @@ def test_sampler_with_large_fanouts_equals_the_full_forward_pass():
     graph = build_graph(data, GraphConfig(content_k=3, variant_cap=0, attributes=("product_type",)))
     x_c, x_p = graph.x_customer, graph.x_product
     torch.manual_seed(0)
-    model = SageModel(x_c.shape[1], x_p.shape[1], SageConfig(hidden=8, out=8, dropout=0.0, residual=False)).eval()
+    model = SageModel(x_c.shape[1], x_p.shape[1], SageConfig(hidden=8, out=8, dropout=0.0, residual=False,
+                                                             content_apart=False)).eval()
     full_c, full_p = model(x_c, x_p, graph.buys, graph.similar)
     sampler = NeighbourSampler({BUYS: graph.buys, REV_BUYS: graph.buys.flip(0), SIMILAR: graph.similar},
                                {"customer": graph.n_customers, "product": graph.n_products}, fanouts=(100, 100))

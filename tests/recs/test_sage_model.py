@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from core.recs.sage_model import mean_content, standardiser
+from core.recs.sage_model import SageConfig, mean_content, profile_weights, standardiser
 
 
 def test_standardiser_leaves_constant_columns_unscaled():
@@ -17,11 +17,20 @@ def test_mean_content_averages_each_customers_products():
     content = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])
     bought = torch.tensor([[0, 1, 2], [0, 0, 1]])  # product -> customer: c0 bought p0 and p1, c1 bought p2
     assert mean_content(content, bought, 3).tolist() == [[2.0, 1.0], [5.0, 4.0], [0.0, 0.0]]
+    # weighted: c0's p1 counts three times p0
+    weighted = mean_content(content, bought, 3, torch.tensor([1.0, 3.0, 0.5]))
+    assert weighted.tolist() == [[2.5, 1.5], [5.0, 4.0], [0.0, 0.0]]
+
+
+def test_a_purchase_weighs_half_as_much_in_the_profile_every_half_life():
+    weights = profile_weights(torch.tensor([0.0, 30.0, 60.0]), SageConfig(profile_half_life=30.0))
+    assert torch.allclose(weights, torch.tensor([1.0, 0.5, 0.25]))
+    assert profile_weights(torch.tensor([0.0, 30.0]), SageConfig(profile_half_life=0.0)) is None  # all alike
 
 
 def test_inputs_from_features_standardised_once_equal_the_inputs_from_raw_features():
-    from core.recs.sage_model import SageConfig, SageModel
-    model = SageModel(3, 4, SageConfig(residual=False))
+    from core.recs.sage_model import SageModel
+    model = SageModel(3, 4, SageConfig(residual=False, content_apart=False))
     x_c, x_p = torch.rand(5, 3) * 10, torch.rand(7, 4) - 3
     model.standardise_with(x_c, x_p)
     z_c, z_p = model.standardise(x_c, x_p)
