@@ -21,6 +21,7 @@ from core.recs.metrics import coverage, ranking_metrics
 from core.recs.contract import rec_data, top_k  # noqa: E402
 from core.recs.sage import SageRecommender
 from core.recs.sage_model import SageConfig
+from core.recs.baselines.content import Content
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
     p.add_argument("--end", default="2020-04-01")
     p.add_argument("--seeds", default="0")
     p.add_argument("--set", action="append", default=[], help="field=value (python literal), graph.field=value")
+    p.add_argument("--content", action="store_true", help="also print the content baseline on the same window")
     args = p.parse_args()
     catalog = load_catalog(default_catalog_spec())
     embeddings = _embeddings(catalog, "auto", ArtefactCache())
@@ -45,22 +47,29 @@ def main() -> None:
              for c in customers]
     cold = data.popularity() == 0
     slices = customer_slice(np.array([len(data.history(c)) for c in customers]))
+
+    def measured(scores: np.ndarray) -> dict:
+        top = top_k(scores, 12)[0]
+        recall = ranking_metrics(top, truth, 10)["recall"]
+        cold_truth = [t[cold[t]] for t in truth]
+        has = np.array([len(t) > 0 for t in cold_truth])
+        cold_recall = ranking_metrics(top[has], [t for t, h in zip(cold_truth, has) if h], 10)["recall"]
+        return {"recall_at_10": round(float(recall.mean()), 4), "cold_items": round(float(cold_recall.mean()), 4),
+                **{f"{s}_customers": round(float(recall[slices == s].mean()), 4) for s in ("new", "sparse", "warm")},
+                "coverage_at_10": round(coverage(top, data.n_products, 10), 4)}
+
+    if args.content:
+        print(json.dumps({"model": "content", **measured(Content().fit(data).score(customers.tolist()))}), flush=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         cfg = SageConfig(**{**over, "graph": GraphConfig(**graph_over), "seed": seed})
         t0 = time.perf_counter()
         model = SageRecommender(cfg).fit(data)
         train_s = time.perf_counter() - t0
-        top = top_k(model.score(customers.tolist()), 12)[0]
-        recall = ranking_metrics(top, truth, 10)["recall"]
-        cold_truth = [t[cold[t]] for t in truth]
-        has = np.array([len(t) > 0 for t in cold_truth])
-        cold_recall = ranking_metrics(top[has], [t for t, h in zip(cold_truth, has) if h], 10)["recall"]
-        print(json.dumps({"set": args.set, "seed": seed, "recall_at_10": round(float(recall.mean()), 4),
-                          "cold_items": round(float(cold_recall.mean()), 4),
-                          **{f"{s}_customers": round(float(recall[slices == s].mean()), 4)
-                             for s in ("new", "sparse", "warm")},
-                          "coverage_at_10": round(coverage(top, data.n_products, 10), 4),
-                          "prior_weight": model.prior_weight_, "best_epoch": model.best_epoch_,
+        print(json.dumps({"set": args.set, "seed": seed, **measured(model.score(customers.tolist())),
+                          "prior_weight": model.prior_weight_, "new_prior_weight": model.new_prior_weight_,
+                          "best_epoch": model.best_epoch_,
+                          "scales": {n: round(float(w.detach().exp()), 3) for n, w in model.model_.named_parameters()
+                                     if n.startswith("log_")},
                           "inner_validation": {k: round(v, 4) for k, v in model.validation_.items()},
                           "train_s": round(train_s, 1)}), flush=True)
 
