@@ -318,7 +318,6 @@ class Subgraph:
     edge type in local numbering (row 0 source, row 1 destination)."""
     nodes: dict[str, torch.Tensor]
     edges: dict[tuple[str, str, str], torch.Tensor]
-    edge_ids: dict[tuple[str, str, str], torch.Tensor]  # per edge type, each sampled edge's column in the full edges
 
 
 class NeighbourSampler:
@@ -373,9 +372,9 @@ class NeighbourSampler:
                 nodes[src_t].append(fresh)
                 new[src_t].append(fresh)
             frontier = {t: torch.cat(v) for t, v in new.items() if v}
-        out_edges, edge_ids = {}, {}
+        out_edges = {}
         for etype, chosen in picked.items():
             eids = torch.cat(chosen).unique() if chosen else torch.empty(0, dtype=torch.long)
             e = self.edges[etype][:, eids]
-            out_edges[etype], edge_ids[etype] = torch.stack([local[etype[0]][e[0]], local[etype[2]][e[1]]]), eids
-        return Subgraph({t: torch.cat(v) for t, v in nodes.items()}, out_edges, edge_ids)
+            out_edges[etype] = torch.stack([local[etype[0]][e[0]], local[etype[2]][e[1]]])
+        return Subgraph({t: torch.cat(v) for t, v in nodes.items()}, out_edges)

@@ -12,8 +12,8 @@ A score has three parts (:class:`SageModel`), in one inner product:
 - **graph affinity**: the cosine of the graph's customer and product vectors (content, attributes and
   the graph's messages, each input column standardised on the catalogue; nothing that says how often
   anything sold), times its own learned scale, the customer's vector centred on the mean customer so
-  that no direction shared by every customer lives in it (``content_apart``; without it, the first
-  repair's residual towers: one cosine of content vectors moved by the graph);
+  that no direction shared by every customer lives in it (``content_apart``; without it, residual
+  towers as in the first repair: one cosine of content vectors moved by the graph);
 - **a popularity prior**, the same for every customer: a learned weighting of log(1 + all-time
   purchases) and log(1 + purchases in the last ``recent_days``), weighted at inference by
   ``prior_weight_`` for customers with purchases and ``new_prior_weight_`` for those without, both
@@ -129,7 +129,8 @@ class SageRecommender(Recommender):
             h_c, h_p = self.model_.layer(i, h_c, h_p, heard(graph.buys, self.cfg), graph.similar_adj,
                                          bought=graph.buys.flip(0), variants=graph.variant_adj)
             self.product_states_.append(h_p)
-        profile = mean_content(self.content_, graph.buys.flip(0), len(h_c), profile_weights(graph.days, self.cfg))
+        profile = mean_content(self.content_, graph.buys.flip(0), len(h_c),
+                               profile_weights(graph.days, self.cfg, graph.buys[0]))
         if self.cfg.content_apart and self.cfg.centre:  # the centre of every customer as finally embedded
             self.model_.graph_mean_c.copy_(F.normalize(h_c, dim=-1).mean(0))
         h_c, h_p = self.model_.customer_tower(h_c, profile), self.model_.product_tower(h_p, self.content_)
@@ -214,11 +215,12 @@ class SageRecommender(Recommender):
             data = self.data_
             own = data.users == row
             latest = pd.Series(data.days_ago[own]).groupby(data.items[own]).min()
-            ages = torch.from_numpy(latest.reindex(liked.numpy()).fillna(0.0).to_numpy(np.float32))
-        weights = profile_weights(ages, self.cfg)
+            ages = torch.tensor(latest.reindex(liked.numpy()).fillna(0.0).to_numpy(np.float32))
+        weights = profile_weights(ages, self.cfg, torch.zeros(len(ages), dtype=torch.long))
         weights = torch.ones(len(liked)) if weights is None else weights
         return (weights / weights.sum().clamp_min(1e-12))[None]
 
+    @torch.no_grad()
     def customer_vector(self, history: np.ndarray, customer_id: str | None = None) -> np.ndarray:
         """(width + 1,) vector of a customer given as liked product rows (may be empty) and, if known, their id
         (attributes). A known customer with their own history is a lookup; anyone else is embedded as a
@@ -251,9 +253,10 @@ class SageRecommender(Recommender):
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A customer's side of the affinity split by where it comes from: the distinct liked rows (n,), each
         one's part (n, width) and the rest (width,) (attributes, earlier layers, biases); parts and rest sum
-        to the customer's vector before its prior weight (``customer_vector(...)[:-1]``). The last layer's
-        message from each liked product, and its share of the residual mean content, are linear in that
-        product's state, and the cosine's normalisation is one factor for all of them."""
+        to the customer's vector before its prior weight (``customer_vector(...)[:-1]``). Each liked product's
+        share of the content profile, and the last layer's message from it, are linear in that product's content
+        vector and state. With content apart, each block's normalisation is one factor for all of that block's
+        shares (the centre is in the rest); with residual towers, the cosine's is one factor for all."""
         liked, h, profile = self._leaf(history, customer_id)
         vector = self.model_.customer_tower(h, profile)[0] * self.scale_  # customer_vector(...)[:-1]
         if not len(liked):

@@ -17,14 +17,17 @@ from core.recs.graph import GraphConfig
 class SageConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     hidden: int = 64
-    out: int = 64  # without residual; with it, the content vectors' width
-    # Residual: a product's vector is its content vector (photo and sentence fused) plus what the graph adds, a
+    out: int = 64  # the graph's vectors' width (with content apart; with residual towers, the content vectors')
+    # Residual (with content_apart False): a product's vector is its content vector (photo and sentence fused) plus what the graph adds, a
     # customer's the mean content vector of what they bought plus the same; the last layer starts at zero, so
     # training starts from content similarity, which ranks never-bought products as readily as bought ones.
     residual: bool = True
-    # Content apart: the score is content similarity (the customer's mean content vector, cosine) plus the graph's
-    # own affinity (cosine of vectors of width ``out``), each with its own learned scale: the graph adds to
-    # content's ranking in the score rather than moving the content vectors (``residual`` is then unused).
+    # Content apart: the score is content similarity (the customer's content profile, cosine) plus the graph's own
+    # affinity (cosine of vectors of width ``out``), each with its own learned scale: the graph adds to content's
+    # ranking in the score rather than moving the content vectors. ``residual`` and ``affinity`` are then unused
+    # (both parts are cosines). False gives the first repair's towers, with this config's other settings (the
+    # first repair itself also had profile_half_life 0, negatives_on_sale False, scale_lr 1, new_prior_weights
+    # as prior_weights).
     content_apart: bool = True
     # Centre the graph part of customer vectors on their mean, so it holds no direction shared by every customer
     # (what every customer gets alike belongs to the prior)
@@ -36,7 +39,8 @@ class SageConfig:
     scale_lr: float = 30.0
     graph_scale: float = 1.0  # content_apart: the graph affinity's initial scale (learned); content's is 1 / temperature
     # A customer's content profile (the residual's or content_apart's mean content vector of what they bought) weighs
-    # each purchase by 0.5 ** (its age in days / this), as the content baseline does; 0: every purchase alike
+    # each product they bought by 0.5 ** (days since they last bought it / this), as the content baseline weighs its
+    # last purchases (every one, not the last 10); 0: every product alike
     profile_half_life: float = 30.0
     layers: int = 2
     dropout: float = 0.1
@@ -130,8 +134,8 @@ class SageModel(nn.Module):
 
     Shapes: ``x_c`` (n_c, f_c), ``x_p`` (n_p, f_p) static features; edges (2, E) source row, destination row;
     ``popularity`` (n_p, 2) log(1 + all-time purchases), log(1 + recent purchases).
-    Returns customer (n_c, width) and product (n_p, width) vectors (width: the content vectors' with
-    ``residual``, else ``out``); affinity is their inner product
+    Returns customer (n_c, width) and product (n_p, width) vectors (width: the content vectors' plus ``out``
+    with ``content_apart``, the content vectors' with ``residual``, else ``out``); affinity is their inner product
     (times :meth:`scale`), the prior :meth:`prior`.
     """
 
@@ -200,15 +204,20 @@ class SageModel(nn.Module):
     def forward(self, x_c: torch.Tensor, x_p: torch.Tensor, buys: torch.Tensor, similar: torch.Tensor,
                 bought: torch.Tensor | None = None, variants: torch.Tensor | None = None,
                 content: torch.Tensor | None = None, standardised: bool = False,
-                bought_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Customer and product vectors; ``content`` (n_p, d) the products' content vectors (residual);
-        ``standardised``: ``x_c`` and ``x_p`` come from :meth:`standardise`."""
+                bought_weight: torch.Tensor | None = None, profile: torch.Tensor | None = None,
+                recentre: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Customer and product vectors; ``content`` (n_p, d) the products' content vectors; ``standardised``:
+        ``x_c`` and ``x_p`` come from :meth:`standardise`. Customers' content profiles are the ``bought_weight``-
+        weighted means of the content of what they bought (``bought``), or ``profile`` (n_c, d) when given.
+        With ``centre``, training (or ``recentre``: a pass over every customer) sets the centre of the customers'
+        graph vectors to this pass's."""
         h_c, h_p = self.inputs(x_c, x_p, standardised)
         for i in range(self.cfg.layers):
             h_c, h_p = self.layer(i, h_c, h_p, buys, similar, bought, variants)
         bought = buys.flip(0) if bought is None else bought
-        profile = mean_content(content, bought, len(h_c), bought_weight) if content is not None else None
-        if self.cfg.content_apart and self.cfg.centre and self.training:
+        if profile is None and content is not None:
+            profile = mean_content(content, bought, len(h_c), bought_weight)
+        if self.cfg.content_apart and self.cfg.centre and (self.training or recentre):
             with torch.no_grad():
                 self.graph_mean_c.copy_(F.normalize(h_c, dim=-1).mean(0))
         return self.customer_tower(h_c, profile), self.product_tower(h_p, content)
@@ -253,7 +262,15 @@ def mean_content(content: torch.Tensor, bought: torch.Tensor, n_customers: int, 
     return total / count[:, None]
 
 
-def profile_weights(days: torch.Tensor, cfg: SageConfig) -> torch.Tensor | None:
+def profile_weights(days: torch.Tensor, cfg: SageConfig, owners: torch.Tensor | None = None) -> torch.Tensor | None:
     """(E,) each purchase edge's weight in its customer's content profile from its age ``days`` (E,), or None
-    (every purchase alike) without ``profile_half_life``."""
-    return 0.5 ** (days.float() / cfg.profile_half_life) if cfg.profile_half_life else None
+    (every purchase alike) without ``profile_half_life``. With ``owners`` (E,) each edge's customer, ages count
+    from each customer's latest purchase: the same profile (weights are relative), but a customer whose purchases
+    are all years old does not underflow to none (0.5 ** (days / 30) is 0 in float32 past about 4,400 days)."""
+    if not cfg.profile_half_life:
+        return None
+    days = days.float()
+    if owners is not None and len(days):
+        latest = torch.full((int(owners.max()) + 1,), float("inf")).scatter_reduce(0, owners, days, "amin")
+        days = days - latest[owners]
+    return 0.5 ** (days / cfg.profile_half_life)

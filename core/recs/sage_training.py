@@ -20,7 +20,7 @@ from core.recs.contract import RecData
 from core.recs.graph import (BUYS, REV_BUYS, SIMILAR, VARIANT, FeatureSpec, Graph, NeighbourSampler, build_graph,
                              content_edges, degree_features, feature_spec, purchase_edges)
 from core.recs.metrics import ranking_metrics
-from core.recs.sage_model import SageConfig, SageModel, profile_weights, training_mode
+from core.recs.sage_model import SageConfig, SageModel, mean_content, profile_weights, training_mode
 from core.recs.two_tower import logq_softmax_loss
 
 
@@ -212,11 +212,11 @@ def training_tasks(data: RecData, graph: Graph, similar: torch.Tensor, cfg: Sage
     graph as it stood when the window opened: the task the model faces at the cutoff, repeated back
     in time; a purchase never carries messages for itself because it lies in the graph's future.
 
-    With ``negatives_on_sale`` negatives are drawn from the products somebody bought by the end of the
-    task's window: a product first bought later, or never, may not have been on sale yet, and as a
-    negative it teaches the model to push down the new products a later window buys. Measured on the
-    validation window it did worse (README): left out of the negatives, never-bought products, which
-    have no buyers to hear, drift above everything. Off by default.
+    With ``negatives_on_sale`` (the default) negatives are drawn from the products somebody bought by the end
+    of the task's window: a product first bought later, or never, may not have been on sale yet, and as a
+    negative it teaches the model to push down the new products a later window buys. With the first repair's
+    residual towers it did worse on the validation window (README): left out of the negatives, never-bought
+    products drifted above everything; with content apart the graph's part cannot outweigh content that way.
     """
     first_bought = np.full(data.n_products, -np.inf, dtype=np.float32)  # days before the cutoff; -inf: never
     np.maximum.at(first_bought, data.items, data.days_ago)
@@ -311,7 +311,7 @@ def _step(model: SageModel, content: torch.Tensor, inputs: tuple[torch.Tensor, t
         popularity = task.popularity
     drawn, expected = negatives(task, products, popularity[:, 1].expm1(), rng, cfg)
     log_expected = (expected + len(batch) * task.log_q.exp()).log()
-    weights = profile_weights(graph.days, cfg)  # each purchase's weight in its customer's content profile
+    weights = profile_weights(graph.days, cfg, graph.buys[0])  # each purchase's weight in its customer's profile
     # DropoutNet: positives and negatives alike lose their buyers; some steps hear no buyers at all
     candidates = torch.cat([products, drawn]).unique()
     dropped_p = candidates[torch.rand(len(candidates), generator=rng) < cfg.item_dropout]
@@ -329,9 +329,16 @@ def _step(model: SageModel, content: torch.Tensor, inputs: tuple[torch.Tensor, t
     else:
         seed_c = customers.unique()
         sub = sampler.sample({"customer": seed_c, "product": candidates}, {BUYS: gone_p, REV_BUYS: gone_c}, rng)
+        # the seeds' content profiles from every purchase they made, as full-graph steps and inference see them,
+        # not from the few the sampler kept (only the seeds' vectors enter the loss)
+        mine = ~gone_c & torch.isin(graph.buys[0], seed_c)
+        profile = torch.zeros(len(sub.nodes["customer"]), content.shape[1])
+        profile[:len(seed_c)] = mean_content(content, torch.stack([graph.buys[1, mine],
+                                                                    torch.searchsorted(seed_c, graph.buys[0, mine])]),
+                                             len(seed_c), None if weights is None else weights[mine])
         h_c, h_p = model(x_c[sub.nodes["customer"]], x_p[sub.nodes["product"]], sub.edges[BUYS], sub.edges[SIMILAR],
                          sub.edges[REV_BUYS], sub.edges.get(VARIANT), content[sub.nodes["product"]], standardised=True,
-                         bought_weight=None if weights is None else weights[sub.edge_ids[REV_BUYS]])
+                         profile=profile)
         at_c = torch.searchsorted(seed_c, customers)  # seeds come first, in sorted (unique) order
         at_p = torch.full((graph.n_products,), -1, dtype=torch.long)
         at_p[candidates] = torch.arange(len(candidates))
@@ -355,7 +362,7 @@ def validate(model: SageModel, content: torch.Tensor, graph: Graph, inputs: tupl
         return nothing
     h_c, h_p = model(*inputs, heard(graph.buys, cfg), graph.similar_adj, bought=graph.buys.flip(0),
                      variants=graph.variant_adj, content=content, standardised=True,
-                     bought_weight=profile_weights(graph.days, cfg))
+                     bought_weight=profile_weights(graph.days, cfg, graph.buys[0]), recentre=True)
     popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
     prior = model.prior(popularity).numpy()
     if not (torch.isfinite(h_c).all() and torch.isfinite(h_p).all() and np.isfinite(prior).all()):

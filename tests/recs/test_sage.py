@@ -97,10 +97,10 @@ def test_the_score_is_content_similarity_plus_a_centred_graph_affinity(blocks_mo
     row = data.customer_row["c2"]  # bought b0, b1, b2 at 60, 57 and 54 days before the cutoff
     weights = 0.5 ** (np.array([60.0, 57.0, 54.0]) / TINY.profile_half_life)
     profile = weights @ data.hybrid[[data.product_row[p] for p in ("b0", "b1", "b2")]]
-    content_scale = float(model.model_.log_scale.exp())
+    content_scale = float(model.model_.log_scale.detach().exp())
     np.testing.assert_allclose(vectors[row, :d], content_scale * profile / np.linalg.norm(profile), atol=1e-5)
     np.testing.assert_allclose(model.item_vectors()[:, :d], data.hybrid, atol=1e-6)  # products: their content
-    graph_part = vectors[:, d:-1] / float(model.model_.log_graph_scale.exp())
+    graph_part = vectors[:, d:-1] / float(model.model_.log_graph_scale.detach().exp())
     np.testing.assert_allclose(graph_part.mean(0), 0.0, atol=1e-5)  # no direction every customer shares
     assert np.linalg.norm(graph_part, axis=1).max() > 0.1
 
@@ -295,6 +295,12 @@ def test_explanations_name_the_liked_product_whose_part_of_the_score_is_largest(
     model_prior = model.prior_ * model.prior_weight_
     expected = np.where((model_prior > 0) & (model_prior > share.max(axis=1)), -1, expected)
     np.testing.assert_array_equal(model.explain(liked, products), expected)
+    # a known customer's own purchases, weighted by recency: the content block is wholly theirs, nothing in the rest
+    d = data.hybrid.shape[1]
+    rows, messages, rest = model.parts(data.history("c2"), "c2")
+    np.testing.assert_allclose(messages.sum(0) + rest, model.customer_vectors()[data.customer_row["c2"], :-1],
+                               atol=1e-4)
+    np.testing.assert_allclose(rest[:d], 0.0, atol=1e-5)
 
 
 def test_the_popularity_prior_is_a_part_of_its_own():

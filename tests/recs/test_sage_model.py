@@ -26,6 +26,10 @@ def test_a_purchase_weighs_half_as_much_in_the_profile_every_half_life():
     weights = profile_weights(torch.tensor([0.0, 30.0, 60.0]), SageConfig(profile_half_life=30.0))
     assert torch.allclose(weights, torch.tensor([1.0, 0.5, 0.25]))
     assert profile_weights(torch.tensor([0.0, 30.0]), SageConfig(profile_half_life=0.0)) is None  # all alike
+    # counted from each customer's latest purchase: the same profile, and purchases years old do not vanish
+    old = profile_weights(torch.tensor([9000.0, 9030.0, 60.0]), SageConfig(profile_half_life=30.0),
+                          torch.tensor([0, 0, 1]))
+    assert torch.allclose(old, torch.tensor([1.0, 0.5, 1.0]))
 
 
 def test_inputs_from_features_standardised_once_equal_the_inputs_from_raw_features():

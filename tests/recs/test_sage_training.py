@@ -89,6 +89,7 @@ def test_auto_mode_trains_on_sampled_mini_batches_past_its_limit():
 
 def test_validation_through_the_index_is_validation_over_every_score():
     from core.recs.contract import top_k
+    from core.recs.sage_model import profile_weights
     from core.recs.sage_training import heard, popularity_features, validate, validation_recalls
     data = two_blocks()
     cfg = dataclasses.replace(TINY, validation_days=56, epochs=2)  # the window holds c1's and c2's last purchases
@@ -102,7 +103,8 @@ def test_validation_through_the_index_is_validation_over_every_score():
     # the same recalls from every product's score, sorted, at the weights validation chose
     with torch.no_grad():
         h_c, h_p = run.model(*inputs, heard(graph.buys, cfg), graph.similar_adj, bought=graph.buys.flip(0),
-                             variants=graph.variant_adj, content=run.content, standardised=True)
+                             variants=graph.variant_adj, content=run.content, standardised=True,
+                             bought_weight=profile_weights(graph.days, cfg, graph.buys[0]), recentre=True)
         popularity = popularity_features(graph.buys, graph.recent, graph.n_customers, graph.n_products)
         prior = run.model.prior(popularity).numpy()
         affinity = (h_c @ h_p.T * run.model.scale()).numpy()
