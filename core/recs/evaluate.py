@@ -57,14 +57,16 @@ from core.cache import ArtefactCache, digest, json_arrays
 from core.executor import current
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Embeddings
-from core.recs.contract import CUSTOMER_VECTORS, RecData, Recommender, rec_data, scoring_batch, top_k
+from core.recs.contract import (CUSTOMER_VECTORS, SAVES_STATE, RecData, Recommender, rec_data, scoring_batch,
+                                top_k)
 from core.progress import Progress
 from core.recs.metrics import (bootstrap_ci, coverage, ranking_metrics, ranks_among, sample_negatives,
                               sampled_ranks)
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.paired import paired_keys, paired_report, verdict
 from core.recs.report import EvalReport
-from core.recs.registry import BASELINES, data_fingerprint, fitted, is_seeded, tuning_grid
+from core.recs.registry import (BASELINES, BLENDS, create_recommender, data_fingerprint, fitted, is_seeded,
+                                tuning_grid)
 from core.recs.split import (Split, SplitConfig, customer_slice, sample_customers, temporal_split,
                              validation_split)
 
@@ -396,8 +398,22 @@ def _prepare(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: E
                              cfg.split.max_customers, cfg.seed)
     data = rec_data(catalog.products, catalog.customers, catalog.purchases, split.cutoff, embeddings,
                     cfg.hybrid_weight)
-    key_cfg = {**asdict(cfg), "models": sorted(models), "version": EVAL_VERSION}
+    key_cfg = {**asdict(cfg), "models": sorted(models), "version": EVAL_VERSION, "fits": _fit_configs(models)}
     return split, data, key_cfg, digest(data_fingerprint(data), _test_digest(split.test))
+
+
+def _fit_configs(models: list[str]) -> dict[str, dict]:
+    """What each stored model's fit depends on besides the data (its cache config, with its default settings and
+    seed 0), by name: a stored evaluation is not served once a model's settings or training change."""
+    configs = {}
+    for name in sorted(set(models) | {part for m in models for part in BLENDS.get(m, ())}):  # a blend's parts too
+        try:
+            model = create_recommender(name)
+        except ValueError:  # not the registry's (a caller's own): nothing stored to key
+            continue
+        if SAVES_STATE in model.capabilities:
+            configs[name] = model.cache_config()
+    return configs
 
 
 def evaluate(catalog: Catalog, embeddings: Embeddings, models: list[str], cfg: EvalConfig = EvalConfig(),

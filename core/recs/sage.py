@@ -83,7 +83,8 @@ class SageRecommender(Recommender):
         self.cfg = cfg
 
     def cache_config(self) -> dict:
-        return {"model": self.name, **asdict(self.cfg)}  # where it trained is not (see core.executor.Executor.train)
+        # where it trained is not (see core.executor.Executor.train); the training code's revision is
+        return {"model": self.name, "revision": REVISION, **asdict(self.cfg)}
 
     # ------------------------------------------------------------ training
 
@@ -382,6 +383,9 @@ class SageRecommender(Recommender):
         return len(self.product_vectors_) - 1
 
 
+# Raised when training or embedding changes what a config fits, so cached fits (and evaluations) are not served:
+# 2, the second repair's review mends (validation centres its customers as serving does; sampled profiles).
+REVISION = 2
 VALIDATION_KEYS = ("criterion", "recall", "cold_recall", "prior_weight", "new_prior_weight", "new_recall", "epoch")
 
 

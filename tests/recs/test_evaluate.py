@@ -429,3 +429,13 @@ def assert_index_ranks_as_scores(model: Recommender, data, test: pd.DataFrame) -
     assert (got.ranks_excluding[again] == (want.ranks_excluding[again])).all()
     for mine, theirs in ((got.ranks_including, want.ranks_including), (got.ranks_excluding, want.ranks_excluding)):
         assert (mine == theirs).mean() >= 0.99  # a near tie may round the other way
+
+
+def test_a_stored_evaluation_is_not_served_once_a_models_training_changes(monkeypatch):
+    """The evaluation's key holds each stored model's cache config: its settings and its training code's revision."""
+    from core.recs import evaluate, sage
+    before = evaluate._fit_configs(["graphsage", "content"])
+    assert list(before) == ["graphsage"] and before["graphsage"]["revision"] == sage.REVISION
+    monkeypatch.setattr(sage, "REVISION", sage.REVISION + 1)
+    assert evaluate._fit_configs(["graphsage", "content"]) != before
+    assert list(evaluate._fit_configs(["blend"])) == ["graphsage", "two_tower"]  # a blend's parts
