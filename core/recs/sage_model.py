@@ -18,9 +18,10 @@ class SageConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     hidden: int = 64
     out: int = 64  # the graph's vectors' width (with content apart; with residual towers, the content vectors')
-    # Residual (with content_apart False): a product's vector is its content vector (photo and sentence fused) plus what the graph adds, a
-    # customer's the mean content vector of what they bought plus the same; the last layer starts at zero, so
-    # training starts from content similarity, which ranks never-bought products as readily as bought ones.
+    # Residual (with content_apart False): a product's vector is its content vector (photo and sentence fused) plus
+    # what the graph adds, a customer's the mean content vector of what they bought plus the same; the last layer
+    # starts at zero, so training starts from content similarity, which ranks never-bought products as readily as
+    # bought ones.
     residual: bool = True
     # Content apart: the score is content similarity (the customer's content profile, cosine) plus the graph's own
     # affinity (cosine of vectors of width ``out``), each with its own learned scale: the graph adds to content's
@@ -37,7 +38,7 @@ class SageConfig:
     # validation Recall@10 0.0138 / 0.0130 against 0.0120 / 0.0120 at 10 and 1 (seeds 0 / 1, README), and on a
     # shop whose content vectors are noise 0.47 against 0.06
     scale_lr: float = 30.0
-    graph_scale: float = 1.0  # content_apart: the graph affinity's initial scale (learned); content's is 1 / temperature
+    graph_scale: float = 1.0  # content apart: the graph affinity's initial scale (learned); content's: 1 / temperature
     # A customer's content profile (the residual's or content_apart's mean content vector of what they bought) weighs
     # each product they bought by 0.5 ** (days since they last bought it / this), as the content baseline weighs its
     # last purchases (every one, not the last 10); 0: every product alike
@@ -143,7 +144,7 @@ class SageModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         if (cfg.residual or cfg.content_apart) and not f_content:
-            raise ValueError("residual GraphSAGE needs the content vectors' width (f_content)")
+            raise ValueError("GraphSAGE with content (apart or residual) needs the content vectors' width (f_content)")
         for name, f in (("c", f_customer), ("p", f_product)):
             self.register_buffer(f"mean_{name}", torch.zeros(f))
             self.register_buffer(f"std_{name}", torch.ones(f))
@@ -155,7 +156,7 @@ class SageModel(nn.Module):
         # content messages add to the buyer messages; the product's own (root) term is counted once
         self.similar = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
         self.variant = nn.ModuleList([SAGEConv(dims[i], dims[i + 1], root_weight=False) for i in range(cfg.layers)])
-        if cfg.residual and not cfg.content_apart:  # the graph's part starts at zero: scores start as content similarity
+        if cfg.residual and not cfg.content_apart:  # the graph's part starts at zero: scores start as content's
             for conv in (self.to_customer[-1], self.to_product[-1], self.similar[-1], self.variant[-1]):
                 for p in conv.parameters():
                     nn.init.zeros_(p)

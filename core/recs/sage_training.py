@@ -353,8 +353,8 @@ def validate(model: SageModel, content: torch.Tensor, graph: Graph, inputs: tupl
     """The validation window's Recall@10 and cold-item Recall@10 at the prior weights that maximise their
     sum (``criterion``), and those weights: one for the customers with purchases before the window
     (``prior_weight``, from ``cfg.prior_weights``) and one for those with none (``new_prior_weight``, from
-    ``cfg.new_prior_weights``: with nothing known of a person but a few attributes, what sells may be worth more). ``inputs``: ``graph``'s features through
-    :meth:`SageModel.standardise`."""
+    ``cfg.new_prior_weights``: with nothing known of a person but a few attributes, what sells may be worth more).
+    ``inputs``: ``graph``'s features through :meth:`SageModel.standardise`."""
     model.eval()
     nothing = {"criterion": 0.0, "recall": 0.0, "cold_recall": 0.0, "prior_weight": cfg.prior_weights[0],
                "new_prior_weight": cfg.new_prior_weights[0]}
