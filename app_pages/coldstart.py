@@ -16,6 +16,7 @@ from core.recs.contract import RecData
 from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError, fuse
 from core.recs.demo import places_products
+from core.explore.product import distinct_titles
 from core.recs.contract import NO_REASON, POPULAR, SESSION, no_purchases, top_k
 from core.recs.newcustomer import NEW_CUSTOMER_SEEDS, recommend_new
 from core.recs.registry import (ABOUT, HISTORY_FREE, ID_ONLY, LABELS, SELF_TUNED, declares, in_order, label,
@@ -73,7 +74,9 @@ def reasons(data: RecData, name, model, history, rows, customer_id=None, you="yo
     nothing = "what it offers a new customer" if not len(history) else \
         f"from {'your' if you == 'you' else 'their'} likes as a whole"
     text = {POPULAR: "popular lately", NO_REASON: nothing}
-    return [text.get(b) or f"because {you} liked *{data.products.at[data.product_ids[b], 'title']}*"
+    names = distinct_titles(data.products, data.product_ids[history])  # two liked products may share a title
+    named = lambda b: names.get(data.product_ids[b]) or data.products.at[data.product_ids[b], "title"]  # noqa: E731
+    return [text.get(b) or f"because {you} liked *{named(b)}*"
             for b in model.explain(history, rows, customer_id).tolist()]
 
 

@@ -88,6 +88,24 @@ def with_names(catalog: Catalog, found: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([found.reset_index(drop=True), named.reset_index(drop=True)], axis=1)
 
 
+def distinct_titles(products: pd.DataFrame, product_ids) -> dict[str, str]:
+    """Each of ``product_ids``'s title (``products`` indexed by id, with a title column), told apart from the others
+    among them that share it: with the first of :data:`TILE_ATTRS` whose value none of those others has, else its
+    id. "Petar Sweater" twice becomes "Petar Sweater, Yellow" and "Petar Sweater, Dark Green"."""
+    ids = list(dict.fromkeys(str(p) for p in product_ids))
+    titles = {p: str(products.at[p, "title"]) for p in ids}
+    names = {}
+    for p in ids:
+        twins = [q for q in ids if q != p and titles[q] == titles[p]]
+        if not twins:
+            names[p] = titles[p]
+            continue
+        value = lambda q, c: str(products.at[q, c]) if c in products.columns else ""  # noqa: E731
+        telling = [value(p, c) for c in TILE_ATTRS if value(p, c) and all(value(q, c) != value(p, c) for q in twins)]
+        names[p] = f"{titles[p]}, {telling[0] if telling else p}"
+    return names
+
+
 def score_meaning(kind: str, query: str | None = None) -> str:
     """What a score is in ``kind``'s space: between two products, or (``query``: "your words'", "your photo'",
     ...) between a query and a product."""

@@ -181,3 +181,15 @@ def test_a_confusion_the_texture_space_does_not_fix_says_so(built):
     assert helps.confused and not helps.fixed and "helps but does not fix it: 4 of its 10" in helps.summary()
     assert "does not fix it: 0 of its 10" in worse.summary() and "helps" not in worse.summary()
     assert TextureCheck("pattern", "Stripe", photo, None).summary().endswith("the commonest other.")
+
+
+def test_liked_products_that_share_a_title_are_told_apart():
+    from core.explore.product import distinct_titles
+    products = pd.DataFrame({"title": ["Petar Sweater", "Petar Sweater", "Petar Sweater", "Luna jeans"],
+                             "product_type": ["Sweater"] * 3 + ["Trousers"],
+                             "colour": ["Yellow", "Dark Green", "Yellow", "Blue"]},
+                            index=pd.Index(["p1", "p2", "p3", "j1"], name="product_id"))
+    # one title alone is its title; twins take the first attribute that tells them apart, else their id
+    assert distinct_titles(products, ["p1", "j1"]) == {"p1": "Petar Sweater", "j1": "Luna jeans"}
+    assert distinct_titles(products, ["p1", "p2"]) == {"p1": "Petar Sweater, Yellow", "p2": "Petar Sweater, Dark Green"}
+    assert distinct_titles(products, ["p1", "p3", "p1"]) == {"p1": "Petar Sweater, p1", "p3": "Petar Sweater, p3"}
