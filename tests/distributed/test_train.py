@@ -9,8 +9,9 @@ neighbour samples. So the two-worker model is held to what a second seed is held
 the months after the cutoff. Measured on this shop (seeds 0 / 1 / 2):
 two-tower 0.151 / 0.137 / 0.124 local against 0.138 / 0.124 / 0.086 on two workers (the local fits' own seed
 spread 0.027; halving the in-batch negatives costs about 0.013, once 0.037), its item vectors at cosine 0.82-0.87
-at least to the local fit's, median 0.86-0.91; GraphSAGE 0.041 / 0.025 / 0.063 against 0.045 / 0.035 / 0.046 (seed
-spread 0.038; its product vectors are not compared: two runs stop at different epochs of a noisy validation).
+at least to the local fit's, median 0.86-0.91; GraphSAGE 0.331 / 0.370 / 0.414 against 0.343 / 0.420 / 0.361
+(seed spread 0.083, differences +0.012 / +0.050 / -0.053; its product vectors are not compared: two runs stop at
+different epochs of a noisy validation).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ on_ray = pytest.mark.ray  # on the simulated cluster; the last two tests need ne
 
 ONE_WORKER_ATOL = 1e-5  # the same draws and steps; float rounding of a worker's one thread against two
 TWO_TOWER_RECALL_MARGIN = 0.04  # Recall@10 of two workers at least the local fit's less this (measured -0.013 seed 0)
-SAGE_RECALL_MARGIN = 0.03  # |Recall@10 of two workers - the local fit's| (measured 0.004 seed 0; seed spread 0.038)
+SAGE_RECALL_MARGIN = 0.06  # |Recall@10 of two workers - the local fit's| (measured 0.012 seed 0; seed spread 0.083)
 
 
 @pytest.fixture(scope="module")
