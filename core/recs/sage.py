@@ -191,10 +191,12 @@ class SageRecommender(Recommender):
         return self.customer_vectors_
 
     @torch.no_grad()
-    def _leaf(self, history: np.ndarray, customer_id: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _leaf(self, history: np.ndarray, customer_id: str | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A customer as a new leaf node over liked product rows (product states stay as they are): the
-        distinct liked rows, the customer's graph state (1, out) and their content profile (1, d), the mean
-        content vector of the liked products (zeros for none); :meth:`SageModel.customer_tower` makes the vector."""
+        distinct liked rows, the customer's graph state (1, out), their content profile (1, d), the weighted mean
+        content vector of the liked products (zeros for none), and those weights (1, n) (:meth:`_profile_weights`);
+        :meth:`SageModel.customer_tower` makes the vector."""
         row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
         liked = torch.as_tensor(np.unique(np.asarray(history, dtype=np.int64)))
         static = self.graph_.x_customer[[row]] if row is not None else self.new_customer_x_
@@ -204,7 +206,8 @@ class SageRecommender(Recommender):
             if i < self.cfg.layers - 1:
                 h_c = F.relu(h_c)
         weights = self._profile_weights(liked, row)
-        return liked, h_c, weights @ self.content_[liked] if len(liked) else torch.zeros(1, self.content_.shape[1])
+        profile = weights @ self.content_[liked] if len(liked) else torch.zeros(1, self.content_.shape[1])
+        return liked, h_c, profile, weights
 
     def _profile_weights(self, liked: torch.Tensor, row: int | None) -> torch.Tensor:
         """(1, n) each liked product's weight in the customer's content profile, summing to 1: by the age of the
@@ -230,7 +233,7 @@ class SageRecommender(Recommender):
         if row is not None and np.array_equal(np.unique(np.asarray(history, dtype=np.int64)),
                                               np.unique(self.data_.history(customer_id))):
             return self.customer_vectors_[row]
-        liked, h, profile = self._leaf(history, customer_id)
+        liked, h, profile, _ = self._leaf(history, customer_id)
         return self._customer_row(self.model_.customer_tower(h, profile), np.array([len(liked) > 0]))[0]
 
     @torch.no_grad()
@@ -258,15 +261,14 @@ class SageRecommender(Recommender):
         share of the content profile, and the last layer's message from it, are linear in that product's content
         vector and state. With content apart, each block's normalisation is one factor for all of that block's
         shares (the centre is in the rest); with residual towers, the cosine's is one factor for all."""
-        liked, h, profile = self._leaf(history, customer_id)
+        liked, h, profile, weights = self._leaf(history, customer_id)
         vector = self.model_.customer_tower(h, profile)[0] * self.scale_  # customer_vector(...)[:-1]
         if not len(liked):
             return liked.numpy(), np.zeros((0, len(vector)), np.float32), vector.numpy()
         last = self.model_.to_customer[self.cfg.layers - 1]
         # mean aggregation: each liked product's part of the graph state, and of the content profile
         messages = self.product_states_[-2][liked] @ last.lin_l.weight.T / len(liked)
-        row = self.data_.customer_row.get(customer_id) if customer_id is not None else None
-        contents = self.content_[liked] * self._profile_weights(liked, row)[0][:, None]
+        contents = self.content_[liked] * weights[0][:, None]
         if self.cfg.content_apart:  # [content scale * profile / |profile|, graph scale * state / |state| - centre]
             each = torch.cat([contents * self.model_.log_scale.exp() / profile.norm().clamp_min(1e-12),
                               messages * self.model_.log_graph_scale.exp() / h.norm().clamp_min(1e-12)], 1)

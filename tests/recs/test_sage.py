@@ -85,7 +85,7 @@ def test_new_customer_from_liked_products_and_from_attributes_alone(blocks_model
     for p in ("b2", "b3"):
         assert scores[0, data.product_row[p]] > scores[0, [data.product_row[a] for a in ("a0", "a1", "a2", "a3")]].max()
     assert np.isfinite(scores[1]).all()  # nothing liked, no attributes: still a ranking
-    _, state, profile = model._leaf(data.history("c2"), "c2")
+    _, state, profile, _ = model._leaf(data.history("c2"), "c2")
     leaf = model._customer_row(model.model_.customer_tower(state, profile), np.array([True]))
     np.testing.assert_allclose(leaf[0], model.customer_vectors()[data.customer_row["c2"]], atol=1e-5)
 
