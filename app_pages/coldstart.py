@@ -17,7 +17,7 @@ from core.data.catalog import filter_products
 from core.embeddings.backbone import ImageError, fuse
 from core.recs.demo import places_products
 from core.explore.product import distinct_titles
-from core.recs.contract import NO_REASON, POPULAR, SESSION, no_purchases, top_k
+from core.recs.contract import NO_REASON, POPULAR, REASONS, SESSION, no_purchases, top_k
 from core.recs.newcustomer import NEW_CUSTOMER_SEEDS, recommend_new
 from core.recs.registry import (ABOUT, HISTORY_FREE, ID_ONLY, LABELS, SELF_TUNED, declares, in_order, label,
                                 new_customer_list)
@@ -69,6 +69,8 @@ def reasons(data: RecData, name, model, history, rows, customer_id=None, you="yo
     if name in HISTORY_FREE:
         return [HISTORY_FREE[name]] * len(rows)
     history = np.asarray(history, dtype=np.int64)
+    if model.supports(REASONS):  # the model's own words (the ranker: who proposed it, what lifted it)
+        return model.reasons_for(history, rows, customer_id)
     if model.id_only:  # it knows only products bought before the cutoff, and ignores the others
         history = history[data.popularity()[history] > 0]
     nothing = "what it offers a new customer" if not len(history) else \
@@ -532,6 +534,9 @@ METRIC_COLUMNS = {  # MAIN_METRICS and MORE_METRICS: each column's label and wha
     "sampled_recall_at_10": ("SAMPLED", "SAMPLED recall@10: each bought product ranked against only 99 random "
                              "ones, as some papers report; kinder, not comparable with full ranking, and no claim "
                              "rests on it"),
+    "never_bought_at_10": ("never-bought in top 10", "Share of a test customer's top 10 going to products nobody "
+                           "bought before the cutoff, averaged over customers: how far the model reaches past "
+                           "the bestsellers"),
 }
 
 

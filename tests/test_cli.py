@@ -223,7 +223,7 @@ def test_evaluate_prints_the_split_and_every_models_flat_keys(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--models", "popularity,grafsage"], "unknown model(s) grafsage; choose from graphsage, two_tower, popularity"),
+    (["--models", "popularity,grafsage"], "unknown model(s) grafsage; choose from graphsage, two_tower, ranker, popularity"),
     (["--cutoff", "2020-13-45"], "--cutoff '2020-13-45' is not a date"),
     (["--cutoff", "2020-05-01", "--end", "2020-05-01"], "--end 2020-05-01 must be after --cutoff 2020-05-01"),
     (["--cutoff", "2021-01-01", "--end", "2021-02-01"], "no purchases between --cutoff 2021-01-01 and --end "

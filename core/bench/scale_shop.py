@@ -28,8 +28,8 @@ TEST_DAYS = 28  # the last four weeks: the window the evaluation's scoring ranks
 END = pd.Timestamp("2020-07-01")
 # core.recs.registry.MODELS, named here because importing the registry imports torch, which every stage process
 # would then carry (0.6 GB of RSS, in the stages that never use it too); a test keeps the two the same
-RECOMMENDERS = ("graphsage", "two_tower", "popularity", "recent_popularity", "segment_popularity", "new_arrivals",
-                "colour_variants", "itemknn", "als", "lightgcn", "content")
+RECOMMENDERS = ("graphsage", "two_tower", "ranker", "popularity", "recent_popularity", "segment_popularity",
+                "new_arrivals", "colour_variants", "itemknn", "als", "lightgcn", "content")
 COLOURS = ("black", "white", "navy", "grey", "beige", "red", "blue", "green", "pink", "yellow", "brown", "khaki")
 
 

@@ -57,7 +57,7 @@ class RecData:
         self.users = self.purchases["customer_id"].map(self.customer_row).to_numpy(dtype=np.int64)
         delta = (self.cutoff - self.purchases["timestamp"]).dt.total_seconds().to_numpy() / 86400.0
         self.days_ago = np.nan_to_num(delta, nan=0.0).astype(np.float32)
-        self._histories: dict[str, np.ndarray] | None = None
+        self._purchase_rows: dict[str, np.ndarray] | None = None
         self.fingerprint_: str | None = None  # core.recs.registry.data_fingerprint's, once computed (about 1 s)
 
     @property
@@ -71,13 +71,18 @@ class RecData:
 
     def history(self, customer_id: str) -> np.ndarray:
         """Product rows the customer bought before the cutoff, oldest first (repeats kept); empty if none."""
-        if self._histories is None:
+        return self.items[self.purchases_of(customer_id)]
+
+    def purchases_of(self, customer_id: str | None) -> np.ndarray:
+        """(n,) int64 the customer's rows of ``purchases`` (and of ``items``, ``days_ago``...), oldest first; empty
+        for None or an id with no purchases."""
+        if self._purchase_rows is None:
             order = np.argsort(self.users, kind="stable")  # purchases are time-sorted, so each group is too
-            users, items = self.users[order], self.items[order]
+            users = self.users[order]
             cuts = np.flatnonzero(np.diff(users)) + 1
-            self._histories = {self.customer_ids[g[0]]: it for g, it in
-                               zip(np.split(users, cuts), np.split(items, cuts)) if len(g)}
-        return self._histories.get(customer_id, np.empty(0, dtype=np.int64))
+            self._purchase_rows = {self.customer_ids[g[0]]: rows for g, rows in
+                               zip(np.split(users, cuts), np.split(order, cuts)) if len(g)}
+        return self._purchase_rows.get(customer_id, np.empty(0, dtype=np.int64))
 
     def popularity(self, since_days: float | None = None) -> np.ndarray:
         """(n_products,) float32 purchase counts, over the last ``since_days`` before the cutoff if given."""
@@ -150,7 +155,8 @@ PRODUCT_VECTOR = "product_vector"  # product_vector(...): a product outside the 
 ADD_PRODUCT = "add_product"  # add_product(...): such a product joins the candidates, without retraining
 SESSION = "session"  # session_vector(...) and search(...): a typed text or a photo alone as a customer
 SAVES_STATE = "saves_state"  # cache_config(), state_arrays(), load_state(...): fitted once, then loaded
-CAPABILITIES = (CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SESSION, SAVES_STATE)
+REASONS = "reasons"  # reasons_for(...): why each recommendation, in words of the model's own (not a liked product)
+CAPABILITIES = (CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SESSION, SAVES_STATE, REASONS)
 
 
 class NotSupported(NotImplementedError):
@@ -269,6 +275,11 @@ class Recommender:
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k product rows (q, k) int64 and scores (q, k) float32 of (q, d) customer vectors (:data:`SESSION`)."""
         raise self._unsupported(SESSION)
+
+    def reasons_for(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> list[str]:
+        """Why each product row of ``rows`` is recommended to the customer given as ``history`` (as
+        :meth:`explain` takes it), a phrase each, in the model's own terms (:data:`REASONS`)."""
+        raise self._unsupported(REASONS)
 
     def cache_config(self) -> dict:
         """What the fitted state depends on besides the data (part of its cache key; :data:`SAVES_STATE`)."""

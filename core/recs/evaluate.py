@@ -71,7 +71,7 @@ from core.recs.split import (Split, SplitConfig, customer_slice, sample_customer
                              validation_split)
 
 KIND = "rec-eval"
-EVAL_VERSION = 2  # bump when a metric's definition changes, so cached evaluations are recomputed
+EVAL_VERSION = 3  # bump when a metric's definition changes, so cached evaluations are recomputed
 EXCLUDE_CHOICES = ("auto", "yes", "no")
 INDEX_BATCH = 256  # customers whose lists a model with an index is asked for at once
 
@@ -275,6 +275,7 @@ class CustomerMetrics:
     cold_recall: np.ndarray  # (q,) float64 recall over the customer's cold products; NaN if they bought none
     warm_recall: np.ndarray  # (q,) float64 likewise over warm products
     sampled_hit: np.ndarray  # (m,) float64 per distinct test pair, 1 if it made the SAMPLED top k; may be empty
+    never_bought: np.ndarray  # (q,) float64 share of the top k that nobody bought before the cutoff
     coverage: float | None  # coverage@k of the lists (one number; the mean over seeds when averaged)
 
     @classmethod
@@ -283,7 +284,7 @@ class CustomerMetrics:
         mean = lambda name: np.mean([getattr(m, name) for m in each], axis=0)  # noqa: E731
         covers = [m.coverage for m in each if m.coverage is not None]
         return cls(each[0].slices, *(mean(n) for n in ("recall", "ndcg", "ap", "hit", "cold_recall", "warm_recall",
-                                                       "sampled_hit")),
+                                                       "sampled_hit", "never_bought")),
                    float(np.mean(covers)) if covers else None)
 
     def slice_recall(self, name: str) -> np.ndarray:
@@ -311,6 +312,7 @@ def _customer_metrics(ranked: Ranked, data: RecData, cfg: EvalConfig) -> dict[st
         out[way] = CustomerMetrics(slices, per["recall"], per["ndcg"], per["ap"], per["hit"], item_recall["cold"],
                                    item_recall["warm"],
                                    np.empty(0) if ranks is None else (ranks < k).astype(np.float64),
+                                   cold[top[:, :k]].mean(axis=1) if len(top) else np.empty(0),
                                    coverage(top, data.n_products, k) if len(top) else None)
     return out
 
@@ -329,6 +331,7 @@ def _summary(m: CustomerMetrics, cfg: EvalConfig) -> dict[str, float | None]:
         f"hit_rate_at_{k}": _mean(m.hit),
         f"coverage_at_{k}": m.coverage,
         f"sampled_recall_at_{k}": _mean(m.sampled_hit),
+        f"never_bought_at_{k}": _mean(m.never_bought),
     }
     for name in ("new", "sparse", "warm"):
         out[f"recall_at_{k}_{name}_customers"] = _mean(_given(m.slice_recall(name)))
@@ -345,7 +348,8 @@ def evaluate_model(model: Recommender, data: RecData, test: pd.DataFrame, cfg: E
     """Test metrics of a model fitted on ``data`` (purchases before the cutoff), over ``test`` (the
     purchases of the test window), every product a candidate. With ``exclude_bought`` a customer's
     earlier purchases are never in their list. Flat keys (k = 10, map_k = 12 by default):
-    ``recall_at_10``, ``ndcg_at_10``, ``map_at_12``, ``hit_rate_at_10``, ``coverage_at_10``,
+    ``recall_at_10``, ``ndcg_at_10``, ``map_at_12``, ``hit_rate_at_10``, ``coverage_at_10``, ``never_bought_at_10``
+    (the mean share of a top 10 going to products nobody bought before the cutoff),
     ``sampled_recall_at_10`` (SAMPLED: 1 + 99 candidates), ``recall_at_10_{new,sparse,warm}_customers``,
     ``recall_at_10_{cold,warm}_items``, ``<metric>_ci_low`` / ``_ci_high`` (bootstrap 95% over customers)
     for recall, ndcg, map, hit rate and cold-item recall, ``recall_at_10_excluding`` /

@@ -121,6 +121,11 @@ class NewCustomerFallback(Recommender):
             return np.full(len(rows), POPULAR, dtype=np.int64)
         return self.model.explain(history, rows, customer_id)
 
+    def reasons_for(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> list[str]:
+        if len(history) == 0:
+            return ["popular lately (the new-customer fallback's list)"] * len(rows)
+        return self.model.reasons_for(history, rows, customer_id)
+
     # The capabilities are the model's, delegated one by one: Recommender defines each method, so
     # __getattr__ never reaches them.
     @property

@@ -11,17 +11,18 @@ from core.recs.fusion import RankFusion
 
 BASELINES = ("popularity", "recent_popularity", "segment_popularity", "new_arrivals", "colour_variants", "itemknn",
              "als", "lightgcn", "content")
-MODELS = ("graphsage", "two_tower") + BASELINES
+MODELS = ("graphsage", "two_tower", "ranker") + BASELINES
 # Models whose fit depends on a seed: the evaluation fits them once per seed; the others are deterministic.
-SEEDED = ("graphsage", "two_tower", "als", "lightgcn")
+SEEDED = ("graphsage", "two_tower", "ranker", "als", "lightgcn")
 # Reciprocal-rank fusion of GraphSAGE and two-tower, by name only: the validation window (2020-01-01..03-31)
 # preferred two-tower alone (Recall@10 0.0156 against the blend's 0.0138 and GraphSAGE's 0.0115), so the
 # blend is not among the default models (evaluate --models blend measures it).
 BLENDS = {"blend": ("graphsage", "two_tower")}
-SELF_TUNED = ("graphsage", "two_tower")  # they choose their own settings (early stopping on their own validation)
+# They choose their own settings (early stopping on their own validation window).
+SELF_TUNED = ("graphsage", "two_tower", "ranker")
 
 # What each model is called and is, in a line, for people (the Cold start page); in MODELS' order.
-LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower",
+LABELS = {"graphsage": "GraphSAGE", "two_tower": "Two-tower", "ranker": "Ranker (two-stage)",
           "popularity": "Popularity", "recent_popularity": "Recent popularity",
           "segment_popularity": "Popular with their segment", "new_arrivals": "New arrivals",
           "colour_variants": "Colour variants", "itemknn": "Item kNN", "als": "ALS", "lightgcn": "LightGCN",
@@ -31,6 +32,8 @@ ABOUT = {"graphsage": "a graph neural network over customers, products and look-
          "two_tower": "a customer tower over recent purchases and attributes, an item tower over each product's "
                       "sentence, photo and attributes, matched by nearest neighbours (FAISS); takes a typed "
                       "description or a photo as a new customer's only signal",
+         "ranker": "two stages: every other model proposes a few hundred products, a LightGBM ranker orders them by "
+                   "features no single model sees (history, prices, sales, look-alikes of their last purchases)",
          "popularity": "bestsellers before the cutoff, the same for everyone",
          "recent_popularity": "bestsellers of the last four weeks before the cutoff, the same for everyone",
          "segment_popularity": "what customers of the same age band and profile bought in the last weeks",
@@ -91,9 +94,25 @@ def tuning_grid(name: str) -> list[dict]:
     return [{}]
 
 
-def create_recommender(name: str, seed: int = 0, params: dict | None = None) -> Recommender:
+class RegistryRetrievers:
+    """The ranker's candidate sources, fitted through :func:`fitted` (from ``cache`` where one is given)."""
+
+    def __init__(self, cache: ArtefactCache | None = None):
+        self.cache = cache
+
+    def fit(self, name: str, data: RecData, seed: int, progress: Progress | None = None) -> Recommender:
+        return fitted(name, data, self.cache, seed if is_seeded(name) else 0, progress)
+
+    def config(self, name: str) -> dict | None:
+        model = create_recommender(name)
+        return model.cache_config() if model.supports(SAVES_STATE) else None
+
+
+def create_recommender(name: str, seed: int = 0, params: dict | None = None,
+                       cache: ArtefactCache | None = None) -> Recommender:
     """A fresh, unfitted recommender by name (see :func:`list_recommenders`); ``params`` overrides a
-    baseline's settings (see :func:`tuning_grid`)."""
+    baseline's settings (see :func:`tuning_grid`); ``cache`` is where a model built on others (the ranker) fits
+    them."""
     if params and name not in BASELINES:
         raise ValueError(f"'{name}' takes no settings here; got {sorted(params)}")
     # Each model's module is imported when the model is asked for: torch_geometric, scipy and the rest take
@@ -106,6 +125,9 @@ def create_recommender(name: str, seed: int = 0, params: dict | None = None) -> 
     if name == "two_tower":
         from core.recs.two_tower import TwoTowerConfig, TwoTowerRecommender
         return TwoTowerRecommender(TwoTowerConfig(seed=seed))
+    if name == "ranker":
+        from core.recs.ranker import RankerConfig, RankerRecommender
+        return RankerRecommender(RankerConfig(seed=seed), RegistryRetrievers(cache))
     if name in BLENDS:
         return RankFusion(name, [create_recommender(part, seed) for part in BLENDS[name]])
     if name in BASELINES:
@@ -157,7 +179,7 @@ def fitted(name: str, data: RecData, cache: ArtefactCache | None = None, seed: i
         fused = RankFusion(name, [fitted(part, data, cache, seed, progress) for part in BLENDS[name]])
         fused.data_ = data
         return fused
-    model = create_recommender(name, seed, params)
+    model = create_recommender(name, seed, params, cache)
     if cache is None or not model.supports(SAVES_STATE):
         return model.fit(data, progress)
     state = cache.get_or_compute(f"recommender-{name}", model.cache_config(), data_fingerprint(data),

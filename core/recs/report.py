@@ -136,4 +136,4 @@ MAIN_METRICS = ("recall_at_10", "recall_at_10_cold_items", "recall_at_10_new_cus
                 "coverage_at_10")
 # The rest of each model's numbers (ModelResult.metrics keys, intervals aside), shown on request.
 MORE_METRICS = ("map_at_12", "hit_rate_at_10", "recall_at_10_sparse_customers", "recall_at_10_warm_customers",
-                "recall_at_10_warm_items", "sampled_recall_at_10")
+                "recall_at_10_warm_items", "sampled_recall_at_10", "never_bought_at_10")

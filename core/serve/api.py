@@ -260,6 +260,11 @@ def _embedding_routes(app: FastAPI, service: Service) -> None:
         if body.kind not in release.kinds and body.kind not in release.models:
             raise HTTPException(422, f"unknown kind '{body.kind}'; one of {', '.join(release.kinds)}, or a served "
                                      f"model: {', '.join(release.models) or f'none ({release.models_note})'}")
+        if body.kind in release.models and release.models[body.kind].item_vectors() is None:
+            spaces = [m for m, model in release.models.items() if model.item_vectors() is not None]
+            raise HTTPException(422, f"model '{body.kind}' has no item vectors (it scores without an item space); "
+                                     f"one of {', '.join(release.kinds)}, or a model with vectors: "
+                                     f"{', '.join(spaces) or 'none'}")
         missing = release.missing(body.ids)
         if missing:
             raise _unknown_products(missing)

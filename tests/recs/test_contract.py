@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.recs.contract import (ADD_PRODUCT, CAPABILITIES, CUSTOMER_VECTORS, PRODUCT_VECTOR, SAVES_STATE, SESSION,
-                                NotSupported, Recommender, scoring_batch, top_k)
+from core.recs.contract import (ADD_PRODUCT, CAPABILITIES, CUSTOMER_VECTORS, PRODUCT_VECTOR, REASONS, SAVES_STATE,
+                                SESSION, NotSupported, Recommender, scoring_batch, top_k)
 from core.recs.fusion import RankFusion
 from core.recs.newcustomer import NewCustomerFallback
 from core.recs.registry import create_recommender, declares, list_recommenders
@@ -13,13 +13,15 @@ from core.recs.registry import create_recommender, declares, list_recommenders
 # What each model can do beyond scoring; every other model of the registry declares nothing.
 DECLARED = {"graphsage": {CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SAVES_STATE},
             "two_tower": {CUSTOMER_VECTORS, PRODUCT_VECTOR, ADD_PRODUCT, SESSION, SAVES_STATE},
+            "ranker": {SAVES_STATE, REASONS},
             "lightgcn": {SAVES_STATE}}
 # One call per capability, as the serving code and the page make it, on an unfitted model.
 CALLS = {CUSTOMER_VECTORS: lambda m: m.customer_vectors(),
          PRODUCT_VECTOR: lambda m: m.product_vector(np.zeros(4, np.float32), np.zeros(4, np.float32)),
          ADD_PRODUCT: lambda m: m.add_product("new", None, np.zeros(4, np.float32)),
          SESSION: lambda m: m.session_vector(text=np.zeros(4, np.float32)),
-         SAVES_STATE: lambda m: m.state_arrays()}
+         SAVES_STATE: lambda m: m.state_arrays(),
+         REASONS: lambda m: m.reasons_for(np.zeros(0, np.int64), np.zeros(0, np.int64))}
 
 
 @pytest.mark.parametrize("capability", CAPABILITIES)

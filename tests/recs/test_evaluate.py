@@ -122,8 +122,8 @@ def tiny_models(monkeypatch):
     known = {"loyal": lambda seed: Loyal(), "oracle": lambda seed: Oracle(), "noisy": Noisy}
     real = registry.create_recommender  # segment popularity serves new customers a model does not
     monkeypatch.setattr(registry, "create_recommender",
-                        lambda name, seed=0, params=None: known[name](seed) if name in known else
-                        real(name, seed, params))
+                        lambda name, seed=0, params=None, cache=None: known[name](seed) if name in known else
+                        real(name, seed, params, cache))
     monkeypatch.setattr(registry, "SEEDED", registry.SEEDED + ("noisy",))
 
 
@@ -333,10 +333,11 @@ def test_coverage_ceiling():
 def test_customer_metrics_average_per_customer():
     slices = np.array(["new", "warm"])
     one = CustomerMetrics(slices, np.array([1.0, 0.0]), np.zeros(2), np.zeros(2), np.zeros(2),
-                          np.array([1.0, np.nan]), np.array([np.nan, 0.0]), np.empty(0), 0.2)
+                          np.array([1.0, np.nan]), np.array([np.nan, 0.0]), np.empty(0), np.array([0.1, 0.0]), 0.2)
     two = CustomerMetrics(slices, np.array([0.0, 0.5]), np.ones(2), np.ones(2), np.ones(2),
-                          np.array([0.0, np.nan]), np.array([np.nan, 1.0]), np.empty(0), 0.4)
+                          np.array([0.0, np.nan]), np.array([np.nan, 1.0]), np.empty(0), np.array([0.3, 1.0]), 0.4)
     mean = CustomerMetrics.average([one, two])
+    np.testing.assert_allclose(mean.never_bought, [0.2, 0.5])
     np.testing.assert_allclose(mean.recall, [0.5, 0.25])
     np.testing.assert_allclose(mean.cold_recall, [0.5, np.nan])
     assert mean.coverage == pytest.approx(0.3)

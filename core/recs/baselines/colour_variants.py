@@ -30,11 +30,17 @@ class ColourVariants(Baseline):
         # (n_products, n_groups) one-hot membership
         self.groups_ = sp.csr_matrix((np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)))
 
-    def _score(self, histories, customer_ids):
+    def variants(self, histories, customer_ids) -> np.ndarray:
+        """(q, n_products) float32: each product's weight as another colour of the customer's purchases (the
+        recency-weighted purchases of other products of its group), 0 for a product of no group they bought from.
+        Histories as :meth:`score_histories` takes them, non-empty; the model must be fitted on purchases."""
         weights = [recency_weights(self._ages(h, c), self.cfg.half_life_days)
                    for h, c in zip(histories, customer_ids)]
         own = history_matrix(histories, self.data_.n_products, weights)
         # weight of the customer's purchases of *other* products in each product's group
-        variant = ((own @ self.groups_) @ self.groups_.T - own).toarray()
+        return np.maximum(((own @ self.groups_) @ self.groups_.T - own).toarray(), 0.0).astype(np.float32)
+
+    def _score(self, histories, customer_ids):
+        variant = self.variants(histories, customer_ids)
         top = np.maximum(variant.max(axis=1, keepdims=True), 1e-12)
         return np.where(variant > 1e-9 * top, 2.0 + variant / top, self.prior_).astype(np.float32)
