@@ -45,6 +45,9 @@ class RankerConfig:
     grid: tuple[tuple[int, float, int], ...] = ((31, 0.05, 20), (15, 0.05, 100), (63, 0.03, 50))
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     batch: int = 64  # customers whose candidates are scored at once (8 sources' full scores each)
+    # the gain of a bought never-bought product in the ranking loss and the validation NDCG (a bought product that
+    # somebody had bought before gains 1): above 1 the ranker weighs finding never-bought products higher
+    cold_gain: float = 1.0
 
 
 class Retrievers(Protocol):
@@ -62,7 +65,7 @@ class Window:
     start: pd.Timestamp
     end: pd.Timestamp
     features: np.ndarray  # (m, f) float32
-    labels: np.ndarray  # (m,) float32 1 bought in the window
+    labels: np.ndarray  # (m,) float32 0 not bought in the window, 1 bought, 2 bought and never bought before it
     groups: np.ndarray  # (g,) int64 pairs per customer (customers with at least one bought candidate)
     recall: CandidateRecall
 
@@ -124,6 +127,7 @@ class RankerRecommender(Recommender):
         retrievers = self._retrievers(before, progress)
         context = FeatureContext.build(before, retrievers["segment_popularity"])
         feats, labels, cands = [], [], []
+        unsold = before.popularity() == 0
         truth = [truth_of[c] for c in ids.tolist()]
         for lo in range(0, len(ids), self.cfg.batch):
             batch = known_customers(before, ids[lo:lo + self.cfg.batch].tolist())
@@ -132,10 +136,11 @@ class RankerRecommender(Recommender):
             for i in range(len(batch)):
                 a, b = c.stops[i], c.stops[i + 1]
                 y[a:b] = np.isin(c.product[a:b], truth[lo + i])
+            y[(y > 0) & unsold[c.product]] = 2.0
             feats.append(x)
             labels.append(y)
             cands.append(c)
-        recall = candidate_recall(_concat(cands), truth, before.popularity() == 0)
+        recall = candidate_recall(_concat(cands), truth, unsold)
         x, y = np.concatenate(feats), np.concatenate(labels)
         sizes = np.concatenate([np.diff(c.stops) for c in cands])
         owner = np.repeat(np.arange(len(sizes)), sizes)
@@ -190,7 +195,8 @@ class RankerRecommender(Recommender):
     def _params(self, leaves: int, rate: float, min_data: int) -> dict:
         return {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "num_leaves": leaves,
                 "learning_rate": rate, "min_data_in_leaf": min_data, "feature_fraction": 0.8, "bagging_fraction": 0.8,
-                "bagging_freq": 1, "lambdarank_truncation_level": 20, "seed": self.cfg.seed, "deterministic": True,
+                "bagging_freq": 1, "lambdarank_truncation_level": 20,
+                "label_gain": [0.0, 1.0, float(self.cfg.cold_gain)], "seed": self.cfg.seed, "deterministic": True,
                 "force_row_wise": True, "num_threads": 0, "verbosity": -1}
 
     def _train(self, lgb, train: list[Window], valid: Window | None, report: dict):
