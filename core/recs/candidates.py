@@ -29,7 +29,7 @@ REPURCHASE_HALF_LIFE = 30.0  # days: a repurchase candidate's weight halves ever
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    """Products each source proposes per customer (0: the source is off). The defaults give about 250 distinct
+    """Products each source proposes per customer (0: the source is off). The defaults give about 200 distinct
     candidates a customer; chosen by candidate recall on the validation window (README, "The ranking stage")."""
     two_tower: int = 50
     graphsage: int = 50
@@ -123,9 +123,7 @@ def source_scores(retrievers: Mapping[str, Recommender], source: str, customers:
     repurchase a weight that is 0 (and never proposed) for a product unrelated to their purchases."""
     n = _n_products(retrievers)
     if source.endswith(UNSOLD):
-        model = retrievers[model_of(source)]
-        scores = source_scores(retrievers, model_of(source), customers)
-        return np.where(model.data_.popularity() == 0, scores, -np.inf).astype(np.float32)
+        return unsold_only(retrievers[model_of(source)], source_scores(retrievers, model_of(source), customers))
     if source == "repurchase":
         weights = [recency_weights(a, REPURCHASE_HALF_LIFE) for a in customers.ages]
         return history_matrix(customers.histories, n, weights).toarray()
@@ -140,6 +138,11 @@ def source_scores(retrievers: Mapping[str, Recommender], source: str, customers:
     if customers.known:
         return np.asarray(model.score(customers.ids), dtype=np.float32)
     return np.asarray(model.score_histories(customers.histories, customers.ids), dtype=np.float32)
+
+
+def unsold_only(model: Recommender, scores: np.ndarray) -> np.ndarray:
+    """``scores`` (q, n_products) with every product somebody bought before the model's cutoff at -inf."""
+    return np.where(model.data_.popularity() == 0, scores, -np.inf).astype(np.float32)
 
 
 def _n_products(retrievers: Mapping[str, Recommender]) -> int:
@@ -159,7 +162,7 @@ def propose(retrievers: Mapping[str, Recommender], customers: CustomerBatch, cfg
         if base not in full:
             full[base] = source_scores(retrievers, base, customers)
         if s != base:
-            full[s] = np.where(retrievers[base].data_.popularity() == 0, full[base], -np.inf).astype(np.float32)
+            full[s] = unsold_only(retrievers[base], full[base])
     n = next(iter(full.values())).shape[1] if full else 0
     place = np.full((q, n), np.nan, dtype=np.float32)  # scratch: a source's places of the products, per customer
     proposed = np.zeros((q, n), dtype=bool)

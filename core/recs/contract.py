@@ -81,8 +81,15 @@ class RecData:
             users = self.users[order]
             cuts = np.flatnonzero(np.diff(users)) + 1
             self._purchase_rows = {self.customer_ids[g[0]]: rows for g, rows in
-                               zip(np.split(users, cuts), np.split(order, cuts)) if len(g)}
+                                   zip(np.split(users, cuts), np.split(order, cuts)) if len(g)}
         return self._purchase_rows.get(customer_id, np.empty(0, dtype=np.int64))
+
+    def before(self, cutoff) -> "RecData":
+        """The data as of an earlier ``cutoff``: the same products, customers and content, the purchases before it."""
+        cutoff = pd.Timestamp(cutoff)
+        kept = self.purchases[self.purchases["timestamp"] < cutoff].reset_index(drop=True)
+        return RecData(self.products, self.customers, kept, cutoff, self.image, self.text, self.has_image,
+                       self.hybrid_weight)
 
     def popularity(self, since_days: float | None = None) -> np.ndarray:
         """(n_products,) float32 purchase counts, over the last ``since_days`` before the cutoff if given."""

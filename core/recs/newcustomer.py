@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.progress import Progress
-from core.recs.contract import POPULAR, SAVES_STATE, SESSION, RecData, Recommender
+from core.recs.contract import POPULAR, REASONS, SAVES_STATE, SESSION, RecData, Recommender
 
 NEW_CUSTOMER_SEEDS = 3  # products read as liked from a text or a photo, for models without a session mode
 
@@ -122,8 +122,10 @@ class NewCustomerFallback(Recommender):
         return self.model.explain(history, rows, customer_id)
 
     def reasons_for(self, history: np.ndarray, rows: np.ndarray, customer_id: str | None = None) -> list[str]:
+        if not self.model.supports(REASONS):
+            raise self._unsupported(REASONS)
         if len(history) == 0:
-            return ["popular lately (the new-customer fallback's list)"] * len(rows)
+            return [f"served by {self.fallback.name.replace('_', ' ')} (no history)"] * len(rows)
         return self.model.reasons_for(history, rows, customer_id)
 
     # The capabilities are the model's, delegated one by one: Recommender defines each method, so

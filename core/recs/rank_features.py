@@ -117,9 +117,8 @@ class FeatureContext:
         types = codes.get("product_type", np.full(n, -1, np.int64))
         n_types = n_values.get("product_type", 0)
         recent = data.days_ago <= SEGMENT_DAYS
-        segment_of = segments.segment_[data.users[recent]] if hasattr(segments, "segment_") else \
-            np.full(int(recent.sum()), -1, np.int64)
-        n_segments = int(segments.segment_.max(initial=-1)) + 1 if hasattr(segments, "segment_") else 0
+        segment_of = segments.segment_[data.users[recent]]
+        n_segments = int(segments.segment_.max(initial=-1)) + 1
         kinds = types[data.items[recent]]
         share = np.zeros((n_segments + 1, max(n_types, 1)), np.float64)
         typed = kinds >= 0
@@ -146,7 +145,7 @@ class FeatureContext:
         nan_q = np.full(q, np.nan, np.float32)
         # the customer's own
         days_last = nan_q.copy()
-        if has.any():
+        if has.any() and customers.known:  # a liked list is undated: its times are missing, not "now"
             days_last[has] = [a.min() for a in customers.ages if len(a)]
         mean_price = nan_q.copy()
         priced = ~np.isnan(paid)
@@ -157,21 +156,29 @@ class FeatureContext:
         types = self.codes.get("product_type")
         distinct = np.array([len(np.unique(types[h][types[h] >= 0])) if types is not None else np.nan
                              for h in customers.histories], dtype=np.float32)
-        per_source = []
-        for j in range(len(candidates.sources)):  # score, rank of each source, as feature_names orders them
-            per_source += [candidates.scores[:, j], candidates.ranks[:, j]]
+        col: dict[str, np.ndarray] = {}
+        for j, s in enumerate(candidates.sources):
+            col[f"{s}_score"], col[f"{s}_rank"] = candidates.scores[:, j], candidates.ranks[:, j]
+        col |= {"customer_purchases": lengths[c].astype(np.float32), "customer_days_since_last": days_last[c],
+                "customer_mean_price": mean_price[c], "customer_distinct_types": distinct[c]}
+        for w, days in enumerate(SALES_WINDOWS):
+            col[f"product_sales_{days}d"] = self.sales[w][p]
         price = self.price[p]
+        col |= {"product_sales_all": self.sales[-1][p], "product_never_bought": (self.sales[-1][p] == 0).astype(
+                    np.float32), "product_price": price, "group_price": self.group_price[p],
+                "product_days_since_first_sale": self.first_sale[p], "product_days_since_last_sale": self.last_sale[p],
+                "product_has_photo": self.has_photo[p]}
+        col["content_max_last"], col["content_mean_last"] = self._content(customers, candidates)
+        for a in MATCH_ATTRIBUTES:
+            col[f"same_{a}_share"] = self._share(a, owner, items, lengths, c, p)
         known_price = np.where(np.isnan(price), self.group_price[p], price)
-        fixed = [lengths[c].astype(np.float32), days_last[c], mean_price[c], distinct[c],
-                 *(self.sales[w][p] for w in range(len(SALES_WINDOWS) + 1)),
-                 (self.sales[-1][p] == 0).astype(np.float32), price, self.group_price[p],
-                 self.first_sale[p], self.last_sale[p], self.has_photo[p],
-                 *self._content(customers, candidates),
-                 *(self._share(a, owner, items, lengths, c, p) for a in MATCH_ATTRIBUTES),
-                 known_price / mean_price[c],
-                 *self._own(owner, items, ages, c, p, q),
-                 self._segment_type(customers, p, c)]
-        return np.stack(per_source + fixed, axis=1).astype(np.float32)
+        theirs = mean_price[c]
+        col["price_ratio"] = np.where(theirs > 0, known_price / np.where(theirs > 0, theirs, 1.0), np.nan)
+        col["times_bought"], col["days_since_bought"] = self._own(owner, items, ages, c, p, q)
+        if not customers.known:
+            col["days_since_bought"] = np.full(len(p), np.nan, np.float32)
+        col["segment_type_share"] = self._segment_type(customers, p, c)
+        return np.stack([col[name] for name in feature_names(candidates.sources)], axis=1).astype(np.float32)
 
     def _content(self, customers: CustomerBatch, candidates: Candidates) -> tuple[np.ndarray, np.ndarray]:
         """Max and mean cosine of each candidate to its customer's last :data:`LAST_N` purchases."""
@@ -222,8 +229,7 @@ class FeatureContext:
         if types is None:
             return np.full(len(p), np.nan, np.float32)
         everyone = len(self.type_share) - 1
-        segment = self.segments.segments(customers.ids) if hasattr(self.segments, "segment_") else \
-            np.full(len(customers), -1, np.int64)
+        segment = self.segments.segments(customers.ids)
         row = np.where(segment >= 0, segment, everyone)[c]
         kind = types[p]
         return np.where(kind >= 0, self.type_share[row, np.maximum(kind, 0)], np.nan).astype(np.float32)

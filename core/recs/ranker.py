@@ -24,7 +24,7 @@ from core.progress import Progress
 from core.recs.baselines.base import popularity_prior
 from core.recs.candidates import (CandidateConfig, CandidateRecall, Candidates, CustomerBatch, candidate_recall,
                                   known_customers, liked_customers, propose)
-from core.recs.contract import REASONS, SAVES_STATE, RecData, Recommender
+from core.recs.contract import REASONS, SAVES_STATE, SCORE_ENTRIES, RecData, Recommender
 from core.recs.rank_features import SOURCE_LABELS, FeatureContext, feature_names
 
 REVISION = 1  # raised when training changes what a config fits (part of the cache key)
@@ -44,7 +44,7 @@ class RankerConfig:
     # (num_leaves, learning_rate, min_data_in_leaf) tried, kept by validation NDCG@10; the first is LightGBM's default
     grid: tuple[tuple[int, float, int], ...] = ((31, 0.05, 20), (15, 0.05, 100), (63, 0.03, 50))
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    batch: int = 64  # customers whose candidates are scored at once (8 sources' full scores each)
+    batch: int = 64  # customers proposed for at once, at most (each source's full scores of them are held)
     # the gain of a bought never-bought product in the ranking loss and the validation NDCG (a bought product that
     # somebody had bought before gains 1): above 1 the ranker weighs finding never-bought products higher
     cold_gain: float = 1.0
@@ -70,14 +70,6 @@ class Window:
     recall: CandidateRecall
 
 
-def data_before(data: RecData, cutoff: pd.Timestamp) -> RecData:
-    """``data`` as of an earlier ``cutoff``: the same products, customers and content, the purchases before it."""
-    cutoff = pd.Timestamp(cutoff)
-    kept = data.purchases[data.purchases["timestamp"] < cutoff].reset_index(drop=True)
-    return RecData(data.products, data.customers, kept, cutoff, data.image, data.text, data.has_image,
-                   data.hybrid_weight)
-
-
 class RankerRecommender(Recommender):
     """Candidates from every retriever, ordered by LightGBM (see the module's docstring).
 
@@ -92,28 +84,33 @@ class RankerRecommender(Recommender):
         self.cfg, self.parts = cfg, retrievers
 
     def cache_config(self) -> dict:
-        parts = {s: self.parts.config(s) for s in self.cfg.candidates.models()} if self.parts else {}
-        return {"model": self.name, "revision": REVISION, **asdict(self.cfg), "retrievers": parts}
+        parts = {s: self.parts.config(s) for s in self._retriever_names()} if self.parts else {}
+        return {"model": self.name, "revision": REVISION, **asdict(self.cfg), "retrievers": parts,
+                "features": list(feature_names(self.cfg.candidates.sizes()))}
+
+    def _retriever_names(self) -> list[str]:
+        return sorted(set(self.cfg.candidates.models()) | {"segment_popularity"})  # the features' age bands
 
     # ------------------------------------------------------------ candidates and features
 
     def _retrievers(self, data: RecData, progress: Progress | None) -> dict:
         if self.parts is None:
             raise ValueError("the ranker needs its retrievers' fitter (create it through core.recs.registry)")
-        names = sorted(set(self.cfg.candidates.models()) | {"segment_popularity"})  # the features' age bands
-        return {n: self.parts.fit(n, data, self.cfg.seed, progress) for n in names}
+        return {n: self.parts.fit(n, data, self.cfg.seed, progress) for n in self._retriever_names()}
 
     def _pairs(self, retrievers: dict, context: FeatureContext, customers: CustomerBatch
                ) -> tuple[Candidates, np.ndarray]:
         candidates = propose(retrievers, customers, self.cfg.candidates)
         return candidates, context.features(customers, candidates)
 
-    def _window(self, data: RecData, start: pd.Timestamp, end: pd.Timestamp, progress: Progress | None
-                ) -> Window | None:
-        """The training groups of window [start, end) of ``data``'s purchases; None when nothing was bought in it or
-        nothing before it."""
+    def window_pairs(self, data: RecData, start: pd.Timestamp, end: pd.Timestamp, progress: Progress | None = None
+                     ) -> tuple[np.ndarray, Candidates, np.ndarray, np.ndarray, CandidateRecall] | None:
+        """Every (customer, candidate) pair of window [start, end) of ``data``'s purchases: the window's customers (at
+        most ``max_window_customers``, sorted), their candidates and features from the purchases before ``start``
+        alone, the labels (0 not bought in the window, 1 bought, 2 bought and never bought before it) and the
+        candidate recall. None when nothing was bought in the window or nothing before it."""
         window = data.purchases[(data.purchases["timestamp"] >= start) & (data.purchases["timestamp"] < end)]
-        before = data_before(data, start)
+        before = data.before(start)
         if not len(window) or not len(before.purchases):
             return None
         rows = window["product_id"].astype(str).map(data.product_row)
@@ -129,8 +126,9 @@ class RankerRecommender(Recommender):
         feats, labels, cands = [], [], []
         unsold = before.popularity() == 0
         truth = [truth_of[c] for c in ids.tolist()]
-        for lo in range(0, len(ids), self.cfg.batch):
-            batch = known_customers(before, ids[lo:lo + self.cfg.batch].tolist())
+        step = self._batch(before.n_products)
+        for lo in range(0, len(ids), step):
+            batch = known_customers(before, ids[lo:lo + step].tolist())
             c, x = self._pairs(retrievers, context, batch)
             y = np.zeros(len(c), np.float32)
             for i in range(len(batch)):
@@ -140,11 +138,21 @@ class RankerRecommender(Recommender):
             feats.append(x)
             labels.append(y)
             cands.append(c)
-        recall = candidate_recall(_concat(cands), truth, unsold)
-        x, y = np.concatenate(feats), np.concatenate(labels)
-        sizes = np.concatenate([np.diff(c.stops) for c in cands])
-        owner = np.repeat(np.arange(len(sizes)), sizes)
-        useful = np.bincount(owner, y, minlength=len(sizes)) > 0  # a group with no purchase teaches nothing
+        candidates = _concat(cands)
+        return ids, candidates, np.concatenate(feats), np.concatenate(labels), candidate_recall(candidates, truth,
+                                                                                               unsold)
+
+    def _window(self, data: RecData, start: pd.Timestamp, end: pd.Timestamp, progress: Progress | None
+                ) -> Window | None:
+        """The training groups of window [start, end): :meth:`window_pairs` less the customers who bought none of
+        their candidates (a group with no purchase teaches nothing)."""
+        pairs = self.window_pairs(data, start, end, progress)
+        if pairs is None:
+            return None
+        _, candidates, x, y, recall = pairs
+        sizes = np.diff(candidates.stops)
+        owner = candidates.customer
+        useful = np.bincount(owner, y, minlength=len(sizes)) > 0
         keep = useful[owner]
         return Window(start, end, x[keep], y[keep], sizes[useful], recall)
 
@@ -238,10 +246,17 @@ class RankerRecommender(Recommender):
                 scores = np.nansum(1.0 / (FUSION_K + candidates.ranks), axis=1).astype(np.float32)
         return candidates, x, scores
 
+    def _batch(self, n_products: int) -> int:
+        """Customers proposed for at once: ``cfg.batch``, fewer where every source's full scores of them would pass
+        :data:`~core.recs.contract.SCORE_ENTRIES` (64 MB)."""
+        sources = max(len(self.cfg.candidates.sizes()), 1)
+        return max(1, min(self.cfg.batch, SCORE_ENTRIES // max(n_products * sources, 1)))
+
     def _full(self, customers: CustomerBatch) -> np.ndarray:
         out = np.empty((len(customers), self.data_.n_products), np.float32)
-        for lo in range(0, len(customers), self.cfg.batch):
-            part = customers.subset(range(lo, min(lo + self.cfg.batch, len(customers))))
+        batch = self._batch(self.data_.n_products)
+        for lo in range(0, len(customers), batch):
+            part = customers.subset(range(lo, min(lo + batch, len(customers))))
             candidates, _, scores = self.ranked(part)
             for i in range(len(part)):
                 a, b = candidates.stops[i], candidates.stops[i + 1]
@@ -315,6 +330,10 @@ class RankerRecommender(Recommender):
 
         text = np.asarray(arrays["booster"], dtype=np.uint8).tobytes().decode()
         self.booster_ = lgb.Booster(model_str=text) if text else None
+        names = list(feature_names(self.cfg.candidates.sizes()))
+        if self.booster_ is not None and self.booster_.feature_name() != names:
+            raise ValueError(f"the stored ranker was trained on other features ({len(self.booster_.feature_name())}) "
+                             f"than this code computes ({len(names)}): clear it from the cache to retrain")
         self.report_ = json.loads(str(arrays["report"]))
         self.train_s_ = float(arrays["train_s"])
         self.retrievers_ = self._retrievers(data, None)

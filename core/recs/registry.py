@@ -163,9 +163,10 @@ def data_fingerprint(data: RecData) -> str:
     ``data`` (read-only once built): an evaluation asks for it at every fit, and it takes about 1 s on H&M."""
     if data.fingerprint_ is None:
         attrs = _as_text(data.products.drop(columns=["image_path", "description"], errors="ignore"))
+        prices = data.purchases["price"].to_numpy(np.float64) if "price" in data.purchases else np.empty(0)
         data.fingerprint_ = digest(data.product_ids, data.customer_ids, attrs, _as_text(data.customers),
-                                   data.items, data.users, data.days_ago, str(data.cutoff), data.image, data.text,
-                                   float(data.hybrid_weight))
+                                   data.items, data.users, data.days_ago, prices, str(data.cutoff), data.image,
+                                   data.text, float(data.hybrid_weight))
     return data.fingerprint_
 
 

@@ -10,15 +10,19 @@ from core.cache import ArtefactCache
 from core.recs.candidates import CandidateConfig, candidate_recall, known_customers, liked_customers, propose
 from core.recs.contract import REASONS, RecData
 from core.recs.rank_features import FeatureContext, feature_names
-from core.recs.ranker import RankerConfig, RankerRecommender, data_before
+from core.recs.ranker import RankerConfig, RankerRecommender
 from core.recs.registry import RegistryRetrievers, create_recommender
 
 COLOURS = ("black", "white", "red", "blue", "green", "yellow")
 PER_COLOUR = 30
 CUTOFF = pd.Timestamp("2020-06-01")
-# cheap sources only (no two-tower or GraphSAGE training in the fast suite): content, bestsellers, history
+# cheap sources only (no two-tower or GraphSAGE training in the fast suite): content, bestsellers, history.
+# EVERY makes every product a candidate (recent bestsellers past the catalogue's size): the ranker alone orders;
+# FEW leaves most products out, so a list is a reordering of a few candidates.
 CHEAP = CandidateConfig(two_tower=0, graphsage=0, content=20, colour_variants=5, repurchase=5, recent_popularity=200,
                         segment_popularity=20, new_arrivals=5)
+FEW = CandidateConfig(two_tower=0, graphsage=0, content=8, colour_variants=5, repurchase=5, recent_popularity=8,
+                      segment_popularity=8, new_arrivals=3)
 
 
 def shop(seed: int = 0, n_customers: int = 48, days: int = 150) -> RecData:
@@ -53,7 +57,7 @@ def shop(seed: int = 0, n_customers: int = 48, days: int = 150) -> RecData:
 
 
 def ranker(seed: int = 0, **cfg) -> RankerRecommender:
-    return RankerRecommender(RankerConfig(seed=seed, candidates=CHEAP, **{"window_days": 30, **cfg}),
+    return RankerRecommender(RankerConfig(seed=seed, **{"window_days": 30, "candidates": CHEAP, **cfg}),
                              RegistryRetrievers())
 
 
@@ -82,48 +86,78 @@ def test_the_ranker_learns_the_one_feature_that_decides(data, fitted_ranker):
     assert fitted_ranker.report_["chosen"]["rounds"] >= 1 and fitted_ranker.report_["grid"]
 
 
-def test_its_list_is_a_reordering_of_its_candidates(data, fitted_ranker):
+@pytest.fixture(scope="module")
+def few_ranker(data) -> RankerRecommender:
+    return ranker(candidates=FEW).fit(data)
+
+
+def test_its_list_is_a_reordering_of_its_candidates(data, few_ranker):
     customers = sorted(data.favourite)[:8]
-    batch = known_customers(data, customers)
-    candidates, _, scores = fitted_ranker.ranked(batch)
-    full = fitted_ranker.score(customers)
+    candidates, _, scores = few_ranker.ranked(known_customers(data, customers))
+    full = few_ranker.score(customers)
+    prior = data.popularity()
     for i, c in enumerate(customers):
         mine = candidates.of(i)
-        k = min(10, len(mine))
-        top = fitted_ranker.recommend([c], k)[0][0]
-        assert set(top) <= set(mine.tolist())
-        order = mine[np.lexsort((mine, -scores[candidates.stops[i]:candidates.stops[i + 1]]))][:k]
-        assert top.tolist() == order.tolist()
+        assert 0 < len(mine) < data.n_products // 2
+        top = few_ranker.recommend([c], len(mine))[0][0]
+        mine_scores = scores[candidates.stops[i]:candidates.stops[i + 1]]
+        assert top.tolist() == mine[np.lexsort((mine, -mine_scores))].tolist()  # its candidates, by its scores
         others = np.setdiff1d(np.arange(data.n_products), mine)
-        if len(others):
-            assert full[i, others].max() < full[i, mine].min()
+        assert full[i, others].max() < full[i, mine].min()
+        # a list longer than the candidates goes on with the other products, bestsellers first
+        longer = few_ranker.recommend([c], len(mine) + 5)[0][0][len(mine):]
+        assert set(longer) <= set(others.tolist())
+        assert (np.diff(prior[longer]) <= 0).all()
 
 
 def test_candidates_and_features_never_read_the_window_being_predicted(data):
-    """A window's candidates and features come from the purchases before it: purchases in the window (or after)
-    change nothing."""
-    start = CUTOFF - pd.Timedelta(days=30)
-    later = data.purchases[data.purchases["timestamp"] >= start].copy()
+    """A window's candidates and features come from the purchases before it: other purchases in the window (other
+    products, more of them, by the same customers) change its labels, never its candidates or features."""
+    start, end = CUTOFF - pd.Timedelta(days=30), CUTOFF
+    early = data.purchases[data.purchases["timestamp"] < start]
+    later = data.purchases[data.purchases["timestamp"] >= start]
     moved = later.assign(product_id=np.roll(later["product_id"].to_numpy(), 7))  # other products bought
-    altered = RecData(data.products, data.customers,
-                      pd.concat([data.purchases[data.purchases["timestamp"] < start], moved]).sort_values(
-                          "timestamp", kind="stable").reset_index(drop=True), CUTOFF, data.image, data.text,
-                      data.has_image)
-    parts = RegistryRetrievers()
-    out = []
-    for d in (data, altered):
-        before = data_before(d, start)
-        assert (before.purchases["timestamp"] < start).all()
-        retrievers = {n: parts.fit(n, before, 0) for n in set(CHEAP.models()) | {"segment_popularity"}}
-        batch = known_customers(before, sorted(data.favourite))
-        candidates = propose(retrievers, batch, CHEAP)
-        features = FeatureContext.build(before, retrievers["segment_popularity"]).features(batch, candidates)
-        out.append((candidates, features))
-    (a, fa), (b, fb) = out
-    assert np.array_equal(a.product, b.product) and np.array_equal(a.customer, b.customer)
-    np.testing.assert_array_equal(fa, fb)
-    # and the window itself did change: the same customers' labels differ
-    assert not later["product_id"].reset_index(drop=True).equals(moved["product_id"].reset_index(drop=True))
+    more = later.assign(product_id=np.roll(later["product_id"].to_numpy(), 3))  # and more purchases
+    altered = RecData(data.products, data.customers, pd.concat([early, moved, more]).sort_values(
+        "timestamp", kind="stable").reset_index(drop=True), CUTOFF, data.image, data.text, data.has_image)
+    model = ranker(candidates=FEW)
+    ids_a, ca, xa, ya, _ = model.window_pairs(data, start, end)
+    ids_b, cb, xb, yb, _ = model.window_pairs(altered, start, end)
+    assert ids_a.tolist() == ids_b.tolist() and len(ids_a) == len(data.favourite)
+    assert np.array_equal(ca.product, cb.product) and np.array_equal(ca.customer, cb.customer)
+    np.testing.assert_array_equal(xa, xb)
+    assert not np.array_equal(ya, yb)  # the window did change
+
+
+def test_a_windows_groups_hold_a_purchase_each_and_label_never_bought_ones_two(data):
+    start, end = CUTOFF - pd.Timedelta(days=30), CUTOFF
+    w = ranker(candidates=CHEAP)._window(data, start, end, None)
+    assert w.groups.sum() == len(w.labels) == len(w.features) and (w.groups > 0).all()
+    owner = np.repeat(np.arange(len(w.groups)), w.groups)
+    assert (np.bincount(owner, w.labels > 0) > 0).all()
+    before = data.before(start)
+    assert set(np.unique(w.labels)) <= {0.0, 1.0, 2.0}
+    names = list(feature_names(CHEAP.sizes()))
+    never = w.features[:, names.index("product_never_bought")] == 1
+    assert (w.labels[never & (w.labels > 0)] == 2).all() and (w.labels[~never & (w.labels > 0)] == 1).all()
+    assert before.popularity().sum() == len(before.purchases)
+
+
+def test_a_liked_list_and_an_unknown_id_are_ranked_too(data, fitted_ranker):
+    colours = data.products["colour"].to_numpy()
+    reds = np.flatnonzero(colours == "red")[:3]
+    top = fitted_ranker.recommend_histories([reds], 10, exclude=[reds])[0][0]
+    assert np.mean(colours[top] == "red") >= 0.8  # what they liked decides, as for a known customer
+    unknown = fitted_ranker.score(["nobody"])
+    assert np.isfinite(unknown).all()
+    np.testing.assert_allclose(unknown, fitted_ranker.score_histories([np.empty(0, np.int64)]))
+
+
+def test_the_seed_changes_the_fit(data, fitted_ranker):
+    other = ranker(seed=1).fit(data)
+    assert other.booster_.model_to_string() != fitted_ranker.booster_.model_to_string()
+    again = ranker(seed=0).fit(data)
+    assert again.booster_.model_to_string() == fitted_ranker.booster_.model_to_string()
 
 
 def test_candidates_are_the_union_of_each_sources_top_n(data):
@@ -209,7 +243,7 @@ def test_the_ranker_is_saved_and_loaded_through_the_cache(tmp_path, data):
     assert again.report_ == model.report_
 
 
-def test_the_seed_changes_the_fit_and_a_short_shop_shortens_the_windows():
+def test_a_short_shop_shortens_the_windows():
     small = shop(seed=1, n_customers=20, days=60)
     model = ranker(window_days=91)
     spans = model.windows(small)
