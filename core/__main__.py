@@ -430,15 +430,16 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--backbone", default="auto", help="backbone of the content embeddings (as for build)")
     p.add_argument("--cutoff", default="2020-04-01", help="models learn from purchases before this date")
     p.add_argument("--end", default="2020-07-01", help="and are tested on the purchases in [cutoff, end)")
-    p.add_argument("--models", help="comma-separated recommenders; default: graphsage, two_tower, popularity, "
-                                    "recent_popularity, segment_popularity, new_arrivals, colour_variants, itemknn, "
-                                    "als, lightgcn, content; by name only: blend (GraphSAGE and two-tower fused by "
-                                    "reciprocal rank)")
+    p.add_argument("--models", help="comma-separated recommenders; default: graphsage, two_tower, ranker, "
+                                    "popularity, recent_popularity, segment_popularity, new_arrivals, "
+                                    "colour_variants, itemknn, als, lightgcn, content; by name only: blend (GraphSAGE "
+                                    "and two-tower fused by reciprocal rank)")
     p.add_argument("--exclude-bought", default="auto", choices=["auto", "yes", "no"],
                    help="drop a customer's earlier purchases from their list; auto: per model, whichever does "
                         "better on a validation window before the cutoff")
-    p.add_argument("--seeds", type=int, default=3, help="fit each seeded model (graphsage, two_tower, als, lightgcn) "
-                                                        "with seeds 0..N-1 and average its per-customer values")
+    p.add_argument("--seeds", type=int, default=3, help="fit each seeded model (graphsage, two_tower, ranker, als, "
+                                                        "lightgcn) with seeds 0..N-1 and average its per-customer "
+                                                        "values")
     p.set_defaults(fn=cmd_evaluate)
 
 

@@ -1,4 +1,5 @@
 """Headless tests of every page (streamlit AppTest) on a small synthetic catalogue."""
+import re
 import time
 from pathlib import Path
 
@@ -327,12 +328,12 @@ def liked_titles(*ids: str) -> set[str]:
 
 
 def test_coldstart_every_model_leaves_out_what_they_liked_and_says_why(app_env):
-    """For each model but GraphSAGE (slow to train here): no liked product comes back, and each card's reason
-    names a liked product, the popularity prior or the model's own kind of list."""
+    """For each model but GraphSAGE and the ranker (slow to train here; tested on their own): no liked product comes
+    back, and each card's reason names a liked product, the popularity prior or the model's own kind of list."""
     liked = ["syn00003", "syn00010", "syn00017"]
     at = coldstart_page(coldstart_liked=liked)
     from core.recs.registry import list_recommenders
-    names = [n for n in list_recommenders() if n != "graphsage"]
+    names = [n for n in list_recommenders() if n not in ("graphsage", "ranker")]
     titles = liked_titles(*liked)
     for name in names:
         at.selectbox(key="coldstart_model").set_value(name).run()
@@ -394,6 +395,28 @@ def test_coldstart_graphsage_trains_with_progress_then_recommends(app_env):
     assert len(recs) == 12 and not any(c.startswith("syn00003 ") for c in recs)
     why = {c.split("  \n")[1] for c in recs}  # its own parts: the liked product or the popularity prior
     assert why <= {"popular lately", f"because you liked *{liked_titles('syn00003').pop()}*"}, why
+
+
+def test_coldstart_ranker_says_which_retrievers_proposed_each_and_what_lifted_it(app_env):
+    """The ranker trains its retrievers and its booster behind the page, then every card says who proposed it and the
+    features that lifted it most, from LightGBM's own contributions."""
+    from core.recs.rank_features import SOURCE_LABELS, feature_names
+    from core.recs.ranker import RankerConfig
+    liked = ["syn00003", "syn00010"]
+    at = wait_for_build(run_page(COLDSTART, coldstart_model="ranker", coldstart_liked=liked))
+    at = rerun_until(at, lambda at: any(s.value == "Recommended by Ranker (two-stage)" for s in at.subheader),
+                     timeout=600)
+    recs = recommendation_captions(at)
+    assert len(recs) == 12 and not any(c.startswith(tuple(f"{p} " for p in liked)) for c in recs)
+    why = [c.split("  \n")[1] for c in recs]
+    assert all(w.startswith("proposed by ") for w in why), why
+    proposers = [w.removeprefix("proposed by ").split("; lifted most by ")[0] for w in why]
+    assert all(set(p.split(", ")) <= set(SOURCE_LABELS.values()) for p in proposers), proposers
+    meanings = set(feature_names(RankerConfig().candidates.sizes()).values())
+    lifts = [re.findall(r"(?:^|, )(.+?) \(\+[0-9.]+\)", w.split("; lifted most by ")[1]) for w in why
+             if "; lifted most by " in w]
+    assert lifts, why  # a booster that learned something lifts some card by some feature
+    assert all(1 <= len(f) <= 2 and set(f) <= meanings for f in lifts), lifts
 
 
 def test_coldstart_two_tower_session_mode_from_words_and_a_photo(app_env):
