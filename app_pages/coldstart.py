@@ -633,11 +633,12 @@ def main_metrics(report: EvalReport) -> None:
                f"ALS, LightGCN) {ID_ONLY.split(': ')[1]}. *None*: no test customer in that slice. Hover a column's "
                "name for what it measures.")
     with st.expander("More metrics: MAP@12, hit rate, customer slices, sampled recall, fit time"):
-        more = metric_frame(report, MORE_METRICS)
-        more["hides bought"] = [bool(report.models[n].exclude_bought) for n in in_order(report.models)]
-        more["fit s"] = [report.models[n].train_s for n in in_order(report.models)]
-        st.dataframe(more, hide_index=True, height="content", key="coldstart_eval_more", column_config={
-            **metric_columns(MORE_METRICS),
+        st.dataframe(metric_frame(report, MORE_METRICS), hide_index=True, height="content",
+                     key="coldstart_eval_more", column_config=metric_columns(MORE_METRICS))
+        fits = metric_frame(report, ())  # how each was fitted, a table of its own: one would not fit the page
+        fits["hides bought"] = [bool(report.models[n].exclude_bought) for n in in_order(report.models)]
+        fits["fit s"] = [report.models[n].train_s for n in in_order(report.models)]
+        st.dataframe(fits, hide_index=True, height="content", key="coldstart_eval_fits", column_config={
             "hides bought": st.column_config.CheckboxColumn(
                 "hides bought", help="Whether the model's list leaves out the customer's earlier purchases "
                                      "(chosen on a validation window)"),

@@ -44,6 +44,9 @@ def bench_recs(spec: str | None, backbone: Backbone, cache: ArtefactCache, limit
            "n_purchases": len(data.purchases), "train_s": round(train_s, 3)}
     own = getattr(rec, "train_s_", None)
     out["model_train_s"] = None if own is None else round(float(own), 3)  # the fit alone, without save and load
+    report = getattr(rec, "report_", None)
+    if report is not None:  # what the fit saw and chose (the ranker: its windows' candidate recall, settings)
+        out["model_report"] = report
     if len(known):
         ids = rng.choice(known, size=n_known)
         out |= percentiles(timed(lambda c: rec.recommend([c], k), ids), "known_customer")

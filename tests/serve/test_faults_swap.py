@@ -53,8 +53,10 @@ def test_fingerprinting_a_version_has_no_long_step_that_holds_the_gil(monkeypatc
     throughout, so every request waited 2-3 s. Both now go in bounded steps, to the same fingerprint."""
     data = _rec_data()
     attrs = data.products.drop(columns=["image_path", "description"], errors="ignore").to_numpy(dtype=str)
+    prices = data.purchases["price"].to_numpy(np.float64)
     one_shot = digest(data.product_ids, data.customer_ids, attrs, data.customers.to_numpy(dtype=str), data.items,
-                      data.users, data.days_ago, str(data.cutoff), data.image, data.text, float(data.hybrid_weight))
+                      data.users, data.days_ago, prices, str(data.cutoff), data.image, data.text,
+                      float(data.hybrid_weight))
     assert attrs.nbytes > 2 * DIGEST_SLICE and len(attrs) > 2 * FINGERPRINT_ROWS  # both steps matter here
 
     updates: list[int] = []
