@@ -47,7 +47,7 @@ _FIXED: dict[str, str] = {
     "segment_type_share": f"share of the customer's age band's purchases (last {SEGMENT_DAYS} days) of the "
                           "product's type",
 }
-_SOURCE_MEANINGS = {"score": "the {label}'s score", "rank": "the product's place in the {label}'s list"}
+_SOURCE_MEANINGS = {"score": "{label}: score", "rank": "{label}: the product's place in its list"}
 SOURCE_LABELS = {"two_tower": "two-tower model", "graphsage": "GraphSAGE model", "content": "content similarity",
                  "colour_variants": "colour variants", "repurchase": "repurchase", "recent_popularity":
                  "recent bestsellers", "segment_popularity": "age band's bestsellers", "new_arrivals": "new arrivals",
