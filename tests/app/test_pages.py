@@ -635,7 +635,7 @@ def test_coldstart_evaluation_of_an_earlier_format_offers_to_evaluate_again(app_
     at = coldstart_page(coldstart_section="How good is it", coldstart_eval_models=models)
     assert any("before paired differences and seeds" in w.value for w in at.warning)
     assert at.button(key="coldstart_reevaluate") and not at.get("plotly_chart")
-    assert len(at.dataframe) == 2  # the metrics it has: the main ones and the rest
+    assert len(at.dataframe) == 3  # the metrics it has: the main ones, the rest, how each was fitted
 
 
 def test_coldstart_evaluation_table(app_env):
