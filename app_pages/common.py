@@ -270,7 +270,8 @@ def sidebar() -> None:
     sb = st.sidebar
     sb.title("Atelier")
     sb.text_input("Catalogue", value=default_catalog_spec(), key="app_catalog",
-                  help="A folder in the H&M or generic layout, or synthetic[:n_products[:seed]]")
+                  help="A folder in the H&M or generic layout, a shop's export file (Shopify or WooCommerce CSV, "
+                       "Merchant Center TSV or XML) or a folder of them, or synthetic[:n_products[:seed]]")
     try:
         catalog = get_catalog(st.session_state["app_catalog"] or default_catalog_spec())
     except CatalogError as e:

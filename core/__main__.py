@@ -11,6 +11,7 @@ import warnings
 
 from core.astlock import guard_ast_parse
 from core.data.catalog import CatalogError
+from core.data.exports import FORMATS
 from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
 
 
@@ -59,7 +60,8 @@ def _cluster(args) -> None:
 
 def _catalog(args):
     spec = args.catalog or default_catalog_spec()
-    catalog = load_catalog(spec, args.limit)
+    catalog = load_catalog(spec, args.limit, fmt=getattr(args, "format", None),
+                           include_drafts=getattr(args, "include_drafts", False))
     if args.catalog is None and spec.startswith("synthetic"):
         print(f"note: no catalogue named and ../shared/data/hm not found: using the SYNTHETIC catalogue "
               f"(simulated customers). Point Atelier at real data with --catalog DIR or {CATALOG_ENV}=DIR.",
@@ -357,8 +359,13 @@ def _kinds(text: str) -> list[str]:
 
 
 def _catalog_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", help=f"catalogue folder (H&M or generic layout) or 'synthetic[:n[:seed]]'; "
-                                     f"default ${CATALOG_ENV}, else ../shared/data/hm, else synthetic")
+    p.add_argument("--catalog", help=f"catalogue folder (H&M or generic layout), a shop's export file (Shopify, "
+                                     f"WooCommerce, Merchant Center) or a folder of them, or "
+                                     f"'synthetic[:n[:seed]]'; default ${CATALOG_ENV}, else ../shared/data/hm, "
+                                     f"else synthetic")
+    p.add_argument("--format", choices=FORMATS, help="the export's format, when its header does not tell")
+    p.add_argument("--include-drafts", action="store_true", help="keep an export's unpublished products (drafts, "
+                                                                  "archived, private)")
     p.add_argument("--limit", type=int, help="use only the first N products")
     p.add_argument("--ray", metavar="ADDRESS", help="run the batch stages (and training, the service) on a Ray "
                    "cluster: auto (the running one), local (start one here), ray://host:10001; default "

@@ -304,3 +304,18 @@ def test_bench_demo_prints_one_json_object_and_rejects_unknown_models(tmp_path):
     bad = run_cli(tmp_path / "cache", "bench", "demo", "--catalog", "synthetic:60", "--backbone", TINY,
                   "--models", "grafsage")
     assert bad.returncode != 0 and "unknown model(s) grafsage" in bad.stderr
+
+
+def test_validate_reads_a_shop_export_file_and_a_named_format(tmp_path):
+    from tests.data.test_exports import SHOPIFY_COLUMNS, rows_to_csv, shopify_rows
+    export = tmp_path / "products_export_1.csv"
+    export.write_bytes(rows_to_csv(SHOPIFY_COLUMNS, shopify_rows()))
+    got = run_cli(tmp_path / "cache", "validate", "--catalog", str(export), "--include-drafts")
+    assert got.returncode == 0, got.stderr
+    assert "products_export_1 (shopify): {'products': 4," in got.stdout and "draft-scarf (draft)" in got.stdout
+    odd = tmp_path / "odd.csv"
+    odd.write_text("id,title\nA1,Shirt\n")
+    assert "(merchant)" in run_cli(tmp_path / "cache", "validate", "--catalog", str(odd), "--format",
+                                   "merchant").stdout
+    refused = run_cli(tmp_path / "cache", "validate", "--catalog", str(odd))
+    assert refused.returncode != 0 and "not an export Atelier knows" in refused.stderr

@@ -136,6 +136,10 @@ class Catalog:
 
 # ---------------------------------------------------------------- sentences
 
+# Attributes of a shop's export that say nothing of what the product is: left out of its sentence.
+NOT_WORDS = frozenset({"image_url", "more_images", "link", "price", "currency", "availability", "status"})
+
+
 def product_sentences(products: pd.DataFrame) -> list[str]:
     """One readable sentence per product from its metadata, e.g.
     "Strap top: a black solid vest top, Womens Everyday Basics, Ladieswear."
@@ -144,7 +148,7 @@ def product_sentences(products: pd.DataFrame) -> list[str]:
     """
     known = ["colour", "pattern", "product_type", "section", "index_group"]
     skip = set(known) | {"title", "description", "image_path", "group_id", "sentence",
-                         "product_group", "department", "garment_group"}
+                         "product_group", "department", "garment_group"} | NOT_WORDS
     extra = [c for c in products.columns if c not in skip]
     cols = {c: products[c].tolist() if c in products else [""] * len(products)
             for c in known + ["title", "description"] + extra}

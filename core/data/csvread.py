@@ -34,9 +34,9 @@ def _decode(path: Path, data: bytes, guide: str) -> str:
                            f"Fix: save it as 'CSV UTF-8'; {guide}") from None
 
 
-def _one_full_row_per_line(data: bytes, n_rows: int, n_fields: int) -> bool:
+def _one_full_row_per_line(data: bytes, n_rows: int, n_fields: int, sep: str = ",") -> bool:
     """Whether the header and the ``n_rows`` rows pandas read from ``data`` are one line each, of
-    ``n_fields`` fields each. Told by counting, not parsing: a file's commas are its delimiters
+    ``n_fields`` fields each. Told by counting, not parsing: a file's ``sep`` are its delimiters
     plus those inside quoted fields, so where quotes pair plainly within a line (one opens a field,
     closes it, or is doubled) every line is full iff the delimiters number (n_rows + 1) * (n_fields - 1).
     Anything less plain (a quote inside a word, a field over several lines, a blank line) gives False."""
@@ -50,25 +50,26 @@ def _one_full_row_per_line(data: bytes, n_rows: int, n_fields: int) -> bool:
     opens, closes = quotes[0::2], quotes[1::2]
     before = b[np.maximum(opens - 1, 0)]  # the quote itself at the start of the file
     after = b[np.minimum(closes + 1, len(b) - 1)]  # the quote itself at the end
-    if not (np.isin(before, list(b',\n"')).all() and np.isin(after, list(b',\r\n"')).all()):
+    d = ord(sep)
+    if not (np.isin(before, [d, *b'\n"']).all() and np.isin(after, [d, *b'\r\n"']).all()):
         return False
     if (np.searchsorted(newlines, opens) != np.searchsorted(newlines, closes)).any():
         return False
-    commas = np.flatnonzero(b == ord(","))
+    commas = np.flatnonzero(b == d)
     quoted = int((np.searchsorted(commas, closes) - np.searchsorted(commas, opens)).sum())
     return len(commas) - quoted == (n_rows + 1) * (n_fields - 1)
 
 
-def _read_fast(data: bytes) -> pd.DataFrame | None:
+def _read_fast(data: bytes, sep: str = ",") -> pd.DataFrame | None:
     """``data`` read by pandas' C parser, or None unless every row is one line with the header's
     number of fields. The C parser would otherwise, without a word, pad a short row, take the
     first column as the index when the first row is one field longer, or read the lines a stray
     quote runs over as one field; such files go to :func:`_read_by_record`."""
     try:
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return None
-    if not isinstance(df.index, pd.RangeIndex) or not _one_full_row_per_line(data, len(df), len(df.columns)):
+    if not isinstance(df.index, pd.RangeIndex) or not _one_full_row_per_line(data, len(df), len(df.columns), sep):
         return None
     return df
 
@@ -91,7 +92,7 @@ class _Lines:
         return self.lines[self.pos - 1]
 
 
-def _read_by_record(text: str, path: Path, guide: str) -> tuple[pd.DataFrame, list[str]]:
+def _read_by_record(text: str, path: Path, guide: str, sep: str = ",") -> tuple[pd.DataFrame, list[str]]:
     """Rows of ``text`` with the header's number of fields, read one CSV record at a time, and the
     broken ones ("line 7: unterminated quote, ..."). After a broken record (wrong number of fields,
     text after a closing quote, a quote open to the end of the file) reading starts again on the
@@ -101,7 +102,7 @@ def _read_by_record(text: str, path: Path, guide: str) -> tuple[pd.DataFrame, li
     header, header_text = None, ""
     rows, row_lines, broken = [], [], []
     source = _Lines(lines, 0)
-    reader = csv.reader(source, strict=True)
+    reader = csv.reader(source, strict=True, delimiter=sep)
     while True:
         start = source.pos
         try:
@@ -126,13 +127,13 @@ def _read_by_record(text: str, path: Path, guide: str) -> tuple[pd.DataFrame, li
         if problem:
             broken.append(f"line {start + 1}: {problem}")
             source = _Lines(lines, start + 1)
-            reader = csv.reader(source, strict=True)
+            reader = csv.reader(source, strict=True, delimiter=sep)
             continue
         rows.append(record)
         row_lines.append(start + 1)
     if header is None:
         raise CatalogError(f"{path}: empty file. Fix: export the table again, header line first; {guide}")
-    names = list(pd.read_csv(io.StringIO(header_text), nrows=0).columns)  # pandas' names for "" and repeats
+    names = list(pd.read_csv(io.StringIO(header_text), nrows=0, sep=sep).columns)  # pandas' names for "", repeats
     index = pd.Index(row_lines, dtype="int64") - 2
     return pd.DataFrame(rows, columns=names if len(names) == len(header) else header, index=index, dtype=str), broken
 
@@ -143,8 +144,20 @@ def is_blank(path: Path) -> bool:
         return not f.read(1 << 16).strip() and not f.read(1)
 
 
-def read_rows(path: Path, report: ValidationReport, guide: str) -> pd.DataFrame:
-    """A CSV's rows as strings, column names stripped; broken rows skipped and reported.
+SEPARATORS = ",;\t"  # what a shop's export or a spreadsheet program writes between fields
+
+
+def header_separator(data: bytes) -> str:
+    """The field separator of a delimited file, told from its header line: the one of :data:`SEPARATORS` that
+    splits it most outside quotes (a comma on a tie or when none does)."""
+    line = data[:1 << 16].split(b"\n", 1)[0].decode("utf-8", errors="replace").removeprefix("\ufeff")
+    bare = "".join(part for i, part in enumerate(line.split('"')) if i % 2 == 0)  # outside quotes
+    return max(SEPARATORS, key=lambda s: (bare.count(s), s == ","))
+
+
+def read_rows(path: Path, report: ValidationReport, guide: str, sep: str | None = ",") -> pd.DataFrame:
+    """A delimited file's rows as strings, column names stripped; broken rows skipped and reported. ``sep`` is
+    the field separator (None: told from the header line, :func:`header_separator`).
 
     The index + 2 is each row's line in the file (the header is line 1). pandas' C parser reads a
     sound file; any sign of a broken row sends the file to the record-by-record reader. What cannot
@@ -155,18 +168,19 @@ def read_rows(path: Path, report: ValidationReport, guide: str) -> pd.DataFrame:
         raise CatalogError(f"{path}: file not found. Fix: point --catalog at the folder holding {path.name}; {guide}")
     data = path.read_bytes()
     _check_text(path, data, guide)
-    df, broken = _read_fast(data), []
+    sep = sep or header_separator(data)
+    df, broken = _read_fast(data, sep), []
     if df is None:
-        df, broken = _read_by_record(_decode(path, data, guide), path, guide)
+        df, broken = _read_by_record(_decode(path, data, guide), path, guide, sep)
     df.columns = [c.strip() for c in df.columns]
-    sep = next((s for s in ";\t|" if len(df.columns) == 1 and s in df.columns[0]), None)
-    if sep:
+    other = next((s for s in ";\t|," if s != sep and len(df.columns) == 1 and s in df.columns[0]), None)
+    if other:
         raise CatalogError(f"{path}: not a CSV: its header reads as one column, {df.columns[0][:60]!r}, split by "
-                           f"{sep!r}. Fix: export it comma-separated; {guide}")
+                           f"{other!r}. Fix: export it {'comma' if sep == ',' else repr(sep)}-separated; {guide}")
     if broken and df.empty:
         raise CatalogError(f"{path}: every row is broken ({len(broken)}), e.g. {broken[0]}. Fix: give each row "
-                           f"the header's {len(df.columns)} fields separated by ','; put a field holding ',', '\"' "
-                           f"or a line break in double quotes, with its own quotes doubled; {guide}")
+                           f"the header's {len(df.columns)} fields separated by {sep!r}; put a field holding "
+                           f"{sep!r}, '\"' or a line break in double quotes, with its own quotes doubled; {guide}")
     report.add(path.name, "broken rows (wrong number of fields, stray or unterminated quote)", broken, "skipped")
     return df
 

@@ -33,12 +33,12 @@ ROLE_SYNONYMS: dict[str, tuple[str, ...]] = {
 COLUMNS_FILE = "columns.json"  # beside items.csv: {"role": "shop column", ...}
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
     """A column name without case or separators: "baseColour", "base_colour" -> "basecolour"."""
     return re.sub(r"[\W_]+", "", name).casefold()
 
 
-_SYNONYM_ROLE = {_plain(s): role for role, synonyms in ROLE_SYNONYMS.items() for s in synonyms}
+_SYNONYM_ROLE = {plain_name(s): role for role, synonyms in ROLE_SYNONYMS.items() for s in synonyms}
 
 
 def column_roles(columns: list[str], explicit: dict[str, str] | None = None) -> dict[str, str]:
@@ -66,12 +66,12 @@ def column_roles(columns: list[str], explicit: dict[str, str] | None = None) -> 
             raise CatalogError(f"the column '{col}' is given two roles, {roles[col]} and {role}; "
                                "a column can be read as one role only")
         roles[col] = role
-    plain = {c: _plain(c) for c in columns}
+    plain = {c: plain_name(c) for c in columns}
     for role, synonyms in ROLE_SYNONYMS.items():
         if role in explicit:
             continue
         free = [c for c in columns if c not in roles]
-        match = next((c for s in map(_plain, synonyms) for c in free if plain[c] == s), None)
+        match = next((c for s in map(plain_name, synonyms) for c in free if plain[c] == s), None)
         if match is not None:
             roles[match] = role
     return roles
@@ -102,7 +102,8 @@ def apply_roles(df: pd.DataFrame, explicit: dict[str, str], source: str, file: s
     renames and the columns left out because another column took their role."""
     roles = column_roles(list(df.columns), explicit)
     taken = {role: col for col, role in roles.items()}
-    left = {c: _SYNONYM_ROLE[_plain(c)] for c in df.columns if c not in roles and _plain(c) in _SYNONYM_ROLE}
+    left = {c: _SYNONYM_ROLE[plain_name(c)] for c in df.columns
+            if c not in roles and plain_name(c) in _SYNONYM_ROLE}
     aside = {c: f"shop_{c}" for c in df.columns if c not in roles and c in taken}  # its name is a role taken
     df = df.rename(columns={c: r for c, r in roles.items() if c != r} | aside)
     given = set(explicit.values())

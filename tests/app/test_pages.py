@@ -181,7 +181,7 @@ def test_validation_page_lists_problems(app_env, tmp_path):
 
 def test_bad_catalogue_gives_a_clear_message(app_env, tmp_path):
     at = run_page(app_catalog=str(tmp_path / "nowhere"))
-    assert any("no such folder" in e.value for e in at.error)
+    assert any("no such file or folder" in e.value for e in at.error)
 
 
 def test_unavailable_weights_give_a_clear_message(app_env, monkeypatch):

@@ -24,7 +24,7 @@ def test_folder_without_catalogue_files_names_it(tmp_path):
 
 
 def test_nonexistent_folder_names_it(tmp_path):
-    with pytest.raises(CatalogError, match="no such folder") as e:
+    with pytest.raises(CatalogError, match="no such file or folder") as e:
         load_catalog(tmp_path / "nope")
     assert str(tmp_path / "nope") in str(e.value)
 

@@ -1,0 +1,195 @@
+"""Shops' standard exports (Shopify, WooCommerce, Google Merchant Center): told apart by their headers, read
+into Atelier's schema. Each platform's own reading is its module (:mod:`core.data.shopify`,
+:mod:`core.data.woocommerce`, :mod:`core.data.merchant`); this one finds the files, names the format and
+finishes the products alike (HTML descriptions as text, photos by path or by URL, sentences)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.data.catalog import Catalog, CatalogError, ValidationReport, product_sentences
+from core.data.csvread import header_separator
+from core.data.htmltext import html_to_text
+from core.data.rows import attach_images, customer_rows, purchase_rows
+
+EXPORT_GUIDE = "see the README section 'Shop exports'"
+URL = re.compile(r"^https?://", re.IGNORECASE)
+# What an export's files hold, by format name (``--format``): products, or purchases of them (orders).
+PRODUCT_FORMATS = ("shopify", "woocommerce", "merchant")
+ORDER_FORMATS = ("shopify-orders",)
+FORMATS = PRODUCT_FORMATS + ORDER_FORMATS
+# The columns that name each format: every one of them in the header (case-insensitive). The first match wins.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "shopify-orders": ("name", "created at", "lineitem name", "lineitem quantity"),
+    "shopify": ("handle", "title", "body (html)"),
+    "woocommerce": ("id", "type", "sku", "name", "parent"),
+    "merchant": ("id", "title", "image_link"),
+}
+EXPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".xml")
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One file of a shop's export and the format it was read as."""
+    path: Path
+    format: str
+
+
+def _header(path: Path) -> set[str] | None:
+    """The lower-cased column names of a delimited file's first line, or None for an XML feed."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff").lstrip()
+    if text.startswith("<"):
+        return None
+    sep = header_separator(head.removeprefix(b"\xef\xbb\xbf"))
+    line = text.split("\n", 1)[0]
+    return {c.strip().strip('"').strip().lower() for c in line.split(sep)}
+
+
+def detect_format(path: Path) -> str | None:
+    """The export format of one file, from its header (an XML file is a Merchant Center feed when its root is
+    an RSS or Atom feed), or None."""
+    header = _header(path)
+    if header is None:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+        return "merchant" if re.search(r"<(rss|feed)\b", head) else None
+    return next((fmt for fmt, cols in SIGNATURES.items() if set(cols) <= header), None)
+
+
+def export_files(spec: Path, fmt: str | None = None) -> list[ExportFile]:
+    """The export files of ``spec`` (a file, or a folder holding them) with their formats: ``fmt`` names a
+    lone file's format instead of its header. [] when a folder holds none (it may be another layout)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise CatalogError(f"unknown format '{fmt}'; the formats are: {', '.join(FORMATS)}")
+    if spec.is_file():
+        found = fmt or detect_format(spec)
+        if found is None:
+            raise CatalogError(f"{spec}: not an export Atelier knows (its header matches none of "
+                               f"{', '.join(FORMATS)}). Fix: name the format with --format, or see {EXPORT_GUIDE}")
+        return [ExportFile(spec, found)]
+    files = [p for p in sorted(spec.iterdir()) if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES]
+    out = [ExportFile(p, f) for p in files if (f := detect_format(p)) is not None]
+    if fmt is not None:
+        out = [e for e in out if e.format == fmt or (fmt == "shopify" and e.format == "shopify-orders")]
+    return out
+
+
+def is_url(text: str) -> bool:
+    return bool(URL.match(text.strip()))
+
+
+def finish_products(products: pd.DataFrame, images: list[str], root: Path, file: str,
+                    report: ValidationReport) -> pd.DataFrame:
+    """The last steps every export's products take: descriptions from HTML to text, ``image_url`` set where the
+    photo is a web address (the photo itself is fetched by the build) and ``image_path`` where it is a file
+    beside the export, titles defaulting to the id, sentences."""
+    fixed = {"title", "description", "group_id"}
+    products = products[[c for c in products if c in fixed or (products[c].astype(str).str.strip() != "").any()]]
+    products = products.copy()  # an attribute no product has is left out
+    products.index.name = "product_id"
+    products["description"] = [html_to_text(d) for d in products["description"]]
+    products["title"] = [html_to_text(t) or pid for t, pid in zip(products["title"], products.index)]
+    images = [i.strip() for i in images]
+    urls = [i if is_url(i) else "" for i in images]
+    web = np.array([bool(u) for u in urls], dtype=bool)
+    none = np.array([not i for i in images], dtype=bool)
+    report.add(file, "products without a photo", products.index[none].tolist(), "kept without a photo")
+    local = products.loc[~web & ~none].copy()  # photos named by path, beside the export
+    attach_images(local, [root / i for i, w in zip(images, web) if i and not w], f"{file} photos", report)
+    products["image_path"] = ""
+    products.loc[local.index, "image_path"] = local["image_path"]
+    if web.any():
+        products["image_url"] = urls
+        report.add(file, "photos at web addresses", [u for u in urls if u],
+                   "not downloaded: fetching photos by URL is not built yet; product kept without a photo",
+                   count=int(web.sum()))
+    products["sentence"] = product_sentences(products)
+    return products
+
+
+def _read(e: ExportFile, report: ValidationReport, include_drafts: bool) -> pd.DataFrame:
+    if e.format == "shopify":
+        from core.data.shopify import shopify_products
+        return shopify_products(e.path, report, include_drafts)
+    if e.format == "woocommerce":
+        from core.data.woocommerce import woocommerce_products
+        return woocommerce_products(e.path, report, include_drafts)
+    from core.data.merchant import merchant_products
+    return merchant_products(e.path, report, include_drafts)
+
+
+def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool = False) -> Catalog:
+    """A catalogue from a shop's export: one products file (Shopify, WooCommerce or Merchant Center) and, for
+    Shopify, an orders file as its purchases. ``spec`` is the file or a folder holding the files;
+    ``include_drafts`` keeps the products the shop has not published (reported either way)."""
+    spec = Path(spec).expanduser().resolve()
+    files = export_files(spec, fmt)
+    product_files = [e for e in files if e.format in PRODUCT_FORMATS]
+    if not product_files:
+        raise CatalogError(f"{spec}: no products file of a shop export found (only "
+                           f"{', '.join(e.path.name for e in files) or 'other files'}). Fix: export the products "
+                           f"too and put them beside it; {EXPORT_GUIDE}")
+    if len(product_files) > 1:
+        raise CatalogError(f"{spec}: more than one products file ({', '.join(e.path.name for e in product_files)}). "
+                           f"Fix: point --catalog at one of them, or keep one per folder; {EXPORT_GUIDE}")
+    main = product_files[0]
+    report = ValidationReport()
+    raw = _read(main, report, include_drafts)
+    images = raw.pop("image").tolist()
+    skus = raw.pop("skus") if "skus" in raw else None
+    products = finish_products(raw, images, main.path.parent, main.path.name, report)
+    orders = [e for e in files if e.format in ORDER_FORMATS]
+    if orders:
+        from core.data.shopify import shopify_orders
+        rows = pd.concat([shopify_orders(e.path, report) for e in orders], ignore_index=True)
+        rows["product_id"] = match_products(rows, products, skus, report, orders[0].path.name)
+        purchases = purchase_rows(rows, {"customer_id": "customer_id", "product_id": "product_id",
+                                         "timestamp": "timestamp", "price": "price"}, products,
+                                  orders[0].path.name, report)
+    else:
+        purchases = purchase_rows(pd.DataFrame(columns=["customer_id", "product_id"]),
+                                  {"customer_id": "customer_id", "product_id": "product_id"}, products,
+                                  "orders", report)
+    customers = customer_rows(None, "customer_id", purchases, "orders", report)
+    name = main.path.stem if spec.is_file() else spec.name
+    return Catalog(f"{name} ({main.format})", str(spec), products, customers, purchases, report)
+
+
+def match_products(rows: pd.DataFrame, products: pd.DataFrame, skus: pd.Series | None, report: ValidationReport,
+                   file: str) -> list[str]:
+    """Each order line's product id: by its SKU where a variant has it, else by its line name ("Title - Colour /
+    Size" or the title alone) against the products' titles and colours; the line's own text where neither
+    matches (reported as purchases of unknown products)."""
+    by_sku = {}
+    if skus is not None:
+        for pid, text in skus.items():
+            for sku in filter(None, text.split("\n")):
+                by_sku.setdefault(sku, pid)
+    by_name = {}
+    colours = products["colour"] if "colour" in products else pd.Series("", index=products.index)
+    for pid, title, colour in zip(products.index, products["title"], colours):
+        by_name.setdefault(title.casefold(), pid)
+        if colour:
+            by_name.setdefault(f"{title} - {colour}".casefold(), pid)
+    out, by_line_name = [], 0
+    for sku, line in zip(rows["sku"], rows["name"]):
+        if sku and sku in by_sku:
+            out.append(by_sku[sku])
+            continue
+        key = line.casefold()
+        pid = by_name.get(key)
+        if pid is None and " / " in key:  # "Title - Colour / Size": the colour decides the product
+            pid = by_name.get(key.split(" / ")[0])
+        if pid is None and " - " in key:  # "Title - Size": a product without colours
+            pid = by_name.get(key.rsplit(" - ", 1)[0])
+        by_line_name += pid is not None
+        out.append(pid if pid is not None else (sku or line))
+    report.add(file, "order lines matched by name, not SKU", [], "matched", count=by_line_name)
+    return out
+

@@ -1,0 +1,135 @@
+"""Shopify's product CSV export (one row per variant and per extra image, grouped by Handle) and its orders CSV
+export (one row per line item), read into Atelier's products and purchases."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from core.data.catalog import ValidationReport
+from core.data.csvread import check_columns, read_rows
+from core.data.roles import ROLE_SYNONYMS, plain_name
+
+GUIDE = "see the README section 'Shop exports'"
+# The product-level fields, on a handle's first row only; later rows carry variant and image fields.
+PRODUCT_FIELDS = ("Title", "Body (HTML)", "Vendor", "Product Category", "Type", "Tags", "Status",
+                  "Option1 Name", "Option2 Name", "Option3 Name")
+VARIANT_FIELDS = ("Option1 Value", "Option2 Value", "Option3 Value", "Variant SKU", "Variant Price",
+                  "Variant Image", "Image Src", "Image Position")
+COLOUR_OPTIONS = {plain_name(s) for s in ROLE_SYNONYMS["colour"]}
+MAX_QUANTITY = 100  # an order line's quantity above this is read as this many purchases (and reported)
+
+
+def slug(text: str) -> str:
+    """``text`` as a product-id fragment: lower case, runs of other characters as one '-'."""
+    return re.sub(r"[^0-9a-z]+", "-", text.casefold()).strip("-") or "x"
+
+
+def _last_segment(category: str) -> str:
+    """"Apparel & Accessories > Clothing > Dresses" -> "Dresses"."""
+    return category.rsplit(">", 1)[-1].strip()
+
+
+def shopify_products(path: Path, report: ValidationReport, include_drafts: bool = False) -> pd.DataFrame:
+    """The products of a Shopify product CSV export, indexed by product id: one per Handle, or one per Handle
+    and colour when a variant option is a colour (``<handle>-<colour>``, sharing the handle as ``group_id``, as
+    H&M's articles of one product do). Columns: ``title``, ``description`` (the Body HTML, as given),
+    ``image`` (the colour's variant image, else the handle's first image by position), ``group_id``, ``colour``,
+    ``brand`` (Vendor), ``product_type`` (Type, else Product Category's last part), ``category``, ``tags``,
+    one column per other option (e.g. ``size``: its values), ``price`` (the lowest variant price), ``status``
+    and ``skus`` (the variants' SKUs, one a line, for orders to match). Draft and archived products are
+    reported, and dropped unless ``include_drafts``."""
+    df = check_columns(read_rows(path, report, GUIDE, sep=None), path, report, ["Handle"],
+                       list(PRODUCT_FIELDS + VARIANT_FIELDS), GUIDE)
+    df["Handle"] = df["Handle"].str.strip()
+    empty = df["Handle"] == ""
+    report.add(path.name, "rows without Handle", (df.index[empty] + 2).tolist(), "skipped")
+    df = df[~empty]
+    firsts = df.groupby("Handle", sort=False).head(1).set_index("Handle")
+    rows = []
+    for handle, group in df.groupby("Handle", sort=False):
+        first = firsts.loc[handle]
+        names = [first[f"Option{i} Name"].strip() for i in (1, 2, 3)]
+        colour_at = next((i for i, n in enumerate(names) if plain_name(n) in COLOUR_OPTIONS), None)
+        variants = group[(group[[f"Option{i} Value" for i in (1, 2, 3)]] != "").any(axis=1)
+                         | (group["Variant SKU"] != "") | (group["Variant Price"] != "")]
+        images = group[group["Image Src"].str.strip() != ""]
+        position = pd.to_numeric(images["Image Position"], errors="coerce").fillna(1e9)
+        handle_image = images["Image Src"].iloc[position.to_numpy().argsort(kind="stable")[0]].strip() \
+            if len(images) else ""
+        colours = [""] if colour_at is None else \
+            list(dict.fromkeys(v.strip() for v in variants[f"Option{colour_at + 1} Value"] if v.strip())) or [""]
+        for colour in colours:
+            mine = variants if not colour else \
+                variants[variants[f"Option{colour_at + 1} Value"].str.strip() == colour]
+            own_images = [v.strip() for v in mine["Variant Image"] if v.strip()]
+            prices = pd.to_numeric(mine["Variant Price"], errors="coerce").dropna()
+            row = {"product_id": f"{handle}-{slug(colour)}" if colour else handle,
+                   "title": first["Title"].strip(), "description": first["Body (HTML)"],
+                   "image": own_images[0] if own_images else handle_image, "group_id": handle,
+                   "brand": first["Vendor"].strip(),
+                   "product_type": first["Type"].strip() or _last_segment(first["Product Category"]),
+                   "category": first["Product Category"].strip(), "tags": first["Tags"].strip(),
+                   "price": f"{prices.min():.2f}" if len(prices) else "",
+                   "status": first["Status"].strip().lower() or "active",
+                   "skus": "\n".join(s.strip() for s in mine["Variant SKU"] if s.strip())}
+            if colour_at is not None:
+                row["colour"] = colour
+            for i, name in enumerate(names):
+                if name and i != colour_at:
+                    values = dict.fromkeys(v.strip() for v in mine[f"Option{i + 1} Value"] if v.strip())
+                    if list(values) != ["Default Title"]:  # Shopify's name for a product without options
+                        row[slug(name).replace("-", "_")] = ", ".join(values)
+            rows.append(row)
+    products = pd.DataFrame(rows).fillna("").set_index("product_id") if rows else \
+        pd.DataFrame(columns=["title", "description", "image", "group_id", "skus"]).rename_axis("product_id")
+    return drop_unpublished(products, path.name, report, include_drafts)
+
+
+def drop_unpublished(products: pd.DataFrame, file: str, report: ValidationReport,
+                     include_drafts: bool) -> pd.DataFrame:
+    """``products`` without those whose ``status`` is not "active" (drafts, archived, private), reported; all
+    of them, still reported, with ``include_drafts``."""
+    if "status" not in products or products.empty:
+        return products
+    hidden = products["status"] != "active"
+    report.add(file, "unpublished products (draft, archived or private)",
+               [f"{p} ({s})" for p, s in products.loc[hidden, "status"].items()],
+               "kept (include drafts)" if include_drafts else "skipped (keep them with --include-drafts)")
+    return products if include_drafts else products[~hidden]
+
+
+def customer_key(email: str, customer: str) -> str:
+    """A customer's id in Atelier: a hash of their email (lower-cased), else of the shop's customer id; ""
+    without either. Hashed so no address reaches the cache, the app or the service."""
+    text = email.strip().casefold() or customer.strip()
+    return "c" + hashlib.sha256(text.encode()).hexdigest()[:16] if text else ""
+
+
+def shopify_orders(path: Path, report: ValidationReport) -> pd.DataFrame:
+    """The line items of a Shopify orders CSV export as purchase rows: ``customer_id`` (:func:`customer_key`),
+    ``timestamp`` (Created at, as text), ``price`` (Lineitem price), ``sku`` and ``name`` (Lineitem sku and
+    name, for :func:`core.data.exports.match_products`), one row per unit of Lineitem quantity. Order-level
+    fields given on an order's first line only are carried to its other lines."""
+    df = check_columns(read_rows(path, report, GUIDE, sep=None), path, report, ["Name", "Lineitem name"],
+                       ["Email", "Created at", "Lineitem quantity", "Lineitem price", "Lineitem sku"], GUIDE)
+    customer = df["Customer ID"] if "Customer ID" in df else pd.Series("", index=df.index)
+    order = pd.DataFrame({"order": df["Name"].str.strip(), "email": df["Email"], "created": df["Created at"],
+                          "customer": customer})
+    for col in ("email", "created", "customer"):  # blank on an order's later lines: the order's first line's
+        order[col] = order[col].where(order[col].str.strip() != "").groupby(order["order"]).transform("first")
+    order = order.fillna("")
+    quantity = pd.to_numeric(df["Lineitem quantity"], errors="coerce")
+    bad = quantity.isna() | (quantity < 1)
+    report.add(path.name, "order lines with no readable quantity", (df.index[bad] + 2).tolist(), "read as 1")
+    big = quantity > MAX_QUANTITY
+    report.add(path.name, f"order lines of more than {MAX_QUANTITY} units", (df.index[big] + 2).tolist(),
+               f"read as {MAX_QUANTITY}")
+    units = quantity.where(~bad, 1).clip(upper=MAX_QUANTITY).astype(int)
+    rows = pd.DataFrame({"customer_id": [customer_key(e, c) for e, c in zip(order["email"], order["customer"])],
+                         "timestamp": order["created"], "price": df["Lineitem price"],
+                         "sku": df["Lineitem sku"].str.strip(), "name": df["Lineitem name"].str.strip()},
+                        index=df.index)
+    return rows.loc[rows.index.repeat(units)]

@@ -1,0 +1,111 @@
+"""WooCommerce's product CSV export (simple and variable products, each variation a row naming its Parent), read
+into Atelier's products."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from core.data.catalog import ValidationReport
+from core.data.csvread import check_columns, read_rows
+from core.data.roles import ROLE_SYNONYMS, plain_name
+from core.data.shopify import drop_unpublished, slug
+
+GUIDE = "see the README section 'Shop exports'"
+COLOUR_ATTRIBUTES = {plain_name(s) for s in ROLE_SYNONYMS["colour"]}
+FIELDS = ("Type", "SKU", "Name", "Published", "Short description", "Description", "Categories", "Tags", "Images",
+          "Parent", "Regular price", "Sale price")
+
+
+def _attributes(row: pd.Series) -> dict[str, str]:
+    """A row's ``Attribute N name`` -> ``Attribute N value(s)``, in N order, the empty ones left out."""
+    out = {}
+    for col in row.index:
+        m = re.fullmatch(r"Attribute (\d+) name", col)
+        if m and row[col].strip():
+            out[row[col].strip()] = row.get(f"Attribute {m.group(1)} value(s)", "").strip()
+    return out
+
+
+def _first_image(images: str) -> str:
+    return next((i.strip() for i in images.split(",") if i.strip()), "")
+
+
+def _category(categories: str) -> tuple[str, str]:
+    """(the first category path, its last part): "Clothing > Tshirts, Sale" -> ("Clothing > Tshirts", "Tshirts")."""
+    first = categories.split(",")[0].strip()
+    return first, first.rsplit(">", 1)[-1].strip()
+
+
+def woocommerce_products(path: Path, report: ValidationReport, include_drafts: bool = False) -> pd.DataFrame:
+    """The products of a WooCommerce product CSV export, indexed by product id: a simple product is one; a
+    variable product is one per colour of its variations when an attribute is a colour (``<ID>-<colour>``,
+    sharing the parent's ID as ``group_id``), else one. Columns: ``title`` (Name), ``description``
+    (Description, else Short description; HTML as given), ``image`` (the colour's variation image, else the
+    product's first Image), ``group_id``, ``colour``, one column per other attribute (its values),
+    ``product_type`` (the first category's last part), ``category``, ``tags``, ``price`` (the lowest sale or
+    regular price), ``status`` and ``skus``. Unpublished products (Published 0 or -1) are reported and dropped
+    unless ``include_drafts``; grouped products (containers of others) are left out."""
+    df = check_columns(read_rows(path, report, GUIDE, sep=None), path, report, ["ID"], list(FIELDS), GUIDE)
+    df["ID"] = df["ID"].str.strip()
+    df["Type"] = df["Type"].str.strip().str.lower()
+    grouped = df["Type"].str.contains("grouped")
+    report.add(path.name, "grouped products (containers of other products)", df.loc[grouped, "ID"].tolist(),
+               "skipped")
+    df = df[~grouped & (df["ID"] != "")]
+    is_variation = df["Type"].str.contains("variation")
+    parents, variations = df[~is_variation].set_index("ID"), df[is_variation]
+    by_sku = {s.strip(): i for i, s in parents["SKU"].items() if s.strip()}
+
+    def parent_of(text: str) -> str | None:
+        text = text.strip()
+        found = text.removeprefix("id:") if text.startswith("id:") else by_sku.get(text)
+        return found if found in parents.index else None
+
+    owner = variations["Parent"].map(parent_of)
+    orphans = owner.isna()
+    report.add(path.name, "variations whose Parent is not in the file", variations.loc[orphans, "ID"].tolist(),
+               "skipped")
+    children = {p: g for p, g in variations[~orphans].groupby(owner[~orphans])}
+    rows = []
+    for pid, parent in parents.iterrows():
+        attrs = _attributes(parent)
+        kids = children.get(pid)
+        colour_name = next((n for n in attrs if plain_name(n) in COLOUR_ATTRIBUTES), None)
+        category, kind = _category(parent["Categories"])
+        base = {"title": parent["Name"].strip(), "description": parent["Description"] or parent["Short description"],
+                "group_id": pid, "product_type": kind, "category": category, "tags": parent["Tags"].strip(),
+                "status": "active" if parent["Published"].strip() in ("1", "") else "draft"}
+        if kids is None or colour_name is None:
+            prices = pd.to_numeric(pd.concat([parent[["Sale price", "Regular price"]]] +
+                                             ([kids["Sale price"], kids["Regular price"]] if kids is not None else [])),
+                                   errors="coerce").dropna()
+            row = {"product_id": pid, **base, "image": _first_image(parent["Images"]),
+                   "price": f"{prices.min():.2f}" if len(prices) else "",
+                   "skus": "\n".join(s.strip() for s in [parent["SKU"], *(kids["SKU"] if kids is not None else [])]
+                                     if s.strip())}
+            row |= {slug(n).replace("-", "_"): v for n, v in attrs.items()}
+            if colour_name is not None:
+                row["colour"] = row.pop(slug(colour_name).replace("-", "_"))
+            rows.append(row)
+            continue
+        kid_attrs = [_attributes(k) for _, k in kids.iterrows()]
+        colours = list(dict.fromkeys(a.get(colour_name, "") for a in kid_attrs if a.get(colour_name, "")))
+        for colour in colours or [""]:
+            mine = [(k, a) for (_, k), a in zip(kids.iterrows(), kid_attrs) if a.get(colour_name, "") == colour]
+            prices = pd.to_numeric(pd.Series([p for k, _ in mine for p in (k["Sale price"], k["Regular price"])],
+                                             dtype=str), errors="coerce").dropna()
+            images = [_first_image(k["Images"]) for k, _ in mine if _first_image(k["Images"])]
+            row = {"product_id": f"{pid}-{slug(colour)}" if colour else pid, **base, "colour": colour,
+                   "image": images[0] if images else _first_image(parent["Images"]),
+                   "price": f"{prices.min():.2f}" if len(prices) else "",
+                   "skus": "\n".join(k["SKU"].strip() for k, _ in mine if k["SKU"].strip())}
+            for name in attrs:
+                if name != colour_name:
+                    values = dict.fromkeys(a.get(name, "") for _, a in mine if a.get(name, ""))
+                    row[slug(name).replace("-", "_")] = ", ".join(values) or attrs[name]
+            rows.append(row)
+    products = pd.DataFrame(rows).fillna("").set_index("product_id") if rows else \
+        pd.DataFrame(columns=["title", "description", "image", "group_id", "skus"]).rename_axis("product_id")
+    return drop_unpublished(products, path.name, report, include_drafts)
