@@ -61,7 +61,7 @@ def _cluster(args) -> None:
 def _catalog(args):
     spec = args.catalog or default_catalog_spec()
     catalog = load_catalog(spec, args.limit, fmt=getattr(args, "format", None),
-                           include_drafts=getattr(args, "include_drafts", False))
+                           include_drafts=getattr(args, "include_drafts", False), progress=_progress_bars())
     if args.catalog is None and spec.startswith("synthetic"):
         print(f"note: no catalogue named and ../shared/data/hm not found: using the SYNTHETIC catalogue "
               f"(simulated customers). Point Atelier at real data with --catalog DIR or {CATALOG_ENV}=DIR.",

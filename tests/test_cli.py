@@ -309,10 +309,13 @@ def test_bench_demo_prints_one_json_object_and_rejects_unknown_models(tmp_path):
 def test_validate_reads_a_shop_export_file_and_a_named_format(tmp_path):
     from tests.data.test_exports import SHOPIFY_COLUMNS, rows_to_csv, shopify_rows
     export = tmp_path / "products_export_1.csv"
-    export.write_bytes(rows_to_csv(SHOPIFY_COLUMNS, shopify_rows()))
+    closed = "http://127.0.0.1:9/"  # nothing listens: every photo fails fast, and is reported
+    export.write_bytes(rows_to_csv(SHOPIFY_COLUMNS, shopify_rows()).replace(b"https://cdn.shopify.com/",
+                                                                             closed.encode()))
     got = run_cli(tmp_path / "cache", "validate", "--catalog", str(export), "--include-drafts")
     assert got.returncode == 0, got.stderr
     assert "products_export_1 (shopify): {'products': 4," in got.stdout and "draft-scarf (draft)" in got.stdout
+    assert "photos by URL: could not connect: 3" in got.stdout  # 3 products with a photo (the tote has none)
     odd = tmp_path / "odd.csv"
     odd.write_text("id,title\nA1,Shirt\n")
     assert "(merchant)" in run_cli(tmp_path / "cache", "validate", "--catalog", str(odd), "--format",

@@ -14,7 +14,9 @@ import pandas as pd
 from core.data.catalog import Catalog, CatalogError, ValidationReport, product_sentences
 from core.data.csvread import header_separator
 from core.data.htmltext import html_to_text
+from core.data.photofetch import PhotoFetcher
 from core.data.rows import attach_images, customer_rows, purchase_rows
+from core.progress import Progress
 
 EXPORT_GUIDE = "see the README section 'Shop exports'"
 URL = re.compile(r"^https?://", re.IGNORECASE)
@@ -85,10 +87,12 @@ def is_url(text: str) -> bool:
 
 
 def finish_products(products: pd.DataFrame, images: list[str], root: Path, file: str,
-                    report: ValidationReport) -> pd.DataFrame:
-    """The last steps every export's products take: descriptions from HTML to text, ``image_url`` set where the
-    photo is a web address (the photo itself is fetched by the build) and ``image_path`` where it is a file
-    beside the export, titles defaulting to the id, sentences."""
+                    report: ValidationReport, fetcher: PhotoFetcher | None = None,
+                    progress: Progress | None = None) -> pd.DataFrame:
+    """The last steps every export's products take: descriptions from HTML to text, titles defaulting to the id,
+    photos (``image_path``) read beside the export when given as a path, fetched by ``fetcher`` into the cache
+    when given as a web address (kept in ``image_url``; without a fetcher, not fetched and said so), sentences.
+    Every photo that cannot be had is reported by cause, the product kept without it."""
     fixed = {"title", "description", "group_id"}
     products = products[[c for c in products if c in fixed or (products[c].astype(str).str.strip() != "").any()]]
     products = products.copy()  # an attribute no product has is left out
@@ -106,9 +110,16 @@ def finish_products(products: pd.DataFrame, images: list[str], root: Path, file:
     products.loc[local.index, "image_path"] = local["image_path"]
     if web.any():
         products["image_url"] = urls
-        report.add(file, "photos at web addresses", [u for u in urls if u],
-                   "not downloaded: fetching photos by URL is not built yet; product kept without a photo",
-                   count=int(web.sum()))
+        at_urls = products.index[web]
+        if fetcher is None:
+            report.add(file, "photos at web addresses not fetched (fetching off)", [u for u in urls if u],
+                       "product kept without a photo", count=int(web.sum()))
+        else:
+            got = fetcher.fetch([u for u in urls if u], progress)
+            products.loc[at_urls, "image_path"] = [f.path for f in got]
+            for cause in sorted({f.cause for f in got if f.cause}):
+                failed = [f"{pid} ({f.url}: {f.detail})" for pid, f in zip(at_urls, got) if f.cause == cause]
+                report.add(file, f"photos by URL: {cause}", failed, "product kept without a photo")
     products["sentence"] = product_sentences(products)
     return products
 
@@ -124,10 +135,12 @@ def _read(e: ExportFile, report: ValidationReport, include_drafts: bool) -> pd.D
     return merchant_products(e.path, report, include_drafts)
 
 
-def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool = False) -> Catalog:
+def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool = False,
+                fetcher: PhotoFetcher | None = None, progress: Progress | None = None) -> Catalog:
     """A catalogue from a shop's export: one products file (Shopify, WooCommerce or Merchant Center) and, for
     Shopify, an orders file as its purchases. ``spec`` is the file or a folder holding the files;
-    ``include_drafts`` keeps the products the shop has not published (reported either way)."""
+    ``include_drafts`` keeps the products the shop has not published (reported either way); ``fetcher`` fetches
+    photos given as web addresses (None: they are not fetched)."""
     spec = Path(spec).expanduser().resolve()
     files = export_files(spec, fmt)
     product_files = [e for e in files if e.format in PRODUCT_FORMATS]
@@ -143,7 +156,7 @@ def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool =
     raw = _read(main, report, include_drafts)
     images = raw.pop("image").tolist()
     skus = raw.pop("skus") if "skus" in raw else None
-    products = finish_products(raw, images, main.path.parent, main.path.name, report)
+    products = finish_products(raw, images, main.path.parent, main.path.name, report, fetcher, progress)
     orders = [e for e in files if e.format in ORDER_FORMATS]
     if orders:
         from core.data.shopify import shopify_orders

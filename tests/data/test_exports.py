@@ -64,7 +64,7 @@ def write(tmp_path, name: str, data: bytes):
 def test_shopify_products_split_colours_into_variants_of_one_group(tmp_path):
     path = write(tmp_path, "products_export_1.csv", rows_to_csv(SHOPIFY_COLUMNS, shopify_rows(), bom=True))
     assert detect_format(path) == "shopify"
-    cat = load_catalog(path)
+    cat = load_catalog(path, fetch_photos=False)
     p = cat.products
     assert list(p.index) == ["wrap-dress-navy", "wrap-dress-sand", "canvas-tote"]  # the draft left out
     assert set(p.loc[["wrap-dress-navy", "wrap-dress-sand"], "group_id"]) == {"wrap-dress"}
@@ -76,10 +76,10 @@ def test_shopify_products_split_colours_into_variants_of_one_group(tmp_path):
     assert p.loc["wrap-dress-navy", "image_url"].endswith("wd-navy.jpg")
     assert p.loc["canvas-tote", "title"] == 'Tote bag, "canvas"' and p.loc["canvas-tote", "image_url"] == ""
     assert "default title" not in " ".join(p.loc["canvas-tote"].astype(str)).lower()
-    assert (p["image_path"] == "").all()  # photos by URL are not fetched (yet): kept without a photo, and said
+    assert (p["image_path"] == "").all()  # photos by URL not fetched when asked not to: kept without, and said
     problems = {i.problem: i for i in cat.report.issues}
     assert problems["unpublished products (draft, archived or private)"].examples == ["draft-scarf (draft)"]
-    assert problems["photos at web addresses"].count == 2
+    assert problems["photos at web addresses not fetched (fetching off)"].count == 2
     assert problems["products without a photo"].examples == ["canvas-tote"]
     sentence = p.loc["wrap-dress-navy", "sentence"]
     assert sentence.startswith("Wrap dress: a navy dress.") and "size: S, M" in sentence
@@ -88,12 +88,12 @@ def test_shopify_products_split_colours_into_variants_of_one_group(tmp_path):
 
 def test_shopify_drafts_kept_on_request_and_semicolons_read_alike(tmp_path):
     comma = load_catalog(write(tmp_path, "a.csv", rows_to_csv(SHOPIFY_COLUMNS, shopify_rows())),
-                         include_drafts=True)
+                         include_drafts=True, fetch_photos=False)
     assert "draft-scarf" in comma.products.index
     semi = tmp_path / "semi"
     semi.mkdir()
     spreadsheet = load_catalog(write(semi, "b.csv", rows_to_csv(SHOPIFY_COLUMNS, shopify_rows(), sep=";")),
-                               include_drafts=True)
+                               include_drafts=True, fetch_photos=False)
     cols = ["title", "description", "colour", "size", "price", "group_id"]
     assert spreadsheet.products[cols].equals(comma.products[cols])
 
@@ -118,7 +118,7 @@ def test_shopify_orders_become_purchases_matched_by_sku_then_name(tmp_path):
     ]
     write(tmp_path, "orders_export.csv", rows_to_csv(ORDER_COLUMNS, orders))
     assert [e.format for e in export_files(tmp_path)] == ["shopify-orders", "shopify"]
-    cat = load_catalog(tmp_path)
+    cat = load_catalog(tmp_path, fetch_photos=False)
     buys = cat.purchases
     ana, bo = customer_key("ana@example.com", ""), customer_key("bo@example.com", "")
     assert sorted(buys.loc[buys["customer_id"] == ana, "product_id"]) == ["wrap-dress-navy", "wrap-dress-navy",
@@ -161,7 +161,7 @@ def test_woocommerce_variable_products_split_by_colour_simple_ones_stay_whole(tm
     ]
     path = write(tmp_path, "wc-product-export.csv", rows_to_csv(WOO_COLUMNS, rows, bom=True))
     assert detect_format(path) == "woocommerce"
-    cat = load_catalog(path)
+    cat = load_catalog(path, fetch_photos=False)
     p = cat.products
     assert list(p.index) == ["10-grey", "10-green", "20"]
     assert set(p.loc[["10-grey", "10-green"], "group_id"]) == {"10"}
@@ -195,7 +195,7 @@ MERCHANT_ITEMS = [
 def test_merchant_center_tsv_reads_pattern_and_material_as_texture_labels(tmp_path):
     path = write(tmp_path, "feed.tsv", rows_to_csv(MERCHANT_COLUMNS, MERCHANT_ITEMS, sep="\t"))
     assert detect_format(path) == "merchant"
-    cat = load_catalog(path)
+    cat = load_catalog(path, fetch_photos=False)
     p = cat.products
     assert list(p.index) == ["SH-1-BL", "SH-1-WH"] and set(p["group_id"]) == {"SH-1"}
     assert list(p["pattern"]) == ["Striped", "Solid"] and p.loc["SH-1-BL", "material"] == "Cotton"
@@ -221,9 +221,10 @@ def merchant_xml(atom: bool) -> bytes:
 
 @pytest.mark.parametrize("atom", [False, True])
 def test_merchant_center_xml_feeds_read_as_the_tsv(tmp_path, atom):
-    tsv = load_catalog(write(tmp_path, "feed.tsv", rows_to_csv(MERCHANT_COLUMNS, MERCHANT_ITEMS, sep="\t")))
+    tsv = load_catalog(write(tmp_path, "feed.tsv", rows_to_csv(MERCHANT_COLUMNS, MERCHANT_ITEMS, sep="\t")),
+                       fetch_photos=False)
     (tmp_path / "x").mkdir()
-    xml = load_catalog(write(tmp_path / "x", "feed.xml", merchant_xml(atom)))
+    xml = load_catalog(write(tmp_path / "x", "feed.xml", merchant_xml(atom)), fetch_photos=False)
     cols = ["title", "description", "colour", "pattern", "material", "group_id", "product_type", "price"]
     assert xml.products[cols].equals(tsv.products[cols])
 
