@@ -31,8 +31,10 @@ class FetchConfig:
     workers: int = 16  # downloads in flight at most
     per_host: int = 8  # of them on one host (a stalled host holds at most these)
     connect_s: float = 5.0
-    read_s: float = 20.0  # the longest wait for the next bytes of an answer
-    attempts: int = 4  # tries per photo when the server answers 429 or 5xx, or does not answer
+    read_s: float = 10.0  # the longest wait for the next bytes of an answer
+    attempts: int = 4  # tries per photo when the server answers 429 or 5xx
+    timeout_attempts: int = 2  # tries per photo when it does not answer in time (a stall holds a slot each try)
+    failure_ttl_s: float = 3600.0  # a photo that failed is not asked again for this long (its failure is reported)
     backoff_s: float = 0.5  # before the second try; doubling after
     max_wait_s: float = 30.0  # the longest Retry-After obeyed (a longer one is cut to this)
     max_bytes: int = 20 * 1024 * 1024
@@ -123,10 +125,15 @@ class PhotoFetcher:
         return self.root / "meta" / f"{_key(url)[:40]}.json"
 
     def _known(self, url: str) -> dict | None:
-        """The stored record of ``url`` whose photo is still on disk, or None."""
+        """The stored record of ``url``: its photo still on disk, or its failure within ``failure_ttl_s``; else
+        None."""
         try:
             meta = json.loads(self._meta_path(url).read_text())
-            if meta.get("url") == url and (self.root / "blobs" / meta["blob"]).is_file():
+            if meta.get("url") != url:
+                return None
+            if "failed" in meta:
+                return meta if time.time() - float(meta["at"]) < self.cfg.failure_ttl_s else None
+            if (self.root / "blobs" / meta["blob"]).is_file():
                 return meta
         except (OSError, ValueError, KeyError, TypeError):  # absent, or damaged: fetched again
             pass
@@ -162,6 +169,9 @@ class PhotoFetcher:
 
     async def _one(self, client, httpx, url: str) -> Fetched:
         cfg, known = self.cfg, self._known(url)
+        if known is not None and "failed" in known:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(known["at"])))
+            return Fetched(url, "", known["failed"], False, f"{known.get('detail', '')}; as at {when}, not asked again")
         if known is not None and not (known.get("etag") or known.get("last_modified")):
             return Fetched(url, str(self.root / "blobs" / known["blob"]))  # no way to ask: the URL keys it
         headers = {}
@@ -170,15 +180,19 @@ class PhotoFetcher:
                 headers["If-None-Match"] = known["etag"]
             if known.get("last_modified"):
                 headers["If-Modified-Since"] = known["last_modified"]
-        failure = None
-        for attempt in range(cfg.attempts):
+        failure, attempt = None, 0
+        while True:
             try:
                 return await self._attempt(client, httpx, url, headers, known)
             except _Failure as f:
                 failure = f
-            if not failure.retry or attempt == cfg.attempts - 1:
+            attempt += 1
+            tries = cfg.timeout_attempts if failure.cause == "timed out" else cfg.attempts
+            if not failure.retry or attempt >= tries:
                 break
-            await asyncio.sleep(failure.wait if failure.wait is not None else cfg.backoff_s * 2 ** attempt)
+            await asyncio.sleep(failure.wait if failure.wait is not None else cfg.backoff_s * 2 ** (attempt - 1))
+        record = {"url": url, "failed": failure.cause, "detail": failure.detail, "at": time.time()}
+        _write_atomic(self._meta_path(url), json.dumps(record).encode())
         return Fetched(url, "", failure.cause, False, failure.detail)
 
     async def _attempt(self, client, httpx, url: str, headers: dict, known: dict | None) -> Fetched:

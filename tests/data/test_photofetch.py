@@ -23,7 +23,7 @@ class Shop:
 
     def __init__(self, delay: float = 0.0):
         self.delay, self.lock = delay, threading.Lock()
-        self.bodies, self.in_flight, self.most, self.busy_left = 0, 0, 0, 1
+        self.bodies, self.in_flight, self.most, self.busy_left, self.requests = 0, 0, 0, 1, 0
         self.finished: dict[str, float] = {}
         shop = self
 
@@ -33,6 +33,7 @@ class Shop:
 
             def do_GET(self):
                 with shop.lock:
+                    shop.requests += 1
                     shop.in_flight += 1
                     shop.most = max(shop.most, shop.in_flight)
                 try:
@@ -127,6 +128,12 @@ def test_each_failure_is_named_and_a_second_fetch_downloads_nothing_unchanged(sh
     assert [f.cause for f in again] == ["", "", "", ""] and not any(f.downloaded for f in again)
     assert [f.path for f in again] == [got[0].path, got[1].path, got[2].path, got[7].path]
     assert shop.bodies == bodies  # 304s for the validated ones, no request at all for the others
+    asked = shop.requests
+    remembered = PhotoFetcher(tmp_path / "photos", FAST).fetch([shop.url + "/missing.png"])[0]
+    assert remembered.cause == "not found (404)" and "not asked again" in remembered.detail
+    assert shop.requests == asked  # a failure is remembered for an hour, not asked again at every build
+    later = PhotoFetcher(tmp_path / "photos", FetchConfig(failure_ttl_s=0)).fetch([shop.url + "/missing.png"])[0]
+    assert later.cause == "not found (404)" and shop.requests == asked + 1
 
 
 def test_a_damaged_record_in_the_store_is_fetched_again(shop, tmp_path):
