@@ -26,6 +26,7 @@ BENCHMARKS = {
     "bombs": "core.bench.bombs:command",
     "connections": "core.bench.connections:command",
     "ray": "core.bench.raycluster:command",
+    "photos": "core.bench.photos:command",
 }
 
 

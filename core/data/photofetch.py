@@ -1,7 +1,7 @@
 """Photos by URL, fetched into the artefact cache: a bounded pool of concurrent downloads (httpx, asyncio) with a
 limit per host, timeouts, retries with backoff on 429 and 5xx (``Retry-After`` respected), a size cap, a pixel
-cap, the content checked to be an image; keyed by URL and content, and asked again only conditionally
-(``ETag`` / ``Last-Modified``), so a second build downloads nothing that has not changed."""
+cap, the content checked to be an image; keyed by URL and content, not asked again within an hour, and after that
+only conditionally (``ETag`` / ``Last-Modified``), so a second build downloads nothing that has not changed."""
 from __future__ import annotations
 
 import asyncio
@@ -35,6 +35,7 @@ class FetchConfig:
     attempts: int = 4  # tries per photo when the server answers 429 or 5xx
     timeout_attempts: int = 2  # tries per photo when it does not answer in time (a stall holds a slot each try)
     failure_ttl_s: float = 3600.0  # a photo that failed is not asked again for this long (its failure is reported)
+    fresh_s: float = 3600.0  # a photo fetched or confirmed unchanged this recently is not asked about again
     backoff_s: float = 0.5  # before the second try; doubling after
     max_wait_s: float = 30.0  # the longest Retry-After obeyed (a longer one is cut to this)
     max_bytes: int = 20 * 1024 * 1024
@@ -172,8 +173,9 @@ class PhotoFetcher:
         if known is not None and "failed" in known:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(known["at"])))
             return Fetched(url, "", known["failed"], False, f"{known.get('detail', '')}; as at {when}, not asked again")
-        if known is not None and not (known.get("etag") or known.get("last_modified")):
-            return Fetched(url, str(self.root / "blobs" / known["blob"]))  # no way to ask: the URL keys it
+        if known is not None and (not (known.get("etag") or known.get("last_modified"))
+                                  or time.time() - float(known.get("checked", 0)) < cfg.fresh_s):
+            return Fetched(url, str(self.root / "blobs" / known["blob"]))  # no way to ask, or asked lately
         headers = {}
         if known is not None:
             if known.get("etag"):
@@ -200,6 +202,7 @@ class PhotoFetcher:
         try:
             async with client.stream("GET", url, headers=headers) as r:
                 if r.status_code == 304 and known is not None:
+                    _write_atomic(self._meta_path(url), json.dumps({**known, "checked": time.time()}).encode())
                     return Fetched(url, str(self.root / "blobs" / known["blob"]))
                 if r.status_code == 429 or r.status_code >= 500:
                     raise _Failure(f"server error ({r.status_code})" if r.status_code >= 500 else
@@ -230,5 +233,6 @@ class PhotoFetcher:
         path = self.root / "blobs" / blob
         if not path.is_file():
             _write_atomic(path, data)
-        _write_atomic(self._meta_path(url), json.dumps({"url": url, "blob": blob, **validators}).encode())
+        _write_atomic(self._meta_path(url), json.dumps({"url": url, "blob": blob, **validators,
+                                                        "checked": time.time()}).encode())
         return Fetched(url, str(path), downloaded=True)

@@ -124,10 +124,16 @@ def test_each_failure_is_named_and_a_second_fetch_downloads_nothing_unchanged(sh
     assert all(f.downloaded for f in got if not f.cause) and not any(f.path for f in got if f.cause)
     assert "text/html" in got[4].detail
     bodies = shop.bodies
+    asked = shop.requests
     again = PhotoFetcher(tmp_path / "photos", FAST).fetch([shop.url + p for p in paths[:3] + ["/busy.png"]])
     assert [f.cause for f in again] == ["", "", "", ""] and not any(f.downloaded for f in again)
     assert [f.path for f in again] == [got[0].path, got[1].path, got[2].path, got[7].path]
-    assert shop.bodies == bodies  # 304s for the validated ones, no request at all for the others
+    assert shop.requests == asked  # fetched within the hour: not asked again
+    stale = FetchConfig(**{**FAST.__dict__, "fresh_s": 0.0})
+    later = PhotoFetcher(tmp_path / "photos", stale).fetch([shop.url + p for p in paths[:3] + ["/busy.png"]])
+    assert [f.path for f in later] == [f.path for f in again] and not any(f.downloaded for f in later)
+    assert shop.requests == asked + 2 and shop.bodies == bodies  # 304s for the two with validators, no request
+    # for the others (nothing to ask them with: the URL keys them)
     asked = shop.requests
     remembered = PhotoFetcher(tmp_path / "photos", FAST).fetch([shop.url + "/missing.png"])[0]
     assert remembered.cause == "not found (404)" and "not asked again" in remembered.detail
