@@ -450,6 +450,40 @@ def _evaluate_parser(sub) -> None:
     p.set_defaults(fn=cmd_evaluate)
 
 
+def _export_parser(sub) -> None:
+    """The arguments of ``python -m core export``."""
+    p = sub.add_parser("export", help="one row per product (attributes, embeddings, map, clusters, neighbours, "
+                                      "texture flag) as Parquet or CSV, for pandas, polars, DuckDB, Embedding Atlas, "
+                                      "FiftyOne")
+    _catalog_args(p)
+    p.add_argument("--out", required=True, help="the file to write: .parquet or .csv")
+    p.add_argument("--backbone", default="auto", help="as for build")
+    p.add_argument("--index", default="Flat", help="as for build")
+    p.add_argument("--map-kind", default="hybrid", choices=["image", "text", "hybrid", "texture"],
+                   help="the embedding kind whose map gives x, y and the clusters")
+    p.set_defaults(fn=cmd_export)
+
+
+def cmd_export(args) -> None:
+    from core.cache import ArtefactCache
+    from core.embeddings.pipeline import build
+    from core.explore.clustermap import MapConfig, cluster_map
+    from core.explore.export import FORMATS, export_table, write_export
+    if not args.out.lower().endswith(FORMATS):
+        sys.exit(f"error: --out {args.out}: the export is written as {' or '.join(FORMATS)}; name the file so")
+    catalog = _catalog(args)
+    print(f"{catalog.name}: {catalog.counts()}", file=sys.stderr)
+    cache = ArtefactCache()
+    built = build(catalog, _backbone(args.backbone), cache, _build_config(args), progress=_progress_bars())
+    if args.map_kind not in built.kinds:
+        sys.exit(f"error: --map-kind {args.map_kind}: this build has {', '.join(built.kinds)}")
+    cmap = cluster_map(built, cache, MapConfig(kind=args.map_kind), progress=_progress_bars())
+    table = export_table(built, cmap)
+    path = write_export(table, args.out)
+    print(json.dumps({"out": str(path), "rows": len(table), "columns": list(table.columns),
+                      "bytes": path.stat().st_size}))
+
+
 def _recommend_parser(sub) -> None:
     """The arguments of ``python -m core recommend``."""
     p = sub.add_parser("recommend", help="write the top-k products of every customer to a CSV")
@@ -521,8 +555,8 @@ def _bench_parser(sub) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core", description="Atelier: build and inspect artefacts.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_validate_parser, _build_parser, _serve_parser, _evaluate_parser, _recommend_parser, _cache_parser,
-                _bench_parser):
+    for add in (_validate_parser, _build_parser, _serve_parser, _evaluate_parser, _recommend_parser, _export_parser,
+                _cache_parser, _bench_parser):
         add(sub)
     args = parser.parse_args(argv)
     guard_ast_parse()  # the build's thread pools and the service parse in several threads

@@ -322,3 +322,13 @@ def test_validate_reads_a_shop_export_file_and_a_named_format(tmp_path):
                                    "merchant").stdout
     refused = run_cli(tmp_path / "cache", "validate", "--catalog", str(odd))
     assert refused.returncode != 0 and "not an export Atelier knows" in refused.stderr
+
+
+def test_export_writes_one_row_per_product_and_refuses_an_unknown_suffix(tmp_path):
+    out = tmp_path / "shop.parquet"
+    got = run_cli(tmp_path / "cache", "export", "--catalog", "synthetic:30", "--backbone", TINY, "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    summary = json_line(got.stdout)
+    assert summary["rows"] == 30 and "embedding_hybrid" in summary["columns"] and out.is_file()
+    bad = run_cli(tmp_path / "cache", "export", "--catalog", "synthetic:30", "--out", str(tmp_path / "shop.xlsx"))
+    assert bad.returncode != 0 and "parquet or .csv" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,17 @@
+"""The photos-by-URL benchmark: every planted defect counted as planted, nothing downloaded the second time."""
+from core.bench import photos as bench
+from core.data import load
+from core.data.photofetch import FetchConfig, PhotoFetcher
+
+
+def test_bench_photos_counts_the_planted_defects_and_downloads_nothing_twice(monkeypatch):
+    quick = FetchConfig(read_s=0.5, timeout_attempts=1)
+    monkeypatch.setattr(load, "PhotoFetcher", lambda: PhotoFetcher(cfg=quick))
+    out = bench.bench_photos(n=100, stall_s=2.0)
+    assert set(out["kinds"]) == {"shopify", "woocommerce", "merchant-tsv", "merchant-xml"}
+    for kind, got in out["kinds"].items():
+        assert got["products"] == 100 and got["with_photo"] == 95, kind
+        assert got["failures_as_planted"], (kind, got["failures_counted"])
+        assert got["first"]["downloads"] >= 95 and got["second"]["downloads"] == 0, kind
+        assert got["first"]["most_at_once"] >= 2, kind
+    assert out["reference_s"] > 0
