@@ -161,7 +161,8 @@ class PhotoFetcher:
                                      headers={"User-Agent": "Atelier photo fetcher"}) as client:
             async def one(url: str) -> None:
                 host = hosts.setdefault(urlsplit(url).netloc.lower(), asyncio.Semaphore(cfg.per_host))
-                async with every, host:
+                async with host, every:  # a slot of the pool only once its host has one: queued work
+                    # for a stalled host holds none of the others' slots
                     out[url] = await self._one(client, httpx, url)
                 if progress:
                     progress("photos by URL", len(out), len(urls))
