@@ -12,6 +12,7 @@ import streamlit as st
 from core.astlock import guard_ast_parse
 from core.cache import ArtefactCache
 from core.data.catalog import Catalog, CatalogError
+from core.data.exports import PRODUCT_FORMATS, make_spec, mapping, parse_spec, read_as
 from core.data.load import CATALOG_ENV, default_catalog_spec, load_catalog
 from core.distributed.connect import RAY_ENV, Cluster, ClusterError, connect, ray_address
 from core.executor import use
@@ -265,6 +266,27 @@ def describe(catalog: Catalog, product_id: str) -> str:
     return f"{product_id} · {row['title']}" + (f" ({', '.join(attrs)})" if attrs else "")
 
 
+def export_reading(sb, spec: str) -> None:
+    """For a shop's export: the format it was read as, what became what, and a way to read it otherwise (another
+    format, drafts kept), which rewrites the catalogue spec (``merchant:<path>``, ``shopify+drafts:<path>``)."""
+    reading = read_as(spec)
+    if reading is None:
+        return
+    fmt, drafts, path = reading
+
+    def reread() -> None:
+        chosen = st.session_state["app_export_format"]
+        st.session_state["app_catalog"] = make_spec(path, None if chosen == "as its header says" else chosen,
+                                                    st.session_state["app_export_drafts"])
+
+    with sb.expander(f"Read as a {fmt} export"):
+        st.dataframe(pd.DataFrame(list(mapping(fmt).items()), columns=["in the export", "in Atelier"]),
+                     hide_index=True)
+        st.selectbox("Read it as", ["as its header says", *PRODUCT_FORMATS], key="app_export_format",
+                     index=0 if parse_spec(spec)[0] is None else 1 + PRODUCT_FORMATS.index(fmt), on_change=reread)
+        st.checkbox("Keep unpublished products (drafts)", value=drafts, key="app_export_drafts", on_change=reread)
+
+
 def sidebar() -> None:
     """Catalogue, backbone and cache state, on every page."""
     sb = st.sidebar
@@ -280,6 +302,7 @@ def sidebar() -> None:
     counts = catalog.counts()
     sb.markdown(f"**{catalog.name}**  \n{counts['products']:,} products · {counts['customers']:,} customers · "
                 f"{counts['purchases']:,} purchases")
+    export_reading(sb, st.session_state["app_catalog"] or default_catalog_spec())
     if catalog.simulated:
         sb.info(f"Synthetic catalogue: customers and purchases are SIMULATED. Point Atelier at real data by "
                 f"typing a folder above, with `--catalog DIR` on the CLI, or `{CATALOG_ENV}=DIR`.")

@@ -32,6 +32,57 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "merchant": ("id", "title", "image_link"),
 }
 EXPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".xml")
+DRAFTS = "+drafts"  # a spec's format tail keeping unpublished products: "shopify+drafts:products.csv"
+
+
+def parse_spec(spec: str) -> tuple[str | None, bool, str]:
+    """A catalogue spec's format, whether it keeps drafts, and its path: "merchant:/data/feed.csv" names the
+    format as ``--format`` does, "shopify+drafts:<path>" keeps unpublished products too; any other spec is
+    (None, False, spec)."""
+    head, sep, rest = spec.partition(":")
+    fmt = head.removesuffix(DRAFTS)
+    if sep and fmt in FORMATS and rest:
+        return fmt, head.endswith(DRAFTS), rest
+    return None, False, spec
+
+
+def make_spec(path: str, fmt: str | None, include_drafts: bool) -> str:
+    """The spec :func:`parse_spec` reads back as ``path`` read as ``fmt`` (None: told from its header)."""
+    if fmt is None and not include_drafts:
+        return path
+    return f"{fmt or detect_format(Path(path)) or 'merchant'}{DRAFTS if include_drafts else ''}:{path}"
+
+
+def mapping(fmt: str) -> dict[str, str]:
+    """What each export field becomes in Atelier, for people: field -> column."""
+    if fmt == "shopify":
+        from core.data.shopify import MAPPING
+        return MAPPING
+    if fmt == "shopify-orders":
+        from core.data.shopify import ORDER_MAPPING
+        return ORDER_MAPPING
+    if fmt == "woocommerce":
+        from core.data.woocommerce import MAPPING
+        return MAPPING
+    from core.data.merchant import ATTRIBUTES
+    return {field: "the photo" if column == "image" else column for field, column in ATTRIBUTES.items()}
+
+
+def read_as(spec: str) -> tuple[str, bool, str] | None:
+    """How a spec is read when it is a shop's export: (its products' format, drafts kept, the path), else None
+    (another layout, or nothing readable there: the loader says why)."""
+    fmt, drafts, path = parse_spec(spec)
+    if fmt is not None:
+        return fmt, drafts, path
+    where = Path(path).expanduser()
+    if not (where.is_file() or (where.is_dir() and not (where / "articles.csv").is_file()
+                                and not (where / "items.csv").is_file())):
+        return None
+    try:
+        found = [e.format for e in export_files(where) if e.format in PRODUCT_FORMATS]
+    except (CatalogError, OSError):
+        return None
+    return (found[0], False, path) if found else None
 
 
 @dataclass(frozen=True)

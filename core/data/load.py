@@ -7,7 +7,7 @@ from pathlib import Path
 from core.config import PROJECT_ROOT, cache_root
 from core.data import synthetic
 from core.data.catalog import Catalog, CatalogError
-from core.data.exports import export_files, load_export
+from core.data.exports import export_files, load_export, parse_spec
 from core.data.generic import load_generic
 from core.data.hm import load_hm
 from core.data.photofetch import PhotoFetcher
@@ -56,6 +56,9 @@ def load_catalog(spec: str | Path | None = None, limit: int | None = None,
                                "seed >= 0, e.g. synthetic:200:0") from None
         directory = synthetic_dir or cache_root() / "synthetic" / f"{n}-{seed}"
         return synthetic.make_catalog(n, seed=seed, image_dir=directory).head(limit)
+    named, drafts, path = parse_spec(spec)
+    if named is not None:  # "merchant:<path>", "shopify+drafts:<path>": the format named in the spec
+        fmt, include_drafts, spec = fmt or named, include_drafts or drafts, path
     root = Path(spec).expanduser()
     if root.is_file() or fmt is not None:
         return load_export(root, fmt, include_drafts, PhotoFetcher() if fetch_photos else None, progress).head(limit)

@@ -19,6 +19,16 @@ PRODUCT_FIELDS = ("Title", "Body (HTML)", "Vendor", "Product Category", "Type", 
 VARIANT_FIELDS = ("Option1 Value", "Option2 Value", "Option3 Value", "Variant SKU", "Variant Price",
                   "Variant Image", "Image Src", "Image Position")
 COLOUR_OPTIONS = {plain_name(s) for s in ROLE_SYNONYMS["colour"]}
+# What becomes what, for people (the app's sidebar shows it): export field -> Atelier column.
+MAPPING = {"Handle": "group_id (and the product id, with the colour)", "Title": "title",
+           "Body (HTML)": "description (as text)", "Vendor": "brand",
+           "Type / Product Category": "product_type (the category's last part)", "Product Category": "category",
+           "Tags": "tags", "Option with a colour name": "colour (one product per colour)",
+           "Other options": "an attribute each (values joined)", "Variant Price": "price (the lowest)",
+           "Variant Image / Image Src": "the photo", "Variant SKU": "matches order lines", "Status": "status"}
+ORDER_MAPPING = {"Email (else Customer ID)": "customer_id (hashed)", "Created at": "timestamp",
+                 "Lineitem sku / Lineitem name": "product_id", "Lineitem quantity": "one purchase per unit",
+                 "Lineitem price": "price"}
 MAX_QUANTITY = 100  # an order line's quantity above this is read as this many purchases (and reported)
 
 

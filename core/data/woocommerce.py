@@ -14,6 +14,13 @@ from core.data.shopify import drop_unpublished, slug
 
 GUIDE = "see the README section 'Shop exports'"
 COLOUR_ATTRIBUTES = {plain_name(s) for s in ROLE_SYNONYMS["colour"]}
+# What becomes what, for people (the app's sidebar shows it): export field -> Atelier column.
+MAPPING = {"ID": "product id (with the colour for a variable product)", "Parent": "group_id of its variations",
+           "Name": "title", "Description / Short description": "description (as text)",
+           "Categories": "category, product_type (its last part)", "Tags": "tags",
+           "Attribute with a colour name": "colour (one product per colour)",
+           "Other attributes": "an attribute each (values joined)", "Sale price / Regular price": "price (the lowest)",
+           "Images": "the photo (the first)", "Published": "status (1: published)", "SKU": "matches order lines"}
 FIELDS = ("Type", "SKU", "Name", "Published", "Short description", "Description", "Categories", "Tags", "Images",
           "Parent", "Regular price", "Sale price")
 

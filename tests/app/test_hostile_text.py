@@ -3,6 +3,8 @@
 Streamlit shows the tags as text), and no raw-HTML element is drawn at all."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -10,7 +12,7 @@ from tests.app.test_pages import rerun_until, wait_for_build
 from tests.data.files import photo
 
 pytestmark = pytest.mark.app
-APP = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SCRIPT = '<script>alert("title")</script>'
 IMG = '<img src=x onerror="alert(1)">'
 TEXT_ELEMENTS = ("markdown", "caption", "subheader", "header", "title", "info", "warning", "error", "success")
@@ -68,3 +70,4 @@ def test_no_page_renders_a_shop_s_text_as_html(hostile_env, page):
         at.button(key=next(b.key for b in at.main.button if b.key and b.key.startswith("product_open_"))).click()
         texts = check(at.run())
         assert any(IMG in t for t in texts), "the view did not show the description (as text)"
+
