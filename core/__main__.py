@@ -550,6 +550,8 @@ def _bench_parser(sub) -> None:
                    help="scale bench: seconds a stage may take; map bench: seconds a page may take (at most 600)")
     p.add_argument("--browser", help="map bench: the Chromium to drive (default: chromium on the PATH)")
     p.add_argument("--screenshots", help="map bench: a folder for a screenshot of each size's map after the selection")
+    p.add_argument("--build", action="store_true", help="photos bench: also build the Merchant Center export twice "
+                                                        "(python -m core build) and time both")
     p.set_defaults(fn=cmd_bench)
 
 def main(argv: list[str] | None = None) -> None:

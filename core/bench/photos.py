@@ -162,8 +162,27 @@ def write_exports(folder: Path, urls: list[str]) -> dict[str, Path]:
     return files
 
 
-def bench_photos(n: int = 2000, seed: int = 0, stall_s: float = 60.0, progress=None) -> dict:
-    """Load each kind of export twice (a scratch cache each kind), its photos by URL from local servers."""
+def build_twice(path: Path, cache: Path, server: PhotoServer) -> dict:
+    """``python -m core build`` of the export at ``path`` twice into ``cache`` (no recommenders, no warm-up): each
+    run's seconds, photos downloaded and its summary line."""
+    import subprocess
+    import sys
+    env = {**os.environ, "ATELIER_CACHE": str(cache)}
+    runs = {}
+    for run in ("first", "second"):
+        before, t = server.bodies, time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "core", "build", "--catalog", str(path), "--no-warm",
+                               "--models", ""], cwd=Path(__file__).resolve().parents[2], env=env,
+                              capture_output=True, text=True)
+        runs[run] = {"seconds": round(time.perf_counter() - t, 2), "downloads": server.bodies - before,
+                     "returncode": done.returncode, "summary": (done.stdout.strip().splitlines() or [""])[-1]}
+    runs["second_over_first"] = round(runs["second"]["seconds"] / runs["first"]["seconds"], 4)
+    return runs
+
+
+def bench_photos(n: int = 2000, seed: int = 0, stall_s: float = 60.0, progress=None, build: bool = False) -> dict:
+    """Load each kind of export twice (a scratch cache each kind), its photos by URL from local servers; with
+    ``build``, also build the Merchant Center TSV export twice (:func:`build_twice`)."""
     from core.data.load import load_catalog
     paths, planted = plant(n, seed)
     rng = np.random.default_rng(seed)
@@ -195,6 +214,8 @@ def bench_photos(n: int = 2000, seed: int = 0, stall_s: float = 60.0, progress=N
                     "first": runs[0], "second": runs[1],
                     "second_over_first": round(runs[1]["seconds"] / runs[0]["seconds"], 4),
                     "failures_counted": counted, "failures_as_planted": counted == expected}
+            if build:
+                out["build_merchant_tsv"] = build_twice(files["merchant-tsv"], Path(tmp) / "cache-build", main)
     finally:
         main.close()
         slow.close()
@@ -207,4 +228,4 @@ def bench_photos(n: int = 2000, seed: int = 0, stall_s: float = 60.0, progress=N
 
 
 def command(args: argparse.Namespace, ctx: BenchContext) -> dict:
-    return bench_photos(n=args.limit or 2000, progress=ctx.progress())
+    return bench_photos(n=args.limit or 2000, progress=ctx.progress(), build=args.build)
