@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages.common import (build_key, cached_or_job, current_catalog, describe, evaluation_job, first_evaluation_job,
                               get_audience, page_build, get_evaluation, get_purchase_counts, get_rec_data, get_split,
                               job_panel, product_grid, recommender_job, recommender_names)
+from app_pages.product import md
 from core.data.catalog import Catalog
 from core.embeddings.pipeline import Built
 from core.recs.contract import RecData
@@ -78,7 +79,7 @@ def reasons(data: RecData, name, model, history, rows, customer_id=None, you="yo
     text = {POPULAR: "popular lately", NO_REASON: nothing}
     names = distinct_titles(data.products, data.product_ids[history])  # two liked products may share a title
     named = lambda b: names.get(data.product_ids[b]) or data.products.at[data.product_ids[b], "title"]  # noqa: E731
-    return [text.get(b) or f"because {you} liked *{named(b)}*"
+    return [text.get(b) or f"because {you} liked *{md(named(b))}*"
             for b in model.explain(history, rows, customer_id).tolist()]
 
 
@@ -88,13 +89,13 @@ def recommendation_captions(data: RecData, name, model, history, rows, scores, h
     ids = data.product_ids[rows].tolist()
     why = reasons(data, name, model, history, rows, customer_id, you)
     marks = [" · :green[**✓ bought**]" if h else "" for h in hits] if hits is not None else [""] * len(ids)
-    titles = data.products.loc[ids, "title"].tolist()
+    titles = [md(t) for t in data.products.loc[ids, "title"]]
     return [f"{pid} · {t} · {s:.3f}{m}  \n{w}" for pid, t, s, m, w in zip(ids, titles, scores.tolist(), marks, why)]
 
 
 def scored_captions(catalog: Catalog, found: pd.DataFrame) -> list[str]:
     """"id · title · similarity" for a frame of product_id and score (neighbours, a search)."""
-    titles = catalog.products.loc[found["product_id"], "title"].tolist()
+    titles = [md(t) for t in catalog.products.loc[found["product_id"], "title"]]
     return [f"{p} · {t} · {s:.3f}" for p, t, s in zip(found["product_id"], titles, found["score"])]
 
 
@@ -154,7 +155,7 @@ def pick_liked(catalog: Catalog, data: RecData) -> list[str]:
                     st.button("✓ Liked" if pid in liked else "♥ Like", key=f"coldstart_like_{pid}",
                               on_click=toggle_liked, args=(pid,), width="stretch",
                               type="primary" if pid in liked else "secondary")
-                    product_grid(catalog, [pid], [f"{pid} · {catalog.products.at[pid, 'title']} · "
+                    product_grid(catalog, [pid], [f"{pid} · {md(catalog.products.at[pid, 'title'])} · "
                                                   f"{int(counts[row])} sold"], columns=1)
     return liked
 
@@ -251,7 +252,7 @@ def session(built: Built, data: RecData, name: str, asked: tuple[np.ndarray, str
                "turns that into a customer; the nearest products come from the FAISS index of every product's item "
                "vector.")
     ids = data.product_ids[rows[0]].tolist()
-    titles = data.products.loc[ids, "title"].tolist()
+    titles = [md(t) for t in data.products.loc[ids, "title"]]
     product_grid(built.catalog, ids, [f"{p} · {t} · {s:.3f}" for p, t, s in zip(ids, titles, scores[0].tolist())])
 
 
@@ -290,7 +291,8 @@ def pick_customer(built: Built, counts: pd.DataFrame) -> str | None:
 
 def dated_grid(catalog: Catalog, bought: pd.DataFrame) -> None:
     """Products with the day each was bought (a frame of product_id and timestamp)."""
-    product_grid(catalog, bought["product_id"].tolist(), [f"{p} · {catalog.products.at[p, 'title']} · {t:%Y-%m-%d}"
+    titles = catalog.products["title"]
+    product_grid(catalog, bought["product_id"].tolist(), [f"{p} · {md(titles[p])} · {t:%Y-%m-%d}"
                                                           for p, t in zip(bought["product_id"], bought["timestamp"])])
 
 
@@ -416,7 +418,7 @@ def new_product(built: Built, data: RecData, names: list[str]) -> None:
     st.subheader("The product and its nearest products (photo + text)")
     near = built.neighbours(product, "hybrid", 6)
     product_grid(catalog, [product, *near["product_id"]],
-                 [f"**{describe(catalog, product)}**", *scored_captions(catalog, near)], columns=7)
+                 [f"**{md(describe(catalog, product))}**", *scored_captions(catalog, near)], columns=7)
     st.caption(f"{product}: sold {times(sold)} before {CUTOFF}; bought by {customers(len(buyers))} from {CUTOFF} to "
                f"{END}" + (" (✓ marks them below)" if buyers else ""))
     model = model_or_progress(built, data, name)

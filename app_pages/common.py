@@ -25,7 +25,7 @@ from core.recs.contract import RecData, Recommender, rec_data
 from core.progress import Progress
 from core.warmup import Task
 from core.explore.product import TILE_ATTRS
-from app_pages.product import build_key, view_button  # build_key lives there: product cannot import this module
+from app_pages.product import build_key, md, view_button  # build_key lives there: product cannot import this module
 from core.recs.queries import product_audience, purchase_counts
 from core.recs.registry import create_recommender, list_recommenders
 from core.recs.report import EvalReport
@@ -256,7 +256,7 @@ def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = 
                 else:
                     st.markdown("*(no photo)*")
                 view_button(catalog, ids[i], lambda: current_job().built)  # under the photo: aligned along a row
-                st.caption(captions[i] if captions else f"{ids[i]} · {row['title']}")
+                st.caption(captions[i] if captions else f"{ids[i]} · {md(row['title'])}")
 
 
 def describe(catalog: Catalog, product_id: str) -> str:

@@ -5,6 +5,8 @@ shown lives in session state (``product_view``), not in the button's value: a ne
 replaces it, and the view stays open across reruns until it is closed."""
 from __future__ import annotations
 
+import re
+
 import time
 from typing import Callable
 
@@ -61,14 +63,25 @@ def build_key(built: Built) -> tuple:
     return built.catalog.name, built.backbone.name, id(built)
 
 
+# ---------------------------------------------------------------- shop text
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]()<>#!|~$])")
+
+
+def md(text) -> str:
+    """A shop's text for a markdown element, shown as it is written: the characters markdown acts on are escaped, so
+    a title or a description draws no link, image, emphasis, formula ($...$) or tag; its line breaks are kept."""
+    return _MARKDOWN.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
 # ---------------------------------------------------------------- tiles
 
 def tile_caption(row: pd.Series, score: float | None = None, attributes=TILE_ATTRS) -> str:
     """A product tile's caption: its title, then its ``attributes`` (type, colour and pattern), then its id and
     the score if any."""
-    attrs = " · ".join(str(row[c]) for c in attributes if c in row and row[c])
+    attrs = " · ".join(md(row[c]) for c in attributes if c in row and row[c])
     last = f"{row.name} · score {score:.3f}" if score is not None else str(row.name)
-    return "  \n".join(x for x in (str(row["title"]), attrs, last) if x)
+    return "  \n".join(x for x in (md(row["title"]), attrs, last) if x)
 
 
 def neighbour_captions(catalog: Catalog, found: pd.DataFrame) -> list[str]:
@@ -152,8 +165,8 @@ def product_view(catalog: Catalog, built: Callable[[], Built | None]) -> None:
                           stored_map(now) if now is not None else None)
     if state["trail"]:
         back = state["trail"][-1]
-        st.button(f"Back to {back} · {catalog.products.at[back, 'title']}", key="product_view_back", on_click=_back,
-                  icon=":material/arrow_back:", type="tertiary")
+        st.button(f"Back to {back} · {md(catalog.products.at[back, 'title'])}", key="product_view_back",
+                  on_click=_back, icon=":material/arrow_back:", type="tertiary")
     photo, about, table = st.columns([0.8, 1.5, 1.0])  # the neighbours start within a screen's height
     with photo:
         if facts.image_path:
@@ -161,11 +174,11 @@ def product_view(catalog: Catalog, built: Callable[[], Built | None]) -> None:
         else:
             st.markdown("*(no photo)*")
     with about:
-        st.subheader(facts.title)
-        st.caption(" · ".join([product_id, *(facts.attributes[c] for c in TILE_ATTRS
+        st.subheader(md(facts.title))
+        st.caption(" · ".join([product_id, *(md(facts.attributes[c]) for c in TILE_ATTRS
                                              if facts.attributes.get(c))]))
         if facts.description:
-            st.markdown(facts.description)
+            st.markdown(md(facts.description))
         sales(facts, catalog)
         cluster_line(facts)
         if facts.texture is not None:

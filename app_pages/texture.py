@@ -8,6 +8,7 @@ import streamlit as st
 
 from app_pages.common import (build_key, cached_or_job, current_catalog, describe, get_texture_report, page_build,
                               product_grid, texture_report_job)
+from app_pages.product import md
 from core.data.catalog import filter_products
 from core.embeddings.texture import TYPE_TOLERANCE
 from core.embeddings.quality import MIN_CLASS
@@ -281,7 +282,7 @@ def before_after(report: TextureReport | None, label: str, built, catalog) -> No
                 f"before (photo) → **{row.after} of {len(after_frame)}** after (texture-aware): {verdict_text}.")
     left, right = st.columns([1, 5])
     with left:
-        product_grid(catalog, [product], [describe(catalog, product)], columns=1)
+        product_grid(catalog, [product], [md(describe(catalog, product))], columns=1)
     with right:
         frame = after_frame if after else before_frame
         st.subheader("After: texture-aware photo embedding" if after else "Before: photo embedding")

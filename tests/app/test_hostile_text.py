@@ -3,6 +3,7 @@
 Streamlit shows the tags as text), and no raw-HTML element is drawn at all."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.app
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SCRIPT = '<script>alert("title")</script>'
 IMG = '<img src=x onerror="alert(1)">'
+PIXEL = "![seen](http://tracker.example/p.png) [win $5](javascript:alert(1))"  # markdown would draw them
 TEXT_ELEMENTS = ("markdown", "caption", "subheader", "header", "title", "info", "warning", "error", "success")
 
 
@@ -25,8 +27,8 @@ def hostile_env(monkeypatch, tmp_path_factory):
     quoted = lambda text: text.replace('"', '""')  # noqa: E731 (a CSV field's quotes, doubled)
     for i in range(16):
         photo(root / "img" / f"{i}.png", colour=(15 * i, 90, 200 - 10 * i))
-        rows.append(f'p{i:02d},"Dress {i} {quoted(SCRIPT)}","Soft {quoted(IMG)} cotton",img/{i}.png,'
-                    f'{["red", "blue"][i % 2]},{["stripe", "solid"][i % 2]},dress')
+        rows.append(f'p{i:02d},"Dress {i} {quoted(SCRIPT)} {PIXEL}","Soft {quoted(IMG)} {PIXEL} cotton",'
+                    f'img/{i}.png,{["red", "blue"][i % 2]},{["stripe", "solid"][i % 2]},dress')
     (root / "items.csv").write_text("\n".join(rows) + "\n")
     (root / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "".join(
         f"u{i % 5},p{i:02d},2020-0{1 + i % 6}-1{i % 9} 10:00:00\n" for i in range(16)))
@@ -46,11 +48,16 @@ def shown_text(at: AppTest) -> list[tuple[str, str, bool]]:
 
 
 def check(at: AppTest) -> list[str]:
+    """The text of every element, as it reads on screen (markdown's escapes undone), after checking that no element
+    allows HTML, no raw-HTML element is drawn, and no shop text reaches markdown unescaped (a link, an image, a
+    formula)."""
     assert not at.exception, [e.value for e in at.exception]
     assert not at.get("html"), "a raw-HTML element was drawn"
     texts = shown_text(at)
     assert not [t for t in texts if t[2]], "an element allows HTML"
-    return [t for _, t, _ in texts]
+    raw = [t for _, t, _ in texts if "tracker.example" in t]
+    assert all("\\!\\[seen\\]\\(" in t and "\\$5" in t for t in raw), raw  # escaped wherever shown
+    return [re.sub(r"\\(.)", r"\1", t) for _, t, _ in texts]
 
 
 @pytest.mark.parametrize("page", ["app_pages/catalogue.py", "app_pages/neighbours.py", "app_pages/coldstart.py",
