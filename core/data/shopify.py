@@ -3,6 +3,7 @@ export (one row per line item), read into Atelier's products and purchases."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -57,45 +58,61 @@ def shopify_products(path: Path, report: ValidationReport, include_drafts: bool 
     empty = df["Handle"] == ""
     report.add(path.name, "rows without Handle", (df.index[empty] + 2).tolist(), "skipped")
     df = df[~empty]
-    firsts = df.groupby("Handle", sort=False).head(1).set_index("Handle")
+    groups: dict[str, list[dict]] = {}
+    for record in df[["Handle", *PRODUCT_FIELDS, *VARIANT_FIELDS]].to_dict("records"):  # plain Python: per-handle
+        groups.setdefault(record["Handle"], []).append(record)  # pandas work costs ms a handle
     rows = []
-    for handle, group in df.groupby("Handle", sort=False):
-        first = firsts.loc[handle]
-        names = [first[f"Option{i} Name"].strip() for i in (1, 2, 3)]
-        colour_at = next((i for i, n in enumerate(names) if plain_name(n) in COLOUR_OPTIONS), None)
-        variants = group[(group[[f"Option{i} Value" for i in (1, 2, 3)]] != "").any(axis=1)
-                         | (group["Variant SKU"] != "") | (group["Variant Price"] != "")]
-        images = group[group["Image Src"].str.strip() != ""]
-        position = pd.to_numeric(images["Image Position"], errors="coerce").fillna(1e9)
-        handle_image = images["Image Src"].iloc[position.to_numpy().argsort(kind="stable")[0]].strip() \
-            if len(images) else ""
-        colours = [""] if colour_at is None else \
-            list(dict.fromkeys(v.strip() for v in variants[f"Option{colour_at + 1} Value"] if v.strip())) or [""]
-        for colour in colours:
-            mine = variants if not colour else \
-                variants[variants[f"Option{colour_at + 1} Value"].str.strip() == colour]
-            own_images = [v.strip() for v in mine["Variant Image"] if v.strip()]
-            prices = pd.to_numeric(mine["Variant Price"], errors="coerce").dropna()
-            row = {"product_id": f"{handle}-{slug(colour)}" if colour else handle,
-                   "title": first["Title"].strip(), "description": first["Body (HTML)"],
-                   "image": own_images[0] if own_images else handle_image, "group_id": handle,
-                   "brand": first["Vendor"].strip(),
-                   "product_type": first["Type"].strip() or _last_segment(first["Product Category"]),
-                   "category": first["Product Category"].strip(), "tags": first["Tags"].strip(),
-                   "price": f"{prices.min():.2f}" if len(prices) else "",
-                   "status": first["Status"].strip().lower() or "active",
-                   "skus": "\n".join(s.strip() for s in mine["Variant SKU"] if s.strip())}
-            if colour_at is not None:
-                row["colour"] = colour
-            for i, name in enumerate(names):
-                if name and i != colour_at:
-                    values = dict.fromkeys(v.strip() for v in mine[f"Option{i + 1} Value"] if v.strip())
-                    if list(values) != ["Default Title"]:  # Shopify's name for a product without options
-                        row[slug(name).replace("-", "_")] = ", ".join(values)
-            rows.append(row)
+    for handle, group in groups.items():
+        rows.extend(_handle_products(handle, group))
     products = pd.DataFrame(rows).fillna("").set_index("product_id") if rows else \
         pd.DataFrame(columns=["title", "description", "image", "group_id", "skus"]).rename_axis("product_id")
     return drop_unpublished(products, path.name, report, include_drafts)
+
+
+def finite_number(text: str) -> float | None:
+    """A price or position as a number; None when it is not a finite one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _handle_products(handle: str, group: list[dict]) -> list[dict]:
+    """The products of one handle's rows (file order): one, or one per colour of its variants."""
+    first = group[0]
+    names = [first[f"Option{i} Name"].strip() for i in (1, 2, 3)]
+    colour_at = next((i for i, n in enumerate(names) if plain_name(n) in COLOUR_OPTIONS), None)
+    values = [f"Option{i} Value" for i in (1, 2, 3)]
+    variants = [r for r in group if any(r[v] for v in values) or r["Variant SKU"] or r["Variant Price"]]
+    positions = [(finite_number(r["Image Position"]), r["Image Src"].strip()) for r in group if r["Image Src"].strip()]
+    handle_image = min(positions, key=lambda p: 1e9 if p[0] is None else p[0])[1] if positions else ""
+    colour_key = None if colour_at is None else values[colour_at]
+    colours = [""] if colour_key is None else \
+        list(dict.fromkeys(r[colour_key].strip() for r in variants if r[colour_key].strip())) or [""]
+    out = []
+    for colour in colours:
+        mine = variants if not colour else [r for r in variants if r[colour_key].strip() == colour]
+        own_images = [r["Variant Image"].strip() for r in mine if r["Variant Image"].strip()]
+        prices = [p for p in (finite_number(r["Variant Price"]) for r in mine) if p is not None]
+        row = {"product_id": f"{handle}-{slug(colour)}" if colour else handle,
+               "title": first["Title"].strip(), "description": first["Body (HTML)"],
+               "image": own_images[0] if own_images else handle_image, "group_id": handle,
+               "brand": first["Vendor"].strip(),
+               "product_type": first["Type"].strip() or _last_segment(first["Product Category"]),
+               "category": first["Product Category"].strip(), "tags": first["Tags"].strip(),
+               "price": f"{min(prices):.2f}" if prices else "",
+               "status": first["Status"].strip().lower() or "active",
+               "skus": "\n".join(r["Variant SKU"].strip() for r in mine if r["Variant SKU"].strip())}
+        if colour_key is not None:
+            row["colour"] = colour
+        for i, name in enumerate(names):
+            if name and i != colour_at:
+                found = dict.fromkeys(r[values[i]].strip() for r in mine if r[values[i]].strip())
+                if list(found) != ["Default Title"]:  # Shopify's name for a product without options
+                    row[slug(name).replace("-", "_")] = ", ".join(found)
+        out.append(row)
+    return out
 
 
 def drop_unpublished(products: pd.DataFrame, file: str, report: ValidationReport,

@@ -10,7 +10,7 @@ import pandas as pd
 from core.data.catalog import ValidationReport
 from core.data.csvread import check_columns, read_rows
 from core.data.roles import ROLE_SYNONYMS, plain_name
-from core.data.shopify import drop_unpublished, slug
+from core.data.shopify import drop_unpublished, finite_number, slug
 
 GUIDE = "see the README section 'Shop exports'"
 COLOUR_ATTRIBUTES = {plain_name(s) for s in ROLE_SYNONYMS["colour"]}
@@ -25,10 +25,10 @@ FIELDS = ("Type", "SKU", "Name", "Published", "Short description", "Description"
           "Parent", "Regular price", "Sale price")
 
 
-def _attributes(row: pd.Series) -> dict[str, str]:
+def _attributes(row: dict) -> dict[str, str]:
     """A row's ``Attribute N name`` -> ``Attribute N value(s)``, in N order, the empty ones left out."""
     out = {}
-    for col in row.index:
+    for col in row:
         m = re.fullmatch(r"Attribute (\d+) name", col)
         if m and row[col].strip():
             out[row[col].strip()] = row.get(f"Attribute {m.group(1)} value(s)", "").strip()
@@ -61,58 +61,69 @@ def woocommerce_products(path: Path, report: ValidationReport, include_drafts: b
     report.add(path.name, "grouped products (containers of other products)", df.loc[grouped, "ID"].tolist(),
                "skipped")
     df = df[~grouped & (df["ID"] != "")]
-    is_variation = df["Type"].str.contains("variation")
-    parents, variations = df[~is_variation].set_index("ID"), df[is_variation]
-    by_sku = {s.strip(): i for i, s in parents["SKU"].items() if s.strip()}
+    is_variation = df["Type"].str.contains("variation").to_numpy()
+    records = df.to_dict("records")  # plain Python from here: per-product pandas work costs ms a product
+    parents = {r["ID"]: r for r, v in zip(records, is_variation) if not v}
+    variations = [r for r, v in zip(records, is_variation) if v]
+    by_sku = {r["SKU"].strip(): i for i, r in parents.items() if r["SKU"].strip()}
 
     def parent_of(text: str) -> str | None:
         text = text.strip()
         found = text.removeprefix("id:") if text.startswith("id:") else by_sku.get(text)
-        return found if found in parents.index else None
+        return found if found in parents else None
 
-    owner = variations["Parent"].map(parent_of)
-    orphans = owner.isna()
-    report.add(path.name, "variations whose Parent is not in the file", variations.loc[orphans, "ID"].tolist(),
-               "skipped")
-    children = {p: g for p, g in variations[~orphans].groupby(owner[~orphans])}
+    children: dict[str, list[dict]] = {}
+    orphans = []
+    for r in variations:
+        owner = parent_of(r["Parent"])
+        if owner is None:
+            orphans.append(r["ID"])
+        else:
+            children.setdefault(owner, []).append(r)
+    report.add(path.name, "variations whose Parent is not in the file", orphans, "skipped")
     rows = []
-    for pid, parent in parents.iterrows():
-        attrs = _attributes(parent)
-        kids = children.get(pid)
-        colour_name = next((n for n in attrs if plain_name(n) in COLOUR_ATTRIBUTES), None)
-        category, kind = _category(parent["Categories"])
-        base = {"title": parent["Name"].strip(), "description": parent["Description"] or parent["Short description"],
-                "group_id": pid, "product_type": kind, "category": category, "tags": parent["Tags"].strip(),
-                "status": "active" if parent["Published"].strip() in ("1", "") else "draft"}
-        if kids is None or colour_name is None:
-            prices = pd.to_numeric(pd.concat([parent[["Sale price", "Regular price"]]] +
-                                             ([kids["Sale price"], kids["Regular price"]] if kids is not None else [])),
-                                   errors="coerce").dropna()
-            row = {"product_id": pid, **base, "image": _first_image(parent["Images"]),
-                   "price": f"{prices.min():.2f}" if len(prices) else "",
-                   "skus": "\n".join(s.strip() for s in [parent["SKU"], *(kids["SKU"] if kids is not None else [])]
-                                     if s.strip())}
-            row |= {slug(n).replace("-", "_"): v for n, v in attrs.items()}
-            if colour_name is not None:
-                row["colour"] = row.pop(slug(colour_name).replace("-", "_"))
-            rows.append(row)
-            continue
-        kid_attrs = [_attributes(k) for _, k in kids.iterrows()]
-        colours = list(dict.fromkeys(a.get(colour_name, "") for a in kid_attrs if a.get(colour_name, "")))
-        for colour in colours or [""]:
-            mine = [(k, a) for (_, k), a in zip(kids.iterrows(), kid_attrs) if a.get(colour_name, "") == colour]
-            prices = pd.to_numeric(pd.Series([p for k, _ in mine for p in (k["Sale price"], k["Regular price"])],
-                                             dtype=str), errors="coerce").dropna()
-            images = [_first_image(k["Images"]) for k, _ in mine if _first_image(k["Images"])]
-            row = {"product_id": f"{pid}-{slug(colour)}" if colour else pid, **base, "colour": colour,
-                   "image": images[0] if images else _first_image(parent["Images"]),
-                   "price": f"{prices.min():.2f}" if len(prices) else "",
-                   "skus": "\n".join(k["SKU"].strip() for k, _ in mine if k["SKU"].strip())}
-            for name in attrs:
-                if name != colour_name:
-                    values = dict.fromkeys(a.get(name, "") for _, a in mine if a.get(name, ""))
-                    row[slug(name).replace("-", "_")] = ", ".join(values) or attrs[name]
-            rows.append(row)
+    for pid, parent in parents.items():
+        rows.extend(_parent_products(pid, parent, children.get(pid)))
     products = pd.DataFrame(rows).fillna("").set_index("product_id") if rows else \
         pd.DataFrame(columns=["title", "description", "image", "group_id", "skus"]).rename_axis("product_id")
     return drop_unpublished(products, path.name, report, include_drafts)
+
+
+def _lowest(texts) -> str:
+    prices = [p for p in map(finite_number, texts) if p is not None]
+    return f"{min(prices):.2f}" if prices else ""
+
+
+def _parent_products(pid: str, parent: dict, kids: list[dict] | None) -> list[dict]:
+    """The products of one simple or variable product and its variations: one, or one per colour."""
+    attrs = _attributes(parent)
+    colour_name = next((n for n in attrs if plain_name(n) in COLOUR_ATTRIBUTES), None)
+    category, kind = _category(parent["Categories"])
+    base = {"title": parent["Name"].strip(), "description": parent["Description"] or parent["Short description"],
+            "group_id": pid, "product_type": kind, "category": category, "tags": parent["Tags"].strip(),
+            "status": "active" if parent["Published"].strip() in ("1", "") else "draft"}
+    if kids is None or colour_name is None:
+        family = [parent, *(kids or [])]
+        row = {"product_id": pid, **base, "image": _first_image(parent["Images"]),
+               "price": _lowest(r[c] for r in family for c in ("Sale price", "Regular price")),
+               "skus": "\n".join(r["SKU"].strip() for r in family if r["SKU"].strip())}
+        row |= {slug(n).replace("-", "_"): v for n, v in attrs.items()}
+        if colour_name is not None:
+            row["colour"] = row.pop(slug(colour_name).replace("-", "_"))
+        return [row]
+    kid_attrs = [_attributes(k) for k in kids]
+    colours = list(dict.fromkeys(a.get(colour_name, "") for a in kid_attrs if a.get(colour_name, "")))
+    out = []
+    for colour in colours or [""]:
+        mine = [(k, a) for k, a in zip(kids, kid_attrs) if a.get(colour_name, "") == colour]
+        images = [_first_image(k["Images"]) for k, _ in mine if _first_image(k["Images"])]
+        row = {"product_id": f"{pid}-{slug(colour)}" if colour else pid, **base, "colour": colour,
+               "image": images[0] if images else _first_image(parent["Images"]),
+               "price": _lowest(k[c] for k, _ in mine for c in ("Sale price", "Regular price")),
+               "skus": "\n".join(k["SKU"].strip() for k, _ in mine if k["SKU"].strip())}
+        for name in attrs:
+            if name != colour_name:
+                values = dict.fromkeys(a.get(name, "") for _, a in mine if a.get(name, ""))
+                row[slug(name).replace("-", "_")] = ", ".join(values) or attrs[name]
+        out.append(row)
+    return out
