@@ -4,6 +4,7 @@ import streamlit as st
 
 from app_pages.common import (build_key, current_catalog, get_cluster_map, get_dbscan_table, job_panel, pending_job,
                               page_build, product_grid)
+from app_pages.product import md
 from app_pages.mapview import (DENSITY_POINTS, SELECTIONS, density_chart, list_key, map_chart, map_key, photo_urls,
                                selected_ids)
 from core.cache import ArtefactCache
@@ -102,10 +103,10 @@ with map_tab:
     elif highlight is not None:
         members = cmap.members(highlight, soft)
         about = cmap.clusters.loc[highlight]
-        st.subheader(f"Cluster {highlight}: {about['name']} ({len(members):,} products)")
-        st.caption(f"{about['top']}  \n**prompt name** (the best-matching text prompt per attribute, from the "
-                   f"backbone's text tower): {about['prompt_name']} · **keywords** (class-based TF-IDF of the "
-                   f"product sentences): {about['keywords'] or '–'}")
+        st.subheader(f"Cluster {highlight}: {md(about['name'])} ({len(members):,} products)")  # the shop's words
+        st.caption(f"{md(about['top'])}  \n**prompt name** (the best-matching text prompt per attribute, from the "
+                   f"backbone's text tower): {md(about['prompt_name'])} · **keywords** (class-based TF-IDF of the "
+                   f"product sentences): {md(about['keywords']) or '–'}")
         product_grid(catalog, members[:GALLERY])
     else:
         st.info("Drag a box on the map (or click a point) to see those products; click a cluster in the list "

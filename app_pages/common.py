@@ -256,7 +256,7 @@ def product_grid(catalog: Catalog, ids: list[str], captions: list[str] | None = 
                 else:
                     st.markdown("*(no photo)*")
                 view_button(catalog, ids[i], lambda: current_job().built)  # under the photo: aligned along a row
-                st.caption(captions[i] if captions else f"{ids[i]} · {md(row['title'])}")
+                st.caption(captions[i] if captions else f"{md(ids[i])} · {md(row['title'])}")
 
 
 def describe(catalog: Catalog, product_id: str) -> str:

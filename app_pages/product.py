@@ -80,7 +80,7 @@ def tile_caption(row: pd.Series, score: float | None = None, attributes=TILE_ATT
     """A product tile's caption: its title, then its ``attributes`` (type, colour and pattern), then its id and
     the score if any."""
     attrs = " · ".join(md(row[c]) for c in attributes if c in row and row[c])
-    last = f"{row.name} · score {score:.3f}" if score is not None else str(row.name)
+    last = f"{md(row.name)} · score {score:.3f}" if score is not None else md(row.name)
     return "  \n".join(x for x in (md(row["title"]), attrs, last) if x)
 
 
@@ -175,7 +175,7 @@ def product_view(catalog: Catalog, built: Callable[[], Built | None]) -> None:
             st.markdown("*(no photo)*")
     with about:
         st.subheader(md(facts.title))
-        st.caption(" · ".join([product_id, *(md(facts.attributes[c]) for c in TILE_ATTRS
+        st.caption(" · ".join([md(product_id), *(md(facts.attributes[c]) for c in TILE_ATTRS
                                              if facts.attributes.get(c))]))
         if facts.description:
             st.markdown(md(facts.description))
@@ -222,8 +222,8 @@ def cluster_line(facts) -> None:
 
 
 def attributes_table(attributes: dict[str, str]) -> None:
-    rows = [(name.replace("_", " "), value) for name, value in attributes.items() if value]
-    st.markdown("| attribute | value |\n| --- | --- |\n" + "\n".join(f"| {n} | {v.replace('|', '/')} |" for n, v in rows))
+    rows = [(md(name.replace("_", " ")), md(value).replace("  \n", " ")) for name, value in attributes.items() if value]
+    st.markdown("| attribute | value |\n| --- | --- |\n" + "\n".join(f"| {n} | {v} |" for n, v in rows))
 
 
 def neighbours(catalog: Catalog, found: dict[str, pd.DataFrame], built: Built | None) -> None:

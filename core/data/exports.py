@@ -4,6 +4,7 @@ into Atelier's schema. Each platform's own reading is its module (:mod:`core.dat
 finishes the products alike (HTML descriptions as text, photos by path or by URL, sentences)."""
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,10 @@ def make_spec(path: str, fmt: str | None, include_drafts: bool) -> str:
     """The spec :func:`parse_spec` reads back as ``path`` read as ``fmt`` (None: told from its header)."""
     if fmt is None and not include_drafts:
         return path
-    return f"{fmt or detect_format(Path(path)) or 'merchant'}{DRAFTS if include_drafts else ''}:{path}"
+    if fmt is None:  # drafts kept, the format as read: a file's header, or a folder's products file
+        found = read_as(path)
+        fmt = found[0] if found else "merchant"
+    return f"{fmt}{DRAFTS if include_drafts else ''}:{path}"
 
 
 def mapping(fmt: str) -> dict[str, str]:
@@ -149,14 +153,20 @@ def finish_products(products: pd.DataFrame, images: list[str], root: Path, file:
     products = products.copy()  # an attribute no product has is left out
     products.index.name = "product_id"
     products["description"] = [html_to_text(d) for d in products["description"]]
-    products["title"] = [html_to_text(t) or pid for t, pid in zip(products["title"], products.index)]
+    products["title"] = [" ".join(html.unescape(t).split()) or pid for t, pid in zip(products["title"], products.index)]
     images = [i.strip() for i in images]
     urls = [i if is_url(i) else "" for i in images]
     web = np.array([bool(u) for u in urls], dtype=bool)
     none = np.array([not i for i in images], dtype=bool)
     report.add(file, "products without a photo", products.index[none].tolist(), "kept without a photo")
-    local = products.loc[~web & ~none].copy()  # photos named by path, beside the export
-    attach_images(local, [root / i for i, w in zip(images, web) if i and not w], f"{file} photos", report)
+    inside = np.array([bool(i) and not w and (root / i).resolve().is_relative_to(root.resolve())
+                       for i, w in zip(images, web)], dtype=bool)
+    outside = ~web & ~none & ~inside
+    report.add(file, "photo paths outside the export's folder", [f"{p} ({i})" for p, i, o in
+                                                                  zip(products.index, images, outside) if o],
+               "not read; product kept without a photo")
+    local = products.loc[inside].copy()  # photos named by path, in the export's folder
+    attach_images(local, [root / i for i, k in zip(images, inside) if k], f"{file} photos", report)
     products["image_path"] = ""
     products.loc[local.index, "image_path"] = local["image_path"]
     if web.any():
@@ -186,12 +196,36 @@ def _read(e: ExportFile, report: ValidationReport, include_drafts: bool) -> pd.D
     return merchant_products(e.path, report, include_drafts)
 
 
+def unique_product_ids(products: pd.DataFrame, file: str, report: ValidationReport) -> pd.DataFrame:
+    """``products`` with every id once: a repeated id (two colours that read alike, "Black" and "black", or a
+    handle ``tee`` in red beside a handle ``tee-red``) gets ``-2``, ``-3``... after the first, reported."""
+    ids = products.index.astype(str).tolist()
+    seen, out, renamed = set(ids), [], []
+    counts: dict[str, int] = {}
+    for pid in ids:
+        counts[pid] = counts.get(pid, 0) + 1
+        if counts[pid] == 1:
+            out.append(pid)
+            continue
+        n = counts[pid]
+        while f"{pid}-{n}" in seen:
+            n += 1
+        seen.add(f"{pid}-{n}")
+        out.append(f"{pid}-{n}")
+        renamed.append(f"{pid} -> {pid}-{n}")
+    report.add(file, "products whose ids came out alike", renamed, "renamed")
+    products = products.copy()
+    products.index = pd.Index(out, name="product_id")
+    return products
+
+
 def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool = False,
-                fetcher: PhotoFetcher | None = None, progress: Progress | None = None) -> Catalog:
+                fetcher: PhotoFetcher | None = None, progress: Progress | None = None,
+                limit: int | None = None) -> Catalog:
     """A catalogue from a shop's export: one products file (Shopify, WooCommerce or Merchant Center) and, for
     Shopify, an orders file as its purchases. ``spec`` is the file or a folder holding the files;
     ``include_drafts`` keeps the products the shop has not published (reported either way); ``fetcher`` fetches
-    photos given as web addresses (None: they are not fetched)."""
+    photos given as web addresses (None: they are not fetched); ``limit`` keeps the first products only."""
     spec = Path(spec).expanduser().resolve()
     files = export_files(spec, fmt)
     product_files = [e for e in files if e.format in PRODUCT_FORMATS]
@@ -204,7 +238,10 @@ def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool =
                            f"Fix: point --catalog at one of them, or keep one per folder; {EXPORT_GUIDE}")
     main = product_files[0]
     report = ValidationReport()
-    raw = _read(main, report, include_drafts)
+    raw = unique_product_ids(_read(main, report, include_drafts), main.path.name, report)
+    limited = limit is not None and limit < len(raw)
+    if limited:
+        raw = raw.iloc[:limit]  # before the photos are fetched: --limit 100 fetches 100
     images = raw.pop("image").tolist()
     skus = raw.pop("skus") if "skus" in raw else None
     products = finish_products(raw, images, main.path.parent, main.path.name, report, fetcher, progress)
@@ -213,6 +250,8 @@ def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool =
         from core.data.shopify import shopify_orders
         rows = pd.concat([shopify_orders(e.path, report) for e in orders], ignore_index=True)
         rows["product_id"] = match_products(rows, products, skus, report, orders[0].path.name)
+        if limited:  # as Catalog.head: the purchases of the products kept
+            rows = rows[rows["product_id"].isin(products.index)]
         purchases = purchase_rows(rows, {"customer_id": "customer_id", "product_id": "product_id",
                                          "timestamp": "timestamp", "price": "price"}, products,
                                   orders[0].path.name, report)
@@ -222,7 +261,8 @@ def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool =
                                   "orders", report)
     customers = customer_rows(None, "customer_id", purchases, "orders", report)
     name = main.path.stem if spec.is_file() else spec.name
-    return Catalog(f"{name} ({main.format})", str(spec), products, customers, purchases, report)
+    return Catalog(f"{name} ({main.format})" + (f" (first {limit})" if limited else ""), str(spec), products,
+                   customers, purchases, report)
 
 
 def match_products(rows: pd.DataFrame, products: pd.DataFrame, skus: pd.Series | None, report: ValidationReport,
@@ -248,10 +288,10 @@ def match_products(rows: pd.DataFrame, products: pd.DataFrame, skus: pd.Series |
             continue
         key = line.casefold()
         pid = by_name.get(key)
-        if pid is None and " / " in key:  # "Title - Colour / Size": the colour decides the product
-            pid = by_name.get(key.split(" / ")[0])
-        if pid is None and " - " in key:  # "Title - Size": a product without colours
-            pid = by_name.get(key.rsplit(" - ", 1)[0])
+        if pid is None and " - " in key:  # "Title - M / Red": whichever option is a colour decides the product
+            title, _, options = key.rpartition(" - ")
+            pid = next((by_name[f"{title} - {o}"] for o in options.split(" / ") if f"{title} - {o}" in by_name),
+                       by_name.get(title))
         by_line_name += pid is not None
         out.append(pid if pid is not None else (sku or line))
     report.add(file, "order lines matched by name, not SKU", [], "matched", count=by_line_name)

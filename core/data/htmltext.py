@@ -42,12 +42,13 @@ class _Text(HTMLParser):
 
 def html_to_text(html: str) -> str:
     """The readable text of ``html`` (a fragment or a document): tags dropped, entities decoded, the content of
-    scripts and styles left out, one line per paragraph or list item, spaces within a line collapsed. Plain
-    text comes back as it was, spaces collapsed; an unclosed tag or a stray ``<`` costs nothing but that tag."""
-    if "<" not in html and "&" not in html:
-        return " ".join(html.split())
-    parser = _Text()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
+    scripts and styles left out, one line per paragraph or list item, spaces within a line collapsed, empty lines
+    dropped (plain text too); an unclosed tag or a stray ``<`` costs nothing but that tag."""
+    text = html
+    if "<" in html or "&" in html:
+        parser = _Text()
+        parser.feed(html)
+        parser.close()
+        text = "".join(parser.parts)
+    lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)

@@ -61,7 +61,7 @@ def load_catalog(spec: str | Path | None = None, limit: int | None = None,
         fmt, include_drafts, spec = fmt or named, include_drafts or drafts, path
     root = Path(spec).expanduser()
     if root.is_file() or fmt is not None:
-        return load_export(root, fmt, include_drafts, PhotoFetcher() if fetch_photos else None, progress).head(limit)
+        return load_export(root, fmt, include_drafts, PhotoFetcher() if fetch_photos else None, progress, limit)
     if not root.is_dir():
         raise CatalogError(f"{root}: no such file or folder. Fix: pass --catalog (or set {CATALOG_ENV}) to a folder "
                            "with articles.csv (H&M) or items.csv (generic), a shop's export file, or 'synthetic'")
@@ -70,8 +70,7 @@ def load_catalog(spec: str | Path | None = None, limit: int | None = None,
     if (root / "items.csv").is_file():
         return load_generic(root, columns).head(limit)
     if export_files(root):
-        return load_export(root, None, include_drafts, PhotoFetcher() if fetch_photos else None,
-                           progress).head(limit)
+        return load_export(root, None, include_drafts, PhotoFetcher() if fetch_photos else None, progress, limit)
     raise CatalogError(f"{root}: neither articles.csv (H&M layout), items.csv (generic layout) nor a shop's "
                        "export (Shopify, WooCommerce, Merchant Center) found. Fix: point --catalog at the folder "
                        "that holds them, or at the export file; see README 'Your own catalogue'")

@@ -34,12 +34,20 @@ def _xml_rows(path: Path) -> pd.DataFrame:
     items = root.findall("./channel/item") or root.findall(f"{{{ATOM}}}entry") or root.findall("entry")
     rows = []
     for item in items:
-        row: dict[str, str] = {}
+        ours: dict[str, str] = {}  # the g: attributes
+        plain: dict[str, str] = {}  # the feed's own (an Atom entry's <id>, RSS's <title>): only where g: has none
         for child in item:
-            tag = child.tag.split("}", 1)[-1]
+            name = child.tag.split("}", 1)[-1]
             value = (child.text or child.get("href") or "").strip()
-            row[tag] = f"{row[tag]},{value}" if tag in row and value else row.get(tag) or value
-        rows.append(row)
+            into = ours if child.tag.startswith(f"{{{G}}}") else plain
+            if name == "additional_image_link" and into.get(name) and value:
+                into[name] = f"{into[name]},{value}"  # repeated: every one kept
+            elif not into.get(name):
+                into[name] = value
+        rows.append({**plain, **{k: v for k, v in ours.items() if v}})
+    if not rows:
+        raise CatalogError(f"{path}: a feed with no items (no <item> in its channel, no Atom <entry>). "
+                           f"Fix: export the feed again with its products; {GUIDE}")
     return pd.DataFrame(rows, dtype=str).fillna("")
 
 

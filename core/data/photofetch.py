@@ -160,7 +160,15 @@ class PhotoFetcher:
         async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True,
                                      headers={"User-Agent": "Atelier photo fetcher"}) as client:
             async def one(url: str) -> None:
-                host = hosts.setdefault(urlsplit(url).netloc.lower(), asyncio.Semaphore(cfg.per_host))
+                try:
+                    netloc = urlsplit(url).netloc.lower()
+                    client.build_request("GET", url)  # httpx's own reading of the address
+                except (ValueError, httpx.InvalidURL) as e:
+                    out[url] = Fetched(url, "", "bad address", False, f"{e.__class__.__name__}: {e}"[:200])
+                    if progress:
+                        progress("photos by URL", len(out), len(urls))
+                    return
+                host = hosts.setdefault(netloc, asyncio.Semaphore(cfg.per_host))
                 async with host, every:  # a slot of the pool only once its host has one: queued work
                     # for a stalled host holds none of the others' slots
                     out[url] = await self._one(client, httpx, url)
@@ -194,6 +202,8 @@ class PhotoFetcher:
             if not failure.retry or attempt >= tries:
                 break
             await asyncio.sleep(failure.wait if failure.wait is not None else cfg.backoff_s * 2 ** (attempt - 1))
+        if known is not None:  # it could not be asked again: the photo it gave is kept, asked again next time
+            return Fetched(url, str(self.root / "blobs" / known["blob"]))
         record = {"url": url, "failed": failure.cause, "detail": failure.detail, "at": time.time()}
         _write_atomic(self._meta_path(url), json.dumps(record).encode())
         return Fetched(url, "", failure.cause, False, failure.detail)

@@ -71,6 +71,10 @@ def shopify_products(path: Path, report: ValidationReport, include_drafts: bool 
 
 def finite_number(text: str) -> float | None:
     """A price or position as a number; None when it is not a finite one."""
+    text = text.strip().replace(" ", "")
+    if "," in text:  # the last of ',' and '.' is the decimal mark ("59,90", "1.059,90"; "1,059.90"), the other groups
+        decimal = "," if text.rfind(",") > text.rfind(".") else "."
+        text = text.replace("." if decimal == "," else ",", "").replace(",", ".")
     try:
         value = float(text)
     except ValueError:
@@ -156,7 +160,8 @@ def shopify_orders(path: Path, report: ValidationReport) -> pd.DataFrame:
                f"read as {MAX_QUANTITY}")
     units = quantity.where(~bad, 1).clip(upper=MAX_QUANTITY).astype(int)
     rows = pd.DataFrame({"customer_id": [customer_key(e, c) for e, c in zip(order["email"], order["customer"])],
-                         "timestamp": order["created"], "price": df["Lineitem price"],
+                         "timestamp": order["created"],
+                         "price": [finite_number(p) for p in df["Lineitem price"]],  # "52,00" too
                          "sku": df["Lineitem sku"].str.strip(), "name": df["Lineitem name"].str.strip()},
                         index=df.index)
     return rows.loc[rows.index.repeat(units)]

@@ -35,13 +35,24 @@ def _attributes(row: dict) -> dict[str, str]:
     return out
 
 
+def _items(text: str) -> list[str]:
+    """A WooCommerce list field's items: split at commas, but not at the ``\\,`` it writes for a comma inside an
+    item (an image URL's transformation, a category name)."""
+    return [part.replace("\\,", ",").strip() for part in re.split(r"(?<!\\),", text) if part.strip()]
+
+
+def _text(text: str) -> str:
+    """A WooCommerce text field as written: it exports a line break as the two characters ``\\n``."""
+    return text.replace("\\n", "\n")
+
+
 def _first_image(images: str) -> str:
-    return next((i.strip() for i in images.split(",") if i.strip()), "")
+    return next(iter(_items(images)), "")
 
 
 def _category(categories: str) -> tuple[str, str]:
     """(the first category path, its last part): "Clothing > Tshirts, Sale" -> ("Clothing > Tshirts", "Tshirts")."""
-    first = categories.split(",")[0].strip()
+    first = next(iter(_items(categories)), "")
     return first, first.rsplit(">", 1)[-1].strip()
 
 
@@ -99,7 +110,8 @@ def _parent_products(pid: str, parent: dict, kids: list[dict] | None) -> list[di
     attrs = _attributes(parent)
     colour_name = next((n for n in attrs if plain_name(n) in COLOUR_ATTRIBUTES), None)
     category, kind = _category(parent["Categories"])
-    base = {"title": parent["Name"].strip(), "description": parent["Description"] or parent["Short description"],
+    base = {"title": parent["Name"].strip(),
+            "description": _text(parent["Description"] or parent["Short description"]),
             "group_id": pid, "product_type": kind, "category": category, "tags": parent["Tags"].strip(),
             "status": "active" if parent["Published"].strip() in ("1", "") else "draft"}
     if kids is None or colour_name is None:

@@ -28,7 +28,7 @@ def hostile_env(monkeypatch, tmp_path_factory):
     for i in range(16):
         photo(root / "img" / f"{i}.png", colour=(15 * i, 90, 200 - 10 * i))
         rows.append(f'p{i:02d},"Dress {i} {quoted(SCRIPT)} {PIXEL}","Soft {quoted(IMG)} {PIXEL} cotton",'
-                    f'img/{i}.png,{["red", "blue"][i % 2]},{["stripe", "solid"][i % 2]},dress')
+                    f'img/{i}.png,{["red", "blue"][i % 2]},{["stripe", "solid"][i % 2]},dress {PIXEL}')
     (root / "items.csv").write_text("\n".join(rows) + "\n")
     (root / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "".join(
         f"u{i % 5},p{i:02d},2020-0{1 + i % 6}-1{i % 9} 10:00:00\n" for i in range(16)))
@@ -56,7 +56,8 @@ def check(at: AppTest) -> list[str]:
     texts = shown_text(at)
     assert not [t for t in texts if t[2]], "an element allows HTML"
     raw = [t for _, t, _ in texts if "tracker.example" in t]
-    assert all("\\!\\[seen\\]\\(" in t and "\\$5" in t for t in raw), raw  # escaped wherever shown
+    unescaped = [t for t in raw if re.search(r"(?<!\\)!(?<!\\)\[seen|(?<!\\)\$5", t)]
+    assert not unescaped, unescaped  # the shop's markdown escaped wherever it is shown
     return [re.sub(r"\\(.)", r"\1", t) for _, t, _ in texts]
 
 

@@ -115,6 +115,8 @@ def test_shopify_orders_become_purchases_matched_by_sku_then_name(tmp_path):
          "Lineitem name": 'Tote bag, "canvas"', "Lineitem price": "20.00", "Lineitem sku": ""},
         {"Name": "#1003", "Email": "bo@example.com", "Created at": "2024-03-06T08:00:00Z",
          "Lineitem quantity": "1", "Lineitem name": "Gift card", "Lineitem price": "50.00"},
+        {"Name": "#1004", "Email": "bo@example.com", "Created at": "2024-03-07T08:00:00Z",  # options the other
+         "Lineitem quantity": "1", "Lineitem name": "Wrap dress - M / Sand", "Lineitem price": "52,00"},  # way
     ]
     write(tmp_path, "orders_export.csv", rows_to_csv(ORDER_COLUMNS, orders))
     assert [e.format for e in export_files(tmp_path)] == ["shopify-orders", "shopify"]
@@ -123,13 +125,14 @@ def test_shopify_orders_become_purchases_matched_by_sku_then_name(tmp_path):
     ana, bo = customer_key("ana@example.com", ""), customer_key("bo@example.com", "")
     assert sorted(buys.loc[buys["customer_id"] == ana, "product_id"]) == ["wrap-dress-navy", "wrap-dress-navy",
                                                                           "wrap-dress-sand"]
-    assert list(buys.loc[buys["customer_id"] == bo, "product_id"]) == ["canvas-tote"]  # quantity unreadable: 1
+    assert list(buys.loc[buys["customer_id"] == bo, "product_id"]) == ["canvas-tote", "wrap-dress-sand"]
+    assert buys.loc[buys["customer_id"] == bo, "price"].tolist() == [20.0, 52.0]  # a decimal comma read
     assert set(cat.customers.index) == {ana, bo} and "@" not in " ".join(buys["customer_id"])
     assert str(buys["timestamp"].min()) == "2024-03-01 09:15:00"  # UTC
     problems = {i.problem: i for i in cat.report.issues}
     assert problems["purchases of unknown products"].examples == ["Gift card"]
     assert problems["order lines with no readable quantity"].count == 1
-    assert problems["order lines matched by name, not SKU"].count == 2
+    assert problems["order lines matched by name, not SKU"].count == 3
 
 
 WOO_COLUMNS = ["ID", "Type", "SKU", "Name", "Published", "Is featured?", "Visibility in catalog",
@@ -263,3 +266,78 @@ def test_photos_named_by_path_are_read_beside_the_export(tmp_path):
     assert cat.products.loc["A", "image_path"] == str(tmp_path / "photos" / "a.jpg")
     assert cat.products.loc["B", "image_path"] == "" and "image_url" not in cat.products
     assert {i.problem: i.count for i in cat.report.issues}["missing or empty image files"] == 1
+
+
+def test_ids_that_come_out_alike_are_told_apart_and_reported(tmp_path):
+    rows = [{"Handle": "tee", "Title": "Tee", "Option1 Name": "Colour", "Option1 Value": "Black", "Status": "active",
+             "Variant SKU": "T1"},
+            {"Handle": "tee", "Option1 Value": "black", "Variant SKU": "T2"},  # slugs to the same id
+            {"Handle": "tee-black", "Title": "Other tee", "Option1 Name": "Title", "Option1 Value": "Default Title",
+             "Status": "active"}]
+    cat = load_catalog(write(tmp_path, "p.csv", rows_to_csv(SHOPIFY_COLUMNS, rows)), fetch_photos=False)
+    assert list(cat.products.index) == ["tee-black", "tee-black-2", "tee-black-3"]
+    assert list(cat.products["title"]) == ["Tee", "Tee", "Other tee"]
+    assert {i.problem: i.count for i in cat.report.issues}["products whose ids came out alike"] == 2
+
+
+def test_photo_paths_must_stay_in_the_export_s_folder_and_titles_keep_their_angle_brackets(tmp_path):
+    from tests.data.files import photo
+    photo(tmp_path / "outside.png")
+    shop = tmp_path / "shop"
+    photo(shop / "in.png")
+    items = [{"id": "A", "title": "Tee <Limited Edition> &amp; more", "image_link": "in.png"},
+             {"id": "B", "title": "Skirt", "image_link": "../outside.png"},
+             {"id": "C", "title": "Coat", "image_link": str(tmp_path / "outside.png")}]
+    shop.mkdir(exist_ok=True)
+    cat = load_catalog(write(shop, "feed.tsv", rows_to_csv(["id", "title", "image_link"], items, sep="\t")))
+    assert cat.products.loc["A", "image_path"] and cat.products.loc["A", "title"] == "Tee <Limited Edition> & more"
+    assert cat.products.loc["B", "image_path"] == "" and cat.products.loc["C", "image_path"] == ""
+    assert {i.problem: i.count for i in cat.report.issues}["photo paths outside the export's folder"] == 2
+
+
+def test_a_limit_is_taken_before_any_photo_is_fetched(tmp_path, monkeypatch):
+    from core.data import load
+    asked = []
+
+    class Counting:
+        def fetch(self, urls, progress=None):
+            asked.extend(urls)
+            from core.data.photofetch import Fetched
+            return [Fetched(u, "") for u in urls]
+    monkeypatch.setattr(load, "PhotoFetcher", Counting)
+    items = [{"id": f"S{i}", "title": "Shirt", "image_link": f"https://cdn.example/{i}.jpg"} for i in range(50)]
+    cat = load_catalog(write(tmp_path, "feed.tsv", rows_to_csv(["id", "title", "image_link"], items, sep="\t")),
+                       limit=5)
+    assert len(cat.products) == 5 and len(asked) == 5 and cat.name.endswith("(first 5)")
+
+
+def test_woocommerce_escaped_commas_and_line_breaks_read_back(tmp_path):
+    rows = [{"ID": "1", "Type": "simple", "SKU": "A", "Name": "Shirt", "Published": "1",
+             "Description": "Soft cotton.\\n\\nMachine wash.", "Categories": "Shirts\\, blouses > Oxford, Sale",
+             "Images": "https://res.example/w_500\\,h_300/a.jpg, https://res.example/b.jpg"}]
+    cat = load_catalog(write(tmp_path, "wc.csv", rows_to_csv(WOO_COLUMNS, rows)), fetch_photos=False)
+    p = cat.products.loc["1"]
+    assert p["description"] == "Soft cotton.\nMachine wash." and p["category"] == "Shirts, blouses > Oxford"
+    assert p["image_url"] == "https://res.example/w_500,h_300/a.jpg"
+
+
+def test_a_feed_s_own_tags_give_way_to_its_g_attributes(tmp_path):
+    atom = ('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" xmlns:g="http://base.google.com/ns/1.0">'
+            '<entry><id>urn:uuid:1</id><title>Feed title</title><g:id>SH-1</g:id><g:title>Oxford shirt</g:title>'
+            '<g:additional_image_link>https://c.example/1.jpg</g:additional_image_link>'
+            '<g:additional_image_link>https://c.example/2.jpg</g:additional_image_link></entry></feed>')
+    cat = load_catalog(write(tmp_path, "feed.xml", atom.encode()), fetch_photos=False)
+    assert list(cat.products.index) == ["SH-1"] and cat.products.loc["SH-1", "title"] == "Oxford shirt"
+    assert cat.products.loc["SH-1", "more_images"] == "https://c.example/1.jpg,https://c.example/2.jpg"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CatalogError, match="a feed with no items"):
+        load_catalog(write(empty, "feed.xml", b'<rss version="2.0"><channel><title>x</title></channel></rss>'))
+
+
+def test_a_spec_keeping_drafts_names_the_format_of_a_folder_s_products_file(tmp_path):
+    from core.data.exports import make_spec, parse_spec
+    write(tmp_path, "products.csv", rows_to_csv(SHOPIFY_COLUMNS, shopify_rows()))
+    spec = make_spec(str(tmp_path), None, True)
+    assert parse_spec(spec) == ("shopify", True, str(tmp_path))
+    assert "draft-scarf" in load_catalog(spec, fetch_photos=False).products.index

@@ -184,3 +184,13 @@ def test_an_export_s_photos_by_url_are_fetched_at_load_and_failures_counted_by_c
     assert problems["photos by URL: not an image"].count == 1
     assert problems["products without a photo"].examples == ["E"]
     assert cat.counts()["missing_images"] == 3
+
+
+def test_a_photo_that_cannot_be_asked_again_is_kept_and_a_bad_address_is_named(shop, tmp_path):
+    fetcher = PhotoFetcher(tmp_path / "photos", FAST)
+    first = fetcher.fetch([shop.url + "/ok/c.png"])[0]
+    shop.close()  # the server is gone when the photo is next checked
+    stale = PhotoFetcher(tmp_path / "photos", FetchConfig(**{**FAST.__dict__, "fresh_s": 0.0, "attempts": 1}))
+    again = stale.fetch([first.url, "http://[::1/a.jpg", "http://exämple..com/a.jpg"])
+    assert again[0].path == first.path and again[0].cause == ""  # the good photo it had, not "could not connect"
+    assert [f.cause for f in again[1:]] == ["bad address", "bad address"]
