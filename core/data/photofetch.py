@@ -32,6 +32,7 @@ class FetchConfig:
     per_host: int = 8  # of them on one host (a stalled host holds at most these)
     connect_s: float = 5.0
     read_s: float = 10.0  # the longest wait for the next bytes of an answer
+    total_s: float = 60.0  # the longest one try may take in all (a server trickling a byte every few seconds)
     attempts: int = 4  # tries per photo when the server answers 429 or 5xx
     timeout_attempts: int = 2  # tries per photo when it does not answer in time (a stall holds a slot each try)
     failure_ttl_s: float = 3600.0  # a photo that failed is not asked again for this long (its failure is reported)
@@ -194,9 +195,11 @@ class PhotoFetcher:
         failure, attempt = None, 0
         while True:
             try:
-                return await self._attempt(client, httpx, url, headers, known)
+                return await asyncio.wait_for(self._attempt(client, httpx, url, headers, known), cfg.total_s)
             except _Failure as f:
                 failure = f
+            except asyncio.TimeoutError:
+                failure = _Failure("timed out", f"over {cfg.total_s:g} s in all", retry=True)
             attempt += 1
             tries = cfg.timeout_attempts if failure.cause == "timed out" else cfg.attempts
             if not failure.retry or attempt >= tries:

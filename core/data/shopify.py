@@ -31,6 +31,7 @@ ORDER_MAPPING = {"Email (else Customer ID)": "customer_id (hashed)", "Created at
                  "Lineitem sku / Lineitem name": "product_id", "Lineitem quantity": "one purchase per unit",
                  "Lineitem price": "price"}
 MAX_QUANTITY = 100  # an order line's quantity above this is read as this many purchases (and reported)
+UNDONE = {"refunded", "voided"}  # an order's Financial Status that means nothing was bought
 
 
 def slug(text: str) -> str:
@@ -143,15 +144,21 @@ def shopify_orders(path: Path, report: ValidationReport) -> pd.DataFrame:
     """The line items of a Shopify orders CSV export as purchase rows: ``customer_id`` (:func:`customer_key`),
     ``timestamp`` (Created at, as text), ``price`` (Lineitem price), ``sku`` and ``name`` (Lineitem sku and
     name, for :func:`core.data.exports.match_products`), one row per unit of Lineitem quantity. Order-level
-    fields given on an order's first line only are carried to its other lines."""
+    fields given on an order's first line only are carried to its other lines. The lines of orders refunded or
+    voided (Financial Status) or cancelled (Cancelled at) are left out and counted."""
     df = check_columns(read_rows(path, report, GUIDE, sep=None), path, report, ["Name", "Lineitem name"],
                        ["Email", "Created at", "Lineitem quantity", "Lineitem price", "Lineitem sku"], GUIDE)
-    customer = df["Customer ID"] if "Customer ID" in df else pd.Series("", index=df.index)
+    blank = pd.Series("", index=df.index)
     order = pd.DataFrame({"order": df["Name"].str.strip(), "email": df["Email"], "created": df["Created at"],
-                          "customer": customer})
-    for col in ("email", "created", "customer"):  # blank on an order's later lines: the order's first line's
+                          "customer": df.get("Customer ID", blank), "paid": df.get("Financial Status", blank),
+                          "cancelled": df.get("Cancelled at", blank)})
+    for col in ("email", "created", "customer", "paid", "cancelled"):  # blank on an order's later lines
         order[col] = order[col].where(order[col].str.strip() != "").groupby(order["order"]).transform("first")
     order = order.fillna("")
+    undone = order["paid"].str.strip().str.lower().isin(UNDONE) | (order["cancelled"].str.strip() != "")
+    report.add(path.name, "lines of refunded, voided or cancelled orders", order.loc[undone, "order"].unique().tolist(),
+               "skipped: not purchases", count=int(undone.sum()))
+    df, order = df[~undone], order[~undone]
     quantity = pd.to_numeric(df["Lineitem quantity"], errors="coerce")
     bad = quantity.isna() | (quantity < 1)
     report.add(path.name, "order lines with no readable quantity", (df.index[bad] + 2).tolist(), "read as 1")

@@ -99,7 +99,7 @@ def test_shopify_drafts_kept_on_request_and_semicolons_read_alike(tmp_path):
 
 
 ORDER_COLUMNS = ["Name", "Email", "Financial Status", "Created at", "Lineitem quantity", "Lineitem name",
-                 "Lineitem price", "Lineitem sku", "Billing Name", "Id"]
+                 "Lineitem price", "Lineitem sku", "Billing Name", "Cancelled at", "Id"]
 
 
 def test_shopify_orders_become_purchases_matched_by_sku_then_name(tmp_path):
@@ -117,6 +117,12 @@ def test_shopify_orders_become_purchases_matched_by_sku_then_name(tmp_path):
          "Lineitem quantity": "1", "Lineitem name": "Gift card", "Lineitem price": "50.00"},
         {"Name": "#1004", "Email": "bo@example.com", "Created at": "2024-03-07T08:00:00Z",  # options the other
          "Lineitem quantity": "1", "Lineitem name": "Wrap dress - M / Sand", "Lineitem price": "52,00"},  # way
+        {"Name": "#1005", "Email": "bo@example.com", "Created at": "2024-03-08T08:00:00Z", "Lineitem quantity": "1",
+         "Financial Status": "refunded", "Lineitem name": "Wrap dress - Navy / S", "Lineitem sku": "WD-NAVY-S"},
+        {"Name": "#1005", "Lineitem quantity": "1", "Lineitem name": "Tote bag", "Lineitem sku": "TOTE-1"},
+        {"Name": "#1006", "Email": "bo@example.com", "Created at": "2024-03-09T08:00:00Z", "Lineitem quantity": "1",
+         "Financial Status": "paid", "Cancelled at": "2024-03-09 09:00:00 +0000", "Lineitem name": "Tote bag",
+         "Lineitem sku": "TOTE-1"},
     ]
     write(tmp_path, "orders_export.csv", rows_to_csv(ORDER_COLUMNS, orders))
     assert [e.format for e in export_files(tmp_path)] == ["shopify-orders", "shopify"]
@@ -133,6 +139,8 @@ def test_shopify_orders_become_purchases_matched_by_sku_then_name(tmp_path):
     assert problems["purchases of unknown products"].examples == ["Gift card"]
     assert problems["order lines with no readable quantity"].count == 1
     assert problems["order lines matched by name, not SKU"].count == 3
+    undone = problems["lines of refunded, voided or cancelled orders"]
+    assert (undone.count, undone.examples) == (3, ["#1005", "#1006"])  # bo bought no more than the two above
 
 
 WOO_COLUMNS = ["ID", "Type", "SKU", "Name", "Published", "Is featured?", "Visibility in catalog",

@@ -92,6 +92,19 @@ class Shop:
             if busy:
                 return self.send(h, 429, b"slow down", "text/plain", Retry_After="1")
             return self.send(h, 200, png((200, 0, 0)))
+        if path == "/trickle.png":  # a byte at a time, each within the read timeout: only a limit in all stops it
+            h.send_response(200)
+            h.send_header("Content-Type", "image/png")
+            h.send_header("Content-Length", "1000")
+            h.end_headers()
+            try:
+                for _ in range(1000):
+                    time.sleep(0.2)
+                    h.wfile.write(b"x")
+                    h.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                pass
+            return
         if path.startswith("/stall"):
             time.sleep(6)
             return self.send(h, 200, png())
@@ -194,3 +207,11 @@ def test_a_photo_that_cannot_be_asked_again_is_kept_and_a_bad_address_is_named(s
     again = stale.fetch([first.url, "http://[::1/a.jpg", "http://exämple..com/a.jpg"])
     assert again[0].path == first.path and again[0].cause == ""  # the good photo it had, not "could not connect"
     assert [f.cause for f in again[1:]] == ["bad address", "bad address"]
+
+
+def test_a_server_trickling_bytes_is_cut_off_by_the_limit_in_all(shop, tmp_path):
+    cfg = FetchConfig(read_s=1.0, total_s=1.5, timeout_attempts=1)
+    start = time.monotonic()
+    got = PhotoFetcher(tmp_path / "photos", cfg).fetch([shop.url + "/trickle.png"])[0]
+    assert got.cause == "timed out" and "in all" in got.detail
+    assert time.monotonic() - start < 10  # not the 200 s the trickle would take
