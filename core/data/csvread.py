@@ -92,7 +92,8 @@ class _Lines:
         return self.lines[self.pos - 1]
 
 
-def _read_by_record(text: str, path: Path, guide: str, sep: str = ",") -> tuple[pd.DataFrame, list[str]]:
+def _read_by_record(text: str, path: Path, guide: str, sep: str = ",", quoting: int = csv.QUOTE_MINIMAL
+                    ) -> tuple[pd.DataFrame, list[str]]:
     """Rows of ``text`` with the header's number of fields, read one CSV record at a time, and the
     broken ones ("line 7: unterminated quote, ..."). After a broken record (wrong number of fields,
     text after a closing quote, a quote open to the end of the file) reading starts again on the
@@ -102,7 +103,7 @@ def _read_by_record(text: str, path: Path, guide: str, sep: str = ",") -> tuple[
     header, header_text = None, ""
     rows, row_lines, broken = [], [], []
     source = _Lines(lines, 0)
-    reader = csv.reader(source, strict=True, delimiter=sep)
+    reader = csv.reader(source, strict=True, delimiter=sep, quoting=quoting)
     while True:
         start = source.pos
         try:
@@ -127,13 +128,14 @@ def _read_by_record(text: str, path: Path, guide: str, sep: str = ",") -> tuple[
         if problem:
             broken.append(f"line {start + 1}: {problem}")
             source = _Lines(lines, start + 1)
-            reader = csv.reader(source, strict=True, delimiter=sep)
+            reader = csv.reader(source, strict=True, delimiter=sep, quoting=quoting)
             continue
         rows.append(record)
         row_lines.append(start + 1)
     if header is None:
         raise CatalogError(f"{path}: empty file. Fix: export the table again, header line first; {guide}")
-    names = list(pd.read_csv(io.StringIO(header_text), nrows=0, sep=sep).columns)  # pandas' names for "", repeats
+    names = list(pd.read_csv(io.StringIO(header_text), nrows=0, sep=sep,  # pandas' names for "", repeats
+                             quoting=quoting).columns)
     index = pd.Index(row_lines, dtype="int64") - 2
     return pd.DataFrame(rows, columns=names if len(names) == len(header) else header, index=index, dtype=str), broken
 
@@ -155,9 +157,12 @@ def header_separator(data: bytes) -> str:
     return max(SEPARATORS, key=lambda s: (bare.count(s), s == ","))
 
 
-def read_rows(path: Path, report: ValidationReport, guide: str, sep: str | None = ",") -> pd.DataFrame:
+def read_rows(path: Path, report: ValidationReport, guide: str, sep: str | None = ",",
+              quoted: bool | None = True) -> pd.DataFrame:
     """A delimited file's rows as strings, column names stripped; broken rows skipped and reported. ``sep`` is
-    the field separator (None: told from the header line, :func:`header_separator`).
+    the field separator (None: told from the header line, :func:`header_separator`); ``quoted`` False reads a
+    '"' as any other character (a format that never quotes, as Merchant Center's tab-separated feeds), None: so
+    when the separator is a tab.
 
     The index + 2 is each row's line in the file (the header is line 1). pandas' C parser reads a
     sound file; any sign of a broken row sends the file to the record-by-record reader. What cannot
@@ -169,9 +174,11 @@ def read_rows(path: Path, report: ValidationReport, guide: str, sep: str | None 
     data = path.read_bytes()
     _check_text(path, data, guide)
     sep = sep or header_separator(data)
-    df, broken = _read_fast(data, sep), []
+    quoted = sep != "\t" if quoted is None else quoted
+    df, broken = (_read_fast(data, sep) if quoted else None), []
     if df is None:
-        df, broken = _read_by_record(_decode(path, data, guide), path, guide, sep)
+        df, broken = _read_by_record(_decode(path, data, guide), path, guide, sep,
+                                     csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
     df.columns = [c.strip() for c in df.columns]
     other = next((s for s in ";\t|," if s != sep and len(df.columns) == 1 and s in df.columns[0]), None)
     if other:

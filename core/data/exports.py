@@ -128,7 +128,7 @@ def export_files(spec: Path, fmt: str | None = None) -> list[ExportFile]:
         found = fmt or detect_format(spec)
         if found is None:
             raise CatalogError(f"{spec}: not an export Atelier knows (its header matches none of "
-                               f"{', '.join(FORMATS)}). Fix: name the format with --format, or see {EXPORT_GUIDE}")
+                               f"{', '.join(FORMATS)}). Fix: name the format with --format; {EXPORT_GUIDE}")
         return [ExportFile(spec, found)]
     files = [p for p in sorted(spec.iterdir()) if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES]
     out = [ExportFile(p, f) for p in files if (f := detect_format(p)) is not None]

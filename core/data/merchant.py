@@ -60,7 +60,7 @@ def merchant_products(path: Path, report: ValidationReport, include_drafts: bool
     out of stock or discontinued are kept and counted; a feed holds published items only, so
     ``include_drafts`` changes nothing."""
     xml = path.read_bytes()[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
-    df = _xml_rows(path) if xml else read_rows(path, report, GUIDE, sep=None)  # tabs, or a spreadsheet's
+    df = _xml_rows(path) if xml else read_rows(path, report, GUIDE, sep=None, quoted=None)  # tabs: never quoted
     df.columns = [c.strip().lower().removeprefix("g:") for c in df.columns]
     df = check_columns(df, path, report, ["id"], ["title", "image_link"], GUIDE)
     df["id"] = df["id"].str.strip()

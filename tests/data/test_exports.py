@@ -349,3 +349,11 @@ def test_a_spec_keeping_drafts_names_the_format_of_a_folder_s_products_file(tmp_
     spec = make_spec(str(tmp_path), None, True)
     assert parse_spec(spec) == ("shopify", True, str(tmp_path))
     assert "draft-scarf" in load_catalog(spec, fetch_photos=False).products.index
+
+
+def test_a_tab_separated_feed_reads_quotes_as_written(tmp_path):
+    feed = 'id\ttitle\tdescription\timage_link\n1\t"Best" shirt\tSays "hi"\t\n2\tSkirt\tA 5" hem\t\n'
+    cat = load_catalog(write(tmp_path, "feed.tsv", feed.encode()), fetch_photos=False)
+    assert list(cat.products["title"]) == ['"Best" shirt', "Skirt"]
+    assert cat.products.loc["2", "description"] == 'A 5" hem'
+    assert not [i for i in cat.report.issues if "broken rows" in i.problem]
