@@ -40,6 +40,12 @@ def get_catalog(spec: str) -> Catalog:
     return load_catalog(spec)
 
 
+@st.cache_data(show_spinner=False, max_entries=16, ttl=60)
+def get_export_reading(spec: str) -> tuple[str, bool, str] | None:
+    """:func:`core.data.exports.read_as`: the sidebar asks at every rerun, and it reads the files' headers."""
+    return read_as(spec)
+
+
 @dataclass
 class Job(Task):
     """A long computation (fitting a recommender, an evaluation, a warm-up stage) in a background thread: the page
@@ -269,7 +275,7 @@ def describe(catalog: Catalog, product_id: str) -> str:
 def export_reading(sb, spec: str) -> None:
     """For a shop's export: the format it was read as, what became what, and a way to read it otherwise (another
     format, drafts kept), which rewrites the catalogue spec (``merchant:<path>``, ``shopify+drafts:<path>``)."""
-    reading = read_as(spec)
+    reading = get_export_reading(spec)
     if reading is None:
         return
     fmt, drafts, path = reading

@@ -15,8 +15,11 @@ import pandas as pd
 from core.data.catalog import Catalog, CatalogError, ValidationReport, product_sentences
 from core.data.csvread import header_separator
 from core.data.htmltext import html_to_text
+from core.data.merchant import ATTRIBUTES, merchant_products
 from core.data.photofetch import PhotoFetcher
 from core.data.rows import attach_images, customer_rows, purchase_rows
+from core.data.shopify import MAPPING as SHOPIFY_MAPPING, ORDER_MAPPING, shopify_orders, shopify_products
+from core.data.woocommerce import MAPPING as WOOCOMMERCE_MAPPING, woocommerce_products
 from core.progress import Progress
 
 EXPORT_GUIDE = "see the README section 'Shop exports'"
@@ -33,6 +36,10 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "merchant": ("id", "title", "image_link"),
 }
 EXPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".xml")
+# Each products format's reader (path, report, include_drafts) -> products, and what becomes what, for people.
+READERS = {"shopify": shopify_products, "woocommerce": woocommerce_products, "merchant": merchant_products}
+MAPPINGS = {"shopify": SHOPIFY_MAPPING, "shopify-orders": ORDER_MAPPING, "woocommerce": WOOCOMMERCE_MAPPING,
+            "merchant": {field: "the photo" if column == "image" else column for field, column in ATTRIBUTES.items()}}
 DRAFTS = "+drafts"  # a spec's format tail keeping unpublished products: "shopify+drafts:products.csv"
 
 
@@ -59,17 +66,7 @@ def make_spec(path: str, fmt: str | None, include_drafts: bool) -> str:
 
 def mapping(fmt: str) -> dict[str, str]:
     """What each export field becomes in Atelier, for people: field -> column."""
-    if fmt == "shopify":
-        from core.data.shopify import MAPPING
-        return MAPPING
-    if fmt == "shopify-orders":
-        from core.data.shopify import ORDER_MAPPING
-        return ORDER_MAPPING
-    if fmt == "woocommerce":
-        from core.data.woocommerce import MAPPING
-        return MAPPING
-    from core.data.merchant import ATTRIBUTES
-    return {field: "the photo" if column == "image" else column for field, column in ATTRIBUTES.items()}
+    return MAPPINGS[fmt]
 
 
 def read_as(spec: str) -> tuple[str, bool, str] | None:
@@ -185,17 +182,6 @@ def finish_products(products: pd.DataFrame, images: list[str], root: Path, file:
     return products
 
 
-def _read(e: ExportFile, report: ValidationReport, include_drafts: bool) -> pd.DataFrame:
-    if e.format == "shopify":
-        from core.data.shopify import shopify_products
-        return shopify_products(e.path, report, include_drafts)
-    if e.format == "woocommerce":
-        from core.data.woocommerce import woocommerce_products
-        return woocommerce_products(e.path, report, include_drafts)
-    from core.data.merchant import merchant_products
-    return merchant_products(e.path, report, include_drafts)
-
-
 def unique_product_ids(products: pd.DataFrame, file: str, report: ValidationReport) -> pd.DataFrame:
     """``products`` with every id once: a repeated id (two colours that read alike, "Black" and "black", or a
     handle ``tee`` in red beside a handle ``tee-red``) gets ``-2``, ``-3``... after the first, reported."""
@@ -238,7 +224,7 @@ def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool =
                            f"Fix: point --catalog at one of them, or keep one per folder; {EXPORT_GUIDE}")
     main = product_files[0]
     report = ValidationReport()
-    raw = unique_product_ids(_read(main, report, include_drafts), main.path.name, report)
+    raw = unique_product_ids(READERS[main.format](main.path, report, include_drafts), main.path.name, report)
     limited = limit is not None and limit < len(raw)
     if limited:
         raw = raw.iloc[:limit]  # before the photos are fetched: --limit 100 fetches 100
@@ -247,7 +233,6 @@ def load_export(spec: str | Path, fmt: str | None = None, include_drafts: bool =
     products = finish_products(raw, images, main.path.parent, main.path.name, report, fetcher, progress)
     orders = [e for e in files if e.format in ORDER_FORMATS]
     if orders:
-        from core.data.shopify import shopify_orders
         rows = pd.concat([shopify_orders(e.path, report) for e in orders], ignore_index=True)
         rows["product_id"] = match_products(rows, products, skus, report, orders[0].path.name)
         if limited:  # as Catalog.head: the purchases of the products kept
